@@ -1,0 +1,1 @@
+"""Head-office consumer services: ERP inventory, CRM profiles, analytics."""

@@ -1,0 +1,162 @@
+"""Shared fixtures: a real Kafka broker for the whole session, settings and a codec.
+
+Set KAFKA_BOOTSTRAP_SERVERS to run the suite against an existing cluster instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from tillstream.codec import AvroCodec
+from tillstream.devkafka import LocalKafka, free_port, resolve_jars
+from tillstream.kafka import create_topics, make_consumer
+from tillstream.registry import FileRegistry
+from tillstream.schemas import SchemaSet
+from tillstream.settings import Settings
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("TILLSTREAM_CACHE_DIR", Path.home() / ".cache" / "tillstream"))
+
+
+@pytest.fixture(scope="session")
+def kafka_libs() -> Path:
+    """Kafka's jars, resolved from Maven Central once and cached."""
+    return resolve_jars(cache_dir(), progress=lambda _msg: None)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Bootstrap address of a real KRaft broker on loopback, started once per session."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    libs = request.getfixturevalue("kafka_libs")
+    broker = LocalKafka(data_dir=tmp_path_factory.mktemp("kafka"), libs=libs, port=free_port())
+    broker.start()
+    request.config.stash[_BROKER_LOG] = broker.log_path
+    yield broker.bootstrap
+    broker.stop()
+
+
+_BROKER_LOG = pytest.StashKey[Path]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Keep the broker log of a failed run where CI and people can find it."""
+    log = session.config.stash.get(_BROKER_LOG, None)
+    if session.testsfailed and log is not None and log.exists():
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(log, ARTIFACTS / "kafka-broker.log")
+        print(f"\nKafka broker log kept at {ARTIFACTS / 'kafka-broker.log'}")
+
+
+@pytest.fixture(scope="session")
+def settings(kafka_broker: str) -> Settings:
+    return Settings(kafka_bootstrap_servers=kafka_broker, topic_partitions=3)
+
+
+@pytest.fixture(scope="session")
+async def kafka_topics(settings: Settings) -> Settings:
+    """The project's topics exist on the session broker."""
+    await create_topics(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def schema_set() -> SchemaSet:
+    return SchemaSet()
+
+
+@pytest.fixture(scope="session")
+def codec(schema_set: SchemaSet) -> AvroCodec:
+    return AvroCodec(FileRegistry(schema_set), schema_set)
+
+
+@pytest.fixture
+async def consumer_factory(settings: Settings) -> AsyncIterator[Any]:
+    """Makes started consumers (unique group ids) and stops them after the test."""
+    started: list[AIOKafkaConsumer] = []
+
+    async def make(*topics: str, **options: Any) -> AIOKafkaConsumer:
+        options.setdefault("group_id", f"test-{uuid.uuid4().hex[:8]}")
+        consumer = make_consumer(settings, *topics, **options)
+        await consumer.start()
+        started.append(consumer)
+        return consumer
+
+    yield make
+    for consumer in started:
+        await consumer.stop()
+
+
+APICURIO_DIR = Path(__file__).resolve().parent / "support" / "apicurio"
+APICURIO_VERSION = "2.4.2.Final"
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real Confluent-compatible schema registry (Apicurio Registry, in memory).
+
+    Built from Maven Central on the first run (about a minute) and cached; set
+    SCHEMA_REGISTRY_URL to use an existing registry instead.
+    """
+    external = os.environ.get("SCHEMA_REGISTRY_URL")
+    if external:
+        yield external
+        return
+    home = cache_dir() / f"apicurio-{APICURIO_VERSION}"
+    runner = home / "target" / "apicurio-runner-1.0-runner.jar"
+    if not runner.exists():
+        build = subprocess.run(
+            ["bash", str(APICURIO_DIR / "build.sh"), str(home)],
+            capture_output=True, text=True, timeout=900, check=False,
+        )  # fmt: skip
+        if build.returncode != 0:
+            pytest.fail(f"building Apicurio Registry failed:\n{build.stdout}\n{build.stderr}")
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("registry") / "registry.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            ["java", "-Xmx384m", "-Dquarkus.http.host=127.0.0.1", f"-Dquarkus.http.port={port}",
+             "-jar", str(runner)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=home,
+        )  # fmt: skip
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/health/ready", proc, log_path)
+        yield f"http://127.0.0.1:{port}/apis/ccompat/v7"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def _wait_http(
+    url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 90
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"registry exited early:\n{log_path.read_text(errors='replace')[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"registry not ready within {timeout}s; log: {log_path}")

@@ -1,0 +1,145 @@
+"""The operator commands, run as operators run them: as processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tillstream.codec import AvroCodec
+from tillstream.devkafka import free_port
+from tillstream.kafka import make_producer
+from tillstream.samples import sample_sale, sample_stock_movement
+from tillstream.settings import Settings
+from tillstream.topics import SALES, STOCK_MOVEMENTS, store_key
+
+CLI = [sys.executable, "-m", "tillstream"]
+
+
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
+    env["TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
+    env.update(extra)
+    return env
+
+
+def test_topics_create_is_idempotent(settings: Settings) -> None:
+    env = cli_env(settings, TILLSTREAM_TOPIC_PARTITIONS="3")
+    first = subprocess.run(
+        [*CLI, "topics", "create"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run(
+        [*CLI, "topics", "create"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert second.returncode == 0, second.stderr
+    for topic in (SALES.name, STOCK_MOVEMENTS.name):
+        assert f"exists   {topic}" in second.stdout
+
+
+@pytest.mark.usefixtures("kafka_topics")
+async def test_tail_prints_decoded_events_as_json(settings: Settings, codec: AvroCodec) -> None:
+    store = f"S-TAIL-{time.time_ns() % 100000}"
+    movements = [sample_stock_movement(store) for _ in range(3)]
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for m in movements:
+            await producer.send_and_wait(
+                STOCK_MOVEMENTS.name, codec.encode("stock_movement", m), key=store_key(store)
+            )
+        await producer.send_and_wait(STOCK_MOVEMENTS.name, b"not avro", key=store_key(store))
+        await producer.send_and_wait(
+            SALES.name, codec.encode("sale", sample_sale(store)), key=store_key(store)
+        )
+    finally:
+        await producer.stop()
+
+    result = subprocess.run(
+        [*CLI, "tail", STOCK_MOVEMENTS.name, "--from-beginning", "--json", "--idle-timeout", "3"],
+        env=cli_env(settings), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    mine = [ln for ln in lines if ln["key"] == store]
+    assert [ln["value"]["event_id"] for ln in mine if "value" in ln] == [
+        m["event_id"] for m in movements
+    ]
+    assert mine[0]["event"] == "stock_movement"
+    assert mine[0]["value"]["quantity"] == "24.000"  # decimals stay exact, as strings
+    assert "error" in mine[-1] and "magic byte" in mine[-1]["error"]
+
+    limited = subprocess.run(
+        [*CLI, "tail", SALES.name, "--from-beginning", "--max", "1"],
+        env=cli_env(settings), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert limited.returncode == 0, limited.stderr
+    assert len(limited.stdout.splitlines()) == 1
+    assert " sale {" in limited.stdout
+
+
+def test_tail_of_unknown_topic_is_a_clear_error(settings: Settings) -> None:
+    result = subprocess.run(
+        [*CLI, "tail", "no.such.topic", "--max", "1"],
+        env=cli_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "topic 'no.such.topic' does not exist" in result.stderr
+
+
+def test_bad_setting_is_reported_by_name(settings: Settings) -> None:
+    env = cli_env(settings, TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS="nohost")
+    result = subprocess.run(
+        [*CLI, "topics", "create"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_dev_kafka_without_java_says_how_to_get_it(tmp_path: Path) -> None:
+    env = {
+        "PATH": str(tmp_path),
+        "HOME": str(tmp_path),
+        "TILLSTREAM_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    result = subprocess.run(
+        [*CLI, "dev", "kafka"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "Java 17 or newer is needed" in result.stderr
+    assert "TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS" in result.stderr
+
+
+def test_dev_kafka_starts_and_stops_cleanly(kafka_libs: Path, tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "TILLSTREAM_CACHE_DIR": str(kafka_libs.parent.parent)}
+    proc = subprocess.Popen(
+        [*CLI, "dev", "kafka", "--port", str(port), "--data", str(tmp_path / "data")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        deadline = time.monotonic() + 90
+        output = ""
+        while "Kafka ready" not in output and time.monotonic() < deadline:
+            output += proc.stdout.readline()
+        assert f"Bootstrap servers: 127.0.0.1:{port}" in output
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output + rest
+    assert "Kafka stopped." in rest
+    assert (tmp_path / "data" / "logs" / "meta.properties").exists()

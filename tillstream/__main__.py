@@ -1,0 +1,3 @@
+from tillstream.cli import main
+
+main()

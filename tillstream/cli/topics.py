@@ -1,0 +1,132 @@
+"""``tillstream topics`` and ``tillstream tail``: the Kafka side, for people and scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import click
+from aiokafka.errors import KafkaError
+
+from tillstream.cli.common import run, settings
+from tillstream.codec import AvroCodec, CodecError
+from tillstream.kafka import create_topics, make_consumer
+from tillstream.records import to_json
+from tillstream.registry import registry_from_settings
+from tillstream.settings import Settings
+from tillstream.topics import ALL_TOPICS
+
+
+@click.group()
+def topics() -> None:
+    """Manage tillstream's Kafka topics."""
+
+
+@topics.command("create")
+@click.option("--partitions", type=click.IntRange(1), help="[default: TILLSTREAM_TOPIC_PARTITIONS]")
+@click.option(
+    "--replication-factor",
+    type=click.IntRange(1),
+    help="[default: TILLSTREAM_TOPIC_REPLICATION_FACTOR]",
+)
+def create(partitions: int | None, replication_factor: int | None) -> None:
+    """Create the project's topics (existing topics are left as they are)."""
+    cfg = settings(topic_partitions=partitions, topic_replication_factor=replication_factor)
+    try:
+        outcome = run(create_topics(cfg))
+    except KafkaError as exc:
+        raise click.ClickException(
+            f"cannot create topics on {cfg.kafka_bootstrap_servers}: {exc}"
+        ) from None
+    for spec in ALL_TOPICS:
+        click.echo(f"{outcome.get(spec.name, '?'):8} {spec.name}")
+
+
+@click.command()
+@click.argument("topic")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest retained event.")
+@click.option("--max", "max_events", type=click.IntRange(1), help="Stop after N events.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(0, min_open=True),
+    help="Stop when no event arrives for this many seconds.",
+)
+def tail(
+    topic: str,
+    from_beginning: bool,
+    max_events: int | None,
+    as_json: bool,
+    idle_timeout: float | None,
+) -> None:
+    """Print the decoded events of TOPIC as they arrive (Ctrl-C stops).
+
+    Undecodable messages are reported on stderr and skipped.
+    """
+    cfg = settings()
+    try:
+        count = run(_tail(cfg, topic, from_beginning, max_events, as_json, idle_timeout))
+    except KafkaError as exc:
+        raise click.ClickException(
+            f"cannot read {topic} from {cfg.kafka_bootstrap_servers}: {exc}"
+        ) from None
+    if not as_json:
+        click.echo(f"-- {count} event(s)", err=True)
+
+
+async def _tail(
+    cfg: Settings,
+    topic: str,
+    from_beginning: bool,
+    max_events: int | None,
+    as_json: bool,
+    idle_timeout: float | None,
+) -> int:
+    codec = AvroCodec(registry_from_settings(cfg))
+    # No group: nothing is committed, so the reset policy alone decides where reading starts.
+    reset = "earliest" if from_beginning else "latest"
+    consumer = make_consumer(cfg, group_id=None, auto_offset_reset=reset)
+    await consumer.start()
+    try:
+        if topic not in await consumer.topics():
+            raise click.ClickException(f"topic {topic!r} does not exist")
+        consumer.subscribe([topic])
+        count = 0
+        last_event = time.monotonic()
+        while max_events is None or count < max_events:
+            batches = await consumer.getmany(timeout_ms=500)
+            for messages in batches.values():
+                for msg in messages:
+                    line = _render(codec, msg, as_json)
+                    if line is not None:
+                        click.echo(line)
+                    count += 1
+                    last_event = time.monotonic()
+                    if max_events is not None and count >= max_events:
+                        return count
+            if idle_timeout is not None and time.monotonic() - last_event > idle_timeout:
+                return count
+            await asyncio.sleep(0)
+        return count
+    finally:
+        await consumer.stop()
+
+
+def _render(codec: AvroCodec, msg: Any, as_json: bool) -> str | None:
+    key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
+    where = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset, "key": key}
+    try:
+        decoded = codec.decode(msg.value)
+    except CodecError as exc:
+        click.echo(f"{msg.topic}[{msg.partition}]@{msg.offset}: undecodable: {exc}", err=True)
+        return to_json({**where, "error": str(exc)}) if as_json else None
+    if as_json:
+        return to_json({**where, "timestamp_ms": msg.timestamp, "event": decoded.event,
+                        "schema_id": decoded.schema_id, "value": decoded.record})  # fmt: skip
+    return f"{msg.topic}[{msg.partition}]@{msg.offset} key={key} {decoded.event} " + to_json(
+        decoded.record
+    )
+
+
+COMMANDS = [topics, tail]

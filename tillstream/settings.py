@@ -1,0 +1,169 @@
+"""One settings object for every tillstream service, read from the environment.
+
+Twelve-factor: every setting is an environment variable ``TILLSTREAM_<NAME>``; an optional
+TOML file named by ``TILLSTREAM_CONFIG`` supplies defaults that the environment overrides.
+Settings are validated once at start-up; a bad value raises :class:`SettingsError` naming
+the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "TILLSTREAM_"
+CONFIG_FILE_VARIABLE = f"{ENV_PREFIX}CONFIG"
+_STORE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Each field is read from ``TILLSTREAM_<FIELD NAME IN CAPITALS>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", validate_default=True, frozen=True
+    )
+
+    # Kafka connection
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Comma-separated host:port list of Kafka brokers."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka listener protocol."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism, with the SASL_* protocols."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle that signs broker certs.")
+    kafka_ssl_certfile: Path | None = Field(None, description="Client certificate (mTLS).")
+    kafka_ssl_keyfile: Path | None = Field(None, description="Client private key (mTLS).")
+    kafka_client_id: str = Field("tillstream", description="Client id reported to brokers.")
+
+    # Topics
+    topic_partitions: int = Field(12, ge=1, le=10_000, description="Partitions per topic.")
+    topic_replication_factor: int = Field(1, ge=1, le=16, description="Replicas per partition.")
+    topic_min_insync_replicas: int = Field(1, ge=1, le=16, description="min.insync.replicas.")
+
+    # Schemas
+    schema_registry_url: str | None = Field(
+        None, description="Confluent-compatible schema registry URL; unset: committed schemas."
+    )
+    schema_registry_username: str | None = Field(None, description="Registry basic-auth user.")
+    schema_registry_password: SecretStr | None = Field(None, description="Registry password.")
+    schemas_dir: Path | None = Field(None, description="Schema directory (default: bundled).")
+
+    # Services
+    store_id: str | None = Field(None, description="This store's id (edge services).")
+    db_url: str = Field("sqlite:///tillstream.db", description="Database URL of a consumer.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "tillstream", description="Where downloaded jars are cached."
+    )
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{server.strip()!r} is not host:port")
+        return value
+
+    @field_validator("store_id")
+    @classmethod
+    def _check_store_id(cls, value: str | None) -> str | None:
+        if value is not None and not _STORE_ID.match(value):
+            raise ValueError("must be 1-64 letters, digits, '_', '.' or '-'")
+        return value
+
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+    @classmethod
+    def _check_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Settings:
+        sasl = self.kafka_security_protocol.startswith("SASL")
+        if sasl and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError(
+                f"{ENV_PREFIX}KAFKA_SASL_USERNAME and {ENV_PREFIX}KAFKA_SASL_PASSWORD are required "
+                f"when {ENV_PREFIX}KAFKA_SECURITY_PROTOCOL is {self.kafka_security_protocol}"
+            )
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError(
+                f"{ENV_PREFIX}KAFKA_SSL_CERTFILE and {ENV_PREFIX}KAFKA_SSL_KEYFILE go together"
+            )
+        return self
+
+    @cached_property
+    def bootstrap_servers(self) -> list[str]:
+        return [s.strip() for s in self.kafka_bootstrap_servers.split(",")]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_VARIABLE)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings; explicit overrides (CLI options) win over the environment.
+
+    Raises:
+        SettingsError: naming every bad variable and what is wrong with it.
+    """
+    config_file = os.environ.get(CONFIG_FILE_VARIABLE)
+    if config_file and not Path(config_file).is_file():
+        raise SettingsError(f"{CONFIG_FILE_VARIABLE}: no such file: {config_file}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+    except ValueError as exc:  # a malformed TOML file
+        raise SettingsError(f"{CONFIG_FILE_VARIABLE} ({config_file}): {exc}") from None
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "not a tillstream setting"
+        name = env_name(field) if field else "settings"
+        # Never echo the offending value: it may be a password.
+        problems.append(f"{name}: {message}")
+    return "invalid settings: " + "; ".join(problems)

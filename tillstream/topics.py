@@ -1,0 +1,75 @@
+"""Topic names, keys and partitioning: decided once, here.
+
+Every store-originated topic is keyed by the store id (UTF-8 bytes) and has the same
+partition count, so one store's sales, payments and stock movements land on the same
+partition number of each topic (co-partitioned) and stay in order per store.
+Values are Avro in the Confluent wire format; subjects follow the TopicNameStrategy
+(``<topic>-value``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic tillstream owns, with the configs it is created with."""
+
+    name: str
+    schema: str | None
+    """Schema directory under ``schemas/`` whose records this topic carries (None: not Avro)."""
+    configs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def subject(self) -> str:
+        return f"{self.name}-value"
+
+
+_WEEK_MS = str(7 * 24 * 3600 * 1000)
+_MONTH_MS = str(30 * 24 * 3600 * 1000)
+# Durable topics: unclean leader election would throw away acknowledged events.
+_DURABLE = {"unclean.leader.election.enable": "false", "compression.type": "producer"}
+
+SALES = TopicSpec("tillstream.sales", "sale", {**_DURABLE, "retention.ms": _MONTH_MS})
+PAYMENTS = TopicSpec("tillstream.payments", "payment", {**_DURABLE, "retention.ms": _MONTH_MS})
+STOCK_MOVEMENTS = TopicSpec(
+    "tillstream.stock-movements", "stock_movement", {**_DURABLE, "retention.ms": _MONTH_MS}
+)
+
+STORE_TOPICS: tuple[TopicSpec, ...] = (SALES, PAYMENTS, STOCK_MOVEMENTS)
+"""Topics written by the edge services, keyed by store id."""
+
+ALL_TOPICS: tuple[TopicSpec, ...] = STORE_TOPICS
+
+EVENT_TOPICS: dict[str, TopicSpec] = {t.schema: t for t in STORE_TOPICS if t.schema}
+"""Event type (schema directory name) -> topic."""
+
+_BY_NAME = {t.name: t for t in ALL_TOPICS}
+
+
+def topic_named(name: str) -> TopicSpec:
+    """The spec of a tillstream topic, by its name."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        known = ", ".join(sorted(_BY_NAME))
+        raise KeyError(f"unknown topic {name!r}; tillstream topics are: {known}") from None
+
+
+def store_key(store_id: str) -> bytes:
+    """The message key of every store-originated event."""
+    return store_id.encode("utf-8")
+
+
+__all__ = [
+    "ALL_TOPICS",
+    "EVENT_TOPICS",
+    "PAYMENTS",
+    "SALES",
+    "STOCK_MOVEMENTS",
+    "STORE_TOPICS",
+    "TopicSpec",
+    "store_key",
+    "topic_named",
+]
