@@ -126,18 +126,29 @@ def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not runner.exists():
         build = subprocess.run(
             ["bash", str(APICURIO_DIR / "build.sh"), str(home)],
-            capture_output=True, text=True, timeout=900, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
         if build.returncode != 0:
             pytest.fail(f"building Apicurio Registry failed:\n{build.stdout}\n{build.stderr}")
     port = free_port()
     log_path = tmp_path_factory.mktemp("registry") / "registry.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            ["java", "-Xmx384m", "-Dquarkus.http.host=127.0.0.1", f"-Dquarkus.http.port={port}",
-             "-jar", str(runner)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=home,
-        )  # fmt: skip
+            [
+                "java",
+                "-Xmx384m",
+                "-Dquarkus.http.host=127.0.0.1",
+                f"-Dquarkus.http.port={port}",
+                "-jar",
+                str(runner),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=home,
+        )
     try:
         _wait_http(f"http://127.0.0.1:{port}/health/ready", proc, log_path)
         yield f"http://127.0.0.1:{port}/apis/ccompat/v7"
@@ -160,3 +171,28 @@ def _wait_http(
             pass
         time.sleep(0.3)
     pytest.fail(f"registry not ready within {timeout}s; log: {log_path}")
+
+
+@pytest.fixture
+def edge_factory(kafka_broker: str, tmp_path: Path) -> Iterator[Any]:
+    """Starts edge service processes (killed at the end of the test)."""
+    from tests.edge_support import EdgeProcess
+
+    started: list[EdgeProcess] = []
+
+    def make(
+        store: str,
+        *,
+        bootstrap: str | None = None,
+        workdir: Path | None = None,
+        args: list[str] | None = None,
+    ) -> EdgeProcess:
+        work = workdir or tmp_path / f"edge-{store}"
+        work.mkdir(parents=True, exist_ok=True)
+        edge = EdgeProcess(store, bootstrap or kafka_broker, work, list(args or []))
+        started.append(edge)
+        return edge.start()
+
+    yield make
+    for edge in started:
+        edge.kill()

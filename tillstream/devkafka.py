@@ -114,9 +114,14 @@ def resolve_jars(cache_dir: Path, progress: Callable[[str], None] = print) -> Pa
     tmp = home / "libs.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     command = [
-        "mvn", "-B", "-f", str(home / "pom.xml"), "dependency:copy-dependencies",
-        f"-DoutputDirectory={tmp}", "-DincludeScope=runtime",
-    ]  # fmt: skip
+        "mvn",
+        "-B",
+        "-f",
+        str(home / "pom.xml"),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={tmp}",
+        "-DincludeScope=runtime",
+    ]
     log_path = home / "maven.log"
     with (
         log_path.open("w") as log,
@@ -212,10 +217,16 @@ class LocalKafka:
 
     def _java(self, main: str, *args: str) -> list[str]:
         return [
-            "java", f"-Xmx{self.heap}", "-Xms128m", "-XX:+UseG1GC",
+            "java",
+            f"-Xmx{self.heap}",
+            "-Xms128m",
+            "-XX:+UseG1GC",
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
-            "-cp", f"{self.libs}/*", main, *args,
-        ]  # fmt: skip
+            "-cp",
+            f"{self.libs}/*",
+            main,
+            *args,
+        ]
 
     def prepare(self) -> None:
         """Write the config and format storage on first use (keeps existing data)."""
@@ -228,8 +239,10 @@ class LocalKafka:
         cluster_id = self._cluster_id()
         result = subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)),
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if result.returncode != 0:
             raise DevKafkaError(f"formatting Kafka storage failed: {result.stdout}{result.stderr}")
 
@@ -249,8 +262,10 @@ class LocalKafka:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             self._java("kafka.Kafka", str(self.data_dir / "server.properties")),
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         self._wait_ready(timeout, log_offset)
 

@@ -13,6 +13,7 @@ import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -68,8 +69,16 @@ class Settings(BaseSettings):
     schema_registry_password: SecretStr | None = Field(None, description="Registry password.")
     schemas_dir: Path | None = Field(None, description="Schema directory (default: bundled).")
 
-    # Services
+    # Edge service (one per store)
     store_id: str | None = Field(None, description="This store's id (edge services).")
+    store_timezone: str = Field("UTC", description="IANA zone of store-local POSLog times.")
+    edge_listen: str = Field("0.0.0.0:8080", description="HOST:PORT of the edge HTTP API.")
+    edge_outbox: Path = Field(Path("outbox.db"), description="SQLite outbox file.")
+    edge_outbox_max_mb: int = Field(2048, ge=1, description="Outbox disk limit (MiB).")
+    edge_devices: Path | None = Field(None, description="TOML file listing serial devices.")
+    edge_poslog_dir: Path | None = Field(None, description="POSLog drop folder to watch.")
+
+    # Head-office services
     db_url: str = Field("sqlite:///tillstream.db", description="Database URL of a consumer.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
     cache_dir: Path = Field(
@@ -92,7 +101,24 @@ class Settings(BaseSettings):
             raise ValueError("must be 1-64 letters, digits, '_', '.' or '-'")
         return value
 
-    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+    @field_validator("store_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)"
+            ) from None
+        return value
+
+    @field_validator("edge_listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        split_host_port(value)
+        return value
+
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", "edge_devices")
     @classmethod
     def _check_file(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
@@ -149,6 +175,14 @@ def load_settings(**overrides: Any) -> Settings:
         raise SettingsError(_describe(exc)) from None
     except ValueError as exc:  # a malformed TOML file
         raise SettingsError(f"{CONFIG_FILE_VARIABLE} ({config_file}): {exc}") from None
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (IPv6 hosts in brackets) as a pair; ValueError if malformed."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
 
 
 def env_name(field: str) -> str:

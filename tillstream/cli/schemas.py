@@ -16,9 +16,11 @@ def schemas() -> None:
 
 
 _DIR = click.option(
-    "--dir", "root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+    "--dir",
+    "root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Schema directory. [default: the bundled schemas]",
-)  # fmt: skip
+)
 
 
 @schemas.command("check")

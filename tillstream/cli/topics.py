@@ -122,8 +122,15 @@ def _render(codec: AvroCodec, msg: Any, as_json: bool) -> str | None:
         click.echo(f"{msg.topic}[{msg.partition}]@{msg.offset}: undecodable: {exc}", err=True)
         return to_json({**where, "error": str(exc)}) if as_json else None
     if as_json:
-        return to_json({**where, "timestamp_ms": msg.timestamp, "event": decoded.event,
-                        "schema_id": decoded.schema_id, "value": decoded.record})  # fmt: skip
+        return to_json(
+            {
+                **where,
+                "timestamp_ms": msg.timestamp,
+                "event": decoded.event,
+                "schema_id": decoded.schema_id,
+                "value": decoded.record,
+            }
+        )
     return f"{msg.topic}[{msg.partition}]@{msg.offset} key={key} {decoded.event} " + to_json(
         decoded.record
     )

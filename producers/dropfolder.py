@@ -1,0 +1,84 @@
+"""The POSLog drop folder: tills (or their back-office software) write files, we pick them up.
+
+A file is taken once it has stopped changing. Converted files move to ``processed/``; a
+file that cannot be converted moves to ``rejected/`` with ``<name>.reason.txt`` beside it
+and is counted, so nothing is silently dropped and one bad file never blocks the rest.
+If the outbox is full the file stays where it is and is tried again later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from producers import metrics
+from producers.ingest import IngestError, Ingestor, poslog_events
+from producers.outbox import OutboxEvent, OutboxFullError
+from producers.poslog import PoslogError
+
+log = logging.getLogger(__name__)
+
+MAX_FILE_BYTES = 50 * 1024 * 1024
+SETTLE_SECONDS = 1.0
+"""A file unchanged for this long is complete (writers that rename into place are instant)."""
+
+
+class DropFolder:
+    def __init__(self, ingestor: Ingestor, folder: Path, *, poll_interval: float = 1.0) -> None:
+        self.ingestor = ingestor
+        self.folder = folder
+        self.processed = folder / "processed"
+        self.rejected = folder / "rejected"
+        self.poll_interval = poll_interval
+
+    async def run(self) -> None:
+        for sub in (self.folder, self.processed, self.rejected):
+            sub.mkdir(parents=True, exist_ok=True)
+        while True:
+            await self.scan_once()
+            await asyncio.sleep(self.poll_interval)
+
+    async def scan_once(self) -> int:
+        """Process every settled file; returns how many were handled."""
+        handled = 0
+        now = time.time()
+        candidates = sorted(
+            (p for p in self.folder.iterdir() if p.is_file() and p.suffix.lower() == ".xml"),
+            key=lambda p: (p.stat().st_mtime, p.name),
+        )
+        for path in candidates:
+            if now - path.stat().st_mtime < SETTLE_SECONDS:
+                continue
+            if await self.process(path):
+                handled += 1
+        return handled
+
+    async def process(self, path: Path) -> bool:
+        try:
+            events = await asyncio.to_thread(self._convert, path)
+            await self.ingestor.accept(events)
+        except OutboxFullError:
+            log.warning("outbox full: leaving %s for later", path.name)
+            return False
+        except (PoslogError, IngestError, OSError) as exc:
+            self._reject(path, str(exc))
+            return True
+        metrics.POSLOG_FILES.labels("converted").inc()
+        await asyncio.to_thread(path.replace, self.processed / path.name)
+        log.info("poslog file %s: %d events accepted", path.name, len(events))
+        return True
+
+    def _convert(self, path: Path) -> list[OutboxEvent]:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise PoslogError(f"file is larger than {MAX_FILE_BYTES} bytes")
+        return poslog_events(self.ingestor, path.read_bytes(), "dropfolder")
+
+    def _reject(self, path: Path, reason: str) -> None:
+        metrics.POSLOG_FILES.labels("failed").inc()
+        metrics.EVENTS_REJECTED.labels("dropfolder", "invalid_poslog").inc()
+        target = self.rejected / path.name
+        path.replace(target)
+        (self.rejected / f"{path.name}.reason.txt").write_text(reason + "\n")
+        log.error("poslog file %s set aside: %s", path.name, reason)

@@ -1,0 +1,196 @@
+"""The edge service of one store: HTTP API, POSLog drop folder and serial devices feed one
+durable outbox, which a forwarder drains to Kafka.
+
+Shutdown (SIGTERM or SIGINT) stops intake first, then lets the forwarder publish what it
+can within a grace period; anything left stays in the outbox for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from producers import metrics
+from producers.dropfolder import DropFolder
+from producers.forwarder import Forwarder
+from producers.http_api import create_app
+from producers.ingest import Ingestor
+from producers.outbox import Outbox
+from tillstream.codec import AvroCodec
+from tillstream.kafka import make_producer
+from tillstream.registry import registry_from_settings
+from tillstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_INTERVAL = 2.0
+PRUNE_INTERVAL = 600.0
+DISK_ALARM_RATIO = 0.8
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    store_id: str
+    host: str
+    port: int
+    outbox_path: Path
+    outbox_max_bytes: int = 2 * 1024**3
+    poslog_dir: Path | None = None
+    devices_path: Path | None = None
+    drain_seconds: float = 20.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the edge service owns shutdown order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class EdgeService:
+    def __init__(self, settings: Settings, config: EdgeConfig) -> None:
+        self.settings = settings
+        self.config = config
+        self.outbox = Outbox(config.outbox_path, max_bytes=config.outbox_max_bytes)
+        self.codec = AvroCodec(registry_from_settings(settings))
+        self.ingestor = Ingestor(config.store_id, self.codec, self.outbox)
+        self.forwarder = Forwarder(self.outbox, lambda: make_producer(settings))
+        self.ingestor.on_accepted.append(self.forwarder.notify)
+        self.devices: Any = None
+        if config.devices_path is not None:
+            from producers.devices import DeviceService, load_devices
+
+            self.devices = DeviceService(
+                load_devices(config.devices_path), store_id=config.store_id, emit=self._emit_device
+            )
+        self.app = create_app(self.ingestor, health=self.health)
+        self.server = _Server(
+            uvicorn.Config(
+                self.app,
+                host=config.host,
+                port=config.port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=5,
+            )
+        )
+        self._stop = asyncio.Event()
+        self._last_backlog: dict[str, Any] = {}
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def health(self) -> dict[str, Any]:
+        ready = not self.outbox.is_full
+        state: dict[str, Any] = {
+            "ready": ready,
+            "store_id": self.config.store_id,
+            "kafka_up": self.forwarder.kafka_up,
+            "outbox": self._last_backlog,
+        }
+        if self.devices is not None:
+            state["devices"] = {
+                n: s.as_dict() if hasattr(s, "as_dict") else str(s)
+                for n, s in self.devices.status().items()
+            }
+        return state
+
+    async def _emit_device(self, event_type: str, record: dict[str, Any]) -> None:
+        await self.ingestor.accept([self.ingestor.encode(event_type, record, "device")])
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        await self.outbox.open()
+        metrics.OUTBOX_LIMIT_BYTES.set(self.config.outbox_max_bytes)
+        forwarder = asyncio.create_task(self.forwarder.run(), name="forwarder")
+        intake = [asyncio.create_task(self.server.serve(), name="http")]
+        if self.config.poslog_dir is not None:
+            folder = DropFolder(self.ingestor, self.config.poslog_dir)
+            intake.append(asyncio.create_task(folder.run(), name="dropfolder"))
+        if self.devices is not None:
+            intake.append(asyncio.create_task(self.devices.run(), name="devices"))
+        housekeeping = asyncio.create_task(self._housekeeping(), name="housekeeping")
+        log.info(
+            "edge for store %s listening on http://%s:%d (outbox %s)",
+            self.config.store_id,
+            self.config.host,
+            self.config.port,
+            self.config.outbox_path,
+        )
+        stopper = asyncio.create_task(self._stop.wait())
+        done, _ = await asyncio.wait([stopper, *intake], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper and task.exception() is not None:
+                log.error("%s failed: %r", task.get_name(), task.exception())
+        await self._shutdown(intake, forwarder, housekeeping, stopper)
+
+    async def _shutdown(
+        self,
+        intake: list[asyncio.Task[Any]],
+        forwarder: asyncio.Task[None],
+        housekeeping: asyncio.Task[None],
+        stopper: asyncio.Task[Any],
+    ) -> None:
+        log.info(
+            "stopping: intake closed, draining the outbox for up to %.0fs",
+            self.config.drain_seconds,
+        )
+        self.server.should_exit = True
+        for task in intake[1:]:
+            task.cancel()
+        await asyncio.gather(*intake, return_exceptions=True)
+        self.forwarder.stop()
+        try:
+            await asyncio.wait_for(forwarder, timeout=self.config.drain_seconds)
+        except TimeoutError:
+            log.warning("drain timed out; unsent events stay in the outbox for the next start")
+        await self.forwarder.close()
+        for task in (housekeeping, stopper):
+            task.cancel()
+        await asyncio.gather(housekeeping, stopper, return_exceptions=True)
+        backlog = await self.outbox.backlog()
+        await self.outbox.close()
+        log.info("stopped; %d events left in the outbox", backlog.depth)
+
+    async def _housekeeping(self) -> None:
+        last_prune = 0.0
+        alarmed = False
+        while True:
+            backlog = await self.outbox.backlog()
+            age = time.time() - backlog.oldest_accepted_at if backlog.oldest_accepted_at else 0.0
+            metrics.OUTBOX_DEPTH.set(backlog.depth)
+            metrics.OUTBOX_OLDEST_AGE.set(age)
+            metrics.OUTBOX_BYTES.set(backlog.size_bytes)
+            self._last_backlog = {
+                "depth": backlog.depth,
+                "oldest_unsent_age_s": round(age, 1),
+                "bytes": backlog.size_bytes,
+            }
+            high = backlog.size_bytes >= DISK_ALARM_RATIO * self.config.outbox_max_bytes
+            if high and not alarmed:
+                log.error(
+                    "outbox at %.0f%% of its %d-byte limit (%d unsent events): "
+                    "new events will be refused at the limit; check the Kafka link",
+                    100 * backlog.size_bytes / self.config.outbox_max_bytes,
+                    self.config.outbox_max_bytes,
+                    backlog.depth,
+                )
+            alarmed = high
+            if time.monotonic() - last_prune > PRUNE_INTERVAL:
+                await self.outbox.prune()
+                last_prune = time.monotonic()
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)

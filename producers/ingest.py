@@ -1,0 +1,115 @@
+"""The one accept path of the edge: every channel hands events here.
+
+An event is checked against this store, encoded with the Avro contracts (so nothing
+undecodable is ever published) and appended to the outbox. Only then is it accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from producers import metrics
+from producers.outbox import Outbox, OutboxEvent, Outcome
+from producers.poslog import parse_poslog
+from tillstream.codec import AvroCodec, CodecError
+from tillstream.topics import EVENT_TOPICS, store_key
+
+log = logging.getLogger(__name__)
+
+
+class IngestError(ValueError):
+    """An event cannot be accepted; ``problems`` lists (field, message) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{field}: {message}" for field, message in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    event_ids: list[str]
+    duplicates: int
+
+
+class Ingestor:
+    """Validates, encodes and durably stores events for one store."""
+
+    def __init__(self, store_id: str, codec: AvroCodec, outbox: Outbox) -> None:
+        self.store_id = store_id
+        self._codec = codec
+        self._outbox = outbox
+        self.on_accepted: list[Any] = []  # callbacks (e.g. wake the forwarder)
+
+    def encode(
+        self, event_type: str, record: dict[str, Any], channel: str, where: str = ""
+    ) -> OutboxEvent:
+        """Check and encode one event; raises :class:`IngestError` naming the bad field."""
+        prefix = f"{where}." if where else ""
+        if record.get("store_id") != self.store_id:
+            raise IngestError(
+                [
+                    (
+                        f"{prefix}store_id",
+                        f"this edge serves store {self.store_id!r}, not {record.get('store_id')!r}",
+                    )
+                ]
+            )
+        try:
+            value = self._codec.encode(event_type, record)
+        except CodecError as exc:
+            raise IngestError([(prefix.rstrip(".") or "event", str(exc))]) from exc
+        return OutboxEvent(
+            event_id=str(record["event_id"]),
+            event_type=event_type,
+            topic=EVENT_TOPICS[event_type].name,
+            key=store_key(self.store_id),
+            value=value,
+            channel=channel,
+        )
+
+    async def accept(self, events: Sequence[OutboxEvent]) -> Accepted:
+        """Append to the outbox; returns once every event is on disk.
+
+        Raises:
+            IngestError: an event id was already used for different content (nothing stored
+                from a batch is lost; events stored before the conflict stay stored).
+            OutboxFullError: the outbox is at its disk limit.
+        """
+        outcomes = await self._outbox.append(events)
+        conflicts = [
+            (f"events[{i}].event_id", f"{e.event_id} was already accepted with different content")
+            for i, (e, o) in enumerate(zip(events, outcomes, strict=True))
+            if o is Outcome.CONFLICT
+        ]
+        duplicates = 0
+        for event, outcome in zip(events, outcomes, strict=True):
+            if outcome is Outcome.ACCEPTED:
+                metrics.EVENTS_ACCEPTED.labels(event.channel, event.event_type).inc()
+            elif outcome is Outcome.DUPLICATE:
+                duplicates += 1
+                metrics.EVENTS_DUPLICATE.labels(event.channel).inc()
+        if events:
+            metrics.LAST_EVENT_TIME.set(time.time())
+        for callback in self.on_accepted:
+            callback()
+        if conflicts:
+            metrics.EVENTS_REJECTED.labels(events[0].channel, "conflict").inc(len(conflicts))
+            raise IngestError(conflicts)
+        return Accepted([e.event_id for e in events], duplicates)
+
+
+def poslog_events(ingestor: Ingestor, data: bytes, channel: str) -> list[OutboxEvent]:
+    """Convert a POSLog document into encoded events for this store (runs in a thread)."""
+    result = parse_poslog(data)
+    for kind, count in result.skipped.items():
+        metrics.POSLOG_SKIPPED.labels(kind).inc(count)
+    return [
+        ingestor.encode(
+            event_type, record, channel, where=f"transaction {record.get('receipt_number', i)}"
+        )
+        for i, (event_type, record) in enumerate(result.events)
+    ]

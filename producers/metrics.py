@@ -1,0 +1,58 @@
+"""Prometheus metrics of the edge service (one place, so dashboards have one list to read)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_ACCEPTED = Counter(
+    "tillstream_edge_events_accepted_total",
+    "Events made durable in the outbox, by channel and event type.",
+    ["channel", "event_type"],
+)
+EVENTS_DUPLICATE = Counter(
+    "tillstream_edge_events_duplicate_total",
+    "Resubmitted events (same event id) answered without storing them again.",
+    ["channel"],
+)
+EVENTS_REJECTED = Counter(
+    "tillstream_edge_events_rejected_total",
+    "Events refused at ingest, by channel and reason.",
+    ["channel", "reason"],
+)
+POSLOG_FILES = Counter(
+    "tillstream_edge_poslog_files_total",
+    "POSLog documents processed, by outcome (converted, failed).",
+    ["outcome"],
+)
+POSLOG_SKIPPED = Counter(
+    "tillstream_edge_poslog_transactions_skipped_total",
+    "POSLog transactions that are not sales (sign-on, control...), by kind.",
+    ["kind"],
+)
+OUTBOX_DEPTH = Gauge(
+    "tillstream_edge_outbox_depth", "Events accepted but not yet acknowledged by Kafka."
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "tillstream_edge_outbox_oldest_unsent_age_seconds",
+    "Age of the oldest event not yet acknowledged by Kafka (0 when empty).",
+)
+OUTBOX_BYTES = Gauge("tillstream_edge_outbox_bytes", "Size of the outbox database on disk.")
+OUTBOX_LIMIT_BYTES = Gauge("tillstream_edge_outbox_limit_bytes", "Configured outbox size limit.")
+PUBLISHED = Counter(
+    "tillstream_edge_events_published_total", "Events acknowledged by Kafka, by topic.", ["topic"]
+)
+PUBLISH_ERRORS = Counter(
+    "tillstream_edge_publish_errors_total",
+    "Failed publish attempts (retried), by error.",
+    ["error"],
+)
+PUBLISH_LATENCY = Histogram(
+    "tillstream_edge_publish_latency_seconds",
+    "From accepted in the outbox to acknowledged by Kafka.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+KAFKA_UP = Gauge("tillstream_edge_kafka_up", "1 while the last publish attempt reached Kafka.")
+LAST_EVENT_TIME = Gauge(
+    "tillstream_edge_last_event_timestamp_seconds",
+    "Unix time of the last event accepted from any till or device.",
+)

@@ -1,0 +1,290 @@
+"""The durable local outbox: every accepted event is on disk before anyone is told so.
+
+SQLite in WAL mode with ``synchronous=FULL``: a committed event survives a crash and a
+power cut. Concurrent appends are grouped into one transaction (group commit), so many
+tills posting at once cost one fsync, not one each. All database work runs on a single
+dedicated thread, which keeps SQLite's threading rules simple and the event loop free.
+
+An event id is stored once: a resubmission with identical content is reported as a
+duplicate, one with different content as a conflict. Sent events are kept for
+``dedupe_hours`` so late till retries are still recognised, then pruned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id    TEXT NOT NULL UNIQUE,
+    event_type  TEXT NOT NULL,
+    topic       TEXT NOT NULL,
+    key         BLOB NOT NULL,
+    value       BLOB NOT NULL,
+    channel     TEXT NOT NULL,
+    accepted_at REAL NOT NULL,
+    sent_at     REAL
+);
+CREATE INDEX IF NOT EXISTS events_unsent ON events (seq) WHERE sent_at IS NULL;
+CREATE INDEX IF NOT EXISTS events_sent_at ON events (sent_at) WHERE sent_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS progress (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+class OutboxFullError(RuntimeError):
+    """The unsent backlog reached the configured disk limit; new events are refused."""
+
+
+class Outcome(Enum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """An encoded event ready for Kafka."""
+
+    event_id: str
+    event_type: str
+    topic: str
+    key: bytes
+    value: bytes
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    seq: int
+    event_id: str
+    topic: str
+    key: bytes
+    value: bytes
+    accepted_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    depth: int
+    oldest_accepted_at: float | None
+    size_bytes: int
+
+
+class Outbox:
+    """Durable store-and-forward queue of encoded events."""
+
+    def __init__(
+        self, path: Path, *, max_bytes: int = 2 * 1024**3, dedupe_hours: float = 72.0
+    ) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.dedupe_seconds = dedupe_hours * 3600
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+        self._db: sqlite3.Connection | None = None
+        self._queue: list[tuple[Sequence[OutboxEvent], asyncio.Future[list[Outcome]]]] = []
+        self._writer_wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._full = False
+
+    @property
+    def is_full(self) -> bool:
+        """Whether new events are being refused (backlog at the disk limit)."""
+        return self._full
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._run(self._open)
+        self._writer = asyncio.create_task(self._write_loop(), name="outbox-writer")
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")  # durable before acknowledged, power cuts included
+        db.execute("PRAGMA busy_timeout=5000")
+        db.executescript(_SCHEMA)
+        self._db = db
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+            self._writer = None
+        for _, future in self._queue:
+            if not future.done():
+                future.set_exception(RuntimeError("outbox closed"))
+        self._queue.clear()
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._thread.shutdown(wait=True)
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    # -- appending (group commit) --------------------------------------------------------
+
+    async def append(self, events: Sequence[OutboxEvent]) -> list[Outcome]:
+        """Store events durably; returns one outcome per event once they are on disk.
+
+        Raises:
+            OutboxFullError: the backlog is at the disk limit (nothing was stored).
+        """
+        if self._full:
+            raise OutboxFullError(
+                f"outbox {self.path} holds more unsent events than its limit of "
+                f"{self.max_bytes} bytes; Kafka has been unreachable too long"
+            )
+        future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
+        self._queue.append((events, future))
+        self._writer_wakeup.set()
+        return await future
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._writer_wakeup.wait()
+            self._writer_wakeup.clear()
+            batch, self._queue = self._queue, []
+            if not batch:
+                continue
+            try:
+                results = await self._run(self._write, [events for events, _ in batch])
+            except Exception as exc:  # a disk error fails the waiting requests, not the loop
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), outcome in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(outcome)
+
+    def _write(self, groups: list[Sequence[OutboxEvent]]) -> list[list[Outcome]]:
+        assert self._db is not None
+        now = time.time()
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            results = [[self._insert(db, e, now) for e in events] for events in groups]
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return results
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, event: OutboxEvent, now: float) -> Outcome:
+        cursor = db.execute(
+            "INSERT INTO events (event_id, event_type, topic, key, value, channel, accepted_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+            (
+                event.event_id,
+                event.event_type,
+                event.topic,
+                event.key,
+                event.value,
+                event.channel,
+                now,
+            ),
+        )
+        if cursor.rowcount == 1:
+            return Outcome.ACCEPTED
+        (stored,) = db.execute(
+            "SELECT value FROM events WHERE event_id = ?", (event.event_id,)
+        ).fetchone()
+        return Outcome.DUPLICATE if bytes(stored) == event.value else Outcome.CONFLICT
+
+    # -- forwarding ---------------------------------------------------------------------
+
+    async def pending(self, limit: int) -> list[PendingEvent]:
+        """The oldest unsent events, in acceptance order."""
+        rows = await self._run(self._pending, limit)
+        return [PendingEvent(*row) for row in rows]
+
+    def _pending(self, limit: int) -> list[tuple[Any, ...]]:
+        assert self._db is not None
+        return self._db.execute(
+            "SELECT seq, event_id, topic, key, value, accepted_at FROM events"
+            " WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+
+    async def mark_sent(self, seqs: Sequence[int]) -> None:
+        if seqs:
+            await self._run(self._mark_sent, list(seqs))
+
+    def _mark_sent(self, seqs: list[int]) -> None:
+        assert self._db is not None
+        now = time.time()
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.executemany(
+            "UPDATE events SET sent_at = ? WHERE seq = ?", [(now, s) for s in seqs]
+        )
+        self._db.execute("COMMIT")
+
+    # -- housekeeping -------------------------------------------------------------------
+
+    async def backlog(self) -> Backlog:
+        """Depth, oldest unsent event and disk use; also updates the disk-limit guard."""
+        backlog: Backlog = await self._run(self._backlog)
+        self._full = backlog.size_bytes >= self.max_bytes and backlog.depth > 0
+        return backlog
+
+    def _backlog(self) -> Backlog:
+        assert self._db is not None
+        depth, oldest = self._db.execute(
+            "SELECT count(*), min(accepted_at) FROM events WHERE sent_at IS NULL"
+        ).fetchone()
+        size = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*"))
+        return Backlog(int(depth), oldest, size)
+
+    async def prune(self) -> int:
+        """Forget sent events older than the dedupe window; returns how many."""
+        removed: int = await self._run(self._prune, time.time() - self.dedupe_seconds)
+        return removed
+
+    def _prune(self, before: float) -> int:
+        assert self._db is not None
+        cursor = self._db.execute(
+            "DELETE FROM events WHERE sent_at IS NOT NULL AND sent_at < ?", (before,)
+        )
+        self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        return cursor.rowcount
+
+    # -- progress markers (resumable imports) ----------------------------------------------
+
+    async def get_progress(self, name: str) -> str | None:
+        row = await self._run(self._get_progress, name)
+        return None if row is None else str(row[0])
+
+    def _get_progress(self, name: str) -> tuple[Any, ...] | None:
+        assert self._db is not None
+        result: tuple[Any, ...] | None = self._db.execute(
+            "SELECT value FROM progress WHERE name = ?", (name,)
+        ).fetchone()
+        return result
+
+    async def set_progress(self, name: str, value: str) -> None:
+        await self._run(self._set_progress, name, value)
+
+    def _set_progress(self, name: str, value: str) -> None:
+        assert self._db is not None
+        self._db.execute(
+            "INSERT INTO progress (name, value) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (name, value),
+        )

@@ -1,0 +1,154 @@
+"""``tillstream edge``: the per-store edge service and POSLog backfill."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+from rich.progress import Progress
+
+from producers.forwarder import Forwarder
+from producers.importer import ImportReport, import_files, poslog_files
+from producers.ingest import Ingestor
+from producers.outbox import Outbox
+from tillstream.cli.common import run, settings
+from tillstream.codec import AvroCodec
+from tillstream.kafka import make_producer
+from tillstream.logs import configure_logging
+from tillstream.registry import registry_from_settings
+from tillstream.settings import Settings, split_host_port
+
+
+@click.group()
+def edge() -> None:
+    """The store edge: take events from tills and devices, keep them, publish them."""
+
+
+_STORE = click.option("--store", "store_id", help="Store id. [env: TILLSTREAM_STORE_ID]")
+_OUTBOX = click.option(
+    "--outbox",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Outbox file. [env: TILLSTREAM_EDGE_OUTBOX; default: outbox.db]",
+)
+
+
+def _store(cfg: Settings) -> str:
+    if not cfg.store_id:
+        raise click.UsageError("a store id is needed: --store ID or TILLSTREAM_STORE_ID")
+    return cfg.store_id
+
+
+@edge.command("run")
+@_STORE
+@click.option(
+    "--listen",
+    help="HOST:PORT of the HTTP API. [env: TILLSTREAM_EDGE_LISTEN; default: 0.0.0.0:8080]",
+)
+@_OUTBOX
+@click.option(
+    "--devices",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML file of serial devices. [env: TILLSTREAM_EDGE_DEVICES]",
+)
+@click.option(
+    "--poslog-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="POSLog drop folder to watch. [env: TILLSTREAM_EDGE_POSLOG_DIR]",
+)
+def run_edge(
+    store_id: str | None,
+    listen: str | None,
+    outbox: Path | None,
+    devices: Path | None,
+    poslog_dir: Path | None,
+) -> None:
+    """Run the edge service of one store until SIGTERM or Ctrl-C."""
+    from producers.edge import EdgeConfig, EdgeService
+
+    cfg = settings(
+        store_id=store_id,
+        edge_listen=listen,
+        edge_outbox=outbox,
+        edge_devices=devices,
+        edge_poslog_dir=poslog_dir,
+    )
+    configure_logging(cfg.log_level)
+    host, port = split_host_port(cfg.edge_listen)
+    config = EdgeConfig(
+        store_id=_store(cfg),
+        host=host,
+        port=port,
+        outbox_path=cfg.edge_outbox,
+        outbox_max_bytes=cfg.edge_outbox_max_mb * 1024 * 1024,
+        poslog_dir=cfg.edge_poslog_dir,
+        devices_path=cfg.edge_devices,
+    )
+    try:
+        service = EdgeService(cfg, config)
+    except ValueError as exc:  # a bad devices file names the device and field
+        raise click.ClickException(str(exc)) from None
+    asyncio.run(service.run())
+
+
+@edge.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@_STORE
+@_OUTBOX
+@click.option(
+    "--no-forward", is_flag=True, help="Only fill the outbox; a running edge service publishes it."
+)
+def import_(
+    paths: tuple[Path, ...], store_id: str | None, outbox: Path | None, no_forward: bool
+) -> None:
+    """Backfill POSLog files or folders (resumable, idempotent), with a progress bar."""
+    cfg = settings(store_id=store_id, edge_outbox=outbox)
+    configure_logging("WARNING")
+    report = run(_import(cfg, _store(cfg), list(paths), forward=not no_forward))
+    if report.failed:
+        raise click.ClickException(f"{len(report.failed)} file(s) could not be imported")
+
+
+async def _import(
+    cfg: Settings, store_id: str, paths: list[Path], *, forward: bool
+) -> ImportReport:
+    files = list(poslog_files(paths))
+    outbox = Outbox(cfg.edge_outbox, max_bytes=cfg.edge_outbox_max_mb * 1024 * 1024)
+    await outbox.open()
+    try:
+        ingestor = Ingestor(store_id, AvroCodec(registry_from_settings(cfg)), outbox)
+        with Progress() as progress:
+            task = progress.add_task("importing POSLog", total=len(files))
+            report = await import_files(
+                ingestor, outbox, files, advance=lambda _p: progress.advance(task)
+            )
+        click.echo(
+            f"{report.imported} file(s) imported ({report.events} events, "
+            f"{report.duplicates} already known), {report.already_done} already done, "
+            f"{len(report.failed)} failed"
+        )
+        for path, reason in report.failed.items():
+            click.echo(f"  failed: {path}: {reason}", err=True)
+        if forward:
+            await _drain(outbox, Forwarder(outbox, lambda: make_producer(cfg)))
+    finally:
+        await outbox.close()
+    return report
+
+
+async def _drain(outbox: Outbox, forwarder: Forwarder) -> None:
+    """Publish the outbox to Kafka, showing progress; Kafka outages are waited out."""
+    total = (await outbox.backlog()).depth
+    runner = asyncio.create_task(forwarder.run())
+    with Progress() as progress:
+        task = progress.add_task("publishing to Kafka", total=total)
+        while (depth := (await outbox.backlog()).depth) > 0 and not runner.done():
+            progress.update(task, completed=total - depth)
+            await asyncio.sleep(0.2)
+        progress.update(task, completed=total - depth)
+    forwarder.stop()
+    await runner
+    await forwarder.close()
+
+
+COMMANDS = [edge]
