@@ -16,15 +16,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import uvicorn
 
 from producers import metrics
+from producers.devices import DeviceService, load_devices
 from producers.dropfolder import DropFolder
 from producers.forwarder import Forwarder
 from producers.http_api import create_app
-from producers.ingest import Ingestor
-from producers.outbox import Outbox
+from producers.ingest import IngestError, Ingestor
+from producers.outbox import Outbox, OutboxFullError
 from tillstream.codec import AvroCodec
 from tillstream.kafka import make_producer
 from tillstream.registry import registry_from_settings
@@ -63,13 +65,13 @@ class EdgeService:
         self.config = config
         self.outbox = Outbox(config.outbox_path, max_bytes=config.outbox_max_bytes)
         self.codec = AvroCodec(registry_from_settings(settings))
-        self.ingestor = Ingestor(config.store_id, self.codec, self.outbox)
+        self.ingestor = Ingestor(
+            config.store_id, self.codec, self.outbox, timezone=ZoneInfo(settings.store_timezone)
+        )
         self.forwarder = Forwarder(self.outbox, lambda: make_producer(settings))
         self.ingestor.on_accepted.append(self.forwarder.notify)
-        self.devices: Any = None
+        self.devices: DeviceService | None = None
         if config.devices_path is not None:
-            from producers.devices import DeviceService, load_devices
-
             self.devices = DeviceService(
                 load_devices(config.devices_path), store_id=config.store_id, emit=self._emit_device
             )
@@ -100,14 +102,17 @@ class EdgeService:
             "outbox": self._last_backlog,
         }
         if self.devices is not None:
-            state["devices"] = {
-                n: s.as_dict() if hasattr(s, "as_dict") else str(s)
-                for n, s in self.devices.status().items()
-            }
+            state["devices"] = self.devices.health()
         return state
 
     async def _emit_device(self, event_type: str, record: dict[str, Any]) -> None:
-        await self.ingestor.accept([self.ingestor.encode(event_type, record, "device")])
+        # A refused scan is logged and counted; the device keeps running (rescanning is cheap).
+        # Disk errors propagate and stop the edge: nothing could be made durable.
+        try:
+            await self.ingestor.accept([self.ingestor.encode(event_type, record, "device")])
+        except (IngestError, OutboxFullError) as exc:
+            metrics.EVENTS_REJECTED.labels("device", type(exc).__name__).inc()
+            log.error("device event refused: %s", exc)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

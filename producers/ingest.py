@@ -10,10 +10,12 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from typing import Any
 
 from producers import metrics
 from producers.outbox import Outbox, OutboxEvent, Outcome
+from producers.pan import CardNumberError, contains_pan
 from producers.poslog import parse_poslog
 from tillstream.codec import AvroCodec, CodecError
 from tillstream.topics import EVENT_TOPICS, store_key
@@ -38,8 +40,12 @@ class Accepted:
 class Ingestor:
     """Validates, encodes and durably stores events for one store."""
 
-    def __init__(self, store_id: str, codec: AvroCodec, outbox: Outbox) -> None:
+    def __init__(
+        self, store_id: str, codec: AvroCodec, outbox: Outbox, *, timezone: tzinfo = UTC
+    ) -> None:
         self.store_id = store_id
+        self.timezone = timezone
+        """Zone of POSLog times written without an offset (store-local times)."""
         self._codec = codec
         self._outbox = outbox
         self.on_accepted: list[Any] = []  # callbacks (e.g. wake the forwarder)
@@ -58,6 +64,10 @@ class Ingestor:
                     )
                 ]
             )
+        pan_field = _field_with_pan(record)
+        if pan_field is not None:
+            metrics.EVENTS_REJECTED.labels(channel, "card_number").inc()
+            raise IngestError([(f"{prefix}{pan_field}", CardNumberError(pan_field).args[0])])
         try:
             value = self._codec.encode(event_type, record)
         except CodecError as exc:
@@ -102,9 +112,31 @@ class Ingestor:
         return Accepted([e.event_id for e in events], duplicates)
 
 
+# Fields that hold item or event identifiers: validated as such, never read as card numbers.
+_NOT_FREE_TEXT = frozenset({"sku", "gtin", "event_id", "sale_event_id"})
+
+
+def _field_with_pan(value: Any, path: str = "") -> str | None:
+    """The path of the first free-text field holding a card number (every channel passes here)."""
+    if isinstance(value, str):
+        return path if contains_pan(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key not in _NOT_FREE_TEXT:
+                found = _field_with_pan(item, f"{path}.{key}" if path else key)
+                if found is not None:
+                    return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _field_with_pan(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
 def poslog_events(ingestor: Ingestor, data: bytes, channel: str) -> list[OutboxEvent]:
     """Convert a POSLog document into encoded events for this store (runs in a thread)."""
-    result = parse_poslog(data)
+    result = parse_poslog(data, default_timezone=ingestor.timezone)
     for kind, count in result.skipped.items():
         metrics.POSLOG_SKIPPED.labels(kind).inc(count)
     return [

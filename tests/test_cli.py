@@ -63,8 +63,11 @@ async def test_tail_prints_decoded_events_as_json(settings: Settings, codec: Avr
 
     result = subprocess.run(
         [*CLI, "tail", STOCK_MOVEMENTS.name, "--from-beginning", "--json", "--idle-timeout", "3"],
-        env=cli_env(settings), capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        env=cli_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     mine = [ln for ln in lines if ln["key"] == store]
@@ -77,8 +80,11 @@ async def test_tail_prints_decoded_events_as_json(settings: Settings, codec: Avr
 
     limited = subprocess.run(
         [*CLI, "tail", SALES.name, "--from-beginning", "--max", "1"],
-        env=cli_env(settings), capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        env=cli_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert limited.returncode == 0, limited.stderr
     assert len(limited.stdout.splitlines()) == 1
     assert " sale {" in limited.stdout

@@ -89,3 +89,11 @@ def test_config_file_errors_are_clear(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setenv("TILLSTREAM_CONFIG", str(config))
     with pytest.raises(SettingsError, match="TILLSTREAM_STOR_ID: not a tillstream setting"):
         load_settings()
+
+
+def test_every_setting_is_documented() -> None:
+    from tillstream.settings import Settings, env_name
+
+    docs = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    missing = [env_name(f) for f in Settings.model_fields if env_name(f) not in docs]
+    assert missing == []

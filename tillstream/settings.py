@@ -80,7 +80,9 @@ class Settings(BaseSettings):
 
     # Head-office services
     db_url: str = Field("sqlite:///tillstream.db", description="Database URL of a consumer.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level."
+    )
     cache_dir: Path = Field(
         Path.home() / ".cache" / "tillstream", description="Where downloaded jars are cached."
     )

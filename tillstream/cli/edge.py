@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 from rich.progress import Progress
@@ -116,7 +117,12 @@ async def _import(
     outbox = Outbox(cfg.edge_outbox, max_bytes=cfg.edge_outbox_max_mb * 1024 * 1024)
     await outbox.open()
     try:
-        ingestor = Ingestor(store_id, AvroCodec(registry_from_settings(cfg)), outbox)
+        ingestor = Ingestor(
+            store_id,
+            AvroCodec(registry_from_settings(cfg)),
+            outbox,
+            timezone=ZoneInfo(cfg.store_timezone),
+        )
         with Progress() as progress:
             task = progress.add_task("importing POSLog", total=len(files))
             report = await import_files(

@@ -1,0 +1,329 @@
+"""ARTS POSLog XML → sale and payment events.
+
+One document holds one or many ``Transaction``s (root ``POSLog`` or a bare ``Transaction``).
+Each finished ``RetailTransaction`` becomes one sale event plus one payment event per tender;
+other transactions (sign-on, control, tender control, cancelled, training) are only counted.
+Conversion is atomic per document: one bad transaction fails the whole file, so a file is
+either sent completely or fixed and resent, and resending yields the same event ids.
+
+Vendors differ (V6 ``BusinessUnit/UnitID`` vs 2.x ``RetailStoreID``, ``fu:``/``acs:``
+extensions, element order), so elements are matched by local name wherever they are. Only
+ids leave: customer names/addresses and operator names are never read; card numbers are
+reduced to brand and last four digits, and any kept free text has card numbers masked.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from decimal import Decimal
+from typing import Any
+from xml.etree.ElementTree import Element
+
+from producers.poslog_items import Context, Items, read_items
+from producers.poslog_xml import (
+    PoslogError,
+    attr,
+    child_text,
+    children,
+    flag,
+    is_true,
+    local,
+    parse_xml,
+    text,
+)
+
+__all__ = ["NAMESPACE", "PoslogError", "PoslogResult", "parse_poslog"]
+
+NAMESPACE = uuid.UUID("bfc62966-5d5c-47f7-a9c7-5d29547c6ec3")
+"""uuid5 namespace of POSLog event ids; never change it, or resent files get new ids."""
+
+# TransactionStatus values of a completed receipt; anything else (Voided, Canceled,
+# Suspended, PostVoided, ...) did not happen as a sale.
+_FINISHED = frozenset({"finished", "totaled", "totalled", "completed", "complete", "tendered"})
+_CONTROL_KINDS = {"OperatorSignOn": "SignOn", "OperatorSignOff": "SignOff"}
+_ZERO = Decimal("0.0000")
+
+
+@dataclass(frozen=True)
+class PoslogResult:
+    events: list[tuple[str, dict[str, Any]]]
+    """``("sale", record)`` and ``("payment", record)``, in document order."""
+    skipped: dict[str, int]
+    """Transactions not converted, by kind, e.g. ``{"ControlTransaction": 2, "SignOn": 1}``."""
+    masked_pans: int
+    """Card numbers masked (full PANs in tenders or in free text that was kept)."""
+
+
+def parse_poslog(
+    data: bytes,
+    *,
+    default_currency: str = "EUR",
+    default_timezone: tzinfo = UTC,
+    max_bytes: int = 20 * 1024 * 1024,
+) -> PoslogResult:
+    """Convert a POSLog document; raises :class:`PoslogError` if any part cannot be."""
+    root = parse_xml(data, max_bytes=max_bytes)
+    root_name = local(root.tag)
+    if root_name == "Transaction":
+        transactions = [root]
+    elif root_name == "POSLog":
+        transactions = list(children(root, "Transaction"))
+    else:
+        raise PoslogError(f"root element <{root_name}> is neither POSLog nor Transaction")
+    events: list[tuple[str, dict[str, Any]]] = []
+    skipped: Counter[str] = Counter()
+    masked = 0
+    for index, tx in enumerate(transactions, 1):
+        sequence = child_text(tx, "SequenceNumber")
+        label = f"{sequence} (#{index})" if sequence else f"#{index} (no SequenceNumber)"
+        try:
+            kind = _skip_kind(tx)
+            if kind is not None:
+                skipped[kind] += 1
+                continue
+            ctx = Context(_currency(tx, default_currency))
+            events += _convert(tx, ctx, default_timezone)
+        except PoslogError as exc:
+            raise PoslogError(f"transaction {label}: {exc}") from exc
+        masked += ctx.masked_pans
+    return PoslogResult(events, dict(skipped), masked)
+
+
+def _body(tx: Element) -> Element | None:
+    """The transaction's kind element: RetailTransaction, ControlTransaction, ..."""
+    for element in tx:
+        if local(element.tag).endswith("Transaction"):
+            return element
+    return None
+
+
+def _skip_kind(tx: Element) -> str | None:
+    """Why a transaction is not a sale (its kind), or None if it should be converted."""
+    if flag(tx, "TrainingModeFlag"):
+        return "Training"
+    body = _body(tx)
+    if body is None:
+        return attr(tx, "TypeCode") or "Unknown"
+    kind = local(body.tag)
+    if kind == "ControlTransaction":
+        for element in body:
+            if local(element.tag) in _CONTROL_KINDS:
+                return _CONTROL_KINDS[local(element.tag)]
+    if kind != "RetailTransaction":
+        return kind
+    status = attr(body, "TransactionStatus") or child_text(body, "TransactionStatus")
+    if status is not None and status.lower() not in _FINISHED:
+        return f"RetailTransaction:{status}"
+    if flag(tx, "CancelFlag") or flag(body, "VoidFlag"):
+        return "RetailTransaction:Canceled"
+    return None
+
+
+def _convert(tx: Element, ctx: Context, tz: tzinfo) -> list[tuple[str, dict[str, Any]]]:
+    retail = _body(tx)
+    assert retail is not None  # _skip_kind returned None, so there is a RetailTransaction
+    store = _store(tx)
+    workstation = child_text(tx, "WorkstationID")
+    if workstation is None:
+        raise PoslogError("no WorkstationID")
+    sequence = child_text(tx, "SequenceNumber")
+    if sequence is None:
+        raise PoslogError("no SequenceNumber")
+    occurred_at, offset = _moment(tx, tz)
+    business_day = _business_day(tx, occurred_at, offset)
+    items = read_items(retail, ctx)
+    if not items.lines:
+        raise PoslogError("RetailTransaction has no Sale or Return line items")
+    for number, line in enumerate(items.lines, 1):
+        line.record["line_number"] = number
+    _apply_change(items)
+
+    key = f"{store}|{workstation}|{sequence}|{business_day.isoformat()}"
+    sale_id = uuid.uuid5(NAMESPACE, key)
+    store_id = ctx.clean(store) or store
+    terminal_id = ctx.clean(workstation) or workstation
+    receipt = child_text(tx, "ReceiptNumber") or child_text(retail, "ReceiptNumber") or sequence
+    sale = {
+        "event_id": str(sale_id),
+        "store_id": store_id,
+        "terminal_id": terminal_id,
+        "receipt_number": ctx.clean(receipt),
+        "business_day": business_day,
+        "occurred_at": occurred_at,
+        "utc_offset_minutes": offset,
+        "cashier_id": ctx.clean(child_text(tx, "OperatorID") or child_text(retail, "OperatorID")),
+        "customer_id": ctx.clean(_customer(tx)),
+        "currency": ctx.currency,
+        "lines": [line.record for line in items.lines],
+        "totals": _totals(retail, items, ctx),
+    }
+    events: list[tuple[str, dict[str, Any]]] = [("sale", sale)]
+    for n, tender in enumerate(items.tenders, 1):
+        at = _parse_time(text(tender.at), tz)[0] if text(tender.at) else occurred_at
+        payment = {
+            "event_id": str(uuid.uuid5(NAMESPACE, f"{key}|tender|{n}")),
+            "sale_event_id": str(sale_id),
+            "store_id": store_id,
+            "terminal_id": terminal_id,
+            "occurred_at": at,
+            "method": tender.method,
+            "status": tender.status,
+            "amount": tender.amount,
+            "currency": ctx.currency,
+            "card": tender.card,
+        }
+        events.append(("payment", payment))
+    return events
+
+
+def _store(tx: Element) -> str:
+    units = [u for bu in children(tx, "BusinessUnit") for u in children(bu, "UnitID")]
+    # V6 files may list several business units (store, country); the store is the one typed
+    # RetailStore, or the only/first one.
+    for unit in units:
+        if attr(unit, "TypeCode") in (None, "RetailStore") and text(unit):
+            return text(unit) or ""
+    store = (text(units[0]) if units else None) or child_text(tx, "RetailStoreID")
+    if store is None:
+        raise PoslogError("no store id (BusinessUnit/UnitID or RetailStoreID)")
+    return store
+
+
+def _currency(tx: Element, default: str) -> str:
+    """Transaction currency: CurrencyCode, else the first amount attribute, else default."""
+    code = child_text(tx, "CurrencyCode")
+    body = _body(tx)
+    if code is None and body is not None:
+        code = child_text(body, "CurrencyCode")
+        for element in body.iter():
+            if code is not None:
+                break
+            found = attr(element, "Currency") or attr(element, "CurrencyCode")
+            if found and found.upper() != "XXX":
+                code = found
+    code = (code or default).upper()
+    if not re.fullmatch(r"[A-Z]{3}", code):
+        raise PoslogError(f"currency {code!r} is not an ISO 4217 code")
+    return code
+
+
+def _parse_time(value: str | None, tz: tzinfo) -> tuple[datetime, int]:
+    """(UTC instant, local UTC offset in minutes). Zone-less times are local to ``tz``; UTC
+    times ("Z") get ``tz``'s offset, since the till's own offset is unknown then."""
+    if value is None:
+        raise PoslogError("no time")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise PoslogError(f"{value!r} is not an ISO 8601 date-time") from exc
+    if parsed.tzinfo is None:
+        local_time = parsed.replace(tzinfo=tz)
+    elif parsed.utcoffset() == UTC.utcoffset(None):
+        local_time = parsed.astimezone(tz)
+    else:
+        local_time = parsed
+    offset = local_time.utcoffset()
+    minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+    return local_time.astimezone(UTC), minutes
+
+
+def _moment(tx: Element, tz: tzinfo) -> tuple[datetime, int]:
+    """End of the transaction (latest EndDateTime; V6 may type several), else its begin."""
+    values = [text(e) for e in children(tx, "EndDateTime")] or [
+        text(e) for e in children(tx, "BeginDateTime")
+    ]
+    moments = [_parse_time(v, tz) for v in values if v]
+    if not moments:
+        raise PoslogError("no EndDateTime or BeginDateTime")
+    return max(moments)
+
+
+def _business_day(tx: Element, occurred_at: datetime, offset: int) -> date:
+    value = child_text(tx, "BusinessDayDate")
+    if value is None:  # fall back to the local calendar date of the sale
+        return (occurred_at + timedelta(minutes=offset)).date()
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError as exc:
+        raise PoslogError(f"BusinessDayDate {value!r} is not a date") from exc
+
+
+def _customer(tx: Element) -> str | None:
+    """The customer's id only; names, addresses, birthdays next to it are never read."""
+    for holder, ids in (
+        ("Customer", ("CustomerID",)),
+        ("LoyaltyAccount", ("LoyaltyAccountID", "CustomerID")),
+        ("CustomerAccount", ("CustomerAccountID", "CustomerID")),
+    ):
+        for element in tx.iter():
+            if local(element.tag) == holder:
+                found = child_text(element, *ids)
+                if found is not None:
+                    return found
+    return None
+
+
+def _apply_change(items: Items) -> None:
+    """Net change handed back into the tender it was given from, so payments add up to what
+    the store kept (a 27.00 cash tender with 0.01 change is a 26.99 cash payment)."""
+    for method, amount in items.change:
+        if not amount:
+            continue
+        captured = [t for t in items.tenders if t.status == "CAPTURED"]
+        same = [t for t in captured if t.method == method]
+        candidates = same or captured
+        target = candidates[-1] if candidates else None
+        if target is None or target.amount < amount:
+            raise PoslogError(f"change of {amount} exceeds the tender it is given from")
+        target.amount -= amount
+
+
+def _totals(retail: Element, items: Items, ctx: Context) -> dict[str, Decimal]:
+    """The till's totals where it gives them, else computed from the lines and tenders.
+
+    ARTS ``TransactionNetAmount`` is the amount before tax, so the amount due (our
+    ``net_amount``) is ARTS ``TransactionGrandAmount``.
+    """
+    given: dict[str, Decimal | None] = {}
+    for total in children(retail, "Total"):
+        kind = attr(total, "TotalType")
+        if kind and kind not in given:
+            given[kind] = ctx.amount(total, f"Total {kind}")
+    signs = {"SALE": 1, "RETURN": -1, "VOID": 0}
+    records = [line.record for line in items.lines]
+    gross = given.get("TransactionGrossAmount")
+    if gross is None:
+        gross = sum((r["extended_amount"] * signs[r["kind"]] for r in records), _ZERO)
+    tax = given.get("TransactionTaxAmount")
+    if tax is None:
+        tax = items.tax_lines
+    if tax is None:
+        tax = sum((r["tax_amount"] * signs[r["kind"]] for r in records), _ZERO)
+    net = given.get("TransactionGrandAmount")
+    paid = [t for t in items.tenders if t.status in ("CAPTURED", "REFUNDED")]
+    if net is None and paid:
+        net = sum((t.amount if t.status == "CAPTURED" else -t.amount for t in paid), _ZERO)
+    if net is None:
+        net = gross - items.discount + (tax if _tax_added(retail) else _ZERO)
+    return {
+        "gross_amount": gross,
+        "discount_amount": items.discount,
+        "tax_amount": tax,
+        "net_amount": net,
+    }
+
+
+def _tax_added(retail: Element) -> bool:
+    """Whether the till says prices exclude tax (US sales tax); EU-style inclusive otherwise."""
+    for element in retail.iter():
+        if local(element.tag) == "TaxIncludedInPriceFlag":
+            value = text(element)
+        else:
+            value = attr(element, "TaxIncludedInPriceFlag")
+        if value is not None and not is_true(value):
+            return True
+    return False

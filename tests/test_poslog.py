@@ -1,0 +1,330 @@
+"""POSLog conversion: real-world shapes, personal and card data, determinism, hostile XML."""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]
+import pytest
+
+from producers.poslog import PoslogError, PoslogResult, parse_poslog
+from tillstream.codec import AvroCodec
+from tillstream.registry import FileRegistry
+from tillstream.schemas import SchemaSet
+
+DATA = Path(__file__).parent / "data" / "poslog"
+BERLIN = ZoneInfo("Europe/Berlin")
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def load(name: str, **kwargs: Any) -> PoslogResult:
+    return parse_poslog((DATA / name).read_bytes(), **kwargs)
+
+
+def of_kind(result: PoslogResult, kind: str) -> list[dict[str, Any]]:
+    return [record for event, record in result.events if event == kind]
+
+
+def all_strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in all_strings(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in all_strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+@pytest.fixture(scope="module")
+def codec() -> AvroCodec:
+    return AvroCodec(FileRegistry(SchemaSet()))
+
+
+def test_v6_with_vendor_extensions_customer_and_card() -> None:
+    result = load("v6_customer_card.xml", default_timezone=BERLIN)
+    [sale] = of_kind(result, "sale")
+    card, cash = of_kind(result, "payment")
+
+    assert (sale["store_id"], sale["terminal_id"], sale["receipt_number"]) == (
+        "100",
+        "10001",
+        "4711",
+    )
+    assert sale["business_day"] == date(2024, 7, 31)
+    assert sale["occurred_at"] == datetime(2024, 7, 31, 9, 46, 13, 327000, tzinfo=UTC)
+    assert sale["utc_offset_minutes"] == 120  # UTC time in the file; store zone from caller
+    assert sale["customer_id"] == "22000129"
+    assert sale["cashier_id"] == "17"
+    assert [ln["kind"] for ln in sale["lines"]] == ["SALE", "SALE", "VOID"]
+    first, wrap, _ = sale["lines"]
+    assert first["gtin"] == "8718824914497"
+    assert first["description"] == "PUMA WOMEN PADDED TOP, S, BLACK"
+    assert (wrap["sku"], wrap["gtin"], wrap["quantity"]) == ("WRAP-01", None, Decimal(2))
+    assert (wrap["unit_price"], wrap["discount_amount"], wrap["extended_amount"]) == (
+        Decimal(5),
+        Decimal(1),
+        Decimal(9),
+    )
+    assert sale["totals"] == {
+        "gross_amount": Decimal("35.99"),
+        "discount_amount": Decimal(0),
+        "tax_amount": Decimal("5.75"),
+        "net_amount": Decimal("35.99"),  # ARTS TransactionGrandAmount, not its NetAmount
+    }
+
+    assert card["method"] == "CARD" and card["status"] == "CAPTURED"
+    assert card["card"] == {"brand": "VISA", "last_four": "1111", "token": "tok_7Hx2"}
+    assert card["sale_event_id"] == sale["event_id"]
+    # 20.00 cash given, 4.01 change handed back: the store kept 15.99.
+    assert (cash["method"], cash["amount"], cash["card"]) == ("CASH", Decimal("15.99"), None)
+    assert card["amount"] + cash["amount"] == sale["totals"]["net_amount"]
+
+
+def test_personal_and_card_data_never_leave() -> None:
+    result = load("v6_customer_card.xml")
+    texts = " ".join(s for _, record in result.events for s in all_strings(record))
+    for personal in (
+        "Erika",
+        "Mustermann",
+        "Heidestrasse",
+        "Köln",
+        "51147",
+        "erika@example.org",
+        "555 0100",
+        "1964",
+        "Max Kassierer",
+        "T220001293",
+    ):
+        assert personal not in texts
+    assert "4111111111111111" not in texts.replace(" ", "")
+    assert "4111 1111 1111 1111" not in texts
+    [sale] = of_kind(result, "sale")
+    assert sale["lines"][1]["description"] == "Gift wrap, card ************1111 noted by cashier"
+    assert result.masked_pans == 2  # the tender's PAN and the one typed into a description
+
+
+def test_ncr_2x_local_times_weighed_item_and_skipped_control() -> None:
+    result = load("ncr_2x.xml", default_currency="EUR", default_timezone=NEW_YORK)
+    assert result.skipped == {"SignOn": 1, "SignOff": 1, "TenderControlTransaction": 1}
+    first, _ = of_kind(result, "sale")
+    assert first["store_id"] == "9" and first["currency"] == "USD"  # CurrencyCode wins
+    # 02:02:54 local (EDT, -4h) on the calendar day after the business day.
+    assert first["occurred_at"] == datetime(2017, 10, 1, 6, 2, 54, tzinfo=UTC)
+    assert first["utc_offset_minutes"] == -240
+    assert first["business_day"] == date(2017, 9, 30)
+    apples, pens = first["lines"]
+    assert (apples["quantity"], apples["unit_of_measure"]) == (Decimal("0.734"), "KG")
+    assert apples["extended_amount"] == Decimal("2.19")
+    assert pens["gtin"] == "4006381333931"
+    # Separate Tax line item naming line 2 is attributed to it, and summed into the totals.
+    assert (apples["tax_amount"], pens["tax_amount"]) == (Decimal(0), Decimal("0.17"))
+    assert first["totals"]["tax_amount"] == Decimal("0.17")
+    assert first["totals"]["gross_amount"] == Decimal("4.57")
+    assert first["totals"]["net_amount"] == Decimal("4.74")  # no grand total: tenders paid
+    card = of_kind(result, "payment")[0]
+    assert card["card"] == {"brand": "MASTERCARD", "last_four": "0004", "token": None}
+    assert result.masked_pans == 0  # the PAN was masked already by the till
+
+
+def test_separate_tax_line_without_reference_stays_on_the_receipt() -> None:
+    result = load("ncr_2x.xml", default_timezone=NEW_YORK)
+    sale = of_kind(result, "sale")[1]
+    assert sale["lines"][0]["tax_amount"] == Decimal(0)
+    assert sale["totals"]["tax_amount"] == Decimal("0.35")
+    assert sale["totals"]["net_amount"] == Decimal("5.35")
+    cash = of_kind(result, "payment")[1]
+    assert (cash["method"], cash["amount"]) == ("CASH", Decimal("5.35"))  # 10.00 - 4.65 change
+
+
+def test_return_as_negative_sale_line_with_refund_tender() -> None:
+    result = load("return_negative_qty.xml")
+    [sale] = of_kind(result, "sale")
+    [refund] = of_kind(result, "payment")
+    poncho, socks = sale["lines"]
+    assert poncho["kind"] == "RETURN" and poncho["quantity"] == Decimal(1)
+    assert poncho["extended_amount"] == Decimal("2.99") and poncho["tax_amount"] == Decimal("0.48")
+    assert socks["kind"] == "RETURN"
+    assert sale["totals"]["gross_amount"] == Decimal("-6.99")
+    assert sale["totals"]["net_amount"] == Decimal("-6.99")
+    assert (refund["status"], refund["amount"]) == ("REFUNDED", Decimal("6.99"))
+    assert sale["utc_offset_minutes"] == 120  # explicit +02:00 kept
+    assert result.skipped == {"RetailTransaction:Voided": 1}
+
+
+def _reverse_children(element: ET.Element) -> None:
+    element[:] = list(reversed(list(element)))
+    for sub in element:
+        _reverse_children(sub)
+
+
+@pytest.mark.parametrize("name", ["v6_customer_card.xml", "ncr_2x.xml", "return_negative_qty.xml"])
+def test_element_order_does_not_matter(name: str) -> None:
+    data = (DATA / name).read_bytes()
+    root = SafeET.fromstring(data)
+    for tx in root:  # transactions stay in file order; everything inside them is reversed
+        _reverse_children(tx)
+    reordered = ET.tostring(root)
+    assert reordered != data
+    assert parse_poslog(reordered) == parse_poslog(data)
+
+
+def test_bare_transaction_root() -> None:
+    root = SafeET.fromstring((DATA / "return_negative_qty.xml").read_bytes())
+    bare = ET.tostring(root[0])
+    result = parse_poslog(bare)
+    assert [event for event, _ in result.events] == ["sale", "payment"]
+
+
+def test_same_bytes_give_same_event_ids() -> None:
+    data = (DATA / "v6_customer_card.xml").read_bytes()
+    first, second = parse_poslog(data), parse_poslog(data)
+    assert first == second
+    ids = [record["event_id"] for _, record in first.events]
+    assert len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DATA.glob("*.xml")))
+def test_every_record_encodes_with_the_real_codec(name: str, codec: AvroCodec) -> None:
+    result = load(name)
+    assert result.events
+    for event, record in result.events:
+        codec.decode(codec.encode(event, record))
+
+
+def _single(body: str, header: str | None = None) -> bytes:
+    header = (
+        "<BusinessUnit><UnitID>1</UnitID></BusinessUnit><WorkstationID>2</WorkstationID>"
+        "<SequenceNumber>77</SequenceNumber><BusinessDayDate>2024-01-02</BusinessDayDate>"
+        "<EndDateTime>2024-01-02T10:00:00Z</EndDateTime>"
+        if header is None
+        else header
+    )
+    return (
+        f'<POSLog xmlns="http://www.nrf-arts.org/IXRetail/namespace/"><Transaction>{header}'
+        f"<RetailTransaction>{body}</RetailTransaction></Transaction></POSLog>"
+    ).encode()
+
+
+_LINE = (
+    "<LineItem><SequenceNumber>1</SequenceNumber><Sale><ItemID>A</ItemID>"
+    "<RegularSalesUnitPrice>1.123456</RegularSalesUnitPrice><Quantity>1.23456</Quantity>"
+    "</Sale></LineItem>"
+)
+
+
+def test_amounts_quantized_and_tender_types_mapped() -> None:
+    tenders = "".join(
+        f'<LineItem><Tender TenderType="{kind}"><Amount>1</Amount></Tender></LineItem>'
+        for kind in ("GiftCard", "Voucher", "LoyaltyPoints", "MobileWallet", "Check", "DKT:Cash")
+    )
+    refund = '<LineItem><Tender TenderType="Cash"><Amount>-2.5</Amount></Tender></LineItem>'
+    result = parse_poslog(_single(_LINE + tenders + refund))
+    [sale] = of_kind(result, "sale")
+    line = sale["lines"][0]
+    assert (line["unit_price"], line["quantity"]) == (Decimal("1.1235"), Decimal("1.235"))
+    assert all(isinstance(v, Decimal) for v in sale["totals"].values())
+    payments = of_kind(result, "payment")
+    assert [p["method"] for p in payments] == [
+        "GIFT_CARD",
+        "VOUCHER",
+        "LOYALTY_POINTS",
+        "MOBILE",
+        "OTHER",
+        "CASH",
+        "CASH",
+    ]
+    assert (payments[-1]["status"], payments[-1]["amount"]) == ("REFUNDED", Decimal("2.5"))
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"<POSLog><Transaction></POSLog>", "malformed XML"),
+        (b"", "empty"),
+        (b"<Receipt/>", "neither POSLog nor Transaction"),
+        (
+            b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+            b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
+            b'<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>'
+            b"<POSLog>&lol3;</POSLog>",
+            "DTD",
+        ),
+        (
+            b'<?xml version="1.0"?><!DOCTYPE POSLog [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+            b"<POSLog><Transaction><RetailStoreID>&xxe;</RetailStoreID></Transaction></POSLog>",
+            "DTD",
+        ),
+        (b"<a>" * 5000 + b"</a>" * 5000, "nested deeper"),
+        (
+            _single(
+                _LINE,
+                header="<RetailStoreID>1</RetailStoreID><WorkstationID>2</WorkstationID>"
+                "<EndDateTime>2024-01-02T10:00:00</EndDateTime>",
+            ),
+            "no SequenceNumber",
+        ),
+        (
+            _single(
+                _LINE,
+                header="<WorkstationID>2</WorkstationID><SequenceNumber>5</SequenceNumber>"
+                "<EndDateTime>2024-01-02T10:00:00</EndDateTime>",
+            ),
+            "transaction 5 (#1): no store",
+        ),
+        (_single(""), "transaction 77 (#1): RetailTransaction has no Sale or Return"),
+        (_single(_LINE.replace("1.123456", "1,50")), "not a decimal"),
+        (_single(_LINE.replace("<Quantity>", '<Quantity UnitOfMeasureCode="LBR">')), "LBR"),
+        (
+            _single(
+                _LINE.replace("<RegularSalesUnitPrice>", '<RegularSalesUnitPrice Currency="USD">')
+                + '<LineItem><Tender TenderType="Cash"><Amount Currency="EUR">1</Amount>'
+                "</Tender></LineItem>"
+            ),
+            "is in EUR, the transaction in USD",
+        ),
+        (
+            _single(
+                _LINE,
+                header="<RetailStoreID>1</RetailStoreID><WorkstationID>2</WorkstationID>"
+                "<SequenceNumber>5</SequenceNumber>",
+            ),
+            "no EndDateTime",
+        ),
+    ],
+)
+def test_unconvertible_documents_fail_with_a_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(PoslogError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        parse_poslog(data)
+
+
+def test_oversized_input_is_refused_before_parsing() -> None:
+    data = (DATA / "v6_customer_card.xml").read_bytes()
+    with pytest.raises(PoslogError, match="over the limit of 1000 bytes"):
+        parse_poslog(data, max_bytes=1000)
+
+
+def test_one_bad_transaction_fails_the_whole_file() -> None:
+    good = (DATA / "return_negative_qty.xml").read_bytes()
+    bad = good.replace(b"<ItemID>SKU-SOCKS-3P</ItemID>", b"")
+    with pytest.raises(PoslogError, match=r"transaction 1888 \(#1\): line item 2: Return has no"):
+        parse_poslog(bad)
+
+
+def test_hundred_transactions_parse_quickly() -> None:
+    root = SafeET.fromstring((DATA / "v6_customer_card.xml").read_bytes())
+    template = ET.tostring(root[0], encoding="unicode")
+    body = "".join(
+        template.replace("<ns0:SequenceNumber>4711<", f"<ns0:SequenceNumber>{n}<")
+        for n in range(100)
+    )
+    data = f'<POSLog xmlns:ns0="http://www.nrf-arts.org/IXRetail/namespace/">{body}</POSLog>'
+    started = time.perf_counter()
+    result = parse_poslog(data.encode())
+    elapsed = time.perf_counter() - started
+    assert len(of_kind(result, "sale")) == 100
+    assert len({r["event_id"] for _, r in result.events}) == 300
+    assert elapsed < 2.0
