@@ -12,13 +12,10 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
-
-import uvicorn
 
 from producers import metrics
 from producers.devices import DeviceService, load_devices
@@ -28,6 +25,7 @@ from producers.http_api import create_app
 from producers.ingest import IngestError, Ingestor
 from producers.outbox import Outbox, OutboxFullError
 from tillstream.codec import AvroCodec
+from tillstream.http import embedded_server
 from tillstream.kafka import make_producer
 from tillstream.registry import registry_from_settings
 from tillstream.settings import Settings
@@ -51,14 +49,6 @@ class EdgeConfig:
     drain_seconds: float = 20.0
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the edge service owns shutdown order."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 class EdgeService:
     def __init__(self, settings: Settings, config: EdgeConfig) -> None:
         self.settings = settings
@@ -76,17 +66,7 @@ class EdgeService:
                 load_devices(config.devices_path), store_id=config.store_id, emit=self._emit_device
             )
         self.app = create_app(self.ingestor, health=self.health)
-        self.server = _Server(
-            uvicorn.Config(
-                self.app,
-                host=config.host,
-                port=config.port,
-                log_config=None,
-                access_log=False,
-                lifespan="off",
-                timeout_graceful_shutdown=5,
-            )
-        )
+        self.server = embedded_server(self.app, config.host, config.port)
         self._stop = asyncio.Event()
         self._last_backlog: dict[str, Any] = {}
 

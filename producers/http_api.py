@@ -14,7 +14,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from producers import metrics
@@ -22,6 +21,7 @@ from producers.ingest import IngestError, Ingestor, poslog_events
 from producers.models import EVENT_LIST, ONE_EVENT
 from producers.outbox import OutboxEvent, OutboxFullError
 from producers.poslog import PoslogError
+from tillstream.http import metrics_response
 
 MAX_EVENTS_BODY = 10 * 1024 * 1024
 MAX_POSLOG_BODY = 20 * 1024 * 1024
@@ -129,7 +129,7 @@ def create_app(
 
     @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return metrics_response()
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -196,3 +197,44 @@ def edge_factory(kafka_broker: str, tmp_path: Path) -> Iterator[Any]:
     yield make
     for edge in started:
         edge.kill()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """URL of a real PostgreSQL server (started for the session, or POSTGRES_URL)."""
+    external = os.environ.get("POSTGRES_URL")
+    if external:
+        yield external
+        return
+    from tests.pgserver import PostgresServer, PostgresUnavailable
+
+    # Not under pytest's tmp dir: the postgres user must be able to reach it.
+    root = Path(tempfile.mkdtemp(prefix="tillstream-pg-"))
+    server = PostgresServer(root)
+    try:
+        server.start()
+    except PostgresUnavailable as exc:
+        pytest.fail(str(exc))
+    yield server.url
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return postgres_server.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database of each production kind: embedded SQLite and a real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'consumer.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

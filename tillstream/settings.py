@@ -80,6 +80,10 @@ class Settings(BaseSettings):
 
     # Head-office services
     db_url: str = Field("sqlite:///tillstream.db", description="Database URL of a consumer.")
+    consumer_listen: str = Field(
+        "0.0.0.0:9400", description="HOST:PORT of a consumer's /metrics, /healthz, /readyz."
+    )
+    consumer_batch_size: int = Field(500, ge=1, le=10_000, description="Records per batch.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."
     )
@@ -114,7 +118,7 @@ class Settings(BaseSettings):
             ) from None
         return value
 
-    @field_validator("edge_listen")
+    @field_validator("edge_listen", "consumer_listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
         split_host_port(value)

@@ -40,9 +40,20 @@ STOCK_MOVEMENTS = TopicSpec(
 STORE_TOPICS: tuple[TopicSpec, ...] = (SALES, PAYMENTS, STOCK_MOVEMENTS)
 """Topics written by the edge services, keyed by store id."""
 
-ALL_TOPICS: tuple[TopicSpec, ...] = STORE_TOPICS
+REORDER_SUGGESTIONS = TopicSpec(
+    "tillstream.reorder-suggestions", "reorder_suggestion", {**_DURABLE, "retention.ms": _MONTH_MS}
+)
+"""Written by the ERP inventory service, keyed by store id."""
+CUSTOMER_REQUESTS = TopicSpec(
+    "tillstream.customer-requests", "customer_request", {**_DURABLE, "retention.ms": _MONTH_MS}
+)
+"""Erasure and re-enrolment requests, keyed by customer id, read by every service that keeps
+customer data."""
 
-EVENT_TOPICS: dict[str, TopicSpec] = {t.schema: t for t in STORE_TOPICS if t.schema}
+HQ_TOPICS: tuple[TopicSpec, ...] = (REORDER_SUGGESTIONS, CUSTOMER_REQUESTS)
+ALL_TOPICS: tuple[TopicSpec, ...] = STORE_TOPICS + HQ_TOPICS
+
+EVENT_TOPICS: dict[str, TopicSpec] = {t.schema: t for t in ALL_TOPICS if t.schema}
 """Event type (schema directory name) -> topic."""
 
 _BY_NAME = {t.name: t for t in ALL_TOPICS}
@@ -64,8 +75,11 @@ def store_key(store_id: str) -> bytes:
 
 __all__ = [
     "ALL_TOPICS",
+    "CUSTOMER_REQUESTS",
     "EVENT_TOPICS",
+    "HQ_TOPICS",
     "PAYMENTS",
+    "REORDER_SUGGESTIONS",
     "SALES",
     "STOCK_MOVEMENTS",
     "STORE_TOPICS",

@@ -1,0 +1,218 @@
+"""One small database interface over SQLite (embedded default), PostgreSQL (production) and
+DuckDB (analytics): connect by URL, ``?`` placeholders everywhere, explicit transactions,
+versioned migrations, and a verdict on which errors are worth retrying.
+
+URLs: ``sqlite:///path/to.db`` (``sqlite:///:memory:``), ``postgresql://user:pw@host/db``,
+``duckdb:///path/to.duckdb``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+Dialect = Literal["sqlite", "postgresql", "duckdb"]
+Migration = str | dict[str, str]
+"""Portable SQL, or ``{dialect: sql}`` where dialects differ."""
+
+_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    component  TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    applied_at TEXT NOT NULL,
+    PRIMARY KEY (component, version)
+)"""
+
+
+class DatabaseError(RuntimeError):
+    """The database URL is wrong or the database cannot be opened."""
+
+
+class Database:
+    """A connection, with the dialect's quirks kept in here."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.dialect: Dialect = _dialect(url)
+        self._conn: Any = None
+        self._in_tx = False
+        self.connect()
+
+    # -- connection -------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """(Re)open the connection; after a transient failure the old one may be broken."""
+        self.close()
+        try:
+            if self.dialect == "sqlite":
+                path = self.url.removeprefix("sqlite:///") or ":memory:"
+                if path != ":memory:":
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                # NORMAL is enough: effects and offsets commit together, and Kafka still holds
+                # anything a power cut takes back, so it is simply applied again.
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA busy_timeout=10000")
+                self._conn = conn
+            elif self.dialect == "postgresql":
+                import psycopg
+
+                self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            else:
+                import duckdb
+
+                path = self.url.removeprefix("duckdb:///") or ":memory:"
+                if path != ":memory:":
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                self._conn = duckdb.connect(path)
+        except Exception as exc:
+            if self.is_transient(exc):
+                raise
+            raise DatabaseError(f"cannot open {redact(self.url)}: {exc}") from exc
+
+    def close(self) -> None:
+        if self._conn is not None:
+            # Closing a broken connection may fail; it is gone either way.
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+            self._in_tx = False
+
+    # -- statements -------------------------------------------------------------------
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._conn.execute(self._sql(sql), tuple(params))
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        rows = [tuple(r) for r in rows]
+        if not rows:
+            return
+        if self.dialect == "postgresql":
+            with self._conn.cursor() as cur:
+                cur.executemany(self._sql(sql), rows)
+        else:
+            self._conn.executemany(self._sql(sql), rows)
+
+    def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        row = self.execute(sql, params).fetchone()
+        return None if row is None else tuple(row)
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self.execute(sql, params).fetchall()]
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.dialect == "postgresql" else sql
+
+    # -- transactions -----------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """Everything inside commits together or not at all."""
+        if self._in_tx:
+            raise RuntimeError("transactions do not nest")
+        if self.dialect == "postgresql":
+            with self._conn.transaction():
+                self._in_tx = True
+                try:
+                    yield self
+                finally:
+                    self._in_tx = False
+            return
+        # SQLite: take the write lock up front, so two writers never deadlock mid-batch.
+        self._conn.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN TRANSACTION")
+        self._in_tx = True
+        try:
+            yield self
+        except BaseException:
+            self._in_tx = False
+            self._conn.execute("ROLLBACK")
+            raise
+        self._in_tx = False
+        self._conn.execute("COMMIT")
+
+    def lock_clause(self) -> str:
+        """``FOR UPDATE`` where the dialect has row locks (fences zombie consumers)."""
+        return " FOR UPDATE" if self.dialect == "postgresql" else ""
+
+    # -- migrations -------------------------------------------------------------------
+
+    def migrate(self, component: str, migrations: Sequence[Migration]) -> int:
+        """Apply the migrations of ``component`` not applied yet; returns how many ran."""
+        self.execute(_MIGRATIONS_TABLE)
+        ran = 0
+        with self.transaction():
+            done = {v for (v,) in self.fetchall(
+                "SELECT version FROM schema_migrations WHERE component = ?" + self.lock_clause(),
+                (component,),
+            )}  # fmt: skip
+            for version, migration in enumerate(migrations, start=1):
+                if version in done:
+                    continue
+                sql = migration if isinstance(migration, str) else migration[self.dialect]
+                for statement in _statements(sql):
+                    self.execute(statement)
+                self.execute(
+                    "INSERT INTO schema_migrations (component, version, applied_at) "
+                    "VALUES (?, ?, ?)",
+                    (component, version, datetime.now(UTC).isoformat()),
+                )
+                ran += 1
+        return ran
+
+    # -- failures ---------------------------------------------------------------------
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """Whether retrying later may succeed (database down, locked, connection lost)."""
+        if isinstance(exc, OSError | TimeoutError | sqlite3.OperationalError):
+            return True
+        module = type(exc).__module__
+        if module.startswith("psycopg"):
+            import psycopg
+
+            errors = psycopg.errors
+            return isinstance(
+                exc,
+                psycopg.OperationalError
+                | psycopg.InterfaceError
+                | errors.SerializationFailure
+                | errors.DeadlockDetected,
+            )
+        if module.startswith("duckdb"):
+            import duckdb
+
+            return isinstance(exc, duckdb.IOException | duckdb.TransactionException)
+        return False
+
+
+def connect(url: str) -> Database:
+    return Database(url)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and errors."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def _dialect(url: str) -> Dialect:
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    if scheme == "sqlite":
+        return "sqlite"
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql"
+    if scheme == "duckdb":
+        return "duckdb"
+    raise DatabaseError(
+        f"unsupported database URL {redact(url)!r}: use sqlite:///file.db, "
+        "postgresql://user:password@host/db or duckdb:///file.duckdb"
+    )
+
+
+def _statements(sql: str) -> list[str]:
+    return [s.strip() for s in sql.split(";") if s.strip()]

@@ -1,0 +1,53 @@
+"""Finding a consumer by name: a built-in (``erp``), ``package.module:Class``, or an entry
+point in the ``tillstream.consumers`` group of an installed package."""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from consumers.runtime.api import Consumer
+
+ENTRY_POINT_GROUP = "tillstream.consumers"
+BUILTIN = {
+    "erp": "consumers.erp:ErpInventory",
+    "crm": "consumers.crm:CrmProfiles",
+    "analytics": "consumers.analytics:Analytics",
+}
+
+
+class ConsumerNotFound(LookupError):
+    pass
+
+
+def load_consumer(spec: str) -> type[Consumer]:
+    """The consumer class that ``spec`` names."""
+    target = BUILTIN.get(spec)
+    if target is None and ":" not in spec:
+        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == spec]
+        if not found:
+            known = sorted({*BUILTIN, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))})
+            raise ConsumerNotFound(
+                f"no consumer {spec!r}: use one of {', '.join(known)}, or package.module:Class"
+            )
+        return _checked(spec, found[0].load())
+    module_name, _, attr = (target or spec).partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConsumerNotFound(
+            f"cannot import {module_name!r} for consumer {spec!r}: {exc}"
+        ) from exc
+    try:
+        return _checked(spec, getattr(module, attr))
+    except AttributeError:
+        raise ConsumerNotFound(f"module {module_name!r} has no {attr!r}") from None
+
+
+def _checked(spec: str, obj: object) -> type[Consumer]:
+    if not (isinstance(obj, type) and issubclass(obj, Consumer)):
+        raise ConsumerNotFound(f"{spec!r} is not a tillstream Consumer subclass")
+    for attribute in ("name", "topics"):
+        if not getattr(obj, attribute, None):
+            raise ConsumerNotFound(f"consumer {spec!r} does not set {attribute!r}")
+    return obj

@@ -1,0 +1,138 @@
+"""The runtime's own tables, written in the same transaction as a consumer's effects.
+
+- ``runtime_offsets``: the next offset to read per consumer and partition. It is the truth
+  about progress; Kafka's committed offsets only trail it (for tools that show lag).
+- ``runtime_events``: event ids already applied, so an event that reaches Kafka twice (a
+  till resent after a crash, a dead letter replayed twice) has its effects once.
+- ``runtime_outbox``: events a consumer published in a batch, sent after the batch commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from consumers.runtime.db import Database, Migration
+
+COMPONENT = "runtime"
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE runtime_offsets (
+        consumer    TEXT NOT NULL,
+        topic       TEXT NOT NULL,
+        part        INTEGER NOT NULL,
+        next_offset BIGINT NOT NULL,
+        PRIMARY KEY (consumer, topic, part)
+    );
+    CREATE TABLE runtime_events (
+        consumer TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        PRIMARY KEY (consumer, event_id)
+    );
+    CREATE TABLE runtime_outbox (
+        id       TEXT PRIMARY KEY,
+        consumer TEXT NOT NULL,
+        created  TEXT NOT NULL,
+        topic    TEXT NOT NULL,
+        msg_key   {bytes} NOT NULL,
+        msg_value {bytes} NOT NULL
+    )
+    """,
+)
+
+_BYTES = {"sqlite": "BLOB", "postgresql": "BYTEA", "duckdb": "BLOB"}
+
+TopicPartition = tuple[str, int]
+
+
+def migrations(db: Database) -> list[Migration]:
+    return [m.format(bytes=_BYTES[db.dialect]) for m in MIGRATIONS]
+
+
+def load_offsets(
+    db: Database, consumer: str, partitions: Iterable[TopicPartition], *, lock: bool = False
+) -> dict[TopicPartition, int]:
+    """Stored next offsets of ``partitions`` (absent: never processed here)."""
+    wanted = set(partitions)
+    if not wanted:
+        return {}
+    rows = db.fetchall(
+        "SELECT topic, part, next_offset FROM runtime_offsets WHERE consumer = ?"
+        + (db.lock_clause() if lock else ""),
+        (consumer,),
+    )
+    return {(t, p): int(o) for t, p, o in rows if (t, p) in wanted}
+
+
+def store_offsets(
+    db: Database,
+    consumer: str,
+    offsets: dict[TopicPartition, int],
+    stored: dict[TopicPartition, int],
+) -> None:
+    """Advance the stored offsets (never backwards: a faster instance may have moved on)."""
+    for (topic, partition), offset in offsets.items():
+        previous = stored.get((topic, partition))
+        if previous is None:
+            db.execute(
+                "INSERT INTO runtime_offsets (consumer, topic, part, next_offset) "
+                "VALUES (?, ?, ?, ?)",
+                (consumer, topic, partition, offset),
+            )
+        elif offset > previous:
+            db.execute(
+                "UPDATE runtime_offsets SET next_offset = ? "
+                "WHERE consumer = ? AND topic = ? AND part = ?",
+                (offset, consumer, topic, partition),
+            )
+
+
+def seen_events(db: Database, consumer: str, event_ids: list[str]) -> set[str]:
+    """Which of ``event_ids`` were applied before."""
+    seen: set[str] = set()
+    for start in range(0, len(event_ids), 500):
+        chunk = event_ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        seen.update(
+            row[0]
+            for row in db.fetchall(
+                f"SELECT event_id FROM runtime_events WHERE consumer = ? AND event_id IN ({marks})",
+                (consumer, *chunk),
+            )
+        )
+    return seen
+
+
+def mark_events(db: Database, consumer: str, event_ids: list[str]) -> None:
+    db.executemany(
+        "INSERT INTO runtime_events (consumer, event_id) VALUES (?, ?)",
+        [(consumer, e) for e in event_ids],
+    )
+
+
+def queue_outgoing(
+    db: Database, consumer: str, rows: list[tuple[str, str, str, bytes, bytes]]
+) -> None:
+    """Rows of (id, created, topic, key, value)."""
+    db.executemany(
+        "INSERT INTO runtime_outbox (id, consumer, created, topic, msg_key, msg_value) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [(i, consumer, c, t, k, v) for i, c, t, k, v in rows],
+    )
+
+
+def pending_outgoing(db: Database, consumer: str, limit: int = 1000) -> list[tuple[Any, ...]]:
+    """Queued publications, oldest first: (id, topic, key, value)."""
+    return [
+        (i, t, bytes(k), bytes(v))
+        for i, t, k, v in db.fetchall(
+            "SELECT id, topic, msg_key, msg_value FROM runtime_outbox WHERE consumer = ? "
+            "ORDER BY created, id LIMIT ?",
+            (consumer, limit),
+        )
+    ]
+
+
+def forget_outgoing(db: Database, ids: list[str]) -> None:
+    db.executemany("DELETE FROM runtime_outbox WHERE id = ?", [(i,) for i in ids])

@@ -1,0 +1,59 @@
+"""``tillstream consume``: run a head-office consumer service (built-in or a user's own)."""
+
+from __future__ import annotations
+
+import click
+
+from consumers.runtime.db import DatabaseError, redact
+from consumers.runtime.loader import ConsumerNotFound, load_consumer
+from consumers.runtime.runner import ConsumerService, RunnerConfig
+from tillstream.cli.common import run, settings
+from tillstream.logs import configure_logging
+from tillstream.settings import split_host_port
+
+
+@click.command()
+@click.argument("consumer")
+@click.option("--db", "db_url", help="Database URL. [env: TILLSTREAM_DB_URL]")
+@click.option(
+    "--listen",
+    help="HOST:PORT for /metrics, /healthz, /readyz. [env: TILLSTREAM_CONSUMER_LISTEN; "
+    "default: 0.0.0.0:9400]",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 10_000),
+    help="Records per batch. [env: TILLSTREAM_CONSUMER_BATCH_SIZE; default: 500]",
+)
+def consume(consumer: str, db_url: str | None, listen: str | None, batch_size: int | None) -> None:
+    """Run CONSUMER until SIGTERM or Ctrl-C: erp, crm, analytics, an entry point of the
+    group tillstream.consumers, or package.module:Class.
+
+    Each consumer is its own consumer group; start more instances to scale it out (up to
+    the partitions of its topics). SIGTERM finishes the batch in flight, commits, leaves
+    the group and exits.
+    """
+    cfg = settings(db_url=db_url, consumer_listen=listen, consumer_batch_size=batch_size)
+    configure_logging(cfg.log_level)
+    try:
+        consumer_class = load_consumer(consumer)
+    except ConsumerNotFound as exc:
+        raise click.UsageError(str(exc)) from None
+    config = RunnerConfig(
+        db_url=cfg.db_url,
+        listen=split_host_port(cfg.consumer_listen),
+        batch_size=cfg.consumer_batch_size,
+    )
+    service = ConsumerService(consumer_class(cfg), cfg, config)
+    click.echo(
+        f"{consumer_class.name}: database {redact(cfg.db_url)}, "
+        f"metrics on http://{cfg.consumer_listen}/metrics",
+        err=True,
+    )
+    try:
+        run(service.run(handle_signals=True))
+    except DatabaseError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+COMMANDS = [consume]

@@ -1,0 +1,187 @@
+"""``tillstream dlq``: read dead letters, and send them back to their topics after a fix."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import click
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from consumers.runtime import deadletter
+from tillstream.cli.common import run, settings
+from tillstream.kafka import make_admin, make_consumer, make_producer
+from tillstream.settings import Settings
+
+
+@click.group()
+def dlq() -> None:
+    """Dead-letter topics: records a consumer could never apply."""
+
+
+@dataclass(frozen=True)
+class Letter:
+    dlq_topic: str
+    dlq_partition: int
+    dlq_offset: int
+    key: bytes | None
+    value: bytes
+    why: deadletter.DeadLetter
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "dlq": f"{self.dlq_topic}/{self.dlq_partition}/{self.dlq_offset}",
+            "consumer": self.why.consumer,
+            "reason": self.why.reason,
+            "error": self.why.error,
+            "source": {
+                "topic": self.why.topic,
+                "partition": self.why.partition,
+                "offset": self.why.offset,
+            },
+            "time": self.why.at.isoformat(),
+            "bytes": len(self.value),
+        }
+
+
+@dlq.command("show")
+@click.argument("consumers", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
+@click.option("--max", "max_letters", type=click.IntRange(1), help="Show at most N.")
+def show(consumers: tuple[str, ...], as_json: bool, max_letters: int | None) -> None:
+    """List the dead letters of CONSUMERS (default: every consumer), oldest first."""
+    cfg = settings()
+    letters = _kafka(cfg, _read(cfg, consumers, max_letters))
+    for letter in letters:
+        if as_json:
+            click.echo(json.dumps(letter.as_json()))
+        else:
+            why = letter.why
+            click.echo(
+                f"{why.at:%Y-%m-%d %H:%M:%S} {why.consumer:<12} {why.reason:<13} "
+                f"{why.topic}[{why.partition}]@{why.offset}  {why.error}"
+            )
+    if not as_json:
+        click.echo(f"-- {len(letters)} dead letter(s)", err=True)
+
+
+@dlq.command("replay")
+@click.argument("consumer")
+@click.option("--dry-run", is_flag=True, help="Show what would be sent, send nothing.")
+def replay(consumer: str, dry_run: bool) -> None:
+    """Send CONSUMER's dead letters not replayed yet back to their source topics.
+
+    Run it after fixing the cause. Each letter is sent once (progress is kept by the
+    consumer group tillstream.dlq-replay.CONSUMER); consumers apply each event id once, so
+    replaying twice, or a letter that other consumers had applied, has no double effect.
+    """
+    cfg = settings()
+    sent = _kafka(cfg, _replay(cfg, consumer, dry_run))
+    click.echo(f"{'would replay' if dry_run else 'replayed'} {sent} dead letter(s) of {consumer}")
+
+
+def _kafka(cfg: Settings, coro: Any) -> Any:
+    try:
+        return run(coro)
+    except KafkaError as exc:
+        raise click.ClickException(f"Kafka at {cfg.kafka_bootstrap_servers}: {exc}") from None
+
+
+async def _dlq_topics(cfg: Settings, consumers: tuple[str, ...]) -> list[str]:
+    admin = make_admin(cfg)
+    await admin.start()
+    try:
+        existing = {t for t in await admin.list_topics() if t.startswith(deadletter.PREFIX)}
+    finally:
+        await admin.close()
+    if not consumers:
+        return sorted(existing)
+    wanted = [deadletter.topic_for(c).name for c in consumers]
+    missing = [t for t in wanted if t not in existing]
+    if missing:
+        raise click.ClickException(f"no dead-letter topic {', '.join(missing)}")
+    return wanted
+
+
+async def _read_to_end(kafka: AIOKafkaConsumer) -> list[Letter]:
+    """Every record from the current positions to the end offsets seen at the start."""
+    partitions = kafka.assignment()
+    end = await kafka.end_offsets(list(partitions))
+    letters: list[Letter] = []
+    async with asyncio.timeout(60):
+        while [tp for tp in partitions if await kafka.position(tp) < end[tp]]:
+            for messages in (await kafka.getmany(timeout_ms=500)).values():
+                for msg in messages:
+                    if msg.offset >= end[TopicPartition(msg.topic, msg.partition)]:
+                        continue
+                    try:
+                        why = deadletter.DeadLetter.from_headers(msg.headers)
+                    except ValueError:
+                        continue
+                    letters.append(
+                        Letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, why)
+                    )
+    return letters
+
+
+async def _assigned(cfg: Settings, topic: str, group_id: str | None) -> AIOKafkaConsumer:
+    """A started consumer assigned every partition of ``topic`` (no group membership)."""
+    kafka = make_consumer(cfg, group_id=group_id)
+    await kafka.start()
+    partitions = [TopicPartition(topic, p) for p in kafka.partitions_for_topic(topic) or ()]
+    kafka.assign(partitions)
+    for tp in partitions:
+        committed = await kafka.committed(tp) if group_id else None
+        if committed is None:
+            await kafka.seek_to_beginning(tp)
+        else:
+            kafka.seek(tp, committed)
+    return kafka
+
+
+async def _read(cfg: Settings, consumers: tuple[str, ...], limit: int | None) -> list[Letter]:
+    letters: list[Letter] = []
+    for topic in await _dlq_topics(cfg, consumers):
+        kafka = await _assigned(cfg, topic, None)
+        try:
+            letters += await _read_to_end(kafka)
+        finally:
+            await kafka.stop()
+    letters.sort(key=lambda letter: letter.why.at)
+    return letters[:limit] if limit else letters
+
+
+async def _replay(cfg: Settings, consumer: str, dry_run: bool) -> int:
+    (topic,) = await _dlq_topics(cfg, (consumer,))
+    kafka = await _assigned(cfg, topic, f"tillstream.dlq-replay.{consumer}")
+    producer = make_producer(cfg)
+    await producer.start()
+    try:
+        letters = await _read_to_end(kafka)
+        letters.sort(key=lambda letter: (letter.dlq_partition, letter.dlq_offset))
+        for letter in letters:
+            why = letter.why
+            click.echo(f"{why.topic}[{why.partition}]@{why.offset} ({why.reason}): {why.error}")
+            if dry_run:
+                continue
+            origin = f"{letter.dlq_topic}/{letter.dlq_partition}/{letter.dlq_offset}"
+            await producer.send_and_wait(
+                why.topic,
+                letter.value,
+                key=letter.key,
+                headers=[(deadletter.H_REPLAYED, origin.encode())],
+            )
+            # Progress after each letter: an interrupted replay resumes where it stopped.
+            await kafka.commit(
+                {TopicPartition(letter.dlq_topic, letter.dlq_partition): letter.dlq_offset + 1}
+            )
+        return len(letters)
+    finally:
+        await producer.stop()
+        await kafka.stop()
+
+
+COMMANDS = [dlq]
