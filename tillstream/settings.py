@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -84,6 +85,21 @@ class Settings(BaseSettings):
         "0.0.0.0:9400", description="HOST:PORT of a consumer's /metrics, /healthz, /readyz."
     )
     consumer_batch_size: int = Field(500, ge=1, le=10_000, description="Records per batch.")
+    erp_velocity_days: int = Field(
+        28, ge=1, le=366, description="Days of sales behind velocity-based reorder points."
+    )
+    erp_safety_days: int = Field(
+        2, ge=0, le=365, description="Days of cover added to lead time for reorder points."
+    )
+    erp_default_lead_time_days: int = Field(
+        7, ge=0, le=365, description="Supplier lead time of SKUs the item master lacks."
+    )
+    crm_points_per_unit: Decimal = Field(
+        Decimal(1), ge=0, description="Loyalty points per whole currency unit spent."
+    )
+    analytics_reconcile_grace_seconds: int = Field(
+        300, ge=0, description="Wait before a sale and its payments that disagree are flagged."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."
     )
