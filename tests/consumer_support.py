@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import httpx
 
 from consumers.runtime.api import Consumer
 from consumers.runtime.db import Database
 from consumers.runtime.runner import ConsumerService, RunnerConfig
 from tillstream.codec import AvroCodec
+from tillstream.devkafka import free_port
 from tillstream.kafka import make_producer
 from tillstream.settings import Settings
 from tillstream.topics import EVENT_TOPICS, store_key
@@ -77,3 +86,59 @@ def scalar(db_url: str, sql: str, params: tuple[Any, ...] = ()) -> Any:
     finally:
         db.close()
     return None if row is None else row[0]
+
+
+@dataclass
+class ConsumerProcess:
+    """``tillstream consume`` as operators run it: a separate process."""
+
+    spec: str
+    bootstrap: str
+    db_url: str
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> ConsumerProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
+        env.update(
+            TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
+            TILLSTREAM_CONSUMER_LISTEN=f"127.0.0.1:{self.port}",
+            **self.env,
+        )
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = (self.workdir / "consumer.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tillstream", "consume", self.spec, "--db", self.db_url],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"consumer exited: {self.log()[-3000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"consumer not ready within {timeout}s: {self.log()[-3000:]}")
+
+    def log(self) -> str:
+        path = self.workdir / "consumer.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)

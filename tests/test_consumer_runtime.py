@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
+from typing import Any
+
+from prometheus_client import REGISTRY
 
 from consumers.example import VisitCounter
-from tests.consumer_support import publish, running, scalar, wait_until
+from consumers.runtime.db import Database
+from tests.consumer_support import ConsumerProcess, publish, running, scalar, wait_until
+from tests.runtime_consumers import Effects
 from tillstream.codec import AvroCodec
+from tillstream.kafka import make_producer
 from tillstream.samples import sample_sale
 from tillstream.settings import Settings
+from tillstream.topics import SALES, store_key
 
 
 def _group(consumer: type[VisitCounter]) -> type[VisitCounter]:
@@ -28,3 +40,136 @@ async def test_example_consumer_counts_each_visit_once(
     count = "SELECT n FROM visits WHERE customer_id = ?"
     async with running(_group(VisitCounter)(kafka_topics), kafka_topics, url):
         await wait_until(lambda: scalar(url, count, (customer,)) == 20, what="20 visits")
+
+
+def _sales(stores: list[str], n: int) -> list[tuple[str, dict[str, Any]]]:
+    return [("sale", sample_sale(stores[i % len(stores)], customer=None)) for i in range(n)]
+
+
+def _effects(url: str, prefix: str) -> tuple[int, int]:
+    """(rows, distinct event ids) applied for stores whose id starts with ``prefix``."""
+    rows = scalar(url, "SELECT COUNT(*) FROM effects WHERE store_id LIKE ?", (prefix + "%",))
+    distinct = scalar(
+        url, "SELECT COUNT(DISTINCT event_id) FROM effects WHERE store_id LIKE ?", (prefix + "%",)
+    )
+    return rows or 0, distinct or 0
+
+
+def _cli(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
+    env["TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+    return subprocess.run(
+        [sys.executable, "-m", "tillstream", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_consumer_killed_mid_batch_applies_each_event_exactly_once(
+    kafka_topics: Settings, codec: AvroCodec, tmp_path: Path
+) -> None:
+    prefix = f"K{uuid.uuid4().hex[:6]}-"
+    total = 1500
+    await publish(kafka_topics, codec, _sales([f"{prefix}{i}" for i in range(9)], total))
+    url = f"sqlite:///{tmp_path / 'effects.db'}"
+    process = ConsumerProcess(
+        "tests.runtime_consumers:Effects",
+        kafka_topics.kafka_bootstrap_servers,
+        url,
+        tmp_path / "consumer",
+        env={
+            "TILLSTREAM_TEST_GROUP": f"effects-{uuid.uuid4().hex[:8]}",
+            "TILLSTREAM_TEST_DELAY": "0.004",  # 100-record batches take ~0.4 s: kills land inside
+            "TILLSTREAM_CONSUMER_BATCH_SIZE": "100",
+        },
+    )
+    for kill_after in (300, 800):
+        process.start()
+        await wait_until(lambda k=kill_after: _effects(url, prefix)[0] >= k, what=f"{kill_after}")
+        process.kill()  # SIGKILL: no clean-up of any kind
+    process.start()
+    try:
+        await wait_until(lambda: _effects(url, prefix)[0] >= total, what="all sales applied")
+        await asyncio.sleep(2)  # anything applied twice would show up by now
+        assert _effects(url, prefix) == (total, total)
+        assert scalar(url, "SELECT COUNT(*) - COUNT(DISTINCT event_id) FROM effects") == 0
+        assert process.stop() == 0  # SIGTERM: finish the batch, commit, leave the group
+    finally:
+        process.kill()
+
+
+async def test_three_instances_one_stopped_midstream_leave_exact_effects(
+    kafka_topics: Settings, codec: AvroCodec, postgres_url: str
+) -> None:
+    prefix = f"R{uuid.uuid4().hex[:6]}-"
+    total = 3000
+    await publish(kafka_topics, codec, _sales([f"{prefix}{i}" for i in range(30)], total))
+    slow = type(
+        "SlowEffects",
+        (Effects,),
+        {"name": f"effects-{uuid.uuid4().hex[:8]}", "delay_per_record": 0.001},
+    )
+    async with (
+        running(slow(kafka_topics), kafka_topics, postgres_url, batch_size=100) as first,
+        running(slow(kafka_topics), kafka_topics, postgres_url, batch_size=100),
+        running(slow(kafka_topics), kafka_topics, postgres_url, batch_size=100),
+    ):
+        await wait_until(lambda: _effects(postgres_url, prefix)[0] >= 800, what="800 applied")
+        first.request_stop()  # leaves the group mid-stream: the others take its partitions
+        await wait_until(
+            lambda: _effects(postgres_url, prefix)[0] >= total, what="all sales applied"
+        )
+        await asyncio.sleep(2)
+    assert _effects(postgres_url, prefix) == (total, total)
+    assert first.applied > 0
+
+
+async def test_poison_record_goes_to_dead_letters_and_replays_once_after_a_fix(
+    kafka_topics: Settings, codec: AvroCodec, tmp_path: Path
+) -> None:
+    store = f"P{uuid.uuid4().hex[:6]}"
+    group = f"effects-{uuid.uuid4().hex[:8]}"
+    poison = sample_sale(store, customer=None)
+    poison["receipt_number"] = "POISON-1"
+    good = [sample_sale(store, customer=None) for _ in range(10)]
+    await publish(kafka_topics, codec, [("sale", s) for s in good[:5]] + [("sale", poison)])
+    producer = make_producer(kafka_topics)
+    await producer.start()
+    await producer.send_and_wait(SALES.name, b"\x00not avro at all", key=store_key(store))
+    await producer.stop()
+    await publish(kafka_topics, codec, [("sale", s) for s in good[5:]])
+
+    url = f"sqlite:///{tmp_path / 'effects.db'}"
+    bootstrap = kafka_topics.kafka_bootstrap_servers
+    consumer = type("PoisonEffects", (Effects,), {"name": group})(kafka_topics)
+    async with running(consumer, kafka_topics, url):
+        # The records around the poison are applied; the consumer moved on.
+        await wait_until(lambda: _effects(url, store)[0] == 10, what="the 10 good sales")
+        assert (
+            REGISTRY.get_sample_value(
+                "tillstream_consumer_dlq_records_total", {"consumer": group, "reason": "invalid"}
+            )
+            == 1
+        )
+    shown = _cli(bootstrap, "dlq", "show", group, "--json")
+    assert shown.returncode == 0, shown.stderr
+    letters = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert sorted(x["reason"] for x in letters) == ["invalid", "undecodable"]
+    invalid = next(x for x in letters if x["reason"] == "invalid")
+    assert invalid["source"]["topic"] == SALES.name
+    assert "POISON-1 cannot be applied" in invalid["error"]
+    assert invalid["consumer"] == group
+
+    Database(url).execute("INSERT INTO fixes (receipt) VALUES ('POISON-1')")
+    replayed = _cli(bootstrap, "dlq", "replay", group)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "replayed 2 dead letter(s)" in replayed.stdout
+    again = _cli(bootstrap, "dlq", "replay", group)
+    assert "replayed 0 dead letter(s)" in again.stdout  # progress is kept per letter
+    async with running(consumer, kafka_topics, url):
+        await wait_until(lambda: _effects(url, store)[0] == 11, what="the fixed poison applied")
+        await asyncio.sleep(2)
+    assert _effects(url, store) == (11, 11)

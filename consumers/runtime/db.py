@@ -30,6 +30,9 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )"""
 
 
+_MIGRATION_LOCK = 0x7111_5743  # any constant: the advisory lock key of migrations
+
+
 class DatabaseError(RuntimeError):
     """The database URL is wrong or the database cannot be opened."""
 
@@ -145,12 +148,15 @@ class Database:
 
     def migrate(self, component: str, migrations: Sequence[Migration]) -> int:
         """Apply the migrations of ``component`` not applied yet; returns how many ran."""
-        self.execute(_MIGRATIONS_TABLE)
         ran = 0
         with self.transaction():
+            if self.dialect == "postgresql":
+                # Instances of a scaled-out service start together: one migrates, the rest
+                # wait and then find nothing to do. (SQLite's BEGIN IMMEDIATE does the same.)
+                self.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+            self.execute(_MIGRATIONS_TABLE)
             done = {v for (v,) in self.fetchall(
-                "SELECT version FROM schema_migrations WHERE component = ?" + self.lock_clause(),
-                (component,),
+                "SELECT version FROM schema_migrations WHERE component = ?", (component,)
             )}  # fmt: skip
             for version, migration in enumerate(migrations, start=1):
                 if version in done:

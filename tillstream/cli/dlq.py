@@ -90,20 +90,24 @@ def _kafka(cfg: Settings, coro: Any) -> Any:
         raise click.ClickException(f"Kafka at {cfg.kafka_bootstrap_servers}: {exc}") from None
 
 
-async def _dlq_topics(cfg: Settings, consumers: tuple[str, ...]) -> list[str]:
+async def _dlq_partitions(cfg: Settings, consumers: tuple[str, ...]) -> list[TopicPartition]:
+    """Partitions of the dead-letter topics of ``consumers`` (default: all of them)."""
     admin = make_admin(cfg)
     await admin.start()
     try:
         existing = {t for t in await admin.list_topics() if t.startswith(deadletter.PREFIX)}
+        wanted = [deadletter.topic_for(c).name for c in consumers] or sorted(existing)
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            raise click.ClickException(f"no dead-letter topic {', '.join(missing)}")
+        described = await admin.describe_topics(wanted) if wanted else []
     finally:
         await admin.close()
-    if not consumers:
-        return sorted(existing)
-    wanted = [deadletter.topic_for(c).name for c in consumers]
-    missing = [t for t in wanted if t not in existing]
-    if missing:
-        raise click.ClickException(f"no dead-letter topic {', '.join(missing)}")
-    return wanted
+    return [
+        TopicPartition(topic["topic"], p["partition"])
+        for topic in described
+        for p in topic["partitions"]
+    ]
 
 
 async def _read_to_end(kafka: AIOKafkaConsumer) -> list[Letter]:
@@ -127,11 +131,12 @@ async def _read_to_end(kafka: AIOKafkaConsumer) -> list[Letter]:
     return letters
 
 
-async def _assigned(cfg: Settings, topic: str, group_id: str | None) -> AIOKafkaConsumer:
-    """A started consumer assigned every partition of ``topic`` (no group membership)."""
+async def _assigned(
+    cfg: Settings, partitions: list[TopicPartition], group_id: str | None
+) -> AIOKafkaConsumer:
+    """A started consumer assigned ``partitions``, at the group's progress or the start."""
     kafka = make_consumer(cfg, group_id=group_id)
     await kafka.start()
-    partitions = [TopicPartition(topic, p) for p in kafka.partitions_for_topic(topic) or ()]
     kafka.assign(partitions)
     for tp in partitions:
         committed = await kafka.committed(tp) if group_id else None
@@ -143,20 +148,21 @@ async def _assigned(cfg: Settings, topic: str, group_id: str | None) -> AIOKafka
 
 
 async def _read(cfg: Settings, consumers: tuple[str, ...], limit: int | None) -> list[Letter]:
-    letters: list[Letter] = []
-    for topic in await _dlq_topics(cfg, consumers):
-        kafka = await _assigned(cfg, topic, None)
-        try:
-            letters += await _read_to_end(kafka)
-        finally:
-            await kafka.stop()
+    partitions = await _dlq_partitions(cfg, consumers)
+    if not partitions:
+        return []
+    kafka = await _assigned(cfg, partitions, None)
+    try:
+        letters = await _read_to_end(kafka)
+    finally:
+        await _stop(kafka)
     letters.sort(key=lambda letter: letter.why.at)
     return letters[:limit] if limit else letters
 
 
 async def _replay(cfg: Settings, consumer: str, dry_run: bool) -> int:
-    (topic,) = await _dlq_topics(cfg, (consumer,))
-    kafka = await _assigned(cfg, topic, f"tillstream.dlq-replay.{consumer}")
+    partitions = await _dlq_partitions(cfg, (consumer,))
+    kafka = await _assigned(cfg, partitions, f"tillstream.dlq-replay.{consumer}")
     producer = make_producer(cfg)
     await producer.start()
     try:
@@ -181,7 +187,18 @@ async def _replay(cfg: Settings, consumer: str, dry_run: bool) -> int:
         return len(letters)
     finally:
         await producer.stop()
+        await _stop(kafka)
+
+
+async def _stop(kafka: AIOKafkaConsumer) -> None:
+    # aiokafka 0.14 without a group re-raises the cancellation of its own internal task
+    # on stop; only a cancellation of ours is worth passing on.
+    try:
         await kafka.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
 
 
 COMMANDS = [dlq]

@@ -1,0 +1,34 @@
+"""A consumer whose effects tests can count: one row per applied sale, nothing unique, so
+an event applied twice shows as two rows. Receipts named ``POISON...`` fail permanently
+until the receipt is listed in ``fixes`` (the "fix" before a dead-letter replay)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from consumers.runtime import Consumer, Context, PermanentError, Record
+
+
+class Effects(Consumer):
+    name = os.environ.get("TILLSTREAM_TEST_GROUP", "test-effects")
+    topics = ("tillstream.sales",)
+    migrations = (
+        "CREATE TABLE effects (event_id TEXT NOT NULL, store_id TEXT NOT NULL, "
+        "part INTEGER NOT NULL, kafka_offset BIGINT NOT NULL)",
+        "CREATE TABLE fixes (receipt TEXT PRIMARY KEY)",
+    )
+    delay_per_record = float(os.environ.get("TILLSTREAM_TEST_DELAY", "0"))
+
+    def apply(self, ctx: Context, records: list[Record]) -> None:
+        fixed = {receipt for (receipt,) in ctx.db.fetchall("SELECT receipt FROM fixes")}
+        for r in records:
+            receipt = r.value["receipt_number"]
+            if receipt.startswith("POISON") and receipt not in fixed:
+                raise PermanentError(f"receipt {receipt} cannot be applied")
+        ctx.db.executemany(
+            "INSERT INTO effects (event_id, store_id, part, kafka_offset) VALUES (?, ?, ?, ?)",
+            [(r.event_id, r.value["store_id"], r.partition, r.offset) for r in records],
+        )
+        if self.delay_per_record:  # widen the window in which a kill lands mid-batch
+            time.sleep(self.delay_per_record * len(records))
