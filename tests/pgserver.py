@@ -50,17 +50,20 @@ class PostgresServer:
             raise PostgresUnavailable(f"{args[0]} failed: {done.stderr or done.stdout}\n{tail}")
 
     def start(self) -> None:
+        """Create the cluster on first start; later starts reuse its data (a restart)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        self._run(
-            str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
-            "--auth=trust", "--no-sync", "-E", "UTF8",
-        )  # fmt: skip
+        if not self.data.exists():
+            self._run(
+                str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
+                "--auth=trust", "--no-sync", "-E", "UTF8",
+            )  # fmt: skip
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off"
         self._run(
             str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
             "-o", options, "-w", "-t", "60", "start",
         )  # fmt: skip
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``immediate`` is a crash: no shutdown checkpoint)."""
         if self.data.exists():
-            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -173,3 +175,35 @@ async def test_poison_record_goes_to_dead_letters_and_replays_once_after_a_fix(
         await wait_until(lambda: _effects(url, store)[0] == 11, what="the fixed poison applied")
         await asyncio.sleep(2)
     assert _effects(url, store) == (11, 11)
+
+
+async def test_database_outage_is_retried_without_skipping_or_reapplying(
+    kafka_topics: Settings, codec: AvroCodec
+) -> None:
+    from tests.pgserver import PostgresServer
+
+    root = Path(tempfile.mkdtemp(prefix="tillstream-pg-outage-"))
+    server = PostgresServer(root)
+    server.start()
+    prefix = f"O{uuid.uuid4().hex[:6]}-"
+    stores = [f"{prefix}{i}" for i in range(6)]
+    group = f"effects-{uuid.uuid4().hex[:8]}"
+    consumer = type("OutageEffects", (Effects,), {"name": group})(kafka_topics)
+    try:
+        async with running(consumer, kafka_topics, server.url, batch_size=50):
+            await publish(kafka_topics, codec, _sales(stores, 400))
+            await wait_until(lambda: _effects(server.url, prefix)[0] >= 400, what="first 400")
+            server.stop("immediate")  # the database crashes ...
+            await publish(kafka_topics, codec, _sales(stores, 400))  # ... while sales go on
+            await asyncio.sleep(3)
+            server.start()  # ... and comes back
+            await wait_until(lambda: _effects(server.url, prefix)[0] >= 800, what="all 800")
+            await asyncio.sleep(2)
+        assert _effects(server.url, prefix) == (800, 800)
+        retried = REGISTRY.get_sample_value(
+            "tillstream_consumer_failures_total", {"consumer": group, "kind": "transient"}
+        )
+        assert retried is not None and retried > 0
+    finally:
+        server.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)

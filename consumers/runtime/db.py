@@ -88,20 +88,26 @@ class Database:
             self._conn = None
             self._in_tx = False
 
+    def _live(self) -> Any:
+        """The connection, reopened if a failure closed it (raises while the database is away)."""
+        if self._conn is None:
+            self.connect()
+        return self._conn
+
     # -- statements -------------------------------------------------------------------
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self._conn.execute(self._sql(sql), tuple(params))
+        return self._live().execute(self._sql(sql), tuple(params))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         rows = [tuple(r) for r in rows]
         if not rows:
             return
         if self.dialect == "postgresql":
-            with self._conn.cursor() as cur:
+            with self._live().cursor() as cur:
                 cur.executemany(self._sql(sql), rows)
         else:
-            self._conn.executemany(self._sql(sql), rows)
+            self._live().executemany(self._sql(sql), rows)
 
     def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         row = self.execute(sql, params).fetchone()
@@ -121,7 +127,7 @@ class Database:
         if self._in_tx:
             raise RuntimeError("transactions do not nest")
         if self.dialect == "postgresql":
-            with self._conn.transaction():
+            with self._live().transaction():
                 self._in_tx = True
                 try:
                     yield self
@@ -129,7 +135,7 @@ class Database:
                     self._in_tx = False
             return
         # SQLite: take the write lock up front, so two writers never deadlock mid-batch.
-        self._conn.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN TRANSACTION")
+        self._live().execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN TRANSACTION")
         self._in_tx = True
         try:
             yield self
