@@ -1,0 +1,92 @@
+"""``tillstream stock`` and ``tillstream items import``: the ERP inventory's tables, for
+people and scripts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from consumers.erp.items import ItemFileError, import_items, read_items
+from consumers.erp.queries import stock_levels
+from consumers.erp.tables import COMPONENT, MIGRATIONS
+from consumers.runtime.db import Database, redact
+from tillstream.cli.common import settings
+
+_DB_OPTION = click.option(
+    "--db",
+    "db_url",
+    metavar="URL",
+    help="Database of the ERP service. [default: TILLSTREAM_DB_URL]",
+)
+
+
+def _open(db_url: str | None) -> Database:
+    url = settings(db_url=db_url).db_url
+    try:
+        return Database(url)
+    except Exception as exc:  # any driver's failure to connect, told plainly
+        raise click.ClickException(f"cannot open {redact(url)}: {exc}") from None
+
+
+@click.command()
+@click.argument("store", required=False)
+@click.argument("sku", required=False)
+@_DB_OPTION
+@click.option("--json", "as_json", is_flag=True, help="A JSON array (quantities as strings).")
+def stock(store: str | None, sku: str | None, db_url: str | None, as_json: bool) -> None:
+    """Print stock on hand per store and SKU (of STORE, and of SKU in it, if given)."""
+    db = _open(db_url)
+    try:
+        db.migrate(COMPONENT, list(MIGRATIONS))
+        levels = stock_levels(db, store, sku)
+    finally:
+        db.close()
+    if as_json:
+        click.echo(json.dumps([level.as_json() for level in levels], indent=2))
+        return
+    table = Table("Store", "SKU", "On hand", "Description", "Updated")
+    for level in levels:
+        table.add_row(
+            level.store_id,
+            level.sku,
+            str(level.on_hand),
+            level.description or "",
+            level.updated_at,
+        )
+    console = Console()
+    if levels:
+        console.print(table)
+    else:
+        console.print("no stock recorded" + (f" for {store}" if store else ""))
+
+
+@click.group()
+def items() -> None:
+    """Manage the ERP item master."""
+
+
+@items.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_DB_OPTION
+def import_(file: Path, db_url: str | None) -> None:
+    """Import items from a CSV FILE (header: sku,description,reorder_point,lead_time_days,supplier).
+
+    Items are upserted by sku; a file with any bad row imports nothing.
+    """
+    try:
+        parsed = read_items(file)
+    except ItemFileError as exc:
+        raise click.ClickException(f"{exc}; nothing imported") from None
+    db = _open(db_url)
+    try:
+        inserted, updated = import_items(db, parsed)
+    finally:
+        db.close()
+    click.echo(f"{inserted} item(s) inserted, {updated} updated from {file}")
+
+
+COMMANDS = [stock, items]
