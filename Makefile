@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv clean postgres
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tillstream needs Python 3.11 or newer (set PYTHON=...)")'
@@ -26,8 +26,20 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/tillstream schemas check
 
-## make test: lint, then the whole suite against a real Kafka broker
-test: lint
+## make postgres: the PostgreSQL server package the tests start a throwaway server from
+postgres:
+	@if [ -z "$$POSTGRES_URL" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing PostgreSQL (Debian package postgresql) for the tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else \
+	    echo "the tests need PostgreSQL's server: sudo apt-get install postgresql (or set POSTGRES_URL)"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+## make test: lint, then the whole suite against a real Kafka broker and PostgreSQL
+test: lint postgres
 	$(BIN)/pytest
 
 clean:

@@ -97,6 +97,7 @@ class ConsumerProcess:
     db_url: str
     workdir: Path
     env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
@@ -110,7 +111,16 @@ class ConsumerProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = (self.workdir / "consumer.log").open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tillstream", "consume", self.spec, "--db", self.db_url],
+            [
+                sys.executable,
+                "-m",
+                "tillstream",
+                "consume",
+                self.spec,
+                "--db",
+                self.db_url,
+                *self.args,
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

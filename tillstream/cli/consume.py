@@ -21,11 +21,22 @@ from tillstream.settings import split_host_port
     "default: 0.0.0.0:9400]",
 )
 @click.option(
+    "--group",
+    help="Run under this consumer group instead of the consumer's own (e.g. to rebuild a "
+    "database beside the live one); also names the dead-letter topic.",
+)
+@click.option(
     "--batch-size",
     type=click.IntRange(1, 10_000),
     help="Records per batch. [env: TILLSTREAM_CONSUMER_BATCH_SIZE; default: 500]",
 )
-def consume(consumer: str, db_url: str | None, listen: str | None, batch_size: int | None) -> None:
+def consume(
+    consumer: str,
+    db_url: str | None,
+    listen: str | None,
+    group: str | None,
+    batch_size: int | None,
+) -> None:
     """Run CONSUMER until SIGTERM or Ctrl-C: erp, crm, analytics, an entry point of the
     group tillstream.consumers, or package.module:Class.
 
@@ -39,6 +50,8 @@ def consume(consumer: str, db_url: str | None, listen: str | None, batch_size: i
         consumer_class = load_consumer(consumer)
     except ConsumerNotFound as exc:
         raise click.UsageError(str(exc)) from None
+    if group:
+        consumer_class = type(consumer_class.__name__, (consumer_class,), {"name": group})
     config = RunnerConfig(
         db_url=cfg.db_url,
         listen=split_host_port(cfg.consumer_listen),
