@@ -1,0 +1,209 @@
+"""The analytics consumer: sales, tenders, SKUs, low stock and payment reconciliation.
+
+Each batch is first summed up in memory, so a rollup row is written once per batch however
+many events touch it (fewer round trips, and DuckDB never updates one row twice in a
+statement).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from consumers.analytics import gauges
+from consumers.analytics.reconcile import reconcile
+from consumers.analytics.tables import MIGRATIONS, day_of, hour_of, ts
+from consumers.runtime.api import (
+    MONEY_SCALE,
+    QTY_SCALE,
+    Consumer,
+    Context,
+    PermanentError,
+    Record,
+    to_units,
+)
+from consumers.runtime.db import Database
+from tillstream.topics import PAYMENTS, REORDER_SUGGESTIONS, SALES
+
+_SIGN = {"SALE": 1, "RETURN": -1, "VOID": 0}  # a VOID line was cancelled on the receipt
+_PAYMENT_SIGN = {"CAPTURED": 1, "REFUNDED": -1}  # other statuses move no money
+
+
+_CHUNK = 500  # rows per statement: well under PostgreSQL's 65535 parameters
+_T, _N = "TEXT", "BIGINT"
+
+
+def _upsert(
+    db: Database, insert: str, types: tuple[str, ...], rows: list[tuple[Any, ...]], tail: str
+) -> None:
+    """``insert`` (up to its column list) of all ``rows``, then ``tail`` (ON CONFLICT ...).
+
+    Rows are unique by key (summed per batch): one statement must not touch a row twice.
+    DuckDB's Python client binds each parameter slowly, so there the rows travel as a single
+    JSON parameter; PostgreSQL gets multi-row VALUES.
+    """
+    if not rows:
+        return
+    if db.dialect == "duckdb":
+        columns = ", ".join(f"r[{i}]::{t}" for i, t in enumerate(types, start=1))
+        db.execute(
+            f"{insert} SELECT {columns} FROM "
+            f"(SELECT unnest(json_transform(?, '[[\"VARCHAR\"]]')) AS r) {tail}",
+            (json.dumps(rows),),
+        )
+        return
+    row = "(" + ", ".join("?" * len(types)) + ")"
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        db.execute(
+            f"{insert} VALUES {', '.join([row] * len(chunk))} {tail}",
+            [value for r in chunk for value in r],
+        )
+
+
+class _Batch:
+    def __init__(self) -> None:
+        self.hourly: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0] * 5)
+        self.skus: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+        self.tenders: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+        self.sales: list[tuple[str, str, str, str, int]] = []
+        self.payments: dict[str, list[Any]] = {}
+        self.reorders: dict[tuple[str, str], str] = {}
+
+    def sale(self, sale: dict[str, Any]) -> None:
+        store, currency, at = sale["store_id"], sale["currency"], sale["occurred_at"]
+        day = day_of(at)
+        units = lines = returns = 0
+        for line in sale["lines"]:
+            sign = _SIGN[line["kind"]]
+            if not sign:
+                continue
+            qty = to_units(line["quantity"], QTY_SCALE) * sign
+            amount = to_units(line["extended_amount"], MONEY_SCALE) * sign
+            units += qty
+            lines += 1
+            returns += sign < 0
+            sku = self.skus[(store, day, line["sku"], currency)]
+            sku[0] += qty
+            sku[1] += amount
+        net = to_units(sale["totals"]["net_amount"], MONEY_SCALE)
+        for i, delta in enumerate((1, units, net, lines, returns)):
+            self.hourly[(store, hour_of(at), day, currency)][i] += delta
+        self.sales.append((str(sale["event_id"]), store, currency, ts(at), net))
+
+    def payment(self, payment: dict[str, Any]) -> None:
+        sign = _PAYMENT_SIGN.get(payment["status"], 0)
+        amount = to_units(payment["amount"], MONEY_SCALE) * sign
+        store, currency, at = payment["store_id"], payment["currency"], ts(payment["occurred_at"])
+        if sign:
+            key = (store, day_of(payment["occurred_at"]), payment["method"], currency)
+            self.tenders[key][0] += amount
+            self.tenders[key][1] += 1
+        # Every payment counts for reconciliation: a declined one without a sale is odd too.
+        entry = self.payments.setdefault(str(payment["sale_event_id"]), [store, currency, 0, 0, at])
+        entry[2] += amount
+        entry[3] += 1
+        entry[4] = min(entry[4], at)
+
+    def reorder(self, suggestion: dict[str, Any]) -> None:
+        key = (suggestion["store_id"], suggestion["sku"])
+        self.reorders[key] = max(self.reorders.get(key, ""), ts(suggestion["occurred_at"]))
+
+    def write(self, db: Database) -> None:
+        _upsert(
+            db,
+            "INSERT INTO an_sales_hourly (store_id, hour_start, sale_day, currency, transactions, "
+            "units, net_units, lines, return_lines)",
+            (_T, _T, _T, _T, _N, _N, _N, _N, _N),
+            [(*k, *v) for k, v in self.hourly.items()],
+            "ON CONFLICT (store_id, hour_start, currency) DO UPDATE SET "
+            "transactions = an_sales_hourly.transactions + excluded.transactions, "
+            "units = an_sales_hourly.units + excluded.units, "
+            "net_units = an_sales_hourly.net_units + excluded.net_units, "
+            "lines = an_sales_hourly.lines + excluded.lines, "
+            "return_lines = an_sales_hourly.return_lines + excluded.return_lines",
+        )
+        _upsert(
+            db,
+            "INSERT INTO an_sku_daily (store_id, sale_day, sku, currency, units, net_units)",
+            (_T, _T, _T, _T, _N, _N),
+            [(*k, *v) for k, v in self.skus.items()],
+            "ON CONFLICT (store_id, sale_day, sku, currency) DO UPDATE SET "
+            "units = an_sku_daily.units + excluded.units, "
+            "net_units = an_sku_daily.net_units + excluded.net_units",
+        )
+        _upsert(
+            db,
+            "INSERT INTO an_tenders (store_id, sale_day, method, currency, amount_units, payments)",
+            (_T, _T, _T, _T, _N, _N),
+            [(*k, *v) for k, v in self.tenders.items()],
+            "ON CONFLICT (store_id, sale_day, method, currency) DO UPDATE SET "
+            "amount_units = an_tenders.amount_units + excluded.amount_units, "
+            "payments = an_tenders.payments + excluded.payments",
+        )
+        _upsert(
+            db,
+            "INSERT INTO an_reorders (store_id, sku, last_at)",
+            (_T, _T, _T),
+            [(*k, v) for k, v in self.reorders.items()],
+            "ON CONFLICT (store_id, sku) DO UPDATE SET last_at = CASE "
+            "WHEN excluded.last_at > an_reorders.last_at THEN excluded.last_at "
+            "ELSE an_reorders.last_at END",
+        )
+        # Payments may arrive before their sale: whichever comes first creates the row.
+        _upsert(
+            db,
+            "INSERT INTO an_reconcile (sale_event_id, store_id, currency, sale_at, sale_net, "
+            "paid, payments, first_payment_at)",
+            (_T, _T, _T, _T, _N, _N, _N, _T),
+            [(*sale, 0, 0, None) for sale in self.sales],
+            "ON CONFLICT (sale_event_id) DO UPDATE SET sale_at = excluded.sale_at, "
+            "sale_net = excluded.sale_net, currency = excluded.currency",
+        )
+        _upsert(
+            db,
+            "INSERT INTO an_reconcile (sale_event_id, store_id, currency, sale_at, sale_net, "
+            "paid, payments, first_payment_at)",
+            (_T, _T, _T, _T, _N, _N, _N, _T),
+            [
+                (sale_id, store, currency, None, None, paid, n, at)
+                for sale_id, (store, currency, paid, n, at) in self.payments.items()
+            ],
+            "ON CONFLICT (sale_event_id) DO UPDATE SET "
+            "paid = an_reconcile.paid + excluded.paid, "
+            "payments = an_reconcile.payments + excluded.payments, "
+            "first_payment_at = CASE WHEN an_reconcile.first_payment_at IS NULL "
+            "OR excluded.first_payment_at < an_reconcile.first_payment_at "
+            "THEN excluded.first_payment_at ELSE an_reconcile.first_payment_at END",
+        )
+
+
+class Analytics(Consumer):
+    name = "analytics"
+    topics = (SALES.name, PAYMENTS.name, REORDER_SUGGESTIONS.name)
+    migrations = MIGRATIONS
+
+    def apply(self, ctx: Context, records: list[Record]) -> None:
+        batch = _Batch()
+        for record in records:
+            if record.event == "sale":
+                batch.sale(record.value)
+            elif record.event == "payment":
+                batch.payment(record.value)
+            elif record.event == "reorder_suggestion":
+                batch.reorder(record.value)
+            else:
+                raise PermanentError(f"analytics does not read {record.event} events")
+        batch.write(ctx.db)
+
+    def refresh(self, db: Database) -> None:
+        # From the database, not from what this instance applied: right after a restart, and
+        # the same on every instance sharing one PostgreSQL store.
+        now = datetime.now(UTC)
+        reconcile(db, now, self.settings.analytics_reconcile_grace_seconds)
+        gauges.update(db, now)
+
+
+__all__ = ["Analytics"]
