@@ -18,7 +18,7 @@ class Effects(Consumer):
         "part INTEGER NOT NULL, kafka_offset BIGINT NOT NULL)",
         "CREATE TABLE fixes (receipt TEXT PRIMARY KEY)",
     )
-    delay_per_record = float(os.environ.get("TILLSTREAM_TEST_DELAY", "0"))
+    delay_per_batch = float(os.environ.get("TILLSTREAM_TEST_DELAY", "0"))
 
     def apply(self, ctx: Context, records: list[Record]) -> None:
         fixed = {receipt for (receipt,) in ctx.db.fetchall("SELECT receipt FROM fixes")}
@@ -30,5 +30,5 @@ class Effects(Consumer):
             "INSERT INTO effects (event_id, store_id, part, kafka_offset) VALUES (?, ?, ?, ?)",
             [(r.event_id, r.value["store_id"], r.partition, r.offset) for r in records],
         )
-        if self.delay_per_record:  # widen the window in which a kill lands mid-batch
-            time.sleep(self.delay_per_record * len(records))
+        if self.delay_per_batch:  # widen the window in which a kill lands mid-batch
+            time.sleep(self.delay_per_batch)

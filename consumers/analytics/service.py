@@ -7,7 +7,6 @@ statement).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
@@ -29,38 +28,6 @@ from tillstream.topics import PAYMENTS, REORDER_SUGGESTIONS, SALES
 
 _SIGN = {"SALE": 1, "RETURN": -1, "VOID": 0}  # a VOID line was cancelled on the receipt
 _PAYMENT_SIGN = {"CAPTURED": 1, "REFUNDED": -1}  # other statuses move no money
-
-
-_CHUNK = 500  # rows per statement: well under PostgreSQL's 65535 parameters
-_T, _N = "TEXT", "BIGINT"
-
-
-def _upsert(
-    db: Database, insert: str, types: tuple[str, ...], rows: list[tuple[Any, ...]], tail: str
-) -> None:
-    """``insert`` (up to its column list) of all ``rows``, then ``tail`` (ON CONFLICT ...).
-
-    Rows are unique by key (summed per batch): one statement must not touch a row twice.
-    DuckDB's Python client binds each parameter slowly, so there the rows travel as a single
-    JSON parameter; PostgreSQL gets multi-row VALUES.
-    """
-    if not rows:
-        return
-    if db.dialect == "duckdb":
-        columns = ", ".join(f"r[{i}]::{t}" for i, t in enumerate(types, start=1))
-        db.execute(
-            f"{insert} SELECT {columns} FROM "
-            f"(SELECT unnest(json_transform(?, '[[\"VARCHAR\"]]')) AS r) {tail}",
-            (json.dumps(rows),),
-        )
-        return
-    row = "(" + ", ".join("?" * len(types)) + ")"
-    for start in range(0, len(rows), _CHUNK):
-        chunk = rows[start : start + _CHUNK]
-        db.execute(
-            f"{insert} VALUES {', '.join([row] * len(chunk))} {tail}",
-            [value for r in chunk for value in r],
-        )
 
 
 class _Batch:
@@ -112,11 +79,19 @@ class _Batch:
         self.reorders[key] = max(self.reorders.get(key, ""), ts(suggestion["occurred_at"]))
 
     def write(self, db: Database) -> None:
-        _upsert(
-            db,
-            "INSERT INTO an_sales_hourly (store_id, hour_start, sale_day, currency, transactions, "
-            "units, net_units, lines, return_lines)",
-            (_T, _T, _T, _T, _N, _N, _N, _N, _N),
+        db.insert_many(
+            "an_sales_hourly",
+            (
+                "store_id",
+                "hour_start",
+                "sale_day",
+                "currency",
+                "transactions",
+                "units",
+                "net_units",
+                "lines",
+                "return_lines",
+            ),
             [(*k, *v) for k, v in self.hourly.items()],
             "ON CONFLICT (store_id, hour_start, currency) DO UPDATE SET "
             "transactions = an_sales_hourly.transactions + excluded.transactions, "
@@ -125,48 +100,59 @@ class _Batch:
             "lines = an_sales_hourly.lines + excluded.lines, "
             "return_lines = an_sales_hourly.return_lines + excluded.return_lines",
         )
-        _upsert(
-            db,
-            "INSERT INTO an_sku_daily (store_id, sale_day, sku, currency, units, net_units)",
-            (_T, _T, _T, _T, _N, _N),
+        db.insert_many(
+            "an_sku_daily",
+            ("store_id", "sale_day", "sku", "currency", "units", "net_units"),
             [(*k, *v) for k, v in self.skus.items()],
             "ON CONFLICT (store_id, sale_day, sku, currency) DO UPDATE SET "
             "units = an_sku_daily.units + excluded.units, "
             "net_units = an_sku_daily.net_units + excluded.net_units",
         )
-        _upsert(
-            db,
-            "INSERT INTO an_tenders (store_id, sale_day, method, currency, amount_units, payments)",
-            (_T, _T, _T, _T, _N, _N),
+        db.insert_many(
+            "an_tenders",
+            ("store_id", "sale_day", "method", "currency", "amount_units", "payments"),
             [(*k, *v) for k, v in self.tenders.items()],
             "ON CONFLICT (store_id, sale_day, method, currency) DO UPDATE SET "
             "amount_units = an_tenders.amount_units + excluded.amount_units, "
             "payments = an_tenders.payments + excluded.payments",
         )
-        _upsert(
-            db,
-            "INSERT INTO an_reorders (store_id, sku, last_at)",
-            (_T, _T, _T),
+        db.insert_many(
+            "an_reorders",
+            ("store_id", "sku", "last_at"),
             [(*k, v) for k, v in self.reorders.items()],
             "ON CONFLICT (store_id, sku) DO UPDATE SET last_at = CASE "
             "WHEN excluded.last_at > an_reorders.last_at THEN excluded.last_at "
             "ELSE an_reorders.last_at END",
         )
         # Payments may arrive before their sale: whichever comes first creates the row.
-        _upsert(
-            db,
-            "INSERT INTO an_reconcile (sale_event_id, store_id, currency, sale_at, sale_net, "
-            "paid, payments, first_payment_at)",
-            (_T, _T, _T, _T, _N, _N, _N, _T),
+        db.insert_many(
+            "an_reconcile",
+            (
+                "sale_event_id",
+                "store_id",
+                "currency",
+                "sale_at",
+                "sale_net",
+                "paid",
+                "payments",
+                "first_payment_at",
+            ),
             [(*sale, 0, 0, None) for sale in self.sales],
             "ON CONFLICT (sale_event_id) DO UPDATE SET sale_at = excluded.sale_at, "
             "sale_net = excluded.sale_net, currency = excluded.currency",
         )
-        _upsert(
-            db,
-            "INSERT INTO an_reconcile (sale_event_id, store_id, currency, sale_at, sale_net, "
-            "paid, payments, first_payment_at)",
-            (_T, _T, _T, _T, _N, _N, _N, _T),
+        db.insert_many(
+            "an_reconcile",
+            (
+                "sale_event_id",
+                "store_id",
+                "currency",
+                "sale_at",
+                "sale_net",
+                "paid",
+                "payments",
+                "first_payment_at",
+            ),
             [
                 (sale_id, store, currency, None, None, paid, n, at)
                 for sale_id, (store, currency, paid, n, at) in self.payments.items()

@@ -59,23 +59,34 @@ class ErpInventory(Consumer):
         for event in events:
             ledger.extend(self._apply_event(ctx, event, stock, history, policy))
         now = ctx.now.isoformat()
-        ctx.db.executemany(
-            "INSERT INTO erp_ledger (event_id, line_no, store_id, sku, qty_change, kind, "
-            "reference, occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        ctx.db.insert_many(
+            "erp_ledger",
+            (
+                "event_id",
+                "line_no",
+                "store_id",
+                "sku",
+                "qty_change",
+                "kind",
+                "reference",
+                "occurred_at",
+            ),
             ledger,
         )
-        ctx.db.executemany(
-            "INSERT INTO erp_stock (store_id, sku, on_hand, alerted, updated_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (store_id, sku) DO UPDATE SET "
+        ctx.db.insert_many(
+            "erp_stock",
+            ("store_id", "sku", "on_hand", "alerted", "updated_at"),
+            [(s, k, st.on_hand, int(st.alerted), now) for (s, k), st in sorted(stock.items())],
+            "ON CONFLICT (store_id, sku) DO UPDATE SET "
             "on_hand = excluded.on_hand, alerted = excluded.alerted, "
             "updated_at = excluded.updated_at",
-            [(s, k, st.on_hand, int(st.alerted), now) for (s, k), st in sorted(stock.items())],
         )
-        ctx.db.executemany(
-            "INSERT INTO erp_daily_sales (store_id, sku, sales_day, units) VALUES (?, ?, ?, ?) "
+        ctx.db.insert_many(
+            "erp_daily_sales",
+            ("store_id", "sku", "sales_day", "units"),
+            [(s, k, d.isoformat(), u) for (s, k, d), u in sorted(history.pending.items())],
             "ON CONFLICT (store_id, sku, sales_day) DO UPDATE SET "
             "units = erp_daily_sales.units + excluded.units",
-            [(s, k, d.isoformat(), u) for (s, k, d), u in sorted(history.pending.items())],
         )
 
     def _apply_event(

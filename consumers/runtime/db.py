@@ -71,6 +71,7 @@ class Database:
             else:
                 import duckdb
 
+                _skip_pandas_probe()
                 path = self.url.removeprefix("duckdb:///") or ":memory:"
                 if path != ":memory:":
                     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -108,6 +109,39 @@ class Database:
                 cur.executemany(self._sql(sql), rows)
         else:
             self._live().executemany(self._sql(sql), rows)
+
+    def insert_many(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        conflict: str = "",
+    ) -> None:
+        """Insert ``rows`` in as few statements as the dialect allows, then ``conflict``
+        (an optional ``ON CONFLICT ...`` clause). Rows must be unique by the conflict key."""
+        if not rows:
+            return
+        names = ", ".join(columns)
+        if self.dialect == "duckdb":
+            # DuckDB binds Python parameters one at a time and slowly: one list per column.
+            unnest = ", ".join(["unnest(?)"] * len(columns))
+            self.execute(
+                f"INSERT INTO {table} ({names}) SELECT {unnest} {conflict}",
+                [list(column) for column in zip(*rows, strict=True)],
+            )
+            return
+        row = "(" + ", ".join("?" * len(columns)) + ")"
+        if self.dialect == "postgresql":  # multi-row VALUES, within the 65535-parameter cap
+            per_statement = max(1, 30_000 // len(columns))
+            for start in range(0, len(rows), per_statement):
+                chunk = rows[start : start + per_statement]
+                self.execute(
+                    f"INSERT INTO {table} ({names}) VALUES {', '.join([row] * len(chunk))} "
+                    + conflict,
+                    [value for r in chunk for value in r],
+                )
+            return
+        self.executemany(f"INSERT INTO {table} ({names}) VALUES {row} {conflict}", rows)
 
     def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         row = self.execute(sql, params).fetchone()
@@ -201,6 +235,16 @@ class Database:
 
             return isinstance(exc, duckdb.IOException | duckdb.TransactionException)
         return False
+
+
+def _skip_pandas_probe() -> None:
+    """DuckDB's client tries ``import pandas`` for every parameter it binds; where pandas is
+    not installed, make that failed import instant instead of a search of sys.path."""
+    import importlib.util
+    import sys
+
+    if "pandas" not in sys.modules and importlib.util.find_spec("pandas") is None:
+        sys.modules["pandas"] = None  # type: ignore[assignment]
 
 
 def connect(url: str) -> Database:

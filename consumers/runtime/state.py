@@ -105,19 +105,16 @@ def seen_events(db: Database, consumer: str, event_ids: list[str]) -> set[str]:
 
 
 def mark_events(db: Database, consumer: str, event_ids: list[str]) -> None:
-    db.executemany(
-        "INSERT INTO runtime_events (consumer, event_id) VALUES (?, ?)",
-        [(consumer, e) for e in event_ids],
-    )
+    db.insert_many("runtime_events", ("consumer", "event_id"), [(consumer, e) for e in event_ids])
 
 
 def queue_outgoing(
     db: Database, consumer: str, rows: list[tuple[str, str, str, bytes, bytes]]
 ) -> None:
     """Rows of (id, created, topic, key, value)."""
-    db.executemany(
-        "INSERT INTO runtime_outbox (id, consumer, created, topic, msg_key, msg_value) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+    db.insert_many(
+        "runtime_outbox",
+        ("id", "consumer", "created", "topic", "msg_key", "msg_value"),
         [(i, consumer, c, t, k, v) for i, c, t, k, v in rows],
     )
 
