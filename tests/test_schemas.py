@@ -107,7 +107,10 @@ def test_compatible_change_passes_after_pinning(schema_copy: Path) -> None:
     assert unpinned.exit_code != 0 and "no id pinned" in unpinned.output
     pinned = runner.invoke(main, ["schemas", "check", "--dir", str(schema_copy), "--pin"])
     assert pinned.exit_code == 0, pinned.output
-    assert "stock_movement/v2 -> id 4" in pinned.output
+    pinned_ids = json.loads((schema_copy / "ids.json").read_text())
+    new_id = pinned_ids["stock_movement/v2"]["id"]
+    assert new_id == 1 + max(v["id"] for k, v in pinned_ids.items() if k != "stock_movement/v2")
+    assert f"stock_movement/v2 -> id {new_id}" in pinned.output
 
 
 def test_editing_a_published_version_fails(schema_copy: Path) -> None:
