@@ -9,6 +9,8 @@ import sys
 import uuid
 from pathlib import Path
 
+import httpx
+
 from tests.consumer_support import ConsumerProcess, publish, scalar, wait_until
 from tillstream.codec import AvroCodec
 from tillstream.samples import sample_sale
@@ -67,5 +69,20 @@ async def test_the_documented_consumer_runs_under_tillstream_consume(
     try:
         query = "SELECT n FROM visits WHERE customer_id = ?"
         await wait_until(lambda: scalar(url, query, (customer,)) == 1, what="one visit")
+        base = f"http://127.0.0.1:{process.port}"
+        assert httpx.get(f"{base}/healthz").json()["consumer"] == group
+        assert httpx.get(f"{base}/readyz").status_code == 200
+        await wait_until(lambda: f'consumer="{group}"' in _lag_lines(base), what="lag metric")
+        metrics = httpx.get(f"{base}/metrics").text
+        applied = f'tillstream_consumer_records_total{{consumer="{group}",outcome="applied"'
+        assert applied in metrics.replace(',topic="tillstream.sales"', "")
+        assert f'tillstream_consumer_last_event_timestamp_seconds{{consumer="{group}"}}' in metrics
     finally:
         assert process.stop() == 0
+
+
+def _lag_lines(base: str) -> str:
+    text = httpx.get(f"{base}/metrics").text
+    return "\n".join(
+        line for line in text.splitlines() if line.startswith("tillstream_consumer_lag{")
+    )

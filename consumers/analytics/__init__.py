@@ -1,14 +1,11 @@
 """Analytics: store sales, tenders, SKUs, low stock and payment reconciliation.
 
-Run it with ``tillstream consume analytics --db duckdb:///analytics.duckdb``; see
-``docs/analytics.md``.
+Run it with ``tillstream consume analytics`` (DuckDB file ``analytics.duckdb`` unless
+``--db`` or ``TILLSTREAM_DB_URL`` says otherwise); see ``docs/analytics.md``.
 """
 
 from consumers.analytics.reconcile import reconcile
 from consumers.analytics.report import DailySummary, daily_summary
 from consumers.analytics.service import Analytics
 
-DEFAULT_DB_URL = "duckdb:///analytics.duckdb"
-"""The embedded store; point scaled-out instances at one PostgreSQL database instead."""
-
-__all__ = ["DEFAULT_DB_URL", "Analytics", "DailySummary", "daily_summary", "reconcile"]
+__all__ = ["Analytics", "DailySummary", "daily_summary", "reconcile"]

@@ -170,6 +170,8 @@ class Analytics(Consumer):
     name = "analytics"
     topics = (SALES.name, PAYMENTS.name, REORDER_SUGGESTIONS.name)
     migrations = MIGRATIONS
+    # The embedded store; scaled-out instances share one PostgreSQL database instead.
+    default_db_url = "duckdb:///analytics.duckdb"
 
     def apply(self, ctx: Context, records: list[Record]) -> None:
         batch = _Batch()

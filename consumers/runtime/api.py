@@ -80,6 +80,8 @@ class Consumer:
     published one. Use ``?`` placeholders, or ``{dialect: sql}`` where dialects differ."""
     publishes: ClassVar[Sequence[str]] = ()
     """Topics this consumer publishes to (created at start-up if missing)."""
+    default_db_url: ClassVar[str | None] = None
+    """Database used when neither ``--db`` nor ``TILLSTREAM_DB_URL`` names one."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()

@@ -14,7 +14,12 @@ from tillstream.settings import split_host_port
 
 @click.command()
 @click.argument("consumer")
-@click.option("--db", "db_url", help="Database URL. [env: TILLSTREAM_DB_URL]")
+@click.option(
+    "--db",
+    "db_url",
+    help="Database URL. [env: TILLSTREAM_DB_URL; default: sqlite:///tillstream.db, "
+    "analytics: duckdb:///analytics.duckdb]",
+)
 @click.option(
     "--listen",
     help="HOST:PORT for /metrics, /healthz, /readyz. [env: TILLSTREAM_CONSUMER_LISTEN; "
@@ -52,6 +57,8 @@ def consume(
         raise click.UsageError(str(exc)) from None
     if group:
         consumer_class = type(consumer_class.__name__, (consumer_class,), {"name": group})
+    if "db_url" not in cfg.model_fields_set and consumer_class.default_db_url:
+        cfg = cfg.model_copy(update={"db_url": consumer_class.default_db_url})
     config = RunnerConfig(
         db_url=cfg.db_url,
         listen=split_host_port(cfg.consumer_listen),

@@ -32,17 +32,25 @@ def _money(amounts: dict[str, Decimal]) -> str:
     type=click.DateTime(["%Y-%m-%d"]),
     help="UTC day, YYYY-MM-DD. [default: today]",
 )
-@click.option("--db", "db_url", help="The analytics database URL. [env: TILLSTREAM_DB_URL]")
+@click.option(
+    "--db",
+    "db_url",
+    help="The analytics database URL. [env: TILLSTREAM_DB_URL; default: "
+    "duckdb:///analytics.duckdb]",
+)
 def report(store_id: str, day: datetime | None, db_url: str | None) -> None:
     """Print a store's daily summary: totals, sales per hour, tenders, top SKUs and
     reconciliation flags."""
+    from consumers.analytics import Analytics
     from consumers.analytics.report import daily_summary
     from consumers.runtime.db import Database, DatabaseError
 
     cfg = settings(db_url=db_url)
     wanted = (day or datetime.now(UTC)).strftime("%Y-%m-%d")
     try:
-        db = Database(cfg.db_url)
+        db = Database(
+            cfg.db_url if "db_url" in cfg.model_fields_set else str(Analytics.default_db_url)
+        )
     except DatabaseError as exc:
         raise click.ClickException(str(exc)) from None
     try:

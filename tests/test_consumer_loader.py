@@ -1,0 +1,54 @@
+"""Finding consumers: built-ins, module:Class, entry points, and clear errors otherwise."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from consumers.analytics import Analytics
+from consumers.crm import CrmProfiles
+from consumers.erp import ErpInventory
+from consumers.example import VisitCounter
+from consumers.runtime.loader import ConsumerNotFound, load_consumer
+from tillstream.cli import main
+
+
+def test_builtins_and_module_paths_resolve() -> None:
+    assert load_consumer("erp") is ErpInventory
+    assert load_consumer("crm") is CrmProfiles
+    assert load_consumer("analytics") is Analytics
+    assert load_consumer("consumers.example:VisitCounter") is VisitCounter
+
+
+def test_an_installed_entry_point_resolves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dist = tmp_path / "visits_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: visits-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[tillstream.consumers]\nvisits = consumers.example:VisitCounter\n"
+    )
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    assert load_consumer("visits") is VisitCounter
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("nope", "no consumer 'nope': use one of analytics, crm, erp"),
+        ("no_such_module:Thing", "cannot import 'no_such_module'"),
+        ("consumers.example:Missing", "has no 'Missing'"),
+        ("tillstream.settings:Settings", "is not a tillstream Consumer subclass"),
+    ],
+)
+def test_unknown_consumers_are_refused_clearly(spec: str, message: str) -> None:
+    with pytest.raises(ConsumerNotFound, match=message):
+        load_consumer(spec)
+
+
+def test_consume_names_a_bad_consumer_and_exits_2() -> None:
+    result = CliRunner().invoke(main, ["consume", "nope"])
+    assert result.exit_code == 2
+    assert "no consumer 'nope'" in result.output
