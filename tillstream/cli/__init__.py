@@ -5,7 +5,19 @@ from __future__ import annotations
 import click
 
 from tillstream import __version__
-from tillstream.cli import consume, crm, demo, dev, dlq, edge, report, schemas, stock, topics
+from tillstream.cli import (
+    consume,
+    crm,
+    demo,
+    dev,
+    dlq,
+    edge,
+    report,
+    schemas,
+    simulate,
+    stock,
+    topics,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -18,6 +30,6 @@ def main() -> None:
     """
 
 
-for module in (dev, schemas, topics, edge, consume, dlq, demo, crm, stock, report):
+for module in (dev, schemas, topics, edge, consume, dlq, demo, simulate, crm, stock, report):
     for command in module.COMMANDS:
         main.add_command(command)

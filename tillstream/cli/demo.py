@@ -3,95 +3,158 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import tempfile
+import time
 from pathlib import Path
-from typing import Any
 
 import click
+from rich.console import Console
+from rich.live import Live
 
-from tillstream.cli.common import run, settings
-from tillstream.codec import AvroCodec
-from tillstream.devkafka import DevKafkaError, LocalKafka, free_port, resolve_jars
-from tillstream.kafka import create_topics, make_consumer, make_producer
-from tillstream.records import to_json
-from tillstream.registry import registry_from_settings
-from tillstream.samples import sample_payment, sample_sale, sample_stock_movement
-from tillstream.settings import Settings
-from tillstream.topics import EVENT_TOPICS, store_key
+from tillstream.cli.common import settings
+from tillstream.demo.processes import ServiceError
+from tillstream.demo.stack import DemoStack
+from tillstream.demo.view import Snapshot, plain_line, render, scrape
+from tillstream.devkafka import DevKafkaError
+from tillstream.simulate.driver import EdgeSink, Simulator, Stats
+
+CATCH_UP_SECONDS = 60
 
 
 @click.command()
-@click.option("--stores", type=click.IntRange(1, 50), default=3, show_default=True)
+@click.option("--stores", type=click.IntRange(1, 20), default=3, show_default=True)
+@click.option("--tills", type=click.IntRange(1, 20), default=3, show_default=True)
+@click.option(
+    "--rate", type=click.FloatRange(1, 20_000), default=60, show_default=True,
+    help="Events per second offered by all tills together.",
+)  # fmt: skip
+@click.option(
+    "--duration", type=click.FloatRange(1), help="Seconds to run (default: until Ctrl-C)."
+)
+@click.option("--seed", type=int, help="Make the simulated traffic reproducible.")
 @click.option("--bootstrap-servers", help="Use this cluster instead of starting a local broker.")
-def demo(stores: int, bootstrap_servers: str | None) -> None:
-    """Start a local Kafka broker, publish sample events of every type and read them back."""
+def demo(
+    stores: int,
+    tills: int,
+    rate: float,
+    duration: float | None,
+    seed: int | None,
+    bootstrap_servers: str | None,
+) -> None:
+    """Run the whole pipeline on this machine: a Kafka broker, an edge service per store, the
+    ERP, CRM and analytics consumers, and simulated tills posting to the edges' HTTP API and
+    dropping POSLog files. Shows live rates, lag, dead letters, low stock and sales; ends
+    with a summary after --duration seconds or Ctrl-C."""
     cfg = settings()
-    broker = None
-    if bootstrap_servers is None:
-        try:
-            libs = resolve_jars(cfg.cache_dir, progress=click.echo)
-            data = Path(tempfile.mkdtemp(prefix="tillstream-demo-"))
-            broker = LocalKafka(data_dir=data, libs=libs, port=free_port())
-            click.echo("Starting a local Kafka broker (KRaft) ...")
-            broker.start()
-        except DevKafkaError as exc:
-            raise click.ClickException(str(exc)) from None
-        bootstrap_servers = broker.bootstrap
-        click.echo(f"Kafka ready at {bootstrap_servers} (log: {broker.log_path})")
-    cfg = settings(kafka_bootstrap_servers=bootstrap_servers, topic_partitions=3)
+    console = Console(stderr=False)
+    workdir = Path(tempfile.mkdtemp(prefix="tillstream-demo-"))
+    stack = DemoStack(workdir, [f"S{n:03d}" for n in range(1, stores + 1)], bootstrap_servers)
     try:
-        run(_demo(cfg, stores))
+        with console.status("starting ...") as status:
+
+            def say(message: str) -> None:
+                if console.is_terminal:
+                    status.update(message)
+                else:
+                    click.echo(message)
+
+            stack.start(cfg, say)
+        click.echo(f"Everything is up; logs and databases in {workdir}")
+        for service in stack.services:
+            click.echo(f"  {service.name:<12} {service.url}/metrics")
+        simulator = Simulator(
+            stack.stores,
+            EdgeSink(
+                {s: e.url for s, e in stack.edges.items()},
+                {s: stack.drop_folder(s) for s in stack.stores},
+            ),
+            rate=rate,
+            tills=tills,
+            seed=seed,
+        )
+        last = asyncio.run(_show(stack, simulator, duration, console))
+        _summary(stack, simulator.stats, last, workdir)
+    except (DevKafkaError, ServiceError) as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
-        if broker is not None:
-            click.echo("Stopping Kafka ...")
-            broker.stop()
+        stack.stop(lambda message: click.echo(message, err=True))
 
 
-async def _demo(cfg: Settings, stores: int) -> None:
-    for topic, outcome in (await create_topics(cfg)).items():
-        click.echo(f"  topic {topic}: {outcome}")
-    codec = AvroCodec(registry_from_settings(cfg))
-    sent: list[tuple[str, dict[str, Any]]] = []
-    for n in range(1, stores + 1):
-        sale = sample_sale(f"S{n:03d}")
-        sent += [
-            ("sale", sale),
-            ("payment", sample_payment(sale)),
-            ("stock_movement", sample_stock_movement(f"S{n:03d}")),
-        ]
-    producer = make_producer(cfg)
-    await producer.start()
-    try:
-        for event, record in sent:
-            await producer.send(
-                EVENT_TOPICS[event].name,
-                codec.encode(event, record),
-                key=store_key(record["store_id"]),
-            )
-        await producer.flush()
-    finally:
-        await producer.stop()
-    click.echo(f"Published {len(sent)} events ({stores} stores x sale, payment, stock movement).")
-
-    consumer = make_consumer(
-        cfg, *(t.name for t in EVENT_TOPICS.values()), group_id="tillstream-demo"
+async def _show(
+    stack: DemoStack, simulator: Simulator, duration: float | None, console: Console
+) -> Snapshot:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    started = time.monotonic()
+    running = asyncio.create_task(simulator.run(duration, stop))
+    before: Snapshot | None = None
+    interval = 1.0 if console.is_terminal else 5.0
+    view: contextlib.AbstractContextManager[Live | None] = (
+        Live(console=console, auto_refresh=False)
+        if console.is_terminal
+        else contextlib.nullcontext()
     )
-    await consumer.start()
-    received = 0
-    try:
-        async with asyncio.timeout(60):
-            while received < len(sent):
-                for messages in (await consumer.getmany(timeout_ms=1000)).values():
-                    for msg in messages:
-                        decoded = codec.decode(msg.value)
-                        received += 1
-                        click.echo(
-                            f"  <- {msg.topic}[{msg.partition}] {decoded.event}: "
-                            f"{to_json(decoded.record)[:160]}..."
-                        )
-    finally:
-        await consumer.stop()
-    click.echo(f"Read back and decoded {received}/{len(sent)} events. Demo done.")
+    with view as live:
+        while not running.done():
+            now = await asyncio.to_thread(scrape, stack)
+            elapsed = time.monotonic() - started
+            if live is not None:
+                live.update(render(before, now, simulator.stats, elapsed), refresh=True)
+            else:
+                click.echo(plain_line(before, now, elapsed))
+            before = now
+            await asyncio.wait([running], timeout=interval)
+        await running
+        click.echo("tills closed; letting the consumers catch up ...")
+        return await _catch_up(stack, live, simulator.stats, started)
+
+
+async def _catch_up(stack: DemoStack, live: Live | None, stats: Stats, started: float) -> Snapshot:
+    """Wait until every consumer has applied all it will (lag 0, counts still)."""
+    deadline = time.monotonic() + CATCH_UP_SECONDS
+    before = await asyncio.to_thread(scrape, stack)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(2)
+        now = await asyncio.to_thread(scrape, stack)
+        if live is not None:
+            live.update(render(before, now, stats, time.monotonic() - started), refresh=True)
+        if (
+            now.applied == before.applied
+            and not any(now.lag.values())
+            and not any(now.outbox.values())
+        ):
+            return now
+        before = now
+    return before
+
+
+def _summary(stack: DemoStack, stats: Stats, last: Snapshot, workdir: Path) -> None:
+    click.echo("")
+    click.echo("Summary")
+    click.echo(
+        f"  tills sent {stats.total('sent'):,} events ({stats.poslog_files:,} as POSLog files): "
+        f"{stats.total('accepted'):,} accepted, {stats.total('rejected'):,} refused by the "
+        f"edges as intended (card numbers in text), {stats.total('failed'):,} undelivered"
+    )
+    for store in stack.stores:
+        click.echo(
+            f"  {store}: {last.accepted.get(store, 0):,.0f} events accepted, "
+            f"{last.transactions.get(store, 0):,.0f} receipts today, "
+            f"sales {last.sales.get(store, '-')}"
+        )
+    for name in last.applied:
+        click.echo(
+            f"  {name:<10} applied {last.applied[name]:,.0f} records, "
+            f"lag {last.lag.get(name, 0):,.0f}, dead letters {last.dlq.get(name, 0):,.0f}"
+        )
+    click.echo(f"  low-stock SKUs {last.low_stock:,.0f}, reconciliation flags {last.flags:,.0f}")
+    click.echo(f"  try: tillstream stock S001 --db sqlite:///{workdir}/erp.db")
+    click.echo(f"       tillstream report --store S001 --db duckdb:///{workdir}/analytics.duckdb")
 
 
 COMMANDS = [demo]

@@ -1,0 +1,113 @@
+"""``tillstream simulate``: simulated tills for load tests, against edges or any cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from pathlib import Path
+
+import click
+
+from tillstream.cli.common import settings
+from tillstream.codec import AvroCodec
+from tillstream.kafka import make_producer
+from tillstream.registry import registry_from_settings
+from tillstream.settings import Settings
+from tillstream.simulate.driver import EdgeSink, KafkaSink, Simulator, Sink, Stats
+
+
+@click.command()
+@click.option("--stores", type=click.IntRange(1, 1000), default=3, show_default=True)
+@click.option("--tills", type=click.IntRange(1, 50), default=3, show_default=True)
+@click.option(
+    "--rate", type=click.FloatRange(0.1, 100_000), default=100, show_default=True,
+    help="Events per second offered by all tills together.",
+)  # fmt: skip
+@click.option("--duration", type=click.FloatRange(1), required=True, help="Seconds to run.")
+@click.option("--seed", type=int, help="Same seed, same receipts (and event ids).")
+@click.option(
+    "--edge", "edges", multiple=True, metavar="URL",
+    help="Edge service of store N (repeat, in store order). Without it, events go straight "
+    "to Kafka as the edges would publish them (TILLSTREAM_KAFKA_* settings).",
+)  # fmt: skip
+@click.option(
+    "--poslog-dir", "drop_folders", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+    help="POSLog drop folder of store N (repeat); else POSLog tills post to /v1/poslog.",
+)  # fmt: skip
+@click.option("--store-prefix", default="S", show_default=True, help="Store ids: S001, S002...")
+def simulate(
+    stores: int,
+    tills: int,
+    rate: float,
+    duration: float,
+    seed: int | None,
+    edges: tuple[str, ...],
+    drop_folders: tuple[Path, ...],
+    store_prefix: str,
+) -> None:
+    """Simulated stores ringing up receipts (baskets, weighed goods, voids, returns, loyalty
+    customers, payments, deliveries) at --rate events per second for --duration seconds.
+    The last till of each store writes POSLog; a few receipts carry a card number in a text
+    field, which the edges must refuse (they are not sent when publishing to Kafka)."""
+    ids = [f"{store_prefix}{n:03d}" for n in range(1, stores + 1)]
+    if edges and len(edges) != stores:
+        raise click.UsageError(f"give one --edge per store: {stores} stores, {len(edges)} edges")
+    if drop_folders and len(drop_folders) != stores:
+        raise click.UsageError(f"give one --poslog-dir per store ({stores})")
+    cfg = settings()
+    stats = asyncio.run(_simulate(cfg, ids, tills, rate, duration, seed, edges, drop_folders))
+    click.echo(
+        f"simulate: stores={stores} sent={stats.total('sent')} "
+        f"accepted={stats.total('accepted')} refused={stats.total('rejected')} "
+        f"failed={stats.total('failed')} poslog_files={stats.poslog_files}"
+    )
+    if stats.total("failed"):
+        raise SystemExit(1)
+
+
+async def _simulate(
+    cfg: Settings,
+    stores: list[str],
+    tills: int,
+    rate: float,
+    duration: float,
+    seed: int | None,
+    edges: tuple[str, ...],
+    drop_folders: tuple[Path, ...],
+) -> Stats:
+    sink: Sink
+    if edges:
+        folders = dict(zip(stores, drop_folders, strict=False))  # none, or one per store
+        sink = EdgeSink(dict(zip(stores, edges, strict=True)), folders)
+    else:
+        producer = make_producer(cfg)
+        await producer.start()
+        sink = KafkaSink(producer, AvroCodec(registry_from_settings(cfg)))
+    # Without an edge nothing would refuse a bad receipt: send none.
+    simulator = Simulator(
+        stores, sink, rate=rate, tills=tills, seed=seed, bad_ratio=0.005 if edges else 0.0
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    run = asyncio.create_task(simulator.run(duration, stop))
+    started = time.monotonic()
+    try:
+        while not run.done():
+            await asyncio.wait([run], timeout=5)
+            click.echo(
+                f"[{time.monotonic() - started:5.0f}s] sent {simulator.stats.total('sent')} "
+                f"accepted {simulator.stats.total('accepted')}",
+                err=True,
+            )
+        return await run
+    finally:
+        if not edges:
+            await producer.stop()
+
+
+COMMANDS = [simulate]

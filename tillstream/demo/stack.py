@@ -1,0 +1,92 @@
+"""Standing up the demo's services: a local broker (unless a cluster is given), the topics,
+one edge per store with its POSLog drop folder, and the ERP, CRM and analytics consumers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from consumers.erp.items import import_items, read_items
+from consumers.runtime.db import Database
+from tillstream.demo.processes import Service
+from tillstream.devkafka import LocalKafka, free_port, resolve_jars
+from tillstream.kafka import create_topics
+from tillstream.settings import Settings
+from tillstream.simulate.catalog import items_csv
+
+CONSUMERS = (("erp", "sqlite:///{dir}/erp.db"), ("crm", "sqlite:///{dir}/crm.db"),
+             ("analytics", "duckdb:///{dir}/analytics.duckdb"))  # fmt: skip
+
+
+@dataclass
+class DemoStack:
+    workdir: Path
+    stores: list[str]
+    bootstrap: str | None = None
+    broker: LocalKafka | None = None
+    edges: dict[str, Service] = field(default_factory=dict)
+    consumers: dict[str, Service] = field(default_factory=dict)
+
+    @property
+    def services(self) -> list[Service]:
+        return [*self.edges.values(), *self.consumers.values()]
+
+    def drop_folder(self, store: str) -> Path:
+        return self.workdir / store / "poslog"
+
+    def start(self, settings: Settings, say: Callable[[str], None]) -> None:
+        if self.bootstrap is None:
+            libs = resolve_jars(settings.cache_dir, progress=say)
+            self.broker = LocalKafka(data_dir=self.workdir / "kafka", libs=libs, port=free_port())
+            say("starting a local Kafka broker (KRaft) ...")
+            self.broker.start()
+            self.bootstrap = self.broker.bootstrap
+            say(f"Kafka ready at {self.bootstrap}")
+        cfg = settings.model_copy(
+            update={"kafka_bootstrap_servers": self.bootstrap, "topic_partitions": 3}
+        )
+        asyncio.run(create_topics(cfg))
+        say("topics created")
+        env = {"TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "TILLSTREAM_LOG_LEVEL": "INFO"}
+        for store in self.stores:
+            folder = self.drop_folder(store)
+            folder.mkdir(parents=True, exist_ok=True)
+            port = free_port()
+            self.edges[store] = Service(
+                f"edge {store}",
+                ["edge", "run", "--store", store, "--listen", f"127.0.0.1:{port}",
+                 "--outbox", str(self.workdir / store / "outbox.db"), "--poslog-dir", str(folder)],
+                port, self.workdir / store / "edge.log", env,
+            ).start()  # fmt: skip
+        self._load_item_master(CONSUMERS[0][1].format(dir=self.workdir))
+        for name, url in CONSUMERS:
+            port = free_port()
+            self.consumers[name] = Service(
+                name,
+                ["consume", name, "--db", url.format(dir=self.workdir),
+                 "--listen", f"127.0.0.1:{port}"],
+                port, self.workdir / f"{name}.log", env,
+            ).start()  # fmt: skip
+        for service in self.services:
+            say(f"waiting for {service.name} ...")
+            service.wait_ready()
+
+    def _load_item_master(self, url: str) -> None:
+        """Reorder points for the demo's catalog, so low stock shows up."""
+        csv_path = self.workdir / "items.csv"
+        csv_path.write_text(items_csv())
+        db = Database(url)
+        try:
+            import_items(db, read_items(csv_path))
+        finally:
+            db.close()
+
+    def stop(self, say: Callable[[str], None]) -> None:
+        for service in self.services:  # edges first: they drain their outboxes into Kafka
+            say(f"stopping {service.name} ...")
+            service.stop()
+        if self.broker is not None:
+            say("stopping Kafka ...")
+            self.broker.stop()

@@ -1,0 +1,125 @@
+"""What the demo shows: per-store event rates, consumer progress, lag, dead letters, low
+stock and sales, read from the services' own ``/metrics`` (as Prometheus would)."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Group
+from rich.table import Table
+
+from tillstream.demo.stack import DemoStack
+from tillstream.simulate.driver import Stats
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+@dataclass
+class Snapshot:
+    at: float = field(default_factory=time.monotonic)
+    accepted: dict[str, float] = field(default_factory=dict)
+    rejected: dict[str, float] = field(default_factory=dict)
+    outbox: dict[str, float] = field(default_factory=dict)
+    applied: dict[str, float] = field(default_factory=dict)
+    lag: dict[str, float] = field(default_factory=dict)
+    dlq: dict[str, float] = field(default_factory=dict)
+    sales: dict[str, str] = field(default_factory=dict)
+    transactions: dict[str, float] = field(default_factory=dict)
+    low_stock: float = 0
+    flags: float = 0
+
+
+def _samples(url: str) -> Samples:
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return {}
+    found: Samples = defaultdict(list)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[sample.name].append((sample.labels, sample.value))
+    return found
+
+
+def _sum(samples: Samples, name: str, **labels: str) -> float:
+    return sum(
+        value
+        for have, value in samples.get(name, [])
+        if all(have.get(k) == v for k, v in labels.items())
+    )
+
+
+def scrape(stack: DemoStack) -> Snapshot:
+    snap = Snapshot()
+    for store, edge in stack.edges.items():
+        s = _samples(edge.url)
+        snap.accepted[store] = _sum(s, "tillstream_edge_events_accepted_total")
+        snap.rejected[store] = _sum(s, "tillstream_edge_events_rejected_total")
+        snap.outbox[store] = _sum(s, "tillstream_edge_outbox_depth")
+    for name, consumer in stack.consumers.items():
+        s = _samples(consumer.url)
+        snap.applied[name] = _sum(s, "tillstream_consumer_records_total", outcome="applied")
+        snap.lag[name] = _sum(s, "tillstream_consumer_lag")
+        snap.dlq[name] = _sum(s, "tillstream_consumer_dlq_records_total")
+        if name == "analytics":
+            for labels, value in s.get("tillstream_business_sales_amount", []):
+                snap.sales[labels["store"]] = f"{value:,.2f} {labels['currency']}"
+            for labels, value in s.get("tillstream_business_transactions", []):
+                snap.transactions[labels["store"]] = value
+            snap.low_stock = _sum(s, "tillstream_business_low_stock_skus")
+            snap.flags = _sum(s, "tillstream_reconciliation_flags")
+    return snap
+
+
+def _rate(before: Snapshot | None, now: Snapshot, store: str) -> float:
+    if before is None or now.at <= before.at:
+        return 0.0
+    return (now.accepted.get(store, 0) - before.accepted.get(store, 0)) / (now.at - before.at)
+
+
+def render(before: Snapshot | None, now: Snapshot, stats: Stats, elapsed: float) -> Group:
+    stores = Table(title=f"tillstream demo: {elapsed:,.0f} s", title_justify="left")
+    for column in ("store", "events/s", "accepted", "refused", "outbox", "receipts", "sales"):
+        stores.add_column(column, justify="left" if column == "store" else "right")
+    for store in now.accepted:
+        stores.add_row(
+            store,
+            f"{_rate(before, now, store):,.0f}",
+            f"{now.accepted[store]:,.0f}",
+            f"{now.rejected.get(store, 0):,.0f}",
+            f"{now.outbox.get(store, 0):,.0f}",
+            f"{now.transactions.get(store, 0):,.0f}",
+            now.sales.get(store, "-"),
+        )
+    consumers = Table(title_justify="left")
+    for column in ("consumer", "applied", "lag", "dead letters"):
+        consumers.add_column(column, justify="left" if column == "consumer" else "right")
+    for name in now.applied:
+        consumers.add_row(
+            name,
+            f"{now.applied[name]:,.0f}",
+            f"{now.lag.get(name, 0):,.0f}",
+            f"{now.dlq.get(name, 0):,.0f}",
+        )
+    footer = Table.grid(padding=(0, 3))
+    footer.add_row(
+        f"tills sent {stats.total('sent'):,} events ({stats.poslog_files:,} POSLog files)",
+        f"low-stock SKUs: {now.low_stock:,.0f}",
+        f"reconciliation flags: {now.flags:,.0f}",
+    )
+    return Group(stores, consumers, footer)
+
+
+def plain_line(before: Snapshot | None, now: Snapshot, elapsed: float) -> str:
+    """One line for logs and pipes (no terminal)."""
+    rates = " ".join(f"{s}={_rate(before, now, s):.0f}/s" for s in now.accepted)
+    applied = " ".join(f"{n}={now.applied[n]:.0f}" for n in now.applied)
+    return (
+        f"[{elapsed:5.0f}s] ingest {rates} | applied {applied} | "
+        f"lag={sum(now.lag.values()):.0f} dlq={sum(now.dlq.values()):.0f} "
+        f"low_stock={now.low_stock:.0f} flags={now.flags:.0f}"
+    )

@@ -1,0 +1,76 @@
+"""The simulated store's assortment: SKUs with valid GTINs, prices and reorder data."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from decimal import Decimal
+
+from stdnum import ean
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    sku: str
+    gtin: str
+    description: str
+    price: Decimal
+    weighed: bool = False
+    """Sold by the kilogram: fractional quantities from the scale."""
+    reorder_point: Decimal = Decimal(20)
+    lead_time_days: int = 2
+
+
+def _gtin(n: int) -> str:
+    body = f"400638{n:06d}"  # a GS1 Germany-style prefix; the check digit makes it valid
+    return body + ean.calc_check_digit(body)
+
+
+_ITEMS = [
+    ("MILK-1L", "Whole milk 1 l", "1.19", False),
+    ("BREAD-WHITE", "White bread 500 g", "2.49", False),
+    ("BUTTER-250", "Butter 250 g", "2.29", False),
+    ("EGGS-10", "Free-range eggs, 10", "3.49", False),
+    ("APPLES", "Apples, loose", "2.99", True),
+    ("BANANAS", "Bananas, loose", "1.69", True),
+    ("TOMATOES", "Vine tomatoes, loose", "3.99", True),
+    ("CHEESE-GOUDA", "Gouda, sliced 200 g", "2.79", False),
+    ("COFFEE-500", "Coffee beans 500 g", "7.99", False),
+    ("PASTA-500", "Spaghetti 500 g", "1.29", False),
+    ("RICE-1KG", "Basmati rice 1 kg", "2.99", False),
+    ("OLIVE-OIL", "Olive oil 750 ml", "8.49", False),
+    ("WATER-6", "Still water 6 x 1.5 l", "3.29", False),
+    ("BEER-6", "Lager 6 x 0.33 l", "5.49", False),
+    ("WINE-RED", "Red wine 0.75 l", "6.99", False),
+    ("CHOC-100", "Dark chocolate 100 g", "1.49", False),
+    ("CHIPS-175", "Potato chips 175 g", "1.99", False),
+    ("SOAP", "Hand soap 300 ml", "1.89", False),
+    ("TISSUES", "Tissues 10 x 10", "2.19", False),
+    ("BATTERIES-AA", "Batteries AA, 4", "4.99", False),
+]
+
+CATALOG: tuple[Item, ...] = tuple(
+    Item(
+        sku=sku,
+        gtin=_gtin(i + 1),
+        description=text,
+        price=Decimal(price),
+        weighed=weighed,
+        reorder_point=Decimal(8) if weighed else Decimal(20),
+        lead_time_days=1 if weighed else 2,
+    )
+    for i, (sku, text, price, weighed) in enumerate(_ITEMS)
+)
+
+
+def items_csv() -> str:
+    """The catalog as the ERP item master CSV (``tillstream items import``)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["sku", "description", "reorder_point", "lead_time_days", "supplier"])
+    for item in CATALOG:
+        writer.writerow(
+            [item.sku, item.description, item.reorder_point, item.lead_time_days, "Demo Foods"]
+        )
+    return out.getvalue()

@@ -1,0 +1,87 @@
+"""Writing a simulated receipt as an ARTS POSLog V6 document, as an older till would."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+from xml.sax.saxutils import escape
+
+from tillstream.simulate.shopper import Transaction
+
+_TENDER_TYPES = {"CASH": "Cash", "CARD": "CreditDebit", "MOBILE": "MobilePayment"}
+
+
+def _money(value: Decimal, currency: str) -> str:
+    return f'Currency="{currency}">{value:.2f}'
+
+
+def poslog(tx: Transaction) -> bytes:
+    """The receipt as a POSLog document."""
+    sale = tx.sale
+    currency = sale["currency"]
+    items: list[str] = []
+    for line in sale["lines"]:
+        void = ' VoidFlag="true"' if line["kind"] == "VOID" else ""
+        element = "Return" if line["kind"] == "RETURN" else "Sale"
+        items.append(
+            f"<LineItem{void}><SequenceNumber>{line['line_number']}</SequenceNumber>"
+            f"<{element}><ItemID>{escape(line['sku'])}</ItemID>"
+            f"<POSIdentity><POSItemID>{line['gtin']}</POSItemID></POSIdentity>"
+            f"<Description>{escape(line['description'])}</Description>"
+            f"<RegularSalesUnitPrice {_money(line['unit_price'], currency)}"
+            f"</RegularSalesUnitPrice>"
+            f"<ExtendedAmount {_money(line['extended_amount'], currency)}</ExtendedAmount>"
+            f'<Quantity UnitOfMeasureCode="{line["unit_of_measure"]}">{line["quantity"]}'
+            f"</Quantity></{element}></LineItem>"
+        )
+    number = len(sale["lines"])
+    for event, payment in tx.poslog_events:
+        if event != "payment":
+            continue
+        number += 1
+        items.append(_tender(payment, number))
+    customer = (
+        f"<Customer><CustomerID>{escape(sale['customer_id'])}</CustomerID></Customer>"
+        if sale["customer_id"]
+        else ""
+    )
+    at = sale["occurred_at"].isoformat().replace("+00:00", "Z")
+    workstation, sequence = sale["receipt_number"].split("-")
+    total = sale["totals"]["net_amount"]
+    document = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<POSLog xmlns="http://www.nrf-arts.org/IXRetail/namespace/" MajorVersion="6">'
+        "<Transaction>"
+        f"<BusinessUnit><UnitID>{escape(sale['store_id'])}</UnitID></BusinessUnit>"
+        f"<WorkstationID>{int(workstation)}</WorkstationID>"
+        f"<SequenceNumber>{int(sequence)}</SequenceNumber>"
+        f"<OperatorID>{escape(sale['cashier_id'] or '')}</OperatorID>"
+        f'<CurrencyCode>{currency}</CurrencyCode><RetailTransaction TransactionStatus="Finished">'
+        + "".join(items)
+        + f'<Total TotalType="TransactionGrandAmount" {_money(total, currency)}</Total>'
+        + customer
+        + "</RetailTransaction>"
+        f"<BusinessDayDate>{sale['business_day'].isoformat()}</BusinessDayDate>"
+        f"<BeginDateTime>{at}</BeginDateTime><EndDateTime>{at}</EndDateTime>"
+        "</Transaction></POSLog>"
+    )
+    return document.encode("utf-8")
+
+
+def _tender(payment: dict[str, Any], number: int) -> str:
+    kind = _TENDER_TYPES.get(payment["method"], "GiftCard")
+    refund = ' TypeCode="Refund"' if payment["status"] == "REFUNDED" else ' TypeCode="Sale"'
+    card = ""
+    if payment["card"]:
+        c = payment["card"]
+        card = (
+            f'<CreditDebit CardType="Credit"><CardBrand>{c["brand"]}</CardBrand>'
+            f"<PrimaryAccountNumber>XXXXXXXXXXXX{c['last_four']}</PrimaryAccountNumber>"
+            f"<Token>{c['token']}</Token></CreditDebit>"
+        )
+    return (
+        f"<LineItem><SequenceNumber>{number}</SequenceNumber>"
+        f'<Tender TenderType="{kind}"{refund}>'
+        f'<Amount Currency="{payment["currency"]}">{payment["amount"]:.2f}</Amount>{card}'
+        "</Tender></LineItem>"
+    )

@@ -1,0 +1,225 @@
+"""Seeded, realistic store traffic: baskets with weighed goods, voided lines and returns,
+loyalty customers, a payment mix with the odd declined card, deliveries and stock counts.
+
+Everything comes from one ``random.Random``, so a seed decides a run exactly (event ids too).
+Records are the Avro contracts' shapes: ``Decimal`` money, UTC datetimes with zones.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from tillstream.simulate.catalog import CATALOG, Item
+
+_CENT = Decimal("0.01")
+_VAT = Decimal("0.07")
+_METHODS = (("CARD", 55), ("CASH", 30), ("MOBILE", 12), ("GIFT_CARD", 3))
+_BRANDS = ("VISA", "MASTERCARD", "AMEX", "MAESTRO")
+
+
+@dataclass
+class Transaction:
+    """One receipt: its sale and the payments made for it."""
+
+    till: int
+    sale: dict[str, Any]
+    payments: list[dict[str, Any]] = field(default_factory=list)
+    bad: bool = False
+    """A deliberately invalid sale (a card number typed into a text field): the edge must
+    refuse it."""
+
+    @property
+    def events(self) -> list[tuple[str, dict[str, Any]]]:
+        return [("sale", self.sale), *(("payment", p) for p in self.payments)]
+
+    @property
+    def poslog_events(self) -> list[tuple[str, dict[str, Any]]]:
+        """What a POSLog till records: the sale and the tenders that moved money (a declined
+        card never reaches its transaction log)."""
+        return [
+            ("sale", self.sale),
+            *(("payment", p) for p in self.payments if p["status"] in ("CAPTURED", "REFUNDED")),
+        ]
+
+
+class StoreTraffic:
+    """The tills of one store."""
+
+    def __init__(
+        self,
+        store_id: str,
+        rng: random.Random,
+        *,
+        tills: int = 3,
+        currency: str = "EUR",
+        customers: int = 300,
+        bad_ratio: float = 0.005,
+    ) -> None:
+        self.store_id = store_id
+        self.rng = rng
+        self.tills = tills
+        self.currency = currency
+        self.customers = [f"C-{store_id}-{n:05d}" for n in range(1, customers + 1)]
+        self.bad_ratio = bad_ratio
+        self._receipts = [0] * tills
+        self.on_hand: dict[str, Decimal] = {item.sku: Decimal(0) for item in CATALOG}
+        """What the store believes it has, to order deliveries as a store manager would."""
+
+    def _id(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def transaction(self, till: int, at: datetime) -> Transaction:
+        """The next receipt of ``till`` (0-based), rung up at ``at`` (timezone-aware)."""
+        rng = self.rng
+        self._receipts[till] += 1
+        lines: list[dict[str, Any]] = []
+        for item in rng.sample(CATALOG, rng.randint(1, 7)):
+            lines.append(self._line(len(lines) + 1, "SALE", item))
+        if rng.random() < 0.04:  # rung up by mistake, then voided on the same receipt
+            voided = dict(lines[-1], line_number=len(lines) + 1, kind="VOID")
+            lines.append(voided)
+        if rng.random() < 0.05:  # something brought back
+            lines.append(self._line(len(lines) + 1, "RETURN", rng.choice(CATALOG)))
+        sign = {"SALE": 1, "RETURN": -1, "VOID": -1}
+        for line in lines:
+            self.on_hand[line["sku"]] -= sign[line["kind"]] * line["quantity"]
+        gross = sum((ln["extended_amount"] * sign[ln["kind"]] for ln in lines), Decimal(0))
+        tax = sum((ln["tax_amount"] * sign[ln["kind"]] for ln in lines), Decimal(0))
+        loyal = rng.random() < 0.45
+        sale = {
+            "event_id": self._id(),
+            "store_id": self.store_id,
+            "terminal_id": f"T{till + 1:02d}",
+            "receipt_number": f"{till + 1:02d}-{self._receipts[till]:06d}",
+            "business_day": at.date(),
+            "occurred_at": at,
+            "utc_offset_minutes": 0,
+            "cashier_id": f"op-{rng.randint(1, 12)}",
+            "customer_id": rng.choice(self.customers) if loyal else None,
+            "currency": self.currency,
+            "lines": lines,
+            "totals": {
+                "gross_amount": gross,
+                "discount_amount": Decimal(0),
+                "tax_amount": tax,
+                "net_amount": gross,
+            },
+        }
+        tx = Transaction(till, sale, self._payments(sale, at))
+        if rng.random() < self.bad_ratio:
+            sale["cashier_id"] = "4111 1111 1111 1111"  # the PAN guard must refuse this
+            tx.bad = True
+        return tx
+
+    def _line(self, number: int, kind: str, item: Item) -> dict[str, Any]:
+        rng = self.rng
+        if item.weighed:
+            quantity = Decimal(rng.randint(150, 1800)) / 1000
+            unit = "KG"
+        else:
+            quantity = Decimal(rng.choices((1, 2, 3, 6), weights=(70, 20, 7, 3))[0])
+            unit = "EA"
+        extended = (quantity * item.price).quantize(_CENT)
+        return {
+            "line_number": number,
+            "kind": kind,
+            "sku": item.sku,
+            "gtin": item.gtin,
+            "description": item.description,
+            "quantity": quantity,
+            "unit_of_measure": unit,
+            "unit_price": item.price,
+            "discount_amount": Decimal(0),
+            "tax_amount": (extended * _VAT / (1 + _VAT)).quantize(_CENT),
+            "extended_amount": extended,
+        }
+
+    def _payments(self, sale: dict[str, Any], at: datetime) -> list[dict[str, Any]]:
+        rng = self.rng
+        net: Decimal = sale["totals"]["net_amount"]
+        if net == 0:
+            return []
+        method = rng.choices([m for m, _ in _METHODS], weights=[w for _, w in _METHODS])[0]
+        payments = []
+        if method == "CARD" and rng.random() < 0.02:  # declined, then paid in cash
+            payments.append(self._payment(sale, at, "CARD", "DECLINED", abs(net)))
+            method = "CASH"
+        status = "CAPTURED" if net > 0 else "REFUNDED"
+        payments.append(self._payment(sale, at, method, status, abs(net)))
+        return payments
+
+    def _payment(
+        self, sale: dict[str, Any], at: datetime, method: str, status: str, amount: Decimal
+    ) -> dict[str, Any]:
+        rng = self.rng
+        card = None
+        if method == "CARD":
+            card = {
+                "brand": rng.choice(_BRANDS),
+                "last_four": f"{rng.randint(0, 9999):04d}",
+                "token": f"tok_{rng.getrandbits(48):012x}",
+            }
+        return {
+            "event_id": self._id(),
+            "sale_event_id": sale["event_id"],
+            "store_id": self.store_id,
+            "terminal_id": sale["terminal_id"],
+            "occurred_at": at + timedelta(seconds=rng.randint(5, 40)),
+            "method": method,
+            "status": status,
+            "amount": amount,
+            "currency": sale["currency"],
+            "card": card,
+        }
+
+    def opening_count(self, at: datetime) -> list[dict[str, Any]]:
+        """A shelf count of every SKU when the store opens."""
+        moves = []
+        for item in CATALOG:
+            self.on_hand[item.sku] = item.reorder_point * 3
+            moves.append(self._movement(item, "COUNT", self.on_hand[item.sku], "COUNTED", at))
+        return moves
+
+    def delivery(self, at: datetime) -> list[dict[str, Any]]:
+        """Cases of the SKUs running low, brought back to three times their reorder point;
+        now and then an item misses the truck, so stock does run low."""
+        rng = self.rng
+        reference = f"DN-{self.store_id}-{rng.randint(10000, 99999)}"
+        moves = []
+        for item in CATALOG:
+            short = item.reorder_point * 3 - self.on_hand[item.sku]
+            if short <= item.reorder_point or rng.random() < 0.15:
+                continue
+            case = Decimal(5 if item.weighed else 12)
+            quantity = -(-short // case) * case  # whole cases, rounded up
+            self.on_hand[item.sku] += quantity
+            moves.append(self._movement(item, "CHANGE", quantity, "RECEIVED", at, reference))
+        return moves
+
+    def _movement(
+        self,
+        item: Item,
+        kind: str,
+        quantity: Decimal,
+        reason: str,
+        at: datetime,
+        reference: str | None = None,
+    ) -> dict[str, Any]:
+        return {
+            "event_id": self._id(),
+            "store_id": self.store_id,
+            "sku": item.sku,
+            "gtin": item.gtin,
+            "quantity_type": kind,
+            "quantity": quantity,
+            "unit_of_measure": "KG" if item.weighed else "EA",
+            "reason": reason,
+            "reference": reference,
+            "occurred_at": at,
+            "source": "api",
+        }
