@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean postgres
+.PHONY: demo test lint venv clean postgres prometheus
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tillstream needs Python 3.11 or newer (set PYTHON=...)")'
@@ -38,8 +38,20 @@ postgres:
 	  fi; \
 	fi
 
+## make prometheus: prometheus and promtool (Debian package prometheus) for the monitoring tests
+prometheus:
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Prometheus (Debian package prometheus) for the tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
+	  else \
+	    echo "the tests need prometheus and promtool: sudo apt-get install prometheus"; \
+	    exit 1; \
+	  fi; \
+	fi
+
 ## make test: lint, then the whole suite against a real Kafka broker and PostgreSQL
-test: lint postgres
+test: lint postgres prometheus
 	$(BIN)/pytest
 
 clean:

@@ -1,0 +1,628 @@
+"""Generate tillstream's Grafana dashboards (deploy/grafana/dashboards/*.json).
+
+Every panel is defined once here, as plain dicts; the JSON files are this script's output and
+are committed so that Grafana can provision them as they are. After a change:
+
+    python deploy/grafana/build_dashboards.py          # rewrite the JSON files
+    python deploy/grafana/build_dashboards.py --check  # exit 1 if they are out of date
+
+Queries use Grafana's $__rate_interval and, on the store and business dashboards, a $store
+variable (regex, "All" = .*). tests/test_observability_live.py runs each of them against a
+real Prometheus scraping a real pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+OUT_DIR = Path(__file__).resolve().parent / "dashboards"
+DATASOURCE = {"type": "prometheus", "uid": "prometheus"}  # provisioning/datasources
+RATE = "$__rate_interval"
+STORE = 'store=~"$store"'
+
+Target = tuple[str, str]  # (PromQL, legend)
+
+
+def panel(
+    title: str,
+    targets: list[Target],
+    *,
+    kind: str = "timeseries",
+    unit: str = "short",
+    description: str = "",
+    width: int = 12,
+    height: int = 8,
+    thresholds: list[tuple[float | None, str]] | None = None,
+    mappings: dict[str, tuple[str, str]] | None = None,
+    instant: bool = False,
+    options: dict[str, Any] | None = None,
+    custom: dict[str, Any] | None = None,
+    interval: str | None = None,
+) -> dict[str, Any]:
+    """One panel; ``gridPos`` and ``id`` are filled in by :func:`dashboard`."""
+    steps = [{"color": color, "value": value} for value, color in thresholds or [(None, "green")]]
+    defaults: dict[str, Any] = {
+        "unit": unit,
+        "thresholds": {"mode": "absolute", "steps": steps},
+        "color": {"mode": "thresholds" if kind in ("stat", "bargauge") else "palette-classic"},
+    }
+    if mappings:
+        defaults["mappings"] = [
+            {
+                "type": "value",
+                "options": {
+                    value: {"text": text, "color": color, "index": i}
+                    for i, (value, (text, color)) in enumerate(mappings.items())
+                },
+            }
+        ]
+    if custom:
+        defaults["custom"] = custom
+    out: dict[str, Any] = {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": options or {},
+        "targets": [
+            {
+                "refId": chr(ord("A") + i),
+                "datasource": DATASOURCE,
+                "expr": expr,
+                "legendFormat": legend,
+                "instant": instant,
+                "range": not instant,
+            }
+            for i, (expr, legend) in enumerate(targets)
+        ],
+    }
+    if interval:
+        out["interval"] = interval
+    out["_size"] = (width, height)
+    return out
+
+
+def stat(title: str, targets: list[Target], **kw: Any) -> dict[str, Any]:
+    kw.setdefault("width", 6)
+    kw.setdefault("height", 5)
+    kw.setdefault(
+        "options",
+        {
+            "reduceOptions": {"calcs": ["lastNotNull"]},
+            "colorMode": "background",
+            "textMode": "auto",
+        },
+    )
+    return panel(title, targets, kind="stat", **kw)
+
+
+def quantiles(metric: str, by: str, selector: str = "") -> list[Target]:
+    """p50 and p99 of a histogram, per ``by``."""
+    return [
+        (
+            f"histogram_quantile({q}, sum by ({by}, le) "
+            f"(rate({metric}_bucket{{{selector}}}[{RATE}])))",
+            f"{{{{{by}}}}} p{int(q * 100)}",
+        )
+        for q in (0.5, 0.99)
+    ]
+
+
+UP_DOWN = {"1": ("UP", "green"), "0": ("DOWN", "red")}
+BARS = {"drawStyle": "bars", "fillOpacity": 80, "lineWidth": 1}
+STORE_VARIABLE = {
+    "name": "store",
+    "label": "Store",
+    "type": "query",
+    "datasource": DATASOURCE,
+    "query": {"query": 'label_values(up{job="tillstream-edge"}, store)', "refId": "store"},
+    "definition": 'label_values(up{job="tillstream-edge"}, store)',
+    "refresh": 2,
+    "includeAll": True,
+    "multi": True,
+    "allValue": ".*",
+    "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+    "sort": 1,
+}
+
+
+def dashboard(
+    uid: str,
+    title: str,
+    description: str,
+    panels: list[dict[str, Any]],
+    *,
+    variables: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A dashboard with its panels laid out left to right, top to bottom on the 24-wide grid."""
+    x = y = row_height = 0
+    laid: list[dict[str, Any]] = []
+    for number, p in enumerate(panels, start=1):
+        p = dict(p)
+        width, height = p.pop("_size")
+        if x + width > 24:
+            x, y, row_height = 0, y + row_height, 0
+        laid.append({"id": number, "gridPos": {"h": height, "w": width, "x": x, "y": y}, **p})
+        x += width
+        row_height = max(row_height, height)
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["tillstream"],
+        "timezone": "browser",
+        "editable": True,
+        "graphTooltip": 1,
+        "refresh": "30s",
+        "schemaVersion": 39,
+        "version": 1,
+        "time": {"from": "now-6h", "to": "now"},
+        "templating": {"list": variables or []},
+        "annotations": {"list": []},
+        "links": [
+            {
+                "type": "dashboards",
+                "tags": ["tillstream"],
+                "title": "tillstream",
+                "asDropdown": True,
+            }
+        ],
+        "panels": laid,
+    }
+
+
+def store_operations() -> dict[str, Any]:
+    edge = f'job="tillstream-edge", {STORE}'
+    return dashboard(
+        "tillstream-store-operations",
+        "tillstream / Store operations",
+        "The store edge services: what the tills send, what is refused, the outbox and the "
+        "link to Kafka, serial devices.",
+        [
+            stat(
+                "Edge service",
+                [(f"up{{{edge}}}", "{{store}}")],
+                mappings=UP_DOWN,
+                description="Prometheus can scrape the store's edge (alert TillstreamEdgeDown).",
+            ),
+            stat(
+                "Kafka link",
+                [(f"tillstream_edge_kafka_up{{{STORE}}}", "{{store}}")],
+                mappings={"1": ("OK", "green"), "0": ("NOT PUBLISHING", "orange")},
+                description="1 while the last publish attempt reached Kafka. 0 right after a "
+                "start until the first event is published, so 0 with an empty outbox is not "
+                "an outage (alert TillstreamEdgeKafkaUnreachable).",
+            ),
+            stat(
+                "Devices",
+                [(f"tillstream_edge_device_up{{{STORE}}}", "{{store}} {{device}}")],
+                mappings=UP_DOWN,
+                description="Serial scanners and scales: 1 while the port is open "
+                "(alert TillstreamEdgeDeviceDown).",
+            ),
+            stat(
+                "Seconds since last event",
+                [
+                    (
+                        f"time() - (tillstream_edge_last_event_timestamp_seconds{{{STORE}}} > 0)",
+                        "{{store}}",
+                    )
+                ],
+                unit="s",
+                thresholds=[(None, "green"), (600, "orange"), (900, "red")],
+                description="Since the last event accepted from any till or device. No value: "
+                "nothing accepted since the edge started (alert TillstreamStoreSilent).",
+            ),
+            panel(
+                "Events accepted by channel",
+                [
+                    (
+                        f"sum by (store, channel) (rate(tillstream_edge_events_accepted_total"
+                        f"{{{STORE}}}[{RATE}]))",
+                        "{{store}} {{channel}}",
+                    )
+                ],
+                unit="ops",
+                description="Events made durable in the outbox, per second.",
+            ),
+            panel(
+                "Events accepted by type",
+                [
+                    (
+                        f"sum by (event_type) (rate(tillstream_edge_events_accepted_total"
+                        f"{{{STORE}}}[{RATE}]))",
+                        "{{event_type}}",
+                    )
+                ],
+                unit="ops",
+            ),
+            panel(
+                "Rejections by reason",
+                [
+                    (
+                        f"sum by (store, channel, reason) (rate("
+                        f"tillstream_edge_events_rejected_total{{{STORE}}}[{RATE}]))",
+                        "{{store}} {{channel}} {{reason}}",
+                    )
+                ],
+                unit="ops",
+                description="Events refused at ingest: invalid payloads, id conflicts, a full "
+                "outbox (503). They were not stored; the till must fix and resend them.",
+            ),
+            panel(
+                "Rejection ratio",
+                [
+                    (
+                        f"sum by (store) (rate(tillstream_edge_events_rejected_total{{{STORE}}}"
+                        f"[{RATE}])) / (sum by (store) (rate(tillstream_edge_events_accepted_total"
+                        f"{{{STORE}}}[{RATE}])) + sum by (store) (rate("
+                        f"tillstream_edge_events_rejected_total{{{STORE}}}[{RATE}])))",
+                        "{{store}}",
+                    )
+                ],
+                unit="percentunit",
+                thresholds=[(None, "green"), (0.05, "red")],
+                description="Refused / (accepted + refused); no value without traffic "
+                "(alert TillstreamEdgeRejectionsHigh above 5%).",
+            ),
+            panel(
+                "Till resubmissions (duplicates)",
+                [
+                    (
+                        f"sum by (store, channel) (rate(tillstream_edge_events_duplicate_total"
+                        f"{{{STORE}}}[{RATE}]))",
+                        "{{store}} {{channel}}",
+                    )
+                ],
+                unit="ops",
+                description="Events resent with an event id already stored: answered, not "
+                "stored twice. A burst means tills are retrying (timeouts, network).",
+            ),
+            panel(
+                "Outbox backlog",
+                [(f"tillstream_edge_outbox_depth{{{STORE}}}", "{{store}}")],
+                description="Events accepted but not yet acknowledged by Kafka "
+                "(alert TillstreamEdgeOutboxBacklog above 1000).",
+            ),
+            panel(
+                "Oldest unsent event age",
+                [(f"tillstream_edge_outbox_oldest_unsent_age_seconds{{{STORE}}}", "{{store}}")],
+                unit="s",
+                thresholds=[(None, "green"), (600, "red")],
+                description="0 when the outbox is empty (alert TillstreamEdgeOutboxOldEvent "
+                "above 10 minutes).",
+            ),
+            panel(
+                "Outbox disk use",
+                [
+                    (
+                        f"tillstream_edge_outbox_bytes{{{STORE}}} / "
+                        f"tillstream_edge_outbox_limit_bytes{{{STORE}}}",
+                        "{{store}}",
+                    )
+                ],
+                unit="percentunit",
+                thresholds=[(None, "green"), (0.8, "red")],
+                description="Outbox size on disk / its configured limit; at the limit the edge "
+                "answers 503 (alert TillstreamEdgeOutboxNearlyFull above 80%).",
+            ),
+            panel(
+                "Published to Kafka by topic",
+                [
+                    (
+                        f"sum by (store, topic) (rate(tillstream_edge_events_published_total"
+                        f"{{{STORE}}}[{RATE}]))",
+                        "{{store}} {{topic}}",
+                    )
+                ],
+                unit="ops",
+            ),
+            panel(
+                "Publish latency (outbox to Kafka ack)",
+                quantiles("tillstream_edge_publish_latency_seconds", "store", STORE),
+                unit="s",
+                description="From accepted in the outbox to acknowledged by Kafka; grows "
+                "while Kafka is unreachable.",
+            ),
+        ],
+        variables=[STORE_VARIABLE],
+    )
+
+
+def pipeline_health() -> dict[str, Any]:
+    return dashboard(
+        "tillstream-pipeline-health",
+        "tillstream / Pipeline health",
+        "From the store edges through Kafka to the head-office consumers (ERP, CRM, "
+        "analytics): throughput, lag, dead letters, batch and end-to-end latency.",
+        [
+            stat(
+                "Consumers ready",
+                [("tillstream_consumer_ready", "{{consumer}} {{instance}}")],
+                mappings={"1": ("READY", "green"), "0": ("NOT READY", "red")},
+                width=8,
+                description="1 while the consumer is in its group and its database answers "
+                "(alert TillstreamConsumerNotReady).",
+            ),
+            stat(
+                "Scrape targets up",
+                [('sum by (job) (up{job=~"tillstream-.*"})', "{{job}}")],
+                width=8,
+                description="Edges and consumers Prometheus can scrape.",
+            ),
+            stat(
+                "Dead letters since start",
+                [
+                    (
+                        "sum by (consumer, reason) (tillstream_consumer_dlq_records_total)",
+                        "{{consumer}} {{reason}}",
+                    )
+                ],
+                thresholds=[(None, "green"), (1, "red")],
+                width=8,
+                description="Records sent to each consumer's dead-letter topic since the "
+                "process started: `tillstream dlq show CONSUMER` lists them.",
+            ),
+            panel(
+                "Throughput in: published by the edges",
+                [
+                    (
+                        f"sum by (topic) (rate(tillstream_edge_events_published_total[{RATE}]))",
+                        "{{topic}}",
+                    )
+                ],
+                unit="ops",
+            ),
+            panel(
+                "Throughput out: records handled by consumers",
+                [
+                    (
+                        "sum by (consumer, outcome) (rate(tillstream_consumer_records_total"
+                        f"[{RATE}]))",
+                        "{{consumer}} {{outcome}}",
+                    )
+                ],
+                unit="ops",
+                description="applied, duplicate (event id seen before) or dead_lettered.",
+            ),
+            panel(
+                "Lag per consumer group",
+                [("sum by (consumer) (tillstream_consumer_lag)", "{{consumer}}")],
+                description="Records not yet processed, over all partitions (alerts "
+                "TillstreamConsumerLagHigh, TillstreamConsumerLagGrowing).",
+            ),
+            panel(
+                "Lag per topic and partition",
+                [
+                    (
+                        "sum by (consumer, topic, partition) (tillstream_consumer_lag)",
+                        "{{consumer}} {{topic}}/{{partition}}",
+                    )
+                ],
+            ),
+            panel(
+                "Dead letters",
+                [
+                    (
+                        "sum by (consumer, reason) (increase("
+                        f"tillstream_consumer_dlq_records_total[{RATE}]))",
+                        "{{consumer}} {{reason}}",
+                    )
+                ],
+                custom=BARS,
+                description="Records dead-lettered per interval (alert "
+                "TillstreamConsumerDeadLetters).",
+            ),
+            panel(
+                "Failures by kind",
+                [
+                    (
+                        "sum by (consumer, kind) (rate(tillstream_consumer_failures_total"
+                        f"[{RATE}]))",
+                        "{{consumer}} {{kind}}",
+                    )
+                ],
+                unit="ops",
+                description="transient: retried (Kafka or database trouble); permanent: "
+                "dead-lettered (alert TillstreamConsumerPermanentFailures).",
+            ),
+            panel(
+                "Batch duration",
+                quantiles("tillstream_consumer_batch_duration_seconds", "consumer"),
+                unit="s",
+                description="Time to apply one batch and commit it.",
+            ),
+            panel(
+                "Records per batch (mean)",
+                [
+                    (
+                        f"sum by (consumer) (rate(tillstream_consumer_batch_records_sum[{RATE}])) "
+                        f"/ sum by (consumer) (rate(tillstream_consumer_batch_records_count"
+                        f"[{RATE}]))",
+                        "{{consumer}}",
+                    )
+                ],
+            ),
+            panel(
+                "End-to-end latency",
+                quantiles("tillstream_consumer_event_latency_seconds", "consumer"),
+                unit="s",
+                description="From the record's Kafka timestamp to its effects committed in the "
+                "consumer's database.",
+            ),
+            panel(
+                "Seconds since last record processed",
+                [
+                    (
+                        "time() - max by (consumer) "
+                        "(tillstream_consumer_last_event_timestamp_seconds)",
+                        "{{consumer}}",
+                    )
+                ],
+                unit="s",
+                description="Kafka timestamp of the last record each consumer processed; grows "
+                "at night when stores are closed.",
+            ),
+            panel(
+                "Assigned partitions",
+                [
+                    (
+                        "sum by (consumer) (tillstream_consumer_assigned_partitions)",
+                        "{{consumer}}",
+                    )
+                ],
+                description="Partitions held by the group's instances; scaling out beyond the "
+                "partition count leaves instances idle.",
+            ),
+        ],
+    )
+
+
+def business() -> dict[str, Any]:
+    # max, not sum: every analytics instance sharing one database shows the same numbers.
+    sales = f"tillstream_business_sales_amount{{{STORE}}}"
+    transactions = f"tillstream_business_transactions{{{STORE}}}"
+    return dashboard(
+        "tillstream-business",
+        "tillstream / Business",
+        "Today's trading from the analytics consumer's store (current UTC day): sales, "
+        "transactions, payment mix, low stock, reconciliation.",
+        [
+            stat(
+                "Low-stock SKUs (24h)",
+                [("max(tillstream_business_low_stock_skus)", "low stock")],
+                thresholds=[(None, "green"), (1, "orange")],
+                description="Store and SKU pairs with a reorder suggestion in the last 24 hours.",
+            ),
+            stat(
+                "Open reconciliation flags",
+                [("max by (kind) (tillstream_reconciliation_flags)", "{{kind}}")],
+                thresholds=[(None, "green"), (1, "orange")],
+                width=12,
+                description="Sales and payments that do not match "
+                "(alert TillstreamReconciliationFlags).",
+            ),
+            stat(
+                "Transactions today (all stores)",
+                [(f"sum(max by (store) ({transactions}))", "transactions")],
+            ),
+            panel(
+                "Net sales today by store",
+                [(f"max by (store, currency) ({sales})", "{{store}} {{currency}}")],
+                kind="bargauge",
+                instant=True,
+                options={"orientation": "horizontal", "displayMode": "gradient"},
+                description="Net sales (returns deducted) of the current UTC day.",
+            ),
+            panel(
+                "Transactions today by store",
+                [(f"max by (store) ({transactions})", "{{store}}")],
+                kind="bargauge",
+                instant=True,
+                options={"orientation": "horizontal", "displayMode": "gradient"},
+            ),
+            panel(
+                "Net sales per store and hour",
+                [
+                    (
+                        f"max by (store, currency) (delta({sales}[1h]))",
+                        "{{store}} {{currency}}",
+                    )
+                ],
+                custom=BARS,
+                interval="1h",
+                description="Change of today's net sales over each hour. The daily total "
+                "restarts at 00:00 UTC, so the first hour after midnight shows the drop.",
+            ),
+            panel(
+                "Transactions per store and hour",
+                [(f"max by (store) (delta({transactions}[1h]))", "{{store}}")],
+                custom=BARS,
+                interval="1h",
+            ),
+            panel(
+                "Payment mix today",
+                [
+                    (
+                        "max by (method, currency) (tillstream_business_payment_amount)",
+                        "{{method}} {{currency}}",
+                    )
+                ],
+                kind="piechart",
+                instant=True,
+                options={"pieType": "donut", "legend": {"displayMode": "table"}},
+                description="Captured minus refunded payments by method, all stores (the "
+                "payment gauge has no store label).",
+            ),
+            panel(
+                "Average basket by store",
+                [
+                    (
+                        f"max by (store, currency) ({sales}) / on (store) group_left "
+                        f"max by (store) ({transactions})",
+                        "{{store}} {{currency}}",
+                    )
+                ],
+                kind="bargauge",
+                instant=True,
+                options={"orientation": "horizontal", "displayMode": "gradient"},
+                description="Today's net sales / transactions.",
+            ),
+            panel(
+                "Reconciliation flags over time",
+                [("max by (kind) (tillstream_reconciliation_flags)", "{{kind}}")],
+            ),
+        ],
+        variables=[
+            {
+                **STORE_VARIABLE,
+                "query": {
+                    "query": "label_values(tillstream_business_transactions, store)",
+                    "refId": "store",
+                },
+                "definition": "label_values(tillstream_business_transactions, store)",
+            }
+        ],
+    )
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    """File name -> dashboard JSON."""
+    return {
+        "store-operations.json": store_operations(),
+        "pipeline-health.json": pipeline_health(),
+        "business.json": business(),
+    }
+
+
+def render(board: dict[str, Any]) -> str:
+    return json.dumps(board, indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if the files are stale")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, board in dashboards().items():
+        path = OUT_DIR / name
+        text = render(board)
+        if path.exists() and path.read_text() == text:
+            continue
+        stale.append(name)
+        if not args.check:
+            OUT_DIR.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    if args.check and stale:
+        print(f"out of date: {', '.join(stale)} (run {sys.argv[0]})", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

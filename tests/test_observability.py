@@ -1,0 +1,148 @@
+"""The monitoring configuration: Prometheus config and rules valid (promtool), alert unit tests
+pass, dashboards are the generator's output, and everything they query is a metric the code
+exports. The live counterpart is tests/test_observability_live.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from types import ModuleType
+
+import pytest
+import yaml
+
+from tests.pipeline_support import (
+    ALERT_TESTS,
+    ALERTS,
+    BUILTIN_SERIES,
+    DASHBOARDS_DIR,
+    GRAFANA_DIR,
+    PROMETHEUS_CONFIG,
+    PROMETHEUS_DIR,
+    ROOT,
+    alert_rules,
+    dashboards,
+    exported_series,
+    metric_name,
+    panel_exprs,
+    recording_rules,
+    selectors,
+    tool,
+)
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [tool("promtool"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("check", "config", str(PROMETHEUS_CONFIG)),
+        ("check", "rules", str(ALERTS)),
+        ("test", "rules", str(ALERT_TESTS)),
+    ],
+    ids=["check-config", "check-rules", "test-rules"],
+)
+def test_promtool(args: tuple[str, ...]) -> None:
+    result = promtool(*args)
+    assert result.returncode == 0, f"promtool {' '.join(args)}:\n{result.stdout}{result.stderr}"
+
+
+def test_scrape_jobs_and_example_store_list() -> None:
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"tillstream-edge", "tillstream-consumers"}
+    assert jobs["tillstream-edge"]["file_sd_configs"][0]["files"] == ["stores/*.yaml"]
+    targets = [t for c in jobs["tillstream-consumers"]["static_configs"] for t in c["targets"]]
+    assert targets == ["erp:9401", "crm:9402", "analytics:9403"]
+    assert config["rule_files"] == ["alerts.yml"]
+    example = yaml.safe_load((PROMETHEUS_DIR / "stores" / "example.yaml").read_text())
+    assert example and all(e["targets"] and e["labels"]["store"] for e in example)
+
+
+def test_every_alert_has_severity_for_and_runbook() -> None:
+    rules = alert_rules()
+    assert len(rules) >= 12
+    for rule in rules:
+        name = rule["alert"]
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
+        assert "for" in rule, name
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"], name
+        assert f"docs/observability.md#{name.lower()}" in rule["annotations"]["description"]
+    docs = (ROOT / "docs" / "observability.md").read_text()
+    for rule in rules:
+        assert f"### {rule['alert']}" in docs, f"{rule['alert']} has no runbook section"
+
+
+def _builder() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "build_dashboards", GRAFANA_DIR / "build_dashboards.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_dashboards_are_the_generated_ones() -> None:
+    builder = _builder()
+    generated = builder.dashboards()
+    assert sorted(generated) == sorted(p.name for p in DASHBOARDS_DIR.glob("*.json"))
+    for name, board in generated.items():
+        committed = (DASHBOARDS_DIR / name).read_text()
+        assert committed == builder.render(board), (
+            f"{name} is stale: run python deploy/grafana/build_dashboards.py"
+        )
+
+
+def test_every_panel_has_a_title_and_a_query() -> None:
+    boards = dashboards()
+    assert set(boards) == {"store-operations.json", "pipeline-health.json", "business.json"}
+    uids = [board["uid"] for board in boards.values()]
+    assert len(set(uids)) == len(uids)
+    for name, board in boards.items():
+        ids = [panel["id"] for panel in board["panels"]]
+        assert len(set(ids)) == len(ids), name
+        for panel in board["panels"]:
+            assert panel.get("title"), f"{name}: panel {panel['id']} has no title"
+            targets = panel.get("targets", [])
+            assert targets and all(t["expr"].strip() for t in targets), (
+                f"{name}: {panel['title']} has no query"
+            )
+            assert panel["datasource"]["uid"] == "prometheus"
+
+
+def test_dashboards_and_alerts_query_only_metrics_the_code_exports() -> None:
+    known = exported_series() | BUILTIN_SERIES | recording_rules()
+    # the definitions are found (a broken pattern would make this test vacuous)
+    assert "tillstream_edge_outbox_depth" in known
+    assert "tillstream_consumer_event_latency_seconds_bucket" in known
+    assert "tillstream_edge_events_accepted_total" in known
+    assert "tillstream_consumer_lag_bucket" not in known
+    used: dict[str, str] = {}
+    for name, title, expr in panel_exprs():
+        for sel in selectors(expr):
+            used.setdefault(metric_name(sel), f"{name}: {title}")
+    for rule in alert_rules():
+        for sel in selectors(rule["expr"]):
+            used.setdefault(metric_name(sel), f"alert {rule['alert']}")
+    unknown = {metric: where for metric, where in used.items() if metric not in known}
+    assert not unknown, f"not exported by the code: {unknown}"
+    assert "tillstream_edge_device_up" in used and "tillstream_business_sales_amount" in used
+
+
+def test_selector_extraction() -> None:
+    expr = (
+        'sum by (store, le) (rate(a_bucket{store=~"$store"}[$__rate_interval])) '
+        "/ on (store) group_left max by (store) (b) > bool 3 and c offset 10m "
+        'or time() - hour() unless d{x="by (y)"}'
+    )
+    assert selectors(expr) == ['a_bucket{store=~"$store"}', "b", "c", 'd{x="by (y)"}']
