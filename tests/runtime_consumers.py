@@ -19,6 +19,8 @@ class Effects(Consumer):
         "CREATE TABLE fixes (receipt TEXT PRIMARY KEY)",
     )
     delay_per_batch = float(os.environ.get("TILLSTREAM_TEST_DELAY", "0"))
+    delay_stores = os.environ.get("TILLSTREAM_TEST_DELAY_STORES", "")
+    """Only batches with a store id starting with this are slowed (others' history is not)."""
 
     def apply(self, ctx: Context, records: list[Record]) -> None:
         fixed = {receipt for (receipt,) in ctx.db.fetchall("SELECT receipt FROM fixes")}
@@ -30,5 +32,6 @@ class Effects(Consumer):
             "INSERT INTO effects (event_id, store_id, part, kafka_offset) VALUES (?, ?, ?, ?)",
             [(r.event_id, r.value["store_id"], r.partition, r.offset) for r in records],
         )
-        if self.delay_per_batch:  # widen the window in which a kill lands mid-batch
+        ours = any(r.value["store_id"].startswith(self.delay_stores) for r in records)
+        if self.delay_per_batch and ours:  # widen the window in which a kill lands mid-batch
             time.sleep(self.delay_per_batch)

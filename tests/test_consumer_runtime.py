@@ -85,6 +85,7 @@ async def test_consumer_killed_mid_batch_applies_each_event_exactly_once(
         env={
             "TILLSTREAM_TEST_GROUP": f"effects-{uuid.uuid4().hex[:8]}",
             "TILLSTREAM_TEST_DELAY": "0.3",  # each batch takes 0.3 s or more: kills land inside
+            "TILLSTREAM_TEST_DELAY_STORES": prefix,
             "TILLSTREAM_CONSUMER_BATCH_SIZE": "100",
         },
     )
@@ -112,21 +113,28 @@ async def test_three_instances_one_stopped_midstream_leave_exact_effects(
     slow = type(
         "SlowEffects",
         (Effects,),
-        {"name": f"effects-{uuid.uuid4().hex[:8]}", "delay_per_batch": 0.05},
+        {
+            "name": f"effects-{uuid.uuid4().hex[:8]}",
+            "delay_per_batch": 0.2,
+            "delay_stores": prefix,
+        },
     )
     async with (
         running(slow(kafka_topics), kafka_topics, postgres_url, batch_size=100) as first,
-        running(slow(kafka_topics), kafka_topics, postgres_url, batch_size=100),
-        running(slow(kafka_topics), kafka_topics, postgres_url, batch_size=100),
+        running(slow(kafka_topics), kafka_topics, postgres_url, batch_size=100) as second,
+        running(slow(kafka_topics), kafka_topics, postgres_url, batch_size=100) as third,
     ):
-        await wait_until(lambda: _effects(postgres_url, prefix)[0] >= 800, what="800 applied")
-        first.request_stop()  # leaves the group mid-stream: the others take its partitions
+        await wait_until(
+            lambda: all(s.applied > 0 for s in (first, second, third)),
+            what="every instance applying its share",
+        )
+        assert _effects(postgres_url, prefix)[0] < total  # still mid-stream
+        first.request_stop()  # leaves the group: the others take its partitions
         await wait_until(
             lambda: _effects(postgres_url, prefix)[0] >= total, what="all sales applied"
         )
         await asyncio.sleep(2)
     assert _effects(postgres_url, prefix) == (total, total)
-    assert first.applied > 0
 
 
 async def test_poison_record_goes_to_dead_letters_and_replays_once_after_a_fix(
