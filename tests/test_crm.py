@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -20,39 +19,25 @@ from click.testing import CliRunner
 from consumers.crm import CrmProfiles, load_profile, segment_of
 from consumers.crm.erasure import customer_hash
 from consumers.crm.segments import score
-from consumers.runtime.api import Record
-from consumers.runtime.applier import Applier
 from consumers.runtime.db import Database
+from consumers.runtime.testing import ConsumerHarness
 from tests.consumer_support import publish, running, scalar, wait_until
 from tillstream.cli import main
 from tillstream.codec import AvroCodec
 from tillstream.samples import sample_sale
 from tillstream.settings import Settings
-from tillstream.topics import EVENT_TOPICS
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
-class Feed:
-    """Applies events through the real Applier, as Avro round trips, like the runner does."""
+class Feed(ConsumerHarness):
+    """Events through the real codec and Applier, called as ``feed(("sale", record), ...)``."""
 
     def __init__(self, db_url: str, codec: AvroCodec, consumer: CrmProfiles | None = None) -> None:
-        self.db = Database(db_url)
-        self.codec = codec
-        self.applier = Applier(consumer or CrmProfiles(), self.db, codec.encode)
-        self.applier.prepare()
-        self.offsets: dict[str, int] = defaultdict(int)
+        super().__init__(consumer or CrmProfiles(), db_url, codec=codec)
 
     def __call__(self, *events: tuple[str, dict[str, Any]]) -> None:
-        records, positions = [], {}
-        for event, value in events:
-            topic = EVENT_TOPICS[event].name
-            offset = self.offsets[topic]
-            self.offsets[topic] += 1
-            decoded = self.codec.decode(self.codec.encode(event, value))
-            records.append(Record(topic, 0, offset, None, event, decoded.record, 0))
-            positions[(topic, 0)] = offset + 1
-        self.applier.apply(records, positions)
+        self.apply_events(*events)
 
 
 @pytest.fixture

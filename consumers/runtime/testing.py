@@ -25,6 +25,7 @@ class ConsumerHarness:
 
     def __init__(self, consumer: Consumer, db_url: str, *, codec: AvroCodec | None = None) -> None:
         schemas = SchemaSet()
+        self.consumer = consumer
         self.codec = codec or AvroCodec(FileRegistry(schemas), schemas)
         self.db = Database(db_url)
         self.applier = Applier(consumer, self.db, self.codec.encode)
@@ -33,14 +34,19 @@ class ConsumerHarness:
 
     def apply(self, event: str, *records: dict[str, Any]) -> Outcome:
         """Apply ``records`` of type ``event`` as one batch, as if read from its topic."""
-        topic = EVENT_TOPICS[event].name
+        return self.apply_events(*((event, record) for record in records))
+
+    def apply_events(self, *events: tuple[str, dict[str, Any]]) -> Outcome:
+        """Apply ``(event type, record)`` pairs, of any types, as one batch in this order."""
         batch = []
-        for record in records:
+        for event, record in events:
+            topic = EVENT_TOPICS[event].name
             offset = self._offsets.get(topic, 0)
             self._offsets[topic] = offset + 1
             decoded = self.codec.decode(self.codec.encode(event, record))
             batch.append(Record(topic, 0, offset, None, event, decoded.record, 0))
-        return self.applier.apply(batch, {(topic, 0): self._offsets.get(topic, 0)})
+        positions = {(r.topic, 0): self._offsets[r.topic] for r in batch}
+        return self.applier.apply(batch, positions)
 
     def published(self) -> list[tuple[str, dict[str, Any]]]:
         """Events the consumer published so far, decoded: ``(topic, record)``."""
