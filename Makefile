@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean postgres prometheus
+.PHONY: demo test lint venv clean test-deps
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tillstream needs Python 3.11 or newer (set PYTHON=...)")'
@@ -26,32 +26,23 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/tillstream schemas check
 
-## make postgres: the PostgreSQL server package the tests start a throwaway server from
-postgres:
-	@if [ -z "$$POSTGRES_URL" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+## make test-deps: the Debian packages whose servers the tests start (PostgreSQL, Prometheus)
+TEST_PACKAGES = $(if $(POSTGRES_URL)$(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
+                $(if $(shell command -v promtool 2>/dev/null),,prometheus)
+test-deps:
+	@missing="$(strip $(TEST_PACKAGES))"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing PostgreSQL (Debian package postgresql) for the tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	    echo "installing $$missing (Debian packages) for the tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "the tests need PostgreSQL's server: sudo apt-get install postgresql (or set POSTGRES_URL)"; \
-	    exit 1; \
-	  fi; \
-	fi
-
-## make prometheus: prometheus and promtool (Debian package prometheus) for the monitoring tests
-prometheus:
-	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Prometheus (Debian package prometheus) for the tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
-	  else \
-	    echo "the tests need prometheus and promtool: sudo apt-get install prometheus"; \
+	    echo "the tests need: sudo apt-get install $$missing (or POSTGRES_URL for PostgreSQL)"; \
 	    exit 1; \
 	  fi; \
 	fi
 
 ## make test: lint, then the whole suite against a real Kafka broker and PostgreSQL
-test: lint postgres prometheus
+test: lint test-deps
 	$(BIN)/pytest
 
 clean:
