@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean test-deps
+.PHONY: demo test lint venv clean test-deps bench bench-quick
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tillstream needs Python 3.11 or newer (set PYTHON=...)")'
@@ -44,6 +44,14 @@ test-deps:
 ## make test: lint, then the whole suite against a real Kafka broker and PostgreSQL
 test: lint test-deps
 	$(BIN)/pytest
+
+## make bench: every stage against its reference (local broker, scratch PostgreSQL), full rounds
+bench: venv test-deps
+	$(BIN)/python -m bench
+
+## make bench-quick: the same stages, fewer rounds and events (about a minute)
+bench-quick: venv test-deps
+	$(BIN)/python -m bench --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts

@@ -206,7 +206,7 @@ def postgres_server() -> Iterator[str]:
     if external:
         yield external
         return
-    from tests.pgserver import PostgresServer, PostgresUnavailable
+    from tillstream.devpostgres import PostgresServer, PostgresUnavailable
 
     # Not under pytest's tmp dir: the postgres user must be able to reach it.
     root = Path(tempfile.mkdtemp(prefix="tillstream-pg-"))

@@ -194,7 +194,7 @@ async def test_poison_record_goes_to_dead_letters_and_replays_once_after_a_fix(
 async def test_database_outage_is_retried_without_skipping_or_reapplying(
     kafka_topics: Settings, codec: AvroCodec
 ) -> None:
-    from tests.pgserver import PostgresServer
+    from tillstream.devpostgres import PostgresServer
 
     root = Path(tempfile.mkdtemp(prefix="tillstream-pg-outage-"))
     server = PostgresServer(root)

@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL server for the test session (Debian's ``postgresql`` package)."""
+"""A throwaway PostgreSQL server on loopback (Debian's ``postgresql`` package), for the tests
+and the benchmarks, as ``devkafka`` is for Kafka."""
 
 from __future__ import annotations
 

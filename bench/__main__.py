@@ -1,0 +1,81 @@
+"""``python -m bench [--quick] [--only STAGE ...]``: run the stages, print a table and write
+``bench/results.json``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.env import BenchEnv, machine
+from bench.stages import STAGES
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and events (~1 min)")
+    parser.add_argument("--only", nargs="+", choices=STAGES, help="run only these stages")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results file")
+    args = parser.parse_args()
+    console = Console()
+    env = BenchEnv(quick=args.quick)
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full",
+    }
+    try:
+        env.start(say=console.print)
+        for name in args.only or STAGES:
+            console.print(f"bench: {name} ...")
+            started = time.perf_counter()
+            stage = importlib.import_module(f"bench.stages.{name}")
+            results[name] = asyncio.run(stage.run(env))
+            results[name]["seconds"] = round(time.perf_counter() - started, 1)
+            args.out.write_text(json.dumps(results, indent=2) + "\n")  # progress survives a crash
+    finally:
+        env.stop()
+    console.print(table(results))
+    console.print(f"bench: results in {args.out}")
+
+
+def table(results: dict[str, Any]) -> Table:
+    out = Table(title=f"tillstream benchmarks ({results['mode']}, {results['machine']['cpu']})")
+    for column in ("stage", "figure", "tillstream", "reference", "ratio (min-max)", "target"):
+        out.add_column(column)
+    for name in STAGES:
+        stage = results.get(name)
+        if not stage:
+            continue
+        for figure, value in stage["figures"].items():
+            ref = stage["reference"]["figures"].get(figure)
+            r = stage["ratio"].get(figure)
+            out.add_row(
+                name,
+                figure,
+                _fmt(value),
+                _fmt(ref) if ref else "-",
+                f"{r['median']} ({r['min']}-{r['max']})" if r and r.get("median") else "-",
+                f"{stage['target']}: {'met' if stage['met'] else 'NOT met'}"
+                if stage["met"] is not None
+                else stage["target"],
+            )
+    return out
+
+
+def _fmt(figure: dict[str, Any]) -> str:
+    return f"{figure['median']:,.1f} {figure['unit']} ({figure['min']:,.0f}-{figure['max']:,.0f})"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,12 @@
+"""One module per stage; each has ``async def run(env: BenchEnv) -> dict`` returning
+:func:`bench.harness.stage_result`."""
+
+STAGES = (
+    "codec",
+    "edge_publish",
+    "http_ingest",
+    "consumer_apply",
+    "end_to_end",
+    "ceiling",
+    "growth",
+)
