@@ -7,6 +7,7 @@ limited to brand, last four digits and a token, and no free-text field may hold 
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date
 from decimal import Decimal
@@ -34,9 +35,15 @@ def _no_pan(value: str | None) -> str | None:
 
 
 def _gtin(value: str | None) -> str | None:
-    if value is not None and (len(value) not in (8, 12, 13, 14) or not ean.is_valid(value)):
+    if value is not None and not _valid_gtin(value):
         raise ValueError("not a valid GTIN (8, 12, 13 or 14 digits with a valid check digit)")
     return value
+
+
+@functools.lru_cache(maxsize=65_536)
+def _valid_gtin(value: str) -> bool:
+    # A store sells the same few thousand GTINs all day: check each once, not on every line.
+    return len(value) in (8, 12, 13, 14) and bool(ean.is_valid(value))
 
 
 def _currency(value: str) -> str:

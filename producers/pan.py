@@ -8,6 +8,7 @@ valid GTIN-13 is taken for an item (13-digit card numbers are no longer issued).
 
 from __future__ import annotations
 
+import functools
 import re
 
 from stdnum import ean, luhn
@@ -59,7 +60,9 @@ def find_pans(text: str) -> list[str]:
     return found
 
 
+@functools.lru_cache(maxsize=65_536)
 def contains_pan(text: str) -> bool:
+    # Descriptions, cashier and terminal ids repeat on every receipt: scan each text once.
     return bool(find_pans(text))
 
 
