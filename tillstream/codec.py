@@ -119,7 +119,11 @@ class AvroCodec:
                 ) from exc
             name = _full_name(definition)
             event = self._event_of_name.get(name, name)
-            reader = self._parsed.get(event, writer)
+            current = self._current.get(event)
+            # Written with today's schema: no resolution (fastavro would compare the two
+            # schemas in full on every record). Older writers resolve to today's shape.
+            same = current is not None and current.definition == definition
+            reader = None if same else self._parsed.get(event, writer)
             cached = self._readers[schema_id] = (event, writer, reader)
         return cached
 

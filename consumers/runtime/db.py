@@ -67,7 +67,13 @@ class Database:
             elif self.dialect == "postgresql":
                 import psycopg
 
-                self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+                pg = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+                # psycopg prepares a statement after its 5th run; PostgreSQL may then keep a
+                # generic plan made while the tables were small (a sequential scan of
+                # runtime_events for the IN list of seen_events), so every batch got slower
+                # as history grew. Plan each execution with its values instead.
+                pg.execute("SET plan_cache_mode = force_custom_plan")
+                self._conn = pg
             else:
                 import duckdb
 
@@ -131,6 +137,17 @@ class Database:
             )
             return
         row = "(" + ", ".join("?" * len(columns)) + ")"
+        if self.dialect == "postgresql" and not conflict:
+            # COPY streams the rows: no statement to build, and none for psycopg to parse
+            # (it splits a long multi-row VALUES statement in Python on every call, which
+            # cost more than the insert itself). Same transaction, same constraints.
+            with (
+                self._live().cursor() as cur,
+                cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy,
+            ):
+                for r in rows:
+                    copy.write_row(r)
+            return
         if self.dialect == "postgresql":  # multi-row VALUES, within the 65535-parameter cap
             per_statement = max(1, 30_000 // len(columns))
             for start in range(0, len(rows), per_statement):
