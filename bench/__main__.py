@@ -26,7 +26,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and events (~1 min)")
     parser.add_argument("--only", nargs="+", choices=STAGES, help="run only these stages")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        metavar="RESULTS",
+        help="print RESULTS as a Markdown table, run nothing",
+    )
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return
     console = Console()
     env = BenchEnv(quick=args.quick)
     results: dict[str, Any] = {
@@ -73,8 +82,34 @@ def table(results: dict[str, Any]) -> Table:
     return out
 
 
+def markdown(results: dict[str, Any]) -> str:
+    """The results as the README's performance table."""
+    rows = [
+        "| stage | figure | tillstream (median, min-max) | reference | ratio (median, min-max) "
+        "| target |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in STAGES:
+        stage = results.get(name)
+        if not stage:
+            continue
+        for figure, value in stage["figures"].items():
+            ref = stage["reference"]["figures"].get(figure)
+            r = stage["ratio"].get(figure)
+            verdict = "" if stage["met"] is None else (" (met)" if stage["met"] else " (not met)")
+            rows.append(
+                f"| {name} | {figure} | {_fmt(value)} | {_fmt(ref) if ref else '-'} | "
+                + (f"{r['median']} ({r['min']}-{r['max']})" if r and r.get("median") else "-")
+                + f" | {stage['target']}{verdict} |"
+            )
+    return "\n".join(rows)
+
+
 def _fmt(figure: dict[str, Any]) -> str:
-    return f"{figure['median']:,.1f} {figure['unit']} ({figure['min']:,.0f}-{figure['max']:,.0f})"
+    if figure.get("min") is None:
+        return f"- {figure['unit']}"
+    low, high = figure["min"], figure["max"]
+    return f"{figure['median']:,.1f} {figure['unit']} ({low:,.0f}-{high:,.0f})"
 
 
 if __name__ == "__main__":
