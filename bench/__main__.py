@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import importlib
 import json
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +37,7 @@ def main() -> None:
     if args.markdown:
         print(markdown(json.loads(args.markdown.read_text())))
         return
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=160)
     env = BenchEnv(quick=args.quick)
     results: dict[str, Any] = {
         "machine": machine(),
