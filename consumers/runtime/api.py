@@ -40,6 +40,24 @@ class Record:
         event_id = self.value.get("event_id")
         return None if event_id is None else str(event_id)
 
+    @classmethod
+    def decoded(
+        cls,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        event: str,
+        value: dict[str, Any],
+        timestamp_ms: int,
+        headers: tuple[tuple[str, bytes], ...] = (),
+    ) -> Record:
+        """A record from the codec's output, its event id turned into text once (the runtime
+        and consumers read it several times per record; ``UUID.__str__`` is not free)."""
+        if value.get("event_id") is not None:
+            value["event_id"] = str(value["event_id"])
+        return cls(topic, partition, offset, key, event, value, timestamp_ms, headers)
+
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:

@@ -189,7 +189,7 @@ class ConsumerService:
                     await self._dead_letter(msg, "undecodable", exc)
                     continue
                 records.append(
-                    Record(
+                    Record.decoded(
                         msg.topic,
                         msg.partition,
                         msg.offset,

@@ -44,7 +44,7 @@ class ConsumerHarness:
             offset = self._offsets.get(topic, 0)
             self._offsets[topic] = offset + 1
             decoded = self.codec.decode(self.codec.encode(event, record))
-            batch.append(Record(topic, 0, offset, None, event, decoded.record, 0))
+            batch.append(Record.decoded(topic, 0, offset, None, event, decoded.record, 0))
         positions = {(r.topic, 0): self._offsets[r.topic] for r in batch}
         return self.applier.apply(batch, positions)
 
