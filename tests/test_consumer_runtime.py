@@ -109,7 +109,6 @@ async def test_three_instances_one_stopped_midstream_leave_exact_effects(
 ) -> None:
     prefix = f"R{uuid.uuid4().hex[:6]}-"
     total = 3000
-    await publish(kafka_topics, codec, _sales([f"{prefix}{i}" for i in range(30)], total))
     slow = type(
         "SlowEffects",
         (Effects,),
@@ -124,10 +123,17 @@ async def test_three_instances_one_stopped_midstream_leave_exact_effects(
         running(slow(kafka_topics), kafka_topics, postgres_url, batch_size=100) as second,
         running(slow(kafka_topics), kafka_topics, postgres_url, batch_size=100) as third,
     ):
+        trio = (first, second, third)
+        # The group settles first (each instance one partition), then the sales come.
         await wait_until(
-            lambda: all(s.applied > 0 for s in (first, second, third)),
-            what="every instance applying its share",
+            lambda: (
+                all(s.assignment() for s in trio)
+                and sum(len(s.assignment()) for s in trio) == kafka_topics.topic_partitions
+            ),
+            what="the three instances sharing the partitions",
         )
+        await publish(kafka_topics, codec, _sales([f"{prefix}{i}" for i in range(30)], total))
+        await wait_until(lambda: _effects(postgres_url, prefix)[0] >= 300, what="300 applied")
         assert _effects(postgres_url, prefix)[0] < total  # still mid-stream
         first.request_stop()  # leaves the group: the others take its partitions
         await wait_until(

@@ -108,6 +108,10 @@ class ConsumerService:
                 self._server.should_exit = True
                 await asyncio.gather(server_task, return_exceptions=True)
 
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this instance holds now (empty before it joined its group)."""
+        return set(self._kafka.assignment()) if self._kafka is not None else set()
+
     async def query(self, fn: Callable[[Database], T]) -> T:
         """Run ``fn(db)`` on the database thread, between batches (for read APIs)."""
         return await self._on_db(lambda: fn(self._database()))
