@@ -9,6 +9,7 @@ import importlib
 import json
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,51 +60,43 @@ def main() -> None:
     console.print(f"bench: results in {args.out}")
 
 
-def table(results: dict[str, Any]) -> Table:
-    out = Table(title=f"tillstream benchmarks ({results['mode']}, {results['machine']['cpu']})")
-    for column in ("stage", "figure", "tillstream", "reference", "ratio (min-max)", "target"):
-        out.add_column(column)
+COLUMNS = ("stage", "figure", "tillstream", "reference", "ratio (median, min-max)", "target")
+
+
+def rows(results: dict[str, Any]) -> Iterator[tuple[str, ...]]:
+    """One row per figure of every stage that ran, in stage order."""
     for name in STAGES:
         stage = results.get(name)
         if not stage:
             continue
+        verdict = "" if stage["met"] is None else (": met" if stage["met"] else ": NOT met")
         for figure, value in stage["figures"].items():
             ref = stage["reference"]["figures"].get(figure)
             r = stage["ratio"].get(figure)
-            out.add_row(
+            yield (
                 name,
                 figure,
                 _fmt(value),
                 _fmt(ref) if ref else "-",
                 f"{r['median']} ({r['min']}-{r['max']})" if r and r.get("median") else "-",
-                f"{stage['target']}: {'met' if stage['met'] else 'NOT met'}"
-                if stage["met"] is not None
-                else stage["target"],
+                f"{stage['target']}{verdict}",
             )
+
+
+def table(results: dict[str, Any]) -> Table:
+    out = Table(title=f"tillstream benchmarks ({results['mode']}, {results['machine']['cpu']})")
+    for column in COLUMNS:
+        out.add_column(column)
+    for row in rows(results):
+        out.add_row(*row)
     return out
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """The results as the README's performance table."""
-    rows = [
-        "| stage | figure | tillstream (median, min-max) | reference | ratio (median, min-max) "
-        "| target |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for name in STAGES:
-        stage = results.get(name)
-        if not stage:
-            continue
-        for figure, value in stage["figures"].items():
-            ref = stage["reference"]["figures"].get(figure)
-            r = stage["ratio"].get(figure)
-            verdict = "" if stage["met"] is None else (" (met)" if stage["met"] else " (not met)")
-            rows.append(
-                f"| {name} | {figure} | {_fmt(value)} | {_fmt(ref) if ref else '-'} | "
-                + (f"{r['median']} ({r['min']}-{r['max']})" if r and r.get("median") else "-")
-                + f" | {stage['target']}{verdict} |"
-            )
-    return "\n".join(rows)
+    """The results as a Markdown table (the README's performance section)."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows(results)]
+    return "\n".join(lines)
 
 
 def _fmt(figure: dict[str, Any]) -> str:
