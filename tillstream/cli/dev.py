@@ -39,6 +39,10 @@ def kafka(port: int, data_dir: Path | None) -> None:
     """
     cfg = settings()
     data_dir = data_dir or cfg.cache_dir / "dev-kafka"
+    # Before the broker starts: a SIGTERM that arrives at any moment from here on still stops
+    # the broker (a default SIGTERM would kill only us and leave Java running).
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         libs = resolve_jars(cfg.cache_dir, progress=click.echo)
         broker = LocalKafka(data_dir=data_dir, libs=libs, port=port)
@@ -49,8 +53,6 @@ def kafka(port: int, data_dir: Path | None) -> None:
     click.echo(f"Kafka ready. Bootstrap servers: {broker.bootstrap}")
     click.echo(f"  export TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}")
     click.echo(f"  broker log: {broker.log_path}    (Ctrl-C stops the broker)")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         while not stop.is_set() and broker.running():
             stop.wait(1.0)
