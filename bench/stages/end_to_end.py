@@ -17,15 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +36,7 @@ from consumers.runtime import state
 from consumers.runtime.applier import Applier, Outcome
 from consumers.runtime.db import Database
 from consumers.runtime.runner import ConsumerService, RunnerConfig
+from tillstream.demo.processes import Service
 from tillstream.devkafka import free_port
 from tillstream.kafka import create_topics, make_consumer
 from tillstream.records import jsonable
@@ -53,70 +50,23 @@ WARMUP = 0.5
 """Seconds of 100 events/s before the measured rates."""
 TARGET_RATE = 1_000
 TARGET_P99_MS = 100.0
-ROOT = Path(__file__).resolve().parents[2]
 
 
 # -- the edge process -----------------------------------------------------------------------
 
 
-@dataclass
-class Edge:
-    store: str
-    bootstrap: str
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 30) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-        env.update(
-            TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS=self.bootstrap, TILLSTREAM_LOG_LEVEL="WARNING"
-        )
-        log = (self.workdir / "edge.log").open("ab")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "tillstream", "edge", "run",
-                "--store", self.store,
-                "--listen", f"127.0.0.1:{self.port}",
-                "--outbox", str(self.workdir / "outbox.db"),
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"edge exited: {self.log()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"edge not up within {timeout}s: {self.log()[-3000:]}")
-
-    def log(self) -> str:
-        path = self.workdir / "edge.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-# -- the ERP service, timing its commits ------------------------------------------------------
+def edge_service(store: str, bootstrap: str, workdir: Path) -> Service:
+    """``tillstream edge run`` for one store, as the demo starts it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    return Service(
+        f"edge {store}",
+        ["edge", "run", "--store", store, "--listen", f"127.0.0.1:{port}",
+         "--outbox", str(workdir / "outbox.db")],
+        port,
+        workdir / "edge.log",
+        {"TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS": bootstrap, "TILLSTREAM_LOG_LEVEL": "WARNING"},
+    )  # fmt: skip
 
 
 class LatencyService(ConsumerService):
@@ -320,12 +270,12 @@ async def run(env: BenchEnv) -> dict[str, Any]:
         consumer, settings, RunnerConfig(db_url=db_url, batch_size=500), store=store
     )
     start_at(db_url, consumer, service.codec, await topic_end(settings, SALES.name))
-    edge = Edge(store, settings.kafka_bootstrap_servers, env.scratch / "e2e-edge")
+    edge = edge_service(store, settings.kafka_bootstrap_servers, env.scratch / "e2e-edge")
     erp = Threaded(service)
     figures: dict[str, Figure] = {}
     notes = []
     try:
-        await asyncio.to_thread(edge.start)
+        await asyncio.to_thread(lambda: edge.start().wait_ready(30))
         erp.start()
         limits = httpx.Limits(
             max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT
