@@ -3,12 +3,17 @@
 The broker jars of a pinned Kafka version are resolved from Maven Central with Maven into
 a cache directory once; later runs start in seconds. One process is both controller and
 broker (``process.roles=broker,controller``), as Kafka's docs describe for a dev node.
+
+Besides its PLAINTEXT listener (which the node also uses internally), a broker can have
+secured client listeners (:class:`Listener`: TLS, mTLS, SASL/SCRAM), SCRAM users created
+when its storage is formatted, and ACL authorization, for security tests.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import random
 import re
 import shutil
 import signal
@@ -16,9 +21,10 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"  # the log4j2 that Kafka 4.1.1 depends on
@@ -147,13 +153,89 @@ def resolve_jars(cache_dir: Path, progress: Callable[[str], None] = print) -> Pa
 
 
 def new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random base64 UUID, as ``kafka-storage random-uuid`` makes: never starting with
+    ``-``, which the storage tool would take for an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+_LISTEN_PORTS = range(20_000, 32_000)
+"""Below Linux's ephemeral range (32768-60999): a port picked here cannot be taken, between
+the pick and the bind, by an outgoing connection that the kernel numbered itself."""
 
 
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port on 127.0.0.1 that nothing listens on now."""
+    for _ in range(50):
+        port = random.choice(_LISTEN_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # the range is crowded: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+INTERNAL_PRINCIPAL = "User:ANONYMOUS"
+"""Who the node's own PLAINTEXT and CONTROLLER connections authenticate as."""
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A client listener on 127.0.0.1 besides the broker's own PLAINTEXT one."""
+
+    name: str
+    """Listener name, e.g. ``SASL_SSL`` or ``MTLS`` (not ``PLAINTEXT`` or ``CONTROLLER``)."""
+    protocol: SecurityProtocol
+    port: int = field(default_factory=lambda: free_port())
+    config: Mapping[str, str] = field(default_factory=dict)
+    """Settings of this listener only, written as ``listener.name.<name>.<key>``."""
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def properties(self) -> dict[str, str]:
+        prefix = f"listener.name.{self.name.lower()}."
+        return {prefix + key: value for key, value in self.config.items()}
+
+
+def pem_tls(
+    keystore: Path, truststore: Path | None = None, *, client_auth: str = "none"
+) -> dict[str, str]:
+    """Listener config for TLS from PEM files (Kafka reads PEM since 2.7).
+
+    ``keystore`` holds the broker's unencrypted PKCS#8 key and its certificate chain;
+    ``truststore`` the CAs of client certificates, with ``client_auth="required"`` (mTLS).
+    """
+    config = {
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(keystore),
+        "ssl.client.auth": client_auth,
+        # A client certificate's CN is its principal (User:store-S1), not the whole DN.
+        "ssl.principal.mapping.rules": "RULE:^CN=([^,]+).*$/$1/,DEFAULT",
+    }
+    if truststore is not None:
+        config.update({"ssl.truststore.type": "PEM", "ssl.truststore.location": str(truststore)})
+    return config
+
+
+def sasl_scram(mechanism: str = SCRAM_MECHANISM) -> dict[str, str]:
+    """Listener config for SASL/SCRAM; credentials live in the cluster metadata."""
+    return {
+        "sasl.enabled.mechanisms": mechanism,
+        f"{mechanism.lower()}.sasl.jaas.config": (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        ),
+    }
 
 
 @dataclass
@@ -171,6 +253,15 @@ class LocalKafka:
     cluster_id: str = ""
     """Shared by every node of a cluster; a single node makes its own."""
     heap: str = "512m"
+    listeners: Sequence[Listener] = ()
+    """Secured client listeners besides PLAINTEXT (which stays, for the node itself)."""
+    scram_users: Mapping[str, str] = field(default_factory=dict)
+    """User name -> password, created as SCRAM-SHA-512 credentials when storage is formatted
+    (first start only: an existing data directory keeps its users)."""
+    authorizer: bool = False
+    """Enforce ACLs (StandardAuthorizer): what no ACL allows is denied."""
+    super_users: Sequence[str] = ()
+    """Principals (``User:admin``) that ACLs do not restrict; the node itself always is one."""
     process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -189,15 +280,19 @@ class LocalKafka:
 
     def config(self) -> dict[str, str]:
         replicas = str(min(3, self.voters.count("@")))
+        client = [("PLAINTEXT", "PLAINTEXT", self.port)]
+        client += [(lst.name, lst.protocol, lst.port) for lst in self.listeners]
+        advertised = ",".join(f"{name}://127.0.0.1:{port}" for name, _, port in client)
+        protocols = [f"{name}:{protocol}" for name, protocol, _ in client]
         config = {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
             "controller.quorum.voters": self.voters,
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": f"{advertised},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": advertised,
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": ",".join([*protocols, "CONTROLLER:PLAINTEXT"]),
             "log.dirs": str(self.data_dir / "logs"),
             "auto.create.topics.enable": "false",
             "num.partitions": "3",
@@ -212,6 +307,11 @@ class LocalKafka:
             "group.initial.rebalance.delay.ms": "0",
             "unclean.leader.election.enable": "false",
         }
+        for listener in self.listeners:
+            config.update(listener.properties())
+        if self.authorizer:
+            config["authorizer.class.name"] = STANDARD_AUTHORIZER
+            config["super.users"] = ";".join(dict.fromkeys([INTERNAL_PRINCIPAL, *self.super_users]))
         config.update(self.extra_config)
         return config
 
@@ -237,8 +337,15 @@ class LocalKafka:
         if (self.data_dir / "logs" / "meta.properties").exists():
             return
         cluster_id = self._cluster_id()
+        scram = [
+            arg
+            for user, password in self.scram_users.items()
+            for arg in ("--add-scram", _scram_credential(user, password))
+        ]
         result = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)),
+            self._java(
+                "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *scram
+            ),
             capture_output=True,
             text=True,
             check=False,
@@ -308,6 +415,13 @@ class LocalKafka:
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+
+def _scram_credential(user: str, password: str) -> str:
+    """StorageTool's ``--add-scram`` value; quoted, so commas and brackets are safe."""
+    if '"' in user + password:
+        raise DevKafkaError(f"SCRAM user {user!r}: names and passwords cannot contain '\"'")
+    return f'{SCRAM_MECHANISM}=[name="{user}",password="{password}"]'
 
 
 def _port_open(port: int) -> bool:

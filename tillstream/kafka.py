@@ -1,22 +1,52 @@
 """Kafka client factory: every producer, consumer and admin client is built here from settings.
 
 Security (TLS, mTLS, SASL/SCRAM) and durability defaults live in one place, so no service
-can forget them.
+can forget them. So does explaining a refused connection: aiokafka reports any failed
+bootstrap as "Unable to bootstrap from [...]" (the cause only goes to its log), so the
+clients made here probe the bootstrap servers once more when starting fails and raise a
+:class:`KafkaAccessError` that says what to fix.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.client import AIOKafkaClient
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    UnsupportedSaslMechanismError,
+)
 from aiokafka.helpers import create_ssl_context
 
-from tillstream.settings import Settings
+from tillstream.settings import Settings, env_name, split_host_port
 from tillstream.topics import ALL_TOPICS, TopicSpec
+
+PROBE_TIMEOUT_MS = 5_000
+
+
+class KafkaAccessError(KafkaError):  # type: ignore[misc]
+    """Kafka refused this client, or this client refused Kafka; the message says what to fix.
+
+    A :class:`KafkaError`, so commands report it like any Kafka failure and long-running
+    services keep retrying: the fix (a password, a certificate) may be made on the cluster.
+    """
+
+
+class KafkaAuthError(KafkaAccessError):
+    """The broker refused the SASL credentials."""
+
+
+class KafkaTLSError(KafkaAccessError):
+    """TLS failed: the broker's certificate is not trusted, or it refused ours."""
 
 
 def connection_options(settings: Settings) -> dict[str, Any]:
@@ -48,6 +78,122 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
+async def diagnose(settings: Settings) -> KafkaAccessError | None:
+    """Why the bootstrap servers refuse this client, if they do (None: not a refusal)."""
+    options = connection_options(settings)
+    del options["bootstrap_servers"]
+    for server in settings.bootstrap_servers:
+        host, port = split_host_port(server)
+        try:
+            conn = await create_conn(host, port, request_timeout_ms=PROBE_TIMEOUT_MS, **options)
+        except Exception as exc:  # what the probe meets is the diagnosis, not a failure
+            problem = _explain(settings, server, exc)
+            if problem is not None:
+                return problem
+        else:
+            conn.close()
+    return None
+
+
+def _explain(settings: Settings, server: str, exc: BaseException) -> KafkaAccessError | None:
+    if isinstance(exc, SaslAuthenticationFailed | UnsupportedSaslMechanismError):
+        return _sasl_problem(settings, server, exc)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        cafile = settings.kafka_ssl_cafile
+        trusted = f"the CA file {cafile}" if cafile else "the system CA bundle"
+        return KafkaTLSError(
+            f"TLS verification of the broker certificate at {server} failed "
+            f"({exc.verify_message}): it must be signed by a CA in {trusted} "
+            f"({env_name('kafka_ssl_cafile')}) and name the host connected to."
+        )
+    cause = exc.__cause__ if isinstance(exc, KafkaConnectionError) else exc
+    if isinstance(cause, ssl.SSLError):
+        return _handshake_problem(settings, server, cause)
+    return None  # unreachable, timed out, ...: aiokafka's own error says enough
+
+
+def _sasl_problem(settings: Settings, server: str, exc: BaseException) -> KafkaAuthError:
+    user, mechanism = settings.kafka_sasl_username, settings.kafka_sasl_mechanism
+    if isinstance(exc, UnsupportedSaslMechanismError):
+        return KafkaAuthError(
+            f"SASL authentication of user {user!r} at {server} failed: {exc}. Set "
+            f"{env_name('kafka_sasl_mechanism')} to a mechanism the listener enables."
+        )
+    return KafkaAuthError(
+        f"SASL authentication failed for user {user!r} ({mechanism}) at {server}: the "
+        "broker rejected the credentials (wrong password, or no such user). Check "
+        f"{env_name('kafka_sasl_username')} and {env_name('kafka_sasl_password')}."
+    )
+
+
+def _handshake_problem(settings: Settings, server: str, exc: ssl.SSLError) -> KafkaTLSError:
+    reason = exc.reason or str(exc)
+    if "CERTIFICATE" not in reason and "UNKNOWN_CA" not in reason:
+        return KafkaTLSError(
+            f"TLS handshake with Kafka at {server} failed ({reason}): is it a TLS listener "
+            f"({env_name('kafka_security_protocol')}={settings.kafka_security_protocol})?"
+        )
+    # The broker sent a certificate alert: it refused our client certificate, or its absence.
+    certfile = settings.kafka_ssl_certfile
+    fix = (
+        f"{env_name('kafka_ssl_certfile')} ({certfile}) must be signed by a CA the broker trusts"
+        if certfile
+        else f"the listener requires one (mTLS): set {env_name('kafka_ssl_certfile')} and "
+        f"{env_name('kafka_ssl_keyfile')}"
+    )
+    return KafkaTLSError(
+        f"Kafka at {server} refused the TLS handshake ({reason}): no client certificate it "
+        f"accepts; {fix}."
+    )
+
+
+class _Producer(AIOKafkaProducer):  # type: ignore[misc]
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        super().__init__(**options)
+        self._settings = settings
+
+    async def start(self) -> None:
+        await _explained(self._settings, super().start)
+
+
+class _Consumer(AIOKafkaConsumer):  # type: ignore[misc]
+    def __init__(self, settings: Settings, *topics: str, **options: Any) -> None:
+        super().__init__(*topics, **options)
+        self._settings = settings
+
+    async def start(self) -> None:
+        await _explained(self._settings, super().start)
+
+
+class _Admin(AIOKafkaAdminClient):  # type: ignore[misc]
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        super().__init__(**options)
+        self._settings = settings
+
+    async def start(self) -> None:
+        await _explained(self._settings, super().start)
+
+
+class _Client(AIOKafkaClient):  # type: ignore[misc]
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        super().__init__(**options)
+        self._settings = settings
+
+    async def bootstrap(self) -> None:
+        await _explained(self._settings, super().bootstrap)
+
+
+async def _explained(settings: Settings, start: Callable[[], Awaitable[None]]) -> None:
+    """Run a client's start; if bootstrapping fails because Kafka refuses us, say why."""
+    try:
+        await start()
+    except KafkaConnectionError as exc:
+        problem = await diagnose(settings)
+        if problem is None:
+            raise
+        raise problem from exc
+
+
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     """An idempotent producer waiting for all in-sync replicas: no loss, no duplicates on retry."""
     options: dict[str, Any] = {
@@ -59,7 +205,7 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         "request_timeout_ms": 30_000,
     }
     options.update(overrides)
-    return AIOKafkaProducer(**options)
+    return _Producer(settings, **options)
 
 
 def make_consumer(
@@ -74,11 +220,19 @@ def make_consumer(
         "isolation_level": "read_committed",
     }
     options.update(overrides)
-    return AIOKafkaConsumer(*topics, **options)
+    return _Consumer(settings, *topics, **options)
 
 
 def make_admin(settings: Settings) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(**connection_options(settings))
+    return _Admin(settings, **connection_options(settings))
+
+
+def make_client(settings: Settings) -> AIOKafkaClient:
+    """aiokafka's low-level client, for protocol requests its admin client lacks (ACLs).
+
+    Call ``await client.bootstrap()`` first and ``await client.close()`` at the end.
+    """
+    return _Client(settings, **connection_options(settings))
 
 
 async def create_topics(

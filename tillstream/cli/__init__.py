@@ -6,6 +6,7 @@ import click
 
 from tillstream import __version__
 from tillstream.cli import (
+    acls,
     consume,
     crm,
     demo,
@@ -30,6 +31,6 @@ def main() -> None:
     """
 
 
-for module in (dev, schemas, topics, edge, consume, dlq, demo, simulate, crm, stock, report):
+for module in (dev, schemas, topics, acls, edge, consume, dlq, demo, simulate, crm, stock, report):
     for command in module.COMMANDS:
         main.add_command(command)

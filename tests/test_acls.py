@@ -1,0 +1,257 @@
+"""tillstream's ACL model: the pure function, and ``tillstream acls`` on a broker that
+enforces ACLs, checked by what each principal can and cannot then do."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
+
+from consumers.runtime.loader import BUILTIN
+from tests.security_support import ADMIN, SecureKafka, environment, secure_kafka
+from tillstream import acls
+from tillstream.acls import AclBinding, ConsumerAccess, Operation, ResourceType
+from tillstream.cli.acls import consumer_access
+from tillstream.kafka import KafkaAccessError, make_consumer, make_producer
+from tillstream.settings import Settings
+from tillstream.topics import PAYMENTS, REORDER_SUGGESTIONS, SALES, STOCK_MOVEMENTS, STORE_TOPICS
+
+CLI = [sys.executable, "-m", "tillstream"]
+ROOT = Path(__file__).resolve().parent.parent
+READER = "acl-reader"
+"""The group of tests.runtime_consumers:Effects here (it reads tillstream.sales)."""
+
+
+# -- the model --------------------------------------------------------------------------
+
+
+def test_a_store_may_only_write_the_store_topics() -> None:
+    bindings = acls.acl_bindings(["S001"], [])
+    assert {(b.resource_type, b.resource_name, b.operation) for b in bindings} == {
+        (ResourceType.TOPIC, t.name, Operation.WRITE) for t in STORE_TOPICS
+    }
+    assert {b.principal for b in bindings} == {"User:store-S001"}
+
+
+def test_a_consumer_reads_its_topics_and_group_and_writes_what_it_publishes() -> None:
+    erp = consumer_access("erp")
+    bindings = acls.acl_bindings([], [erp])
+    principal = "User:erp-inventory"
+    topic, group = ResourceType.TOPIC, ResourceType.GROUP
+    assert set(bindings) == {
+        AclBinding(principal, topic, SALES.name, Operation.READ),
+        AclBinding(principal, topic, STOCK_MOVEMENTS.name, Operation.READ),
+        AclBinding(principal, group, "erp-inventory", Operation.READ),
+        AclBinding(principal, topic, "tillstream.dlq.erp-inventory", Operation.WRITE),
+        AclBinding(principal, topic, "tillstream.dlq.erp-inventory", Operation.CREATE),
+        AclBinding(principal, topic, REORDER_SUGGESTIONS.name, Operation.WRITE),
+        AclBinding(principal, topic, REORDER_SUGGESTIONS.name, Operation.CREATE),
+    }
+
+
+def test_every_built_in_consumer_can_read_what_it_subscribes_to_and_write_nothing_of_stores() -> (
+    None
+):
+    consumers = [consumer_access(name) for name in BUILTIN]
+    bindings = acls.acl_bindings(["S1", "S2"], consumers)
+    for consumer in consumers:
+        principal = f"User:{consumer.group}"
+        granted = {(b.resource_name, b.operation) for b in bindings if b.principal == principal}
+        assert {(t, Operation.READ) for t in consumer.reads} <= granted
+        assert (consumer.group, Operation.READ) in granted
+        assert not {(t.name, Operation.WRITE) for t in STORE_TOPICS} & granted
+    store_ops = {b.operation for b in bindings if b.principal.startswith("User:store-")}
+    assert store_ops == {Operation.WRITE}
+    assert bindings == sorted(set(bindings))  # sorted, each once
+
+
+def test_the_table_in_docs_security_is_the_model() -> None:
+    documented = set()
+    principal = ""
+    for line in (ROOT / "docs" / "security.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("| ") or len(cells) != 3 or "operator" in cells[0]:
+            continue
+        named = re.search(r"`(User:[^`]+)`", cells[0])
+        principal = named.group(1) if named else principal
+        for part in cells[2].split(";"):
+            kind = ResourceType.GROUP if part.strip().startswith("group") else ResourceType.TOPIC
+            for name in re.findall(r"`([^`]+)`", part):
+                for op in cells[1].split(", "):
+                    documented.add(AclBinding(principal, kind, name, Operation[op]))
+    model = acls.acl_bindings(["S1"], [consumer_access(name) for name in BUILTIN])
+    as_documented = {replace(b, principal=b.principal.replace("S1", "<id>")) for b in model}
+    assert documented == as_documented
+
+
+@pytest.mark.parametrize("bad", ["", "two words", "a/b", "x" * 65, "-leading"])
+def test_ids_that_cannot_be_principals_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="use 1-64 letters"):
+        acls.acl_bindings([bad], [])
+    with pytest.raises(ValueError, match="consumer group"):
+        acls.acl_bindings([], [ConsumerAccess(bad, ["tillstream.sales"])])
+
+
+def test_acls_show_prints_the_model(tmp_path: Path) -> None:
+    stores = tmp_path / "stores.txt"
+    stores.write_text("S1\n# closed: S9\n\nS2  # the new one\n")
+    done = subprocess.run(
+        [*CLI, "acls", "show", "--stores-file", str(stores), "--consumer", "crm", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert {r["principal"] for r in rows} == {"User:store-S1", "User:store-S2", "User:crm-profiles"}
+    assert {"principal": "User:crm-profiles", "operation": "READ", "resource_type": "TOPIC",
+            "resource_name": "tillstream.customer-requests"} in rows  # fmt: skip
+
+
+# -- on a broker that enforces ACLs -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def secure(request: pytest.FixtureRequest) -> SecureKafka:
+    return secure_kafka(request)
+
+
+def acls_cli(secure: SecureKafka, user: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``tillstream acls ...`` as ``user`` over SASL_SSL; Effects runs as group acl-reader."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
+    env.update(environment(secure.sasl_settings(user)), TILLSTREAM_TEST_GROUP=READER)
+    return subprocess.run(
+        [*CLI, "acls", *args], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+
+
+def lines(output: str) -> list[str]:
+    """Output lines with runs of spaces (column padding) as one."""
+    return [" ".join(line.split()) for line in output.splitlines()]
+
+
+MODEL = ("--store", "A1", "--consumer", "tests.runtime_consumers:Effects")
+
+
+@pytest.fixture(scope="module")
+def applied(secure: SecureKafka) -> subprocess.CompletedProcess[str]:
+    """The first ``acls apply`` for store A1 and the acl-reader consumer."""
+    return acls_cli(secure, ADMIN, "apply", *MODEL)
+
+
+def test_apply_creates_the_model_once(
+    secure: SecureKafka, applied: subprocess.CompletedProcess[str]
+) -> None:
+    assert applied.returncode == 0, applied.stderr
+    created = lines(applied.stdout)
+    assert len(created) == len(STORE_TOPICS) + 4  # + READ sales, group, WRITE/CREATE DLQ
+    assert all(line.startswith("created ") for line in created)
+    assert "created User:store-A1 WRITE topic tillstream.sales" in created
+    assert f"created User:{READER} READ group {READER}" in created
+
+    again = acls_cli(secure, ADMIN, "apply", *MODEL)
+    assert again.returncode == 0, again.stderr
+    assert {line.split(None, 1)[0] for line in again.stdout.splitlines()} == {"present"}
+    assert f"0 created, {len(created)} already present" in again.stderr
+
+
+def test_dry_run_creates_nothing(secure: SecureKafka) -> None:
+    for _ in range(2):  # the second run still has everything to create
+        done = acls_cli(secure, ADMIN, "apply", "--store", "DRY1", "--consumer", "crm", "--dry-run")
+        assert done.returncode == 0, done.stderr
+        assert "would create User:store-DRY1 WRITE topic tillstream.sales" in lines(done.stdout)
+        assert "3 would create" in done.stderr  # crm's own ACLs were applied with the broker
+
+
+async def test_a_store_writes_its_topics_and_nothing_else(
+    secure: SecureKafka, applied: subprocess.CompletedProcess[str]
+) -> None:
+    assert applied.returncode == 0, applied.stderr
+    store = secure.sasl_settings("store-A1")
+    producer = make_producer(store)
+    await producer.start()
+    try:
+        for topic in STORE_TOPICS:  # idempotent producer: no cluster-wide ACL needed
+            await producer.send_and_wait(topic.name, b"event", key=b"A1")
+        with pytest.raises(TopicAuthorizationFailedError):
+            await producer.send_and_wait(REORDER_SUGGESTIONS.name, b"forged", key=b"A1")
+    finally:
+        await producer.stop()
+
+    with pytest.raises(TopicAuthorizationFailedError):
+        await read_once(make_consumer(store, SALES.name, group_id=None))
+    with pytest.raises(GroupAuthorizationFailedError):  # nor may it use a consumer group
+        await read_once(make_consumer(store, SALES.name, group_id="store-A1"))
+
+
+async def test_a_consumer_reads_its_topics_only(
+    secure: SecureKafka, applied: subprocess.CompletedProcess[str]
+) -> None:
+    assert applied.returncode == 0, applied.stderr
+    marker = os.urandom(8).hex().encode()
+    producer = make_producer(secure.sasl_settings("store-A1"))
+    await producer.start()
+    await producer.send_and_wait(SALES.name, marker, key=b"A1")
+    await producer.stop()
+
+    reader_settings = secure.mtls_settings(READER)  # the same principal by certificate
+    reader = make_consumer(reader_settings, SALES.name, group_id=READER)
+    await reader.start()
+    try:
+        seen: list[bytes] = []
+        for _ in range(40):
+            batches = await reader.getmany(timeout_ms=500)
+            seen += [m.value for messages in batches.values() for m in messages]
+            if marker in seen:
+                break
+        assert marker in seen
+    finally:
+        await reader.stop()
+
+    with pytest.raises(TopicAuthorizationFailedError):
+        await read_once(make_consumer(reader_settings, PAYMENTS.name, group_id=READER))
+
+
+async def read_once(consumer: AIOKafkaConsumer) -> None:
+    try:
+        await consumer.start()
+        await consumer.getmany(timeout_ms=5000)
+    finally:
+        await consumer.stop()
+
+
+def test_only_a_super_user_may_apply(secure: SecureKafka) -> None:
+    done = acls_cli(secure, "store-A1", "apply", *MODEL)
+    assert done.returncode == 1
+    assert "Error: cannot apply ACLs" in done.stderr
+    assert "CLUSTER_AUTHORIZATION_FAILED" in done.stderr and "super user" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_acls_outside_the_model_are_reported_and_kept(secure: SecureKafka) -> None:
+    admin = secure.sasl_settings(ADMIN)
+    model = acls.acl_bindings(["X1"], [])
+    await acls.apply(admin, model)
+    narrower = [b for b in model if b.resource_name != PAYMENTS.name]
+    report = await acls.apply(admin, narrower)
+    assert report.created == []
+    assert report.extra == [b for b in model if b.resource_name == PAYMENTS.name]
+    assert (await acls.apply(admin, model, dry_run=True)).created == []  # still there
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")), reason="an external cluster may enforce ACLs"
+)
+async def test_applying_without_an_authorizer_says_so(kafka_broker: str) -> None:
+    plain = Settings(kafka_bootstrap_servers=kafka_broker)
+    with pytest.raises(KafkaAccessError, match="does not enforce ACLs"):
+        await acls.apply(plain, acls.acl_bindings(["S1"], []))

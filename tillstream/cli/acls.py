@@ -1,0 +1,127 @@
+"""``tillstream acls``: print tillstream's Kafka ACL model, and apply it to a cluster."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from aiokafka.errors import KafkaError
+
+from consumers.runtime import deadletter
+from consumers.runtime.loader import BUILTIN, ConsumerNotFound, load_consumer
+from tillstream import acls
+from tillstream.cli.common import run, settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@click.group("acls")
+def acls_group() -> None:
+    """Kafka ACLs: stores write their topics only, consumers read theirs (docs/security.md)."""
+
+
+def _model_options(command: F) -> F:
+    options = [
+        click.option(
+            "--store",
+            "stores",
+            multiple=True,
+            help="A store id (principal User:store-<id>); repeat for each store.",
+        ),
+        click.option(
+            "--stores-file",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="A file of store ids, one a line ('#' starts a comment).",
+        ),
+        click.option(
+            "--consumer",
+            "consumers",
+            multiple=True,
+            help="A consumer (erp, crm, analytics, an entry point or package.module:Class); "
+            "its principal is User:<its group>. Repeatable. [default: erp, crm, analytics]",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@acls_group.command("show")
+@_model_options
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def show(
+    stores: tuple[str, ...], stores_file: Path | None, consumers: tuple[str, ...], as_json: bool
+) -> None:
+    """Print the ACLs the model grants these stores and consumers (contacts no broker)."""
+    _print(_bindings(stores, stores_file, consumers), as_json)
+
+
+@acls_group.command("apply")
+@_model_options
+@click.option("--dry-run", is_flag=True, help="Only report what would be created.")
+def apply(
+    stores: tuple[str, ...], stores_file: Path | None, consumers: tuple[str, ...], dry_run: bool
+) -> None:
+    """Create the model's ACLs that the cluster lacks; existing ACLs are kept.
+
+    Run it as an operator principal in the brokers' super.users (the TILLSTREAM_KAFKA_*
+    settings say how to connect). ACLs of these principals that the model does not grant
+    are listed, not removed.
+    """
+    bindings = _bindings(stores, stores_file, consumers)
+    cfg = settings()
+    try:
+        report = run(acls.apply(cfg, bindings, dry_run=dry_run))
+    except KafkaError as exc:
+        raise click.ClickException(
+            f"cannot apply ACLs on {cfg.kafka_bootstrap_servers}: {exc}"
+        ) from None
+    verb = "would create" if dry_run else "created"
+    for binding in report.created:
+        click.echo(f"{verb:<12} {binding}")
+    for binding in report.present:
+        click.echo(f"{'present':<12} {binding}")
+    for binding in report.extra:
+        click.echo(f"{'not in model':<12} {binding}", err=True)
+    click.echo(
+        f"-- {len(report.created)} {verb}, {len(report.present)} already present, "
+        f"{len(report.extra)} not in the model (left as they are)",
+        err=True,
+    )
+
+
+def _bindings(
+    stores: Sequence[str], stores_file: Path | None, consumers: Sequence[str]
+) -> list[acls.AclBinding]:
+    store_ids = [*stores, *(_read_stores(stores_file) if stores_file else [])]
+    try:
+        access = [consumer_access(spec) for spec in consumers or BUILTIN]
+        return acls.acl_bindings(store_ids, access)
+    except (ConsumerNotFound, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _read_stores(path: Path) -> list[str]:
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def consumer_access(spec: str) -> acls.ConsumerAccess:
+    """What a consumer reads and writes, from its class: the model follows the code."""
+    consumer = load_consumer(spec)
+    return acls.ConsumerAccess(
+        group=consumer.name,
+        reads=tuple(consumer.topics),
+        writes=(deadletter.topic_for(consumer.name).name, *consumer.publishes),
+    )
+
+
+def _print(bindings: Sequence[acls.AclBinding], as_json: bool) -> None:
+    for binding in bindings:
+        click.echo(json.dumps(binding.as_dict()) if as_json else str(binding))
+
+
+COMMANDS = [acls_group]
