@@ -73,7 +73,8 @@ class DropFolder:
     def _convert(self, path: Path) -> list[OutboxEvent]:
         if path.stat().st_size > MAX_FILE_BYTES:
             raise PoslogError(f"file is larger than {MAX_FILE_BYTES} bytes")
-        return poslog_events(self.ingestor, path.read_bytes(), "dropfolder")
+        data = path.read_bytes()  # the folder's own limit, not the 20 MiB of HTTP bodies
+        return poslog_events(self.ingestor, data, "dropfolder", max_bytes=MAX_FILE_BYTES)
 
     def _reject(self, path: Path, reason: str) -> None:
         metrics.POSLOG_FILES.labels("failed").inc()

@@ -18,14 +18,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from producers import metrics
+from producers.auth import load_tokens
 from producers.devices import DeviceService, load_devices
 from producers.dropfolder import DropFolder
 from producers.forwarder import Forwarder
 from producers.http_api import create_app
 from producers.ingest import IngestError, Ingestor
 from producers.outbox import Outbox, OutboxFullError
+from producers.pan import mask_pans
 from tillstream.codec import AvroCodec
-from tillstream.http import embedded_server
+from tillstream.http import TlsFiles, embedded_server
 from tillstream.kafka import make_producer
 from tillstream.registry import registry_from_settings
 from tillstream.settings import Settings
@@ -47,6 +49,34 @@ class EdgeConfig:
     poslog_dir: Path | None = None
     devices_path: Path | None = None
     drain_seconds: float = 20.0
+    tokens_path: Path | None = None
+    """Till tokens file (see ``producers.auth``); set: posting needs the till's token."""
+    tls: TlsFiles | None = None
+    """HTTPS, and mutual TLS when it names a client CA."""
+
+
+class MaskCardNumbers(logging.Filter):
+    """Masks card numbers in every log line: an error text may quote what a till sent
+    (a POSLog field, a file name), and logs travel further than the store."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: the handler reports it, as without the mask
+            return True
+        masked = mask_pans(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+_MASK = MaskCardNumbers()
+
+
+def mask_card_numbers_in_logs() -> None:
+    """Put the mask on every handler of the root logger (idempotent)."""
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_MASK)
 
 
 class EdgeService:
@@ -65,13 +95,23 @@ class EdgeService:
             self.devices = DeviceService(
                 load_devices(config.devices_path), store_id=config.store_id, emit=self._emit_device
             )
-        self.app = create_app(self.ingestor, health=self.health)
-        self.server = embedded_server(self.app, config.host, config.port)
+        tokens = load_tokens(config.tokens_path) if config.tokens_path is not None else None
+        self.app = create_app(self.ingestor, health=self.health, tokens=tokens)
+        self.server = embedded_server(self.app, config.host, config.port, tls=config.tls)
         self._stop = asyncio.Event()
         self._last_backlog: dict[str, Any] = {}
 
     def request_stop(self) -> None:
         self._stop.set()
+
+    def _access(self) -> str:
+        """Who may post, for the start-up line."""
+        rules = []
+        if self.config.tls is not None and self.config.tls.client_cafile is not None:
+            rules.append("client certificates required")
+        if self.config.tokens_path is not None:
+            rules.append("till tokens required")
+        return ", ".join(rules) or "open to the store network"
 
     def health(self) -> dict[str, Any]:
         ready = not self.outbox.is_full
@@ -99,6 +139,7 @@ class EdgeService:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
+        mask_card_numbers_in_logs()
         await self.outbox.open()
         metrics.OUTBOX_LIMIT_BYTES.set(self.config.outbox_max_bytes)
         forwarder = asyncio.create_task(self.forwarder.run(), name="forwarder")
@@ -110,10 +151,12 @@ class EdgeService:
             intake.append(asyncio.create_task(self.devices.run(), name="devices"))
         housekeeping = asyncio.create_task(self._housekeeping(), name="housekeeping")
         log.info(
-            "edge for store %s listening on http://%s:%d (outbox %s)",
+            "edge for store %s listening on %s://%s:%d (%s; outbox %s)",
             self.config.store_id,
+            "http" if self.config.tls is None else "https",
             self.config.host,
             self.config.port,
+            self._access(),
             self.config.outbox_path,
         )
         stopper = asyncio.create_task(self._stop.wait())

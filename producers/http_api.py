@@ -3,43 +3,84 @@
 ``POST /v1/events`` takes one event or a JSON array; ``POST /v1/poslog`` takes an ARTS
 POSLog document. A 2xx answer means every event is durable in the outbox. Resubmitting an
 event id is answered exactly as the first time, so tills can retry freely.
+
+With till tokens configured, both need ``Authorization: Bearer <token>`` (401 without a
+known token, before the body is read) and every event must name the token's own till
+(403 otherwise); nothing refused is stored. Health, readiness and metrics stay open.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from producers import metrics
+from producers.auth import TillTokens, foreign_tills
 from producers.ingest import IngestError, Ingestor, poslog_events
-from producers.models import EVENT_LIST, ONE_EVENT
+from producers.models import EVENT_LIST, ONE_EVENT, StockMovementIn
 from producers.outbox import OutboxEvent, OutboxFullError
-from producers.poslog import PoslogError
+from producers.pan import mask_pans
+from producers.poslog import PoslogError, parse_poslog
 from tillstream.http import metrics_response
 
 MAX_EVENTS_BODY = 10 * 1024 * 1024
 MAX_POSLOG_BODY = 20 * 1024 * 1024
 
 
+REALM = 'Bearer realm="tillstream-edge"'
+_BEARER = HTTPBearer(
+    auto_error=False, description="The till's own token, from the edge's tokens file."
+)
+
+
 class BodyTooLarge(Exception):
     pass
 
 
+class Unauthenticated(Exception):
+    """No known till token: answered 401 before the request body is read."""
+
+    def __init__(self, channel: str, message: str, challenge: str) -> None:
+        super().__init__(message)
+        self.channel = channel
+        self.message = message
+        self.challenge = challenge
+
+
 def create_app(
-    ingestor: Ingestor, *, health: Callable[[], dict[str, Any]] | None = None
+    ingestor: Ingestor,
+    *,
+    health: Callable[[], dict[str, Any]] | None = None,
+    tokens: TillTokens | None = None,
 ) -> FastAPI:
-    """The edge API for one store, writing through ``ingestor``."""
+    """The edge API for one store, writing through ``ingestor``; ``tokens`` set: every
+    event-posting request must carry the token of the till its events name."""
     app = FastAPI(
         title="tillstream edge",
         version="1",
         description="Store edge ingest: POS events made durable, then sent to Kafka.",
     )
+    http_till = _authenticator(tokens, "http")
+    poslog_till = _authenticator(tokens, "poslog")
+    app.add_exception_handler(ClientDisconnect, _client_gone)
+
+    @app.exception_handler(Unauthenticated)
+    async def unauthenticated(_request: Request, exc: Unauthenticated) -> Response:
+        return _reject(
+            exc.channel,
+            401,
+            "unauthenticated",
+            [("authorization", exc.message)],
+            headers={"WWW-Authenticate": exc.challenge},
+        )
 
     @app.post(
         "/v1/events",
@@ -61,13 +102,19 @@ def create_app(
             }
         },
         responses={
+            401: {"description": "Till tokens are required and none known was given"},
+            403: {"description": "An event names a till other than the token's"},
             422: {"description": "Invalid events; each bad field is named"},
             409: {"description": "An event id was reused with different content"},
             413: {"description": "Request too large"},
             503: {"description": "Outbox full; retry later"},
         },
     )
-    async def post_events(request: Request) -> Response:
+    async def post_events(
+        request: Request,
+        # A default, not Annotated[...]: a postponed annotation cannot name a local dependency.
+        till: str | None = Depends(http_till),
+    ) -> Response:
         try:
             body = await _read_body(request, MAX_EVENTS_BODY)
         except BodyTooLarge:
@@ -81,6 +128,11 @@ def create_app(
                 parsed = [ONE_EVENT.validate_json(body)]
         except ValidationError as exc:
             return _reject("http", 422, "invalid", _problems(exc))
+        if till is not None:
+            named = [None if isinstance(e, StockMovementIn) else e.terminal_id for e in parsed]
+            paths = [f"events[{i}]." if len(parsed) > 1 else "" for i in range(len(parsed))]
+            if refused := _foreign(till, named, paths, "http"):
+                return refused
         try:
             events = [
                 ingestor.encode(
@@ -102,8 +154,12 @@ def create_app(
                 "content": {"application/xml": {"schema": {"type": "string"}}},
             }
         },
+        responses={
+            401: {"description": "Till tokens are required and none known was given"},
+            403: {"description": "A transaction names a till other than the token's"},
+        },
     )
-    async def post_poslog(request: Request) -> Response:
+    async def post_poslog(request: Request, till: str | None = Depends(poslog_till)) -> Response:
         try:
             body = await _read_body(request, MAX_POSLOG_BODY)
         except BodyTooLarge:
@@ -111,6 +167,10 @@ def create_app(
                 "poslog", 413, "too_large", [("body", f"larger than {MAX_POSLOG_BODY} bytes")]
             )
         try:
+            if till is not None:
+                named, paths = await asyncio.to_thread(_poslog_tills, ingestor, body)
+                if refused := _foreign(till, named, paths, "poslog"):
+                    return refused
             events = await asyncio.to_thread(poslog_events, ingestor, body, "poslog")
         except (PoslogError, IngestError) as exc:
             metrics.POSLOG_FILES.labels("failed").inc()
@@ -147,6 +207,50 @@ def create_app(
     return app
 
 
+def _authenticator(tokens: TillTokens | None, channel: str) -> Callable[..., Awaitable[str | None]]:
+    """A dependency giving the posting till's id (None: tokens are not required)."""
+    if tokens is None:
+
+        async def open_to_all() -> None:
+            return None
+
+        return open_to_all
+
+    async def till_of_token(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+    ) -> str:
+        # Never log or echo the token: it is the till's password.
+        if credentials is None:
+            raise Unauthenticated(channel, "a till token is required (Bearer)", REALM)
+        till = tokens.till_of(credentials.credentials)
+        if till is None:
+            raise Unauthenticated(channel, "unknown token", f'{REALM}, error="invalid_token"')
+        return till
+
+    return till_of_token
+
+
+def _poslog_tills(ingestor: Ingestor, body: bytes) -> tuple[list[str | None], list[str]]:
+    """The till each transaction names, and where it is. A second read of the document, and
+    only with tokens: the conversion to events does not hand its records out."""
+    records = [r for _, r in parse_poslog(body, default_timezone=ingestor.timezone).events]
+    paths = [f"transaction {r.get('receipt_number', i)}." for i, r in enumerate(records)]
+    return [r.get("terminal_id") for r in records], paths
+
+
+def _foreign(
+    till: str, named: Iterable[str | None], paths: list[str], channel: str
+) -> Response | None:
+    """403 naming each event of another till than ``till``, or None if all are its own."""
+    foreign = foreign_tills(till, named)
+    if not foreign:
+        return None
+    message = f"names another till; this token is till {till}'s"
+    return _reject(
+        channel, 403, "forbidden", [(f"{paths[i]}terminal_id", message) for i in foreign]
+    )
+
+
 async def _store(ingestor: Ingestor, events: list[OutboxEvent], channel: str) -> Response:
     try:
         accepted = await ingestor.accept(events)
@@ -159,9 +263,17 @@ async def _store(ingestor: Ingestor, events: list[OutboxEvent], channel: str) ->
     )
 
 
+async def _client_gone(_request: Request, _exc: Exception) -> Response:
+    # A till that drops mid-upload (flaky Wi-Fi) stored nothing and hears no answer: not an
+    # error with a traceback in the log, as an unhandled exception would be.
+    return Response(status_code=400)
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    # A hint only (the streamed size below is the real guard); not every ASGI server checks it,
+    # and int() fails on '²' (isdigit) or 4301+ digits, so 12+ digits count as too large.
+    declared = request.headers.get("content-length", "").lstrip("0")
+    if declared.isascii() and declared.isdigit() and (len(declared) > 12 or int(declared) > limit):
         raise BodyTooLarge
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -199,12 +311,19 @@ def _reject(
     *,
     retry_after: int | None = None,
     count: bool = True,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     if count:
         metrics.EVENTS_REJECTED.labels(channel, reason).inc()
-    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    headers = dict(headers or {})
+    if retry_after:
+        headers["Retry-After"] = str(retry_after)
+    # Messages from the POSLog reader may quote what the till sent: never a card number.
     return JSONResponse(
-        {"error": reason, "problems": [{"field": f, "message": m} for f, m in problems]},
+        {
+            "error": reason,
+            "problems": [{"field": mask_pans(f), "message": mask_pans(m)} for f, m in problems],
+        },
         status_code=status,
         headers=headers,
     )

@@ -85,8 +85,8 @@ class Ingestor:
         """Append to the outbox; returns once every event is on disk.
 
         Raises:
-            IngestError: an event id was already used for different content (nothing stored
-                from a batch is lost; events stored before the conflict stay stored).
+            IngestError: an event id was already used for different content (then none of
+                ``events`` is stored).
             OutboxFullError: the outbox is at its disk limit.
         """
         outcomes = await self._outbox.append(events)
@@ -95,6 +95,9 @@ class Ingestor:
             for i, (e, o) in enumerate(zip(events, outcomes, strict=True))
             if o is Outcome.CONFLICT
         ]
+        if conflicts:
+            metrics.EVENTS_REJECTED.labels(events[0].channel, "conflict").inc(len(conflicts))
+            raise IngestError(conflicts)
         duplicates = 0
         for event, outcome in zip(events, outcomes, strict=True):
             if outcome is Outcome.ACCEPTED:
@@ -106,9 +109,6 @@ class Ingestor:
             metrics.LAST_EVENT_TIME.set(time.time())
         for callback in self.on_accepted:
             callback()
-        if conflicts:
-            metrics.EVENTS_REJECTED.labels(events[0].channel, "conflict").inc(len(conflicts))
-            raise IngestError(conflicts)
         return Accepted([e.event_id for e in events], duplicates)
 
 
@@ -134,9 +134,11 @@ def _field_with_pan(value: Any, path: str = "") -> str | None:
     return None
 
 
-def poslog_events(ingestor: Ingestor, data: bytes, channel: str) -> list[OutboxEvent]:
+def poslog_events(
+    ingestor: Ingestor, data: bytes, channel: str, *, max_bytes: int = 20 * 1024 * 1024
+) -> list[OutboxEvent]:
     """Convert a POSLog document into encoded events for this store (runs in a thread)."""
-    result = parse_poslog(data, default_timezone=ingestor.timezone)
+    result = parse_poslog(data, default_timezone=ingestor.timezone, max_bytes=max_bytes)
     for kind, count in result.skipped.items():
         metrics.POSLOG_SKIPPED.labels(kind).inc(count)
     return [

@@ -142,6 +142,8 @@ class Outbox:
     async def append(self, events: Sequence[OutboxEvent]) -> list[Outcome]:
         """Store events durably; returns one outcome per event once they are on disk.
 
+        A call is all or nothing: if any outcome is CONFLICT, none of ``events`` was stored.
+
         Raises:
             OutboxFullError: the backlog is at the disk limit (nothing was stored).
         """
@@ -179,12 +181,25 @@ class Outbox:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            results = [[self._insert(db, e, now) for e in events] for events in groups]
+            results = [self._insert_group(db, events, now) for events in groups]
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         return results
+
+    @classmethod
+    def _insert_group(
+        cls, db: sqlite3.Connection, events: Sequence[OutboxEvent], now: float
+    ) -> list[Outcome]:
+        # One caller's batch shares the group commit but not its fate: a conflict refuses the
+        # whole batch, and a refused batch must leave nothing behind to be published.
+        db.execute("SAVEPOINT batch")
+        outcomes = [cls._insert(db, e, now) for e in events]
+        if Outcome.CONFLICT in outcomes:
+            db.execute("ROLLBACK TO batch")
+        db.execute("RELEASE batch")
+        return outcomes
 
     @staticmethod
     def _insert(db: sqlite3.Connection, event: OutboxEvent, now: float) -> Outcome:

@@ -13,8 +13,9 @@ import re
 
 from stdnum import ean, luhn
 
-# Digits with optional single separators, not glued to other digits.
-_CANDIDATE = re.compile(r"(?<![\d])\d(?:[ -]?\d){12,18}(?![\d])")
+# Digits with optional single separators, not glued to other digits: a run, of any length.
+_RUN = re.compile(r"(?<![\d])\d(?:[ -]?\d)*(?![\d])")
+_GROUP = re.compile(r"\d+")
 # Issuer prefixes (ISO/IEC 7812 IINs) of the schemes that issue 13-19 digit cards.
 _SCHEME_PREFIX = re.compile(
     r"^(?:4"  # Visa
@@ -50,30 +51,53 @@ def is_pan(digits: str) -> bool:
     )
 
 
+def _pan_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, digits) of every card number in ``text``.
+
+    A card number is a whole run of digits, or, in a run grouped by separators, any span of
+    whole groups: "Tel 12 4111 1111 1111 1111" holds a card number after the "12".
+    """
+    spans = []
+    for run in _RUN.finditer(text):
+        groups = list(_GROUP.finditer(run.group()))
+        first = 0
+        while first < len(groups):
+            found = None
+            digits = ""
+            for last in range(first, len(groups)):
+                digits += groups[last].group()
+                if len(digits) > 19:
+                    break
+                if is_pan(digits):  # 13-19 digits, scheme prefix, Luhn
+                    found = (last, digits)  # the longest span from here wins
+            if found is None:
+                first += 1
+                continue
+            last, digits = found
+            base = run.start()
+            spans.append((base + groups[first].start(), base + groups[last].end(), digits))
+            first = last + 1
+    return spans
+
+
 def find_pans(text: str) -> list[str]:
     """Every card number in ``text`` (as digits only)."""
-    found = []
-    for match in _CANDIDATE.finditer(text):
-        digits = re.sub(r"[ -]", "", match.group())
-        if is_pan(digits):
-            found.append(digits)
-    return found
+    return [digits for _, _, digits in _pan_spans(text)]
 
 
 @functools.lru_cache(maxsize=65_536)
 def contains_pan(text: str) -> bool:
     # Descriptions, cashier and terminal ids repeat on every receipt: scan each text once.
-    return bool(find_pans(text))
+    return bool(_pan_spans(text))
 
 
 def mask_pans(text: str) -> str:
     """``text`` with every card number replaced by asterisks and its last four digits."""
-
-    def mask(match: re.Match[str]) -> str:
-        digits = re.sub(r"[ -]", "", match.group())
-        return "*" * (len(digits) - 4) + digits[-4:] if is_pan(digits) else match.group()
-
-    return _CANDIDATE.sub(mask, text)
+    out, at = [], 0
+    for start, end, digits in _pan_spans(text):
+        out += [text[at:start], "*" * (len(digits) - 4) + digits[-4:]]
+        at = end
+    return "".join([*out, text[at:]])
 
 
 def check_fields(fields: dict[str, str | None]) -> None:

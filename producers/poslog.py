@@ -220,15 +220,18 @@ def _parse_time(value: str | None, tz: tzinfo) -> tuple[datetime, int]:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
         raise PoslogError(f"{value!r} is not an ISO 8601 date-time") from exc
-    if parsed.tzinfo is None:
-        local_time = parsed.replace(tzinfo=tz)
-    elif parsed.utcoffset() == UTC.utcoffset(None):
-        local_time = parsed.astimezone(tz)
-    else:
-        local_time = parsed
-    offset = local_time.utcoffset()
-    minutes = int(offset.total_seconds() // 60) if offset is not None else 0
-    return local_time.astimezone(UTC), minutes
+    try:
+        if parsed.tzinfo is None:
+            local_time = parsed.replace(tzinfo=tz)
+        elif parsed.utcoffset() == UTC.utcoffset(None):
+            local_time = parsed.astimezone(tz)
+        else:
+            local_time = parsed
+        offset = local_time.utcoffset()
+        minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+        return local_time.astimezone(UTC), minutes
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise PoslogError(f"{value!r} is out of the supported date range") from None
 
 
 def _moment(tx: Element, tz: tzinfo) -> tuple[datetime, int]:

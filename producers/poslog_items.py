@@ -205,9 +205,11 @@ def read_items(retail: Element, ctx: Context) -> Items:
 def _in_sequence(line_items: list[Element]) -> list[Element]:
     """Sort by LineItem/SequenceNumber when every line has a numeric one, else keep order."""
     seqs = [child_text(li, "SequenceNumber") or "" for li in line_items]
-    if not all(s.isdigit() for s in seqs):
+    if not all(s.isascii() and s.isdigit() for s in seqs):
         return line_items
-    ordered = sorted(zip(seqs, line_items, strict=True), key=lambda pair: int(pair[0]))
+    # Numeric order without int(): isdigit() alone admits '²', int() refuses 4301+ digits.
+    numbers = [s.lstrip("0") for s in seqs]
+    ordered = sorted(zip(numbers, line_items, strict=True), key=lambda p: (len(p[0]), p[0]))
     return [li for _, li in ordered]
 
 

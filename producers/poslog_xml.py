@@ -21,13 +21,31 @@ from defusedxml import (
 )
 from defusedxml.ElementTree import iterparse
 
+from producers.pan import mask_pans
+
 # Real POSLog nests about ten levels deep; anything far deeper is an attack or garbage.
 MAX_DEPTH = 100
 _TRUE = frozenset({"true", "1", "yes", "y"})
+# expat before 2.6 rescans an unfinished token on every feed, so iterparse's 16 KiB feeds
+# make one huge comment or attribute quadratic (a 25 MiB comment: minutes of CPU). 1 MiB
+# feeds keep that near linear, and the depth check still stops a nesting bomb within one.
+_FEED_BYTES = 1024 * 1024
+_MESSAGE_PART = 300
 
 
 class PoslogError(ValueError):
     """The whole file/document cannot be converted; the message says why (and where)."""
+
+    def __init__(self, message: str) -> None:
+        # Messages quote the offending text, which goes to logs, reason files and tills: a
+        # card number typed into an amount or id field must not travel with it, and a 20 MiB
+        # value must not either. Long ones keep where (start) and why (end), cut outside any
+        # number so that no card number is split past recognition.
+        if len(message) > 2 * _MESSAGE_PART:
+            head = message[:_MESSAGE_PART].rstrip("0123456789 -")
+            tail = message[-_MESSAGE_PART:].lstrip("0123456789 -")
+            message = f"{head} [...] {tail}"
+        super().__init__(mask_pans(message))
 
 
 def parse_xml(data: bytes, *, max_bytes: int) -> Element:
@@ -40,7 +58,7 @@ def parse_xml(data: bytes, *, max_bytes: int) -> Element:
     root: Element | None = None
     try:
         for event, element in iterparse(
-            io.BytesIO(data), events=("start", "end"), forbid_dtd=True, forbid_external=True
+            _LargeReads(data), events=("start", "end"), forbid_dtd=True, forbid_external=True
         ):
             if event == "start":
                 depth += 1
@@ -66,9 +84,18 @@ def parse_xml(data: bytes, *, max_bytes: int) -> Element:
         raise PoslogError(f"malformed XML: {exc}") from exc
     except RecursionError as exc:
         raise PoslogError("XML nested too deeply to parse") from exc
+    except PoslogError:
+        raise
+    except (LookupError, ValueError) as exc:  # expat on encoding="bogus" or "shift_jis"
+        raise PoslogError(f"unreadable XML declaration: {exc}") from exc
     if root is None:  # pragma: no cover - expat reports "no element found" first
         raise PoslogError("malformed XML: no root element")
     return root
+
+
+class _LargeReads(io.BytesIO):
+    def read(self, size: int | None = -1, /) -> bytes:
+        return super().read(-1 if size is None or size < 0 else max(size, _FEED_BYTES))
 
 
 def local(tag: object) -> str:

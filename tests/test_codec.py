@@ -47,6 +47,11 @@ def test_money_and_weights_stay_decimal(codec: AvroCodec) -> None:
     assert decoded["occurred_at"].tzinfo is not None
 
 
+def test_a_tombstone_is_a_codec_error(codec: AvroCodec) -> None:
+    with pytest.raises(CodecError, match="tombstone"):
+        codec.decode(None)
+
+
 def test_unknown_schema_id_is_a_codec_error(codec: AvroCodec) -> None:
     data = codec.encode("stock_movement", sample_stock_movement())
     with pytest.raises(CodecError, match="unknown schema id 999"):

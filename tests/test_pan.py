@@ -24,6 +24,8 @@ from tillstream.samples import sample_payment, sample_sale, sample_stock_movemen
         "6011111111111117",
         "3530111333300000",
         "2223003122003222",
+        "Tel 12 4111 1111 1111 1111",  # a card number after other grouped digits
+        "1234 4111 1111 1111 1111 9",
     ],
 )
 def test_card_numbers_are_found(text: str) -> None:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import io
 import struct
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import fastavro
@@ -20,8 +23,23 @@ from tillstream.registry import RegistryError, SchemaRegistry
 from tillstream.schemas import SchemaSet
 from tillstream.topics import EVENT_TOPICS
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SPAN = (datetime.min.replace(tzinfo=UTC) - _EPOCH, datetime.max.replace(tzinfo=UTC) - _EPOCH)
+# Raw numbers fastavro writes for these logical types, as far as it can read them back.
+_RANGES: dict[str, tuple[int, int]] = {
+    "date": ((date.min - _EPOCH.date()).days, (date.max - _EPOCH.date()).days),
+    "timestamp-micros": (
+        _SPAN[0] // timedelta(microseconds=1),
+        _SPAN[1] // timedelta(microseconds=1),
+    ),
+    "timestamp-millis": (
+        _SPAN[0] // timedelta(milliseconds=1),
+        _SPAN[1] // timedelta(milliseconds=1),
+    ),
+}
+
 MAGIC_BYTE = 0
-_HEADER = struct.Struct(">bI")
+_HEADER = struct.Struct(">BI")  # unsigned: a stray 0xff reads as 0xff, not -0x1
 
 
 class CodecError(ValueError):
@@ -48,6 +66,10 @@ class AvroCodec:
         self._current = {e: schemas.current(e) for e in schemas.versions}
         self._parsed = {e: fastavro.parse_schema(v.definition) for e, v in self._current.items()}
         self._event_of_name = {v.full_name: e for e, v in self._current.items()}
+        # fastavro writes any string as a uuid and any number as a date or time, but reads
+        # them back with uuid.UUID() and datetime arithmetic: checked first, or a record would
+        # be published that no consumer can decode.
+        self._checked = {e: _logical_fields(v.definition) for e, v in self._current.items()}
         self._writer_ids: dict[str, int] = {}
         self._readers: dict[int, tuple[str, Any, Any]] = {}
 
@@ -72,6 +94,9 @@ class AvroCodec:
     def encode(self, event: str, record: dict[str, Any]) -> bytes:
         """Serialize ``record`` as ``event`` in the Confluent wire format."""
         schema_id = self.schema_id(event)
+        for name, kind in self._checked[event] if isinstance(record, dict) else ():
+            if _unreadable(kind, record.get(name)):
+                raise CodecError(f"cannot encode {event}: {name} is not a valid {kind}")
         out = io.BytesIO()
         out.write(_HEADER.pack(MAGIC_BYTE, schema_id))
         try:
@@ -80,8 +105,10 @@ class AvroCodec:
             raise CodecError(f"cannot encode {event}: {self._explain(event, record, exc)}") from exc
         return out.getvalue()
 
-    def decode(self, data: bytes) -> Decoded:
+    def decode(self, data: bytes | None) -> Decoded:
         """Parse a Confluent-framed Avro value. Raises :class:`CodecError` on any defect."""
+        if data is None:  # a tombstone: compaction's delete marker, never an event
+            raise CodecError("a tombstone (null value) is not an event")
         if len(data) < _HEADER.size:
             raise CodecError(f"message too short for the wire format: {len(data)} bytes")
         magic, schema_id = _HEADER.unpack_from(data)
@@ -138,6 +165,35 @@ class AvroCodec:
         except Exception:
             pass
         return str(exc)
+
+
+def _logical_fields(definition: Any) -> list[tuple[str, str]]:
+    """(name, logical type) of the top-level fields whose values ``_unreadable`` checks."""
+    fields = definition.get("fields", []) if isinstance(definition, dict) else []
+    return [
+        (f["name"], f["type"]["logicalType"])
+        for f in fields
+        if isinstance(f.get("type"), dict) and f["type"].get("logicalType") in {"uuid", *_RANGES}
+    ]
+
+
+def _unreadable(kind: str, value: Any) -> bool:
+    """Whether fastavro would write ``value`` as ``kind`` but fail to read it back."""
+    if kind == "uuid":
+        if not isinstance(value, str):
+            return False
+        try:
+            uuid.UUID(value)
+        except ValueError:
+            return True
+        return False
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        low, high = _RANGES[kind]
+        try:
+            return not low <= value <= high  # a float NaN too
+        except ArithmeticError:  # a Decimal NaN does not even compare
+            return True
+    return False
 
 
 def _full_name(definition: Any) -> str:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -19,7 +22,24 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
-def embedded_server(app: Any, host: str, port: int) -> EmbeddedServer:
+@dataclass(frozen=True)
+class TlsFiles:
+    """HTTPS for an embedded server; with ``client_cafile``, mutual TLS."""
+
+    certfile: Path
+    keyfile: Path
+    client_cafile: Path | None = None
+    """Set: the handshake fails unless the client presents a certificate this CA signed."""
+
+
+def embedded_server(
+    app: Any, host: str, port: int, *, tls: TlsFiles | None = None
+) -> EmbeddedServer:
+    options: dict[str, Any] = {}
+    if tls is not None:
+        options = {"ssl_certfile": tls.certfile, "ssl_keyfile": tls.keyfile}
+        if tls.client_cafile is not None:
+            options.update(ssl_ca_certs=tls.client_cafile, ssl_cert_reqs=ssl.CERT_REQUIRED)
     return EmbeddedServer(
         uvicorn.Config(
             app,
@@ -29,6 +49,7 @@ def embedded_server(app: Any, host: str, port: int) -> EmbeddedServer:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=5,
+            **options,
         )
     )
 

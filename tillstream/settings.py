@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     edge_outbox_max_mb: int = Field(2048, ge=1, description="Outbox disk limit (MiB).")
     edge_devices: Path | None = Field(None, description="TOML file listing serial devices.")
     edge_poslog_dir: Path | None = Field(None, description="POSLog drop folder to watch.")
+    edge_tokens: Path | None = Field(
+        None, description="TOML file of till ids and their bearer tokens; set: tokens required."
+    )
+    edge_tls_certfile: Path | None = Field(None, description="Edge HTTPS certificate (PEM).")
+    edge_tls_keyfile: Path | None = Field(None, description="Edge HTTPS private key (PEM).")
+    edge_tls_client_cafile: Path | None = Field(
+        None, description="CA bundle that signs till client certificates; set: mTLS required."
+    )
 
     # Head-office services
     db_url: str = Field("sqlite:///tillstream.db", description="Database URL of a consumer.")
@@ -112,7 +120,7 @@ class Settings(BaseSettings):
     def _check_bootstrap(cls, value: str) -> str:
         for server in value.split(","):
             host, sep, port = server.strip().rpartition(":")
-            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            if not sep or not host or not _is_port(port) or int(port) == 0:
                 raise ValueError(f"{server.strip()!r} is not host:port")
         return value
 
@@ -140,10 +148,23 @@ class Settings(BaseSettings):
         split_host_port(value)
         return value
 
-    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", "edge_devices")
+    @field_validator(
+        "kafka_ssl_cafile",
+        "kafka_ssl_certfile",
+        "kafka_ssl_keyfile",
+        "edge_devices",
+        "edge_tokens",
+        "edge_tls_certfile",
+        "edge_tls_keyfile",
+        "edge_tls_client_cafile",
+    )
     @classmethod
     def _check_file(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
+        try:
+            found = value is None or value.is_file()
+        except OSError as exc:  # e.g. a name too long for the file system: a bad value
+            raise ValueError(f"not a usable file name: {exc.strerror}") from None
+        if not found:
             raise ValueError(f"no such file: {value}")
         return value
 
@@ -158,6 +179,19 @@ class Settings(BaseSettings):
         if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
             raise ValueError(
                 f"{ENV_PREFIX}KAFKA_SSL_CERTFILE and {ENV_PREFIX}KAFKA_SSL_KEYFILE go together"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_edge_tls(self) -> Settings:
+        if (self.edge_tls_certfile is None) != (self.edge_tls_keyfile is None):
+            raise ValueError(
+                f"{ENV_PREFIX}EDGE_TLS_CERTFILE and {ENV_PREFIX}EDGE_TLS_KEYFILE go together"
+            )
+        if self.edge_tls_client_cafile is not None and self.edge_tls_certfile is None:
+            raise ValueError(
+                f"{ENV_PREFIX}EDGE_TLS_CLIENT_CAFILE needs HTTPS: set "
+                f"{ENV_PREFIX}EDGE_TLS_CERTFILE and {ENV_PREFIX}EDGE_TLS_KEYFILE"
             )
         return self
 
@@ -187,9 +221,21 @@ def load_settings(**overrides: Any) -> Settings:
     Raises:
         SettingsError: naming every bad variable and what is wrong with it.
     """
+    for name, value in os.environ.items():
+        # Raw bytes in the environment arrive as lone surrogates, which pydantic cannot take
+        # (UnicodeEncodeError, naming no variable): name the variable, never the value.
+        if name.upper().startswith(ENV_PREFIX) and not _is_utf8(value):
+            raise SettingsError(f"{name}: not valid UTF-8 text")
     config_file = os.environ.get(CONFIG_FILE_VARIABLE)
-    if config_file and not Path(config_file).is_file():
-        raise SettingsError(f"{CONFIG_FILE_VARIABLE}: no such file: {config_file}")
+    if config_file:
+        try:
+            found = Path(config_file).is_file()
+        except OSError as exc:  # e.g. a name too long for the file system
+            raise SettingsError(
+                f"{CONFIG_FILE_VARIABLE}: not a usable file name: {exc.strerror}"
+            ) from None
+        if not found:
+            raise SettingsError(f"{CONFIG_FILE_VARIABLE}: no such file: {config_file}")
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**given)
@@ -202,9 +248,22 @@ def load_settings(**overrides: Any) -> Settings:
 def split_host_port(value: str) -> tuple[str, int]:
     """``HOST:PORT`` (IPv6 hosts in brackets) as a pair; ValueError if malformed."""
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+    if not sep or not host or not _is_port(port):
         raise ValueError(f"{value!r} is not HOST:PORT")
     return host.strip("[]"), int(port)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_port(text: str) -> bool:
+    # isdigit() alone admits '²' (int() fails) and 5000-digit strings (int() refuses them).
+    return text.isascii() and text.isdigit() and len(text) <= 5 and int(text) < 65536
 
 
 def env_name(field: str) -> str:

@@ -69,6 +69,10 @@ def to_kg(value: str, unit: str) -> Decimal:
         raise BadReply("bad_reply", "weight is not a number") from None
     if not amount.is_finite():
         raise BadReply("bad_reply", "weight is not a number")
+    # 10**12 or more fits no stock quantity (decimal(15, 3)), and quantize() would raise
+    # InvalidOperation past 28 digits: a garbled line must not stop the device.
+    if amount and amount.adjusted() >= 12:
+        raise BadReply("bad_reply", "weight out of range")
     return (amount * factor).quantize(_MILLI, rounding=ROUND_HALF_EVEN)
 
 

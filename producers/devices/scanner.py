@@ -78,7 +78,7 @@ def decode_scan(
         return ControlScan(code=data, at=at)
     try:
         result = parse(text)
-    except ParseError:
+    except (ParseError, ValueError, IndexError):  # biip raises IndexError on " ]"
         raise Rejected("not_gtin", f"{len(data)} characters, no GTIN or GS1 content") from None
     if result.gtin is None:
         if result.gtin_error and "check digit" in result.gtin_error:

@@ -15,6 +15,7 @@ from producers.ingest import Ingestor
 from producers.outbox import Outbox
 from tillstream.cli.common import run, settings
 from tillstream.codec import AvroCodec
+from tillstream.http import TlsFiles
 from tillstream.kafka import make_producer
 from tillstream.logs import configure_logging
 from tillstream.registry import registry_from_settings
@@ -57,14 +58,25 @@ def _store(cfg: Settings) -> str:
     type=click.Path(file_okay=False, path_type=Path),
     help="POSLog drop folder to watch. [env: TILLSTREAM_EDGE_POSLOG_DIR]",
 )
+@click.option(
+    "--tokens",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML file of till tokens; posting then needs the till's token. "
+    "[env: TILLSTREAM_EDGE_TOKENS]",
+)
 def run_edge(
     store_id: str | None,
     listen: str | None,
     outbox: Path | None,
     devices: Path | None,
     poslog_dir: Path | None,
+    tokens: Path | None,
 ) -> None:
-    """Run the edge service of one store until SIGTERM or Ctrl-C."""
+    """Run the edge service of one store until SIGTERM or Ctrl-C.
+
+    HTTPS and client certificates come from TILLSTREAM_EDGE_TLS_CERTFILE, _KEYFILE and
+    _CLIENT_CAFILE (see docs/edge.md).
+    """
     from producers.edge import EdgeConfig, EdgeService
 
     cfg = settings(
@@ -73,6 +85,7 @@ def run_edge(
         edge_outbox=outbox,
         edge_devices=devices,
         edge_poslog_dir=poslog_dir,
+        edge_tokens=tokens,
     )
     configure_logging(cfg.log_level)
     host, port = split_host_port(cfg.edge_listen)
@@ -84,12 +97,20 @@ def run_edge(
         outbox_max_bytes=cfg.edge_outbox_max_mb * 1024 * 1024,
         poslog_dir=cfg.edge_poslog_dir,
         devices_path=cfg.edge_devices,
+        tokens_path=cfg.edge_tokens,
+        tls=_tls(cfg),
     )
     try:
         service = EdgeService(cfg, config)
-    except ValueError as exc:  # a bad devices file names the device and field
+    except ValueError as exc:  # a bad devices or tokens file, named (never a token)
         raise click.ClickException(str(exc)) from None
     asyncio.run(service.run())
+
+
+def _tls(cfg: Settings) -> TlsFiles | None:
+    if cfg.edge_tls_certfile is None or cfg.edge_tls_keyfile is None:
+        return None  # Settings allow neither or both
+    return TlsFiles(cfg.edge_tls_certfile, cfg.edge_tls_keyfile, cfg.edge_tls_client_cafile)
 
 
 @edge.command("import")

@@ -1,0 +1,99 @@
+"""Which till is posting: per-till bearer tokens for the edge HTTP API.
+
+The tokens file (``TILLSTREAM_EDGE_TOKENS``, TOML) names each till by the id its events
+carry (``terminal_id`` in sales and payments, ``WorkstationID`` in POSLog) and gives its
+token, either as the token itself or, better, as ``sha256:`` and the token's hex SHA-256,
+so the file holds nothing a till could post with::
+
+    [tills]
+    T01 = "sha256:f7102cece84ee3fafeaeda9b0b158f18113f1b70167f1622e396e133beb65331"
+    T02 = "a-long-random-token-of-till-02"
+    BACKOFFICE = "sha256:..."   # not a till: may post stock movements only
+
+A presented token is hashed and compared with every entry by ``hmac.compare_digest``, so
+neither a near miss nor the position of a till in the file shows in the answer time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+MIN_TOKEN_CHARS = 16
+_HASHED = re.compile(r"^sha256:([0-9a-fA-F]{64})\Z")
+# As the events' terminal_id: 1-200 characters; here also no control characters and no
+# spaces around, which would only be typing mistakes in a hand-written file.
+_TILL_ID = re.compile(r"^(?! )[^\x00-\x1f\x7f]{1,200}(?<! )\Z")
+
+
+class TokenFileError(ValueError):
+    """The tokens file is unreadable or malformed; the message never quotes a token."""
+
+
+@dataclass(frozen=True)
+class TillTokens:
+    """Till id -> SHA-256 digest of its token."""
+
+    digests: dict[str, bytes]
+
+    def till_of(self, token: str) -> str | None:
+        """The till the token belongs to, or None for an unknown token."""
+        presented = _digest(token)
+        owner = None
+        for till, digest in self.digests.items():  # no early exit: same time for every token
+            if hmac.compare_digest(presented, digest):
+                owner = till
+        return owner
+
+
+def foreign_tills(till: str, named: Iterable[str | None]) -> list[int]:
+    """Positions of the events that name a till other than ``till``.
+
+    Events that name no till (stock movements) may be posted by any authenticated client.
+    """
+    return [i for i, terminal in enumerate(named) if terminal is not None and terminal != till]
+
+
+def load_tokens(path: Path) -> TillTokens:
+    """Read a tokens file; raises :class:`TokenFileError` naming the file and the till."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise TokenFileError(f"{path}: cannot read tokens file: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TokenFileError(f"{path}: not valid TOML: {exc}") from None
+    tills = raw.get("tills")
+    if set(raw) != {"tills"} or not isinstance(tills, dict) or not tills:
+        raise TokenFileError(f"{path}: expected one [tills] table of till id = token lines")
+    digests: dict[str, bytes] = {}
+    for till, value in tills.items():
+        if not _TILL_ID.match(till):
+            raise TokenFileError(f"{path}: till {till!r}: not a till id")
+        digests[till] = _stored_digest(path, till, value)
+    if len(set(digests.values())) != len(digests):
+        raise TokenFileError(f"{path}: two tills share a token; give each till its own")
+    return TillTokens(digests)
+
+
+def _stored_digest(path: Path, till: str, value: object) -> bytes:
+    if not isinstance(value, str):
+        raise TokenFileError(f"{path}: till {till!r}: the token must be a string")
+    hashed = _HASHED.match(value)
+    if hashed:
+        return bytes.fromhex(hashed.group(1))
+    if value.startswith("sha256:"):
+        raise TokenFileError(f"{path}: till {till!r}: sha256: must be followed by 64 hex digits")
+    if len(value) < MIN_TOKEN_CHARS:
+        raise TokenFileError(
+            f"{path}: till {till!r}: a token needs at least {MIN_TOKEN_CHARS} characters"
+        )
+    return _digest(value)
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()

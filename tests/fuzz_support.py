@@ -1,0 +1,236 @@
+"""Shared budget, strategies and harnesses of the fuzz tests (``tests/test_fuzz_*.py``).
+
+CI runs a fixed, derandomized budget so a run is fast and reproducible. For a longer hunt,
+``TILLSTREAM_FUZZ_EXAMPLES=2000 .venv/bin/pytest tests/test_fuzz_*.py`` scales every test's
+budget (``FUZZ`` gets that many examples, slower tests a proportional share) and draws fresh
+random examples each run; a failure prints the blob that reproduces it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+from producers.http_api import create_app
+from producers.ingest import Ingestor
+from producers.outbox import Outbox
+from tillstream.codec import AvroCodec
+from tillstream.registry import FileRegistry
+from tillstream.schemas import SchemaSet
+
+T = TypeVar("T")
+
+DEFAULT_EXAMPLES = 100
+_ASKED = int(os.environ.get("TILLSTREAM_FUZZ_EXAMPLES") or 0)
+EXAMPLES = max(_ASKED, DEFAULT_EXAMPLES)
+
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,  # shared CI machines stall; the tests bound CPU time and waits themselves
+    derandomize=not _ASKED,  # CI: the same examples every run; on demand: new ground
+    database=None,  # no example database: CI replays the same examples anyway
+    print_blob=True,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,  # tmp_path is shared: examples use subfolders
+        HealthCheck.large_base_example,
+    ],
+)
+
+
+# Per test, so a hang fails its test instead of the suite; longer runs get longer.
+TIMEOUT = 120 * EXAMPLES // DEFAULT_EXAMPLES
+
+
+def fuzz(examples: int) -> settings:
+    """``FUZZ`` with a smaller CI budget, for tests whose examples cost real I/O or time."""
+    return settings(FUZZ, max_examples=max(1, examples * EXAMPLES // DEFAULT_EXAMPLES))
+
+
+# --- strategies ---------------------------------------------------------------------------
+
+# Text that can go through os.environ, XML attributes, JSON: no lone surrogates, no NUL.
+text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=40)
+
+# Values that broke a parser once: calendar edges, digits int() refuses or misreads, a PAN.
+AWKWARD = [
+    "",
+    "0",
+    "-1",
+    "1e5",
+    "1e400",
+    "NaN",
+    "9" * 40,
+    "9" * 5000,
+    "²",
+    "٣",
+    "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59-14:00",
+    "9999-12-31T23:59:59Z",
+    "2026-13-45T99:00:00",
+    "4111111111111111",
+]
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats()
+    | text
+    | st.sampled_from(AWKWARD),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@st.composite
+def mutated(draw: st.DrawFn, value: Any) -> Any:
+    """``value`` (JSON data) with one thing changed: a member dropped, replaced or added."""
+    if not isinstance(value, dict | list) or not value or draw(st.integers(0, 4)) == 0:
+        return draw(json_values)
+    if isinstance(value, dict):
+        key = draw(st.sampled_from(sorted(value)))
+        action = draw(st.sampled_from(["drop", "replace", "descend", "add"]))
+        out = dict(value)
+        if action == "drop":
+            del out[key]
+        elif action == "add":
+            out[draw(text)] = draw(json_values)
+        elif action == "replace":
+            out[key] = draw(json_values)
+        else:
+            out[key] = draw(mutated(value[key]))
+        return out
+    index = draw(st.integers(0, len(value) - 1))
+    items = list(value)
+    items[index] = draw(mutated(items[index]))
+    return items
+
+
+@st.composite
+def mutated_xml(draw: st.DrawFn, document: bytes) -> bytes:
+    """A well-formed variant of ``document``: element texts, attributes and children changed.
+
+    Serialised by ElementTree, so the XML itself stays well formed unless a drawn text holds
+    characters XML cannot carry (which the parser must then refuse cleanly).
+    """
+    root = ET.fromstring(document)
+    elements = list(root.iter())
+    for _ in range(draw(st.integers(1, 4))):
+        target = draw(st.sampled_from(elements))
+        action = draw(st.sampled_from(["text", "attribute", "drop", "duplicate", "child"]))
+        if action == "text":
+            target.text = draw(text | st.sampled_from(AWKWARD))
+        elif action == "attribute":
+            name = draw(st.sampled_from(["Currency", "TypeCode", "TenderType", "VoidFlag", "x"]))
+            target.set(name, draw(text))
+        elif action == "child":
+            name = draw(st.sampled_from(["LineItem", "Sale", "Tender", "Amount", "Quantity"]))
+            ET.SubElement(target, name).text = draw(text)
+        else:
+            parent = next((p for p in elements if target in list(p)), None)
+            if parent is None:
+                continue
+            if action == "drop":
+                parent.remove(target)
+            else:
+                parent.append(copy.deepcopy(target))
+            elements = list(root.iter())
+    return ET.tostring(root, encoding="utf-8")
+
+
+def poslog(*transactions: bytes) -> bytes:
+    return b"<POSLog>" + b"".join(transactions) + b"</POSLog>"
+
+
+def retail_tx(store: str, sequence: int | str, *, day: str = "2026-11-25") -> bytes:
+    """A small, valid POSLog RetailTransaction: two lines (one weighed) and a card tender."""
+    return f"""<Transaction>
+<RetailStoreID>{store}</RetailStoreID><WorkstationID>7</WorkstationID>
+<SequenceNumber>{sequence}</SequenceNumber><BusinessDayDate>{day}</BusinessDayDate>
+<EndDateTime>{day}T10:15:00+01:00</EndDateTime><CurrencyCode>EUR</CurrencyCode>
+<RetailTransaction>
+<LineItem><SequenceNumber>1</SequenceNumber><Sale><ItemID>4006381333931</ItemID>
+<Description>Milk 1L</Description><RegularSalesUnitPrice>1.19</RegularSalesUnitPrice>
+<ExtendedAmount>2.38</ExtendedAmount><Quantity>2</Quantity></Sale></LineItem>
+<LineItem><SequenceNumber>2</SequenceNumber><Sale><ItemID>SKU-APPLES</ItemID>
+<RegularSalesUnitPrice>2.99</RegularSalesUnitPrice><ExtendedAmount>2.19</ExtendedAmount>
+<Quantity UnitOfMeasureCode="KGM">0.734</Quantity></Sale></LineItem>
+<LineItem><SequenceNumber>3</SequenceNumber><Tender TenderType="CreditCard">
+<Amount>4.57</Amount><CreditDebit CardType="Visa"><PrimaryAccountNumber>************4242
+</PrimaryAccountNumber></CreditDebit></Tender></LineItem>
+<Total TotalType="TransactionGrandAmount">4.57</Total>
+</RetailTransaction></Transaction>""".encode()
+
+
+def dumps(value: Any) -> bytes:
+    # allow_nan: fuzzed floats include NaN and infinities, which the edge must refuse cleanly
+    return json.dumps(value, allow_nan=True).encode()
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+# --- harnesses ----------------------------------------------------------------------------
+
+
+class Loop:
+    """A private event loop for synchronous hypothesis tests (never the session's loop)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        """Run ``coro``; a hang fails the example instead of stalling the suite."""
+
+        async def bounded() -> T:
+            async with asyncio.timeout(timeout):
+                return await coro
+
+        return self.loop.run_until_complete(bounded())
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+
+
+class EdgeIntake:
+    """The edge's intake in this process: HTTP app, ingestor and a real outbox on disk."""
+
+    def __init__(self, workdir: Path, store: str) -> None:
+        self.store = store
+        self.loop = Loop()
+        self.outbox = Outbox(workdir / "outbox.db")
+        self.ingestor = Ingestor(store, AvroCodec(FileRegistry(SchemaSet())), self.outbox)
+        self.app = create_app(self.ingestor)
+        self.loop.run(self.outbox.open())
+        self.http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app), base_url="http://edge", timeout=30
+        )
+
+    def post(self, path: str, content: Any, headers: dict[str, str] | None = None) -> Any:
+        return self.loop.run(self.http.post(path, content=content, headers=headers))
+
+    def stored(self) -> list[str]:
+        """Event ids in the outbox, in acceptance order (nothing is ever sent here)."""
+        pending = self.loop.run(self.outbox.pending(1_000_000))
+        return [p.event_id for p in pending]
+
+    def close(self) -> None:
+        self.loop.run(self.http.aclose())
+        self.loop.run(self.outbox.close())
+        self.loop.close()

@@ -1,0 +1,287 @@
+"""Who may post to the edge: per-till bearer tokens and mutual TLS, on real edge processes.
+
+Refused requests never reach the outbox; health, readiness and metrics stay open to tokens
+(mTLS works below HTTP, so with it every client needs a certificate).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+import sqlite3
+import ssl
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trustme
+
+from producers.auth import TokenFileError, load_tokens
+from tests.edge_support import dumps, payment_json, sale_json, stock_json
+from tillstream.devkafka import free_port
+
+DATA = Path(__file__).parent / "data" / "poslog"
+STORE = "S-AUTH"  # its own store: other tests count what store 100 (the sample's) sent
+TOKEN_10001 = "till-10001-secret-token-4f1c9e"
+TOKEN_10002 = "till-10002-secret-token-88ab31"
+TOKEN_BACKOFFICE = "backoffice-secret-token-0d2e77"
+
+
+def sha256(token: str) -> str:
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def tokens_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tokens.toml"
+    path.write_text(
+        "[tills]\n"
+        f'10001 = "{sha256(TOKEN_10001)}"\n'
+        f'10002 = "{TOKEN_10002}"\n'  # plain tokens are allowed too
+        f'BACKOFFICE = "{sha256(TOKEN_BACKOFFICE)}"\n'
+    )
+    return path
+
+
+def journal_of_till_10001() -> bytes:
+    """The POSLog sample (WorkstationID 10001) as a new transaction of this store."""
+    number = str(uuid.uuid4().int % 10**8)
+    v6 = (DATA / "v6_customer_card.xml").read_text().replace(">100</UnitID>", f">{STORE}</UnitID>")
+    return v6.replace(">4711<", f">{number}<").encode()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def outbox_ids(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {row[0] for row in conn.execute("SELECT event_id FROM events")}
+
+
+def test_tokens_file_mistakes_are_named_and_never_quote_a_token(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.toml"
+    for content, message in [
+        ('[tills]\nT1 = "short-secret"\n', "at least 16 characters"),
+        ('T1 = "long-enough-secret-value"\n', "one [tills] table"),
+        ('[tills]\nT1 = "long-enough-secret-value"\nT2 = "long-enough-secret-value"\n', "share"),
+        ('[tills]\n" T1" = "long-enough-secret-value"\n', "not a till id"),
+        ('[tills]\nT1 = "sha256:5ecre7"\n', "64 hex digits"),
+        ("[tills\n", "not valid TOML"),
+    ]:
+        path.write_text(content)
+        with pytest.raises(TokenFileError, match=re.escape(message)) as err:
+            load_tokens(path)
+        assert "secret" not in str(err.value) and "5ecre7" not in str(err.value)
+    tokens = load_tokens(tokens_file(tmp_path))
+    assert tokens.till_of(TOKEN_10001) == "10001"
+    assert tokens.till_of(TOKEN_10002) == "10002"
+    assert tokens.till_of(TOKEN_10001 + "x") is None
+
+    path.write_text('[tills]\nT1 = "short-secret"\n')
+    command = ["edge", "run", "--store", "S1", "--outbox", str(tmp_path / "o.db")]
+    result = subprocess.run(
+        [sys.executable, "-m", "tillstream", *command, "--tokens", str(path)],
+        env={k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "T1" in result.stderr and "at least 16 characters" in result.stderr
+    assert "short-secret" not in result.stderr + result.stdout
+
+
+async def test_tokens_are_required_and_bind_events_to_their_till(
+    edge_factory: Any, tmp_path: Path
+) -> None:
+    edge = edge_factory(STORE, args=["--tokens", str(tokens_file(tmp_path))])
+    sale = sale_json(STORE, terminal_id="10001")
+    own = [sale, payment_json(sale), stock_json(STORE)]
+    foreign = sale_json(STORE, terminal_id="10002")
+    poslog = journal_of_till_10001()
+    refused_ids = {foreign["event_id"]}
+    async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
+        for headers in ({}, {"authorization": "Basic dGlsbDpwdw=="}, bearer("not-a-token")):
+            answer = await http.post("/v1/events", content=dumps(foreign), headers=headers)
+            assert answer.status_code == 401, answer.text
+            assert answer.headers["www-authenticate"].startswith("Bearer")
+            assert answer.json()["error"] == "unauthenticated"
+        unknown = await http.post("/v1/events", content=dumps(foreign), headers=bearer("x" * 20))
+        assert 'error="invalid_token"' in unknown.headers["www-authenticate"]
+        assert (await http.post("/v1/poslog", content=poslog)).status_code == 401
+
+        # A till cannot post as another till, not even one event in a batch.
+        as_other = await http.post("/v1/events", content=dumps(own), headers=bearer(TOKEN_10002))
+        assert as_other.status_code == 403, as_other.text
+        # The sale and the payment; the stock movement names no till.
+        assert {p["field"] for p in as_other.json()["problems"]} == {
+            "events[0].terminal_id",
+            "events[1].terminal_id",
+        }
+        mixed = await http.post(
+            "/v1/events", content=dumps([*own, foreign]), headers=bearer(TOKEN_10001)
+        )
+        assert mixed.status_code == 403
+        assert [p["field"] for p in mixed.json()["problems"]] == ["events[3].terminal_id"]
+        other_poslog = await http.post("/v1/poslog", content=poslog, headers=bearer(TOKEN_10002))
+        assert other_poslog.status_code == 403
+        back_office_sale = await http.post(
+            "/v1/events", content=dumps(sale), headers=bearer(TOKEN_BACKOFFICE)
+        )
+        assert back_office_sale.status_code == 403
+        assert outbox_ids(edge.outbox) == set()
+
+        ok = await http.post("/v1/events", content=dumps(own), headers=bearer(TOKEN_10001))
+        assert ok.status_code == 202, ok.text
+        movement = stock_json(STORE)
+        back_office = await http.post(
+            "/v1/events", content=dumps(movement), headers=bearer(TOKEN_BACKOFFICE)
+        )
+        assert back_office.status_code == 202
+        journal = await http.post("/v1/poslog", content=poslog, headers=bearer(TOKEN_10001))
+        assert journal.status_code == 202, journal.text
+
+        for path in ("/healthz", "/readyz", "/metrics"):
+            assert (await http.get(path)).status_code == 200
+        spec = (await http.get("/openapi.json")).json()
+        assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+    stored = outbox_ids(edge.outbox)
+    assert {e["event_id"] for e in own} | {movement["event_id"]} <= stored
+    assert set(journal.json()["event_ids"]) <= stored
+    assert not stored & refused_ids
+    assert len(stored) == len(own) + 1 + len(journal.json()["event_ids"])
+    assert edge.metric("tillstream_edge_events_rejected_total", 'reason="unauthenticated"') == 5
+    assert edge.metric("tillstream_edge_events_rejected_total", 'reason="forbidden"') == 4
+    for token in (TOKEN_10001, TOKEN_10002, TOKEN_BACKOFFICE, "not-a-token"):
+        assert token not in edge.log()
+
+
+async def test_without_tokens_the_edge_stays_open(edge_factory: Any) -> None:
+    edge = edge_factory("S-OPEN")
+    async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
+        answer = await http.post("/v1/events", content=dumps(stock_json("S-OPEN")))
+        assert answer.status_code == 202
+        spec = (await http.get("/openapi.json")).json()
+        assert "securitySchemes" not in spec.get("components", {})
+
+
+# -- mutual TLS ---------------------------------------------------------------------------
+
+
+@dataclass
+class Pki:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    stranger_cert: Path
+    stranger_key: Path
+
+    def client(self, *, cert: bool = True, stranger: bool = False) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        if stranger:
+            context.load_cert_chain(self.stranger_cert, self.stranger_key)
+        elif cert:
+            context.load_cert_chain(self.client_cert, self.client_key)
+        return context
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    ca, other_ca = trustme.CA(), trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    till = ca.issue_cert("till-10001.store-100.example")
+    stranger = other_ca.issue_cert("till-10001.store-100.example")
+    paths = Pki(*(tmp_path / f"{name}.pem" for name in ("ca", "sc", "sk", "cc", "ck", "xc", "xk")))
+    ca.cert_pem.write_to_path(str(paths.ca))
+    for leaf, cert, key in [
+        (server, paths.server_cert, paths.server_key),
+        (till, paths.client_cert, paths.client_key),
+        (stranger, paths.stranger_cert, paths.stranger_key),
+    ]:
+        cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+        leaf.private_key_pem.write_to_path(str(key))
+    return paths
+
+
+@pytest.fixture
+def mtls_edge(kafka_broker: str, pki: Pki, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """``tillstream edge run`` with HTTPS and client certificates, configured as operators do
+    (environment variables); yields its URL and outbox."""
+    port, outbox, log = free_port(), tmp_path / "outbox.db", tmp_path / "edge.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
+    env.update(
+        TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS=kafka_broker,
+        TILLSTREAM_EDGE_TLS_CERTFILE=str(pki.server_cert),
+        TILLSTREAM_EDGE_TLS_KEYFILE=str(pki.server_key),
+        TILLSTREAM_EDGE_TLS_CLIENT_CAFILE=str(pki.ca),
+    )
+    command = [sys.executable, "-m", "tillstream", "edge", "run", "--store", STORE]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*command, "--listen", f"127.0.0.1:{port}", "--outbox", str(outbox)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"https://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{url}/healthz", verify=pki.client(), timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        yield url, outbox
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def handshake_tls12(port: int, context: ssl.SSLContext) -> None:
+    """A TLS 1.2 handshake, where a missing client certificate fails the handshake itself."""
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.do_handshake()
+
+
+def test_mtls_refuses_clients_without_a_certificate_of_the_store_ca(
+    mtls_edge: tuple[str, Path], pki: Pki
+) -> None:
+    url, outbox = mtls_edge
+    port = int(url.rsplit(":", 1)[1])
+    event = stock_json(STORE)
+    with pytest.raises(ssl.SSLError):
+        handshake_tls12(port, pki.client(cert=False))
+    with pytest.raises(ssl.SSLError):
+        handshake_tls12(port, pki.client(stranger=True))
+    handshake_tls12(port, pki.client())  # the store's own till gets through
+
+    for context in (pki.client(cert=False), pki.client(stranger=True)):
+        with pytest.raises(httpx.TransportError):
+            httpx.post(f"{url}/v1/events", content=dumps(event), verify=context, timeout=5)
+    with pytest.raises(httpx.TransportError):  # plain HTTP on the HTTPS port
+        httpx.post(url.replace("https", "http") + "/v1/events", content=dumps(event), timeout=5)
+    assert outbox_ids(outbox) == set()
+
+    answer = httpx.post(f"{url}/v1/events", content=dumps(event), verify=pki.client(), timeout=10)
+    assert answer.status_code == 202, answer.text
+    assert outbox_ids(outbox) == {event["event_id"]}

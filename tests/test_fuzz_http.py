@@ -1,0 +1,349 @@
+"""Fuzzing the edge HTTP API: every bad request gets a clear 4xx, stores nothing, and the valid
+requests around it are stored as if it had never been sent.
+
+Runs the API in this process over ASGI with a real outbox (fast enough for hypothesis), plus
+one edge process hit with raw garbage on its socket, since that is where uvicorn parses HTTP.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from producers.http_api import MAX_EVENTS_BODY, MAX_POSLOG_BODY
+from producers.poslog import parse_poslog
+from tests.edge_support import EdgeProcess, payment_json, sale_json, stock_json
+from tests.fuzz_support import (
+    FUZZ,
+    TIMEOUT,
+    EdgeIntake,
+    dumps,
+    fuzz,
+    json_values,
+    mutated,
+    mutated_xml,
+    poslog,
+    retail_tx,
+)
+from tillstream.devkafka import free_port
+
+STORE = "S-FUZZ"
+pytestmark = pytest.mark.timeout(TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeIntake]:
+    intake = EdgeIntake(tmp_path_factory.mktemp("fuzz-http"), STORE)
+    yield intake
+    intake.close()
+
+
+def valid(kind: str) -> dict[str, Any]:
+    if kind == "stock_movement":
+        return stock_json(STORE)
+    sale = sale_json(STORE)
+    return sale if kind == "sale" else payment_json(sale)
+
+
+kinds = st.sampled_from(["sale", "payment", "stock_movement"])
+
+
+def accepted(edge: EdgeIntake, event: dict[str, Any]) -> str:
+    answer = edge.post("/v1/events", dumps(event))
+    assert answer.status_code == 202, answer.text
+    return str(event["event_id"])
+
+
+def assert_clear(answer: httpx.Response, status: int, field_prefix: str = "") -> None:
+    """A refusal that says what is wrong: an error code and each bad field with a message."""
+    assert answer.status_code == status, answer.text
+    body = answer.json()
+    assert body["error"]
+    assert body["problems"], "a refusal must name what is wrong"
+    for problem in body["problems"]:
+        assert problem["field"].startswith(field_prefix), (problem, field_prefix)
+        assert problem["message"].strip()
+
+
+def around(edge: EdgeIntake, path: str, content: Any, **kw: Any) -> tuple[httpx.Response, bool]:
+    """Post ``content`` between two valid events; (answer, whether it stored nothing)."""
+    before = edge.stored()
+    first = accepted(edge, valid("stock_movement"))
+    answer = edge.post(path, content, **kw)
+    second = accepted(edge, valid("stock_movement"))
+    after = edge.stored()
+    assert first in after and second in after, "valid traffic around bad input was lost"
+    return answer, after == [*before, first, second]
+
+
+# --- /v1/events -------------------------------------------------------------------------
+
+raw_bodies = st.one_of(
+    st.binary(max_size=3000),
+    json_values.map(dumps),
+    st.builds(lambda k, v: dumps({"type": k, **v}), kinds, st.dictionaries(st.text(), json_values)),
+)
+
+
+@FUZZ
+@given(body=raw_bodies)
+def test_any_body_is_refused_clearly_and_stores_nothing(edge: EdgeIntake, body: bytes) -> None:
+    answer, nothing_stored = around(edge, "/v1/events", body)
+    assert_clear(answer, 422)
+    assert nothing_stored
+
+
+@FUZZ
+@given(data=st.data(), kind=kinds, position=st.integers(0, 2))
+def test_one_bad_event_refuses_the_batch_and_is_named(
+    edge: EdgeIntake, data: st.DataObject, kind: str, position: int
+) -> None:
+    batch = [valid("stock_movement"), valid("sale"), valid("payment")]
+    batch[position] = data.draw(mutated(valid(kind)), label="bad event")
+    answer, nothing_stored = around(edge, "/v1/events", dumps(batch))
+    if answer.status_code == 202:  # the change happened to keep the event valid
+        stored = edge.stored()
+        assert all(e["event_id"] in stored for e in batch)
+        return
+    assert_clear(answer, 422, field_prefix=f"events[{position}]")
+    assert nothing_stored, "a refused batch left events in the outbox"
+
+
+@FUZZ
+@given(data=st.data(), kind=kinds)
+def test_one_bad_single_event_is_refused_naming_a_field(
+    edge: EdgeIntake, data: st.DataObject, kind: str
+) -> None:
+    event = data.draw(mutated(valid(kind)), label="bad event")
+    answer, nothing_stored = around(edge, "/v1/events", dumps(event))
+    if answer.status_code != 202:
+        assert_clear(answer, 422)
+        if not isinstance(event, list):  # one event: its fields are named without events[i]
+            fields = [p["field"] for p in answer.json()["problems"]]
+            assert not any(f.startswith("events[") for f in fields), fields
+        assert nothing_stored
+
+
+def luhn_complete(digits: str) -> str:
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        n = int(d) * (1 if i % 2 else 2)
+        total += n - 9 if n > 9 else n
+    return digits + str(-total % 10)
+
+
+pans = st.builds(
+    lambda body, sep: sep.join(luhn_complete("4" + body)[i : i + 4] for i in range(0, 16, 4)),
+    st.text("0123456789", min_size=14, max_size=14),
+    st.sampled_from(["", " ", "-"]),
+)
+# Around the number: no digits or dashes, which would make it part of a longer number.
+words = st.text(st.characters(categories=("L", "P", "Zs"), exclude_characters="-"), max_size=10)
+free_text = st.sampled_from(
+    [
+        ("stock_movement", ("reference",)),
+        ("sale", ("cashier_id",)),
+        ("sale", ("lines", 0, "description")),
+    ]
+)
+
+
+@fuzz(50)
+@given(where=free_text, pan=pans, before=words, after=words)
+def test_card_numbers_in_free_text_are_refused_and_never_echoed(
+    edge: EdgeIntake, where: tuple[str, tuple[Any, ...]], pan: str, before: str, after: str
+) -> None:
+    kind, path = where
+    event = valid(kind)
+    holder: Any = event
+    for step in path[:-1]:
+        holder = holder[step]
+    holder[path[-1]] = f"{before} {pan} {after}"
+    answer, nothing_stored = around(edge, "/v1/events", dumps(event))
+    assert_clear(answer, 422)
+    fields = [p["field"] for p in answer.json()["problems"]]
+    assert any("card number" in p["message"] for p in answer.json()["problems"]), fields
+    digits = pan.replace(" ", "").replace("-", "")
+    assert digits not in answer.text and pan not in answer.text
+    assert nothing_stored
+
+
+def test_reused_event_id_refuses_the_whole_batch(edge: EdgeIntake) -> None:
+    """409 is a refusal too: the new events of a batch with a conflicting id are not kept."""
+    first = valid("stock_movement")
+    accepted(edge, first)
+    clash = dict(first, quantity="99")
+    fresh = [valid("stock_movement"), valid("sale")]
+    answer, nothing_stored = around(edge, "/v1/events", dumps([fresh[0], clash, fresh[1]]))
+    assert_clear(answer, 409, field_prefix="events[1].event_id")
+    assert first["event_id"] in answer.text
+    assert nothing_stored, "events next to a conflicting one were stored"
+    retry = edge.post("/v1/events", dumps(fresh))  # the till drops the bad one and retries
+    assert retry.status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("deep arrays", b"[" * 200_000 + b"]" * 200_000),
+        ("deep objects", b'{"a":' * 100_000 + b"1" + b"}" * 100_000),
+        ("deep in a field", dumps({"type": "sale", "lines": [[[[[[[[[[[[[[]]]]]]]]]]]]]]})),
+        ("huge string", dumps({"type": "stock_movement", "reference": "x" * 9_000_000})),
+        ("huge number", b'{"type": "stock_movement", "quantity": ' + b"9" * 100_000 + b"}"),
+        ("too many events", dumps([{"type": "stock_movement"}] * 10_001)),
+        ("not UTF-8", b'{"type": "\xff\xfe"}'),
+        ("NUL bytes", b"\x00" * 1000),
+        ("empty", b""),
+        ("empty array", b"[]"),
+        ("BOM", b"\xef\xbb\xbf" + dumps(stock_json(STORE))),
+    ],
+)
+def test_hostile_json_shapes(edge: EdgeIntake, name: str, body: bytes) -> None:
+    started = time.process_time()
+    answer, nothing_stored = around(edge, "/v1/events", body)
+    assert_clear(answer, 422)
+    assert nothing_stored
+    assert time.process_time() - started < 20, f"{name} took too long"
+
+
+async def chunks(total: int, size: int = 1024 * 1024) -> AsyncIterator[bytes]:
+    while total > 0:
+        yield b" " * min(size, total)
+        total -= size
+
+
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/poslog"])
+@pytest.mark.parametrize("declared", [True, False])
+def test_oversized_requests_are_refused_before_parsing(
+    edge: EdgeIntake, path: str, declared: bool
+) -> None:
+    limit = MAX_EVENTS_BODY if path == "/v1/events" else MAX_POSLOG_BODY
+    body: Any = b"[" + b" " * limit + b"]" if declared else chunks(limit + 1)  # chunked: no size
+    answer, nothing_stored = around(edge, path, body)
+    assert_clear(answer, 413)
+    assert str(limit) in answer.json()["problems"][0]["message"]
+    assert nothing_stored
+
+
+@FUZZ
+@given(
+    length=st.one_of(
+        st.text(max_size=30),
+        st.sampled_from(["²", "٣", "9" * 5000, "-1", "0x10", "1e9", " 12", "00000000000000012"]),
+    )
+)
+def test_content_length_header_is_never_trusted_blindly(edge: EdgeIntake, length: str) -> None:
+    body = dumps(stock_json("S-OTHER"))
+    try:
+        answer, nothing_stored = around(
+            edge, "/v1/events", body, headers={"content-length": length}
+        )
+    except (httpx.LocalProtocolError, UnicodeEncodeError):
+        return  # httpx itself refuses to send that header
+    assert answer.status_code in (413, 422), answer.text
+    assert_clear(answer, answer.status_code)
+    assert nothing_stored
+
+
+# --- /v1/poslog -------------------------------------------------------------------------
+
+_sequence = iter(range(10**6, 10**7))
+
+
+def poslog_body(data: st.DataObject) -> bytes:
+    """A valid document with one transaction, then damaged one of several ways."""
+    document = poslog(retail_tx(STORE, next(_sequence)))
+    how = data.draw(st.sampled_from(["bytes", "xml", "cut", "flip"]), label="damage")
+    if how == "bytes":
+        return data.draw(st.binary(max_size=2000), label="body")
+    if how == "xml":
+        return data.draw(mutated_xml(document), label="body")
+    if how == "cut":
+        return document[: data.draw(st.integers(0, len(document) - 1), label="cut")]
+    spots = data.draw(st.lists(st.integers(0, len(document) - 1), min_size=1, max_size=5))
+    out = bytearray(document)
+    for spot in spots:
+        out[spot] = data.draw(st.integers(0, 255))
+    return bytes(out)
+
+
+@FUZZ
+@given(data=st.data())
+def test_damaged_poslog_is_refused_clearly_and_stores_nothing(
+    edge: EdgeIntake, data: st.DataObject
+) -> None:
+    body = poslog_body(data)
+    answer, nothing_stored = around(edge, "/v1/poslog", body)
+    if answer.status_code == 202:
+        stored = edge.stored()
+        assert all(i in stored for i in answer.json()["event_ids"])
+        return
+    if answer.status_code == 409:  # a transaction twice in one file, changed the second time
+        assert_clear(answer, 409, field_prefix="events[")
+    else:
+        assert_clear(answer, 422, field_prefix="poslog")
+    assert nothing_stored
+
+
+def test_poslog_with_one_bad_transaction_stores_none_of_the_file(edge: EdgeIntake) -> None:
+    good = retail_tx(STORE, next(_sequence))
+    bad = retail_tx(STORE, next(_sequence)).replace(b"<Amount>4.57", b"<Amount>4,57")
+    answer, nothing_stored = around(edge, "/v1/poslog", poslog(good, bad))
+    assert_clear(answer, 422, field_prefix="poslog")
+    assert "Tender/Amount" in answer.text and "'4,57' is not a decimal number" in answer.text
+    assert nothing_stored
+    good_ids = {r["event_id"] for _, r in parse_poslog(poslog(good)).events}
+    assert not good_ids & set(edge.stored())
+
+
+# --- a real edge process, garbage on its socket ------------------------------------------
+
+
+def _garbage() -> list[bytes]:
+    rnd = random.Random(7)
+    return [
+        bytes(rnd.randrange(256) for _ in range(4096)),
+        b"\r\n\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+        b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n{}",
+        b"POST /v1/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",  # then EOF
+        b"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",
+        b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n\xff\xfe",
+    ]
+
+
+def test_edge_process_survives_garbage_on_its_socket(tmp_path: Path) -> None:
+    dead_kafka = f"127.0.0.1:{free_port()}"  # intake must not depend on Kafka
+    edge = EdgeProcess(STORE, dead_kafka, tmp_path).start()
+    try:
+        good = [stock_json(STORE) for _ in range(len(_garbage()) + 1)]
+        with httpx.Client(base_url=edge.url, timeout=10) as http:
+            for event, garbage in zip(good, [*_garbage(), b""], strict=True):
+                assert http.post("/v1/events", content=dumps(event)).status_code == 202
+                if garbage:
+                    with socket.create_connection(("127.0.0.1", edge.port), timeout=5) as sock:
+                        sock.sendall(garbage)
+                        sock.shutdown(socket.SHUT_WR)
+                        reply = sock.recv(65536)
+                    assert not reply or reply.startswith(b"HTTP/1.1 4"), reply[:200]
+            assert http.get("/healthz").status_code == 200
+        assert edge.proc is not None and edge.proc.poll() is None
+        assert edge.stop() == 0
+        with sqlite3.connect(f"file:{edge.outbox}?mode=ro", uri=True) as db:
+            stored = [row[0] for row in db.execute("SELECT event_id FROM events ORDER BY seq")]
+        assert stored == [e["event_id"] for e in good]
+        assert "Traceback" not in edge.log()
+    finally:
+        edge.kill()

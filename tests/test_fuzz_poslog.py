@@ -1,0 +1,331 @@
+"""Fuzzing POSLog: the converter, hostile XML, the drop folder and the backfill import.
+
+Whatever the bytes, conversion ends in events or one PoslogError saying why (never another
+exception, never a hang); a file that cannot be converted is set aside with its reason and
+stores nothing, and the good files around it are converted as usual. Card numbers typed
+anywhere in a file never reach the outbox, a reason file or an error message.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import event, given
+from hypothesis import strategies as st
+
+from producers.dropfolder import MAX_FILE_BYTES, DropFolder
+from producers.importer import import_files
+from producers.ingest import IngestError, poslog_events
+from producers.poslog import PoslogError, parse_poslog
+from tests.fuzz_support import (
+    AWKWARD,
+    FUZZ,
+    TIMEOUT,
+    EdgeIntake,
+    fuzz,
+    mutated_xml,
+    poslog,
+    retail_tx,
+)
+
+STORE = "S-FUZZ"
+pytestmark = pytest.mark.timeout(TIMEOUT)
+# Fixed-width sequence numbers: documents keep their length, so hypothesis's draws do too.
+_sequence = itertools.count(10_000_000)
+
+
+@pytest.fixture(scope="module")
+def intake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeIntake]:
+    edge = EdgeIntake(tmp_path_factory.mktemp("fuzz-poslog"), STORE)
+    yield edge
+    edge.close()
+
+
+def tx() -> bytes:
+    return retail_tx(STORE, next(_sequence))
+
+
+def event_ids(document: bytes) -> set[str]:
+    events = parse_poslog(document, max_bytes=MAX_FILE_BYTES).events
+    return {str(r["event_id"]) for _, r in events}
+
+
+def convert(intake: EdgeIntake, data: bytes) -> None:
+    """The whole path to encoded events; only the two documented errors may come out."""
+    started = time.process_time()
+    reason = ""
+    try:
+        poslog_events(intake.ingestor, data, "poslog")
+        reason = "converted"
+    except (PoslogError, IngestError) as exc:
+        reason = str(exc)
+    assert reason.strip(), "a refusal must say why"
+    assert time.process_time() - started < 10, "conversion took too long"
+
+
+# --- the converter --------------------------------------------------------------------------
+
+
+@FUZZ
+@given(data=st.binary(max_size=4000))
+def test_any_bytes_convert_or_fail_with_a_poslog_error(intake: EdgeIntake, data: bytes) -> None:
+    convert(intake, data)
+
+
+@FUZZ
+@given(data=st.data())
+def test_damaged_documents_convert_or_fail_with_a_poslog_error(
+    intake: EdgeIntake, data: st.DataObject
+) -> None:
+    document = poslog(tx(), tx())
+    how = data.draw(st.sampled_from(["xml", "cut", "flip", "splice"]))
+    if how == "xml":
+        damaged = data.draw(mutated_xml(document))
+    elif how == "cut":
+        damaged = document[: data.draw(st.integers(0, len(document)))]
+    elif how == "flip":
+        out = bytearray(document)
+        for spot in data.draw(st.lists(st.integers(0, len(out) - 1), min_size=1, max_size=8)):
+            out[spot] = data.draw(st.integers(0, 255))
+        damaged = bytes(out)
+    else:
+        at = data.draw(st.integers(0, len(document)))
+        damaged = document[:at] + data.draw(st.binary(max_size=50)) + document[at:]
+    convert(intake, damaged)
+
+
+def leaves(document: bytes) -> list[tuple[int, str]]:
+    """(position in document order, tag) of every element holding text."""
+    return [(i, e.tag) for i, e in enumerate(ET.fromstring(document).iter()) if not list(e)]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Pacific/Kiritimati", "Pacific/Pago_Pago"])
+def test_awkward_values_in_every_field_fail_with_a_reason(zone: str) -> None:
+    """Each AWKWARD value in each field: calendar edges (OverflowError), '²' and 5000-digit
+    sequence numbers (ValueError from int()) once escaped as crashes."""
+    template = poslog(retail_tx(STORE, 1))
+    outcomes = set()
+    for position, _tag in leaves(template):
+        for value in AWKWARD:
+            root = ET.fromstring(template)
+            list(root.iter())[position].text = value
+            try:
+                parse_poslog(ET.tostring(root), default_timezone=ZoneInfo(zone))
+                outcomes.add("converted")
+            except PoslogError as exc:
+                outcomes.add("refused" if str(exc).strip() else "refused without a reason")
+    assert outcomes == {"converted", "refused"}
+
+
+_DTD = "a DTD"
+HOSTILE = {  # name: (document, what the reason must say)
+    "billion laughs": (
+        b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">'
+        + b"".join(b'<!ENTITY %c "%s">' % (98 + i, b"&%c;" % (97 + i) * 10) for i in range(9))
+        + b"]><POSLog>&j;</POSLog>",
+        _DTD,
+    ),
+    "quadratic blowup": (
+        b'<!DOCTYPE p [<!ENTITY x "'
+        + b"x" * 50_000
+        + b'">]><POSLog>'
+        + b"&x;" * 50_000
+        + b"</POSLog>",
+        _DTD,
+    ),
+    "external entity": (
+        b'<!DOCTYPE p [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+        b"<POSLog><Transaction><RetailStoreID>&e;</RetailStoreID></Transaction></POSLog>",
+        _DTD,
+    ),
+    "external DTD": (b'<!DOCTYPE POSLog SYSTEM "http://127.0.0.1:9/evil.dtd"><POSLog/>', _DTD),
+    "parameter entity": (
+        b'<!DOCTYPE p [<!ENTITY % r SYSTEM "file:///etc/passwd"> %r;]><POSLog/>',
+        _DTD,
+    ),
+    "entity without DTD": (b"<POSLog>&undeclared;</POSLog>", "undefined entity"),
+    "deep nesting": (b"<POSLog>" + b"<a>" * 100_000 + b"</a>" * 100_000 + b"</POSLog>", "deeper"),
+    "deep, unclosed": (b"<a>" * 300_000, "nested deeper than 100 levels"),
+    "unknown encoding": (b'<?xml version="1.0" encoding="bogus-8"?><POSLog/>', "bogus-8"),
+    "multi-byte encoding": (b'<?xml version="1.0" encoding="shift_jis"?><POSLog/>', "multi-byte"),
+    "encoding lies": (b'<?xml version="1.0" encoding="utf-16"?><POSLog/>', "encoding"),
+    "NUL bytes": (b"<POSLog>\x00</POSLog>", "malformed XML"),
+    "not XML": (b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "malformed XML"),
+    "wrong root": (b"<html><body>POSLog</body></html>", "<html> is neither"),
+    "huge name": (b"<" + b"P" * 1_000_000 + b"/>", "is neither POSLog nor Transaction"),
+    "huge amount": (
+        poslog(retail_tx(STORE, 1).replace(b"<Amount>4.57", b"<Amount>" + b"x" * 5_000_000)),
+        "Tender/Amount: 'xxx",
+    ),
+}
+HARMLESS = {  # big but well formed: converts to nothing, quickly
+    "many empty transactions": b"<POSLog>" + b"<Transaction/>" * 50_000 + b"</POSLog>",
+    "huge attribute": b'<POSLog a="' + b"x" * 5_000_000 + b'"/>',
+    # One giant token: expat 2.5 fed 16 KiB at a time rescans it each feed (minutes).
+    "huge comment": b"<POSLog><!--" + b"x" * (19 * 1024 * 1024) + b"--></POSLog>",
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_xml_is_refused_quickly_with_a_reason(intake: EdgeIntake, name: str) -> None:
+    document, reason = HOSTILE[name]
+    started = time.process_time()
+    with pytest.raises(PoslogError) as refused:
+        poslog_events(intake.ingestor, document, "poslog")
+    assert time.process_time() - started < 5, f"{name} took too long"
+    message = str(refused.value)
+    assert reason in message
+    assert len(message) < 1000, "a reason must be readable, not the input echoed"
+    assert "root:" not in message  # never a line of /etc/passwd
+
+
+@pytest.mark.parametrize("name", list(HARMLESS))
+def test_big_but_harmless_xml_converts_quickly_to_nothing(intake: EdgeIntake, name: str) -> None:
+    started = time.process_time()
+    assert poslog_events(intake.ingestor, HARMLESS[name], "poslog") == []
+    assert time.process_time() - started < 5, f"{name} took too long"
+
+
+def test_xinclude_is_never_followed() -> None:
+    document = poslog(tx()).replace(
+        b"<Description>Milk 1L</Description>",
+        b'<Description><xi:include xmlns:xi="http://www.w3.org/2001/XInclude" '
+        b'href="/etc/passwd" parse="text"/></Description>',
+    )
+    records = [r for _, r in parse_poslog(document).events]
+    assert records and "root:" not in repr(records)
+
+
+# --- card numbers never leave ---------------------------------------------------------------
+
+PAN = "4111 1111 1111 1111"
+# Elements a till may fill with any text (ItemID and POSItemID hold item ids, never masked).
+_TEXTS = [
+    e.tag
+    for e in ET.fromstring(retail_tx(STORE, 1)).iter()
+    if e.tag not in ("ItemID", "POSItemID") and not list(e)
+]
+
+
+@fuzz(60)
+@given(where=st.sampled_from(_TEXTS), glue=st.sampled_from(["{}", "x {} x", "{}\n"]))
+def test_a_card_number_anywhere_never_reaches_outbox_or_reason(
+    intake: EdgeIntake, tmp_path: Path, where: str, glue: str
+) -> None:
+    document = ET.fromstring(retail_tx(STORE, next(_sequence)))
+    for element in document.iter(where):
+        element.text = glue.format(PAN)
+    folder = tmp_path / f"drop-{next(_sequence)}"
+    folder.mkdir()
+    (folder / "card.xml").write_bytes(poslog(ET.tostring(document)))
+    settle(folder)
+    assert intake.loop.run(DropFolder(intake.ingestor, folder).scan_once()) == 1
+    digits = PAN.replace(" ", "")
+    for value in intake.loop.run(intake.outbox.pending(1_000_000)):
+        assert digits.encode() not in value.value and PAN.encode() not in value.value
+    for reason in (folder / "rejected").glob("*.reason.txt"):
+        text = reason.read_text()
+        assert digits not in text and PAN not in text, text
+
+
+# --- the drop folder --------------------------------------------------------------------------
+
+
+def settle(folder: Path) -> None:
+    """Files look finished (unchanged for a while) and keep their name order; the folder
+    has what ``DropFolder.run`` makes before its first scan."""
+    for sub in ("processed", "rejected"):
+        (folder / sub).mkdir(exist_ok=True)
+    for n, path in enumerate(sorted(folder.glob("*.xml"))):
+        past = time.time() - 60 + n
+        os.utime(path, (past, past))
+
+
+def damaged(data: st.DataObject) -> bytes:
+    """A valid transaction, then a damaged one: if refused, the valid one must not be stored."""
+    how = data.draw(st.sampled_from(["xml", "bytes", "cut"]), label="damage")
+    second = poslog(tx())
+    if how == "xml":
+        second = data.draw(mutated_xml(second), label="damaged")
+    elif how == "bytes":
+        return poslog(tx()) + data.draw(st.binary(max_size=500), label="appended")
+    else:
+        second = second[: data.draw(st.integers(0, len(second) - 1), label="cut")]
+    return poslog(tx()).removesuffix(b"</POSLog>") + second.removeprefix(b"<POSLog>")
+
+
+@fuzz(60)
+@given(data=st.data())
+def test_drop_folder_sets_bad_files_aside_and_converts_the_rest(
+    intake: EdgeIntake, tmp_path: Path, data: st.DataObject
+) -> None:
+    folder = tmp_path / f"drop-{next(_sequence)}"
+    folder.mkdir()
+    good_a, good_c = poslog(tx()), poslog(tx())
+    bad = damaged(data)
+    (folder / "a-good.xml").write_bytes(good_a)
+    (folder / "b-bad.xml").write_bytes(bad)
+    (folder / "c-good.xml").write_bytes(good_c)
+    settle(folder)
+    before = set(intake.stored())
+    assert intake.loop.run(DropFolder(intake.ingestor, folder).scan_once()) == 3
+    new = set(intake.stored()) - before
+    processed = {p.name for p in (folder / "processed").iterdir()}
+    assert {"a-good.xml", "c-good.xml"} <= processed
+    expected = event_ids(good_a) | event_ids(good_c)
+    converted = (folder / "processed" / "b-bad.xml").exists()  # the damage was harmless
+    event("damaged file converted" if converted else "damaged file set aside")
+    if converted:
+        assert new == expected | event_ids(bad)
+        return
+    assert (folder / "rejected" / "b-bad.xml").read_bytes() == bad
+    reason = (folder / "rejected" / "b-bad.xml.reason.txt").read_text()
+    assert reason.strip(), "a file set aside must say why"
+    assert new == expected, "a file set aside left events in the outbox"
+    assert not list(folder.glob("*.xml")), "a file was left behind"
+
+
+def test_drop_folder_size_limit(intake: EdgeIntake, tmp_path: Path) -> None:
+    """Over 50 MiB: set aside unread. Under it, a big file converts (it is not held to the
+    20 MiB of HTTP bodies)."""
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    with (folder / "a-huge.xml").open("wb") as sparse:
+        sparse.truncate(MAX_FILE_BYTES + 1)
+    padding = b"<!-- " + b"x" * (25 * 1024 * 1024) + b" -->"
+    big = poslog(tx(), padding, tx())
+    (folder / "b-big.xml").write_bytes(big)
+    settle(folder)
+    before = set(intake.stored())
+    assert intake.loop.run(DropFolder(intake.ingestor, folder).scan_once()) == 2
+    reason = (folder / "rejected" / "a-huge.xml.reason.txt").read_text()
+    assert f"larger than {MAX_FILE_BYTES} bytes" in reason
+    assert (folder / "processed" / "b-big.xml").exists()
+    assert set(intake.stored()) - before == event_ids(big)
+
+
+def test_backfill_import_reports_bad_files_and_imports_the_rest(
+    intake: EdgeIntake, tmp_path: Path
+) -> None:
+    files = {
+        "a.xml": poslog(tx()),
+        "b.xml": HOSTILE["unknown encoding"][0],
+        "c.xml": poslog(tx(), b"<Transaction><RetailTransaction/>"),
+        "d.xml": poslog(tx()),
+    }
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    before = set(intake.stored())
+    paths = [tmp_path / name for name in files]
+    report = intake.loop.run(import_files(intake.ingestor, intake.outbox, paths))
+    assert report.imported == 2
+    assert set(report.failed) == {str(tmp_path / "b.xml"), str(tmp_path / "c.xml")}
+    assert all(reason.strip() for reason in report.failed.values())
+    assert set(intake.stored()) - before == event_ids(files["a.xml"]) | event_ids(files["d.xml"])
