@@ -37,6 +37,7 @@ def configure_logging(level: str = "INFO", *, json_lines: bool | None = None) ->
     root.handlers[:] = [handler]
     root.setLevel(level)
     # aiokafka reports every transient connection failure at ERROR; our own code reports the
-    # state that matters (Kafka reachable or not) once per change.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL if level != "DEBUG" else logging.DEBUG)
+    # state that matters (Kafka reachable or not) once per change. Even at DEBUG it stays at
+    # INFO: its DEBUG lines print the records it sends and fetches (customer ids, payloads).
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL if level != "DEBUG" else logging.INFO)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

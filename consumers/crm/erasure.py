@@ -5,6 +5,9 @@ and keeps only a salted SHA-256 of the id, so that sales still on the topics (30
 retention, or a replay) cannot build the profile again. REENROL lifts that: sales that
 occurred at or after the re-enrolment request build a new profile; older ones stay ignored,
 so a late or replayed pre-erasure sale never brings old history back.
+
+Deleted rows leave bytes behind in the database files until overwritten; :func:`protect`
+and :func:`scrub` make sure the customer's id does not outlive the erasure there either.
 """
 
 from __future__ import annotations
@@ -33,6 +36,31 @@ def erase(db: Database, customer_id: str, requested_at: datetime) -> None:
         "reenrolled_at = NULL",
         (customer_hash(customer_id), ts(requested_at)),
     )
+
+
+def protect(db: Database) -> None:
+    """Inside every write transaction: SQLite then zeroes the bytes of deleted rows and of
+    the old versions that updates leave, instead of keeping them as free space (the
+    ``secure_delete`` default differs between builds, and it is per connection)."""
+    if db.dialect == "sqlite":
+        db.execute("PRAGMA secure_delete = ON")
+
+
+def scrub(db: Database) -> bool:
+    """Outside any transaction, after erasures: clear what deleted rows left behind.
+
+    SQLite: the write-ahead log still holds the pages as they were before the deletion, and
+    a checkpoint reuses the file without clearing it, so it is truncated. PostgreSQL: the
+    deleted rows stay in the table as dead tuples until VACUUM, and the planner statistics
+    (``pg_stats``) list sampled customer ids until the next ANALYZE. Returns False while a
+    reader keeps the SQLite log busy (try again later).
+    """
+    if db.dialect == "sqlite":
+        row = db.fetchone("PRAGMA wal_checkpoint(TRUNCATE)")
+        return row is None or row[0] == 0
+    if db.dialect == "postgresql":
+        db.execute(f"VACUUM (ANALYZE) {', '.join(PERSONAL_TABLES)}")
+    return True
 
 
 def reenrol(db: Database, customer_id: str, requested_at: datetime) -> None:

@@ -9,6 +9,7 @@ from consumers.crm import erasure
 from consumers.crm.tables import MIGRATIONS, ts
 from consumers.runtime.api import MONEY_SCALE, Consumer, Context, PermanentError, Record, to_units
 from consumers.runtime.db import Database
+from tillstream.settings import Settings
 from tillstream.topics import CUSTOMER_REQUESTS, SALES
 
 
@@ -23,7 +24,13 @@ class CrmProfiles(Consumer):
     topics = (SALES.name, CUSTOMER_REQUESTS.name)
     migrations = MIGRATIONS
 
+    def __init__(self, settings: Settings | None = None) -> None:
+        super().__init__(settings)
+        # Scrub once at start too: an erasure may have committed just before a crash.
+        self._scrub_pending = True
+
     def apply(self, ctx: Context, records: list[Record]) -> None:
+        erasure.protect(ctx.db)
         # In record order: an erasure in the middle of a batch covers the sales before it
         # (deleted) and after it (ignored).
         for record in records:
@@ -34,9 +41,16 @@ class CrmProfiles(Consumer):
             else:
                 raise PermanentError(f"crm-profiles does not read {record.event} events")
 
+    def refresh(self, db: Database) -> None:
+        # Between batches (the runtime calls this every few seconds): VACUUM and log
+        # checkpoints cannot run inside the batch's transaction.
+        if self._scrub_pending:
+            self._scrub_pending = not erasure.scrub(db)
+
     def _request(self, db: Database, value: dict[str, Any]) -> None:
         if value["action"] == "ERASE":
             erasure.erase(db, value["customer_id"], value["requested_at"])
+            self._scrub_pending = True
         elif value["action"] == "REENROL":
             erasure.reenrol(db, value["customer_id"], value["requested_at"])
         else:

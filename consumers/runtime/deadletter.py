@@ -2,8 +2,8 @@
 
 A dead letter keeps the original key and value bytes and says why in its headers, so it can
 be read (``tillstream dlq show``) and sent back to its source topic after a fix
-(``tillstream dlq replay``). Error texts are cut short and never include record contents:
-card data and personal data stay out of headers.
+(``tillstream dlq replay``). Error texts are cut short and scrubbed of what could be record
+contents (see :func:`redact`): card data and personal data stay out of headers and logs.
 """
 
 from __future__ import annotations
@@ -17,7 +17,12 @@ from tillstream.topics import TopicSpec
 
 PREFIX = "tillstream.dlq."
 MAX_ERROR_CHARS = 500
-_DIGIT_RUN = re.compile(r"\d(?:[ -]?\d){11,}")
+# Card, phone and account numbers: 7+ digits, maybe grouped ("+49 221 555 0100").
+_DIGIT_RUN = re.compile(r"\+?\d(?:[ ()./-]{0,2}\d){6,}")
+_EMAIL = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+")
+_QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
+# What a quoted field name, event type or enum value looks like; anything else is a value.
+_NAME_LIKE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
 H_ERROR = "dlq.error"
 H_REASON = "dlq.reason"
@@ -54,7 +59,7 @@ class DeadLetter:
 
     def headers(self) -> list[tuple[str, bytes]]:
         return [
-            (H_ERROR, self.error[:MAX_ERROR_CHARS].encode()),
+            (H_ERROR, redact(self.error).encode()),
             (H_REASON, self.reason.encode()),
             (H_TOPIC, self.topic.encode()),
             (H_PARTITION, str(self.partition).encode()),
@@ -81,10 +86,27 @@ class DeadLetter:
 
 
 def describe(exc: BaseException) -> str:
-    """An error text for headers and logs: the type and message, one line, cut short."""
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
-    # A handler's message might quote a field: long digit runs could be card numbers.
+    """An error text for headers and logs: the type and the first line of the message,
+    redacted and cut short (database drivers quote row values on the lines after it, e.g.
+    PostgreSQL's ``DETAIL: Key (customer_id)=(...)``)."""
+    lines = str(exc).strip().splitlines()
+    return redact(f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": "))
+
+
+def redact(text: str) -> str:
+    """``text`` on one line, cut short, without what may be a record's contents: e-mail
+    addresses, runs of 7+ digits (card, phone, account numbers) and quoted values other
+    than names of fields or types (a customer's name quoted by ``repr``). A handler should
+    not put record values in its messages; this catches what it does by mistake."""
+    text = " ".join(text.split())
+    text = _EMAIL.sub("[email]", text)
+    text = _QUOTED.sub(_keep_names, text)
     return _DIGIT_RUN.sub("[digits]", text)[:MAX_ERROR_CHARS]
+
+
+def _keep_names(match: re.Match[str]) -> str:
+    quoted = match.group()
+    return quoted if _NAME_LIKE.match(quoted[1:-1]) else "[value]"
 
 
 def now() -> datetime:

@@ -215,7 +215,11 @@ class ConsumerService:
         except Stopping:
             raise
         except Exception as exc:
-            log.warning("%s: batch failed (%s); applying record by record", self.name, exc)
+            log.warning(
+                "%s: batch failed (%s); applying record by record",
+                self.name,
+                deadletter.describe(exc),  # never the raw error: it may quote a record
+            )
             outcome = await self._one_by_one(records, raw, positions)
         self._account(outcome, started)
         if outcome.published:
@@ -349,7 +353,7 @@ class ConsumerService:
             try:
                 await self._on_db(applier.refresh)
             except Exception as exc:  # a read-side hook must not stop the service
-                log.warning("%s: refresh failed: %s", self.name, exc)
+                log.warning("%s: refresh failed: %s", self.name, deadletter.describe(exc))
 
     def forget_partitions(self, partitions: set[TopicPartition]) -> None:
         for tp in partitions:
