@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean test-deps bench bench-quick
+.PHONY: demo test lint venv clean test-deps bench bench-quick chaos chaos-short audit
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tillstream needs Python 3.11 or newer (set PYTHON=...)")'
@@ -26,6 +26,12 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/tillstream schemas check
 
+## make audit: known vulnerabilities in the installed dependencies (pip-audit, PyPI's advisories);
+## tillstream itself is not on PyPI (editable), so it is skipped. AUDIT_STRICT=1: also fail when
+## a package could not be checked (the advisory data unreachable).
+audit: venv
+	$(BIN)/pip-audit --skip-editable --progress-spinner off $(if $(filter 1,$(AUDIT_STRICT)),--strict)
+
 ## make test-deps: the Debian packages whose servers the tests start (PostgreSQL, Prometheus)
 TEST_PACKAGES = $(if $(POSTGRES_URL)$(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
                 $(if $(shell command -v promtool 2>/dev/null),,prometheus)
@@ -42,7 +48,7 @@ test-deps:
 	fi
 
 ## make test: lint, then the whole suite against a real Kafka broker and PostgreSQL
-test: lint test-deps
+test: lint audit test-deps
 	$(BIN)/pytest
 
 ## make bench: every stage against its reference (local broker, scratch PostgreSQL), full rounds
@@ -52,6 +58,14 @@ bench: venv test-deps
 ## make bench-quick: the same stages, fewer rounds and events (about a minute)
 bench-quick: venv test-deps
 	$(BIN)/python -m bench --quick
+
+## make chaos [CHAOS_ARGS=...]: the full fault-injection run, 1,000,000 events (about 30 min)
+chaos: venv test-deps
+	$(BIN)/python -m chaos $(CHAOS_ARGS)
+
+## make chaos-short: the same faults on 20,000 events (about 3 min; CI runs it in make test)
+chaos-short: venv test-deps
+	$(BIN)/python -m chaos --short $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts

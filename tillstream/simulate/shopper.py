@@ -185,6 +185,17 @@ class StoreTraffic:
             moves.append(self._movement(item, "COUNT", self.on_hand[item.sku], "COUNTED", at))
         return moves
 
+    def opening_delivery(self, at: datetime) -> list[dict[str, Any]]:
+        """Opening stock as a delivery (``CHANGE``) rather than a count: its effect does not
+        depend on the order in which it and the first sales are applied."""
+        moves = []
+        for item in CATALOG:
+            self.on_hand[item.sku] = item.reorder_point * 3
+            moves.append(
+                self._movement(item, "CHANGE", self.on_hand[item.sku], "RECEIVED", at, "OPENING")
+            )
+        return moves
+
     def delivery(self, at: datetime) -> list[dict[str, Any]]:
         """Cases of the SKUs running low, brought back to three times their reorder point;
         now and then an item misses the truck, so stock does run low."""

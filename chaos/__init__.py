@@ -1,0 +1,1 @@
+"""Fault injection with an independent checker: ``make chaos``; see docs/chaos.md."""

@@ -1,0 +1,156 @@
+"""What every stage must hold after a run, worked out from the plan alone.
+
+The rules are the documented ones (docs/erp.md, docs/crm.md, docs/analytics.md), written
+here a second time on purpose: a checker that called the consumers' own code would agree
+with their bugs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+from uuid import UUID
+
+from chaos.plan import Plan
+
+QTY = Decimal(1000)  # thousandths
+MONEY = Decimal(10000)  # ten-thousandths
+
+ERP_STOCK_SIGN = {"SALE": -1, "RETURN": 1, "VOID": 1}
+ERP_SOLD_SIGN = {"SALE": 1, "RETURN": 0, "VOID": -1}
+ANALYTICS_SIGN = {"SALE": 1, "RETURN": -1, "VOID": 0}
+TENDER_SIGN = {"CAPTURED": 1, "REFUNDED": -1}
+
+
+def fingerprint(record: dict[str, Any]) -> bytes:
+    """A digest of a record's content that ignores representation: ``1.5`` equals ``1.50``,
+    a UUID equals its text, a time equals the same instant in another zone."""
+    text = json.dumps(_canonical(record), sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=12).digest()
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date | UUID):
+        return str(value)
+    return value
+
+
+def _units(value: Decimal, scale: Decimal) -> int:
+    return int(value * scale)
+
+
+def _day(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def _hour(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:00Z")
+
+
+@dataclass
+class Expected:
+    events: dict[str, dict[str, bytes]] = field(default_factory=lambda: defaultdict(dict))
+    """Event type -> event id -> fingerprint: what Kafka must carry, once each."""
+    refused: set[str] = field(default_factory=set)
+    """Events carrying a card number: they must appear nowhere."""
+    # ERP
+    ledger: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Event id -> (ledger rows, sum of quantity changes)."""
+    on_hand: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    daily_sold: dict[tuple[str, str, str], int] = field(default_factory=lambda: defaultdict(int))
+    # CRM
+    visits: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    points: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    spend: dict[tuple[str, str], list[int]] = field(default_factory=lambda: defaultdict(_pair))
+    store_visits: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    # Analytics
+    hourly: dict[tuple[str, ...], list[int]] = field(
+        default_factory=lambda: defaultdict(lambda: [0] * 5)
+    )
+    """(store, hour, currency) -> [transactions, units, net, lines, return lines]."""
+    sku_daily: dict[tuple[str, ...], list[int]] = field(default_factory=lambda: defaultdict(_pair))
+    tenders: dict[tuple[str, ...], list[int]] = field(default_factory=lambda: defaultdict(_pair))
+    """(store, day, method, currency) -> [amount, payments]."""
+
+    @property
+    def total(self) -> int:
+        return sum(len(ids) for ids in self.events.values())
+
+    @classmethod
+    def of(cls, plan: Plan) -> Expected:
+        expected = cls()
+        for step in plan.all_steps():
+            for kind, record in step.events:
+                if step.refused:
+                    expected.refused.add(str(record["event_id"]))
+                    continue
+                expected.events[kind][str(record["event_id"])] = fingerprint(record)
+                getattr(expected, f"_{kind}")(record)
+        return expected
+
+    def _sale(self, sale: dict[str, Any]) -> None:
+        store, currency, at = sale["store_id"], sale["currency"], sale["occurred_at"]
+        day = sale["business_day"].isoformat()
+        rows = change = 0
+        units = lines = returns = 0
+        for line in sale["lines"]:
+            kind, sku = line["kind"], line["sku"]
+            qty = _units(line["quantity"], QTY)
+            rows += 1
+            change += ERP_STOCK_SIGN[kind] * qty
+            self.on_hand[(store, sku)] += ERP_STOCK_SIGN[kind] * qty
+            if ERP_SOLD_SIGN[kind]:
+                self.daily_sold[(store, sku, day)] += ERP_SOLD_SIGN[kind] * qty
+            sign = ANALYTICS_SIGN[kind]
+            if sign:
+                units += sign * qty
+                lines += 1
+                returns += sign < 0
+                sku_row = self.sku_daily[(store, _day(at), sku, currency)]
+                sku_row[0] += sign * qty
+                sku_row[1] += sign * _units(line["extended_amount"], MONEY)
+        self.ledger[str(sale["event_id"])] = (rows, change)
+        net = _units(sale["totals"]["net_amount"], MONEY)
+        hourly = self.hourly[(store, _hour(at), currency)]
+        for i, delta in enumerate((1, units, net, lines, returns)):
+            hourly[i] += delta
+        customer = sale["customer_id"]
+        if customer:
+            earned = int(sale["totals"]["net_amount"].to_integral_value(rounding=ROUND_DOWN))
+            self.visits[customer] += 1
+            self.points[customer] = max(0, self.points[customer] + earned)  # never below zero
+            spend = self.spend[(customer, currency)]
+            spend[0] += 1
+            spend[1] += net
+            self.store_visits[(customer, store)] += 1
+
+    def _payment(self, payment: dict[str, Any]) -> None:
+        sign = TENDER_SIGN.get(payment["status"], 0)
+        if sign:
+            key = (payment["store_id"], _day(payment["occurred_at"]), payment["method"],
+                   payment["currency"])  # fmt: skip
+            self.tenders[key][0] += sign * _units(payment["amount"], MONEY)
+            self.tenders[key][1] += 1
+
+    def _stock_movement(self, movement: dict[str, Any]) -> None:
+        assert movement["quantity_type"] == "CHANGE", "the plan only moves stock by deltas"
+        qty = _units(movement["quantity"], QTY)
+        self.on_hand[(movement["store_id"], movement["sku"])] += qty
+        self.ledger[str(movement["event_id"])] = (1, qty)
+
+
+def _pair() -> list[int]:
+    return [0, 0]

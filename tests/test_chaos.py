@@ -1,0 +1,128 @@
+"""The chaos run and its checker.
+
+The checker is tried first without faults: the plan applied through the real consumers
+must check out exact, and each kind of damage done to their stores afterwards must be
+counted as what it is. Then the short fault run (the CI version of ``make chaos``) runs
+end to end: 3-node cluster, PostgreSQL, edges, consumers, eight faults.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from chaos.check import check_analytics, check_crm, check_erp
+from chaos.driver import batches
+from chaos.expected import Expected, fingerprint
+from chaos.plan import Plan
+from consumers.analytics import Analytics
+from consumers.crm import CrmProfiles
+from consumers.erp import ErpInventory
+from consumers.runtime.testing import ConsumerHarness
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAN = Plan(
+    seed=7,
+    stores=("CH01", "CH02"),
+    events=1500,
+    start=datetime(2026, 3, 2, tzinfo=UTC),
+    bad_ratio=0.01,
+)
+SUMMARY = re.compile(r"chaos: events=(\d+) lost=(\d+) duplicated=(\d+) wrong=(\d+) faults=(\d+)")
+
+
+def test_a_plan_is_decided_by_its_seed() -> None:
+    first = [fingerprint(r) for s in PLAN.all_steps() for _, r in s.events]
+    again = [fingerprint(r) for s in Plan.from_manifest(PLAN.manifest()).all_steps()
+             for _, r in s.events]  # fmt: skip
+    other = [fingerprint(r) for s in Plan(8, PLAN.stores, 1500, PLAN.start).all_steps()
+             for _, r in s.events]  # fmt: skip
+    assert first == again
+    assert first != other
+    expected = Expected.of(PLAN)
+    assert expected.total >= PLAN.events
+    assert expected.refused, "the plan carries card numbers the edges must refuse"
+
+
+def test_refused_events_travel_alone() -> None:
+    sent = list(batches(PLAN.steps("CH01"), 100))
+    refused = {str(r["event_id"]) for s in PLAN.steps("CH01") if s.refused for _, r in s.events}
+    for events, alone in sent:
+        ids = {str(r["event_id"]) for _, r in events}
+        assert alone == bool(ids & refused)
+        assert not alone or ids <= refused
+
+
+@pytest.fixture(scope="module")
+def applied(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ConsumerHarness]:
+    """The plan's accepted events applied by the real consumers, on SQLite."""
+    root = tmp_path_factory.mktemp("chaos-check")
+    harnesses = {
+        "erp": ConsumerHarness(ErpInventory(), f"sqlite:///{root}/erp.db"),
+        "crm": ConsumerHarness(CrmProfiles(), f"sqlite:///{root}/crm.db"),
+        "analytics": ConsumerHarness(Analytics(), f"sqlite:///{root}/analytics.db"),
+    }
+    wanted = {"erp": {"sale", "stock_movement"}, "crm": {"sale"}, "analytics": {"sale", "payment"}}
+    for step in PLAN.all_steps():
+        if step.refused:
+            continue
+        for name, harness in harnesses.items():
+            events = [(kind, record) for kind, record in step.events if kind in wanted[name]]
+            if events:
+                harness.apply_events(*events)
+    return harnesses
+
+
+def test_the_consumers_check_out_exact(applied: dict[str, ConsumerHarness]) -> None:
+    expected = Expected.of(PLAN)
+    for check, name in ((check_erp, "erp"), (check_crm, "crm"), (check_analytics, "analytics")):
+        stage = check(applied[name].db, expected)
+        assert stage.expected > 0
+        assert (stage.lost, stage.duplicated, stage.wrong) == (0, 0, 0), (name, stage)
+
+
+def test_the_checker_counts_each_kind_of_damage(applied: dict[str, ConsumerHarness]) -> None:
+    expected = Expected.of(PLAN)
+    erp, crm, analytics = (applied[n].db for n in ("erp", "crm", "analytics"))
+    with erp.transaction():
+        victim = erp.fetchone("SELECT event_id FROM erp_ledger WHERE kind = 'sale' LIMIT 1")
+        assert victim is not None
+        erp.execute("DELETE FROM erp_ledger WHERE event_id = ?", victim)
+    assert check_erp(erp, expected).lost == 1
+    with erp.transaction():
+        erp.execute("UPDATE erp_stock SET on_hand = on_hand + 1000 WHERE sku = "
+                    "(SELECT MIN(sku) FROM erp_stock)")  # fmt: skip
+    assert check_erp(erp, expected).wrong >= 1
+    with crm.transaction():
+        crm.execute("UPDATE crm_profiles SET visits = visits + 1 WHERE customer_id = "
+                    "(SELECT MIN(customer_id) FROM crm_profiles)")  # fmt: skip
+    assert check_crm(crm, expected).duplicated == 1
+    with analytics.transaction():
+        analytics.execute("UPDATE an_tenders SET payments = payments - 1 WHERE method = 'CASH'")
+    damaged = check_analytics(analytics, expected)
+    assert damaged.lost >= 1 and damaged.duplicated == 0
+
+
+@pytest.mark.timeout(1200)
+def test_short_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "chaos", "--short", "--workdir", str(tmp_path / "run")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1100,
+        check=False,
+    )
+    lines = done.stdout.strip().splitlines()
+    match = SUMMARY.fullmatch(lines[-1]) if lines else None
+    assert match, f"no summary line:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    events, lost, duplicated, wrong, faults = map(int, match.groups())
+    assert events >= 20_000
+    assert faults == 8
+    assert (lost, duplicated, wrong) == (0, 0, 0), done.stdout[-4000:]
+    assert done.returncode == 0, done.stdout[-4000:]
