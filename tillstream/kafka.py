@@ -147,38 +147,31 @@ def _handshake_problem(settings: Settings, server: str, exc: ssl.SSLError) -> Ka
     )
 
 
-class _Producer(AIOKafkaProducer):  # type: ignore[misc]
-    def __init__(self, settings: Settings, **options: Any) -> None:
-        super().__init__(**options)
+class _ExplainsRefusal:
+    """Mixed into aiokafka's clients: a start that Kafka refuses says why (see diagnose)."""
+
+    def __init__(self, settings: Settings, *args: Any, **options: Any) -> None:
+        super().__init__(*args, **options)
         self._settings = settings
 
     async def start(self) -> None:
-        await _explained(self._settings, super().start)
+        await _explained(self._settings, super().start)  # type: ignore[misc]
 
 
-class _Consumer(AIOKafkaConsumer):  # type: ignore[misc]
-    def __init__(self, settings: Settings, *topics: str, **options: Any) -> None:
-        super().__init__(*topics, **options)
-        self._settings = settings
-
-    async def start(self) -> None:
-        await _explained(self._settings, super().start)
+class _Producer(_ExplainsRefusal, AIOKafkaProducer):  # type: ignore[misc]
+    pass
 
 
-class _Admin(AIOKafkaAdminClient):  # type: ignore[misc]
-    def __init__(self, settings: Settings, **options: Any) -> None:
-        super().__init__(**options)
-        self._settings = settings
-
-    async def start(self) -> None:
-        await _explained(self._settings, super().start)
+class _Consumer(_ExplainsRefusal, AIOKafkaConsumer):  # type: ignore[misc]
+    pass
 
 
-class _Client(AIOKafkaClient):  # type: ignore[misc]
-    def __init__(self, settings: Settings, **options: Any) -> None:
-        super().__init__(**options)
-        self._settings = settings
+class _Admin(_ExplainsRefusal, AIOKafkaAdminClient):  # type: ignore[misc]
+    pass
 
+
+class _Client(_ExplainsRefusal, AIOKafkaClient):  # type: ignore[misc]
+    # The low-level client starts with bootstrap().
     async def bootstrap(self) -> None:
         await _explained(self._settings, super().bootstrap)
 
