@@ -110,14 +110,16 @@ def test_the_checker_counts_each_kind_of_damage(applied: dict[str, ConsumerHarne
 
 @pytest.mark.timeout(1200)
 def test_short_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "chaos", "--short", "--workdir", str(tmp_path / "run")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1100,
-        check=False,
-    )
+    command = [sys.executable, "-m", "chaos", "--short", "--workdir", str(tmp_path / "run")]
+    with subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as run:
+        try:
+            stdout, stderr = run.communicate(timeout=1100)
+        except subprocess.TimeoutExpired:
+            run.terminate()  # SIGTERM: the run stops its cluster, database and services
+            stdout, stderr = run.communicate(timeout=120)
+    done = subprocess.CompletedProcess(command, run.returncode, stdout, stderr)
     lines = done.stdout.strip().splitlines()
     match = SUMMARY.fullmatch(lines[-1]) if lines else None
     assert match, f"no summary line:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
