@@ -97,7 +97,7 @@ async def consumers_kill(rig: Rig, timing: Timing, say: Say) -> str:
 
 
 async def scale_out(rig: Rig, timing: Timing, say: Say) -> str:
-    extra = rig.consumers.setdefault("erp-3", rig._consumer("erp-3", "erp"))
+    extra = rig.consumers.setdefault("erp-3", rig.consumer_service("erp-3", "erp"))
     await asyncio.to_thread(rig.restart, extra)
     await asyncio.sleep(timing.down * 2)
     await asyncio.to_thread(extra.stop)

@@ -78,7 +78,7 @@ class Rig:
             self.edges[store] = self._edge(store).start()
         for name, kind in (("erp-1", "erp"), ("erp-2", "erp"), ("crm", "crm"),
                            ("analytics", "analytics")):  # fmt: skip
-            self.consumers[name] = self._consumer(name, kind).start()
+            self.consumers[name] = self.consumer_service(name, kind).start()
         for service in [*self.edges.values(), *self.consumers.values()]:
             service.wait_ready(120)
         self.say(
@@ -109,7 +109,8 @@ class Rig:
             port, home / "edge.log", self._env(bootstrap),
         )  # fmt: skip
 
-    def _consumer(self, name: str, kind: str) -> Service:
+    def consumer_service(self, name: str, kind: str) -> Service:
+        """A consumer process (not started yet): ``kind`` is erp, crm or analytics."""
         port = free_port()
         return Service(
             name,
