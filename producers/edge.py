@@ -30,6 +30,7 @@ from tillstream.codec import AvroCodec
 from tillstream.http import TlsFiles, embedded_server
 from tillstream.kafka import make_producer
 from tillstream.registry import registry_from_settings
+from tillstream.rules import TimeWindow
 from tillstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,11 @@ class EdgeService:
         self.outbox = Outbox(config.outbox_path, max_bytes=config.outbox_max_bytes)
         self.codec = AvroCodec(registry_from_settings(settings))
         self.ingestor = Ingestor(
-            config.store_id, self.codec, self.outbox, timezone=ZoneInfo(settings.store_timezone)
+            config.store_id,
+            self.codec,
+            self.outbox,
+            timezone=ZoneInfo(settings.store_timezone),
+            window=TimeWindow(settings.edge_max_event_age, settings.edge_max_future),
         )
         self.forwarder = Forwarder(self.outbox, lambda: make_producer(settings))
         self.ingestor.on_accepted.append(self.forwarder.notify)

@@ -10,13 +10,14 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from producers import metrics
 from producers.outbox import Outbox, OutboxEvent, Outcome
 from producers.pan import CardNumberError, contains_pan
 from producers.poslog import parse_poslog
+from tillstream import rules
 from tillstream.codec import AvroCodec, CodecError
 from tillstream.topics import EVENT_TOPICS, store_key
 
@@ -41,11 +42,19 @@ class Ingestor:
     """Validates, encodes and durably stores events for one store."""
 
     def __init__(
-        self, store_id: str, codec: AvroCodec, outbox: Outbox, *, timezone: tzinfo = UTC
+        self,
+        store_id: str,
+        codec: AvroCodec,
+        outbox: Outbox,
+        *,
+        timezone: tzinfo = UTC,
+        window: rules.TimeWindow | None = None,
     ) -> None:
         self.store_id = store_id
         self.timezone = timezone
         """Zone of POSLog times written without an offset (store-local times)."""
+        self.window = window
+        """Plausibility window of live channels; None for a backfill (``edge import``)."""
         self._codec = codec
         self._outbox = outbox
         self.on_accepted: list[Any] = []  # callbacks (e.g. wake the forwarder)
@@ -68,6 +77,15 @@ class Ingestor:
         if pan_field is not None:
             metrics.EVENTS_REJECTED.labels(channel, "card_number").inc()
             raise IngestError([(f"{prefix}{pan_field}", CardNumberError(pan_field).args[0])])
+        # What a consumer would refuse, refused here first (the rules are shared with them).
+        problems = rules.event_problems(event_type, record)
+        at = record.get("occurred_at")
+        if not problems and self.window is not None and isinstance(at, datetime):
+            if (late := self.window.problem(at, datetime.now(UTC))) is not None:
+                problems.append(("occurred_at", late))
+        if problems:
+            metrics.EVENTS_REJECTED.labels(channel, "rule").inc()
+            raise IngestError([(f"{prefix}{field}", message) for field, message in problems])
         try:
             value = self._codec.encode(event_type, record)
         except CodecError as exc:

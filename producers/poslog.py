@@ -35,6 +35,7 @@ from producers.poslog_xml import (
     parse_xml,
     text,
 )
+from tillstream.rules import LINE_SIGNS
 
 __all__ = ["NAMESPACE", "PoslogError", "PoslogResult", "parse_poslog"]
 
@@ -296,7 +297,7 @@ def _totals(retail: Element, items: Items, ctx: Context) -> dict[str, Decimal]:
         kind = attr(total, "TotalType")
         if kind and kind not in given:
             given[kind] = ctx.amount(total, f"Total {kind}")
-    signs = {"SALE": 1, "RETURN": -1, "VOID": 0}
+    signs = LINE_SIGNS  # the shared totals rule: a VOID line cancels an earlier SALE line
     records = [line.record for line in items.lines]
     gross = given.get("TransactionGrossAmount")
     if gross is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timedelta
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
@@ -85,6 +86,14 @@ class Settings(BaseSettings):
     edge_tls_keyfile: Path | None = Field(None, description="Edge HTTPS private key (PEM).")
     edge_tls_client_cafile: Path | None = Field(
         None, description="CA bundle that signs till client certificates; set: mTLS required."
+    )
+    # Edge plausibility window (issue #11): live channels refuse events whose occurred_at is
+    # further from now; 'tillstream edge import' (backfill) is exempt.
+    edge_max_event_age: timedelta = Field(
+        timedelta(days=30), gt=timedelta(0), description="Oldest occurred_at a live channel takes."
+    )
+    edge_max_future: timedelta = Field(
+        timedelta(hours=1), ge=timedelta(0), description="Furthest occurred_at ahead of now."
     )
 
     # Head-office services

@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from consumers.runtime.api import QTY_SCALE, PermanentError, Record, to_units
+from tillstream import rules
 
 SALE_SIGNS = {"SALE": -1, "RETURN": 1, "VOID": 1}
 """Sign of a sale line's stock change, by line kind."""
@@ -70,8 +71,8 @@ def _sale(value: dict[str, Any]) -> StockEvent:
         if kind not in SALE_SIGNS:
             raise PermanentError(f"{where}: kind {kind!r} is not one of {', '.join(SALE_SIGNS)}")
         quantity = _quantity(line["quantity"], f"{where}: quantity")
-        if quantity <= 0:
-            raise PermanentError(f"{where}: quantity must be positive, got {line['quantity']}")
+        if (problem := rules.sale_line_quantity_problem(Decimal(line["quantity"]))) is not None:
+            raise PermanentError(f"{where}: quantity {problem}")  # the edge's rule
         movements.append(
             Movement(
                 line_no=n,
@@ -98,10 +99,10 @@ def _stock_movement(value: dict[str, Any]) -> StockEvent:
     if quantity_type == "CHANGE":
         movement = Movement(0, value["sku"], str(value["reason"]).lower(), quantity)
     elif quantity_type == "COUNT":
-        if quantity < 0:
-            raise PermanentError(
-                f"{where}: quantity of a COUNT cannot be negative, got {value['quantity']}"
-            )
+        if (
+            problem := rules.movement_quantity_problem("COUNT", Decimal(value["quantity"]))
+        ) is not None:
+            raise PermanentError(f"{where}: quantity {problem}")  # the edge's rule
         movement = Movement(0, value["sku"], "counted", quantity, is_count=True)
     else:
         raise PermanentError(
