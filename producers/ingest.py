@@ -77,13 +77,7 @@ class Ingestor:
         if pan_field is not None:
             metrics.EVENTS_REJECTED.labels(channel, "card_number").inc()
             raise IngestError([(f"{prefix}{pan_field}", CardNumberError(pan_field).args[0])])
-        # What a consumer would refuse, refused here first (the rules are shared with them).
-        problems = rules.event_problems(event_type, record)
-        at = record.get("occurred_at")
-        if not problems and self.window is not None and isinstance(at, datetime):
-            if (late := self.window.problem(at, datetime.now(UTC))) is not None:
-                problems.append(("occurred_at", late))
-        if problems:
+        if problems := self._broken_rules(event_type, record):
             metrics.EVENTS_REJECTED.labels(channel, "rule").inc()
             raise IngestError([(f"{prefix}{field}", message) for field, message in problems])
         try:
@@ -98,6 +92,16 @@ class Ingestor:
             value=value,
             channel=channel,
         )
+
+    def _broken_rules(self, event_type: str, record: dict[str, Any]) -> list[tuple[str, str]]:
+        """What a consumer would refuse, refused here first (the rules are shared with them),
+        and on live channels a time outside the plausibility window."""
+        problems = rules.event_problems(event_type, record)
+        at = record.get("occurred_at")
+        if not problems and self.window is not None and isinstance(at, datetime):
+            late = self.window.problem(at, datetime.now(UTC))
+            problems += [("occurred_at", late)] if late else []
+        return problems
 
     async def accept(self, events: Sequence[OutboxEvent]) -> Accepted:
         """Append to the outbox; returns once every event is on disk.

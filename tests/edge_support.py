@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +122,25 @@ class EdgeProcess:
 
 def dumps(value: Any) -> bytes:
     return json.dumps(value).encode()
+
+
+_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})")
+_VOIDED_LINE = re.compile(r'<LineItem VoidFlag="true">.*?</LineItem>\s*', re.DOTALL)
+
+
+def live_poslog(document: str) -> str:
+    """A POSLog sample as a live till sends it: every date moved by whole days so the last
+    one is yesterday (inside the edge's plausibility window), and voided LineItems left out.
+
+    The converter reads a voided LineItem as a VOID line cancelling an earlier SALE line,
+    which a lone voided line does not; the totals rule refuses such a sale (see
+    tests/test_edge_baddata.py), a POSLog conversion gap that samples about other things
+    step around.
+    """
+    dates = [date(*map(int, m.groups())) for m in _DATE.finditer(document)]
+    shift = datetime.now(UTC).date() - timedelta(days=1) - max(dates) if dates else timedelta(0)
+
+    def moved(m: re.Match[str]) -> str:
+        return (date(*map(int, m.groups())) + shift).isoformat()
+
+    return _VOIDED_LINE.sub("", _DATE.sub(moved, document))

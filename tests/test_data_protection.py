@@ -33,7 +33,7 @@ from consumers.runtime.api import Consumer, Context, Record
 from producers.edge import EdgeConfig, EdgeService
 from tests.consumer_support import publish, running, scalar, wait_until
 from tests.device_support import FakePort
-from tests.edge_support import dumps, payment_json, sale_json, stock_json
+from tests.edge_support import dumps, live_poslog, payment_json, sale_json, stock_json
 from tillstream.codec import AvroCodec
 from tillstream.devkafka import free_port
 from tillstream.kafka import make_producer
@@ -110,7 +110,7 @@ def journal() -> str:
     as a new transaction, so its event ids are this test's own on the shared broker."""
     number = str(uuid.uuid4().int % 10**8)
     v6 = (DATA / "v6_customer_card.xml").read_text().replace(">100</UnitID>", f">{STORE}</UnitID>")
-    return v6.replace(">4711<", f">{number}<")
+    return live_poslog(v6.replace(">4711<", f">{number}<"))
 
 
 def broken_poslogs() -> dict[str, bytes]:

@@ -26,7 +26,7 @@ import pytest
 import trustme
 
 from producers.auth import TokenFileError, load_tokens
-from tests.edge_support import dumps, payment_json, sale_json, stock_json
+from tests.edge_support import dumps, live_poslog, payment_json, sale_json, stock_json
 from tillstream.devkafka import free_port
 
 DATA = Path(__file__).parent / "data" / "poslog"
@@ -55,7 +55,7 @@ def journal_of_till_10001() -> bytes:
     """The POSLog sample (WorkstationID 10001) as a new transaction of this store."""
     number = str(uuid.uuid4().int % 10**8)
     v6 = (DATA / "v6_customer_card.xml").read_text().replace(">100</UnitID>", f">{STORE}</UnitID>")
-    return v6.replace(">4711<", f">{number}<").encode()
+    return live_poslog(v6.replace(">4711<", f">{number}<")).encode()
 
 
 def bearer(token: str) -> dict[str, str]:

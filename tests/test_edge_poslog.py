@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from producers.poslog import parse_poslog
+from tests.edge_support import live_poslog
 from tillstream.codec import AvroCodec
 from tillstream.kafka import make_consumer
 from tillstream.settings import Settings
@@ -55,20 +56,26 @@ async def events_of(
     return counts, raw
 
 
-def expected_ids(path: Path) -> set[str]:
-    return {str(r["event_id"]) for _, r in parse_poslog(path.read_bytes()).events}
+def expected_ids(source: Path | bytes) -> set[str]:
+    data = source.read_bytes() if isinstance(source, Path) else source
+    return {str(r["event_id"]) for _, r in parse_poslog(data).events}
+
+
+def live(name: str) -> bytes:
+    """A sample as a live till sends it (see ``live_poslog``)."""
+    return live_poslog((DATA / name).read_text()).encode()
 
 
 async def test_poslog_over_http_is_converted_masked_and_idempotent(
     edge_factory: Any, settings: Settings, codec: AvroCodec
 ) -> None:
-    file = DATA / "v6_customer_card.xml"
+    file = live("v6_customer_card.xml")
     edge = edge_factory("100")
     async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
         first = await http.post(
-            "/v1/poslog", content=file.read_bytes(), headers={"content-type": "application/xml"}
+            "/v1/poslog", content=file, headers={"content-type": "application/xml"}
         )
-        again = await http.post("/v1/poslog", content=file.read_bytes())
+        again = await http.post("/v1/poslog", content=file)
         assert first.status_code == 202, first.text
         assert again.json() == first.json()  # a file sent twice: same answer
         bad = await http.post("/v1/poslog", content=b"<POSLog><Transaction>")
@@ -91,11 +98,11 @@ async def test_drop_folder_sets_bad_files_aside_and_goes_on(
     edge = edge_factory("9", args=["--poslog-dir", str(folder)])
     (folder / "a-bomb.xml").write_bytes(BOMB)
     (folder / "b-broken.xml").write_bytes(b"<POSLog><Transaction><RetailStoreID>9</Retail")
-    (folder / "c-good.xml").write_bytes((DATA / "ncr_2x.xml").read_bytes())
+    (folder / "c-good.xml").write_bytes(live("ncr_2x.xml"))
     old = time.time() - 10
     for p in folder.iterdir():
         os.utime(p, (old, old))
-    want = expected_ids(DATA / "ncr_2x.xml")
+    want = expected_ids(live("ncr_2x.xml"))
     counts, _ = await events_of(settings, codec, "9", want)
     assert set(counts) == want
     async with asyncio.timeout(20):

@@ -87,8 +87,8 @@ def time_problem(at: datetime) -> str | None:
         outside = True
     if outside:
         return (
-            f"out of range: must be between {EARLIEST:%Y-%m-%dT%H:%M:%SZ} and "
-            f"{LATEST:%Y-%m-%dT%H:%M:%SZ} (what every consumer can store)"
+            f"out of range: must be between {_iso(EARLIEST)} and {_iso(LATEST)} "
+            "(what every consumer can store, in UTC and store-local time)"
         )
     return None
 
@@ -96,7 +96,7 @@ def time_problem(at: datetime) -> str | None:
 def sale_line_quantity_problem(quantity: Decimal) -> str | None:
     """Why a sale line's quantity is invalid, or None (the line's kind gives the direction)."""
     if not quantity.is_finite() or quantity <= 0:
-        return "must be greater than 0 (the line's kind says whether goods leave or come back)"
+        return "must be positive (the line's kind says whether goods leave or come back)"
     return None
 
 
@@ -194,6 +194,11 @@ def event_problems(event_type: str, record: Mapping[str, Any]) -> list[Problem]:
         if problem is not None:
             problems.append(("quantity", problem))
     return problems
+
+
+def _iso(at: datetime) -> str:
+    # isoformat pads years to four digits; strftime's %Y does not on every platform.
+    return at.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _span(span: timedelta) -> str:
