@@ -33,13 +33,15 @@ Problem = tuple[str, str]
 
 _ZERO = Decimal(0)
 
-# Python's datetime holds years 1-9999; a day inside each end leaves room for any UTC offset
-# (+-14 h), so the store-local time of every accepted event exists too. Avro
-# timestamp-micros, PostgreSQL timestamptz and DuckDB timestamps reach much further.
-EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
-"""The earliest ``occurred_at`` every consumer can store, in UTC and store-local time."""
-LATEST = datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=UTC)
-"""The latest ``occurred_at`` every consumer can store, in UTC and store-local time."""
+# Python's datetime holds years 1-9999; Avro timestamp-micros, PostgreSQL timestamptz and
+# DuckDB timestamps reach much further. Two years inside each end leave room for any UTC
+# offset (+-14 h: the store-local time exists too) and for the consumers' own date
+# arithmetic (the ERP's velocity window looks up to 366 days back, reorder lead and safety
+# days up to 730 ahead).
+EARLIEST = datetime(3, 1, 1, tzinfo=UTC)
+"""The earliest ``occurred_at`` every consumer can store and compute with."""
+LATEST = datetime(9997, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+"""The latest ``occurred_at`` every consumer can store and compute with."""
 
 LINE_SIGNS: Mapping[str, int] = {"SALE": 1, "RETURN": -1, "VOID": -1}
 """Sign of a sale line's extended and tax amounts in the receipt totals, by kind: a RETURN

@@ -73,12 +73,13 @@ MIGRATIONS: tuple[str, ...] = (
 
 def ts(value: datetime) -> str:
     """A UTC time as fixed-width text that sorts in time order."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat pads the year to four digits; strftime's %Y writes year 1 as '1'.
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def day_of(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d")
+    return value.astimezone(UTC).date().isoformat()
 
 
 def hour_of(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:00Z")
+    return ts(value)[:13] + ":00Z"

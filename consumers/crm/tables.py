@@ -51,11 +51,16 @@ PERSONAL_TABLES: tuple[str, ...] = ("crm_profiles", "crm_spend", "crm_store_visi
 
 def ts(value: datetime) -> str:
     """A UTC time as fixed-width text that sorts in time order."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat pads the year to four digits; strftime's %Y writes year 1 as '1'.
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_ts(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    # Rows written before years were padded may hold '1-01-01T...': read those too.
+    year, _, rest = value.partition("-")
+    return datetime.strptime(f"{year.zfill(4)}-{rest}", "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=UTC
+    )
 
 
 @dataclass(frozen=True)
