@@ -58,9 +58,7 @@ def ts(value: datetime) -> str:
 def parse_ts(value: str) -> datetime:
     # Rows written before years were padded may hold '1-01-01T...': read those too.
     year, _, rest = value.partition("-")
-    return datetime.strptime(f"{year.zfill(4)}-{rest}", "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-        tzinfo=UTC
-    )
+    return datetime.strptime(f"{year.zfill(4)}-{rest}", "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
