@@ -8,7 +8,9 @@ so the file holds nothing a till could post with::
     [tills]
     T01 = "sha256:f7102cece84ee3fafeaeda9b0b158f18113f1b70167f1622e396e133beb65331"
     T02 = "a-long-random-token-of-till-02"
-    BACKOFFICE = "sha256:..."   # not a till: may post stock movements only
+
+    [stock_only]                # not tills: may post stock movements only
+    BACKOFFICE = "sha256:..."
 
 A presented token is hashed and compared with every entry by ``hmac.compare_digest``, so
 neither a near miss nor the position of a till in the file shows in the answer time.
@@ -35,11 +37,18 @@ class TokenFileError(ValueError):
     """The tokens file is unreadable or malformed; the message never quotes a token."""
 
 
+STOCK_ONLY = "stock_only"
+"""The tokens file's table of clients that may post stock movements only (back office)."""
+_TABLES = ("tills", STOCK_ONLY)
+
+
 @dataclass(frozen=True)
 class TillTokens:
-    """Till id -> SHA-256 digest of its token."""
+    """Till (or client) id -> SHA-256 digest of its token."""
 
     digests: dict[str, bytes]
+    stock_only: frozenset[str] = frozenset()
+    """Clients of the ``[stock_only]`` table: never sales, payments or POSLog."""
 
     def till_of(self, token: str) -> str | None:
         """The till the token belongs to, or None for an unknown token."""
@@ -67,17 +76,33 @@ def load_tokens(path: Path) -> TillTokens:
         raise TokenFileError(f"{path}: cannot read tokens file: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise TokenFileError(f"{path}: not valid TOML: {exc}") from None
-    tills = raw.get("tills")
-    if set(raw) != {"tills"} or not isinstance(tills, dict) or not tills:
-        raise TokenFileError(f"{path}: expected one [tills] table of till id = token lines")
+    tables = {name: raw.get(name, {}) for name in _TABLES}
+    if (
+        not set(raw) <= set(_TABLES)
+        or not all(isinstance(t, dict) for t in tables.values())
+        or not any(tables.values())
+    ):
+        raise TokenFileError(
+            f"{path}: expected one [tills] table of till id = token lines "
+            f"(and optionally [{STOCK_ONLY}] for clients that post stock movements only)"
+        )
     digests: dict[str, bytes] = {}
-    for till, value in tills.items():
-        if not _TILL_ID.match(till):
-            raise TokenFileError(f"{path}: till {till!r}: not a till id")
-        digests[till] = _stored_digest(path, till, value)
+    for table, entries in tables.items():
+        for till, value in entries.items():
+            if not _TILL_ID.match(till):
+                raise TokenFileError(f"{path}: till {till!r}: not a till id")
+            if till in digests:
+                raise TokenFileError(f"{path}: {till!r} is in both [tills] and [{STOCK_ONLY}]")
+            if table == "tills" and till.upper().replace("-", "").replace("_", "") == "BACKOFFICE":
+                # Earlier docs put the back office in [tills]: that would let it post sales.
+                raise TokenFileError(
+                    f"{path}: till {till!r}: a back-office token belongs in [{STOCK_ONLY}] "
+                    "(stock movements only), not in [tills]"
+                )
+            digests[till] = _stored_digest(path, till, value)
     if len(set(digests.values())) != len(digests):
         raise TokenFileError(f"{path}: two tills share a token; give each till its own")
-    return TillTokens(digests)
+    return TillTokens(digests, frozenset(tables[STOCK_ONLY]))
 
 
 def _stored_digest(path: Path, till: str, value: object) -> bytes:

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
 from producers import metrics
-from producers.auth import TillTokens, foreign_tills
+from producers.auth import STOCK_ONLY, TillTokens, foreign_tills
 from producers.ingest import IngestError, Ingestor, poslog_events
 from producers.models import EVENT_LIST, ONE_EVENT, StockMovementIn
 from producers.outbox import OutboxEvent, OutboxFullError
@@ -103,7 +103,7 @@ def create_app(
         },
         responses={
             401: {"description": "Till tokens are required and none known was given"},
-            403: {"description": "An event names a till other than the token's"},
+            403: {"description": "An event names another till, or is outside the token's scope"},
             422: {"description": "Invalid events; each bad field is named"},
             409: {"description": "An event id was reused with different content"},
             413: {"description": "Request too large"},
@@ -131,6 +131,8 @@ def create_app(
         if till is not None:
             named = [None if isinstance(e, StockMovementIn) else e.terminal_id for e in parsed]
             paths = [f"events[{i}]." if len(parsed) > 1 else "" for i in range(len(parsed))]
+            if refused := _out_of_scope(tokens, till, named, paths, "http"):
+                return refused
             if refused := _foreign(till, named, paths, "http"):
                 return refused
         try:
@@ -156,7 +158,7 @@ def create_app(
         },
         responses={
             401: {"description": "Till tokens are required and none known was given"},
-            403: {"description": "A transaction names a till other than the token's"},
+            403: {"description": "A transaction names another till, or the token is stock-only"},
         },
     )
     async def post_poslog(request: Request, till: str | None = Depends(poslog_till)) -> Response:
@@ -168,6 +170,9 @@ def create_app(
             )
         try:
             if till is not None:
+                # POSLog carries sales and payments only: no document for a stock-only token.
+                if refused := _out_of_scope(tokens, till, [till], ["poslog."], "poslog"):
+                    return refused
                 named, paths = await asyncio.to_thread(_poslog_tills, ingestor, body)
                 if refused := _foreign(till, named, paths, "poslog"):
                     return refused
@@ -236,6 +241,27 @@ def _poslog_tills(ingestor: Ingestor, body: bytes) -> tuple[list[str | None], li
     records = [r for _, r in parse_poslog(body, default_timezone=ingestor.timezone).events]
     paths = [f"transaction {r.get('receipt_number', i)}." for i, r in enumerate(records)]
     return [r.get("terminal_id") for r in records], paths
+
+
+def _out_of_scope(
+    tokens: TillTokens | None,
+    till: str,
+    named: Iterable[str | None],
+    paths: list[str],
+    channel: str,
+) -> Response | None:
+    """403 naming each sale or payment (events that name a till) posted with a stock-only
+    token, or None if the token's scope allows them all."""
+    if tokens is None or till not in tokens.stock_only:
+        return None
+    refused = [i for i, terminal in enumerate(named) if terminal is not None]
+    if not refused:
+        return None
+    message = (
+        f"this token's scope is {STOCK_ONLY} (stock movements only); sales, payments and "
+        "POSLog need a till's own token"
+    )
+    return _reject(channel, 403, "forbidden", [(f"{paths[i]}type", message) for i in refused])
 
 
 def _foreign(

@@ -46,6 +46,7 @@ def tokens_file(tmp_path: Path) -> Path:
         "[tills]\n"
         f'10001 = "{sha256(TOKEN_10001)}"\n'
         f'10002 = "{TOKEN_10002}"\n'  # plain tokens are allowed too
+        "[stock_only]\n"
         f'BACKOFFICE = "{sha256(TOKEN_BACKOFFICE)}"\n'
     )
     return path
@@ -76,6 +77,12 @@ def test_tokens_file_mistakes_are_named_and_never_quote_a_token(tmp_path: Path) 
         ('[tills]\n" T1" = "long-enough-secret-value"\n', "not a till id"),
         ('[tills]\nT1 = "sha256:5ecre7"\n', "64 hex digits"),
         ("[tills\n", "not valid TOML"),
+        ('[tills]\nBACKOFFICE = "long-enough-secret-value"\n', "belongs in [stock_only]"),
+        (
+            '[tills]\nT1 = "long-enough-secret-value"\n[stock_only]\nT1 = "other-secret-value"\n',
+            "in both",
+        ),
+        ('[till]\nT1 = "long-enough-secret-value"\n', "one [tills] table"),
     ]:
         path.write_text(content)
         with pytest.raises(TokenFileError, match=re.escape(message)) as err:
@@ -165,6 +172,37 @@ async def test_tokens_are_required_and_bind_events_to_their_till(
     assert edge.metric("tillstream_edge_events_rejected_total", 'reason="forbidden"') == 4
     for token in (TOKEN_10001, TOKEN_10002, TOKEN_BACKOFFICE, "not-a-token"):
         assert token not in edge.log()
+
+
+async def test_a_stock_only_token_posts_stock_movements_and_nothing_else(
+    edge_factory: Any, tmp_path: Path
+) -> None:
+    edge = edge_factory(STORE, args=["--tokens", str(tokens_file(tmp_path))])
+    # Events naming the back office itself: no other till is impersonated.
+    sale = sale_json(STORE, terminal_id="BACKOFFICE")
+    payment = payment_json(sale)
+    movement = stock_json(STORE)
+    poslog = journal_of_till_10001().replace(b">10001<", b">BACKOFFICE<")
+    office = bearer(TOKEN_BACKOFFICE)
+    async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
+        single = await http.post("/v1/events", content=dumps(sale), headers=office)
+        batch = await http.post(
+            "/v1/events", content=dumps([movement, sale, payment]), headers=office
+        )
+        journal = await http.post("/v1/poslog", content=poslog, headers=office)
+        for refused in (single, batch, journal):
+            assert refused.status_code == 403, refused.text
+            assert refused.json()["error"] == "forbidden"
+            assert all("stock_only" in p["message"] for p in refused.json()["problems"])
+        assert [p["field"] for p in batch.json()["problems"]] == [
+            "events[1].type",
+            "events[2].type",
+        ]
+        assert outbox_ids(edge.outbox) == set()  # the batch's movement was refused with it
+        ok = await http.post("/v1/events", content=dumps(movement), headers=office)
+        assert ok.status_code == 202, ok.text
+    assert outbox_ids(edge.outbox) == {movement["event_id"]}
+    assert edge.metric("tillstream_edge_events_rejected_total", 'reason="forbidden"') == 3
 
 
 async def test_without_tokens_the_edge_stays_open(edge_factory: Any) -> None:
