@@ -1,0 +1,159 @@
+"""Bad data the edge used to accept and head office could not use, on real edge processes:
+times no consumer can store or that are implausible for a live till, totals that disagree
+with their lines, quantities a consumer refuses. Each is refused on every channel with a
+reason naming the field and the limit, and nothing refused is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.edge_support import dumps, live_poslog, payment_json, sale_json, stock_json
+
+pytestmark = pytest.mark.usefixtures("kafka_topics")
+DATA = Path(__file__).parent / "data" / "poslog"
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
+
+
+def outbox_ids(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    with sqlite3.connect(path) as conn:
+        return {row[0] for row in conn.execute("SELECT event_id FROM events")}
+
+
+def problems(answer: httpx.Response) -> dict[str, str]:
+    return {p["field"]: p["message"] for p in answer.json()["problems"]}
+
+
+def iso(at: datetime) -> str:
+    return at.isoformat()
+
+
+async def wait_for(path: Path, timeout: float = 30) -> None:
+    async with asyncio.timeout(timeout):
+        while not await asyncio.to_thread(path.exists):
+            await asyncio.sleep(0.2)
+
+
+async def test_times_no_consumer_can_store_or_implausible_for_a_live_till_are_refused(
+    edge_factory: Any, tmp_path: Path
+) -> None:
+    store = "9"  # the NCR sample's store
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    edge = edge_factory(store, args=["--poslog-dir", str(folder)])
+    now = datetime.now(UTC)
+    good = stock_json(store)
+    far_future = sale_json(store, occurred_at="9999-12-31T23:59:59-14:00")
+    year_one = payment_json(sale_json(store)) | {"occurred_at": "0001-01-01T00:00:00Z"}
+    stale = sale_json(store, occurred_at=iso(now - timedelta(days=40)))
+    ahead = stock_json(store, occurred_at=iso(now + timedelta(hours=3)))
+    async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
+        single = await http.post("/v1/events", content=dumps(far_future))
+        assert single.status_code == 422, single.text
+        assert "out of range" in problems(single)["occurred_at"]
+        assert "0003-01-01T00:00:00Z" in problems(single)["occurred_at"]
+        batch = await http.post("/v1/events", content=dumps([good, year_one]))
+        assert batch.status_code == 422, batch.text
+        assert list(problems(batch)) == ["events[1].occurred_at"]
+        old = await http.post("/v1/events", content=dumps(stale))
+        assert old.status_code == 422
+        assert "30 day(s) in the past" in problems(old)["occurred_at"]
+        early = await http.post("/v1/events", content=dumps(ahead))
+        assert early.status_code == 422
+        assert "1 hour(s) in the future" in problems(early)["occurred_at"]
+        # A POSLog journal of 2017 posted live: refused, naming the transaction and the field.
+        archive = await http.post("/v1/poslog", content=(DATA / "ncr_2x.xml").read_bytes())
+        assert archive.status_code == 422, archive.text
+        assert "occurred_at" in archive.text and "tillstream edge import" in archive.text
+        assert outbox_ids(edge.outbox) == set()
+        assert (await http.post("/v1/events", content=dumps(good))).status_code == 202
+
+    # The drop folder sets such a file aside with its reason; nothing of it is stored.
+    year_one_file = _TIME.sub("0001-01-01T00:00:00", live_poslog((DATA / "ncr_2x.xml").read_text()))
+    (folder / "year-one.xml").write_text(year_one_file)
+    past = time.time() - 10
+    os.utime(folder / "year-one.xml", (past, past))
+    await wait_for(folder / "rejected" / "year-one.xml.reason.txt")
+    reason = (folder / "rejected" / "year-one.xml.reason.txt").read_text()
+    assert "occurred_at" in reason and "out of range" in reason
+    assert outbox_ids(edge.outbox) == {good["event_id"]}
+    assert edge.metric("tillstream_edge_events_rejected_total", 'reason="rule"') == 6
+
+
+def test_the_backfill_import_still_takes_old_poslog_files(tmp_path: Path) -> None:
+    """`tillstream edge import` is outside the live window: a 2017 journal goes in whole."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
+    outbox = tmp_path / "import.db"
+    command = [sys.executable, "-m", "tillstream", "edge", "import", str(DATA / "ncr_2x.xml")]
+    command += ["--store", "9", "--outbox", str(outbox), "--no-forward"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "1 file(s) imported (4 events" in done.stdout
+    assert len(outbox_ids(outbox)) == 4
+
+
+async def test_inconsistent_totals_and_quantities_a_consumer_refuses_are_refused(
+    edge_factory: Any, tmp_path: Path
+) -> None:
+    store = "100"  # the POSLog sample's store
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    edge = edge_factory(store, args=["--poslog-dir", str(folder)])
+    absurd = sale_json(store)
+    absurd["totals"]["net_amount"] = "-99999999999999.9999"
+    count = stock_json(store, quantity_type="COUNT", quantity="-5", reason="COUNTED")
+    zero = sale_json(store)
+    zero["lines"][1]["quantity"] = "0"
+    sample = live_poslog((DATA / "v6_customer_card.xml").read_text())
+    wrong_total = sample.replace(
+        '"TransactionGrandAmount" CurrencyCode="EUR">35.990<',
+        '"TransactionGrandAmount" CurrencyCode="EUR">-99999999999999.990<',
+    )
+    assert wrong_total != sample
+    # The sample as it is (dates moved only): its voided LineItem becomes a VOID line with no
+    # SALE line before it, so its lines no longer add up to the till's gross.
+    with_voided_line = _with_dates_of(sample, (DATA / "v6_customer_card.xml").read_text())
+    async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
+        net = await http.post("/v1/events", content=dumps(absurd))
+        assert net.status_code == 422, net.text
+        assert list(problems(net)) == ["totals.net_amount"]
+        assert "99999" not in net.text  # the limit is named, the value is not echoed
+        negative = await http.post("/v1/events", content=dumps([stock_json(store), count]))
+        assert negative.status_code == 422
+        assert "cannot be negative" in problems(negative)["events[1].quantity"]
+        nothing = await http.post("/v1/events", content=dumps(zero))
+        assert nothing.status_code == 422 and "lines[1].quantity" in problems(nothing)
+        journal = await http.post("/v1/poslog", content=wrong_total.encode())
+        assert journal.status_code == 422, journal.text
+        assert "totals.net_amount" in journal.text and "transaction 4711" in journal.text
+        voided = await http.post("/v1/poslog", content=with_voided_line.encode())
+        assert voided.status_code == 422, voided.text
+        assert "totals.gross_amount" in voided.text
+        assert outbox_ids(edge.outbox) == set()
+    (folder / "wrong-total.xml").write_text(wrong_total)
+    past = time.time() - 10
+    os.utime(folder / "wrong-total.xml", (past, past))
+    await wait_for(folder / "rejected" / "wrong-total.xml.reason.txt")
+    reason = (folder / "rejected" / "wrong-total.xml.reason.txt").read_text()
+    assert "totals.net_amount" in reason
+    assert outbox_ids(edge.outbox) == set()
+
+
+def _with_dates_of(live: str, original: str) -> str:
+    """``original`` with the (moved) dates of its ``live`` version, voided lines kept."""
+    moved = iter(m.group(0) for m in re.finditer(r"\b\d{4}-\d{2}-\d{2}", live))
+    return re.sub(r"\b\d{4}-\d{2}-\d{2}", lambda _m: next(moved), original)
