@@ -228,3 +228,23 @@ def test_the_erp_refuses_what_the_edge_refuses_with_the_same_rule(db_url: str) -
         assert Database.fetchall(harness.db, "SELECT * FROM erp_ledger") == []
     finally:
         harness.db.close()
+
+
+def test_the_window_settings_take_seconds_or_iso_durations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tillstream.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("TILLSTREAM_EDGE_MAX_EVENT_AGE", "P7D")
+    monkeypatch.setenv("TILLSTREAM_EDGE_MAX_FUTURE", "600")
+    loaded = load_settings()
+    assert (loaded.edge_max_event_age, loaded.edge_max_future) == (
+        timedelta(days=7),
+        timedelta(minutes=10),
+    )
+    for bad in ("0", "999999999999", "x"):  # none, past what the window can subtract, garbage
+        monkeypatch.setenv("TILLSTREAM_EDGE_MAX_EVENT_AGE", bad)
+        with pytest.raises(SettingsError, match="TILLSTREAM_EDGE_MAX_EVENT_AGE"):
+            load_settings()
+    monkeypatch.delenv("TILLSTREAM_EDGE_MAX_EVENT_AGE")
+    assert load_settings().edge_max_event_age == timedelta(days=30)

@@ -90,11 +90,26 @@ class Settings(BaseSettings):
     # Edge plausibility window (issue #11): live channels refuse events whose occurred_at is
     # further from now; 'tillstream edge import' (backfill) is exempt.
     edge_max_event_age: timedelta = Field(
-        timedelta(days=30), gt=timedelta(0), description="Oldest occurred_at a live channel takes."
+        timedelta(days=30),
+        gt=timedelta(0),
+        le=timedelta(days=36500),
+        description="Oldest occurred_at a live channel takes.",
     )
     edge_max_future: timedelta = Field(
-        timedelta(hours=1), ge=timedelta(0), description="Furthest occurred_at ahead of now."
+        timedelta(hours=1),
+        ge=timedelta(0),
+        le=timedelta(days=36500),
+        description="Furthest occurred_at ahead of now.",
     )
+
+    @field_validator("edge_max_event_age", "edge_max_future", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> Any:
+        # Environment values are text: whole seconds ("3600") as well as ISO 8601 ("PT1H").
+        text = value.strip() if isinstance(value, str) else ""
+        if text.isascii() and text.isdigit() and len(text) <= 12:
+            return int(text)
+        return value
 
     # Head-office services
     db_url: str = Field("sqlite:///tillstream.db", description="Database URL of a consumer.")
