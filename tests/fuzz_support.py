@@ -15,6 +15,7 @@ import os
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,9 +28,11 @@ from producers.ingest import Ingestor
 from producers.outbox import Outbox
 from tillstream.codec import AvroCodec
 from tillstream.registry import FileRegistry
+from tillstream.rules import TimeWindow
 from tillstream.schemas import SchemaSet
 
 T = TypeVar("T")
+DAY30, HOUR = timedelta(days=30), timedelta(hours=1)
 
 DEFAULT_EXAMPLES = 100
 _ASKED = int(os.environ.get("TILLSTREAM_FUZZ_EXAMPLES") or 0)
@@ -77,8 +80,11 @@ AWKWARD = [
     "²",
     "٣",
     "0001-01-01T00:00:00+01:00",
+    "0001-01-01T00:00:00Z",
     "9999-12-31T23:59:59-14:00",
     "9999-12-31T23:59:59Z",
+    "-99999999999999.9999",
+    "99999999999999.9999",
     "2026-13-45T99:00:00",
     "4111111111111111",
 ]
@@ -152,12 +158,45 @@ def mutated_xml(draw: st.DrawFn, document: bytes) -> bytes:
     return ET.tostring(root, encoding="utf-8")
 
 
+# Times at and around every limit of the edge: what datetime, Avro and the consumers hold
+# (tillstream.rules.EARLIEST/LATEST) and the live plausibility window around now.
+_NOW = datetime.now(UTC)
+extreme_times = st.one_of(
+    st.sampled_from(
+        [
+            "0001-01-01T00:00:00Z",
+            "0001-01-01T00:00:00+14:00",
+            "0002-12-31T23:59:59.999999Z",
+            "0003-01-01T00:00:00Z",
+            "0003-01-01T00:00:00-14:00",
+            "9997-12-31T23:59:59.999999Z",
+            "9997-12-31T23:59:59+14:00",
+            "9998-01-01T00:00:00Z",
+            "9999-12-31T23:59:59-14:00",
+            "9999-12-31T23:59:59.999999+14:00",
+        ]
+    ),
+    st.datetimes(
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from(
+            [UTC, timezone(timedelta(hours=14)), timezone(-timedelta(hours=14))]
+        ),
+    ).map(datetime.isoformat),
+    st.timedeltas(min_value=-timedelta(days=60), max_value=timedelta(hours=3)).map(
+        lambda d: (_NOW + d).isoformat()
+    ),
+)
+
+
 def poslog(*transactions: bytes) -> bytes:
     return b"<POSLog>" + b"".join(transactions) + b"</POSLog>"
 
 
-def retail_tx(store: str, sequence: int | str, *, day: str = "2026-11-25") -> bytes:
-    """A small, valid POSLog RetailTransaction: two lines (one weighed) and a card tender."""
+def retail_tx(store: str, sequence: int | str, *, day: str | None = None) -> bytes:
+    """A small, valid POSLog RetailTransaction: two lines (one weighed) and a card tender,
+    on ``day`` (default yesterday: inside the edge's plausibility window)."""
+    day = day or (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
     return f"""<Transaction>
 <RetailStoreID>{store}</RetailStoreID><WorkstationID>7</WorkstationID>
 <SequenceNumber>{sequence}</SequenceNumber><BusinessDayDate>{day}</BusinessDayDate>
@@ -215,7 +254,9 @@ class EdgeIntake:
         self.store = store
         self.loop = Loop()
         self.outbox = Outbox(workdir / "outbox.db")
-        self.ingestor = Ingestor(store, AvroCodec(FileRegistry(SchemaSet())), self.outbox)
+        self.codec = AvroCodec(FileRegistry(SchemaSet()))
+        # The live channels' plausibility window, as an edge service runs them by default.
+        self.ingestor = Ingestor(store, self.codec, self.outbox, window=TimeWindow(DAY30, HOUR))
         self.app = create_app(self.ingestor)
         self.loop.run(self.outbox.open())
         self.http = httpx.AsyncClient(
@@ -229,6 +270,12 @@ class EdgeIntake:
         """Event ids in the outbox, in acceptance order (nothing is ever sent here)."""
         pending = self.loop.run(self.outbox.pending(1_000_000))
         return [p.event_id for p in pending]
+
+    def records(self, event_ids: list[str]) -> list[dict[str, Any]]:
+        """The stored events of ``event_ids``, decoded as a consumer decodes them."""
+        wanted = set(event_ids)
+        pending = self.loop.run(self.outbox.pending(1_000_000))
+        return [self.codec.decode(p.value).record for p in pending if p.event_id in wanted]
 
     def close(self) -> None:
         self.loop.run(self.http.aclose())

@@ -8,10 +8,13 @@ one edge process hit with raw garbage on its socket, since that is where uvicorn
 from __future__ import annotations
 
 import random
+import re
 import socket
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +27,13 @@ from producers.http_api import MAX_EVENTS_BODY, MAX_POSLOG_BODY
 from producers.poslog import parse_poslog
 from tests.edge_support import EdgeProcess, payment_json, sale_json, stock_json
 from tests.fuzz_support import (
+    DAY30,
     FUZZ,
+    HOUR,
     TIMEOUT,
     EdgeIntake,
     dumps,
+    extreme_times,
     fuzz,
     json_values,
     mutated,
@@ -35,7 +41,9 @@ from tests.fuzz_support import (
     poslog,
     retail_tx,
 )
+from tillstream import rules
 from tillstream.devkafka import free_port
+from tillstream.records import jsonable
 
 STORE = "S-FUZZ"
 pytestmark = pytest.mark.timeout(TIMEOUT)
@@ -176,6 +184,138 @@ def test_card_numbers_in_free_text_are_refused_and_never_echoed(
     digits = pan.replace(" ", "").replace("-", "")
     assert digits not in answer.text and pan not in answer.text
     assert nothing_stored
+
+
+# --- the rules of a valid event (tillstream/rules.py) ------------------------------------
+
+_MINUTE = timedelta(minutes=1)
+
+
+@FUZZ
+@given(kind=kinds, at=extreme_times)
+def test_times_are_taken_only_if_every_consumer_can_hold_them_and_they_are_plausible(
+    edge: EdgeIntake, kind: str, at: str
+) -> None:
+    event = valid(kind)
+    event["occurred_at"] = at
+    answer, nothing_stored = around(edge, "/v1/events", dumps(event))
+    moment, now = datetime.fromisoformat(at), datetime.now(UTC)
+    storable = rules.EARLIEST <= moment <= rules.LATEST
+    # A minute's margin each side of the window: the clock moves while the example runs.
+    clearly_in = storable and now - DAY30 + _MINUTE <= moment <= now + HOUR - _MINUTE
+    clearly_out = not storable or not now - DAY30 - _MINUTE <= moment <= now + HOUR + _MINUTE
+    if answer.status_code == 202:
+        assert not clearly_out, at
+        [record] = edge.records([event["event_id"]])
+        assert record["occurred_at"] == moment  # what a consumer decodes: the same instant
+        return
+    assert not clearly_in, answer.text
+    assert_clear(answer, 422)
+    assert [p["field"] for p in answer.json()["problems"]] == ["occurred_at"]
+    assert nothing_stored
+
+
+_CENT = Decimal("0.01")
+_SIGN = {"SALE": 1, "RETURN": -1, "VOID": -1}  # written out again: the test's own oracle
+amounts = st.decimals(min_value=0, max_value=Decimal("99999.99"), places=2)
+anything = st.one_of(
+    st.decimals(
+        min_value=Decimal("-99999999999999.9999"),
+        max_value=Decimal("99999999999999.9999"),
+        places=4,
+    ),
+    st.sampled_from(["-99999999999999.9999", "99999999999999.9999", "0"]).map(Decimal),
+)
+
+
+@st.composite
+def sales_with_totals(draw: st.DrawFn) -> tuple[dict[str, Any], bool]:
+    """A sale with drawn lines and totals; True if its totals are consistent by construction."""
+    sale = valid("sale")
+    template = sale["lines"][0]
+    lines = []
+    for n in range(1, draw(st.integers(1, 6)) + 1):
+        extended = draw(amounts)
+        taxed = draw(st.booleans())
+        tax = (extended * 7 / 107).quantize(_CENT) if taxed else Decimal(0)
+        kind = draw(st.sampled_from(["SALE", "SALE", "RETURN", "VOID"]))
+        lines.append(
+            template
+            | {"line_number": n, "kind": kind, "quantity": "1", "unit_price": str(extended)}
+            | {"extended_amount": str(extended), "tax_amount": str(tax)}
+        )
+    tolerance = _CENT * len(lines)
+    gross = sum((_SIGN[ln["kind"]] * Decimal(ln["extended_amount"]) for ln in lines), _CENT * 0)
+    tax = sum((_SIGN[ln["kind"]] * Decimal(ln["tax_amount"]) for ln in lines), _CENT * 0)
+    goods = sum((Decimal(ln["extended_amount"]) for ln in lines), _CENT * 0)
+    rounding = st.decimals(min_value=-tolerance, max_value=tolerance, places=2)
+    how = draw(st.sampled_from(["exact", "rounded", "tax added", "discounted", "wild"]))
+    given_gross = gross + (draw(rounding) if how == "rounded" else 0)
+    discount = (
+        draw(st.decimals(min_value=0, max_value=goods, places=2)) if how == "discounted" else 0
+    )
+    net = given_gross - discount + (tax if how == "tax added" else 0)
+    net += draw(rounding) if how == "rounded" else 0
+    totals = {"gross_amount": given_gross, "discount_amount": discount, "tax_amount": tax}
+    totals["net_amount"] = net
+    if how == "wild":  # any of the four, anything within the schema's precision
+        field = draw(st.sampled_from(sorted(totals)))
+        totals[field] = abs(draw(anything)) if field == "discount_amount" else draw(anything)
+    sale["lines"] = lines
+    sale["totals"] = {k: str(v) for k, v in totals.items()}
+    return sale, how != "wild"
+
+
+def totals_hold(sale: dict[str, Any]) -> bool:
+    """The totals rule of docs/edge.md, checked independently of tillstream.rules."""
+    lines, totals = sale["lines"], {k: Decimal(v) for k, v in sale["totals"].items()}
+    tolerance = _CENT * len(lines)
+    gross = sum(_SIGN[ln["kind"]] * Decimal(ln["extended_amount"]) for ln in lines)
+    due = totals["gross_amount"] - totals["discount_amount"]
+    return abs(totals["gross_amount"] - gross) <= tolerance and (
+        abs(totals["net_amount"] - due) <= tolerance
+        or abs(totals["net_amount"] - due - totals["tax_amount"]) <= tolerance
+    )
+
+
+@FUZZ
+@given(drawn=sales_with_totals())
+def test_every_sale_the_edge_accepts_satisfies_the_totals_rule(
+    edge: EdgeIntake, drawn: tuple[dict[str, Any], bool]
+) -> None:
+    sale, consistent = drawn
+    answer, nothing_stored = around(edge, "/v1/events", dumps(sale))
+    if consistent:  # the rule refuses nothing a till computes correctly
+        assert answer.status_code == 202, answer.text
+    if answer.status_code == 202:
+        [record] = edge.records([sale["event_id"]])
+        assert totals_hold(jsonable(record)), sale["totals"]
+        assert rules.totals_problems(record) == []
+        return
+    assert_clear(answer, 422, field_prefix="totals.")
+    assert nothing_stored
+
+
+@FUZZ
+@given(total=anything | amounts, at=extreme_times)
+def test_every_poslog_sale_the_edge_accepts_satisfies_the_rules(
+    edge: EdgeIntake, total: Decimal, at: str
+) -> None:
+    """The same promise for POSLog: its till's total and time, whatever they are."""
+    document = retail_tx(STORE, next(_sequence))
+    document = re.sub(rb"<EndDateTime>[^<]*<", f"<EndDateTime>{at}<".encode(), document)
+    document = document.replace(
+        b'"TransactionGrandAmount">4.57<', f'"TransactionGrandAmount">{total}<'.encode()
+    )
+    answer, nothing_stored = around(edge, "/v1/poslog", poslog(document))
+    if answer.status_code != 202:
+        assert_clear(answer, 422, field_prefix="poslog")
+        assert nothing_stored
+        return
+    for record in edge.records(answer.json()["event_ids"]):
+        assert rules.EARLIEST <= record["occurred_at"] <= rules.LATEST
+        if "lines" in record:
+            assert totals_hold(jsonable(record)), record["totals"]
 
 
 def test_reused_event_id_refuses_the_whole_batch(edge: EdgeIntake) -> None:
