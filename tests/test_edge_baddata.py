@@ -140,6 +140,11 @@ async def test_inconsistent_totals_and_quantities_a_consumer_refuses_are_refused
         journal = await http.post("/v1/poslog", content=wrong_total.encode())
         assert journal.status_code == 422, journal.text
         assert "totals.net_amount" in journal.text and "transaction 4711" in journal.text
+        no_quantity = sample.replace('"EA">1.0000</Quantity>', '"EA">0.0000</Quantity>')
+        assert no_quantity != sample
+        weightless = await http.post("/v1/poslog", content=no_quantity.encode())
+        assert weightless.status_code == 422, weightless.text
+        assert "lines[0].quantity: must be positive" in weightless.text
         voided = await http.post("/v1/poslog", content=with_voided_line.encode())
         assert voided.status_code == 422, voided.text
         assert "totals.gross_amount" in voided.text
