@@ -76,12 +76,15 @@ def _event_time_migration(dialect: str) -> str:
     }[dialect]
     # Event ids order counts at one instant: byte order everywhere ("C" on PostgreSQL).
     collate = ' COLLATE "C"' if dialect == "postgresql" else ""
+    # DuckDB cannot index a table it has updated in the same transaction; it scans fast.
+    index = "CREATE INDEX IF NOT EXISTS erp_ledger_at ON erp_ledger (store_id, sku, at_us);"
+    if dialect == "duckdb":
+        index = ""
     return f"""
+    DROP INDEX IF EXISTS erp_ledger_item;
     ALTER TABLE erp_ledger ADD COLUMN at_us BIGINT;
     ALTER TABLE erp_ledger ADD COLUMN counted BIGINT;
     UPDATE erp_ledger SET at_us = {at_us};
-    DROP INDEX IF EXISTS erp_ledger_item;
-    CREATE INDEX IF NOT EXISTS erp_ledger_at ON erp_ledger (store_id, sku, at_us);
     UPDATE erp_ledger SET counted = (
         SELECT SUM(p.qty_change) FROM erp_ledger p
         WHERE p.store_id = erp_ledger.store_id AND p.sku = erp_ledger.sku
@@ -100,6 +103,7 @@ def _event_time_migration(dialect: str) -> str:
     INSERT INTO erp_counts (store_id, sku, at_us, event_id, counted)
         SELECT store_id, sku, at_us, event_id, counted FROM erp_ledger
         WHERE counted IS NOT NULL;
+    {index}
     ALTER TABLE erp_stock ADD COLUMN count_at BIGINT;
     ALTER TABLE erp_stock ADD COLUMN count_id TEXT;
     UPDATE erp_stock SET
