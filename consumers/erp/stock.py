@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from consumers.erp.movements import Movement, StockEvent
@@ -49,7 +49,8 @@ LEDGER_COLUMNS = (
 
 def micros(at: datetime) -> int:
     """Microseconds since the epoch: the exact, zone-free order of event times."""
-    return (at - EPOCH) // timedelta(microseconds=1)
+    d = at - EPOCH  # integer parts: exact, and cheaper than dividing timedeltas
+    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
 
 
 @dataclass(slots=True)
@@ -79,12 +80,18 @@ class StockBook:
         self.db = db
         self.stock = load_stock(db, keys)
         self.pending: list[tuple[Any, ...]] = []
+        self._event: StockEvent | None = None
+        self._times = (0, "")
+        """(at_us, occurred_at text) of ``_event``: once per event, not per line."""
 
     def move(self, event: StockEvent, m: Movement) -> StockState:
         """Book one movement of ``event``; the state of its (store, sku) after it."""
         key = (event.store_id, m.sku)
         state = self.stock[key]
-        at = micros(event.occurred_at)
+        if event is not self._event:
+            self._event = event
+            self._times = (micros(event.occurred_at), event.occurred_at.isoformat())
+        at, occurred = self._times
         change, counted = m.quantity, None if not m.is_count else m.quantity
         if m.is_count:
             change = self._count(key, state, (at, event.event_id), m.quantity)
@@ -93,7 +100,6 @@ class StockBook:
         else:  # the last count already saw it: it belongs to the first count after it
             self.flush()
             self._adjust(self._next_count(key, at, ""), -change)
-        occurred = event.occurred_at.isoformat()
         self.pending.append(
             (event.event_id, m.line_no, *key, change, m.kind, event.reference, occurred, at,
              counted)
