@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -194,6 +195,20 @@ def _oracle(events: list[dict[str, Any]]) -> tuple[dict[str, int], dict[str, int
 
 
 def test_stock_and_ledger_do_not_depend_on_read_order_or_batching(erp: Erp) -> None:
+    _check_read_orders(erp)
+
+
+def test_duckdb_migrates_and_counts_in_event_time_too(tmp_path: Path, codec: AvroCodec) -> None:
+    url = f"duckdb:///{tmp_path / 'erp.duckdb'}"
+    _check_migration(url, codec)
+    erp = Erp(url, codec, SETTINGS)
+    try:
+        _check_read_orders(erp)
+    finally:
+        erp.db.close()
+
+
+def _check_read_orders(erp: Erp) -> None:
     rng = random.Random(11)
     history = _history(rng)
     orders: list[list[int]] = [
@@ -237,10 +252,14 @@ def test_stock_and_ledger_do_not_depend_on_read_order_or_batching(erp: Erp) -> N
 def test_an_existing_database_is_migrated_with_its_stock_unchanged(
     db_url: str, codec: AvroCodec
 ) -> None:
+    _check_migration(db_url, codec)
+
+
+def _check_migration(db_url: str, codec: AvroCodec) -> None:
     s = store()
     old = Database(db_url)
     old.migrate(COMPONENT, MIGRATIONS[:1])  # the arrival-order schema
-    ids = [str(uuid.UUID(int=(n << 64) | 1)) for n in range(5)]
+    ids = [str(uuid.UUID(int=(n << 64) | 0xA11CE)) for n in range(5)]
     rows = [  # received 10, sold 2, counted 7 (booked -1), sold 1 after: on hand 6
         (ids[0], 0, s, "A", 10000, "received", None, "2026-03-02T09:00:00+00:00"),
         (ids[1], 1, s, "A", -2000, "sale", "T01/1", "2026-03-02T09:00:01.000250+00:00"),
