@@ -92,7 +92,7 @@ class StockBook:
             self._event = event
             self._times = (micros(event.occurred_at), event.occurred_at.isoformat())
         at, occurred = self._times
-        change, counted = m.quantity, None if not m.is_count else m.quantity
+        change, counted = m.quantity, (m.quantity if m.is_count else None)
         if m.is_count:
             change = self._count(key, state, (at, event.event_id), m.quantity)
         elif state.last_count is None or at > state.last_count[0]:
