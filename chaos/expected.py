@@ -2,16 +2,22 @@
 
 The rules are the documented ones (docs/erp.md, docs/crm.md, docs/analytics.md), written
 here a second time on purpose: a checker that called the consumers' own code would agree
-with their bugs.
+with their bugs. Stock follows event time: each (store, sku) keeps its changes (time and
+quantity, in compact arrays) and its counts, and once the plan is read, the changes are
+put in the windows between counts (a change at a count's instant before it, counts at one
+instant by event id): on hand = last count + the window after it, and a count's ledger row
+= counted - (previous count + its window).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from array import array
+from bisect import bisect_left
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 from uuid import UUID
@@ -48,6 +54,23 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(at: datetime) -> int:
+    return (at - EPOCH) // timedelta(microseconds=1)
+
+
+@dataclass
+class _Timeline:
+    """One (store, sku)'s stock movements: changes as (time, quantity), and counts."""
+
+    times: array[int] = field(default_factory=lambda: array("q"))
+    quantities: array[int] = field(default_factory=lambda: array("q"))
+    counts: list[tuple[int, str, int]] = field(default_factory=list)
+    """(time, event id, counted)"""
+
+
 def _units(value: Decimal, scale: Decimal) -> int:
     return int(value * scale)
 
@@ -70,6 +93,9 @@ class Expected:
     ledger: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Event id -> (ledger rows, sum of quantity changes)."""
     on_hand: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    timelines: dict[tuple[str, str], _Timeline] = field(
+        default_factory=lambda: defaultdict(_Timeline)
+    )
     daily_sold: dict[tuple[str, str, str], int] = field(default_factory=lambda: defaultdict(int))
     # CRM
     visits: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -99,6 +125,7 @@ class Expected:
                     continue
                 expected.events[kind][str(record["event_id"])] = fingerprint(record)
                 getattr(expected, f"_{kind}")(record)
+        expected._settle_stock()
         return expected
 
     def _sale(self, sale: dict[str, Any]) -> None:
@@ -111,7 +138,7 @@ class Expected:
             qty = _units(line["quantity"], QTY)
             rows += 1
             change += ERP_STOCK_SIGN[kind] * qty
-            self.on_hand[(store, sku)] += ERP_STOCK_SIGN[kind] * qty
+            self._change(store, sku, at, ERP_STOCK_SIGN[kind] * qty)
             if ERP_SOLD_SIGN[kind]:
                 self.daily_sold[(store, sku, day)] += ERP_SOLD_SIGN[kind] * qty
             sign = ANALYTICS_SIGN[kind]
@@ -146,10 +173,35 @@ class Expected:
             self.tenders[key][1] += 1
 
     def _stock_movement(self, movement: dict[str, Any]) -> None:
-        assert movement["quantity_type"] == "CHANGE", "the plan only moves stock by deltas"
         qty = _units(movement["quantity"], QTY)
-        self.on_hand[(movement["store_id"], movement["sku"])] += qty
+        store, sku, at = movement["store_id"], movement["sku"], movement["occurred_at"]
+        if movement["quantity_type"] == "COUNT":  # its ledger row: see _settle_stock
+            self.timelines[(store, sku)].counts.append(
+                (_micros(at), str(movement["event_id"]), qty)
+            )
+            return
+        self._change(store, sku, at, qty)
         self.ledger[str(movement["event_id"])] = (1, qty)
+
+    def _change(self, store: str, sku: str, at: datetime, qty: int) -> None:
+        timeline = self.timelines[(store, sku)]
+        timeline.times.append(_micros(at))
+        timeline.quantities.append(qty)
+
+    def _settle_stock(self) -> None:
+        """Stock on hand and count adjustments, by event time."""
+        for key, timeline in self.timelines.items():
+            counts = sorted(timeline.counts)
+            instants = [at for at, _, _ in counts]
+            windows = [0] * (len(counts) + 1)  # changes before each count, and after the last
+            for at, qty in zip(timeline.times, timeline.quantities, strict=True):
+                windows[bisect_left(instants, at)] += qty
+            stock = 0
+            for window, (_, event_id, counted) in zip(windows, counts, strict=False):
+                self.ledger[event_id] = (1, counted - (stock + window))
+                stock = counted
+            self.on_hand[key] = stock + windows[-1]
+        self.timelines.clear()
 
 
 def _pair() -> list[int]:

@@ -7,8 +7,10 @@ Nothing the services report is taken on trust.
 
 Each store's events come in one sequence (its tills take turns), which is also the order in
 which the driver hands them to the edge: opening stock, then receipts (a sale and its
-payments), with a delivery every :data:`DELIVERY_EVERY` receipts. Stock only ever changes
-by deltas, so on-hand figures do not depend on how sales and stock topics interleave.
+payments), with a delivery every :data:`DELIVERY_EVERY` receipts and a stock-take of a few
+SKUs every :data:`COUNT_EVERY`. A stock-take is posted :data:`COUNT_LAG` receipts after the
+shelves were counted, so the ERP reads it after sales that happened later; stock on hand
+must still follow event time (docs/erp.md, "Counts"), however the topics interleave.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from tillstream.simulate.shopper import StoreTraffic
 
 DELIVERY_EVERY = 200
 """Receipts between two deliveries of a store."""
+COUNT_EVERY = 150
+"""Receipts between two stock-takes of a store."""
+COUNT_LAG = 12
+"""Receipts rung up between counting the shelves and posting the count."""
 RECEIPT_SPACING = timedelta(milliseconds=250)
 """Time between two receipts of a store: the events' ``occurred_at`` clock."""
 TILLS = 3
@@ -96,6 +102,11 @@ class Plan:
                 continue
             yield Step(store, tx.events)
             planned += len(tx.events)
+            if receipts % COUNT_EVERY == 0:
+                counted_at = at - COUNT_LAG * RECEIPT_SPACING
+                counts = [("stock_movement", m) for m in traffic.stock_take(counted_at)]
+                yield Step(store, counts)
+                planned += len(counts)
             if receipts % DELIVERY_EVERY == 0:
                 delivery = [("stock_movement", m) for m in traffic.delivery(at)]
                 if delivery:

@@ -93,6 +93,25 @@ def test_deliveries_keep_stock_around_the_reorder_points() -> None:
     assert min(traffic.on_hand.values()) > -20  # never far below zero for long
 
 
+def test_stock_takes_count_a_few_skus_validly(codec: AvroCodec) -> None:
+    traffic = StoreTraffic("S001", random.Random(9))
+    traffic.opening_count(AT)
+    for i in range(400):
+        traffic.transaction(i % 3, AT)
+    counted: set[str] = set()
+    for _ in range(20):
+        counts = traffic.stock_take(AT)
+        assert len(counts) == 3
+        for record in counts:
+            assert record["quantity_type"] == "COUNT" and record["reason"] == "COUNTED"
+            assert record["quantity"] >= 0
+            assert record["quantity"] == traffic.on_hand[record["sku"]]  # the store's belief
+            ONE_EVENT.validate_python({"type": "stock_movement", **jsonable(record)})
+            codec.encode("stock_movement", record)
+            counted.add(record["sku"])
+    assert len(counted) > 10  # different SKUs each time
+
+
 async def test_simulate_publishes_what_it_reports(kafka_topics: Settings, codec: AvroCodec) -> None:
     prefix = f"Z{uuid.uuid4().hex[:5]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}

@@ -94,15 +94,17 @@ def prefill(path: Path, rows: int, consumer: Any, encode: Any) -> None:
         conn.executemany("INSERT INTO sk VALUES (?, ?)", enumerate(skus))
         # Event ids as random as uuids, inserted in key order (a sort, not random B-tree
         # inserts); the item index is dropped meanwhile and built once at the end.
-        conn.execute("DROP INDEX erp_ledger_item")
+        conn.execute("DROP INDEX erp_ledger_at")
         conn.execute(
             """
             WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < ?),
             e(x, id) AS (SELECT x, lower(hex(randomblob(16))) FROM c)
             INSERT INTO erp_ledger
-                (event_id, line_no, store_id, sku, qty_change, kind, reference, occurred_at)
+                (event_id, line_no, store_id, sku, qty_change, kind, reference, occurred_at,
+                 at_us)
             SELECT e.id, l.n, st.id, sk.sku, -1000, 'sale', 'T01/' || e.x,
-                   strftime('%Y-%m-%dT%H:%M:%S+00:00', 1700000000 + e.x * 5, 'unixepoch')
+                   strftime('%Y-%m-%dT%H:%M:%S+00:00', 1700000000 + e.x * 5, 'unixepoch'),
+                   (1700000000 + e.x * 5) * 1000000
             FROM e
             CROSS JOIN (SELECT 1 AS n UNION ALL SELECT 2 UNION ALL SELECT 3
                         UNION ALL SELECT 4 UNION ALL SELECT 5) AS l
@@ -112,7 +114,7 @@ def prefill(path: Path, rows: int, consumer: Any, encode: Any) -> None:
             """,
             (events - 1, len(stores), len(skus)),
         )
-        conn.execute("CREATE INDEX erp_ledger_item ON erp_ledger (store_id, sku, occurred_at)")
+        conn.execute("CREATE INDEX erp_ledger_at ON erp_ledger (store_id, sku, at_us)")
         conn.execute(
             "INSERT INTO runtime_events (consumer, event_id) "
             "SELECT DISTINCT ?, event_id FROM erp_ledger ORDER BY 2",

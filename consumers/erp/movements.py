@@ -3,8 +3,8 @@
 - Sale lines: ``SALE`` takes ``quantity`` off stock, ``RETURN`` puts it back, ``VOID``
   reverses an earlier line of the same receipt, so it puts its quantity back as well.
 - Stock movements: ``CHANGE`` adds the signed quantity (ledger kind: the reason, lowercased);
-  ``COUNT`` sets stock on hand to the counted quantity (ledger kind ``counted``, recording
-  the difference).
+  ``COUNT`` sets stock on hand to the counted quantity as of its ``occurred_at`` (ledger kind
+  ``counted``, recording the adjustment; see ``consumers/erp/stock.py``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 EVENTS_PER_TRANSACTION = 2.05
 """A sale and its payments, on average: converts an offered event rate to receipts."""
 DELIVERY_INTERVAL = 10.0
+COUNT_INTERVAL = 15.0
+"""Seconds between two stock-takes of a store (a few SKUs each)."""
+COUNT_LAG = 3.0
+"""Most seconds between counting a shelf and posting the count."""
 MIN_TICK = 0.02
 
 
@@ -136,6 +140,7 @@ class Simulator:
         seed: int | None = None,
         poslog_tills: int = 1,
         bad_ratio: float = 0.005,
+        count_interval: float = COUNT_INTERVAL,
     ) -> None:
         rng = random.Random(seed)
         self.traffic = {
@@ -149,6 +154,7 @@ class Simulator:
         self.tills = tills
         self.poslog_tills = min(poslog_tills, tills)
         """The last tills of each store are older ones that write POSLog files."""
+        self.count_interval = count_interval
         self.stats = Stats()
 
     async def run(self, duration: float | None = None, stop: asyncio.Event | None = None) -> Stats:
@@ -156,6 +162,7 @@ class Simulator:
         stop = stop or asyncio.Event()
         started = time.monotonic()
         tasks = [asyncio.create_task(self._deliveries(store, stop)) for store in self.traffic]
+        tasks += [asyncio.create_task(self._stock_takes(store, stop)) for store in self.traffic]
         tasks += [
             asyncio.create_task(self._till(store, till, stop, started))
             for store in self.traffic
@@ -206,6 +213,19 @@ class Simulator:
                 movements = traffic.delivery(datetime.now(UTC))
                 if movements:
                     await self._deliver(store, [("stock_movement", m) for m in movements])
+
+    async def _stock_takes(self, store: str, stop: asyncio.Event) -> None:
+        """Now and then a few SKUs are counted; the count is posted once the session ends,
+        up to :data:`COUNT_LAG` seconds later, with the time the shelf was counted."""
+        traffic = self.traffic[store]
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.count_interval)
+            if stop.is_set():
+                return
+            lag = traffic.rng.uniform(0, min(COUNT_LAG, self.count_interval / 2))
+            counts = traffic.stock_take(datetime.now(UTC) - timedelta(seconds=lag))
+            await self._deliver(store, [("stock_movement", m) for m in counts])
 
     async def _deliver(
         self, store: str, events: list[tuple[str, dict[str, Any]]], *, bad: bool = False

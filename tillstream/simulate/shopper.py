@@ -196,6 +196,22 @@ class StoreTraffic:
             )
         return moves
 
+    def stock_take(self, at: datetime, skus: int = 3) -> list[dict[str, Any]]:
+        """A shelf count of a few SKUs taken at ``at``: what the store believes it has, less
+        the odd unit gone missing (never below zero). Callers post it a little later, as a
+        counting session ends, so sales rung up meanwhile are read before it."""
+        rng = self.rng
+        reference = f"CNT-{self.store_id}-{rng.randint(10000, 99999)}"
+        moves = []
+        for item in rng.sample(CATALOG, skus):
+            missing = Decimal(rng.choice((0, 0, 0, 1, 2)))
+            if item.weighed:
+                missing = missing * Decimal(rng.randint(50, 400)) / 1000
+            counted = max(Decimal(0), self.on_hand[item.sku] - missing)
+            self.on_hand[item.sku] = counted
+            moves.append(self._movement(item, "COUNT", counted, "COUNTED", at, reference))
+        return moves
+
     def delivery(self, at: datetime) -> list[dict[str, Any]]:
         """Cases of the SKUs running low, brought back to three times their reorder point;
         now and then an item misses the truck, so stock does run low."""
