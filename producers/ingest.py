@@ -14,6 +14,7 @@ from datetime import UTC, tzinfo
 from typing import Any
 
 from producers import metrics
+from producers.limits import RecordLimits
 from producers.outbox import Outbox, OutboxEvent, Outcome
 from producers.pan import CardNumberError, contains_pan
 from producers.poslog import parse_poslog
@@ -31,6 +32,10 @@ class IngestError(ValueError):
         self.problems = problems
 
 
+class EventTooLarge(IngestError):
+    """An event Kafka could never take: refused at the door (HTTP 413), naming the limit."""
+
+
 @dataclass(frozen=True, slots=True)
 class Accepted:
     event_ids: list[str]
@@ -41,7 +46,13 @@ class Ingestor:
     """Validates, encodes and durably stores events for one store."""
 
     def __init__(
-        self, store_id: str, codec: AvroCodec, outbox: Outbox, *, timezone: tzinfo = UTC
+        self,
+        store_id: str,
+        codec: AvroCodec,
+        outbox: Outbox,
+        *,
+        timezone: tzinfo = UTC,
+        limits: RecordLimits | None = None,
     ) -> None:
         self.store_id = store_id
         self.timezone = timezone
@@ -49,6 +60,8 @@ class Ingestor:
         self._codec = codec
         self._outbox = outbox
         self.on_accepted: list[Any] = []  # callbacks (e.g. wake the forwarder)
+        self.limits = limits
+        """The largest record each topic takes (None: no size check)."""
 
     def encode(
         self, event_type: str, record: dict[str, Any], channel: str, where: str = ""
@@ -72,7 +85,7 @@ class Ingestor:
             value = self._codec.encode(event_type, record)
         except CodecError as exc:
             raise IngestError([(prefix.rstrip(".") or "event", str(exc))]) from exc
-        return OutboxEvent(
+        event = OutboxEvent(
             event_id=str(record["event_id"]),
             event_type=event_type,
             topic=EVENT_TOPICS[event_type].name,
@@ -80,6 +93,16 @@ class Ingestor:
             value=value,
             channel=channel,
         )
+        self._check_size(event, prefix.rstrip(".") or "event")
+        return event
+
+    def _check_size(self, event: OutboxEvent, where: str) -> None:
+        """Refuse now what Kafka would refuse later: once accepted, an event must be
+        publishable, or it would block every event of the store queued behind it."""
+        problem = self.limits and self.limits.problem(event.topic, event.key, event.value)
+        if problem:
+            metrics.EVENTS_REJECTED.labels(event.channel, "too_large").inc()
+            raise EventTooLarge([(where, problem)])
 
     async def accept(self, events: Sequence[OutboxEvent]) -> Accepted:
         """Append to the outbox; returns once every event is on disk.

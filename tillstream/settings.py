@@ -86,6 +86,19 @@ class Settings(BaseSettings):
     edge_tls_client_cafile: Path | None = Field(
         None, description="CA bundle that signs till client certificates; set: mTLS required."
     )
+    # Nothing may block a store's stream (issue #11): the door's size limit, delivery bound.
+    kafka_max_request_bytes: int = Field(
+        1_048_576,
+        ge=16_384,
+        le=100 * 1024 * 1024,
+        description="Producer max_request_size: the largest record the edge sends (and takes).",
+    )
+    edge_delivery_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a publish may wait for Kafka before Kafka is reported down.",
+    )
 
     # Head-office services
     db_url: str = Field("sqlite:///tillstream.db", description="Database URL of a consumer.")
