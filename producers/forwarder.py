@@ -140,10 +140,13 @@ class Forwarder:
         await self._outbox.mark_sent([e.seq for e in done])
         self._record(done)
         refused = [(e, r) for e, r in zip(batch, results, strict=True) if _permanent(r)]
-        transient = [r for r in results if r is not None and not _permanent(r)]
-        if refused and not transient:
-            await self._close_producer()  # a refused batch leaves idempotence sequences behind
+        if refused:
+            # A refused batch breaks the idempotent producer's sequence: the batches behind
+            # it fail as out of order. A fresh producer; those are sent again next round.
+            await self._close_producer()
             done += await self._send_alone(refused)
+            return len(done)
+        transient = [r for r in results if r is not None]
         if transient:
             raise transient[0]
         self._contact()
