@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from producers.http_api import create_app
 from producers.ingest import Ingestor
+from producers.limits import RecordLimits
 from producers.outbox import Outbox
 from tillstream.codec import AvroCodec
 from tillstream.registry import FileRegistry
@@ -208,6 +209,30 @@ class Loop:
         self.loop.close()
 
 
+DOOR_LIMIT = 64 * 1024
+"""The fuzzed edges' record limit: small, so oversize events are cheap to make."""
+
+
+def long_transaction(store: str, sequence: int, lines: int, text: int) -> bytes:
+    """A valid POSLog RetailTransaction of ``lines`` cash-paid lines, ``text``-long descriptions."""
+    description = ("long item description " * (text // 22 + 1))[:text] or "item"
+    items = "".join(
+        f"<LineItem><SequenceNumber>{n}</SequenceNumber><Sale><ItemID>SKU-{n}</ItemID>"
+        f"<Description>{description}</Description><RegularSalesUnitPrice>1.00"
+        "</RegularSalesUnitPrice><ExtendedAmount>1.00</ExtendedAmount><Quantity>1</Quantity>"
+        "</Sale></LineItem>"
+        for n in range(1, lines + 1)
+    )
+    return f"""<Transaction>
+<RetailStoreID>{store}</RetailStoreID><WorkstationID>7</WorkstationID>
+<SequenceNumber>{sequence}</SequenceNumber><BusinessDayDate>2026-11-25</BusinessDayDate>
+<EndDateTime>2026-11-25T10:15:00+01:00</EndDateTime><CurrencyCode>EUR</CurrencyCode>
+<RetailTransaction>{items}<LineItem><SequenceNumber>{lines + 1}</SequenceNumber>
+<Tender TenderType="Cash"><Amount>{lines}.00</Amount></Tender></LineItem>
+<Total TotalType="TransactionGrandAmount">{lines}.00</Total>
+</RetailTransaction></Transaction>""".encode()
+
+
 class EdgeIntake:
     """The edge's intake in this process: HTTP app, ingestor and a real outbox on disk."""
 
@@ -215,7 +240,10 @@ class EdgeIntake:
         self.store = store
         self.loop = Loop()
         self.outbox = Outbox(workdir / "outbox.db")
-        self.ingestor = Ingestor(store, AvroCodec(FileRegistry(SchemaSet())), self.outbox)
+        codec = AvroCodec(FileRegistry(SchemaSet()))
+        self.ingestor = Ingestor(store, codec, self.outbox, limits=RecordLimits(DOOR_LIMIT))
+        self.unlimited = Ingestor(store, codec, self.outbox)
+        """The same intake without the size check: what an event would weigh."""
         self.app = create_app(self.ingestor)
         self.loop.run(self.outbox.open())
         self.http = httpx.AsyncClient(
