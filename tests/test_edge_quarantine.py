@@ -20,9 +20,10 @@ from prometheus_client import REGISTRY
 from producers.forwarder import Forwarder
 from producers.limits import BROKER_DEFAULT_MAX_MESSAGE_BYTES, read_topic_limits, record_size
 from producers.outbox import Outbox, OutboxEvent
-from tillstream.kafka import make_admin, make_producer
+from tests.security_support import ADMIN, SecureKafka, secure_kafka
+from tillstream.kafka import make_admin, make_consumer, make_producer
 from tillstream.settings import Settings
-from tillstream.topics import SALES
+from tillstream.topics import REORDER_SUGGESTIONS, SALES
 
 CLI = [sys.executable, "-m", "tillstream"]
 TOPIC_LIMIT = 40_000
@@ -152,3 +153,40 @@ async def read_values(consumer: Any, want: set[bytes], timeout: float = 60) -> l
             for batch in (await consumer.getmany(timeout_ms=500)).values():
                 seen += [m.value for m in batch]
     return seen
+
+
+@pytest.fixture(scope="module")
+def secure(request: pytest.FixtureRequest) -> SecureKafka:
+    """A broker enforcing the ACL model: store-S1 may write the store topics, nothing else."""
+    return secure_kafka(request)
+
+
+async def test_an_event_for_a_topic_the_store_may_not_write_is_quarantined(
+    secure: SecureKafka, tmp_path: Path
+) -> None:
+    outbox = Outbox(tmp_path / "outbox.db")
+    await outbox.open()
+    allowed = [event(SALES.name, f"sale{n}", 100) for n in range(2)]
+    forbidden = event(REORDER_SUGGESTIONS.name, "forged", 100)
+    await outbox.append([allowed[0], forbidden, allowed[1]])
+    store = secure.sasl_settings("store-S1")
+    forwarder = Forwarder(outbox, lambda: make_producer(store), delivery_timeout=15)
+    runner = asyncio.create_task(forwarder.run())
+    reader = make_consumer(secure.sasl_settings(ADMIN), SALES.name, group_id=None)
+    await reader.start()
+    try:
+        seen = await read_values(reader, {e.value for e in allowed})
+        assert [v for v in seen if v in {e.value for e in allowed}] == [e.value for e in allowed]
+        async with asyncio.timeout(30):
+            while not (held := await outbox.quarantined()):
+                await asyncio.sleep(0.2)
+        (only,) = held
+        assert only.event_id == forbidden.event_id
+        assert only.reason.startswith("TopicAuthorizationFailedError")
+        assert (await outbox.backlog()).depth == 0 and forwarder.kafka_up
+    finally:
+        await reader.stop()
+        forwarder.stop()
+        await asyncio.wait_for(runner, 30)
+        await forwarder.close()
+        await outbox.close()
