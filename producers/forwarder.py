@@ -5,9 +5,10 @@ retries never duplicate. When Kafka is unreachable the forwarder backs off and t
 for hours if need be; events keep their ids, so anything re-sent after a crash is the same
 event and consumers apply it once.
 
-Every round of sends is bounded by a delivery timeout: a broker that stops answering makes
-the round fail (Kafka reported down) instead of waiting forever. While idle the forwarder
-probes the cluster, so ``kafka_up`` is true only while Kafka answers.
+Every round of sends is watched by a delivery timeout: a broker that stops answering is
+reported down (``kafka_up`` 0, one warning per outage) instead of looking up while sends
+wait. While idle the forwarder probes the cluster, so ``kafka_up`` is true only while Kafka
+answers.
 
 An event Kafka refuses for good (too large, invalid, not authorized on its topic) is sent
 once more on its own with a fresh producer; refused again, it is quarantined in the outbox
@@ -145,6 +146,7 @@ class Forwarder:
             # it fail as out of order. A fresh producer; those are sent again next round.
             await self._close_producer()
             done += await self._send_alone(refused)
+            self._contact()  # a refusal is an answer: Kafka is up
             return len(done)
         transient = [r for r in results if r is not None]
         if transient:
@@ -153,30 +155,37 @@ class Forwarder:
         return len(done)
 
     async def _send(self, batch: list[PendingEvent]) -> list[BaseException | None]:
-        """Send a batch within the delivery timeout: per event, None (acknowledged) or the error.
+        """Send a batch: per event, None (acknowledged) or the error Kafka gave it.
 
-        Raises:
-            TimeoutError: Kafka acknowledged nothing at all in time (what was acknowledged
-                is reported, the rest is retried).
+        Waits as long as the producer does, but reports Kafka down once the delivery timeout
+        passes without an answer. The stalled producer is kept, not replaced: its own retries
+        keep their idempotence sequence, while a new producer would re-send, under a new id,
+        records the broker may already hold (duplicates).
         """
-        results: list[BaseException | None] = [TimeoutError()] * len(batch)
-        futures: dict[asyncio.Future[object], int] = {}
+        publish = asyncio.ensure_future(self._send_all(batch))
         try:
-            async with asyncio.timeout(self._delivery_timeout):
-                producer = await self._ensure_producer()
-                for i, event in enumerate(batch):
-                    try:
-                        futures[await producer.send(event.topic, event.value, key=event.key)] = i
-                    except PERMANENT_ERRORS as exc:  # e.g. larger than max_request_size
-                        results[i] = exc
-                if futures:
-                    await asyncio.wait(futures)
-        except TimeoutError:
-            if not any(f.done() and f.exception() is None for f in futures):
-                raise
+            while not (await asyncio.wait({publish}, timeout=self._delivery_timeout))[0]:
+                metrics.PUBLISH_ERRORS.labels("DeliveryTimeout").inc()
+                self._set_kafka_up(
+                    False, TimeoutError(f"no acknowledgement within {self._delivery_timeout:g}s")
+                )
+            return publish.result()
+        finally:
+            publish.cancel()
+
+    async def _send_all(self, batch: list[PendingEvent]) -> list[BaseException | None]:
+        results: list[BaseException | None] = [None] * len(batch)
+        futures: dict[asyncio.Future[object], int] = {}
+        producer = await self._ensure_producer()
+        for i, event in enumerate(batch):
+            try:
+                futures[await producer.send(event.topic, event.value, key=event.key)] = i
+            except PERMANENT_ERRORS as exc:  # e.g. larger than max_request_size
+                results[i] = exc
+        if futures:
+            await asyncio.wait(futures)
         for future, i in futures.items():
-            if future.done():
-                results[i] = future.exception()
+            results[i] = future.exception()
         return results
 
     async def _send_alone(

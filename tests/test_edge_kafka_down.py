@@ -79,6 +79,7 @@ async def test_a_stopped_broker_is_reported_down_within_the_delivery_timeout(
         await within(60, lambda: ready(edge) == 200, "/readyz 200 after the restart")
         counts = await arrived(settings, codec, store, set(accepted))
         assert len(accepted) == 70 and set(counts) == set(accepted)
+        assert max(counts.values()) == 1, "the stalled producer was kept: no duplicates"
         log = edge.log()
         assert log.count("Kafka unreachable") == 1, "one warning per outage"
         assert log.count("Kafka reachable again") == 1
