@@ -166,6 +166,12 @@ async def _import(
                 outbox, lambda: make_producer(cfg), delivery_timeout=cfg.edge_delivery_timeout_s
             )
             await _drain(outbox, forwarder)
+            if held := (await outbox.backlog()).quarantined:
+                click.echo(
+                    f"{held} event(s) quarantined, Kafka refuses them: "
+                    "see 'tillstream edge quarantine show'",
+                    err=True,
+                )
     finally:
         await outbox.close()
     return report
