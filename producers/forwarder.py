@@ -140,7 +140,7 @@ class Forwarder:
         done = [e for e, r in zip(batch, results, strict=True) if r is None]
         await self._outbox.mark_sent([e.seq for e in done])
         self._record(done)
-        refused = [(e, r) for e, r in zip(batch, results, strict=True) if _permanent(r)]
+        refused = [e for e, r in zip(batch, results, strict=True) if _permanent(r)]
         if refused:
             # A refused batch breaks the idempotent producer's sequence: the batches behind
             # it fail as out of order. A fresh producer; those are sent again next round.
@@ -188,12 +188,11 @@ class Forwarder:
             results[i] = future.exception()
         return results
 
-    async def _send_alone(
-        self, refused: list[tuple[PendingEvent, BaseException | None]]
-    ) -> list[PendingEvent]:
-        """Give each refused event a batch of its own; quarantine those refused again."""
+    async def _send_alone(self, refused: list[PendingEvent]) -> list[PendingEvent]:
+        """Give each refused event a batch of its own (a batch is refused as a whole, so an
+        event may have shared the fate of another); quarantine those refused again."""
         sent = []
-        for event, first in refused:
+        for event in refused:
             (result,) = await self._send([event])
             if result is None:
                 sent.append(event)
@@ -201,12 +200,12 @@ class Forwarder:
                 continue
             if not _permanent(result):
                 raise result
-            await self._quarantine(event, result or first)
+            await self._quarantine(event, result)
             await self._close_producer()
         self._record(sent)
         return sent
 
-    async def _quarantine(self, event: PendingEvent, error: BaseException | None) -> None:
+    async def _quarantine(self, event: PendingEvent, error: BaseException) -> None:
         name = type(error).__name__
         reason = f"{name}: {error}" if str(error) else name
         await self._outbox.quarantine(event.seq, reason)
