@@ -91,10 +91,12 @@ async def test_limit_counts_unsent_events_not_sent_ones_kept_for_dedupe(tmp_path
     try:
         await box.append([event(n, b"x" * 2000) for n in range(100)])
         await box.mark_sent([p.seq for p in await box.pending(1000)])
+        assert await box.append([event(1000)]) == [Outcome.ACCEPTED]  # one waits to be sent
         backlog = await box.backlog()
-        assert backlog.size_bytes > 64 * 1024  # the file holds them...
-        assert backlog.unsent_bytes == 0 and not box.is_full  # ...but nothing waits
-        assert await box.append([event(1000)]) == [Outcome.ACCEPTED]
+        assert backlog.size_bytes > 64 * 1024  # the file holds the sent ones...
+        assert backlog.depth == 1 and backlog.unsent_bytes < 1024  # ...they are not counted
+        assert not box.is_full
+        assert await box.append([event(1001)]) == [Outcome.ACCEPTED]
         await box.append([event(n, b"y" * 2000) for n in range(2000, 2040)])
         assert (await box.backlog()).unsent_bytes > 64 * 1024
         assert box.is_full  # unsent events still reach the limit
