@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.edge_support import dumps, sale_json, stock_json
+from tests.edge_support import EdgeProcess, dumps, sale_json, stock_json
 from tests.test_edge_http import read_store
 from tillstream.codec import AvroCodec
 from tillstream.settings import Settings
@@ -150,3 +150,27 @@ async def test_drop_folder_and_import_refuse_an_oversize_transaction_with_its_re
     assert done.returncode == 1
     assert f"failed: {archive}: transaction 9003" in done.stderr
     assert f"at most {LIMIT} bytes per record" in done.stderr
+
+
+async def test_sent_events_kept_for_dedupe_never_make_the_edge_refuse_sales(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    # A 1 MiB outbox: the sales below fill the file several times over once sent.
+    store = f"S-FULL-{uuid.uuid4().hex[:4]}"
+    work = tmp_path / "edge"
+    work.mkdir()
+    edge = EdgeProcess(store, kafka_broker, work, env={"TILLSTREAM_EDGE_OUTBOX_MAX_MB": "1"})
+    edge.start()
+    try:
+        answers = []
+        async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
+            deadline = time.monotonic() + 8  # several housekeeping passes (every 2 s)
+            while time.monotonic() < deadline:
+                sale = big_sale(store, lines=150)  # about 90 KB encoded
+                answers.append((await http.post("/v1/events", content=dumps(sale))).status_code)
+                await asyncio.sleep(0.05)
+        assert edge.metric("tillstream_edge_outbox_bytes") > 1024 * 1024  # the file is full...
+        assert edge.metric("tillstream_edge_outbox_unsent_bytes") < 1024 * 1024  # ...of sent
+        assert set(answers) == {202}, f"{answers.count(503)} of {len(answers)} refused with 503"
+    finally:
+        edge.kill()
