@@ -14,10 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
+from producers.edge import EdgeConfig, EdgeService
 from tests.edge_support import EdgeProcess, dumps, sale_json, stock_json
 from tests.test_edge_http import read_store
 from tillstream.codec import AvroCodec
+from tillstream.samples import sample_stock_movement
 from tillstream.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("kafka_topics")
@@ -174,3 +177,27 @@ async def test_sent_events_kept_for_dedupe_never_make_the_edge_refuse_sales(
         assert set(answers) == {202}, f"{answers.count(503)} of {len(answers)} refused with 503"
     finally:
         edge.kill()
+
+
+async def test_a_device_event_over_the_limit_is_refused_logged_and_counted(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Device events are small; a tiny limit shows the device channel passes the same door.
+    store = "S-DEVICE"
+    config = EdgeConfig(store, "127.0.0.1", 0, tmp_path / "outbox.db")
+    service = EdgeService(settings, config)
+    service.limits.max_request_bytes = 200
+    before = REGISTRY.get_sample_value(
+        "tillstream_edge_events_rejected_total", {"channel": "device", "reason": "too_large"}
+    )
+    await service.outbox.open()
+    try:
+        await service._emit_device("stock_movement", sample_stock_movement(store))
+        assert await service.outbox.pending(10) == []
+    finally:
+        await service.outbox.close()
+    after = REGISTRY.get_sample_value(
+        "tillstream_edge_events_rejected_total", {"channel": "device", "reason": "too_large"}
+    )
+    assert (after or 0) - (before or 0) == 1
+    assert "device event refused" in caplog.text and "at most 200 bytes" in caplog.text
