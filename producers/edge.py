@@ -24,6 +24,7 @@ from producers.dropfolder import DropFolder
 from producers.forwarder import Forwarder
 from producers.http_api import create_app
 from producers.ingest import IngestError, Ingestor
+from producers.limits import RecordLimits, keep_limits_current
 from producers.outbox import Outbox, OutboxFullError
 from producers.pan import mask_pans
 from tillstream.codec import AvroCodec
@@ -32,6 +33,7 @@ from tillstream.kafka import make_producer
 from tillstream.registry import registry_from_settings
 from tillstream.rules import TimeWindow
 from tillstream.settings import Settings
+from tillstream.topics import STORE_TOPICS
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +88,21 @@ class EdgeService:
         self.config = config
         self.outbox = Outbox(config.outbox_path, max_bytes=config.outbox_max_bytes)
         self.codec = AvroCodec(registry_from_settings(settings))
+        # Kafka's default limits until the broker names the topics' own (refreshed in run()).
+        self.limits = RecordLimits(settings.kafka_max_request_bytes)
         self.ingestor = Ingestor(
             config.store_id,
             self.codec,
             self.outbox,
             timezone=ZoneInfo(settings.store_timezone),
             window=TimeWindow(settings.edge_max_event_age, settings.edge_max_future),
+            limits=self.limits,
         )
-        self.forwarder = Forwarder(self.outbox, lambda: make_producer(settings))
+        self.forwarder = Forwarder(
+            self.outbox,
+            lambda: make_producer(settings),
+            delivery_timeout=settings.edge_delivery_timeout_s,
+        )
         self.ingestor.on_accepted.append(self.forwarder.notify)
         self.devices: DeviceService | None = None
         if config.devices_path is not None:
@@ -119,7 +128,9 @@ class EdgeService:
         return ", ".join(rules) or "open to the store network"
 
     def health(self) -> dict[str, Any]:
-        ready = not self.outbox.is_full
+        # Not ready while Kafka does not answer either: events are still taken and buffered,
+        # but an operator (or a load balancer) must see that nothing leaves the store.
+        ready = not self.outbox.is_full and self.forwarder.kafka_up
         state: dict[str, Any] = {
             "ready": ready,
             "store_id": self.config.store_id,
@@ -155,6 +166,10 @@ class EdgeService:
         if self.devices is not None:
             intake.append(asyncio.create_task(self.devices.run(), name="devices"))
         housekeeping = asyncio.create_task(self._housekeeping(), name="housekeeping")
+        limits = asyncio.create_task(
+            keep_limits_current(self.limits, self.settings, [t.name for t in STORE_TOPICS]),
+            name="record-limits",
+        )
         log.info(
             "edge for store %s listening on %s://%s:%d (%s; outbox %s)",
             self.config.store_id,
@@ -169,6 +184,8 @@ class EdgeService:
         for task in done:
             if task is not stopper and task.exception() is not None:
                 log.error("%s failed: %r", task.get_name(), task.exception())
+        limits.cancel()
+        await asyncio.gather(limits, return_exceptions=True)
         await self._shutdown(intake, forwarder, housekeeping, stopper)
 
     async def _shutdown(
@@ -208,17 +225,21 @@ class EdgeService:
             metrics.OUTBOX_DEPTH.set(backlog.depth)
             metrics.OUTBOX_OLDEST_AGE.set(age)
             metrics.OUTBOX_BYTES.set(backlog.size_bytes)
+            metrics.OUTBOX_UNSENT_BYTES.set(backlog.unsent_bytes)
+            metrics.QUARANTINE_DEPTH.set(backlog.quarantined)
             self._last_backlog = {
                 "depth": backlog.depth,
                 "oldest_unsent_age_s": round(age, 1),
                 "bytes": backlog.size_bytes,
+                "unsent_bytes": backlog.unsent_bytes,
+                "quarantined": backlog.quarantined,
             }
-            high = backlog.size_bytes >= DISK_ALARM_RATIO * self.config.outbox_max_bytes
+            high = backlog.unsent_bytes >= DISK_ALARM_RATIO * self.config.outbox_max_bytes
             if high and not alarmed:
                 log.error(
                     "outbox at %.0f%% of its %d-byte limit (%d unsent events): "
                     "new events will be refused at the limit; check the Kafka link",
-                    100 * backlog.size_bytes / self.config.outbox_max_bytes,
+                    100 * backlog.unsent_bytes / self.config.outbox_max_bytes,
                     self.config.outbox_max_bytes,
                     backlog.depth,
                 )

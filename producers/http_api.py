@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect
 
 from producers import metrics
 from producers.auth import STOCK_ONLY, TillTokens, foreign_tills
-from producers.ingest import IngestError, Ingestor, poslog_events
+from producers.ingest import EventTooLarge, IngestError, Ingestor, poslog_events
 from producers.models import EVENT_LIST, ONE_EVENT, StockMovementIn
 from producers.outbox import OutboxEvent, OutboxFullError
 from producers.pan import mask_pans
@@ -106,7 +106,7 @@ def create_app(
             403: {"description": "An event names another till, or is outside the token's scope"},
             422: {"description": "Invalid events; each bad field is named"},
             409: {"description": "An event id was reused with different content"},
-            413: {"description": "Request too large"},
+            413: {"description": "Request too large, or an event larger than Kafka takes"},
             503: {"description": "Outbox full; retry later"},
         },
     )
@@ -142,6 +142,8 @@ def create_app(
                 )
                 for i, e in enumerate(parsed)
             ]
+        except EventTooLarge as exc:  # Kafka could never take it: refused, not queued
+            return _reject("http", 413, "too_large", exc.problems, count=False)
         except IngestError as exc:
             return _reject("http", 422, "invalid", exc.problems)
         return await _store(ingestor, events, "http")
@@ -159,6 +161,7 @@ def create_app(
         responses={
             401: {"description": "Till tokens are required and none known was given"},
             403: {"description": "A transaction names another till, or the token is stock-only"},
+            413: {"description": "Document too large, or a transaction larger than Kafka takes"},
         },
     )
     async def post_poslog(request: Request, till: str | None = Depends(poslog_till)) -> Response:
@@ -177,6 +180,9 @@ def create_app(
                 if refused := _foreign(till, named, paths, "poslog"):
                     return refused
             events = await asyncio.to_thread(poslog_events, ingestor, body, "poslog")
+        except EventTooLarge as exc:
+            metrics.POSLOG_FILES.labels("failed").inc()
+            return _reject("poslog", 413, "too_large", exc.problems, count=False)
         except (PoslogError, IngestError) as exc:
             metrics.POSLOG_FILES.labels("failed").inc()
             return _reject("poslog", 422, "invalid_poslog", [("poslog", str(exc))])

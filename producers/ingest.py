@@ -14,6 +14,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from producers import metrics
+from producers.limits import RecordLimits
 from producers.outbox import Outbox, OutboxEvent, Outcome
 from producers.pan import CardNumberError, contains_pan
 from producers.poslog import parse_poslog
@@ -30,6 +31,10 @@ class IngestError(ValueError):
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         super().__init__("; ".join(f"{field}: {message}" for field, message in problems))
         self.problems = problems
+
+
+class EventTooLarge(IngestError):
+    """An event Kafka could never take: refused at the door (HTTP 413), naming the limit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,7 @@ class Ingestor:
         *,
         timezone: tzinfo = UTC,
         window: rules.TimeWindow | None = None,
+        limits: RecordLimits | None = None,
     ) -> None:
         self.store_id = store_id
         self.timezone = timezone
@@ -58,6 +64,8 @@ class Ingestor:
         self._codec = codec
         self._outbox = outbox
         self.on_accepted: list[Any] = []  # callbacks (e.g. wake the forwarder)
+        self.limits = limits
+        """The largest record each topic takes (None: no size check)."""
 
     def encode(
         self, event_type: str, record: dict[str, Any], channel: str, where: str = ""
@@ -84,7 +92,7 @@ class Ingestor:
             value = self._codec.encode(event_type, record)
         except CodecError as exc:
             raise IngestError([(prefix.rstrip(".") or "event", str(exc))]) from exc
-        return OutboxEvent(
+        event = OutboxEvent(
             event_id=str(record["event_id"]),
             event_type=event_type,
             topic=EVENT_TOPICS[event_type].name,
@@ -92,6 +100,16 @@ class Ingestor:
             value=value,
             channel=channel,
         )
+        self._check_size(event, prefix.rstrip(".") or "event")
+        return event
+
+    def _check_size(self, event: OutboxEvent, where: str) -> None:
+        """Refuse now what Kafka would refuse later: once accepted, an event must be
+        publishable, or it would block every event of the store queued behind it."""
+        problem = self.limits and self.limits.problem(event.topic, event.key, event.value)
+        if problem:
+            metrics.EVENTS_REJECTED.labels(event.channel, "too_large").inc()
+            raise EventTooLarge([(where, problem)])
 
     def _broken_rules(self, event_type: str, record: dict[str, Any]) -> list[tuple[str, str]]:
         """What a consumer would refuse, refused here first (the rules are shared with them),

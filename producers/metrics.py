@@ -56,3 +56,19 @@ LAST_EVENT_TIME = Gauge(
     "tillstream_edge_last_event_timestamp_seconds",
     "Unix time of the last event accepted from any till or device.",
 )
+
+# Nothing may block a store's stream (issue #11): quarantine and the unsent-bytes limit.
+EVENTS_QUARANTINED = Counter(
+    "tillstream_edge_events_quarantined_total",
+    "Events Kafka refused for good (too large, invalid, not authorized), moved out of the "
+    "queue into the outbox's quarantine, by topic and error.",
+    ["topic", "error"],
+)
+QUARANTINE_DEPTH = Gauge(
+    "tillstream_edge_quarantine_depth",
+    "Events in quarantine now (see 'tillstream edge quarantine show').",
+)
+OUTBOX_UNSENT_BYTES = Gauge(
+    "tillstream_edge_outbox_unsent_bytes",
+    "Bytes of events not yet sent (quarantined included): what the outbox limit counts.",
+)

@@ -8,6 +8,11 @@ dedicated thread, which keeps SQLite's threading rules simple and the event loop
 An event id is stored once: a resubmission with identical content is reported as a
 duplicate, one with different content as a conflict. Sent events are kept for
 ``dedupe_hours`` so late till retries are still recognised, then pruned.
+
+An event Kafka refuses for good (too large, invalid, not authorized) is quarantined: kept,
+with its reason, but out of the queue, so the events behind it keep flowing. The disk limit
+counts only events not yet sent (quarantined ones included): sent events kept for
+de-duplication never make the edge refuse sales.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+ROW_OVERHEAD = 128
+"""Bytes an event takes on disk besides its key and value (ids, type, times, index entries)."""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -34,10 +42,13 @@ CREATE TABLE IF NOT EXISTS events (
     value       BLOB NOT NULL,
     channel     TEXT NOT NULL,
     accepted_at REAL NOT NULL,
-    sent_at     REAL
+    sent_at     REAL,
+    quarantined_at REAL,
+    quarantine_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS events_unsent ON events (seq) WHERE sent_at IS NULL;
 CREATE INDEX IF NOT EXISTS events_sent_at ON events (sent_at) WHERE sent_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_quarantined ON events (seq) WHERE quarantined_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS progress (
     name  TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -80,8 +91,27 @@ class PendingEvent:
 @dataclass(frozen=True, slots=True)
 class Backlog:
     depth: int
+    """Unsent events in the queue (quarantined ones are counted apart)."""
     oldest_accepted_at: float | None
     size_bytes: int
+    """The outbox files on disk, sent events kept for de-duplication included."""
+    unsent_bytes: int = 0
+    """Keys and values of every unsent event: what the disk limit counts."""
+    quarantined: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedEvent:
+    seq: int
+    event_id: str
+    event_type: str
+    topic: str
+    key: bytes
+    value: bytes
+    channel: str
+    accepted_at: float
+    quarantined_at: float
+    reason: str
 
 
 class Outbox:
@@ -117,6 +147,7 @@ class Outbox:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")  # durable before acknowledged, power cuts included
         db.execute("PRAGMA busy_timeout=5000")
+        _add_quarantine_columns(db)  # outboxes made before quarantine existed
         db.executescript(_SCHEMA)
         self._db = db
 
@@ -234,7 +265,7 @@ class Outbox:
         assert self._db is not None
         return self._db.execute(
             "SELECT seq, event_id, topic, key, value, accepted_at FROM events"
-            " WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
+            " WHERE sent_at IS NULL AND quarantined_at IS NULL ORDER BY seq LIMIT ?",
             (limit,),
         ).fetchall()
 
@@ -251,21 +282,86 @@ class Outbox:
         )
         self._db.execute("COMMIT")
 
+    # -- quarantine ----------------------------------------------------------------------
+
+    async def quarantine(self, seq: int, reason: str) -> None:
+        """Take an event Kafka refuses for good out of the queue, keeping it and why."""
+        await self._run(self._quarantine, seq, reason)
+
+    def _quarantine(self, seq: int, reason: str) -> None:
+        assert self._db is not None
+        self._db.execute(
+            "UPDATE events SET quarantined_at = ?, quarantine_reason = ? WHERE seq = ?",
+            (time.time(), reason, seq),
+        )
+
+    async def quarantined(self) -> list[QuarantinedEvent]:
+        """Every quarantined event, oldest first."""
+        rows = await self._run(self._quarantined)
+        return [QuarantinedEvent(*row) for row in rows]
+
+    def _quarantined(self) -> list[tuple[Any, ...]]:
+        assert self._db is not None
+        return self._db.execute(
+            "SELECT seq, event_id, event_type, topic, key, value, channel, accepted_at,"
+            " quarantined_at, quarantine_reason FROM events"
+            " WHERE quarantined_at IS NOT NULL AND sent_at IS NULL ORDER BY seq"
+        ).fetchall()
+
+    async def release(self, event_ids: Sequence[str] | None = None) -> list[str]:
+        """Put quarantined events back in the queue, in their original order (``None``: all).
+
+        Returns the ids released; ids not in quarantine are left out.
+        """
+        released: list[str] = await self._run(self._release, event_ids)
+        return released
+
+    def _release(self, event_ids: Sequence[str] | None) -> list[str]:
+        assert self._db is not None
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = db.execute(
+                "SELECT event_id FROM events WHERE quarantined_at IS NOT NULL AND sent_at IS NULL"
+                " ORDER BY seq"
+            ).fetchall()
+            wanted = None if event_ids is None else set(event_ids)
+            ids = [r[0] for r in rows if wanted is None or r[0] in wanted]
+            db.executemany(
+                "UPDATE events SET quarantined_at = NULL, quarantine_reason = NULL"
+                " WHERE event_id = ?",
+                [(i,) for i in ids],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return ids
+
     # -- housekeeping -------------------------------------------------------------------
 
     async def backlog(self) -> Backlog:
-        """Depth, oldest unsent event and disk use; also updates the disk-limit guard."""
+        """Depth, oldest unsent event and disk use; also updates the disk-limit guard.
+
+        The guard counts unsent events only: sent ones are kept for de-duplication and
+        pruned on schedule, and must never make the edge refuse sales while Kafka is up.
+        """
         backlog: Backlog = await self._run(self._backlog)
-        self._full = backlog.size_bytes >= self.max_bytes and backlog.depth > 0
+        self._full = backlog.unsent_bytes >= self.max_bytes
         return backlog
 
     def _backlog(self) -> Backlog:
         assert self._db is not None
-        depth, oldest = self._db.execute(
-            "SELECT count(*), min(accepted_at) FROM events WHERE sent_at IS NULL"
+        # length() of a BLOB reads its header, not its pages: cheap even for a deep backlog.
+        depth, oldest, quarantined, unsent = self._db.execute(
+            "SELECT count(*) FILTER (WHERE quarantined_at IS NULL),"
+            " min(accepted_at) FILTER (WHERE quarantined_at IS NULL),"
+            " count(*) FILTER (WHERE quarantined_at IS NOT NULL),"
+            f" coalesce(sum(length(key) + length(value) + {ROW_OVERHEAD}), 0)"
+            " FROM events WHERE sent_at IS NULL"
         ).fetchone()
         size = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*"))
-        return Backlog(int(depth), oldest, size)
+        return Backlog(int(depth), oldest, size, int(unsent), int(quarantined))
 
     async def prune(self) -> int:
         """Forget sent events older than the dedupe window; returns how many."""
@@ -303,3 +399,10 @@ class Outbox:
             " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             (name, value),
         )
+
+
+def _add_quarantine_columns(db: sqlite3.Connection) -> None:
+    columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+    if columns and "quarantined_at" not in columns:
+        db.execute("ALTER TABLE events ADD COLUMN quarantined_at REAL")
+        db.execute("ALTER TABLE events ADD COLUMN quarantine_reason TEXT")

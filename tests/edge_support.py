@@ -51,6 +51,8 @@ class EdgeProcess:
     bootstrap: str
     workdir: Path
     extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra TILLSTREAM_* settings of this edge."""
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
@@ -65,6 +67,7 @@ class EdgeProcess:
     def start(self, timeout: float = 30) -> EdgeProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
         env.update(TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS=self.bootstrap, TILLSTREAM_LOG_LEVEL="INFO")
+        env.update(self.env)
         log = (self.workdir / "edge.log").open("ab")
         self.proc = subprocess.Popen(
             [

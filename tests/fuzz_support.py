@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from producers.http_api import create_app
 from producers.ingest import Ingestor
+from producers.limits import RecordLimits
 from producers.outbox import Outbox
 from tillstream.codec import AvroCodec
 from tillstream.registry import FileRegistry
@@ -247,6 +248,30 @@ class Loop:
         self.loop.close()
 
 
+DOOR_LIMIT = 64 * 1024
+"""The fuzzed edges' record limit: small, so oversize events are cheap to make."""
+
+
+def long_transaction(store: str, sequence: int, lines: int, text: int) -> bytes:
+    """A valid POSLog RetailTransaction of ``lines`` cash-paid lines, ``text``-long descriptions."""
+    description = ("long item description " * (text // 22 + 1))[:text] or "item"
+    items = "".join(
+        f"<LineItem><SequenceNumber>{n}</SequenceNumber><Sale><ItemID>SKU-{n}</ItemID>"
+        f"<Description>{description}</Description><RegularSalesUnitPrice>1.00"
+        "</RegularSalesUnitPrice><ExtendedAmount>1.00</ExtendedAmount><Quantity>1</Quantity>"
+        "</Sale></LineItem>"
+        for n in range(1, lines + 1)
+    )
+    return f"""<Transaction>
+<RetailStoreID>{store}</RetailStoreID><WorkstationID>7</WorkstationID>
+<SequenceNumber>{sequence}</SequenceNumber><BusinessDayDate>2026-11-25</BusinessDayDate>
+<EndDateTime>2026-11-25T10:15:00+01:00</EndDateTime><CurrencyCode>EUR</CurrencyCode>
+<RetailTransaction>{items}<LineItem><SequenceNumber>{lines + 1}</SequenceNumber>
+<Tender TenderType="Cash"><Amount>{lines}.00</Amount></Tender></LineItem>
+<Total TotalType="TransactionGrandAmount">{lines}.00</Total>
+</RetailTransaction></Transaction>""".encode()
+
+
 class EdgeIntake:
     """The edge's intake in this process: HTTP app, ingestor and a real outbox on disk."""
 
@@ -256,7 +281,12 @@ class EdgeIntake:
         self.outbox = Outbox(workdir / "outbox.db")
         self.codec = AvroCodec(FileRegistry(SchemaSet()))
         # The live channels' plausibility window, as an edge service runs them by default.
-        self.ingestor = Ingestor(store, self.codec, self.outbox, window=TimeWindow(DAY30, HOUR))
+        window = TimeWindow(DAY30, HOUR)
+        self.ingestor = Ingestor(
+            store, self.codec, self.outbox, window=window, limits=RecordLimits(DOOR_LIMIT)
+        )
+        self.unlimited = Ingestor(store, self.codec, self.outbox, window=window)
+        """The same intake without the size check: what an event would weigh."""
         self.app = create_app(self.ingestor)
         self.loop.run(self.outbox.open())
         self.http = httpx.AsyncClient(

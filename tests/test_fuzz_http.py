@@ -20,14 +20,18 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from producers.http_api import MAX_EVENTS_BODY, MAX_POSLOG_BODY
+from producers.ingest import poslog_events
+from producers.limits import record_size
+from producers.models import ONE_EVENT
 from producers.poslog import parse_poslog
 from tests.edge_support import EdgeProcess, payment_json, sale_json, stock_json
 from tests.fuzz_support import (
     DAY30,
+    DOOR_LIMIT,
     FUZZ,
     HOUR,
     TIMEOUT,
@@ -36,6 +40,7 @@ from tests.fuzz_support import (
     extreme_times,
     fuzz,
     json_values,
+    long_transaction,
     mutated,
     mutated_xml,
     poslog,
@@ -444,6 +449,72 @@ def test_poslog_with_one_bad_transaction_stores_none_of_the_file(edge: EdgeIntak
     assert nothing_stored
     good_ids = {r["event_id"] for _, r in parse_poslog(poslog(good)).events}
     assert not good_ids & set(edge.stored())
+
+
+# --- events larger than Kafka takes ---------------------------------------------------------
+
+
+def long_sale(lines: int, text: int) -> dict[str, Any]:
+    sale = sale_json(STORE)
+    line = {**sale["lines"][0], "kind": "SALE", "gtin": None, "quantity": "1"}
+    line.update(unit_price="1.00", discount_amount="0", tax_amount="0", extended_amount="1.00")
+    description = ("long item description " * (text // 22 + 1))[:text] or None
+    sale["lines"] = [
+        {**line, "line_number": n, "sku": f"SKU-{n}", "description": description}
+        for n in range(1, lines + 1)
+    ]
+    sale["totals"] = dict.fromkeys(("gross_amount", "net_amount"), str(lines))
+    return sale
+
+
+def weight(edge: EdgeIntake, event: dict[str, Any]) -> int:
+    """The record size of an event as the edge would send it."""
+    parsed = ONE_EVENT.validate_python(event)
+    encoded = edge.unlimited.encode(parsed.type, parsed.record(), "http")
+    return record_size(encoded.key, encoded.value)
+
+
+def assert_oversize(answer: httpx.Response, field: str) -> None:
+    assert_clear(answer, 413, field_prefix=field)
+    assert answer.json()["error"] == "too_large"
+    assert f"at most {DOOR_LIMIT} bytes per record" in answer.text
+    assert "long item description" not in answer.text  # sizes, never content
+
+
+@FUZZ
+@given(lines=st.integers(1, 300), text=st.integers(0, 500), position=st.integers(0, 1))
+@example(lines=300, text=500, position=1).via("always one refusal")
+def test_an_event_larger_than_kafka_takes_is_refused_413_naming_the_limit(
+    edge: EdgeIntake, lines: int, text: int, position: int
+) -> None:
+    sale = long_sale(lines, text)
+    batch = [valid("stock_movement")]
+    batch.insert(position, sale)
+    answer, nothing_stored = around(edge, "/v1/events", dumps(batch))
+    if weight(edge, sale) <= DOOR_LIMIT:
+        assert answer.status_code == 202, answer.text
+        return
+    assert_oversize(answer, f"events[{position}]")
+    assert nothing_stored, "a refused batch left events in the outbox"
+
+
+@FUZZ
+@given(lines=st.integers(1, 300), text=st.integers(0, 500))
+@example(lines=300, text=500).via("always one refusal")
+def test_a_poslog_transaction_larger_than_kafka_takes_is_refused_413(
+    edge: EdgeIntake, lines: int, text: int
+) -> None:
+    sequence = next(_sequence)
+    document = poslog(
+        retail_tx(STORE, next(_sequence)), long_transaction(STORE, sequence, lines, text)
+    )
+    answer, nothing_stored = around(edge, "/v1/poslog", document)
+    events = poslog_events(edge.unlimited, document, "poslog")
+    if max(record_size(e.key, e.value) for e in events) <= DOOR_LIMIT:
+        assert answer.status_code == 202, answer.text
+        return
+    assert_oversize(answer, f"transaction {sequence}")
+    assert nothing_stored, "a refused document left events in the outbox"
 
 
 # --- a real edge process, garbage on its socket ------------------------------------------

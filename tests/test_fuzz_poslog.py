@@ -26,10 +26,12 @@ from producers.ingest import IngestError, poslog_events
 from producers.poslog import PoslogError, parse_poslog
 from tests.fuzz_support import (
     AWKWARD,
+    DOOR_LIMIT,
     FUZZ,
     TIMEOUT,
     EdgeIntake,
     fuzz,
+    long_transaction,
     mutated_xml,
     poslog,
     retail_tx,
@@ -329,3 +331,31 @@ def test_backfill_import_reports_bad_files_and_imports_the_rest(
     assert set(report.failed) == {str(tmp_path / "b.xml"), str(tmp_path / "c.xml")}
     assert all(reason.strip() for reason in report.failed.values())
     assert set(intake.stored()) - before == event_ids(files["a.xml"]) | event_ids(files["d.xml"])
+
+
+@fuzz(20)
+@given(lines=st.integers(200, 400), text=st.integers(400, 500))
+def test_a_file_with_a_transaction_kafka_cannot_take_is_set_aside_or_failed_with_the_limit(
+    intake: EdgeIntake, tmp_path_factory: pytest.TempPathFactory, lines: int, text: int
+) -> None:
+    # At least 200 lines of 400 characters: always over the fuzzed edge's 64 KiB door.
+    folder = tmp_path_factory.mktemp("drop-oversize")
+    sequence = next(_sequence)
+    big = poslog(tx(), long_transaction(STORE, sequence, lines, text))
+    good = poslog(tx())
+    (folder / "a-big.xml").write_bytes(big)
+    (folder / "b-good.xml").write_bytes(good)
+    settle(folder)
+    before = set(intake.stored())
+    assert intake.loop.run(DropFolder(intake.ingestor, folder).scan_once()) == 2
+    reason = (folder / "rejected" / "a-big.xml.reason.txt").read_text()
+    assert f"transaction {sequence}" in reason
+    assert f"at most {DOOR_LIMIT} bytes per record" in reason
+    assert "long item description" not in reason
+    assert set(intake.stored()) - before == event_ids(good), "the big file stored something"
+
+    archive = folder / "archive.xml"
+    archive.write_bytes(big)
+    report = intake.loop.run(import_files(intake.ingestor, intake.outbox, [archive]))
+    assert report.imported == 0
+    assert f"at most {DOOR_LIMIT} bytes per record" in report.failed[str(archive)]

@@ -42,7 +42,8 @@ def edge(settings: Settings, store: str, workdir: Path) -> Service:
     args = ["edge", "run", "--store", store, "--listen", f"127.0.0.1:{port}"]
     args += ["--outbox", str(workdir / "outbox.db")]
     service = Service(f"edge-{store}", args, port, workdir / "edge.log", environment(settings))
-    service.start().wait_ready(timeout=30)
+    # Alive is enough: an edge that Kafka refuses is not ready (/readyz 503), yet takes events.
+    service.start().wait_ready(timeout=30, path="/healthz")
     return service
 
 
@@ -147,6 +148,7 @@ def test_an_edge_with_a_wrong_password_keeps_events_and_says_why(
     wait_for(lambda: refusal in store_edge.tail(20_000), "the refusal in the edge's log")
     wait_for(lambda: readyz(store_edge)["outbox"].get("depth") == 1, "the outbox gauge")
     assert readyz(store_edge)["kafka_up"] is False
+    assert httpx.get(f"{store_edge.url}/readyz", timeout=5).status_code == 503
 
 
 async def test_a_broker_certificate_from_another_ca_is_refused(secure: SecureKafka) -> None:

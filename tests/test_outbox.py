@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,68 @@ async def test_progress_markers_persist(outbox: Outbox) -> None:
     assert await outbox.get_progress("import:abc") is None
     await outbox.set_progress("import:abc", "file.xml")
     assert await outbox.get_progress("import:abc") == "file.xml"
+
+
+async def test_limit_counts_unsent_events_not_sent_ones_kept_for_dedupe(tmp_path: Path) -> None:
+    # Sent events stay 72 h for de-duplication; they must not make the edge refuse sales.
+    box = Outbox(tmp_path / "o.db", max_bytes=64 * 1024)
+    await box.open()
+    try:
+        await box.append([event(n, b"x" * 2000) for n in range(100)])
+        await box.mark_sent([p.seq for p in await box.pending(1000)])
+        assert await box.append([event(1000)]) == [Outcome.ACCEPTED]  # one waits to be sent
+        backlog = await box.backlog()
+        assert backlog.size_bytes > 64 * 1024  # the file holds the sent ones...
+        assert backlog.depth == 1 and backlog.unsent_bytes < 1024  # ...they are not counted
+        assert not box.is_full
+        assert await box.append([event(1001)]) == [Outcome.ACCEPTED]
+        await box.append([event(n, b"y" * 2000) for n in range(2000, 2040)])
+        assert (await box.backlog()).unsent_bytes > 64 * 1024
+        assert box.is_full  # unsent events still reach the limit
+    finally:
+        await box.close()
+
+
+async def test_quarantine_takes_an_event_out_of_the_queue_and_retry_restores_order(
+    outbox: Outbox,
+) -> None:
+    await outbox.append([event(n) for n in range(4)])
+    first, second, *_ = await outbox.pending(10)
+    await outbox.quarantine(first.seq, "MessageSizeTooLargeError: too big")
+    await outbox.quarantine(second.seq, "TopicAuthorizationFailedError")
+    assert [p.event_id for p in await outbox.pending(10)] == ["id-2", "id-3"]
+    held = await outbox.quarantined()
+    assert [(q.event_id, q.reason) for q in held] == [
+        ("id-0", "MessageSizeTooLargeError: too big"),
+        ("id-1", "TopicAuthorizationFailedError"),
+    ]
+    backlog = await outbox.backlog()
+    assert (backlog.depth, backlog.quarantined) == (2, 2)
+    assert await outbox.append([event(0)]) == [Outcome.DUPLICATE]  # still known: no resend
+    assert await outbox.release(["id-1", "nope"]) == ["id-1"]
+    assert await outbox.release() == ["id-0"]
+    assert [p.event_id for p in await outbox.pending(10)] == ["id-0", "id-1", "id-2", "id-3"]
+    assert await outbox.quarantined() == []
+
+
+async def test_an_outbox_from_before_quarantine_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL"
+        " UNIQUE, event_type TEXT NOT NULL, topic TEXT NOT NULL, key BLOB NOT NULL, value BLOB"
+        " NOT NULL, channel TEXT NOT NULL, accepted_at REAL NOT NULL, sent_at REAL);"
+        "INSERT INTO events (event_id, event_type, topic, key, value, channel, accepted_at)"
+        " VALUES ('old-1', 'sale', 'tillstream.sales', x'5331', x'00', 'http', 1.0);"
+    )
+    old.commit()
+    old.close()
+    box = Outbox(path)
+    await box.open()
+    try:
+        (pending,) = await box.pending(10)
+        assert pending.event_id == "old-1"
+        await box.quarantine(pending.seq, "InvalidTopicError")
+        assert [q.event_id for q in await box.quarantined()] == ["old-1"]
+    finally:
+        await box.close()

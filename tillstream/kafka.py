@@ -196,6 +196,7 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         "linger_ms": 5,
         "compression_type": "lz4",  # store uplinks are thin; lz4 costs little CPU
         "request_timeout_ms": 30_000,
+        "max_request_size": settings.kafka_max_request_bytes,  # the edge's door checks it too
     }
     options.update(overrides)
     return _Producer(settings, **options)

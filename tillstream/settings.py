@@ -111,6 +111,20 @@ class Settings(BaseSettings):
             return int(text)
         return value
 
+    # Nothing may block a store's stream (issue #11): the door's size limit, delivery bound.
+    kafka_max_request_bytes: int = Field(
+        1_048_576,
+        ge=16_384,
+        le=100 * 1024 * 1024,
+        description="Producer max_request_size: the largest record the edge sends (and takes).",
+    )
+    edge_delivery_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a publish may wait for Kafka before Kafka is reported down.",
+    )
+
     # Head-office services
     db_url: str = Field("sqlite:///tillstream.db", description="Database URL of a consumer.")
     consumer_listen: str = Field(

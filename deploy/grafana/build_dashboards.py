@@ -301,15 +301,25 @@ def store_operations() -> dict[str, Any]:
                 "Outbox disk use",
                 [
                     (
-                        f"tillstream_edge_outbox_bytes{{{STORE}}} / "
+                        f"tillstream_edge_outbox_unsent_bytes{{{STORE}}} / "
                         f"tillstream_edge_outbox_limit_bytes{{{STORE}}}",
                         "{{store}}",
                     )
                 ],
                 unit="percentunit",
                 thresholds=[(None, "green"), (0.8, "red")],
-                description="Outbox size on disk / its configured limit; at the limit the edge "
-                "answers 503 (alert TillstreamEdgeOutboxNearlyFull above 80%).",
+                description="Unsent events / the outbox limit (sent events kept for "
+                "de-duplication do not count); at the limit the edge answers 503 (alert "
+                "TillstreamEdgeOutboxNearlyFull above 80%).",
+            ),
+            panel(
+                "Quarantined events",
+                [(f"tillstream_edge_quarantine_depth{{{STORE}}}", "{{store}}")],
+                thresholds=[(None, "green"), (1, "red")],
+                description="Events Kafka refused for good (too large, invalid, not "
+                "authorized), held in the store's outbox so later events keep flowing "
+                "(alert TillstreamEdgeEventsQuarantined). 'tillstream edge quarantine show' "
+                "lists them; fix the cause, then 'tillstream edge quarantine retry'.",
             ),
             panel(
                 "Published to Kafka by topic",

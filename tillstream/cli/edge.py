@@ -7,19 +7,23 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import click
+from aiokafka.errors import KafkaError
 from rich.progress import Progress
 
 from producers.forwarder import Forwarder
 from producers.importer import ImportReport, import_files, poslog_files
 from producers.ingest import Ingestor
+from producers.limits import RecordLimits, read_topic_limits
 from producers.outbox import Outbox
 from tillstream.cli.common import run, settings
+from tillstream.cli.quarantine import quarantine
 from tillstream.codec import AvroCodec
 from tillstream.http import TlsFiles
 from tillstream.kafka import make_producer
 from tillstream.logs import configure_logging
 from tillstream.registry import registry_from_settings
 from tillstream.settings import Settings, split_host_port
+from tillstream.topics import STORE_TOPICS
 
 
 @click.group()
@@ -143,6 +147,7 @@ async def _import(
             AvroCodec(registry_from_settings(cfg)),
             outbox,
             timezone=ZoneInfo(cfg.store_timezone),
+            limits=await _record_limits(cfg),
         )
         with Progress() as progress:
             task = progress.add_task("importing POSLog", total=len(files))
@@ -157,10 +162,30 @@ async def _import(
         for path, reason in report.failed.items():
             click.echo(f"  failed: {path}: {reason}", err=True)
         if forward:
-            await _drain(outbox, Forwarder(outbox, lambda: make_producer(cfg)))
+            forwarder = Forwarder(
+                outbox, lambda: make_producer(cfg), delivery_timeout=cfg.edge_delivery_timeout_s
+            )
+            await _drain(outbox, forwarder)
+            if held := (await outbox.backlog()).quarantined:
+                click.echo(
+                    f"{held} event(s) quarantined, Kafka refuses them: "
+                    "see 'tillstream edge quarantine show'",
+                    err=True,
+                )
     finally:
         await outbox.close()
     return report
+
+
+async def _record_limits(cfg: Settings) -> RecordLimits:
+    """The topics' record limits from the broker; Kafka's defaults if it cannot be asked."""
+    limits = RecordLimits(cfg.kafka_max_request_bytes)
+    try:
+        topics = [t.name for t in STORE_TOPICS]
+        limits.topic_bytes.update(await asyncio.wait_for(read_topic_limits(cfg, topics), 10))
+    except (KafkaError, OSError, TimeoutError):
+        pass  # offline backfill: the defaults apply, the forwarder quarantines the rest
+    return limits
 
 
 async def _drain(outbox: Outbox, forwarder: Forwarder) -> None:
@@ -177,5 +202,7 @@ async def _drain(outbox: Outbox, forwarder: Forwarder) -> None:
     await runner
     await forwarder.close()
 
+
+edge.add_command(quarantine)
 
 COMMANDS = [edge]

@@ -48,13 +48,14 @@ class Service:
         )
         return self
 
-    def wait_ready(self, timeout: float = 60) -> None:
+    def wait_ready(self, timeout: float = 60, path: str = "/readyz") -> None:
+        """Until ``path`` answers 200 (``/healthz``: alive, though maybe not ready)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:
                 raise ServiceError(f"{self.name} exited; see {self.log_path}:\n{self.tail()}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{path}", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
