@@ -149,3 +149,39 @@ def test_dev_kafka_starts_and_stops_cleanly(kafka_libs: Path, tmp_path: Path) ->
     assert proc.returncode == 0, output + rest
     assert "Kafka stopped." in rest
     assert (tmp_path / "data" / "logs" / "meta.properties").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["tail", "tillstream.sales", "--max", "1"],
+        ["topics", "create"],
+        ["dlq", "show"],
+        ["dlq", "replay", "erp"],
+        ["crm", "erase", "C-UNREACHABLE"],
+        ["acls", "apply", "--store", "S1"],
+    ],
+    ids=lambda command: " ".join(command[:2]),
+)
+def test_an_unreachable_broker_names_the_variable_to_set(command: list[str]) -> None:
+    nowhere = f"127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
+    env["TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = nowhere
+    result = subprocess.run([*CLI, *command], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"no Kafka broker answers at {nowhere}: connection refused" in result.stderr
+    assert "Set TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS to the brokers' host:port" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Unclosed" not in result.stderr
+
+
+def test_the_suite_reads_the_commands_variable_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import external_kafka
+
+    monkeypatch.delenv("TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    assert external_kafka() is None
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "old:9092")
+    assert external_kafka() == ("KAFKA_BOOTSTRAP_SERVERS", "old:9092")
+    monkeypatch.setenv("TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS", "k1:9092")
+    assert external_kafka() == ("TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS", "k1:9092")

@@ -37,8 +37,8 @@ async def send_request(
     codec = AvroCodec(registry_from_settings(cfg))
     value = codec.encode(CUSTOMER_REQUESTS.schema or "customer_request", request)
     producer = make_producer(cfg)
-    await producer.start()
     try:
+        await producer.start()  # inside: a failed start is stopped too, not left unclosed
         # Keyed by customer id: one customer's requests stay in order.
         await producer.send_and_wait(CUSTOMER_REQUESTS.name, value, key=customer_id.encode())
     finally:

@@ -87,8 +87,8 @@ async def _tail(
     # No group: nothing is committed, so the reset policy alone decides where reading starts.
     reset = "earliest" if from_beginning else "latest"
     consumer = make_consumer(cfg, group_id=None, auto_offset_reset=reset)
-    await consumer.start()
     try:
+        await consumer.start()  # inside: a failed start is stopped too, not left unclosed
         if topic not in await consumer.topics():
             raise click.ClickException(f"topic {topic!r} does not exist")
         consumer.subscribe([topic])
