@@ -17,6 +17,9 @@ from tillstream.cli.common import run, settings
 from tillstream.kafka import make_admin, make_consumer, make_producer
 from tillstream.settings import Settings
 
+READ_TIMEOUT = 60
+"""Seconds to read the dead-letter topics to the end offsets seen at the start."""
+
 
 @click.group()
 def dlq() -> None:
@@ -94,6 +97,12 @@ def _kafka(cfg: Settings, coro: Any) -> Any:
         return run(coro)
     except KafkaError as exc:
         raise click.ClickException(f"Kafka at {cfg.kafka_bootstrap_servers}: {exc}") from None
+    except TimeoutError:
+        raise click.ClickException(
+            f"Kafka at {cfg.kafka_bootstrap_servers} did not deliver the dead-letter topics to "
+            f"their end within {READ_TIMEOUT} s (a partition without a leader?); nothing was "
+            "replayed. Try again."
+        ) from None
 
 
 async def _dlq_partitions(cfg: Settings, consumers: tuple[str, ...]) -> list[TopicPartition]:
@@ -131,7 +140,7 @@ async def _read_to_end(kafka: AIOKafkaConsumer) -> list[Letter]:
     partitions = kafka.assignment()
     end = await kafka.end_offsets(list(partitions))
     letters: list[Letter] = []
-    async with asyncio.timeout(60):
+    async with asyncio.timeout(READ_TIMEOUT):
         while [tp for tp in partitions if await kafka.position(tp) < end[tp]]:
             for messages in (await kafka.getmany(timeout_ms=500)).values():
                 for msg in messages:
