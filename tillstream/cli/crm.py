@@ -81,13 +81,14 @@ def show(customer_id: str, db_url: str | None, as_json: bool) -> None:
     """Print the profile of CUSTOMER_ID."""
     from consumers.crm import load_profile, segment_of
     from consumers.crm.erasure import customer_hash
-    from consumers.runtime.db import Database, DatabaseError
+    from tillstream.cli.service_read import HeldByService, held_elsewhere, open_database
 
     cfg = settings(db_url=db_url)
     try:
-        db = Database(cfg.db_url)
-    except DatabaseError as exc:
-        raise click.ClickException(str(exc)) from None
+        db = open_database(cfg.db_url)
+    except HeldByService as held:
+        why = "the CRM serves no profiles over HTTP (they are personal data)"
+        raise held_elsewhere(cfg.db_url, held, why) from None
     try:
         try:
             profile = load_profile(db, customer_id)
