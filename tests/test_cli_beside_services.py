@@ -161,3 +161,63 @@ async def test_stock_reads_sqlite_directly_beside_a_running_service(
         assert '"on_hand": "24.000"' in out
     finally:
         assert service.stop() == 0, service.log()[-3000:]
+
+
+def test_report_sends_the_read_api_token_and_names_it_when_refused(tmp_path: Path) -> None:
+    """A real HTTP server standing in for a service that requires a bearer token."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from consumers.analytics.report import DailySummary
+
+    summary = DailySummary("S-TOK", "2026-03-02", 1, {"EUR": Decimal("2.08")}, Decimal("3.734"),
+                           3, 1, [], [], [], [])  # fmt: skip
+    seen: list[str | None] = []
+
+    class Service(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            ok = self.headers.get("Authorization") == "Bearer s3cret"
+            body = json.dumps(summary.as_json()).encode() if ok else b"{}"
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Service)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api = f"http://127.0.0.1:{server.server_address[1]}"
+    report = ["report", "--store", "S-TOK", "--day", "2026-03-02", "--api", api]
+    try:
+        refused = _cli(*report)
+        assert refused.returncode == 1
+        assert "refused the request (HTTP 401)" in refused.stderr
+        assert "set TILLSTREAM_CONSUMER_API_TOKEN" in refused.stderr
+        allowed = _cli(*report, TILLSTREAM_CONSUMER_API_TOKEN="s3cret")
+        assert allowed.returncode == 0, allowed.stderr
+        assert "net sales      2.08 EUR" in allowed.stdout
+        assert "units          3.734" in allowed.stdout  # exact, never through a float
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == [None, "Bearer s3cret"]
+    assert "s3cret" not in refused.stderr + allowed.stderr
+
+
+def test_report_route_refuses_bad_parameters_without_echoing_them() -> None:
+    from starlette.requests import Request
+
+    from consumers.analytics import Analytics
+
+    async def query(fn: object) -> object:
+        raise AssertionError("a bad request must not reach the database")
+
+    (route,) = Analytics().routes(query)
+    scope = {"type": "http", "method": "GET", "query_string": b"store=S1&day=4111111111111111"}
+    bad = asyncio.run(route.endpoint(Request(scope)))
+    assert bad.status_code == 400
+    assert b"4111" not in bad.body and b"day=YYYY-MM-DD" in bad.body
