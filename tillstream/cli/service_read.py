@@ -83,10 +83,10 @@ def read(
                 return remote(api)
             except click.ClickException as exc:
                 raise click.ClickException(
-                    f"{redact(db_url)} is held by the running {what} service ({held}): "
-                    f"DuckDB lets one process open a file, so this reads through the "
-                    f"service's API, and {exc.message}. Pass --api http://HOST:PORT (the "
-                    f"service's {env_name('consumer_listen')})."
+                    f"{redact(db_url)} is held by another process ({held}), probably the "
+                    f"running {what} service. DuckDB lets one process open a file, so this "
+                    f"asks the service's read API instead, but {exc.message}. Pass --api "
+                    f"http://HOST:PORT (the service's {env_name('consumer_listen')})."
                 ) from None
         try:
             return direct(db)
