@@ -380,6 +380,8 @@ class LocalKafka:
                 self._lock.release()
         if holder is not None:
             raise DataDirInUse(self.data_dir, holder)
+        if not self.running():  # ours until the broker's own pid is known (start)
+            self._lock.record(os.getpid(), self.port)
 
     def _cluster_id(self) -> str:
         """The configured cluster id, or one kept beside the data (base64 UUID, as Kafka wants)."""
