@@ -252,3 +252,29 @@ async def test_tail_max_with_idle_timeout_ends_with_what_it_had(
     assert len(result.stdout.splitlines()) == 2
     assert "ends after 2 s without one" in result.stderr
     assert "-- 2 event(s)" in result.stderr
+
+
+def test_crm_erase_on_a_cluster_without_the_topic_says_so_at_once(
+    kafka_libs: Path, tmp_path: Path
+) -> None:
+    """Not a silent 30 s wait ending in UnknownTopicOrPartitionError (a fresh broker: no topics)."""
+    from tillstream.devkafka import LocalKafka
+
+    broker = LocalKafka(data_dir=tmp_path / "kafka", libs=kafka_libs, port=free_port())
+    broker.start()
+    try:
+        started = time.monotonic()
+        result = subprocess.run(
+            [*CLI, "crm", "erase", "C-NO-TOPIC"],
+            env=cli_env(Settings(kafka_bootstrap_servers=broker.bootstrap)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        took = time.monotonic() - started
+    finally:
+        broker.stop()
+    assert result.returncode == 1
+    assert "topic tillstream.customer-requests does not exist" in result.stderr
+    assert "tillstream topics create" in result.stderr
+    assert took < 20  # the producer's own wait is 30 s

@@ -39,6 +39,12 @@ async def send_request(
     producer = make_producer(cfg)
     try:
         await producer.start()  # inside: a failed start is stopped too, not left unclosed
+        # Else the send waits out its timeout in silence and ends "UnknownTopicOrPartition".
+        if CUSTOMER_REQUESTS.name not in (await producer.client.fetch_all_metadata()).topics():
+            raise click.ClickException(
+                f"topic {CUSTOMER_REQUESTS.name} does not exist on {cfg.kafka_bootstrap_servers}"
+                ": create the topics first (tillstream topics create)"
+            )
         # Keyed by customer id: one customer's requests stay in order.
         await producer.send_and_wait(CUSTOMER_REQUESTS.name, value, key=customer_id.encode())
     finally:
