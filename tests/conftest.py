@@ -1,10 +1,12 @@
 """Shared fixtures: a real Kafka broker for the whole session, settings and a codec.
 
-Set KAFKA_BOOTSTRAP_SERVERS to run the suite against an existing cluster instead.
+Set TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS (the variable every tillstream command reads; the
+older KAFKA_BOOTSTRAP_SERVERS still works) to run the suite against an existing cluster.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -21,7 +23,7 @@ from aiokafka import AIOKafkaConsumer
 
 from tillstream.codec import AvroCodec
 from tillstream.devkafka import LocalKafka, free_port, resolve_jars
-from tillstream.kafka import create_topics, make_consumer
+from tillstream.kafka import create_topics, diagnose, make_consumer
 from tillstream.registry import FileRegistry
 from tillstream.schemas import SchemaSet
 from tillstream.settings import Settings
@@ -39,14 +41,32 @@ def kafka_libs() -> Path:
     return resolve_jars(cache_dir(), progress=lambda _msg: None)
 
 
+BOOTSTRAP_VARIABLES = ("TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS")
+"""Where the suite finds an existing cluster: the commands' own variable first (so the suite,
+the CLI and every service started by a test agree), then the name the suite used to read."""
+
+
+def external_kafka() -> tuple[str, str] | None:
+    """``(variable, bootstrap servers)`` of an existing cluster to test against, if set."""
+    for variable in BOOTSTRAP_VARIABLES:
+        value = os.environ.get(variable)
+        if value:
+            return variable, value
+    return None
+
+
 @pytest.fixture(scope="session")
 def kafka_broker(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """Bootstrap address of a real KRaft broker on loopback, started once per session."""
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    external = external_kafka()
     if external:
-        yield external
+        variable, servers = external
+        problem = asyncio.run(diagnose(Settings(kafka_bootstrap_servers=servers)))
+        if problem is not None:  # say which variable pointed the suite there
+            pytest.fail(f"{variable}={servers} (the cluster the tests use): {problem}")
+        yield servers
         return
     libs = request.getfixturevalue("kafka_libs")
     broker = LocalKafka(data_dir=tmp_path_factory.mktemp("kafka"), libs=libs, port=free_port())

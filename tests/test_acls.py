@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
 
 from consumers.runtime.loader import BUILTIN
+from tests.conftest import external_kafka
 from tests.security_support import ADMIN, SecureKafka, environment, secure_kafka
 from tillstream import acls
 from tillstream.acls import AclBinding, ConsumerAccess, Operation, ResourceType
@@ -248,9 +249,7 @@ async def test_acls_outside_the_model_are_reported_and_kept(secure: SecureKafka)
     assert (await acls.apply(admin, model, dry_run=True)).created == []  # still there
 
 
-@pytest.mark.skipif(
-    bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")), reason="an external cluster may enforce ACLs"
-)
+@pytest.mark.skipif(external_kafka() is not None, reason="an external cluster may enforce ACLs")
 async def test_applying_without_an_authorizer_says_so(kafka_broker: str) -> None:
     plain = Settings(kafka_bootstrap_servers=kafka_broker)
     with pytest.raises(KafkaAccessError, match="does not enforce ACLs"):

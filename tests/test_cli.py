@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -149,3 +150,131 @@ def test_dev_kafka_starts_and_stops_cleanly(kafka_libs: Path, tmp_path: Path) ->
     assert proc.returncode == 0, output + rest
     assert "Kafka stopped." in rest
     assert (tmp_path / "data" / "logs" / "meta.properties").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["tail", "tillstream.sales", "--max", "1"],
+        ["topics", "create"],
+        ["dlq", "show"],
+        ["dlq", "replay", "erp"],
+        ["crm", "erase", "C-UNREACHABLE"],
+        ["acls", "apply", "--store", "S1"],
+    ],
+    ids=lambda command: " ".join(command[:2]),
+)
+def test_an_unreachable_broker_names_the_variable_to_set(command: list[str]) -> None:
+    nowhere = f"127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
+    env["TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = nowhere
+    result = subprocess.run([*CLI, *command], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"no Kafka broker answers at {nowhere}: connection refused" in result.stderr
+    assert "Set TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS to the brokers' host:port" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Unclosed" not in result.stderr
+
+
+def test_the_suite_reads_the_commands_variable_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import external_kafka
+
+    monkeypatch.delenv("TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    assert external_kafka() is None
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "old:9092")
+    assert external_kafka() == ("KAFKA_BOOTSTRAP_SERVERS", "old:9092")
+    monkeypatch.setenv("TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS", "k1:9092")
+    assert external_kafka() == ("TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS", "k1:9092")
+
+
+async def _topic_with_sales(settings: Settings, codec: AvroCodec, n: int) -> str:
+    """A fresh one-partition topic holding ``n`` sales."""
+    from tillstream.kafka import create_topics
+    from tillstream.topics import TopicSpec
+
+    name = f"test.tail.{time.time_ns()}"
+    await create_topics(
+        settings.model_copy(update={"topic_partitions": 1}), (TopicSpec(name, None, {}),)
+    )
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for _ in range(n):
+            await producer.send_and_wait(name, codec.encode("sale", sample_sale("S-T")), key=b"S-T")
+    finally:
+        await producer.stop()
+    return name
+
+
+async def test_tail_max_with_fewer_events_says_it_waits(
+    settings: Settings, codec: AvroCodec
+) -> None:
+    topic = await _topic_with_sales(settings, codec, 2)
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        "tail",
+        topic,
+        "--from-beginning",
+        "--max",
+        "5",
+        env=cli_env(settings),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None and proc.stdout is not None
+    notice = b""
+    try:
+        async with asyncio.timeout(60):  # the old tail waited here forever, silently
+            while b"waiting for more" not in notice:
+                notice = await proc.stderr.readline()
+                assert notice, "tail ended before saying it waits"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert f"-- 2 of 5 event(s) so far, the end of {topic}" in notice.decode()
+    assert "--idle-timeout" in notice.decode()
+    assert len(out.splitlines()) == 2
+
+
+async def test_tail_max_with_idle_timeout_ends_with_what_it_had(
+    settings: Settings, codec: AvroCodec
+) -> None:
+    topic = await _topic_with_sales(settings, codec, 2)
+    result = subprocess.run(
+        [*CLI, "tail", topic, "--from-beginning", "--max", "5", "--idle-timeout", "2"],
+        env=cli_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 2
+    assert "ends after 2 s without one" in result.stderr
+    assert "-- 2 event(s)" in result.stderr
+
+
+def test_crm_erase_on_a_cluster_without_the_topic_says_so_at_once(
+    kafka_libs: Path, tmp_path: Path
+) -> None:
+    """Not a silent 30 s wait ending in UnknownTopicOrPartitionError (a fresh broker: no topics)."""
+    from tillstream.devkafka import LocalKafka
+
+    broker = LocalKafka(data_dir=tmp_path / "kafka", libs=kafka_libs, port=free_port())
+    broker.start()
+    try:
+        started = time.monotonic()
+        result = subprocess.run(
+            [*CLI, "crm", "erase", "C-NO-TOPIC"],
+            env=cli_env(Settings(kafka_bootstrap_servers=broker.bootstrap)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        took = time.monotonic() - started
+    finally:
+        broker.stop()
+    assert result.returncode == 1
+    assert "topic tillstream.customer-requests does not exist" in result.stderr
+    assert "tillstream topics create" in result.stderr
+    assert took < 20  # the producer's own wait is 30 s

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from tillstream.brokerlock import DataDirLock, Holder, kafka_holder
+
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"  # the log4j2 that Kafka 4.1.1 depends on
 SCALA_VERSION = "2.13"
@@ -80,6 +82,16 @@ _HOW_TO_GET = (
 
 class DevKafkaError(RuntimeError):
     """The local broker cannot be set up or started; the message says what to do."""
+
+
+class DataDirInUse(DevKafkaError):
+    """Another broker already runs on this data directory (nothing of it was touched)."""
+
+    def __init__(self, data_dir: Path, holder: Holder) -> None:
+        self.data_dir, self.pid, self.port = data_dir, holder.pid, holder.port
+        pid = f"pid {holder.pid}" if holder.pid else "pid unknown"
+        port = f"127.0.0.1:{holder.port}" if holder.port else "port unknown"
+        super().__init__(f"a Kafka broker is already running on {data_dir} ({pid}, {port})")
 
 
 def check_toolchain() -> None:
@@ -263,8 +275,10 @@ class LocalKafka:
     super_users: Sequence[str] = ()
     """Principals (``User:admin``) that ACLs do not restrict; the node itself always is one."""
     process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _lock: DataDirLock = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._lock = DataDirLock(self.data_dir)
         if not self.controller_port:
             self.controller_port = free_port()
         if not self.voters:
@@ -329,8 +343,12 @@ class LocalKafka:
         ]
 
     def prepare(self) -> None:
-        """Write the config and format storage on first use (keeps existing data)."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """Write the config and format storage on first use (keeps existing data).
+
+        Raises:
+            DataDirInUse: another broker runs on the data directory; nothing was written.
+        """
+        self._claim_data_dir()
         props = self.data_dir / "server.properties"
         props.write_text("".join(f"{k}={v}\n" for k, v in self.config().items()))
         (self.data_dir / "log4j2.properties").write_text(_LOG4J2)
@@ -353,6 +371,18 @@ class LocalKafka:
         if result.returncode != 0:
             raise DevKafkaError(f"formatting Kafka storage failed: {result.stdout}{result.stderr}")
 
+    def _claim_data_dir(self) -> None:
+        """Hold the data directory's lock, unless another broker runs on it."""
+        holder = self._lock.acquire()
+        if holder is None and not self.running():
+            holder = kafka_holder(self.data_dir)
+            if holder is not None:
+                self._lock.release()
+        if holder is not None:
+            raise DataDirInUse(self.data_dir, holder)
+        if not self.running():  # ours until the broker's own pid is known (start)
+            self._lock.record(os.getpid(), self.port)
+
     def _cluster_id(self) -> str:
         """The configured cluster id, or one kept beside the data (base64 UUID, as Kafka wants)."""
         if self.cluster_id:
@@ -365,6 +395,11 @@ class LocalKafka:
     def start(self, timeout: float = 90.0) -> None:
         """Start the broker and wait until it serves requests."""
         self.prepare()
+        if _port_open(self.port):  # Kafka would only say "exited with code 1" later
+            raise DevKafkaError(
+                f"127.0.0.1:{self.port} is already in use by another process; choose another "
+                "port (tillstream dev kafka --port N)"
+            )
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -374,6 +409,7 @@ class LocalKafka:
             start_new_session=True,
         )
         log.close()
+        self._lock.record(self.process.pid, self.port)
         self._wait_ready(timeout, log_offset)
 
     def _wait_ready(self, timeout: float, log_offset: int) -> None:
@@ -398,14 +434,15 @@ class LocalKafka:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Controlled shutdown; killed if it does not finish within ``timeout``."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        """Controlled shutdown; killed if it does not finish within ``timeout``. Gives up
+        the data directory (a crash by :meth:`kill` keeps it, for a restart)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._lock.release()
 
     def kill(self) -> None:
         """SIGKILL: a crash, for fault-injection tests."""

@@ -10,6 +10,7 @@ clients made here probe the bootstrap servers once more when starting fails and 
 from __future__ import annotations
 
 import contextlib
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -49,6 +50,13 @@ class KafkaTLSError(KafkaAccessError):
     """TLS failed: the broker's certificate is not trusted, or it refused ours."""
 
 
+class KafkaUnreachableError(KafkaConnectionError):  # type: ignore[misc]
+    """No bootstrap server answered; the message names the setting that lists them.
+
+    A :class:`KafkaConnectionError`, as aiokafka's own: services keep retrying it.
+    """
+
+
 def connection_options(settings: Settings) -> dict[str, Any]:
     """aiokafka keyword arguments for bootstrap, TLS and SASL."""
     options: dict[str, Any] = {
@@ -78,10 +86,12 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
-async def diagnose(settings: Settings) -> KafkaAccessError | None:
-    """Why the bootstrap servers refuse this client, if they do (None: not a refusal)."""
+async def diagnose(settings: Settings) -> KafkaAccessError | KafkaUnreachableError | None:
+    """Why the bootstrap servers refuse this client, or that none of them answers
+    (None: they answer and accept us; the failure was something else)."""
     options = connection_options(settings)
     del options["bootstrap_servers"]
+    unreachable = []
     for server in settings.bootstrap_servers:
         host, port = split_host_port(server)
         try:
@@ -90,9 +100,31 @@ async def diagnose(settings: Settings) -> KafkaAccessError | None:
             problem = _explain(settings, server, exc)
             if problem is not None:
                 return problem
+            if isinstance(exc, OSError | TimeoutError):  # else it answered, somehow
+                unreachable.append(f"{server}: {_why_unreachable(exc)}")
         else:
             conn.close()
+    if unreachable and len(unreachable) == len(settings.bootstrap_servers):
+        return _unreachable(unreachable)
     return None
+
+
+def _why_unreachable(exc: OSError | TimeoutError) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, socket.gaierror):
+        return "unknown host"
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {PROBE_TIMEOUT_MS // 1000} s"
+    return exc.strerror or type(exc).__name__
+
+
+def _unreachable(problems: list[str]) -> KafkaUnreachableError:
+    variable = env_name("kafka_bootstrap_servers")
+    return KafkaUnreachableError(
+        f"no Kafka broker answers at {'; '.join(problems)}. Set {variable} to the brokers' "
+        "host:port list, or start a local broker with `tillstream dev kafka`."
+    )
 
 
 def _explain(settings: Settings, server: str, exc: BaseException) -> KafkaAccessError | None:
@@ -177,10 +209,13 @@ class _Client(_ExplainsRefusal, AIOKafkaClient):  # type: ignore[misc]
 
 
 async def _explained(settings: Settings, start: Callable[[], Awaitable[None]]) -> None:
-    """Run a client's start; if bootstrapping fails because Kafka refuses us, say why."""
+    """Run a client's start; if bootstrapping fails because Kafka refuses us or cannot be
+    reached, say why and what to set."""
     try:
         await start()
     except KafkaConnectionError as exc:
+        if isinstance(exc, KafkaUnreachableError):  # the low-level client, already explained
+            raise
         problem = await diagnose(settings)
         if problem is None:
             raise

@@ -153,6 +153,11 @@ class Settings(BaseSettings):
         Path.home() / ".cache" / "tillstream", description="Where downloaded jars are cached."
     )
 
+    # Consumer read APIs: the CLI (report, stock) asks a running service through them.
+    consumer_api_token: SecretStr | None = Field(
+        None, description="Bearer token of the consumers' read APIs (the CLI sends it)."
+    )
+
     @field_validator("kafka_bootstrap_servers")
     @classmethod
     def _check_bootstrap(cls, value: str) -> str:

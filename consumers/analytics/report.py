@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import Decimal
+from typing import Any
 
 from consumers.runtime.api import MONEY_SCALE, QTY_SCALE, from_units
 from consumers.runtime.db import Database
@@ -81,6 +82,52 @@ class DailySummary:
     @property
     def units_per_basket(self) -> Decimal:
         return (self.units / self.transactions).quantize(_RATE) if self.transactions else Decimal(0)
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready (``GET /v1/report``): money and quantities as exact decimal strings."""
+        data: dict[str, Any] = _jsonable(asdict(self))
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DailySummary:
+        """The summary :meth:`as_json` gave (what ``tillstream report`` reads from the API)."""
+        d = dict(data)
+        return cls(
+            store_id=d["store_id"],
+            day=d["day"],
+            transactions=int(d["transactions"]),
+            net={c: Decimal(a) for c, a in d["net"].items()},
+            units=Decimal(d["units"]),
+            lines=int(d["lines"]),
+            return_lines=int(d["return_lines"]),
+            hours=[Hour(**{**h, "net": Decimal(h["net"])}) for h in d["hours"]],
+            tenders=[Tender(**{**t, "amount": Decimal(t["amount"])}) for t in d["tenders"]],
+            top_skus=[
+                TopSku(**{**k, "units": Decimal(k["units"]), "net": Decimal(k["net"])})
+                for k in d["top_skus"]
+            ],
+            flags=[
+                Flag(
+                    **{
+                        **f,
+                        "expected": None if f["expected"] is None else Decimal(f["expected"]),
+                        "paid": Decimal(f["paid"]),
+                    }
+                )
+                for f in d["flags"]
+            ],
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    """Decimals as strings (never through a float), containers walked."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def daily_summary(db: Database, store_id: str, day: str, top: int = 5) -> DailySummary:

@@ -7,12 +7,18 @@ statement).
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
 from consumers.analytics import gauges
 from consumers.analytics.reconcile import reconcile
+from consumers.analytics.report import daily_summary
 from consumers.analytics.tables import MIGRATIONS, day_of, hour_of, ts
 from consumers.runtime.api import (
     MONEY_SCALE,
@@ -25,6 +31,8 @@ from consumers.runtime.api import (
 )
 from consumers.runtime.db import Database
 from tillstream.topics import PAYMENTS, REORDER_SUGGESTIONS, SALES
+
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 _SIGN = {"SALE": 1, "RETURN": -1, "VOID": 0}  # a VOID line was cancelled on the receipt
 _PAYMENT_SIGN = {"CAPTURED": 1, "REFUNDED": -1}  # other statuses move no money
@@ -185,6 +193,20 @@ class Analytics(Consumer):
             else:
                 raise PermanentError(f"analytics does not read {record.event} events")
         batch.write(ctx.db)
+
+    def routes(self, query: Any) -> list[Any]:
+        async def report(request: Request) -> Response:
+            # What `tillstream report` reads while this service holds its DuckDB file.
+            store = request.query_params.get("store")
+            day = request.query_params.get("day", "")
+            if not store or not _DAY.match(day):
+                return JSONResponse(
+                    {"error": "query parameters: store=ID and day=YYYY-MM-DD"}, status_code=400
+                )
+            summary = await query(lambda db: daily_summary(db, store, day))
+            return JSONResponse(summary.as_json())
+
+        return [Route("/v1/report", report, methods=["GET"])]
 
     def refresh(self, db: Database) -> None:
         # From the database, not from what this instance applied: right after a restart, and

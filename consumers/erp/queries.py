@@ -28,6 +28,17 @@ class StockLevel:
             "updated_at": self.updated_at,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StockLevel:
+        """The level :meth:`as_json` gave (``tillstream stock`` reading ``GET /v1/stock``)."""
+        return cls(
+            data["store_id"],
+            data["sku"],
+            Decimal(data["on_hand"]),
+            data["description"],
+            data["updated_at"],
+        )
+
 
 def stock_levels(
     db: Database, store: str | None = None, sku: str | None = None

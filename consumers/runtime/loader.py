@@ -21,8 +21,8 @@ class ConsumerNotFound(LookupError):
 
 
 def load_consumer(spec: str) -> type[Consumer]:
-    """The consumer class that ``spec`` names."""
-    target = BUILTIN.get(spec)
+    """The consumer class that ``spec`` names (a built-in also by its group: erp-inventory)."""
+    target = BUILTIN.get(spec) or BUILTIN.get(_builtin_of_group(spec) or "")
     if target is None and ":" not in spec:
         found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == spec]
         if not found:
@@ -51,3 +51,30 @@ def _checked(spec: str, obj: object) -> type[Consumer]:
         if not getattr(obj, attribute, None):
             raise ConsumerNotFound(f"consumer {spec!r} does not set {attribute!r}")
     return obj
+
+
+def group_of(spec: str) -> str:
+    """The consumer group, which also names the dead-letter topic, that ``spec`` means: what
+    operators type (``erp``), an entry point, ``package.module:Class``, or the group itself
+    (``erp-inventory``, or one given to ``consume --group``)."""
+    try:
+        return load_consumer(spec).name
+    except ConsumerNotFound:
+        return spec
+
+
+def builtin_groups() -> dict[str, str]:
+    """Short name -> consumer group of each built-in consumer (``erp`` -> ``erp-inventory``)."""
+    return {short: _load_builtin(short).name for short in BUILTIN}
+
+
+def _builtin_of_group(group: str) -> str | None:
+    if ":" in group or group in BUILTIN:
+        return None
+    return next((short for short, name in builtin_groups().items() if name == group), None)
+
+
+def _load_builtin(short: str) -> type[Consumer]:
+    module_name, _, attr = BUILTIN[short].partition(":")
+    cls: type[Consumer] = getattr(importlib.import_module(module_name), attr)
+    return cls

@@ -37,8 +37,14 @@ async def send_request(
     codec = AvroCodec(registry_from_settings(cfg))
     value = codec.encode(CUSTOMER_REQUESTS.schema or "customer_request", request)
     producer = make_producer(cfg)
-    await producer.start()
     try:
+        await producer.start()  # inside: a failed start is stopped too, not left unclosed
+        # Else the send waits out its timeout in silence and ends "UnknownTopicOrPartition".
+        if CUSTOMER_REQUESTS.name not in (await producer.client.fetch_all_metadata()).topics():
+            raise click.ClickException(
+                f"topic {CUSTOMER_REQUESTS.name} does not exist on {cfg.kafka_bootstrap_servers}"
+                ": create the topics first (tillstream topics create)"
+            )
         # Keyed by customer id: one customer's requests stay in order.
         await producer.send_and_wait(CUSTOMER_REQUESTS.name, value, key=customer_id.encode())
     finally:
@@ -81,13 +87,14 @@ def show(customer_id: str, db_url: str | None, as_json: bool) -> None:
     """Print the profile of CUSTOMER_ID."""
     from consumers.crm import load_profile, segment_of
     from consumers.crm.erasure import customer_hash
-    from consumers.runtime.db import Database, DatabaseError
+    from tillstream.cli.service_read import HeldByService, held_elsewhere, open_database
 
     cfg = settings(db_url=db_url)
     try:
-        db = Database(cfg.db_url)
-    except DatabaseError as exc:
-        raise click.ClickException(str(exc)) from None
+        db = open_database(cfg.db_url)
+    except HeldByService as held:
+        why = "the CRM serves no profiles over HTTP (they are personal data)"
+        raise held_elsewhere(cfg.db_url, held, why) from None
     try:
         try:
             profile = load_profile(db, customer_id)

@@ -9,7 +9,13 @@ from pathlib import Path
 import click
 
 from tillstream.cli.common import settings
-from tillstream.devkafka import KAFKA_VERSION, DevKafkaError, LocalKafka, resolve_jars
+from tillstream.devkafka import (
+    KAFKA_VERSION,
+    DataDirInUse,
+    DevKafkaError,
+    LocalKafka,
+    resolve_jars,
+)
 
 
 @click.group()
@@ -48,6 +54,8 @@ def kafka(port: int, data_dir: Path | None) -> None:
         broker = LocalKafka(data_dir=data_dir, libs=libs, port=port)
         click.echo(f"Starting Kafka {KAFKA_VERSION} (KRaft) in {data_dir} ...")
         broker.start()
+    except DataDirInUse as exc:
+        raise click.ClickException(_in_use(exc)) from None
     except DevKafkaError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Kafka ready. Bootstrap servers: {broker.bootstrap}")
@@ -68,6 +76,20 @@ def kafka(port: int, data_dir: Path | None) -> None:
     ):
         raise click.ClickException(f"Kafka exited unexpectedly; see {broker.log_path}")
     click.echo("Kafka stopped.")
+
+
+def _in_use(exc: DataDirInUse) -> str:
+    """The refusal, with the two ways on: use that broker, or start another elsewhere."""
+    use = (
+        f"export TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{exc.port}"
+        if exc.port
+        else "point TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS at its port"
+    )
+    return (
+        f"{exc}; its files were left alone.\n"
+        f"  To use it:               {use}\n"
+        "  To start a second broker: tillstream dev kafka --data OTHER_DIR --port OTHER_PORT"
+    )
 
 
 COMMANDS = [dev]

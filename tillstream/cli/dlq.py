@@ -12,9 +12,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from consumers.runtime import deadletter
+from consumers.runtime.loader import builtin_groups, group_of
 from tillstream.cli.common import run, settings
 from tillstream.kafka import make_admin, make_consumer, make_producer
 from tillstream.settings import Settings
+
+READ_TIMEOUT = 60
+"""Seconds to read the dead-letter topics to the end offsets seen at the start."""
 
 
 @click.group()
@@ -52,7 +56,11 @@ class Letter:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
 @click.option("--max", "max_letters", type=click.IntRange(1), help="Show at most N.")
 def show(consumers: tuple[str, ...], as_json: bool, max_letters: int | None) -> None:
-    """List the dead letters of CONSUMERS (default: every consumer), oldest first."""
+    """List the dead letters of CONSUMERS (default: every consumer), oldest first.
+
+    A consumer is named as for `consume` (erp, crm, analytics, an entry point,
+    package.module:Class) or by its consumer group (erp-inventory).
+    """
     cfg = settings()
     letters = _kafka(cfg, _read(cfg, consumers, max_letters))
     for letter in letters:
@@ -75,8 +83,9 @@ def replay(consumer: str, dry_run: bool) -> None:
     """Send CONSUMER's dead letters not replayed yet back to their source topics.
 
     Run it after fixing the cause. Each letter is sent once (progress is kept by the
-    consumer group tillstream.dlq-replay.CONSUMER); consumers apply each event id once, so
-    replaying twice, or a letter that other consumers had applied, has no double effect.
+    consumer group tillstream.dlq-replay.GROUP, GROUP being CONSUMER's group, e.g.
+    erp-inventory for erp); consumers apply each event id once, so replaying twice, or a
+    letter that other consumers had applied, has no double effect.
     """
     cfg = settings()
     sent = _kafka(cfg, _replay(cfg, consumer, dry_run))
@@ -88,6 +97,12 @@ def _kafka(cfg: Settings, coro: Any) -> Any:
         return run(coro)
     except KafkaError as exc:
         raise click.ClickException(f"Kafka at {cfg.kafka_bootstrap_servers}: {exc}") from None
+    except TimeoutError:
+        raise click.ClickException(
+            f"Kafka at {cfg.kafka_bootstrap_servers} did not deliver the dead-letter topics to "
+            f"their end within {READ_TIMEOUT} s (a partition without a leader?); nothing was "
+            "replayed. Try again."
+        ) from None
 
 
 async def _dlq_partitions(cfg: Settings, consumers: tuple[str, ...]) -> list[TopicPartition]:
@@ -96,10 +111,10 @@ async def _dlq_partitions(cfg: Settings, consumers: tuple[str, ...]) -> list[Top
     await admin.start()
     try:
         existing = {t for t in await admin.list_topics() if t.startswith(deadletter.PREFIX)}
-        wanted = [deadletter.topic_for(c).name for c in consumers] or sorted(existing)
+        wanted = [deadletter.topic_for(group_of(c)).name for c in consumers] or sorted(existing)
         missing = [t for t in wanted if t not in existing]
         if missing:
-            raise click.ClickException(f"no dead-letter topic {', '.join(missing)}")
+            raise click.ClickException(_no_topic(missing, existing))
         described = await admin.describe_topics(wanted) if wanted else []
     finally:
         await admin.close()
@@ -110,12 +125,22 @@ async def _dlq_partitions(cfg: Settings, consumers: tuple[str, ...]) -> list[Top
     ]
 
 
+def _no_topic(missing: list[str], existing: set[str]) -> str:
+    """Which dead-letter topics are missing, and the names that do have one."""
+    groups = {g: short for short, g in builtin_groups().items()}
+    there = [t.removeprefix(deadletter.PREFIX) for t in sorted(existing)]
+    known = ", ".join(f"{groups[g]} ({g})" if g in groups else g for g in there)
+    return f"no dead-letter topic {', '.join(missing)} (a consumer's appears once it has run); " + (
+        f"dead letters exist for: {known}" if known else "no consumer has dead letters yet"
+    )
+
+
 async def _read_to_end(kafka: AIOKafkaConsumer) -> list[Letter]:
     """Every record from the current positions to the end offsets seen at the start."""
     partitions = kafka.assignment()
     end = await kafka.end_offsets(list(partitions))
     letters: list[Letter] = []
-    async with asyncio.timeout(60):
+    async with asyncio.timeout(READ_TIMEOUT):
         while [tp for tp in partitions if await kafka.position(tp) < end[tp]]:
             for messages in (await kafka.getmany(timeout_ms=500)).values():
                 for msg in messages:
@@ -162,7 +187,8 @@ async def _read(cfg: Settings, consumers: tuple[str, ...], limit: int | None) ->
 
 async def _replay(cfg: Settings, consumer: str, dry_run: bool) -> int:
     partitions = await _dlq_partitions(cfg, (consumer,))
-    kafka = await _assigned(cfg, partitions, f"tillstream.dlq-replay.{consumer}")
+    # Progress by group: `replay erp` and `replay erp-inventory` resume from one another.
+    kafka = await _assigned(cfg, partitions, f"tillstream.dlq-replay.{group_of(consumer)}")
     producer = make_producer(cfg)
     await producer.start()
     try:

@@ -8,6 +8,7 @@ from decimal import Decimal
 import click
 
 from tillstream.cli.common import settings
+from tillstream.cli.service_read import API_OPTION, ServiceAPI, read
 
 BAR_WIDTH = 30
 _EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -38,27 +39,32 @@ def _money(amounts: dict[str, Decimal]) -> str:
     help="The analytics database URL. [env: TILLSTREAM_DB_URL; default: "
     "duckdb:///analytics.duckdb]",
 )
-def report(store_id: str, day: datetime | None, db_url: str | None) -> None:
+@API_OPTION
+def report(store_id: str, day: datetime | None, db_url: str | None, api_url: str | None) -> None:
     """Print a store's daily summary: totals, sales per hour, tenders, top SKUs and
-    reconciliation flags."""
+    reconciliation flags.
+
+    Works while the analytics service runs: a DuckDB file the service holds is read through
+    the service's API (GET /v1/report).
+    """
     from consumers.analytics import Analytics
-    from consumers.analytics.report import daily_summary
-    from consumers.runtime.db import Database, DatabaseError
+    from consumers.analytics.report import DailySummary, daily_summary
+    from consumers.runtime.db import Database
 
     cfg = settings(db_url=db_url)
     wanted = (day or datetime.now(UTC)).strftime("%Y-%m-%d")
-    try:
-        db = Database(
-            cfg.db_url if "db_url" in cfg.model_fields_set else str(Analytics.default_db_url)
-        )
-    except DatabaseError as exc:
-        raise click.ClickException(str(exc)) from None
-    try:
-        s = daily_summary(db, store_id, wanted)
-    except Exception as exc:  # no analytics tables: the consumer never ran on this database
-        raise click.ClickException(f"cannot read the analytics store: {exc}") from None
-    finally:
-        db.close()
+    url = cfg.db_url if "db_url" in cfg.model_fields_set else str(Analytics.default_db_url)
+
+    def direct(db: Database) -> DailySummary:
+        try:
+            return daily_summary(db, store_id, wanted)
+        except Exception as exc:  # no analytics tables: the consumer never ran on this database
+            raise click.ClickException(f"cannot read the analytics store: {exc}") from None
+
+    def remote(api: ServiceAPI) -> DailySummary:
+        return DailySummary.from_json(api.get("/v1/report", store=store_id, day=wanted))
+
+    s = read(cfg, url, api_url, direct, remote, what="analytics")
 
     click.echo(f"Store {s.store_id} — {s.day} (UTC)")
     click.echo("")

@@ -11,10 +11,18 @@ from rich.console import Console
 from rich.table import Table
 
 from consumers.erp.items import ItemFileError, import_items, read_items
-from consumers.erp.queries import stock_levels
+from consumers.erp.queries import StockLevel, stock_levels
 from consumers.erp.tables import COMPONENT, MIGRATIONS
-from consumers.runtime.db import Database, redact
+from consumers.runtime.db import Database
 from tillstream.cli.common import settings
+from tillstream.cli.service_read import (
+    API_OPTION,
+    HeldByService,
+    ServiceAPI,
+    held_elsewhere,
+    open_database,
+    read,
+)
 
 _DB_OPTION = click.option(
     "--db",
@@ -27,24 +35,35 @@ _DB_OPTION = click.option(
 def _open(db_url: str | None) -> Database:
     url = settings(db_url=db_url).db_url
     try:
-        return Database(url)
-    except Exception as exc:  # any driver's failure to connect, told plainly
-        raise click.ClickException(f"cannot open {redact(url)}: {exc}") from None
+        return open_database(url)
+    except HeldByService as held:
+        raise held_elsewhere(url, held, "changing the item master needs the file") from None
 
 
 @click.command()
 @click.argument("store", required=False)
 @click.argument("sku", required=False)
 @_DB_OPTION
+@API_OPTION
 @click.option("--json", "as_json", is_flag=True, help="A JSON array (quantities as strings).")
-def stock(store: str | None, sku: str | None, db_url: str | None, as_json: bool) -> None:
-    """Print stock on hand per store and SKU (of STORE, and of SKU in it, if given)."""
-    db = _open(db_url)
-    try:
+def stock(
+    store: str | None, sku: str | None, db_url: str | None, api_url: str | None, as_json: bool
+) -> None:
+    """Print stock on hand per store and SKU (of STORE, and of SKU in it, if given).
+
+    Works while the ERP service runs: a DuckDB file the service holds is read through the
+    service's API (GET /v1/stock).
+    """
+    cfg = settings(db_url=db_url)
+
+    def direct(db: Database) -> list[StockLevel]:
         db.migrate(COMPONENT, list(MIGRATIONS))
-        levels = stock_levels(db, store, sku)
-    finally:
-        db.close()
+        return stock_levels(db, store, sku)
+
+    def remote(api: ServiceAPI) -> list[StockLevel]:
+        return [StockLevel.from_json(x) for x in api.get("/v1/stock", store=store, sku=sku)]
+
+    levels = read(cfg, cfg.db_url, api_url, direct, remote, what="ERP")
     if as_json:
         click.echo(json.dumps([level.as_json() for level in levels], indent=2))
         return

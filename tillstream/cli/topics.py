@@ -62,7 +62,9 @@ def tail(
 ) -> None:
     """Print the decoded events of TOPIC as they arrive (Ctrl-C stops).
 
-    Undecodable messages are reported on stderr and skipped.
+    Undecodable messages are reported on stderr and skipped. Once every event there is has
+    been read, tail says so on stderr and keeps waiting for new ones: --max N ends after N
+    events, --idle-timeout S after S seconds without one.
     """
     cfg = settings()
     try:
@@ -87,15 +89,19 @@ async def _tail(
     # No group: nothing is committed, so the reset policy alone decides where reading starts.
     reset = "earliest" if from_beginning else "latest"
     consumer = make_consumer(cfg, group_id=None, auto_offset_reset=reset)
-    await consumer.start()
     try:
+        await consumer.start()  # inside: a failed start is stopped too, not left unclosed
         if topic not in await consumer.topics():
             raise click.ClickException(f"topic {topic!r} does not exist")
         consumer.subscribe([topic])
         count = 0
         last_event = time.monotonic()
+        told = False
         while max_events is None or count < max_events:
             batches = await consumer.getmany(timeout_ms=500)
+            if not batches and not told and await _caught_up(consumer):
+                click.echo(_waiting(topic, count, max_events, idle_timeout), err=True)
+                told = True
             for messages in batches.values():
                 for msg in messages:
                     line = _render(codec, msg, as_json)
@@ -111,6 +117,26 @@ async def _tail(
         return count
     finally:
         await consumer.stop()
+
+
+async def _caught_up(consumer: Any) -> bool:
+    """Whether every assigned partition has been read to its end."""
+    partitions = list(consumer.assignment())
+    if not partitions:
+        return False  # not joined yet
+    end = await consumer.end_offsets(partitions)
+    return all([await consumer.position(tp) >= end[tp] for tp in partitions])
+
+
+def _waiting(topic: str, count: int, max_events: int | None, idle_timeout: float | None) -> str:
+    """What tail waits for, once it has read all there is (else it would seem to hang)."""
+    so_far = f"{count} of {max_events}" if max_events is not None else str(count)
+    ends = (
+        f"ends after {idle_timeout:g} s without one"
+        if idle_timeout is not None
+        else "Ctrl-C stops; --idle-timeout S ends after S s without one"
+    )
+    return f"-- {so_far} event(s) so far, the end of {topic}; waiting for more ({ends})"
 
 
 def _render(codec: AvroCodec, msg: Any, as_json: bool) -> str | None:
