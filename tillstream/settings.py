@@ -93,6 +93,13 @@ class Settings(BaseSettings):
         "0.0.0.0:9400", description="HOST:PORT of a consumer's /metrics, /healthz, /readyz."
     )
     consumer_batch_size: int = Field(500, ge=1, le=10_000, description="Records per batch.")
+    # Issue #11 (runtime): optional bearer token of a consumer's read APIs (/v1/...).
+    consumer_api_token: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="Bearer token a consumer's read APIs require; unset: open (health and "
+        "metrics are always open).",
+    )
     erp_velocity_days: int = Field(
         28, ge=1, le=366, description="Days of sales behind velocity-based reorder points."
     )

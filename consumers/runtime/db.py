@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from consumers.runtime.transient import database_transient
+
 Dialect = Literal["sqlite", "postgresql", "duckdb"]
 Migration = str | dict[str, str]
 """Portable SQL, or ``{dialect: sql}`` where dialects differ."""
@@ -232,26 +234,9 @@ class Database:
     # -- failures ---------------------------------------------------------------------
 
     def is_transient(self, exc: BaseException) -> bool:
-        """Whether retrying later may succeed (database down, locked, connection lost)."""
-        if isinstance(exc, OSError | TimeoutError | sqlite3.OperationalError):
-            return True
-        module = type(exc).__module__
-        if module.startswith("psycopg"):
-            import psycopg
-
-            errors = psycopg.errors
-            return isinstance(
-                exc,
-                psycopg.OperationalError
-                | psycopg.InterfaceError
-                | errors.SerializationFailure
-                | errors.DeadlockDetected,
-            )
-        if module.startswith("duckdb"):
-            import duckdb
-
-            return isinstance(exc, duckdb.IOException | duckdb.TransactionException)
-        return False
+        """Whether retrying later may succeed (busy, locked, I/O, connection lost), judged by
+        the engine's error code: a consumer's own bad SQL is not (see ``transient.py``)."""
+        return database_transient(exc)
 
 
 def _skip_pandas_probe() -> None:

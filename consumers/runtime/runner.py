@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import time
@@ -22,20 +23,20 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from consumers.runtime import deadletter, metrics
 from consumers.runtime.api import Consumer, PermanentError, Record
 from consumers.runtime.applier import Applier, Outcome
 from consumers.runtime.db import Database, redact
+from consumers.runtime.partitioning import RoutingCheck
+from consumers.runtime.sender import Outbound, Sender
+from consumers.runtime.transient import KAFKA_REFUSED, kafka_transient
+from consumers.runtime.web import service_app
 from tillstream.codec import AvroCodec, CodecError
-from tillstream.http import EmbeddedServer, embedded_server, metrics_response
-from tillstream.kafka import create_topics, make_consumer, make_producer
+from tillstream.http import EmbeddedServer, embedded_server
+from tillstream.kafka import create_topics, make_consumer
 from tillstream.registry import registry_from_settings
 from tillstream.settings import Settings
 from tillstream.topics import topic_named
@@ -46,10 +47,17 @@ Query = Callable[[Callable[[Database], T]], Awaitable[T]]
 
 MAX_BACKOFF = 30.0
 HOUSEKEEPING_INTERVAL = 2.0
+REFUSED_RETRY_SECONDS = 30.0
+"""How long queued events wait after the broker refused this consumer (not authorized)."""
 
 
 class Stopping(Exception):
     """The service was asked to stop while it waited to retry."""
+
+
+class Refused(RuntimeError):
+    """The broker refuses this consumer's dead letters (not authorized, topic invalid):
+    stopping says so, where retrying for ever would hide it. The record stays unprocessed."""
 
 
 @dataclass(frozen=True)
@@ -73,12 +81,16 @@ class ConsumerService:
         self._db: Database | None = None
         self._applier: Applier | None = None
         self._kafka: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self._sender = Sender(settings)
+        self._routing = RoutingCheck(self.name)
+        self._relay_paused_until = 0.0
         self._server: EmbeddedServer | None = None
         self._batch_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._to_commit: dict[TopicPartition, int] = {}
+        self._started = False
         self.ready = False
+        """In its group and nothing failing: what /readyz answers and the ready gauge shows."""
         self.applied = 0
 
     # -- public -----------------------------------------------------------------------
@@ -124,14 +136,13 @@ class ConsumerService:
         dlq = deadletter.topic_for(self.name)
         owned = (dlq, *(topic_named(t) for t in self.consumer.publishes))
         await self._retrying_async("create topics", lambda: create_topics(self.settings, owned))
-        self._producer = make_producer(self.settings)
-        await self._retrying_async("start the producer", self._producer.start)
+        await self._retrying_async("start the producer", self._sender.start)
         await self._publish_outgoing()
         self._kafka = make_consumer(self.settings, group_id=self.name)
         self._kafka.subscribe(list(self.consumer.topics), listener=_Rebalance(self))
         await self._retrying_async("join the consumer group", self._kafka.start)
-        self.ready = True
-        metrics.UP.labels(self.name).set(1)
+        self._started = True
+        self._set_ready(True)
         log.info("%s: consuming %s", self.name, ", ".join(self.consumer.topics))
 
     def _open_database(self) -> Applier:
@@ -143,16 +154,19 @@ class ConsumerService:
         applier.prepare()
         return applier
 
+    def _set_ready(self, ready: bool) -> None:
+        """One truth for /readyz and ``tillstream_consumer_ready``."""
+        self.ready = ready and self._started
+        metrics.UP.labels(self.name).set(1 if self.ready else 0)
+
     async def _shutdown(self) -> None:
-        self.ready = False
-        metrics.UP.labels(self.name).set(0)
+        self._started = False
+        self._set_ready(False)
         if self._kafka is not None:
             await self._commit_to_kafka()
             with contextlib.suppress(KafkaError, OSError, TimeoutError):
                 await asyncio.wait_for(self._kafka.stop(), timeout=15)  # leaves the group
-        if self._producer is not None:
-            with contextlib.suppress(KafkaError, OSError, TimeoutError):
-                await asyncio.wait_for(self._producer.stop(), timeout=15)
+        await self._sender.stop()
         if self._db is not None:
             await self._on_db(self._db.close)
         self._db_thread.shutdown(wait=False)
@@ -185,8 +199,10 @@ class ConsumerService:
         for tp, messages in batch.items():
             if tp not in assigned or not messages:
                 continue  # revoked while we were busy: its new owner reads it
+            count = len(self._kafka.partitions_for_topic(tp.topic) or ())
             for msg in messages:
                 raw[(msg.topic, msg.partition, msg.offset)] = msg
+                self._routing.check(msg.topic, msg.partition, msg.offset, msg.key, count)
                 try:
                     decoded = self.codec.decode(msg.value)
                 except CodecError as exc:
@@ -266,17 +282,36 @@ class ConsumerService:
             offset=msg.offset,
             at=deadletter.now(),
         )
-        producer = self._producer
-        assert producer is not None
-        await self._retrying_async(
-            "send a dead letter",
-            lambda: producer.send_and_wait(
-                deadletter.topic_for(self.name).name,
-                msg.value,
-                key=msg.key,
-                headers=letter.headers(),
-            ),
-        )
+        topic = deadletter.topic_for(self.name).name
+        headers = tuple(letter.headers())
+        try:
+            (refused,) = await self._retrying_async(
+                "send a dead letter",
+                lambda: self._sender.send([Outbound(topic, msg.key, msg.value, headers)]),
+            )
+            if refused is not None:
+                # Too large for the dead-letter topic: send where it came from and why; the
+                # record itself stays in its source topic (dlq show names it).
+                metrics.SENDS_REFUSED.labels(self.name, "dead_letter", "too_large").inc()
+                log.error(
+                    "%s: %s[%d]@%d is too large for %s (%s): dead letter sent without its value",
+                    self.name, msg.topic, msg.partition, msg.offset, topic,
+                    deadletter.describe(refused),
+                )  # fmt: skip
+                bare = tuple(dataclasses.replace(letter, value_omitted=True).headers())
+                omitted = Outbound(topic, msg.key, b"", bare)
+                (refused,) = await self._retrying_async(
+                    "send a dead letter", lambda: self._sender.send([omitted])
+                )
+                if refused is not None:
+                    raise refused
+        except KAFKA_REFUSED as exc:
+            metrics.SENDS_REFUSED.labels(self.name, "dead_letter", "not_authorized").inc()
+            raise Refused(
+                f"{self.name}: the broker refuses dead letters on {topic} "
+                f"({deadletter.describe(exc)}): grant this consumer WRITE on it "
+                "(tillstream acls show); nothing was skipped"
+            ) from exc
         metrics.DLQ.labels(self.name, reason).inc()
         metrics.FAILURES.labels(self.name, "permanent").inc()
         metrics.RECORDS.labels(self.name, msg.topic, "dead_lettered").inc()
@@ -291,19 +326,51 @@ class ConsumerService:
         )
 
     async def _publish_outgoing(self) -> None:
-        """Send what batches published (queued in their transactions), then forget it."""
+        """Send what batches published (queued in their transactions), then forget it.
+
+        An event too large for its topic is set aside (``runtime_outbox_refused``) so the ones
+        behind it go out. If the broker refuses this consumer (not authorized), the events
+        stay queued and are tried again every ``REFUSED_RETRY_SECONDS``; consuming goes on.
+        """
+        if time.monotonic() < self._relay_paused_until:
+            return
         applier = self._database_applier()
-        producer = self._producer
-        assert producer is not None
         while pending := await self._retrying("read queued events", applier.pending_outgoing):
-
-            async def send_all(rows: list[tuple[Any, ...]] = pending) -> None:
-                futures = [await producer.send(t, v, key=k) for _, t, k, v in rows]
-                await asyncio.gather(*futures)
-
-            await self._retrying_async("publish events", send_all)
-            ids = [row[0] for row in pending]
-            await self._retrying("forget sent events", partial(applier.forget_outgoing, ids))
+            rows = [Outbound(t, k, v) for _, t, k, v in pending]
+            try:
+                results = await self._retrying_async(
+                    "publish events", partial(self._sender.send, rows)
+                )
+            except KAFKA_REFUSED as exc:
+                self._relay_paused_until = time.monotonic() + REFUSED_RETRY_SECONDS
+                metrics.SENDS_REFUSED.labels(self.name, "published", "not_authorized").inc()
+                log.error(
+                    "%s: the broker refuses the events this consumer publishes (%s); "
+                    "%d or more stay queued, next try in %.0fs",
+                    self.name, deadletter.describe(exc), len(pending), REFUSED_RETRY_SECONDS,
+                )  # fmt: skip
+                return
+            self._relay_paused_until = 0.0
+            sent = [row[0] for row, error in zip(pending, results, strict=True) if error is None]
+            await self._retrying("forget sent events", partial(applier.forget_outgoing, sent))
+            at = deadletter.now().isoformat()
+            refused = [
+                (row[0], at, deadletter.describe(error))
+                for row, error in zip(pending, results, strict=True)
+                if error is not None
+            ]
+            if refused:
+                await self._retrying(
+                    "set refused events aside", partial(applier.set_aside_outgoing, refused)
+                )
+                for (_, topic, _, value), error in zip(pending, results, strict=True):
+                    if error is not None:
+                        metrics.SENDS_REFUSED.labels(self.name, "published", "too_large").inc()
+                        log.error(
+                            "%s: an event of %d bytes is too large for %s (%s); set aside "
+                            "in runtime_outbox_refused",
+                            self.name, len(value), topic, deadletter.describe(error),
+                        )  # fmt: skip
 
     # -- bookkeeping ------------------------------------------------------------------
 
@@ -350,6 +417,8 @@ class ConsumerService:
                 metrics.LAG.labels(self.name, tp.topic, str(tp.partition)).set(lag)
         applier = self._database_applier()
         async with self._batch_lock:
+            if self._relay_paused_until and time.monotonic() >= self._relay_paused_until:
+                await self._publish_outgoing()  # the broker refused us a while ago: try again
             try:
                 await self._on_db(applier.refresh)
             except Exception as exc:  # a read-side hook must not stop the service
@@ -379,7 +448,7 @@ class ConsumerService:
                 if not self._is_transient(exc):
                     raise
                 metrics.FAILURES.labels(self.name, "transient").inc()
-                metrics.UP.labels(self.name).set(0)
+                self._set_ready(False)
                 log.warning(
                     "%s: cannot %s (%s); retrying in %.1fs",
                     self.name,
@@ -396,13 +465,13 @@ class ConsumerService:
                     with contextlib.suppress(Exception):
                         await self._on_db(self._db.connect)
                 continue
-            if self.ready:
-                metrics.UP.labels(self.name).set(1)
+            if not self.ready:
+                self._set_ready(True)
             return result
 
     def _is_transient(self, exc: BaseException) -> bool:
         if isinstance(exc, KafkaError):
-            return True  # the broker comes back; the records wait for us
+            return kafka_transient(exc)  # the broker comes back; the records wait for us
         if self._db is not None:
             return self._db.is_transient(exc)
         return isinstance(exc, OSError | TimeoutError)
@@ -417,24 +486,14 @@ class ConsumerService:
 
     # -- HTTP -------------------------------------------------------------------------
 
-    def _http_app(self) -> Starlette:
-        async def healthz(_: Request) -> Response:
-            return JSONResponse({"status": "ok", "consumer": self.name})
-
-        async def readyz(_: Request) -> Response:
-            body = {"ready": self.ready, "consumer": self.name, "applied": self.applied}
-            return JSONResponse(body, status_code=200 if self.ready else 503)
-
-        async def prometheus(_: Request) -> Response:
-            return metrics_response()
-
-        routes = [
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", prometheus),
-            *self.consumer.routes(self.query),
-        ]
-        return Starlette(routes=routes)
+    def _http_app(self) -> Any:
+        token = self.settings.consumer_api_token
+        return service_app(
+            self.name,
+            lambda: (self.ready, self.applied),
+            self.consumer.routes(self.query),
+            token.get_secret_value() if token is not None else None,
+        )
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

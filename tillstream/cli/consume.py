@@ -56,7 +56,7 @@ def consume(
     except ConsumerNotFound as exc:
         raise click.UsageError(str(exc)) from None
     if group:
-        consumer_class = type(consumer_class.__name__, (consumer_class,), {"name": group})
+        consumer_class = consumer_class.in_group(group)
     if "db_url" not in cfg.model_fields_set and consumer_class.default_db_url:
         cfg = cfg.model_copy(update={"db_url": consumer_class.default_db_url})
     config = RunnerConfig(
