@@ -74,7 +74,7 @@ def database_transient(exc: BaseException) -> bool:
     module = type(exc).__module__
     if module.startswith("psycopg"):
         return _postgres_transient(exc)
-    if module.startswith("duckdb"):
+    if module.startswith(("duckdb", "_duckdb")):  # its classes live in the C module _duckdb
         return _duckdb_transient(exc)
     return isinstance(exc, OSError | TimeoutError)
 
