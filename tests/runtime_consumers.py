@@ -55,11 +55,13 @@ class Effects(Consumer):
 
 
 class BadSql(Effects):
-    """A consumer with a bug: receipts named ``BADSQL...`` run SQL naming a column that does
+    """A consumer with a bug: the receipt ``bad_receipt`` runs SQL naming a column that does
     not exist (a permanent error, whatever the database)."""
 
+    bad_receipt = "BADSQL"
+
     def apply(self, ctx: Context, records: list[Record]) -> None:
-        if any(r.value["receipt_number"].startswith("BADSQL") for r in records):
+        if any(r.value["receipt_number"] == self.bad_receipt for r in records):
             ctx.db.execute("SELECT no_such_column FROM effects")
         super().apply(ctx, records)
 

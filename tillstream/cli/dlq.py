@@ -44,6 +44,7 @@ class Letter:
             },
             "time": self.why.at.isoformat(),
             "bytes": len(self.value),
+            "value_omitted": self.why.value_omitted,
         }
 
 
