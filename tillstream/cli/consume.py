@@ -28,7 +28,8 @@ from tillstream.settings import split_host_port
 @click.option(
     "--group",
     help="Run under this consumer group instead of the consumer's own (e.g. to rebuild a "
-    "database beside the live one); also names the dead-letter topic.",
+    "database beside the live one); also names the dead-letter topic. Its migrations stay "
+    "recorded under the consumer's own name.",
 )
 @click.option(
     "--batch-size",
