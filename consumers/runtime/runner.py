@@ -136,7 +136,14 @@ class ConsumerService:
         dlq = deadletter.topic_for(self.name)
         owned = (dlq, *(topic_named(t) for t in self.consumer.publishes))
         await self._retrying_async("create topics", lambda: create_topics(self.settings, owned))
-        await self._retrying_async("start the producer", self._sender.start)
+        try:
+            await self._retrying_async("start the producer", self._sender.start)
+        except KAFKA_REFUSED as exc:  # no WRITE anywhere: no producer id for idempotence
+            raise Refused(
+                f"{self.name}: the broker refuses this consumer's producer "
+                f"({deadletter.describe(exc)}): grant it WRITE on {dlq.name} "
+                "(tillstream acls apply); nothing was read"
+            ) from exc
         await self._publish_outgoing()
         self._kafka = make_consumer(self.settings, group_id=self.name)
         self._kafka.subscribe(list(self.consumer.topics), listener=_Rebalance(self))

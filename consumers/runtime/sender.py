@@ -56,7 +56,12 @@ class Sender:
     async def start(self) -> None:
         if self._producer is None:
             producer = make_producer(self.settings)
-            await producer.start()
+            try:
+                await producer.start()
+            except BaseException:
+                with contextlib.suppress(KafkaError, OSError, TimeoutError):
+                    await asyncio.wait_for(producer.stop(), timeout=15)
+                raise
             self._producer = producer
 
     async def stop(self) -> None:

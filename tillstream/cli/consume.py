@@ -6,7 +6,7 @@ import click
 
 from consumers.runtime.db import DatabaseError, redact
 from consumers.runtime.loader import ConsumerNotFound, load_consumer
-from consumers.runtime.runner import ConsumerService, RunnerConfig
+from consumers.runtime.runner import ConsumerService, Refused, RunnerConfig
 from tillstream.cli.common import run, settings
 from tillstream.logs import configure_logging
 from tillstream.settings import split_host_port
@@ -73,7 +73,7 @@ def consume(
     )
     try:
         run(service.run(handle_signals=True))
-    except DatabaseError as exc:
+    except (DatabaseError, Refused) as exc:
         raise click.ClickException(str(exc)) from None
 
 
