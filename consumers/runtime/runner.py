@@ -56,8 +56,9 @@ class Stopping(Exception):
 
 
 class Refused(RuntimeError):
-    """The broker refuses this consumer's dead letters (not authorized, topic invalid):
-    stopping says so, where retrying for ever would hide it. The record stays unprocessed."""
+    """The broker refuses this consumer's dead letters, or its producer altogether (not
+    authorized): stopping says so, where retrying for ever would hide it. The record stays
+    unprocessed, so nothing is skipped."""
 
 
 @dataclass(frozen=True)
