@@ -174,6 +174,20 @@ def test_a_second_group_of_a_consumer_finds_its_migrations_done(
     assert rows == [(Effects.name, 1), (Effects.name, 2)]
 
 
+def test_migrations_recorded_under_a_group_before_are_taken_over(
+    db_url: str, codec: AvroCodec
+) -> None:
+    db = Database(db_url)
+    db.migrate("effects-rebuild", list(Effects.migrations))  # what --group recorded before
+    Applier(Effects.in_group("effects-rebuild")(), db, codec.encode).prepare()
+    done = db.fetchall(
+        "SELECT version FROM schema_migrations WHERE component = ? ORDER BY version",
+        (Effects.name,),
+    )
+    assert done == [(1,), (2,)]  # and CREATE TABLE effects did not run twice
+    db.close()
+
+
 async def test_consume_with_another_group_starts_on_a_database_already_migrated(
     kafka_topics: Settings, tmp_path: Path
 ) -> None:

@@ -41,7 +41,9 @@ class Applier:
         """Run the runtime's and the consumer's migrations, then the consumer's setup."""
         self.db.migrate(state.COMPONENT, state.migrations(self.db))
         # Per consumer, not per group: a second group must not run them again.
-        self.db.migrate(self.consumer.identity(), list(self.consumer.migrations))
+        self.db.migrate(
+            self.consumer.identity(), list(self.consumer.migrations), formerly=self.name
+        )
         self.consumer.setup(self.db)
 
     def offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:

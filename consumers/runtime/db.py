@@ -205,8 +205,14 @@ class Database:
 
     # -- migrations -------------------------------------------------------------------
 
-    def migrate(self, component: str, migrations: Sequence[Migration]) -> int:
-        """Apply the migrations of ``component`` not applied yet; returns how many ran."""
+    def migrate(
+        self, component: str, migrations: Sequence[Migration], *, formerly: str | None = None
+    ) -> int:
+        """Apply the migrations of ``component`` not applied yet; returns how many ran.
+
+        ``formerly``: a name the component's migrations may have been recorded under before
+        (a consumer run under another group recorded them under the group, until #11); its
+        record is taken over if the component has none."""
         ran = 0
         with self.transaction():
             if self.dialect == "postgresql":
@@ -217,6 +223,15 @@ class Database:
             done = {v for (v,) in self.fetchall(
                 "SELECT version FROM schema_migrations WHERE component = ?", (component,)
             )}  # fmt: skip
+            if not done and formerly and formerly != component:
+                self.execute(
+                    "INSERT INTO schema_migrations (component, version, applied_at) "
+                    "SELECT ?, version, applied_at FROM schema_migrations WHERE component = ?",
+                    (component, formerly),
+                )
+                done = {v for (v,) in self.fetchall(
+                    "SELECT version FROM schema_migrations WHERE component = ?", (component,)
+                )}  # fmt: skip
             for version, migration in enumerate(migrations, start=1):
                 if version in done:
                     continue
