@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 from aiokafka.partitioner import murmur2
 
@@ -41,30 +43,49 @@ class RoutingCheck:
         self._unlogged: dict[str, int] = {}
         self._logged_at: dict[str, float] = {}
 
-    def check(self, topic: str, partition: int, offset: int, key: bytes | None, count: int) -> bool:
-        """Whether the record is where its key belongs (``count``: the topic's partitions;
-        keyless records and unknown counts pass)."""
-        if key is None or count <= 0:
-            return True
-        expected = expected_partition(key, count)
-        if expected == partition:
-            return True
-        metrics.MISROUTED.labels(self.consumer, topic).inc()
-        self._unlogged[topic] = self._unlogged.get(topic, 0) + 1
+    def check(self, topic: str, partition: int, records: Sequence[Any], partitions: int) -> int:
+        """Count and log the ``records`` (with ``key`` and ``offset``) read from ``partition``
+        whose key belongs to another of the topic's ``partitions``; returns how many. Keyless
+        records pass, and so does everything while the partition count is unknown (0)."""
+        if partitions <= 0:
+            return 0
+        expected_of: dict[bytes, int] = {}  # a batch holds few distinct keys: hash each once
+        wrong = 0
+        first: tuple[int, int] | None = None
+        for record in records:
+            key = record.key
+            if key is None:
+                continue
+            expected = expected_of.get(key)
+            if expected is None:
+                expected = expected_of[key] = expected_partition(key, partitions)
+            if expected != partition:
+                wrong += 1
+                if first is None:
+                    first = (record.offset, expected)
+        if first is not None:
+            self._report(topic, partition, partitions, wrong, *first)
+        return wrong
+
+    def _report(
+        self, topic: str, partition: int, partitions: int, wrong: int, offset: int, expected: int
+    ) -> None:
+        metrics.MISROUTED.labels(self.consumer, topic).inc(wrong)
+        self._unlogged[topic] = self._unlogged.get(topic, 0) + wrong
         now = time.monotonic()
-        if now - self._logged_at.get(topic, -LOG_EVERY_SECONDS) >= LOG_EVERY_SECONDS:
-            log.warning(
-                "%s: %s[%d]@%d has a key that belongs to partition %d of %d "
-                "(%d such record(s) since the last report): its producer does not hash "
-                "keys with murmur2, so per-store order is not kept (see docs/topics.md)",
-                self.consumer,
-                topic,
-                partition,
-                offset,
-                expected,
-                count,
-                self._unlogged[topic],
-            )
-            self._logged_at[topic] = now
-            self._unlogged[topic] = 0
-        return False
+        if now - self._logged_at.get(topic, -LOG_EVERY_SECONDS) < LOG_EVERY_SECONDS:
+            return
+        log.warning(
+            "%s: %s[%d]@%d has a key that belongs to partition %d of %d "
+            "(%d such record(s) since the last report): its producer does not hash "
+            "keys with murmur2, so per-store order is not kept (see docs/topics.md)",
+            self.consumer,
+            topic,
+            partition,
+            offset,
+            expected,
+            partitions,
+            self._unlogged[topic],
+        )
+        self._logged_at[topic] = now
+        self._unlogged[topic] = 0

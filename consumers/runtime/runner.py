@@ -207,10 +207,10 @@ class ConsumerService:
         for tp, messages in batch.items():
             if tp not in assigned or not messages:
                 continue  # revoked while we were busy: its new owner reads it
-            count = len(self._kafka.partitions_for_topic(tp.topic) or ())
+            partitions = len(self._kafka.partitions_for_topic(tp.topic) or ())
+            self._routing.check(tp.topic, tp.partition, messages, partitions)
             for msg in messages:
                 raw[(msg.topic, msg.partition, msg.offset)] = msg
-                self._routing.check(msg.topic, msg.partition, msg.offset, msg.key, count)
                 try:
                     decoded = self.codec.decode(msg.value)
                 except CodecError as exc:
