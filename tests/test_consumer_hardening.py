@@ -400,3 +400,15 @@ async def test_a_dead_letter_too_large_for_its_topic_goes_without_its_value_and_
     assert "replayed 1 dead letter(s)" in replayed.stdout
     async with running(consumer, kafka_topics, url):
         await wait_until(lambda: _effects(url, store) == 5, what="the fixed poison applied")
+
+
+def test_the_read_api_token_is_checked_without_echoing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tillstream.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("TILLSTREAM_CONSUMER_API_TOKEN", "")  # compose's ${X:-}: unset
+    assert load_settings().consumer_api_token is None
+    monkeypatch.setenv("TILLSTREAM_CONSUMER_API_TOKEN", "short-secret")
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert "TILLSTREAM_CONSUMER_API_TOKEN: must be at least 16 characters" in str(refused.value)
+    assert "short-secret" not in str(refused.value)

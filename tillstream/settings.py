@@ -96,10 +96,19 @@ class Settings(BaseSettings):
     # Issue #11 (runtime): optional bearer token of a consumer's read APIs (/v1/...).
     consumer_api_token: SecretStr | None = Field(
         None,
-        min_length=16,
         description="Bearer token a consumer's read APIs require; unset: open (health and "
         "metrics are always open).",
     )
+
+    @field_validator("consumer_api_token", mode="before")
+    @classmethod
+    def _check_api_token(cls, value: object) -> object:
+        if value == "":  # an empty variable (compose's ${X:-}) means unset
+            return None
+        if isinstance(value, str) and len(value) < 16:
+            raise ValueError("must be at least 16 characters (e.g. openssl rand -hex 32)")
+        return value
+
     erp_velocity_days: int = Field(
         28, ge=1, le=366, description="Days of sales behind velocity-based reorder points."
     )
