@@ -36,6 +36,7 @@ _BROKEN_PRODUCER = (
     InvalidProducerEpoch,
     ProducerFenced,
 )
+_SUSPECT = KAFKA_TOO_LARGE + _BROKEN_PRODUCER
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,21 +79,19 @@ class Sender:
         not write the topic, too: that is for the operator to fix, not for a record.
         """
         results = await self._send_all(records)
-        refused = [i for i, r in enumerate(results) if isinstance(r, KAFKA_TOO_LARGE)]
-        broken = any(isinstance(r, _BROKEN_PRODUCER) for r in results)
-        others = [r for r in results if r is not None and not isinstance(r, KAFKA_TOO_LARGE)]
-        if refused or broken:
+        suspects = [i for i, r in enumerate(results) if isinstance(r, _SUSPECT)]
+        if suspects:
             await self._restart()
-        if others:
-            raise others[0]
-        # Records batched with a too-large one were refused along with it: one at a time,
-        # only the ones really over the limit are refused.
-        for i in refused:
+        # One at a time on a fresh producer: records batched with a too-large one, or sent
+        # behind it on its partition, were refused with it and now go through; only the
+        # records really over the limit stay refused.
+        for i in suspects:
             (results[i],) = await self._send_all([records[i]])
             if results[i] is not None:
                 await self._restart()
-                if not isinstance(results[i], KAFKA_TOO_LARGE):
-                    raise results[i]  # type: ignore[misc]
+        others = [r for r in results if r is not None and not isinstance(r, KAFKA_TOO_LARGE)]
+        if others:
+            raise others[0]
         return results
 
     async def _send_all(self, records: Sequence[Outbound]) -> list[KafkaError | None]:
