@@ -12,9 +12,10 @@ import pytest
 from aiokafka.admin import NewTopic
 from prometheus_client import REGISTRY
 
-from consumers.runtime import runner
+from consumers.runtime import outgoing
 from consumers.runtime.deadletter import topic_for
-from consumers.runtime.runner import ConsumerService, Refused, RunnerConfig
+from consumers.runtime.outgoing import Refused
+from consumers.runtime.runner import ConsumerService, RunnerConfig
 from tests.consumer_support import publish, running, scalar, wait_until
 from tests.runtime_consumers import Effects, Relay
 from tests.security_support import ADMIN, SecureKafka, secure_kafka
@@ -57,7 +58,7 @@ async def _create(admin: Settings, *topics: str) -> None:
 async def test_events_a_consumer_may_not_publish_wait_queued_while_it_consumes(
     secure: SecureKafka, codec: AvroCodec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(runner, "REFUSED_RETRY_SECONDS", 1.0)
+    monkeypatch.setattr(outgoing, "REFUSED_RETRY_SECONDS", 1.0)
     admin = secure.sasl_settings(ADMIN)
     principal = f"relay-{uuid.uuid4().hex[:8]}"
     relay_topic = f"tillstream.test.relay-{principal}"

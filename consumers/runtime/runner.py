@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import signal
 import time
@@ -30,8 +29,9 @@ from consumers.runtime import deadletter, metrics
 from consumers.runtime.api import Consumer, PermanentError, Record
 from consumers.runtime.applier import Applier, Outcome
 from consumers.runtime.db import Database, redact
+from consumers.runtime.outgoing import Outgoing, Refused
 from consumers.runtime.partitioning import RoutingCheck
-from consumers.runtime.sender import Outbound, Sender
+from consumers.runtime.sender import Sender
 from consumers.runtime.transient import KAFKA_REFUSED, kafka_transient
 from consumers.runtime.web import service_app
 from tillstream.codec import AvroCodec, CodecError
@@ -47,18 +47,10 @@ Query = Callable[[Callable[[Database], T]], Awaitable[T]]
 
 MAX_BACKOFF = 30.0
 HOUSEKEEPING_INTERVAL = 2.0
-REFUSED_RETRY_SECONDS = 30.0
-"""How long queued events wait after the broker refused this consumer (not authorized)."""
 
 
 class Stopping(Exception):
     """The service was asked to stop while it waited to retry."""
-
-
-class Refused(RuntimeError):
-    """The broker refuses this consumer's dead letters, or its producer altogether (not
-    authorized): stopping says so, where retrying for ever would hide it. The record stays
-    unprocessed, so nothing is skipped."""
 
 
 @dataclass(frozen=True)
@@ -83,8 +75,10 @@ class ConsumerService:
         self._applier: Applier | None = None
         self._kafka: AIOKafkaConsumer | None = None
         self._sender = Sender(settings)
+        self._outgoing = Outgoing(
+            self.name, self._sender, self._retrying_async, self._retrying, self._database_applier
+        )
         self._routing = RoutingCheck(self.name)
-        self._relay_paused_until = 0.0
         self._server: EmbeddedServer | None = None
         self._batch_lock = asyncio.Lock()
         self._stop = asyncio.Event()
@@ -145,7 +139,7 @@ class ConsumerService:
                 f"({deadletter.describe(exc)}): grant it WRITE on {dlq.name} "
                 "(tillstream acls apply); nothing was read"
             ) from exc
-        await self._publish_outgoing()
+        await self._outgoing.publish()
         self._kafka = make_consumer(self.settings, group_id=self.name)
         self._kafka.subscribe(list(self.consumer.topics), listener=_Rebalance(self))
         await self._retrying_async("join the consumer group", self._kafka.start)
@@ -214,7 +208,7 @@ class ConsumerService:
                 try:
                     decoded = self.codec.decode(msg.value)
                 except CodecError as exc:
-                    await self._dead_letter(msg, "undecodable", exc)
+                    await self._outgoing.dead_letter(msg, "undecodable", exc)
                     continue
                 records.append(
                     Record.decoded(
@@ -247,7 +241,7 @@ class ConsumerService:
             outcome = await self._one_by_one(records, raw, positions)
         self._account(outcome, started)
         if outcome.published:
-            await self._publish_outgoing()
+            await self._outgoing.publish()
         for (topic, partition), offset in positions.items():
             self._to_commit[TopicPartition(topic, partition)] = offset
 
@@ -267,7 +261,7 @@ class ConsumerService:
                 raise
             except Exception as exc:
                 reason = "invalid" if isinstance(exc, PermanentError) else "handler-error"
-                await self._dead_letter(
+                await self._outgoing.dead_letter(
                     raw[(record.topic, record.partition, record.offset)], reason, exc
                 )
                 await self._retrying("skip a dead letter", partial(applier.advance, step))
@@ -277,108 +271,6 @@ class ConsumerService:
             total.published += one.published
         await self._retrying("store offsets", lambda: applier.advance(positions))
         return total
-
-    # -- dead letters and publishing --------------------------------------------------
-
-    async def _dead_letter(self, msg: Any, reason: str, exc: BaseException) -> None:
-        letter = deadletter.DeadLetter(
-            consumer=self.name,
-            reason=reason,
-            error=deadletter.describe(exc),
-            topic=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
-            at=deadletter.now(),
-        )
-        topic = deadletter.topic_for(self.name).name
-        headers = tuple(letter.headers())
-        try:
-            (refused,) = await self._retrying_async(
-                "send a dead letter",
-                lambda: self._sender.send([Outbound(topic, msg.key, msg.value, headers)]),
-            )
-            if refused is not None:
-                # Too large for the dead-letter topic: send where it came from and why; the
-                # record itself stays in its source topic (dlq show names it).
-                metrics.SENDS_REFUSED.labels(self.name, "dead_letter", "too_large").inc()
-                log.error(
-                    "%s: %s[%d]@%d is too large for %s (%s): dead letter sent without its value",
-                    self.name, msg.topic, msg.partition, msg.offset, topic,
-                    deadletter.describe(refused),
-                )  # fmt: skip
-                bare = tuple(dataclasses.replace(letter, value_omitted=True).headers())
-                omitted = Outbound(topic, msg.key, b"", bare)
-                (refused,) = await self._retrying_async(
-                    "send a dead letter", lambda: self._sender.send([omitted])
-                )
-                if refused is not None:
-                    raise refused
-        except KAFKA_REFUSED as exc:
-            metrics.SENDS_REFUSED.labels(self.name, "dead_letter", "not_authorized").inc()
-            raise Refused(
-                f"{self.name}: the broker refuses dead letters on {topic} "
-                f"({deadletter.describe(exc)}): grant this consumer WRITE on it "
-                "(tillstream acls show); nothing was skipped"
-            ) from exc
-        metrics.DLQ.labels(self.name, reason).inc()
-        metrics.FAILURES.labels(self.name, "permanent").inc()
-        metrics.RECORDS.labels(self.name, msg.topic, "dead_lettered").inc()
-        log.error(
-            "%s: dead-lettered %s[%d]@%d (%s): %s",
-            self.name,
-            msg.topic,
-            msg.partition,
-            msg.offset,
-            reason,
-            letter.error,
-        )
-
-    async def _publish_outgoing(self) -> None:
-        """Send what batches published (queued in their transactions), then forget it.
-
-        An event too large for its topic is set aside (``runtime_outbox_refused``) so the ones
-        behind it go out. If the broker refuses this consumer (not authorized), the events
-        stay queued and are tried again every ``REFUSED_RETRY_SECONDS``; consuming goes on.
-        """
-        if time.monotonic() < self._relay_paused_until:
-            return
-        applier = self._database_applier()
-        while pending := await self._retrying("read queued events", applier.pending_outgoing):
-            rows = [Outbound(t, k, v) for _, t, k, v in pending]
-            try:
-                results = await self._retrying_async(
-                    "publish events", partial(self._sender.send, rows)
-                )
-            except KAFKA_REFUSED as exc:
-                self._relay_paused_until = time.monotonic() + REFUSED_RETRY_SECONDS
-                metrics.SENDS_REFUSED.labels(self.name, "published", "not_authorized").inc()
-                log.error(
-                    "%s: the broker refuses the events this consumer publishes (%s); "
-                    "%d or more stay queued, next try in %.0fs",
-                    self.name, deadletter.describe(exc), len(pending), REFUSED_RETRY_SECONDS,
-                )  # fmt: skip
-                return
-            self._relay_paused_until = 0.0
-            sent = [row[0] for row, error in zip(pending, results, strict=True) if error is None]
-            await self._retrying("forget sent events", partial(applier.forget_outgoing, sent))
-            at = deadletter.now().isoformat()
-            refused = [
-                (row[0], at, deadletter.describe(error))
-                for row, error in zip(pending, results, strict=True)
-                if error is not None
-            ]
-            if refused:
-                await self._retrying(
-                    "set refused events aside", partial(applier.set_aside_outgoing, refused)
-                )
-                for (_, topic, _, value), error in zip(pending, results, strict=True):
-                    if error is not None:
-                        metrics.SENDS_REFUSED.labels(self.name, "published", "too_large").inc()
-                        log.error(
-                            "%s: an event of %d bytes is too large for %s (%s); set aside "
-                            "in runtime_outbox_refused",
-                            self.name, len(value), topic, deadletter.describe(error),
-                        )  # fmt: skip
 
     # -- bookkeeping ------------------------------------------------------------------
 
@@ -425,8 +317,8 @@ class ConsumerService:
                 metrics.LAG.labels(self.name, tp.topic, str(tp.partition)).set(lag)
         applier = self._database_applier()
         async with self._batch_lock:
-            if self._relay_paused_until and time.monotonic() >= self._relay_paused_until:
-                await self._publish_outgoing()  # the broker refused us a while ago: try again
+            if self._outgoing.retry_due():
+                await self._outgoing.publish()  # the broker refused us a while ago: try again
             try:
                 await self._on_db(applier.refresh)
             except Exception as exc:  # a read-side hook must not stop the service

@@ -6,7 +6,8 @@ import click
 
 from consumers.runtime.db import DatabaseError, redact
 from consumers.runtime.loader import ConsumerNotFound, load_consumer
-from consumers.runtime.runner import ConsumerService, Refused, RunnerConfig
+from consumers.runtime.outgoing import Refused
+from consumers.runtime.runner import ConsumerService, RunnerConfig
 from tillstream.cli.common import run, settings
 from tillstream.logs import configure_logging
 from tillstream.settings import split_host_port
