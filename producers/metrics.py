@@ -57,7 +57,7 @@ LAST_EVENT_TIME = Gauge(
     "Unix time of the last event accepted from any till or device.",
 )
 
-# Nothing may block a store's stream (issue #11): quarantine and the unsent-bytes limit.
+# Nothing may block a store's stream: quarantine and the unsent-bytes limit.
 EVENTS_QUARANTINED = Counter(
     "tillstream_edge_events_quarantined_total",
     "Events Kafka refused for good (too large, invalid, not authorized), moved out of the "

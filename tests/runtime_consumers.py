@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
-from consumers.runtime import Consumer, Context, PermanentError, Record
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from consumers.runtime import Consumer, Context, Database, PermanentError, Record
 
 
 class Effects(Consumer):
@@ -35,3 +40,39 @@ class Effects(Consumer):
         ours = any(r.value["store_id"].startswith(self.delay_stores) for r in records)
         if self.delay_per_batch and ours:  # widen the window in which a kill lands mid-batch
             time.sleep(self.delay_per_batch)
+
+    def routes(self, query: Any) -> list[Any]:
+        """A read API, as the ERP's /v1/stock: rows applied per store."""
+
+        async def effects(_: Request) -> JSONResponse:
+            def count(db: Database) -> int:
+                row = db.fetchone("SELECT COUNT(*) FROM effects")
+                return int(row[0]) if row else 0
+
+            return JSONResponse({"effects": await query(count)})
+
+        return [Route("/v1/effects", effects)]
+
+
+class BadSql(Effects):
+    """A consumer with a bug: the receipt ``bad_receipt`` runs SQL naming a column that does
+    not exist (a permanent error, whatever the database)."""
+
+    bad_receipt = "BADSQL"
+
+    def apply(self, ctx: Context, records: list[Record]) -> None:
+        if any(r.value["receipt_number"] == self.bad_receipt for r in records):
+            ctx.db.execute("SELECT no_such_column FROM effects")
+        super().apply(ctx, records)
+
+
+class Relay(Effects):
+    """Publishes every sale it applies again, to ``relay_topic`` (as the ERP publishes its
+    reorder suggestions)."""
+
+    relay_topic = "tillstream.test.relay"
+
+    def apply(self, ctx: Context, records: list[Record]) -> None:
+        super().apply(ctx, records)
+        for r in records:
+            ctx.publish(self.relay_topic, "sale", r.key or b"", r.value)

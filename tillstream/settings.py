@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     edge_tls_client_cafile: Path | None = Field(
         None, description="CA bundle that signs till client certificates; set: mTLS required."
     )
-    # Edge plausibility window (issue #11): live channels refuse events whose occurred_at is
+    # Edge plausibility window: live channels refuse events whose occurred_at is
     # further from now; 'tillstream edge import' (backfill) is exempt.
     edge_max_event_age: timedelta = Field(
         timedelta(days=30),
@@ -111,7 +111,7 @@ class Settings(BaseSettings):
             return int(text)
         return value
 
-    # Nothing may block a store's stream (issue #11): the door's size limit, delivery bound.
+    # Nothing may block a store's stream: the door's size limit, delivery bound.
     kafka_max_request_bytes: int = Field(
         1_048_576,
         ge=16_384,
@@ -131,6 +131,23 @@ class Settings(BaseSettings):
         "0.0.0.0:9400", description="HOST:PORT of a consumer's /metrics, /healthz, /readyz."
     )
     consumer_batch_size: int = Field(500, ge=1, le=10_000, description="Records per batch.")
+    # Optional bearer token of a consumer's read APIs (/v1/...); the CLI (report, stock) sends
+    # it when it asks a running service.
+    consumer_api_token: SecretStr | None = Field(
+        None,
+        description="Bearer token a consumer's read APIs require; unset: open (health and "
+        "metrics are always open).",
+    )
+
+    @field_validator("consumer_api_token", mode="before")
+    @classmethod
+    def _check_api_token(cls, value: object) -> object:
+        if value == "":  # an empty variable (compose's ${X:-}) means unset
+            return None
+        if isinstance(value, str) and len(value) < 16:
+            raise ValueError("must be at least 16 characters (e.g. openssl rand -hex 32)")
+        return value
+
     erp_velocity_days: int = Field(
         28, ge=1, le=366, description="Days of sales behind velocity-based reorder points."
     )
@@ -151,11 +168,6 @@ class Settings(BaseSettings):
     )
     cache_dir: Path = Field(
         Path.home() / ".cache" / "tillstream", description="Where downloaded jars are cached."
-    )
-
-    # Consumer read APIs: the CLI (report, stock) asks a running service through them.
-    consumer_api_token: SecretStr | None = Field(
-        None, description="Bearer token of the consumers' read APIs (the CLI sends it)."
     )
 
     @field_validator("kafka_bootstrap_servers")

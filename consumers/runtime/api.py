@@ -100,6 +100,20 @@ class Consumer:
     """Topics this consumer publishes to (created at start-up if missing)."""
     default_db_url: ClassVar[str | None] = None
     """Database used when neither ``--db`` nor ``TILLSTREAM_DB_URL`` names one."""
+    component: ClassVar[str | None] = None
+    """Whose tables ``migrations`` create, as recorded in ``schema_migrations`` (default:
+    ``name``). Running under another group (:meth:`in_group`) keeps it, so a second group of
+    the same consumer on one database finds its migrations done instead of running them again."""
+
+    @classmethod
+    def identity(cls) -> str:
+        """The migration component: ``component``, else ``name``."""
+        return cls.component or cls.name
+
+    @classmethod
+    def in_group(cls, group: str) -> type[Consumer]:
+        """This consumer under another consumer group (and dead-letter topic), same tables."""
+        return type(cls.__name__, (cls,), {"name": group, "component": cls.identity()})
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()

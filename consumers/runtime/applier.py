@@ -40,7 +40,10 @@ class Applier:
     def prepare(self) -> None:
         """Run the runtime's and the consumer's migrations, then the consumer's setup."""
         self.db.migrate(state.COMPONENT, state.migrations(self.db))
-        self.db.migrate(self.name, list(self.consumer.migrations))
+        # Per consumer, not per group: a second group must not run them again.
+        self.db.migrate(
+            self.consumer.identity(), list(self.consumer.migrations), formerly=self.name
+        )
         self.consumer.setup(self.db)
 
     def offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
@@ -96,6 +99,10 @@ class Applier:
     def forget_outgoing(self, ids: list[str]) -> None:
         with self.db.transaction():
             state.forget_outgoing(self.db, ids)
+
+    def set_aside_outgoing(self, refused: list[tuple[str, str, str]]) -> None:
+        with self.db.transaction():
+            state.set_aside_outgoing(self.db, refused)
 
     def refresh(self) -> None:
         self.consumer.refresh(self.db)

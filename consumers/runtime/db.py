@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from consumers.runtime.transient import database_transient
+
 Dialect = Literal["sqlite", "postgresql", "duckdb"]
 Migration = str | dict[str, str]
 """Portable SQL, or ``{dialect: sql}`` where dialects differ."""
@@ -203,8 +205,14 @@ class Database:
 
     # -- migrations -------------------------------------------------------------------
 
-    def migrate(self, component: str, migrations: Sequence[Migration]) -> int:
-        """Apply the migrations of ``component`` not applied yet; returns how many ran."""
+    def migrate(
+        self, component: str, migrations: Sequence[Migration], *, formerly: str | None = None
+    ) -> int:
+        """Apply the migrations of ``component`` not applied yet; returns how many ran.
+
+        ``formerly``: a name the component's migrations may have been recorded under before
+        (a consumer run under another group recorded them under the group, until #11); its
+        record is taken over if the component has none."""
         ran = 0
         with self.transaction():
             if self.dialect == "postgresql":
@@ -215,6 +223,15 @@ class Database:
             done = {v for (v,) in self.fetchall(
                 "SELECT version FROM schema_migrations WHERE component = ?", (component,)
             )}  # fmt: skip
+            if not done and formerly and formerly != component:
+                self.execute(
+                    "INSERT INTO schema_migrations (component, version, applied_at) "
+                    "SELECT ?, version, applied_at FROM schema_migrations WHERE component = ?",
+                    (component, formerly),
+                )
+                done = {v for (v,) in self.fetchall(
+                    "SELECT version FROM schema_migrations WHERE component = ?", (component,)
+                )}  # fmt: skip
             for version, migration in enumerate(migrations, start=1):
                 if version in done:
                     continue
@@ -232,26 +249,9 @@ class Database:
     # -- failures ---------------------------------------------------------------------
 
     def is_transient(self, exc: BaseException) -> bool:
-        """Whether retrying later may succeed (database down, locked, connection lost)."""
-        if isinstance(exc, OSError | TimeoutError | sqlite3.OperationalError):
-            return True
-        module = type(exc).__module__
-        if module.startswith("psycopg"):
-            import psycopg
-
-            errors = psycopg.errors
-            return isinstance(
-                exc,
-                psycopg.OperationalError
-                | psycopg.InterfaceError
-                | errors.SerializationFailure
-                | errors.DeadlockDetected,
-            )
-        if module.startswith("duckdb"):
-            import duckdb
-
-            return isinstance(exc, duckdb.IOException | duckdb.TransactionException)
-        return False
+        """Whether retrying later may succeed (busy, locked, I/O, connection lost), judged by
+        the engine's error code: a consumer's own bad SQL is not (see ``transient.py``)."""
+        return database_transient(exc)
 
 
 def _skip_pandas_probe() -> None:

@@ -31,6 +31,9 @@ H_PARTITION = "dlq.source.partition"
 H_OFFSET = "dlq.source.offset"
 H_CONSUMER = "dlq.consumer"
 H_TIME = "dlq.time"
+H_VALUE_OMITTED = "dlq.value-omitted"
+"""Set when the record was too large for the dead-letter topic: the letter carries an empty
+value, and the record is still at its source topic, partition and offset."""
 H_REPLAYED = "tillstream.replayed-from"
 """Set on a record sent back by ``dlq replay``: ``<dlq topic>/<partition>/<offset>``."""
 
@@ -56,8 +59,11 @@ class DeadLetter:
     partition: int
     offset: int
     at: datetime
+    value_omitted: bool = False
+    """Too large for the dead-letter topic: the letter's value is empty (see H_VALUE_OMITTED)."""
 
     def headers(self) -> list[tuple[str, bytes]]:
+        omitted = [(H_VALUE_OMITTED, b"too-large")] if self.value_omitted else []
         return [
             (H_ERROR, redact(self.error).encode()),
             (H_REASON, self.reason.encode()),
@@ -66,6 +72,7 @@ class DeadLetter:
             (H_OFFSET, str(self.offset).encode()),
             (H_CONSUMER, self.consumer.encode()),
             (H_TIME, self.at.isoformat().encode()),
+            *omitted,
         ]
 
     @classmethod
@@ -80,6 +87,7 @@ class DeadLetter:
                 partition=int(h[H_PARTITION]),
                 offset=int(h[H_OFFSET]),
                 at=datetime.fromisoformat(h[H_TIME]),
+                value_omitted=H_VALUE_OMITTED in h,
             )
         except (KeyError, ValueError) as exc:
             raise ValueError(f"not a tillstream dead letter: header {exc} missing or bad") from None

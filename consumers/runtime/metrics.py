@@ -55,3 +55,23 @@ UP = Gauge(
     "1 while the consumer is in its group and its database answers.",
     ["consumer"],
 )
+
+# Records on the wrong partition, sends the broker refused, read-API auth.
+MISROUTED = Counter(
+    "tillstream_consumer_misrouted_records_total",
+    "Records read from another partition than their key's murmur2 hash gives: a producer "
+    "with another partitioner (librdkafka's default CRC32) breaks per-store order.",
+    ["consumer", "topic"],
+)
+SENDS_REFUSED = Counter(
+    "tillstream_consumer_sends_refused_total",
+    "Records the broker refused from this consumer, by what (published: set aside in "
+    "runtime_outbox_refused or kept queued; dead_letter: sent without its value) and "
+    "reason (too_large, not_authorized).",
+    ["consumer", "what", "reason"],
+)
+API_REJECTED = Counter(
+    "tillstream_consumer_api_rejected_total",
+    "Read-API requests refused for a missing or wrong bearer token.",
+    ["consumer"],
+)

@@ -22,20 +22,21 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from consumers.runtime import deadletter, metrics
 from consumers.runtime.api import Consumer, PermanentError, Record
 from consumers.runtime.applier import Applier, Outcome
 from consumers.runtime.db import Database, redact
+from consumers.runtime.outgoing import Outgoing, Refused
+from consumers.runtime.partitioning import RoutingCheck
+from consumers.runtime.sender import Sender
+from consumers.runtime.transient import KAFKA_REFUSED, kafka_transient
+from consumers.runtime.web import service_app
 from tillstream.codec import AvroCodec, CodecError
-from tillstream.http import EmbeddedServer, embedded_server, metrics_response
-from tillstream.kafka import create_topics, make_consumer, make_producer
+from tillstream.http import EmbeddedServer, embedded_server
+from tillstream.kafka import create_topics, make_consumer
 from tillstream.registry import registry_from_settings
 from tillstream.settings import Settings
 from tillstream.topics import topic_named
@@ -73,12 +74,18 @@ class ConsumerService:
         self._db: Database | None = None
         self._applier: Applier | None = None
         self._kafka: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self._sender = Sender(settings)
+        self._outgoing = Outgoing(
+            self.name, self._sender, self._retrying_async, self._retrying, self._database_applier
+        )
+        self._routing = RoutingCheck(self.name)
         self._server: EmbeddedServer | None = None
         self._batch_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._to_commit: dict[TopicPartition, int] = {}
+        self._started = False
         self.ready = False
+        """In its group and nothing failing: what /readyz answers and the ready gauge shows."""
         self.applied = 0
 
     # -- public -----------------------------------------------------------------------
@@ -124,14 +131,20 @@ class ConsumerService:
         dlq = deadletter.topic_for(self.name)
         owned = (dlq, *(topic_named(t) for t in self.consumer.publishes))
         await self._retrying_async("create topics", lambda: create_topics(self.settings, owned))
-        self._producer = make_producer(self.settings)
-        await self._retrying_async("start the producer", self._producer.start)
-        await self._publish_outgoing()
+        try:
+            await self._retrying_async("start the producer", self._sender.start)
+        except KAFKA_REFUSED as exc:  # no WRITE anywhere: no producer id for idempotence
+            raise Refused(
+                f"{self.name}: the broker refuses this consumer's producer "
+                f"({deadletter.describe(exc)}): grant it WRITE on {dlq.name} "
+                "(tillstream acls apply); nothing was read"
+            ) from exc
+        await self._outgoing.publish()
         self._kafka = make_consumer(self.settings, group_id=self.name)
         self._kafka.subscribe(list(self.consumer.topics), listener=_Rebalance(self))
         await self._retrying_async("join the consumer group", self._kafka.start)
-        self.ready = True
-        metrics.UP.labels(self.name).set(1)
+        self._started = True
+        self._set_ready(True)
         log.info("%s: consuming %s", self.name, ", ".join(self.consumer.topics))
 
     def _open_database(self) -> Applier:
@@ -143,16 +156,19 @@ class ConsumerService:
         applier.prepare()
         return applier
 
+    def _set_ready(self, ready: bool) -> None:
+        """One truth for /readyz and ``tillstream_consumer_ready``."""
+        self.ready = ready and self._started
+        metrics.UP.labels(self.name).set(1 if self.ready else 0)
+
     async def _shutdown(self) -> None:
-        self.ready = False
-        metrics.UP.labels(self.name).set(0)
+        self._started = False
+        self._set_ready(False)
         if self._kafka is not None:
             await self._commit_to_kafka()
             with contextlib.suppress(KafkaError, OSError, TimeoutError):
                 await asyncio.wait_for(self._kafka.stop(), timeout=15)  # leaves the group
-        if self._producer is not None:
-            with contextlib.suppress(KafkaError, OSError, TimeoutError):
-                await asyncio.wait_for(self._producer.stop(), timeout=15)
+        await self._sender.stop()
         if self._db is not None:
             await self._on_db(self._db.close)
         self._db_thread.shutdown(wait=False)
@@ -185,12 +201,14 @@ class ConsumerService:
         for tp, messages in batch.items():
             if tp not in assigned or not messages:
                 continue  # revoked while we were busy: its new owner reads it
+            partitions = len(self._kafka.partitions_for_topic(tp.topic) or ())
+            self._routing.check(tp.topic, tp.partition, messages, partitions)
             for msg in messages:
                 raw[(msg.topic, msg.partition, msg.offset)] = msg
                 try:
                     decoded = self.codec.decode(msg.value)
                 except CodecError as exc:
-                    await self._dead_letter(msg, "undecodable", exc)
+                    await self._outgoing.dead_letter(msg, "undecodable", exc)
                     continue
                 records.append(
                     Record.decoded(
@@ -223,7 +241,7 @@ class ConsumerService:
             outcome = await self._one_by_one(records, raw, positions)
         self._account(outcome, started)
         if outcome.published:
-            await self._publish_outgoing()
+            await self._outgoing.publish()
         for (topic, partition), offset in positions.items():
             self._to_commit[TopicPartition(topic, partition)] = offset
 
@@ -243,7 +261,7 @@ class ConsumerService:
                 raise
             except Exception as exc:
                 reason = "invalid" if isinstance(exc, PermanentError) else "handler-error"
-                await self._dead_letter(
+                await self._outgoing.dead_letter(
                     raw[(record.topic, record.partition, record.offset)], reason, exc
                 )
                 await self._retrying("skip a dead letter", partial(applier.advance, step))
@@ -253,57 +271,6 @@ class ConsumerService:
             total.published += one.published
         await self._retrying("store offsets", lambda: applier.advance(positions))
         return total
-
-    # -- dead letters and publishing --------------------------------------------------
-
-    async def _dead_letter(self, msg: Any, reason: str, exc: BaseException) -> None:
-        letter = deadletter.DeadLetter(
-            consumer=self.name,
-            reason=reason,
-            error=deadletter.describe(exc),
-            topic=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
-            at=deadletter.now(),
-        )
-        producer = self._producer
-        assert producer is not None
-        await self._retrying_async(
-            "send a dead letter",
-            lambda: producer.send_and_wait(
-                deadletter.topic_for(self.name).name,
-                msg.value,
-                key=msg.key,
-                headers=letter.headers(),
-            ),
-        )
-        metrics.DLQ.labels(self.name, reason).inc()
-        metrics.FAILURES.labels(self.name, "permanent").inc()
-        metrics.RECORDS.labels(self.name, msg.topic, "dead_lettered").inc()
-        log.error(
-            "%s: dead-lettered %s[%d]@%d (%s): %s",
-            self.name,
-            msg.topic,
-            msg.partition,
-            msg.offset,
-            reason,
-            letter.error,
-        )
-
-    async def _publish_outgoing(self) -> None:
-        """Send what batches published (queued in their transactions), then forget it."""
-        applier = self._database_applier()
-        producer = self._producer
-        assert producer is not None
-        while pending := await self._retrying("read queued events", applier.pending_outgoing):
-
-            async def send_all(rows: list[tuple[Any, ...]] = pending) -> None:
-                futures = [await producer.send(t, v, key=k) for _, t, k, v in rows]
-                await asyncio.gather(*futures)
-
-            await self._retrying_async("publish events", send_all)
-            ids = [row[0] for row in pending]
-            await self._retrying("forget sent events", partial(applier.forget_outgoing, ids))
 
     # -- bookkeeping ------------------------------------------------------------------
 
@@ -350,6 +317,8 @@ class ConsumerService:
                 metrics.LAG.labels(self.name, tp.topic, str(tp.partition)).set(lag)
         applier = self._database_applier()
         async with self._batch_lock:
+            if self._outgoing.retry_due():
+                await self._outgoing.publish()  # the broker refused us a while ago: try again
             try:
                 await self._on_db(applier.refresh)
             except Exception as exc:  # a read-side hook must not stop the service
@@ -379,7 +348,7 @@ class ConsumerService:
                 if not self._is_transient(exc):
                     raise
                 metrics.FAILURES.labels(self.name, "transient").inc()
-                metrics.UP.labels(self.name).set(0)
+                self._set_ready(False)
                 log.warning(
                     "%s: cannot %s (%s); retrying in %.1fs",
                     self.name,
@@ -396,13 +365,13 @@ class ConsumerService:
                     with contextlib.suppress(Exception):
                         await self._on_db(self._db.connect)
                 continue
-            if self.ready:
-                metrics.UP.labels(self.name).set(1)
+            if not self.ready:
+                self._set_ready(True)
             return result
 
     def _is_transient(self, exc: BaseException) -> bool:
         if isinstance(exc, KafkaError):
-            return True  # the broker comes back; the records wait for us
+            return kafka_transient(exc)  # the broker comes back; the records wait for us
         if self._db is not None:
             return self._db.is_transient(exc)
         return isinstance(exc, OSError | TimeoutError)
@@ -417,24 +386,14 @@ class ConsumerService:
 
     # -- HTTP -------------------------------------------------------------------------
 
-    def _http_app(self) -> Starlette:
-        async def healthz(_: Request) -> Response:
-            return JSONResponse({"status": "ok", "consumer": self.name})
-
-        async def readyz(_: Request) -> Response:
-            body = {"ready": self.ready, "consumer": self.name, "applied": self.applied}
-            return JSONResponse(body, status_code=200 if self.ready else 503)
-
-        async def prometheus(_: Request) -> Response:
-            return metrics_response()
-
-        routes = [
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", prometheus),
-            *self.consumer.routes(self.query),
-        ]
-        return Starlette(routes=routes)
+    def _http_app(self) -> Any:
+        token = self.settings.consumer_api_token
+        return service_app(
+            self.name,
+            lambda: (self.ready, self.applied),
+            self.consumer.routes(self.query),
+            token.get_secret_value() if token is not None else None,
+        )
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -5,6 +5,8 @@
 - ``runtime_events``: event ids already applied, so an event that reaches Kafka twice (a
   till resent after a crash, a dead letter replayed twice) has its effects once.
 - ``runtime_outbox``: events a consumer published in a batch, sent after the batch commits.
+- ``runtime_outbox_refused``: published events the broker refused for good (too large for
+  their topic), set aside with the reason so the events behind them still go out.
 """
 
 from __future__ import annotations
@@ -37,6 +39,18 @@ MIGRATIONS: tuple[str, ...] = (
         topic    TEXT NOT NULL,
         msg_key   {bytes} NOT NULL,
         msg_value {bytes} NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE runtime_outbox_refused (
+        id        TEXT PRIMARY KEY,
+        consumer  TEXT NOT NULL,
+        created   TEXT NOT NULL,
+        topic     TEXT NOT NULL,
+        msg_key   {bytes} NOT NULL,
+        msg_value {bytes} NOT NULL,
+        refused   TEXT NOT NULL,
+        error     TEXT NOT NULL
     )
     """,
 )
@@ -133,3 +147,17 @@ def pending_outgoing(db: Database, consumer: str, limit: int = 1000) -> list[tup
 
 def forget_outgoing(db: Database, ids: list[str]) -> None:
     db.executemany("DELETE FROM runtime_outbox WHERE id = ?", [(i,) for i in ids])
+
+
+def set_aside_outgoing(db: Database, refused: list[tuple[str, str, str]]) -> None:
+    """Move queued publications the broker refused to ``runtime_outbox_refused``:
+    rows of (id, when, error)."""
+    for event_id, when, error in refused:
+        db.execute(
+            "INSERT INTO runtime_outbox_refused "
+            "(id, consumer, created, topic, msg_key, msg_value, refused, error) "
+            "SELECT id, consumer, created, topic, msg_key, msg_value, ?, ? "
+            "FROM runtime_outbox WHERE id = ?",
+            (when, error, event_id),
+        )
+        db.execute("DELETE FROM runtime_outbox WHERE id = ?", (event_id,))

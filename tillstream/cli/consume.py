@@ -6,6 +6,7 @@ import click
 
 from consumers.runtime.db import DatabaseError, redact
 from consumers.runtime.loader import ConsumerNotFound, load_consumer
+from consumers.runtime.outgoing import Refused
 from consumers.runtime.runner import ConsumerService, RunnerConfig
 from tillstream.cli.common import run, settings
 from tillstream.logs import configure_logging
@@ -28,7 +29,8 @@ from tillstream.settings import split_host_port
 @click.option(
     "--group",
     help="Run under this consumer group instead of the consumer's own (e.g. to rebuild a "
-    "database beside the live one); also names the dead-letter topic.",
+    "database beside the live one); also names the dead-letter topic. Its migrations stay "
+    "recorded under the consumer's own name.",
 )
 @click.option(
     "--batch-size",
@@ -56,7 +58,7 @@ def consume(
     except ConsumerNotFound as exc:
         raise click.UsageError(str(exc)) from None
     if group:
-        consumer_class = type(consumer_class.__name__, (consumer_class,), {"name": group})
+        consumer_class = consumer_class.in_group(group)
     if "db_url" not in cfg.model_fields_set and consumer_class.default_db_url:
         cfg = cfg.model_copy(update={"db_url": consumer_class.default_db_url})
     config = RunnerConfig(
@@ -72,7 +74,7 @@ def consume(
     )
     try:
         run(service.run(handle_signals=True))
-    except DatabaseError as exc:
+    except (DatabaseError, Refused) as exc:
         raise click.ClickException(str(exc)) from None
 
 

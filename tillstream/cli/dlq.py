@@ -48,6 +48,7 @@ class Letter:
             },
             "time": self.why.at.isoformat(),
             "bytes": len(self.value),
+            "value_omitted": self.why.value_omitted,
         }
 
 
@@ -200,9 +201,11 @@ async def _replay(cfg: Settings, consumer: str, dry_run: bool) -> int:
             if dry_run:
                 continue
             origin = f"{letter.dlq_topic}/{letter.dlq_partition}/{letter.dlq_offset}"
+            # Too large for the dead-letter topic: the record is read back from its source.
+            value = await _source_value(cfg, why) if why.value_omitted else letter.value
             await producer.send_and_wait(
                 why.topic,
-                letter.value,
+                value,
                 key=letter.key,
                 headers=[(deadletter.H_REPLAYED, origin.encode())],
             )
@@ -214,6 +217,34 @@ async def _replay(cfg: Settings, consumer: str, dry_run: bool) -> int:
     finally:
         await producer.stop()
         await _stop(kafka)
+
+
+async def _source_value(cfg: Settings, why: deadletter.DeadLetter) -> bytes:
+    """The value of the record a dead letter names, read from its source topic."""
+    source = TopicPartition(why.topic, why.partition)
+    kafka = make_consumer(cfg, group_id=None)
+    await kafka.start()
+    try:
+        kafka.assign([source])
+        kafka.seek(source, why.offset)
+        async with asyncio.timeout(30):
+            while True:
+                for msg in (await kafka.getmany(source, timeout_ms=500)).get(source, []):
+                    if msg.offset == why.offset:
+                        return bytes(msg.value)
+                    if msg.offset > why.offset:
+                        break
+                else:
+                    continue
+                break
+    except TimeoutError:
+        pass
+    finally:
+        await _stop(kafka)
+    raise click.ClickException(
+        f"{why.topic}[{why.partition}]@{why.offset} is no longer in its topic (retention): "
+        "its dead letter had no value (too large), so it cannot be replayed"
+    )
 
 
 async def _stop(kafka: AIOKafkaConsumer) -> None:
