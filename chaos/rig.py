@@ -107,6 +107,7 @@ class Rig:
             ["edge", "run", "--store", store, "--listen", f"127.0.0.1:{port}",
              "--outbox", str(home / "outbox.db")],
             port, home / "edge.log", self._env(bootstrap),
+            ready_path="/healthz",  # the cut-off store's edge takes sales while Kafka is away
         )  # fmt: skip
 
     def consumer_service(self, name: str, kind: str) -> Service:

@@ -28,6 +28,9 @@ class Service:
     port: int
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    ready_path: str = "/readyz"
+    """What :meth:`wait_ready` waits for by default (an edge cut off from Kafka is not ready,
+    yet takes events: wait for ``/healthz`` where taking events is what matters)."""
     proc: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
 
@@ -48,8 +51,10 @@ class Service:
         )
         return self
 
-    def wait_ready(self, timeout: float = 60, path: str = "/readyz") -> None:
-        """Until ``path`` answers 200 (``/healthz``: alive, though maybe not ready)."""
+    def wait_ready(self, timeout: float = 60, path: str | None = None) -> None:
+        """Until ``path`` (default :attr:`ready_path`) answers 200 (``/healthz``: alive,
+        though maybe not ready)."""
+        path = path or self.ready_path
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:
