@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from typing import Any
 
 from producers import metrics
+from producers.identifiers import CARD_NUMBER, Problem, gtin_problem, sku_problem
 from producers.outbox import Outbox, OutboxEvent, Outcome
-from producers.pan import CardNumberError, contains_pan
+from producers.pan import contains_pan
 from producers.poslog import parse_poslog
 from tillstream.codec import AvroCodec, CodecError
 from tillstream.topics import EVENT_TOPICS, store_key
@@ -24,11 +25,13 @@ log = logging.getLogger(__name__)
 
 
 class IngestError(ValueError):
-    """An event cannot be accepted; ``problems`` lists (field, message) pairs."""
+    """An event cannot be accepted; ``problems`` lists (field, message) pairs, ``reason``
+    is what the channel counts the refusal as (``invalid``, ``card_number``)."""
 
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
+    def __init__(self, problems: list[tuple[str, str]], reason: str = "invalid") -> None:
         super().__init__("; ".join(f"{field}: {message}" for field, message in problems))
         self.problems = problems
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,18 +59,13 @@ class Ingestor:
         """Check and encode one event; raises :class:`IngestError` naming the bad field."""
         prefix = f"{where}." if where else ""
         if record.get("store_id") != self.store_id:
-            raise IngestError(
-                [
-                    (
-                        f"{prefix}store_id",
-                        f"this edge serves store {self.store_id!r}, not {record.get('store_id')!r}",
-                    )
-                ]
-            )
-        pan_field = _field_with_pan(record)
-        if pan_field is not None:
-            metrics.EVENTS_REJECTED.labels(channel, "card_number").inc()
-            raise IngestError([(f"{prefix}{pan_field}", CardNumberError(pan_field).args[0])])
+            # Never quote what was sent: it may be anything, a card number included.
+            message = f"this edge serves store {self.store_id!r} only; the event names another"
+            raise IngestError([(f"{prefix}store_id", message)])
+        found = _field_with_pan(record)
+        if found is not None:  # counted once, by the channel, under the reason given here
+            path, problem = found
+            raise IngestError([(f"{prefix}{path}", problem.message)], reason=problem.kind)
         try:
             value = self._codec.encode(event_type, record)
         except CodecError as exc:
@@ -112,26 +110,40 @@ class Ingestor:
         return Accepted([e.event_id for e in events], duplicates)
 
 
-# Fields that hold item or event identifiers: validated as such, never read as card numbers.
-_NOT_FREE_TEXT = frozenset({"sku", "gtin", "event_id", "sale_event_id"})
+# Event identifiers: UUIDs, checked by the codec, never read as card numbers.
+_EVENT_IDS = frozenset({"event_id", "sale_event_id"})
+# Item identifiers: the SKU and GTIN rules of ``producers.identifiers`` (same on every channel).
+_ITEM_IDS = {"sku": sku_problem, "gtin": gtin_problem}
+_FREE_TEXT_CARD = Problem(
+    CARD_NUMBER,
+    "looks like a card number (PAN); only brand, last four digits and a token may leave the till",
+)
 
 
-def _field_with_pan(value: Any, path: str = "") -> str | None:
-    """The path of the first free-text field holding a card number (every channel passes here)."""
+def _field_with_pan(value: Any, path: str = "") -> tuple[str, Problem] | None:
+    """The path and problem of the first field holding a card number, else of the first bad
+    item identifier (every channel passes here)."""
+    first_bad: tuple[str, Problem] | None = None
+    for where, problem in _problems(value, path):
+        if problem.kind == CARD_NUMBER:
+            return where, problem
+        first_bad = first_bad or (where, problem)
+    return first_bad
+
+
+def _problems(value: Any, path: str, key: str = "") -> Iterator[tuple[str, Problem]]:
     if isinstance(value, str):
-        return path if contains_pan(value) else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key not in _NOT_FREE_TEXT:
-                found = _field_with_pan(item, f"{path}.{key}" if path else key)
-                if found is not None:
-                    return found
+        rule = _ITEM_IDS.get(key)
+        problem = rule(value) if rule else (_FREE_TEXT_CARD if contains_pan(value) else None)
+        if problem is not None:
+            yield path, problem
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            if name not in _EVENT_IDS:
+                yield from _problems(item, f"{path}.{name}" if path else name, name)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            found = _field_with_pan(item, f"{path}[{i}]")
-            if found is not None:
-                return found
-    return None
+            yield from _problems(item, f"{path}[{i}]")
 
 
 def poslog_events(
@@ -147,3 +159,8 @@ def poslog_events(
         )
         for i, (event_type, record) in enumerate(result.events)
     ]
+
+
+def poslog_reason(exc: Exception) -> str:
+    """What a refused POSLog document is counted as (HTTP upload, drop folder)."""
+    return CARD_NUMBER if getattr(exc, "reason", None) == CARD_NUMBER else "invalid_poslog"
