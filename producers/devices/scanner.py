@@ -84,8 +84,10 @@ def decode_scan(
         _refuse_card_number(data)
         raise Rejected("not_gtin", f"{len(data)} characters, no GTIN or GS1 content") from None
     if result.gtin is None:
-        _refuse_card_number(data)
-        if result.gtin_error and "check digit" in result.gtin_error:
+        misread = bool(result.gtin_error and "check digit" in result.gtin_error)
+        if not (misread and len(data) <= 13):  # an EAN misread: 13-digit cards are not issued
+            _refuse_card_number(data)
+        if misread:
             raise Rejected("bad_check_digit", "GTIN check digit does not match")
         raise Rejected("not_gtin", f"{len(data)} characters, no GTIN")
     gtin = canonical_gtin(result.gtin)
