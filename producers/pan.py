@@ -76,12 +76,14 @@ def _normalise(text: str) -> tuple[str, list[int] | None]:
     out: list[str] = []
     where: list[int] = []
     for i, char in enumerate(text):
-        # Per character, so positions map back: NFKC turns '１' and '²' into digits,
-        # unicodedata.decimal the scripts NFKC leaves alone ('٣', '৩', '๓').
-        plain = "".join(
-            str(unicodedata.decimal(c)) if c.isdecimal() else c
-            for c in unicodedata.normalize("NFKC", char)
-        )
+        if char.isascii():
+            plain = char
+        else:  # per character, so positions map back: NFKC turns '１' and '²' into
+            # digits, unicodedata.decimal the scripts NFKC leaves alone ('٣', '৩', '๓').
+            plain = "".join(
+                str(unicodedata.decimal(c)) if c.isdecimal() else c
+                for c in unicodedata.normalize("NFKC", char)
+            )
         out.append(plain)
         where += [i] * len(plain)
     return "".join(out), where
