@@ -16,6 +16,7 @@ from producers.identifiers import CARD_NUMBER, gtin_problem, is_gtin, sku_proble
 from producers.ingest import IngestError, Ingestor
 from producers.outbox import Outbox
 from producers.pan import contains_pan, find_pans, mask_pans
+from producers.poslog_xml import PoslogError
 from tests.fuzz_support import FUZZ, card_numbers
 from tillstream.codec import AvroCodec
 from tillstream.samples import sample_payment, sample_sale, sample_stock_movement
@@ -245,3 +246,12 @@ def test_a_devices_file_cannot_map_a_gtin_to_a_card_number(tmp_path: Path) -> No
     with pytest.raises(DeviceConfigError, match="card number") as refused:
         load_devices(path)
     assert "5555" not in str(refused.value)
+
+
+@pytest.mark.parametrize("card", ["4111.1111.1111.1111", "４１１１_１１１１_１１１１_１１１１"])
+def test_a_long_poslog_message_is_never_cut_inside_a_card_number(card: str) -> None:
+    # Cut at 300 characters: what is left of the number would no longer look like one.
+    message = str(PoslogError("x" * 290 + f" {card} " + "y" * 1000))
+    assert "[...]" in message and "4111" not in message and "１１１１" not in message
+    message = str(PoslogError("x" * 1000 + f" {card} " + "y" * 290))
+    assert "[...]" in message and "1111" not in message and "１１１１" not in message
