@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from typing import Any
@@ -123,27 +123,37 @@ _FREE_TEXT_CARD = Problem(
 def _field_with_pan(value: Any, path: str = "") -> tuple[str, Problem] | None:
     """The path and problem of the first field holding a card number, else of the first bad
     item identifier (every channel passes here)."""
-    first_bad: tuple[str, Problem] | None = None
-    for where, problem in _problems(value, path):
-        if problem.kind == CARD_NUMBER:
-            return where, problem
-        first_bad = first_bad or (where, problem)
-    return first_bad
+    found: list[tuple[str, Problem]] = []
+    if isinstance(value, dict | list):
+        _scan(value, path, found)
+    cards = [f for f in found if f[1].kind == CARD_NUMBER]
+    return cards[0] if cards else (found[0] if found else None)
 
 
-def _problems(value: Any, path: str, key: str = "") -> Iterator[tuple[str, Problem]]:
-    if isinstance(value, str):
-        rule = _ITEM_IDS.get(key)
-        problem = rule(value) if rule else (_FREE_TEXT_CARD if contains_pan(value) else None)
-        if problem is not None:
-            yield path, problem
-    elif isinstance(value, dict):
-        for name, item in value.items():
-            if name not in _EVENT_IDS:
-                yield from _problems(item, f"{path}.{name}" if path else name, name)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _problems(item, f"{path}[{i}]")
+def _scan(value: dict[str, Any] | list[Any], path: str, found: list[tuple[str, Problem]]) -> bool:
+    """Add each bad field under ``value`` to ``found``; True once a card number is found.
+    Strings are checked in the loop and paths built only when needed: this runs per event."""
+    keys: Any = value if isinstance(value, dict) else range(len(value))
+    for key in keys:
+        item = value[key]
+        if isinstance(item, str):
+            if key in _EVENT_IDS:
+                continue
+            rule = _ITEM_IDS.get(key) if isinstance(key, str) else None
+            problem = rule(item) if rule else (_FREE_TEXT_CARD if contains_pan(item) else None)
+            if problem is not None:
+                found.append((_join(path, key), problem))
+                if problem.kind == CARD_NUMBER:
+                    return True
+        elif isinstance(item, dict | list) and _scan(item, _join(path, key), found):
+            return True
+    return False
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
 
 
 def poslog_events(
