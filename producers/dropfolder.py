@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from producers import metrics
-from producers.ingest import EventTooLarge, IngestError, Ingestor, poslog_events
+from producers.ingest import IngestError, Ingestor, poslog_events, poslog_reason
 from producers.outbox import OutboxEvent, OutboxFullError
 from producers.poslog import PoslogError
 
@@ -63,7 +63,7 @@ class DropFolder:
             log.warning("outbox full: leaving %s for later", path.name)
             return False
         except (PoslogError, IngestError, OSError) as exc:
-            self._reject(path, str(exc), counted=isinstance(exc, EventTooLarge))
+            self._reject(path, str(exc), poslog_reason(exc))
             return True
         metrics.POSLOG_FILES.labels("converted").inc()
         await asyncio.to_thread(path.replace, self.processed / path.name)
@@ -76,10 +76,9 @@ class DropFolder:
         data = path.read_bytes()  # the folder's own limit, not the 20 MiB of HTTP bodies
         return poslog_events(self.ingestor, data, "dropfolder", max_bytes=MAX_FILE_BYTES)
 
-    def _reject(self, path: Path, reason: str, *, counted: bool = False) -> None:
+    def _reject(self, path: Path, reason: str, counted_as: str = "invalid_poslog") -> None:
         metrics.POSLOG_FILES.labels("failed").inc()
-        if not counted:  # the ingestor counts an oversize event under its own reason
-            metrics.EVENTS_REJECTED.labels("dropfolder", "invalid_poslog").inc()
+        metrics.EVENTS_REJECTED.labels("dropfolder", counted_as).inc()
         target = self.rejected / path.name
         path.replace(target)
         (self.rejected / f"{path.name}.reason.txt").write_text(reason + "\n")

@@ -146,8 +146,12 @@ class EdgeService:
         # Disk errors propagate and stop the edge: nothing could be made durable.
         try:
             await self.ingestor.accept([self.ingestor.encode(event_type, record, "device")])
-        except (IngestError, OutboxFullError) as exc:
-            metrics.EVENTS_REJECTED.labels("device", type(exc).__name__).inc()
+        except IngestError as exc:  # counted once, under its reason; fields named, no values
+            metrics.EVENTS_REJECTED.labels("device", exc.reason).inc()
+            fields = ", ".join(field for field, _ in exc.problems)
+            log.error("device event refused (%s): %s", exc.reason, fields)
+        except OutboxFullError as exc:
+            metrics.EVENTS_REJECTED.labels("device", "outbox_full").inc()
             log.error("device event refused: %s", exc)
 
     async def run(self) -> None:

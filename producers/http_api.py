@@ -12,6 +12,7 @@ known token, before the body is read) and every event must name the token's own 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any
 
@@ -24,12 +25,15 @@ from starlette.requests import ClientDisconnect
 
 from producers import metrics
 from producers.auth import STOCK_ONLY, TillTokens, foreign_tills
-from producers.ingest import EventTooLarge, IngestError, Ingestor, poslog_events
+from producers.identifiers import CARD_NUMBER
+from producers.ingest import EventTooLarge, IngestError, Ingestor, poslog_events, poslog_reason
 from producers.models import EVENT_LIST, ONE_EVENT, StockMovementIn
 from producers.outbox import OutboxEvent, OutboxFullError
 from producers.pan import mask_pans
 from producers.poslog import PoslogError, parse_poslog
 from tillstream.http import metrics_response
+
+log = logging.getLogger(__name__)
 
 MAX_EVENTS_BODY = 10 * 1024 * 1024
 MAX_POSLOG_BODY = 20 * 1024 * 1024
@@ -127,7 +131,7 @@ def create_app(
             else:
                 parsed = [ONE_EVENT.validate_json(body)]
         except ValidationError as exc:
-            return _reject("http", 422, "invalid", _problems(exc))
+            return _reject("http", 422, _reason(exc), _problems(exc))
         if till is not None:
             named = [None if isinstance(e, StockMovementIn) else e.terminal_id for e in parsed]
             paths = [f"events[{i}]." if len(parsed) > 1 else "" for i in range(len(parsed))]
@@ -143,9 +147,9 @@ def create_app(
                 for i, e in enumerate(parsed)
             ]
         except EventTooLarge as exc:  # Kafka could never take it: refused, not queued
-            return _reject("http", 413, "too_large", exc.problems, count=False)
+            return _reject("http", 413, exc.reason, exc.problems)
         except IngestError as exc:
-            return _reject("http", 422, "invalid", exc.problems)
+            return _reject("http", 422, exc.reason, exc.problems)
         return await _store(ingestor, events, "http")
 
     @app.post(
@@ -182,10 +186,10 @@ def create_app(
             events = await asyncio.to_thread(poslog_events, ingestor, body, "poslog")
         except EventTooLarge as exc:
             metrics.POSLOG_FILES.labels("failed").inc()
-            return _reject("poslog", 413, "too_large", exc.problems, count=False)
+            return _reject("poslog", 413, exc.reason, exc.problems)
         except (PoslogError, IngestError) as exc:
             metrics.POSLOG_FILES.labels("failed").inc()
-            return _reject("poslog", 422, "invalid_poslog", [("poslog", str(exc))])
+            return _reject("poslog", 422, poslog_reason(exc), [("poslog", str(exc))])
         metrics.POSLOG_FILES.labels("converted").inc()
         return await _store(ingestor, events, "poslog")
 
@@ -335,6 +339,12 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
     return problems
 
 
+def _reason(exc: ValidationError) -> str:
+    """``card_number`` if any field looks like a card number, else ``invalid``."""
+    kinds = {error["type"] for error in exc.errors(include_input=False, include_url=False)}
+    return CARD_NUMBER if CARD_NUMBER in kinds else "invalid"
+
+
 def _reject(
     channel: str,
     status: int,
@@ -347,6 +357,16 @@ def _reject(
 ) -> Response:
     if count:
         metrics.EVENTS_REJECTED.labels(channel, reason).inc()
+    # One line per refused request: reason and field names, never the messages (a POSLog
+    # message may quote what was sent). A field name can be a key the till made up: masked.
+    fields = sorted({mask_pans(f)[:80] for f, _ in problems})
+    log.warning(
+        "%s request refused with %d (%s): %s",
+        channel,
+        status,
+        reason,
+        ", ".join(fields[:20]) + (f" and {len(fields) - 20} more" if len(fields) > 20 else ""),
+    )
     headers = dict(headers or {})
     if retry_after:
         headers["Retry-After"] = str(retry_after)

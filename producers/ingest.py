@@ -14,9 +14,10 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from producers import metrics
+from producers.identifiers import CARD_NUMBER, Problem, gtin_problem, sku_problem
 from producers.limits import RecordLimits
 from producers.outbox import Outbox, OutboxEvent, Outcome
-from producers.pan import CardNumberError, contains_pan
+from producers.pan import contains_pan
 from producers.poslog import parse_poslog
 from tillstream import rules
 from tillstream.codec import AvroCodec, CodecError
@@ -26,15 +27,20 @@ log = logging.getLogger(__name__)
 
 
 class IngestError(ValueError):
-    """An event cannot be accepted; ``problems`` lists (field, message) pairs."""
+    """An event cannot be accepted; ``problems`` lists (field, message) pairs, ``reason``
+    is what the channel counts the refusal as (``invalid``, ``card_number``)."""
 
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
+    def __init__(self, problems: list[tuple[str, str]], reason: str = "invalid") -> None:
         super().__init__("; ".join(f"{field}: {message}" for field, message in problems))
         self.problems = problems
+        self.reason = reason
 
 
 class EventTooLarge(IngestError):
     """An event Kafka could never take: refused at the door (HTTP 413), naming the limit."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__(problems, reason="too_large")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,21 +79,17 @@ class Ingestor:
         """Check and encode one event; raises :class:`IngestError` naming the bad field."""
         prefix = f"{where}." if where else ""
         if record.get("store_id") != self.store_id:
-            raise IngestError(
-                [
-                    (
-                        f"{prefix}store_id",
-                        f"this edge serves store {self.store_id!r}, not {record.get('store_id')!r}",
-                    )
-                ]
-            )
-        pan_field = _field_with_pan(record)
-        if pan_field is not None:
-            metrics.EVENTS_REJECTED.labels(channel, "card_number").inc()
-            raise IngestError([(f"{prefix}{pan_field}", CardNumberError(pan_field).args[0])])
+            # Never quote what was sent: it may be anything, a card number included.
+            message = f"this edge serves store {self.store_id!r} only; the event names another"
+            raise IngestError([(f"{prefix}store_id", message)])
+        found = _field_with_pan(record)
+        if found is not None:  # counted once, by the channel, under the reason given here
+            path, problem = found
+            raise IngestError([(f"{prefix}{path}", problem.message)], reason=problem.kind)
         if problems := self._broken_rules(event_type, record):
-            metrics.EVENTS_REJECTED.labels(channel, "rule").inc()
-            raise IngestError([(f"{prefix}{field}", message) for field, message in problems])
+            raise IngestError(
+                [(f"{prefix}{field}", message) for field, message in problems], reason="rule"
+            )
         try:
             value = self._codec.encode(event_type, record)
         except CodecError as exc:
@@ -107,8 +109,7 @@ class Ingestor:
         """Refuse now what Kafka would refuse later: once accepted, an event must be
         publishable, or it would block every event of the store queued behind it."""
         problem = self.limits and self.limits.problem(event.topic, event.key, event.value)
-        if problem:
-            metrics.EVENTS_REJECTED.labels(event.channel, "too_large").inc()
+        if problem:  # counted once, by the channel, under the error's reason
             raise EventTooLarge([(where, problem)])
 
     def _broken_rules(self, event_type: str, record: dict[str, Any]) -> list[tuple[str, str]]:
@@ -152,26 +153,50 @@ class Ingestor:
         return Accepted([e.event_id for e in events], duplicates)
 
 
-# Fields that hold item or event identifiers: validated as such, never read as card numbers.
-_NOT_FREE_TEXT = frozenset({"sku", "gtin", "event_id", "sale_event_id"})
+# Event identifiers: UUIDs, checked by the codec, never read as card numbers.
+_EVENT_IDS = frozenset({"event_id", "sale_event_id"})
+# Item identifiers: the SKU and GTIN rules of ``producers.identifiers`` (same on every channel).
+_ITEM_IDS = {"sku": sku_problem, "gtin": gtin_problem}
+_FREE_TEXT_CARD = Problem(
+    CARD_NUMBER,
+    "looks like a card number (PAN); only brand, last four digits and a token may leave the till",
+)
 
 
-def _field_with_pan(value: Any, path: str = "") -> str | None:
-    """The path of the first free-text field holding a card number (every channel passes here)."""
-    if isinstance(value, str):
-        return path if contains_pan(value) else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key not in _NOT_FREE_TEXT:
-                found = _field_with_pan(item, f"{path}.{key}" if path else key)
-                if found is not None:
-                    return found
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _field_with_pan(item, f"{path}[{i}]")
-            if found is not None:
-                return found
-    return None
+def _field_with_pan(value: Any, path: str = "") -> tuple[str, Problem] | None:
+    """The path and problem of the first field holding a card number, else of the first bad
+    item identifier (every channel passes here)."""
+    found: list[tuple[str, Problem]] = []
+    if isinstance(value, dict | list):
+        _scan(value, path, found)
+    cards = [f for f in found if f[1].kind == CARD_NUMBER]
+    return cards[0] if cards else (found[0] if found else None)
+
+
+def _scan(value: dict[str, Any] | list[Any], path: str, found: list[tuple[str, Problem]]) -> bool:
+    """Add each bad field under ``value`` to ``found``; True once a card number is found.
+    Strings are checked in the loop and paths built only when needed: this runs per event."""
+    keys: Any = value if isinstance(value, dict) else range(len(value))
+    for key in keys:
+        item = value[key]
+        if isinstance(item, str):
+            if key in _EVENT_IDS:
+                continue
+            rule = _ITEM_IDS.get(key) if isinstance(key, str) else None
+            problem = rule(item) if rule else (_FREE_TEXT_CARD if contains_pan(item) else None)
+            if problem is not None:
+                found.append((_join(path, key), problem))
+                if problem.kind == CARD_NUMBER:
+                    return True
+        elif isinstance(item, dict | list) and _scan(item, _join(path, key), found):
+            return True
+    return False
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
 
 
 def poslog_events(
@@ -187,3 +212,9 @@ def poslog_events(
         )
         for i, (event_type, record) in enumerate(result.events)
     ]
+
+
+def poslog_reason(exc: Exception) -> str:
+    """What a refused POSLog document is counted as (HTTP upload, drop folder)."""
+    reason = getattr(exc, "reason", None)
+    return reason if isinstance(reason, str) and reason != "invalid" else "invalid_poslog"

@@ -7,7 +7,6 @@ limited to brand, last four digits and a token, and no free-text field may hold 
 
 from __future__ import annotations
 
-import functools
 import re
 from datetime import date
 from decimal import Decimal
@@ -18,32 +17,45 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
     field_validator,
 )
-from stdnum import ean
+from pydantic_core import PydanticCustomError
 
+from producers.identifiers import (
+    CARD_NUMBER,
+    SKU_MAX_LENGTH,
+    SKU_PATTERN,
+    gtin_problem,
+    sku_problem,
+)
 from producers.pan import contains_pan
 
 
 def _no_pan(value: str | None) -> str | None:
     if value is not None and contains_pan(value):
-        raise ValueError("looks like a card number (PAN); send only brand, last four and a token")
+        raise PydanticCustomError(
+            CARD_NUMBER, "looks like a card number (PAN); send only brand, last four and a token"
+        )
     return value
 
 
 def _gtin(value: str | None) -> str | None:
-    if value is not None and not _valid_gtin(value):
-        raise ValueError("not a valid GTIN (8, 12, 13 or 14 digits with a valid check digit)")
+    problem = None if value is None else gtin_problem(value)
+    if problem is not None:
+        raise PydanticCustomError(problem.kind, problem.message)
     return value
 
 
-@functools.lru_cache(maxsize=65_536)
-def _valid_gtin(value: str) -> bool:
-    # A store sells the same few thousand GTINs all day: check each once, not on every line.
-    return len(value) in (8, 12, 13, 14) and bool(ean.is_valid(value))
+def _sku(value: Any) -> Any:
+    # Before the length and pattern checks, so a card number is refused as one (and counted
+    # under its own reason) even when it is also too long or has spaces in it.
+    if isinstance(value, str) and (problem := sku_problem(value)) is not None:
+        raise PydanticCustomError(problem.kind, problem.message)
+    return value
 
 
 def _currency(value: str) -> str:
@@ -54,7 +66,11 @@ def _currency(value: str) -> str:
 
 Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_pan)]
 OptText = Annotated[str | None, Field(default=None, max_length=500), AfterValidator(_no_pan)]
-Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_./-]*$")]
+Sku = Annotated[
+    str,
+    Field(min_length=1, max_length=SKU_MAX_LENGTH, pattern=SKU_PATTERN),
+    BeforeValidator(_sku),
+]
 Gtin = Annotated[str | None, Field(default=None), AfterValidator(_gtin)]
 Currency = Annotated[str, AfterValidator(_currency)]
 Money = Annotated[Decimal, Field(max_digits=18, decimal_places=4, allow_inf_nan=False)]

@@ -12,9 +12,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 from xml.etree.ElementTree import Element
 
-from stdnum import ean
-
-from producers.pan import find_pans, is_pan, mask_pans
+from producers.identifiers import is_gtin
+from producers.pan import brand_of, digits_of, find_pans, is_pan, mask_pans
 from producers.poslog_xml import (
     PoslogError,
     attr,
@@ -79,16 +78,6 @@ _BRANDS = (  # (pattern over a brand name as vendors write it, canonical brand)
     (re.compile(r"union|^cup$"), "UNIONPAY"),
     (re.compile(r"maestro"), "MAESTRO"),
     (re.compile(r"girocard|^ec$"), "GIROCARD"),
-)
-_IIN_BRANDS = (  # issuer prefixes, most specific first
-    (re.compile(r"^4"), "VISA"),
-    (re.compile(r"^(?:5[1-5]|2(?:2[2-9][1-9]|2[3-9]\d|[3-6]\d\d|7[01]\d|720))"), "MASTERCARD"),
-    (re.compile(r"^3[47]"), "AMEX"),
-    (re.compile(r"^35(?:2[89]|[3-8]\d)"), "JCB"),
-    (re.compile(r"^3(?:0[0-5]|[689])"), "DINERS"),
-    (re.compile(r"^6(?:011|4[4-9]|5)"), "DISCOVER"),
-    (re.compile(r"^62"), "UNIONPAY"),
-    (re.compile(r"^(?:5[06-9]|6)"), "MAESTRO"),
 )
 
 
@@ -298,7 +287,7 @@ def _gtin(item: Element, sku: str, identity: Element | None) -> str | None:
         text(s) or "" for s in children(item, "SerialNumber") if attr(s, "Type") == "GTIN"
     ]
     for value in candidates:
-        if len(value) in (8, 12, 13, 14) and value.isdigit() and ean.is_valid(value):
+        if is_gtin(value):  # the one GTIN rule (never a card number)
             return value
     return None
 
@@ -351,18 +340,18 @@ def _change(element: Element, method: str | None, ctx: Context, where: str) -> t
 def _card(element: Element, ctx: Context) -> dict[str, Any]:
     """Brand, last four and token; a full PAN is read only to take those and is counted."""
     card = child(element, "CreditDebit", "DebitCard", "CreditCard") or element
-    pan = (child_text(card, "PrimaryAccountNumber", "PAN", "CardNumber") or "").replace(" ", "")
-    pan = pan.replace("-", "")
-    if pan.isdigit() and (len(pan) >= 12 or is_pan(pan)):
+    # Read as the guard reads it: any separators, any Unicode digits ('４１１１.１１１１...').
+    written = child_text(card, "PrimaryAccountNumber", "PAN", "CardNumber") or ""
+    pan = digits_of(written)
+    if len(pan) >= 12 or is_pan(pan):
         ctx.masked_pans += 1
-    trailing = re.search(r"\d{1,4}$", pan)
-    leading = re.match(r"\d+", pan)
+    trailing = pan[-4:] if written[-1:].isdecimal() else ""  # "************4242" too
     brand = (
         _brand_name(attr(card, "CardBrand") or attr(element, "CardBrand"))
         or _brand_name(child_text(card, "CardBrand", "Brand", "CreditCardCompanyCode"))
         or _brand_name(attr(card, "CardType"))
-        or _iin_brand(child_text(card, "IssuerIdentificationNumber"))
-        or _iin_brand(leading.group() if leading else None)
+        or brand_of(digits_of(child_text(card, "IssuerIdentificationNumber") or ""))
+        or brand_of(pan if written[:1].isdecimal() else None)
         or _brand_name(attr_of(element, "ReasonCode", "Description"))
         or _brand_name(attr(element, "TenderType"))
         or "UNKNOWN"
@@ -370,7 +359,7 @@ def _card(element: Element, ctx: Context) -> dict[str, Any]:
     token = child_text(card, "Token", "CardToken", "PaymentToken", "TokenValue")
     return {
         "brand": brand,
-        "last_four": trailing.group() if trailing else "",
+        "last_four": trailing,
         "token": ctx.clean(token),
     }
 
@@ -381,14 +370,5 @@ def _brand_name(value: str | None) -> str | None:
     key = value.rsplit(":", 1)[-1].strip().lower()
     for pattern, brand in _BRANDS:
         if pattern.search(key):
-            return brand
-    return None
-
-
-def _iin_brand(digits: str | None) -> str | None:
-    if not digits:
-        return None
-    for pattern, brand in _IIN_BRANDS:
-        if pattern.match(digits):
             return brand
     return None

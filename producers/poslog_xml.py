@@ -31,6 +31,9 @@ _TRUE = frozenset({"true", "1", "yes", "y"})
 # feeds keep that near linear, and the depth check still stops a nesting bomb within one.
 _FEED_BYTES = 1024 * 1024
 _MESSAGE_PART = 300
+# Digits and what may separate them in a card number (producers.pan): cut off at a cut.
+_NUMBER_END = re.compile(r"[\W_\d]+$")
+_NUMBER_START = re.compile(r"^[\W_\d]+")
 
 
 class PoslogError(ValueError):
@@ -42,8 +45,8 @@ class PoslogError(ValueError):
         # value must not either. Long ones keep where (start) and why (end), cut outside any
         # number so that no card number is split past recognition.
         if len(message) > 2 * _MESSAGE_PART:
-            head = message[:_MESSAGE_PART].rstrip("0123456789 -")
-            tail = message[-_MESSAGE_PART:].lstrip("0123456789 -")
+            head = _NUMBER_END.sub("", message[:_MESSAGE_PART])
+            tail = _NUMBER_START.sub("", message[-_MESSAGE_PART:])
             message = f"{head} [...] {tail}"
         super().__init__(mask_pans(message))
 

@@ -90,6 +90,99 @@ AWKWARD = [
     "4111111111111111",
 ]
 
+# --- card numbers in any spelling ------------------------------------------------------------
+
+# Issuer prefixes and lengths of numbers schemes issue (no 13-digit ones: a 13-digit number
+# that is a valid GTIN-13 is an item, by rule).
+CARD_SHAPES = [
+    ("4", 16),
+    ("4", 19),
+    ("51", 16),
+    ("2221", 16),
+    ("34", 15),
+    ("37", 15),
+    ("36", 14),
+    ("300", 14),
+    ("6011", 16),
+    ("62", 17),
+    ("3530", 16),
+    ("6759", 18),
+]
+# Between groups: anything that is neither a letter nor a digit.
+SEPARATORS = [
+    "",
+    " ",
+    "-",
+    ".",
+    "/",
+    "_",
+    "\t",
+    "  ",
+    "\u00a0",
+    "\u200b",
+    " / ",
+    "\u3000",
+    "\u2009",
+]
+# Ten digits of one script each: ASCII, full-width, Arabic-Indic, Devanagari, Bengali, Thai,
+# mathematical bold (NFKC), superscripts (NFKC; not Unicode decimal digits themselves).
+DIGITS = [
+    "0123456789",
+    "０１２３４５６７８９",
+    "٠١٢٣٤٥٦٧٨٩",
+    "०१२३४५६७८९",
+    "০১২৩৪৫৬৭৮৯",
+    "๐๑๒๓๔๕๖๗๘๙",
+    "𝟎𝟏𝟐𝟑𝟒𝟓𝟔𝟕𝟖𝟗",
+    "⁰¹²³⁴⁵⁶⁷⁸⁹",
+]
+ASCII_SEPARATORS = [" ", "-", ".", "/", "_", "  ", "--", " . "]
+
+
+def luhn_complete(digits: str) -> str:
+    """``digits`` with the check digit that makes it pass Luhn."""
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        n = int(d) * (1 if i % 2 else 2)
+        total += n - 9 if n > 9 else n
+    return digits + str(-total % 10)
+
+
+@st.composite
+def card_digits(draw: st.DrawFn) -> str:
+    """A card number (ASCII digits) that passes its scheme's prefix and Luhn checks."""
+    prefix, length = draw(st.sampled_from(CARD_SHAPES))
+    size = length - len(prefix) - 1
+    return luhn_complete(prefix + draw(st.text("0123456789", min_size=size, max_size=size)))
+
+
+@st.composite
+def spelled(
+    draw: st.DrawFn, digits: str, separators: list[str] = SEPARATORS, scripts: bool = True
+) -> str:
+    """``digits`` as a till or a person may write them: groups of any size, any separators
+    between them, each digit in any script."""
+    out, at = [], 0
+    while at < len(digits):
+        size = draw(st.integers(1, 6))
+        group = digits[at : at + size]
+        if scripts:
+            group = "".join(draw(st.sampled_from(DIGITS))[int(d)] for d in group)
+        out.append(group)
+        at += size
+        if at < len(digits):
+            out.append(draw(st.sampled_from(separators)))
+    return "".join(out)
+
+
+card_numbers = card_digits().flatmap(lambda d: st.tuples(st.just(d), spelled(d)))
+"""(ASCII digits, the number as written) pairs."""
+ascii_card_numbers = card_digits().flatmap(
+    lambda d: st.tuples(st.just(d), spelled(d, ASCII_SEPARATORS, scripts=False))
+)
+"""The same in printable ASCII, as a scanner sends it."""
+
+
 json_values = st.recursive(
     st.none()
     | st.booleans()

@@ -90,6 +90,37 @@ def test_a_bad_items_file_names_line_and_column_and_imports_nothing(
     assert items(url) == []
 
 
+FULL_WIDTH_PAN = "４１１１ １１１１ １１１１ １１１１"
+
+
+@pytest.mark.parametrize(
+    ("content", "where"),
+    [
+        ("sku,description\n4111111111111111,Milk\n", "line 2, column 'sku'"),
+        ("sku,description\nSKU-4111.1111.1111.1111,Milk\n", "line 2, column 'sku'"),
+        (
+            "sku,description\nA,paid ４１１１ １１１１ １１１１ １１１１\n",
+            "line 2, column 'description'",
+        ),
+        ("sku,supplier\nA,4111_1111_1111_1111\n", "line 2, column 'supplier'"),
+        ("sku\nA'; DROP TABLE erp_items; --1111\n", "line 2, column 'sku'"),
+    ],
+)
+def test_an_items_file_with_a_card_number_imports_nothing_and_quotes_none(
+    tmp_path: Path, url: str, content: str, where: str
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text(content, encoding="utf-8")
+    result = CliRunner().invoke(main, ["items", "import", str(bad), "--db", url])
+    assert result.exit_code == 1
+    assert f"{bad}, {where}" in result.output and "nothing imported" in result.output
+    assert "1111" not in result.output.replace(str(bad), "")
+    db = Database(url)
+    db.migrate(ErpInventory.name, list(ErpInventory.migrations))
+    db.close()
+    assert items(url) == []
+
+
 def test_stock_prints_json_and_a_table(url: str, codec: AvroCodec) -> None:
     db = Database(url)
     applier = Applier(ErpInventory(Settings()), db, codec.encode)

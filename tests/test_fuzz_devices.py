@@ -32,7 +32,7 @@ from producers.devices.scanner import ControlScan, Rejected, Scan, decode_scan
 from producers.devices.toledo import Toledo8217Scale
 from producers.devices.toledo import parse_reply as parse_toledo
 from tests.device_support import FakePort, Responder, name, running, wait_for
-from tests.fuzz_support import FUZZ, TIMEOUT, Loop, fuzz
+from tests.fuzz_support import FUZZ, TIMEOUT, Loop, ascii_card_numbers, fuzz
 
 pytestmark = pytest.mark.timeout(TIMEOUT)
 
@@ -76,7 +76,7 @@ def test_any_scanner_frame_is_a_scan_or_rejected_with_a_reason(frame: bytes) -> 
     except Rejected as rejected:
         scan = rejected
     if isinstance(scan, Rejected):
-        assert scan.reason in {"noise", "not_gtin", "bad_check_digit", "bad_prefix"}
+        assert scan.reason in {"noise", "not_gtin", "bad_check_digit", "bad_prefix", "card_number"}
         text = frame.decode("latin-1").strip("\r\n")
         if len(text) >= 6:
             assert text not in scan.detail  # logs never carry what was scanned
@@ -84,6 +84,18 @@ def test_any_scanner_frame_is_a_scan_or_rejected_with_a_reason(frame: bytes) -> 
         assert ean.is_valid(scan.gtin) and len(scan.gtin) in (8, 12, 13, 14)
     else:
         assert scan.code == "RECEIVE-END"
+
+
+@FUZZ
+@given(card=ascii_card_numbers, aim=st.sampled_from(["", "]E0", "]C1", "]I1", "]d2", "]Q3"]))
+def test_a_card_number_on_the_scanner_line_is_refused_as_one(
+    card: tuple[str, str], aim: str
+) -> None:
+    digits, written = card
+    with pytest.raises(Rejected) as refused:
+        decode_scan(f"{aim}{written}".encode())
+    assert refused.value.reason == "card_number", refused.value.detail
+    assert digits not in refused.value.detail and written not in refused.value.detail
 
 
 def check_reply(parse: Any, frame: bytes) -> Reply | None:

@@ -27,6 +27,7 @@ from producers.http_api import MAX_EVENTS_BODY, MAX_POSLOG_BODY
 from producers.ingest import poslog_events
 from producers.limits import record_size
 from producers.models import ONE_EVENT
+from producers.pan import digits_of
 from producers.poslog import parse_poslog
 from tests.edge_support import EdgeProcess, payment_json, sale_json, stock_json
 from tests.fuzz_support import (
@@ -36,11 +37,14 @@ from tests.fuzz_support import (
     HOUR,
     TIMEOUT,
     EdgeIntake,
+    ascii_card_numbers,
+    card_numbers,
     dumps,
     extreme_times,
     fuzz,
     json_values,
     long_transaction,
+    luhn_complete,
     mutated,
     mutated_xml,
     poslog,
@@ -147,19 +151,11 @@ def test_one_bad_single_event_is_refused_naming_a_field(
         assert nothing_stored
 
 
-def luhn_complete(digits: str) -> str:
-    total = 0
-    for i, d in enumerate(reversed(digits)):
-        n = int(d) * (1 if i % 2 else 2)
-        total += n - 9 if n > 9 else n
-    return digits + str(-total % 10)
-
-
 pans = st.builds(
     lambda body, sep: sep.join(luhn_complete("4" + body)[i : i + 4] for i in range(0, 16, 4)),
     st.text("0123456789", min_size=14, max_size=14),
     st.sampled_from(["", " ", "-"]),
-)
+) | card_numbers.map(lambda card: card[1])  # any scheme, separators and digits of any script
 # Around the number: no digits or dashes, which would make it part of a longer number.
 words = st.text(st.characters(categories=("L", "P", "Zs"), exclude_characters="-"), max_size=10)
 free_text = st.sampled_from(
@@ -186,8 +182,38 @@ def test_card_numbers_in_free_text_are_refused_and_never_echoed(
     assert_clear(answer, 422)
     fields = [p["field"] for p in answer.json()["problems"]]
     assert any("card number" in p["message"] for p in answer.json()["problems"]), fields
-    digits = pan.replace(" ", "").replace("-", "")
-    assert digits not in answer.text and pan not in answer.text
+    assert answer.json()["error"] == "card_number"  # counted under its own reason
+    assert digits_of(pan) not in answer.text and pan not in answer.text
+    assert nothing_stored
+
+
+identifiers = st.sampled_from(
+    [
+        ("stock_movement", ("sku",), "sku"),
+        ("stock_movement", ("gtin",), "gtin"),
+        ("sale", ("lines", 0, "sku"), "lines[0].sku"),
+        ("sale", ("lines", 0, "gtin"), "lines[0].gtin"),
+    ]
+)
+
+
+@fuzz(50)
+@given(where=identifiers, card=card_numbers | ascii_card_numbers)
+def test_card_numbers_in_item_identifiers_are_refused_as_card_numbers(
+    edge: EdgeIntake, where: tuple[str, tuple[Any, ...], str], card: tuple[str, str]
+) -> None:
+    kind, path, field = where
+    digits, written = card
+    event = valid(kind)
+    holder: Any = event
+    for step in path[:-1]:
+        holder = holder[step]
+    holder[path[-1]] = written
+    answer, nothing_stored = around(edge, "/v1/events", dumps(event))
+    assert_clear(answer, 422)
+    assert answer.json()["error"] == "card_number", answer.text
+    assert [p["field"] for p in answer.json()["problems"]] == [field]
+    assert digits not in answer.text and written not in answer.text
     assert nothing_stored
 
 

@@ -30,6 +30,8 @@ from tests.fuzz_support import (
     FUZZ,
     TIMEOUT,
     EdgeIntake,
+    ascii_card_numbers,
+    card_numbers,
     fuzz,
     long_transaction,
     mutated_xml,
@@ -217,24 +219,57 @@ _TEXTS = [
 
 
 @fuzz(60)
-@given(where=st.sampled_from(_TEXTS), glue=st.sampled_from(["{}", "x {} x", "{}\n"]))
+@given(
+    where=st.sampled_from(_TEXTS),
+    glue=st.sampled_from(["{}", "x {} x", "{}\n"]),
+    card=st.just(("4111111111111111", PAN)) | card_numbers,
+)
 def test_a_card_number_anywhere_never_reaches_outbox_or_reason(
-    intake: EdgeIntake, tmp_path: Path, where: str, glue: str
+    intake: EdgeIntake, tmp_path: Path, where: str, glue: str, card: tuple[str, str]
 ) -> None:
+    digits, written = card
     document = ET.fromstring(retail_tx(STORE, next(_sequence)))
     for element in document.iter(where):
-        element.text = glue.format(PAN)
+        element.text = glue.format(written)
     folder = tmp_path / f"drop-{next(_sequence)}"
     folder.mkdir()
     (folder / "card.xml").write_bytes(poslog(ET.tostring(document)))
     settle(folder)
     assert intake.loop.run(DropFolder(intake.ingestor, folder).scan_once()) == 1
-    digits = PAN.replace(" ", "")
     for value in intake.loop.run(intake.outbox.pending(1_000_000)):
-        assert digits.encode() not in value.value and PAN.encode() not in value.value
+        assert digits.encode() not in value.value and written.encode() not in value.value
     for reason in (folder / "rejected").glob("*.reason.txt"):
         text = reason.read_text()
-        assert digits not in text and PAN not in text, text
+        assert digits not in text and written not in text, text
+
+
+@fuzz(60)
+@given(
+    where=st.sampled_from(["ItemID", "POSItemID", "SerialNumber"]),
+    card=card_numbers | ascii_card_numbers,
+)
+def test_a_card_number_as_an_item_id_is_refused_as_one(
+    intake: EdgeIntake, where: str, card: tuple[str, str]
+) -> None:
+    digits, written = card
+    tx = retail_tx(STORE, next(_sequence)).decode()
+    apples = "<ItemID>SKU-APPLES</ItemID>"
+    if where == "ItemID":
+        tx = tx.replace(apples, f"<ItemID>{written}</ItemID>")
+    elif where == "POSItemID":  # an item known by its POS id only
+        tx = tx.replace(apples, f"<POSIdentity><POSItemID>{written}</POSItemID></POSIdentity>")
+    else:  # a "GTIN" serial beside a good SKU: never taken for the GTIN, never sent
+        tx = tx.replace(apples, f'{apples}<SerialNumber Type="GTIN">{written}</SerialNumber>')
+    before = intake.stored()
+    answer = intake.post("/v1/poslog", poslog(tx.encode()))
+    if where == "SerialNumber":
+        assert answer.status_code == 202, answer.text
+        stored = b"".join(p.value for p in intake.loop.run(intake.outbox.pending(1_000_000)))
+        assert digits.encode() not in stored and written.encode() not in stored
+        return
+    assert (answer.status_code, answer.json()["error"]) == (422, "card_number"), answer.text
+    assert digits not in answer.text and written not in answer.text
+    assert intake.stored() == before
 
 
 # --- the drop folder --------------------------------------------------------------------------

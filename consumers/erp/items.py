@@ -3,7 +3,8 @@
 Header row ``sku,description,reorder_point,lead_time_days,supplier``; only ``sku`` is
 required, and columns left out of the header are left as they are on existing items.
 An empty cell is NULL. ``reorder_point`` is a decimal quantity (up to 3 decimal places),
-``lead_time_days`` a whole number of days. A file with any bad row imports nothing.
+``lead_time_days`` a whole number of days. SKUs follow the edge's SKU rule (never a card
+number), and no text may hold a card number. A file with any bad row imports nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 from consumers.erp.tables import COMPONENT, MIGRATIONS, chunks, marks
 from consumers.runtime.api import QTY_SCALE, to_units
 from consumers.runtime.db import Database
+from producers.identifiers import sku_problem  # the one SKU rule of every way in
+from producers.pan import contains_pan
 
 COLUMNS = ("sku", "description", "reorder_point", "lead_time_days", "supplier")
 
@@ -96,9 +99,13 @@ def _value(path: Path, line: int, column: str, text: str) -> Any:
     if column == "sku":
         if not text:
             raise ItemFileError(path, line, column, "sku is required")
+        if (problem := sku_problem(text)) is not None:  # never quoted: it may be a card
+            raise ItemFileError(path, line, column, problem.message)
         return text
     if not text:
         return None
+    if column in ("description", "supplier") and contains_pan(text):
+        raise ItemFileError(path, line, column, "looks like a card number (PAN)")
     if column == "reorder_point":
         try:
             point = Decimal(text)

@@ -17,6 +17,8 @@ from biip import ParseError
 from biip.gtin import Gtin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from producers.identifiers import sku_problem
+
 Parity = Literal["N", "E", "O", "M", "S"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _TERMINATORS = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n"}
@@ -125,8 +127,8 @@ class DevicesConfig(BaseModel):
                 gtin = canonical_gtin(Gtin.parse(key))
             except ParseError as exc:
                 raise ValueError(f"item {key!r}: {exc}") from None
-            if not sku.strip():
-                raise ValueError(f"item {key!r}: empty SKU")
+            if (problem := sku_problem(sku)) is not None:  # the SKU rule of every channel
+                raise ValueError(f"item {key!r}: SKU {problem.message}")
             out[gtin] = sku
         return out
 

@@ -19,6 +19,8 @@ from biip.gs1_messages import GS1Message
 
 from producers.devices.config import ScannerConfig, canonical_gtin
 from producers.devices.link import Connection, Device, Framer
+from producers.identifiers import CARD_NUMBER, gtin_problem
+from producers.pan import contains_pan
 from tillstream.records import utcnow
 
 GS = "\x1d"
@@ -79,18 +81,33 @@ def decode_scan(
     try:
         result = parse(text)
     except (ParseError, ValueError, IndexError):  # biip raises IndexError on " ]"
+        _refuse_card_number(data)
         raise Rejected("not_gtin", f"{len(data)} characters, no GTIN or GS1 content") from None
     if result.gtin is None:
-        if result.gtin_error and "check digit" in result.gtin_error:
+        misread = bool(result.gtin_error and "check digit" in result.gtin_error)
+        if not (misread and len(data) <= 13):  # an EAN misread: 13-digit cards are not issued
+            _refuse_card_number(data)
+        if misread:
             raise Rejected("bad_check_digit", "GTIN check digit does not match")
         raise Rejected("not_gtin", f"{len(data)} characters, no GTIN")
+    gtin = canonical_gtin(result.gtin)
+    problem = gtin_problem(gtin)  # the GTIN rule of every channel (GS1 prefix, card numbers)
+    if problem is not None:
+        reason = CARD_NUMBER if problem.kind == CARD_NUMBER else "not_gtin"
+        raise Rejected(reason, f"{len(gtin)}-digit code: {problem.message}")
     return Scan(
-        gtin=canonical_gtin(result.gtin),
+        gtin=gtin,
         data=data,
         symbology=symbology,
         gs1=result.gs1_message,
         at=at,
     )
+
+
+def _refuse_card_number(data: str) -> None:
+    """A card swiped or typed on the scanner's line is refused as what it is."""
+    if contains_pan(data):
+        raise Rejected(CARD_NUMBER, f"{len(data)} characters, looks like a card number (PAN)")
 
 
 class Scanner(Device):
