@@ -247,3 +247,10 @@ async def test_scale_polls_when_idle(tmp_path: Path) -> None:
         assert scale.status().last_frame_at is not None
     await responder.stop()
     port.unplug()
+
+
+def test_a_toledo_byte_with_the_eighth_bit_set_reads_as_the_framer_reads_it() -> None:
+    # Found by the 5000-example fuzz run: the framer masks 0x82 to STX, the parser did not,
+    # so noise the parser called "no STX" was a weight on the line.
+    assert parse_toledo(b"\x820").kg == Decimal("0.000")
+    assert parse_toledo(b"\x82001.250").kg == Decimal("1.250")

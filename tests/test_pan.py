@@ -118,7 +118,8 @@ def test_masking_leaves_no_card_number_in_any_spelling(
 ) -> None:
     digits, written = card
     text = f"{before} {written} {after}"
-    assert digits in find_pans(text)
+    # Digits around it may join it (any separator joins groups): then a longer span is found.
+    assert any(digits in found for found in find_pans(text))
     masked = mask_pans(text)
     assert find_pans(masked) == [] and not contains_pan(masked)
     assert written not in masked

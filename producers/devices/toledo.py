@@ -21,10 +21,11 @@ _MOTION, _OVER, _UNDER = 0x01, 0x02, 0x04
 
 def parse_reply(frame: bytes, unit: str = "kg") -> Reply:
     """Interpret one reply (CR removed); text before the last STX is ignored."""
+    frame = bytes(b & 0x7F for b in frame)  # as the framer reads it: 0x82 is an STX too
     start = frame.rfind(bytes([STX]))
     if start < 0:
         raise BadReply("bad_reply", f"{len(frame)} bytes without STX")
-    body = bytes(b & 0x7F for b in frame[start + 1 :]).decode("ascii")
+    body = frame[start + 1 :].decode("ascii")
     if body.startswith("?"):
         if len(body) != 2:
             raise BadReply("bad_reply", "status reply without exactly one status byte")
