@@ -313,6 +313,8 @@ def _line(item: Element, line_item: Element, seq: str | None, ctx: Context, wher
         amount = abs(extended)
     if factor != ONE:  # pounds to kilograms...: the amount stays, quantity and price move
         qty, price = qty * factor, money(price / factor, f"{where}: unit price")
+        if qty and not quantity(qty, f"{where}: Quantity"):
+            raise PoslogError(f"{where}: Quantity is less than 0.001 {unit} once converted")
     tax_els = list(children(item, "Tax"))
     tax = sum(
         (abs(ctx.amount(child(t, "Amount"), f"{where}: Tax/Amount") or _ZERO) for t in tax_els),
