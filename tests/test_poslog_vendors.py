@@ -10,6 +10,7 @@ real edge to Kafka.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -22,9 +23,12 @@ import httpx
 import pytest
 
 import producers.poslog_items
+from producers.dropfolder import DropFolder
+from producers.importer import import_files
 from producers.models import CardIn
 from producers.poslog import PoslogError, PoslogResult, parse_poslog
 from tests.edge_support import live_poslog
+from tests.fuzz_support import EdgeIntake
 from tillstream import rules
 from tillstream.codec import AvroCodec
 from tillstream.kafka import make_consumer
@@ -279,6 +283,38 @@ def test_descriptions_come_from_description_elements_never_item_id_name() -> Non
     assert described["4011"] == "BANANAS"
     assert described["8718824914497"] is None  # roqqio: only ItemID/@Name, not read
     assert "SKU" not in described.values()
+
+
+# --- the drop folder and the backfill import -----------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(STORES))
+def test_drop_folder_and_import_store_every_sale_of_every_vendor_once(
+    name: str, tmp_path: Path
+) -> None:
+    """The file channels: a vendor file dropped is converted whole (nothing set aside), and
+    the same file imported again stores nothing twice."""
+    intake = EdgeIntake(tmp_path, STORES[name])
+    try:
+        document = live_poslog((VENDORS / name).read_text()).encode()
+        want = {str(r["event_id"]) for _, r in parse_poslog(document).events}
+        folder = tmp_path / "drop"
+        for sub in ("", "processed", "rejected"):
+            (folder / sub).mkdir(exist_ok=True)
+        (folder / name).write_bytes(document)
+        past = time.time() - 60
+        os.utime(folder / name, (past, past))
+        assert intake.loop.run(DropFolder(intake.ingestor, folder).scan_once()) == 1
+        assert not list((folder / "rejected").iterdir())
+        assert (folder / "processed" / name).exists()
+        assert set(intake.stored()) == want
+        archive = tmp_path / name
+        archive.write_bytes(document)
+        report = intake.loop.run(import_files(intake.ingestor, intake.outbox, [archive]))
+        assert report.failed == {}
+        assert sorted(intake.stored()) == sorted(want)  # each event once
+    finally:
+        intake.close()
 
 
 # --- through a real edge to Kafka -----------------------------------------------------------
