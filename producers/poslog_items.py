@@ -1,7 +1,18 @@
-"""POSLog line items: sales, returns, voids, taxes, tenders and card data.
+"""POSLog line items: sales, returns, voids, discounts, loyalty rewards and taxes.
 
 Everything personal or card-like is dropped or masked here, at the point where it is read:
-only ``Context.clean`` text (PANs masked) and the last four digits of a card leave.
+only ``Context.clean`` text (PANs masked) and the last four digits of a card leave (tenders
+and cards: ``producers.poslog_tenders``).
+
+How vendor lines become sale lines (docs/edge.md, "POSLog elements read"):
+
+- A ``LineItem`` with ``VoidFlag="true"`` is a line rung up and then cancelled on the same
+  receipt: it becomes a SALE line followed by the VOID line cancelling it, as the HTTP channel
+  sends it, so the totals add up and stock nets to zero. A voided return line took nothing
+  back and is left out.
+- Receipt-level money off is a discount: ARTS ``Discount`` and ``RetailPriceModifier`` line
+  items and NCR ``LoyaltyReward`` line items with a negative amount.
+- Deposits, fees, gift cards, coupons and services are not stock (``Line.stock_item``).
 """
 
 from __future__ import annotations
@@ -13,7 +24,16 @@ from typing import Any
 from xml.etree.ElementTree import Element
 
 from producers.identifiers import is_gtin
-from producers.pan import brand_of, digits_of, find_pans, is_pan, mask_pans
+from producers.pan import find_pans, mask_pans
+from producers.poslog_tenders import (
+    Tender,
+    change,
+    is_change,
+    method_of,
+    tender,
+    tender_amount,
+)
+from producers.poslog_units import ONE, unit_of
 from producers.poslog_xml import (
     PoslogError,
     attr,
@@ -22,9 +42,12 @@ from producers.poslog_xml import (
     children,
     decimal,
     flag,
+    is_true,
     local,
     text,
 )
+
+__all__ = ["Context", "Items", "Line", "Tender", "read_items"]
 
 _AMOUNT = Decimal("0.0001")
 _QUANTITY = Decimal("0.001")
@@ -33,52 +56,38 @@ _QUANTITY_LIMIT = Decimal(10) ** 12  # Avro decimal(15, 3)
 _ZERO = Decimal("0.0000")
 _NO_CURRENCY = "XXX"  # ISO 4217 "no currency"; roqqio writes it on zero discounts
 
-_UNITS = {
-    **dict.fromkeys(("EA", "EACH", "C62", "H87", "PCE", "PC", "PCS", "UNIT", "ST"), "EA"),
-    **dict.fromkeys(("KG", "KGM", "KILOGRAM", "KILOGRAMS"), "KG"),
-    **dict.fromkeys(("G", "GR", "GRM", "GRAM", "GRAMS"), "G"),
-    **dict.fromkeys(("L", "LT", "LTR", "LITRE", "LITER"), "L"),
-    **dict.fromkeys(("M", "MTR", "METRE", "METER"), "M"),
-}
-_TENDER_METHODS = (  # (substring of the lower-cased TenderType, method); first match wins
-    ("giftcert", "VOUCHER"),
-    ("gift", "GIFT_CARD"),
-    ("storedvalue", "GIFT_CARD"),
-    ("voucher", "VOUCHER"),
-    ("coupon", "VOUCHER"),
-    ("storecredit", "STORE_CREDIT"),
-    ("loyalty", "LOYALTY_POINTS"),
-    ("point", "LOYALTY_POINTS"),
-    ("mobile", "MOBILE"),
-    ("wallet", "MOBILE"),
-    ("applepay", "MOBILE"),
-    ("googlepay", "MOBILE"),
-    ("credit", "CARD"),
-    ("debit", "CARD"),
-    ("card", "CARD"),
-    ("cash", "CASH"),
+# Where vendors write an item's description; never ItemID/@Name (some write "SKU" there).
+_DESCRIPTIONS = ("Description", "ItemDescription", "POSItemDescription", "ShortDescription")
+# ARTS/vendor item types that are money, not goods: they never move stock.
+_NOT_STOCK_TYPES = frozenset(
+    {
+        "deposit",
+        "depositrefund",
+        "depositreturn",
+        "bottledeposit",
+        "fee",
+        "service",
+        "giftcard",
+        "giftcertificate",
+        "storedvalue",
+        "coupon",
+        "voucher",
+        "nonmerchandise",
+        "nonstock",
+    }
 )
-# ARTS tender detail elements, for tenders whose TenderType says nothing we know.
-_TENDER_ELEMENTS = {
-    "CreditDebit": "CARD",
-    "GiftCard": "GIFT_CARD",
-    "GiftCertificate": "VOUCHER",
-    "Voucher": "VOUCHER",
-    "Coupon": "VOUCHER",
-    "StoreCredit": "STORE_CREDIT",
-    "LoyaltyRedemption": "LOYALTY_POINTS",
-}
-_BRANDS = (  # (pattern over a brand name as vendors write it, canonical brand)
-    (re.compile(r"visa"), "VISA"),
-    (re.compile(r"master|^mc$|eurocard"), "MASTERCARD"),
-    (re.compile(r"amex|american"), "AMEX"),
-    (re.compile(r"diner"), "DINERS"),
-    (re.compile(r"jcb"), "JCB"),
-    (re.compile(r"discover"), "DISCOVER"),
-    (re.compile(r"union|^cup$"), "UNIONPAY"),
-    (re.compile(r"maestro"), "MAESTRO"),
-    (re.compile(r"girocard|^ec$"), "GIROCARD"),
+# Vendor line-type elements (roqqio fu:LineType, Wincor ItemCategory...) and descriptions
+# that name a deposit ("BOTTLE REFUND", "Pfand", "Leergut", "consigne"), fee or gift card.
+_TYPE_ELEMENTS = ("LineType", "ItemCategory", "ItemTypeCode", "SalesMode")
+_NOT_STOCK_WORDS = re.compile(
+    r"deposit|bottle\s*(refund|return)|pfand|leergut|consigne|statiegeld|giftcard|gift\s+card"
+    r"|_fee\b|^fee\b|coupon",
+    re.IGNORECASE,
 )
+
+STOCK_ITEM_FIELD = False
+"""Whether the sale schema has ``lines[].stock_item`` yet. Another #12 branch adds it in a
+new sale schema version; merging that flips this one line, and every line carries the key."""
 
 
 @dataclass
@@ -128,16 +137,10 @@ class Line:
     seq: str | None
     record: dict[str, Any]
     tax_given: bool
-
-
-@dataclass
-class Tender:
-    seq: str | None
-    method: str
-    status: str
-    amount: Decimal
-    card: dict[str, Any] | None
-    at: Element | None  # LineItem/DateTime, if the vendor stamps lines
+    stock_item: bool = True
+    """False for deposits, fees, gift cards, coupons, services: money, not goods."""
+    voided: bool = False
+    """One of the SALE + VOID pair of a voided LineItem."""
 
 
 @dataclass
@@ -147,14 +150,22 @@ class Items:
     lines: list[Line] = field(default_factory=list)
     tenders: list[Tender] = field(default_factory=list)
     tax_lines: Decimal | None = None  # sum of separate Tax line items, if any
-    discount: Decimal = _ZERO  # transaction-level Discount line items
+    discount: Decimal = _ZERO  # receipt-level Discount, price modifier and reward line items
     change: list[tuple[str, Decimal]] = field(default_factory=list)
 
 
+@dataclass
+class _Reward:
+    amount: Decimal
+    detailed: bool
+    summary_only: bool
+
+
 def read_items(retail: Element, ctx: Context) -> Items:
-    """Read every LineItem; unknown ones (loyalty, vendor extensions) are ignored."""
+    """Read every LineItem; unknown ones (vendor extensions) are ignored."""
     items = Items()
     taxes: list[tuple[Element, Decimal, Line | None]] = []
+    rewards: list[_Reward] = []
     for line_item in _in_sequence(list(children(retail, "LineItem"))):
         seq = child_text(line_item, "SequenceNumber")
         voided = flag(line_item, "VoidFlag") or flag(line_item, "CancelFlag")
@@ -163,32 +174,94 @@ def read_items(retail: Element, ctx: Context) -> Items:
         for element in line_item:
             name = local(element.tag)
             if name in ("Sale", "Return"):
-                owner = _line(element, seq, voided, ctx, where)
-                items.lines.append(owner)
+                owner = _line(element, line_item, seq, ctx, where)
+                items.lines += _voided(owner) if voided else [owner]
             elif name == "Tender":
-                tender = _tender(element, voided, ctx, where)
-                tender.seq, tender.at = seq, child(line_item, "DateTime")
-                items.tenders.append(tender)
-                change = child(element, "TenderChange")
-                if change is not None and not voided:
-                    items.change.append(_change(change, tender.method, ctx, where))
+                _read_tender(element, line_item, seq, voided, ctx, items)
             elif name == "TenderChange" and not voided:
                 inner = child(element, "TenderChange")
                 items.change.append(
-                    _change(inner if inner is not None else element, None, ctx, where)
+                    change(inner if inner is not None else element, None, ctx, where)
                 )
             elif name == "Tax" and not voided:
                 tax = ctx.amount(child(element, "Amount"), f"{where}: Tax/Amount") or _ZERO
                 if attr(element, "TypeCode") == "Refund" and tax > 0:
                     tax = -tax
                 taxes.append((element, tax, owner))
-            elif name == "Discount" and not voided:
-                off = ctx.amount(child(element, "Amount"), f"{where}: Discount/Amount")
-                items.discount += abs(off or _ZERO)
+            elif name in ("Discount", "RetailPriceModifier") and not voided:
+                items.discount += _money_off(element, ctx, f"{where}: {name}/Amount")
+            elif name == "LoyaltyReward" and not voided:
+                rewards += _reward(element, ctx, where)
     if taxes:
         items.tax_lines = sum((amount for _, amount, _ in taxes), _ZERO)
         _attribute_taxes(items.lines, taxes)
+    items.discount += _rewards_off(rewards)
+    for line in items.lines:
+        if STOCK_ITEM_FIELD:
+            line.record["stock_item"] = line.stock_item
     return items
+
+
+def _voided(line: Line) -> list[Line]:
+    """A voided LineItem: the SALE line and the VOID line cancelling it (a voided return
+    took nothing back: no line)."""
+    if line.record["kind"] != "SALE":
+        return []
+    line.voided = True
+    void = Line(line.seq, {**line.record, "kind": "VOID"}, line.tax_given, line.stock_item, True)
+    return [line, void]
+
+
+def _read_tender(
+    element: Element,
+    line_item: Element,
+    seq: str | None,
+    voided: bool,
+    ctx: Context,
+    items: Items,
+) -> None:
+    where = f"line item {seq}" if seq else "line item"
+    amount = tender_amount(element, ctx, where)
+    inner = child(element, "TenderChange")
+    if is_change(element, amount):  # NCR: change logged as a tender of -2.62, not a refund
+        if not voided:
+            items.change.append((method_of(element), abs(amount)))
+        return
+    paid = tender(element, amount, voided, ctx)
+    paid.seq, paid.at = seq, child(line_item, "DateTime")
+    items.tenders.append(paid)
+    if inner is not None and not voided:
+        items.change.append(change(inner, paid.method, ctx, where))
+
+
+def _money_off(element: Element, ctx: Context, what: str) -> Decimal:
+    """A receipt-level discount or price modifier; a surcharge (Action="Add") is not one."""
+    amount_el = child(element, "Amount")
+    if attr(amount_el if amount_el is not None else element, "Action") == "Add":
+        return _ZERO
+    return abs(ctx.amount(amount_el, what) or _ZERO)
+
+
+def _reward(element: Element, ctx: Context, where: str) -> list[_Reward]:
+    """An NCR loyalty reward: money off when its category is monetary (or not given) and its
+    amount negative; positive amounts are points or offers granted, not money."""
+    category = child_text(element, "RewardCategory")
+    if category is not None and category.lower() != "monetary":
+        return []
+    amount_el = child(element, "ExtendedRewardAmount", "RewardAmount", "Amount")
+    amount = ctx.amount(amount_el, f"{where}: LoyaltyReward amount") or _ZERO
+    if amount >= 0:
+        return []
+    detailed = is_true(attr(element, "detailedData"))
+    summary_only = is_true(attr(element, "summarizedActivity")) and not detailed
+    return [_Reward(-amount, detailed, summary_only)]
+
+
+def _rewards_off(rewards: list[_Reward]) -> Decimal:
+    """NCR logs a reward once per item (detailedData) and again summarised for the receipt
+    (summarizedActivity only): count the summary only when there is no detail."""
+    detailed = any(r.detailed for r in rewards)
+    return sum((r.amount for r in rewards if not (detailed and r.summary_only)), _ZERO)
 
 
 def _in_sequence(line_items: list[Element]) -> list[Element]:
@@ -202,7 +275,7 @@ def _in_sequence(line_items: list[Element]) -> list[Element]:
     return [li for _, li in ordered]
 
 
-def _line(item: Element, seq: str | None, voided: bool, ctx: Context, where: str) -> Line:
+def _line(item: Element, line_item: Element, seq: str | None, ctx: Context, where: str) -> Line:
     name = local(item.tag)
     sku_text = child_text(item, "ItemID")
     identity = child(item, "POSIdentity")
@@ -212,22 +285,19 @@ def _line(item: Element, seq: str | None, voided: bool, ctx: Context, where: str
         raise PoslogError(f"{where}: {name} has no ItemID or POSIdentity/POSItemID")
     qty_el = child(item, "Quantity")
     raw_qty = decimal(text(qty_el) or "1", f"{where}: Quantity")
-    unit = _unit(qty_el, where)
+    unit, factor = unit_of(qty_el, where)
     regular = ctx.amount(child(item, "RegularSalesUnitPrice"), f"{where}: RegularSalesUnitPrice")
     actual = ctx.amount(child(item, "ActualSalesUnitPrice"), f"{where}: ActualSalesUnitPrice")
     extended = ctx.amount(child(item, "ExtendedAmount"), f"{where}: ExtendedAmount")
     discount = _ZERO
     for modifier in children(item, "RetailPriceModifier"):
-        if attr(child(modifier, "Amount") or modifier, "Action") == "Add":
-            continue  # a surcharge, already in ExtendedAmount; not a discount
-        value = ctx.amount(child(modifier, "Amount"), f"{where}: RetailPriceModifier/Amount")
-        discount += abs(value or _ZERO)
+        discount += _money_off(modifier, ctx, f"{where}: RetailPriceModifier/Amount")
     if not discount:
         discount = abs(
             ctx.amount(child(item, "DiscountAmount"), f"{where}: DiscountAmount") or _ZERO
         )
     is_return = name == "Return" or raw_qty < 0 or (extended is not None and extended < 0)
-    qty = quantity(abs(raw_qty), f"{where}: Quantity")
+    qty = abs(raw_qty)
     price = regular if regular is not None else actual
     if price is None:
         if extended is None or not qty:
@@ -241,42 +311,43 @@ def _line(item: Element, seq: str | None, voided: bool, ctx: Context, where: str
         amount = abs(extended) - discount  # this vendor's ExtendedAmount is before discount
     else:
         amount = abs(extended)
+    if factor != ONE:  # pounds to kilograms...: the amount stays, quantity and price move
+        qty, price = qty * factor, money(price / factor, f"{where}: unit price")
+        if qty and not quantity(qty, f"{where}: Quantity"):
+            raise PoslogError(f"{where}: Quantity is less than 0.001 {unit} once converted")
     tax_els = list(children(item, "Tax"))
     tax = sum(
         (abs(ctx.amount(child(t, "Amount"), f"{where}: Tax/Amount") or _ZERO) for t in tax_els),
         _ZERO,
     )
+    description = ctx.clean(child_text(item, *_DESCRIPTIONS))
     record = {
         "line_number": 0,  # numbered once the sale is assembled
-        "kind": "VOID" if voided else ("RETURN" if is_return else "SALE"),
+        "kind": "RETURN" if is_return else "SALE",
         "sku": sku_text,
         "gtin": _gtin(item, sku_text, identity),
-        "description": ctx.clean(child_text(item, "Description") or attr_of(item, "ItemID")),
-        "quantity": qty,
+        "description": description,
+        "quantity": quantity(qty, f"{where}: Quantity"),
         "unit_of_measure": unit,
         "unit_price": price,
         "discount_amount": discount,
         "tax_amount": tax,
         "extended_amount": amount,
     }
-    return Line(seq, record, tax_given=bool(tax_els))
+    stock = _is_stock(item, line_item, description)
+    return Line(seq, record, tax_given=bool(tax_els), stock_item=stock)
 
 
-def attr_of(element: Element, child_name: str, name: str = "Name") -> str | None:
-    found = child(element, child_name)
-    return None if found is None else attr(found, name)
-
-
-def _unit(qty_el: Element | None, where: str) -> str:
-    if qty_el is None:
-        return "EA"
-    code = attr(qty_el, "UnitOfMeasureCode") or attr(qty_el, "UnitOfMeasure")
-    if code is None:
-        return "EA"
-    unit = _UNITS.get(code.upper())
-    if unit is None:
-        raise PoslogError(f"{where}: unsupported unit of measure {code!r} (EA, KG, G, L, M)")
-    return unit
+def _is_stock(item: Element, line_item: Element, description: str | None) -> bool:
+    """Goods that leave the shelf; deposits, fees, gift cards, coupons and services do not."""
+    types = [attr(item, "ItemType"), attr(line_item, "ItemType"), attr(item, "TypeCode")]
+    types += [child_text(item, name) for name in _TYPE_ELEMENTS]
+    for value in types:
+        if value and re.sub(r"[^a-z]", "", value.rsplit(":", 1)[-1].lower()) in _NOT_STOCK_TYPES:
+            return False
+        if value and _NOT_STOCK_WORDS.search(value):
+            return False
+    return not (description and _NOT_STOCK_WORDS.search(description))
 
 
 def _gtin(item: Element, sku: str, identity: Element | None) -> str | None:
@@ -293,8 +364,9 @@ def _gtin(item: Element, sku: str, identity: Element | None) -> str | None:
 
 
 def _attribute_taxes(lines: list[Line], taxes: list[tuple[Element, Decimal, Line | None]]) -> None:
-    """Give a separate Tax line item's amount to the line it names, if it names one."""
-    by_seq = {line.seq: line for line in lines if line.seq is not None}
+    """Give a separate Tax line item's amount to the line it names, if it names one (never
+    to a voided pair: its tax cancels out)."""
+    by_seq = {line.seq: line for line in lines if line.seq is not None and not line.voided}
     for element, amount, owner in taxes:
         target = owner
         for ref in element.iter():
@@ -302,73 +374,5 @@ def _attribute_taxes(lines: list[Line], taxes: list[tuple[Element, Decimal, Line
             if "LineItemSequenceNumber" in name or name.endswith("SequenceNumberReference"):
                 target = by_seq.get(text(ref) or "")
                 break
-        if target is not None and not target.tax_given:
+        if target is not None and not target.tax_given and not target.voided:
             target.record["tax_amount"] += abs(amount)
-
-
-def _tender(element: Element, voided: bool, ctx: Context, where: str) -> Tender:
-    amount = ctx.amount(child(element, "Amount"), f"{where}: Tender/Amount")
-    if amount is None:
-        raise PoslogError(f"{where}: Tender has no Amount")
-    method = _method(element)
-    refund = attr(element, "TypeCode") == "Refund" or amount < 0
-    status = "VOIDED" if voided else ("REFUNDED" if refund else "CAPTURED")
-    card = _card(element, ctx) if method == "CARD" else None
-    return Tender(None, method, status, abs(amount), card, None)
-
-
-def _method(element: Element) -> str:
-    tender_type = (attr(element, "TenderType") or "").rsplit(":", 1)[-1].lower()  # DKT:CreditCard
-    for needle, method in _TENDER_METHODS:
-        if needle in tender_type:
-            return method
-    for detail in element:
-        found = _TENDER_ELEMENTS.get(local(detail.tag))
-        if found is not None:
-            return found
-    return "OTHER"
-
-
-def _change(element: Element, method: str | None, ctx: Context, where: str) -> tuple[str, Decimal]:
-    """Change handed back: (method it was given in, amount); cash unless stated."""
-    amount = ctx.amount(child(element, "Amount"), f"{where}: TenderChange/Amount") or _ZERO
-    if method is None:
-        method = _method(element) if attr(element, "TenderType") else "CASH"
-    return method, abs(amount)
-
-
-def _card(element: Element, ctx: Context) -> dict[str, Any]:
-    """Brand, last four and token; a full PAN is read only to take those and is counted."""
-    card = child(element, "CreditDebit", "DebitCard", "CreditCard") or element
-    # Read as the guard reads it: any separators, any Unicode digits ('４１１１.１１１１...').
-    written = child_text(card, "PrimaryAccountNumber", "PAN", "CardNumber") or ""
-    pan = digits_of(written)
-    if len(pan) >= 12 or is_pan(pan):
-        ctx.masked_pans += 1
-    trailing = pan[-4:] if written[-1:].isdecimal() else ""  # "************4242" too
-    brand = (
-        _brand_name(attr(card, "CardBrand") or attr(element, "CardBrand"))
-        or _brand_name(child_text(card, "CardBrand", "Brand", "CreditCardCompanyCode"))
-        or _brand_name(attr(card, "CardType"))
-        or brand_of(digits_of(child_text(card, "IssuerIdentificationNumber") or ""))
-        or brand_of(pan if written[:1].isdecimal() else None)
-        or _brand_name(attr_of(element, "ReasonCode", "Description"))
-        or _brand_name(attr(element, "TenderType"))
-        or "UNKNOWN"
-    )
-    token = child_text(card, "Token", "CardToken", "PaymentToken", "TokenValue")
-    return {
-        "brand": brand,
-        "last_four": trailing,
-        "token": ctx.clean(token),
-    }
-
-
-def _brand_name(value: str | None) -> str | None:
-    if not value:
-        return None
-    key = value.rsplit(":", 1)[-1].strip().lower()
-    for pattern, brand in _BRANDS:
-        if pattern.search(key):
-            return brand
-    return None

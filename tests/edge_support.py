@@ -128,22 +128,15 @@ def dumps(value: Any) -> bytes:
 
 
 _DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})")
-_VOIDED_LINE = re.compile(r'<LineItem VoidFlag="true">.*?</LineItem>\s*', re.DOTALL)
 
 
 def live_poslog(document: str) -> str:
     """A POSLog sample as a live till sends it: every date moved by whole days so the last
-    one is yesterday (inside the edge's plausibility window), and voided LineItems left out.
-
-    The converter reads a voided LineItem as a VOID line cancelling an earlier SALE line,
-    which a lone voided line does not; the totals rule refuses such a sale (see
-    tests/test_edge_baddata.py), a POSLog conversion gap that samples about other things
-    step around.
-    """
+    one is yesterday (inside the edge's plausibility window)."""
     dates = [date(*map(int, m.groups())) for m in _DATE.finditer(document)]
     shift = datetime.now(UTC).date() - timedelta(days=1) - max(dates) if dates else timedelta(0)
 
     def moved(m: re.Match[str]) -> str:
         return (date(*map(int, m.groups())) + shift).isoformat()
 
-    return _VOIDED_LINE.sub("", _DATE.sub(moved, document))
+    return _DATE.sub(moved, document)

@@ -124,9 +124,6 @@ async def test_inconsistent_totals_and_quantities_a_consumer_refuses_are_refused
         '"TransactionGrandAmount" CurrencyCode="EUR">-99999999999999.990<',
     )
     assert wrong_total != sample
-    # The sample as it is (dates moved only): its voided LineItem becomes a VOID line with no
-    # SALE line before it, so its lines no longer add up to the till's gross.
-    with_voided_line = _with_dates_of(sample, (DATA / "v6_customer_card.xml").read_text())
     async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
         net = await http.post("/v1/events", content=dumps(absurd))
         assert net.status_code == 422, net.text
@@ -145,9 +142,6 @@ async def test_inconsistent_totals_and_quantities_a_consumer_refuses_are_refused
         weightless = await http.post("/v1/poslog", content=no_quantity.encode())
         assert weightless.status_code == 422, weightless.text
         assert "lines[0].quantity: must be positive" in weightless.text
-        voided = await http.post("/v1/poslog", content=with_voided_line.encode())
-        assert voided.status_code == 422, voided.text
-        assert "totals.gross_amount" in voided.text
         assert outbox_ids(edge.outbox) == set()
     (folder / "wrong-total.xml").write_text(wrong_total)
     past = time.time() - 10
@@ -156,9 +150,3 @@ async def test_inconsistent_totals_and_quantities_a_consumer_refuses_are_refused
     reason = (folder / "rejected" / "wrong-total.xml.reason.txt").read_text()
     assert "totals.net_amount" in reason
     assert outbox_ids(edge.outbox) == set()
-
-
-def _with_dates_of(live: str, original: str) -> str:
-    """``original`` with the (moved) dates of its ``live`` version, voided lines kept."""
-    moved = iter(m.group(0) for m in re.finditer(r"\b\d{4}-\d{2}-\d{2}", live))
-    return re.sub(r"\b\d{4}-\d{2}-\d{2}", lambda _m: next(moved), original)

@@ -13,6 +13,7 @@ import os
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 from producers.dropfolder import MAX_FILE_BYTES, DropFolder
 from producers.importer import import_files
 from producers.ingest import IngestError, poslog_events
+from producers.models import CardIn
 from producers.poslog import PoslogError, parse_poslog
 from tests.fuzz_support import (
     AWKWARD,
@@ -38,6 +40,7 @@ from tests.fuzz_support import (
     poslog,
     retail_tx,
 )
+from tillstream import rules
 
 STORE = "S-FUZZ"
 pytestmark = pytest.mark.timeout(TIMEOUT)
@@ -394,3 +397,209 @@ def test_a_file_with_a_transaction_kafka_cannot_take_is_set_aside_or_failed_with
     report = intake.loop.run(import_files(intake.ingestor, intake.outbox, [archive]))
     assert report.imported == 0
     assert f"at most {DOOR_LIMIT} bytes per record" in report.failed[str(archive)]
+
+
+# --- any sale the converter accepts adds up -------------------------------------------------
+
+_CENT = Decimal("0.01")
+_PAN_ENDINGS = ["************4242", "XXXXXXXXXXXX0004", "545454******5454", "***123", ""]
+
+
+def _cents(draw: st.DrawFn, low: int, high: int) -> Decimal:
+    return Decimal(draw(st.integers(low, high))) * _CENT
+
+
+def _r2(value: Decimal) -> Decimal:
+    return value.quantize(_CENT, rounding=ROUND_HALF_UP)
+
+
+@st.composite
+def till_receipts(draw: st.DrawFn) -> tuple[bytes, str]:
+    """A receipt as some vendor's till writes it, consistent as a till computes it: lines
+    (sold, returned, voided, weighed, discounted, deposits), tax included per line or added
+    as a Tax line item, receipt discounts or NCR loyalty rewards, and tenders with change
+    written any vendor's way. Returns (document, style label)."""
+    added_tax = draw(st.booleans())
+    rate = Decimal(draw(st.sampled_from([0, 7, 19, 20])))
+    items: list[str] = []
+    gross = tax = Decimal(0)
+    seq = 0
+    for _ in range(draw(st.integers(1, 5))):
+        seq += 1
+        weighed = draw(st.booleans())
+        unit = draw(
+            st.sampled_from(["KGM", "LBR", "KG"] if weighed else ["EA", "C62", "UN", "PCS"])
+        )
+        qty = (
+            Decimal(draw(st.integers(1, 5000))) / 1000
+            if weighed
+            else Decimal(draw(st.integers(1, 5)))
+        )
+        price = _cents(draw, 1, 99_999)
+        full = _r2(qty * price)
+        off = (
+            _cents(draw, 0, int(full * 100) - 1)
+            if full > _CENT and draw(st.booleans())
+            else Decimal(0)
+        )
+        extended = full - off
+        kind = draw(st.sampled_from(["sale"] * 4 + ["return", "negative qty", "negative amount"]))
+        voided = kind == "sale" and draw(st.integers(0, 4)) == 0
+        line_tax = Decimal(0) if added_tax else _r2(extended * rate / (100 + rate))
+        sign = 1 if kind == "sale" else -1
+        if not voided:
+            gross += sign * extended
+            tax += sign * line_tax
+        element = "Return" if kind == "return" else "Sale"
+        q = f"-{qty}" if kind == "negative qty" else f"{qty}"
+        e = f"-{extended}" if kind == "negative amount" else f"{extended}"
+        item_type = draw(st.sampled_from(["Stock", "Deposit", "GiftCard"]))
+        modifier = (
+            f'<RetailPriceModifier><Amount Action="Subtract">{off}</Amount></RetailPriceModifier>'
+            if off
+            else ""
+        )
+        tax_el = f"<Tax><Amount>{line_tax}</Amount></Tax>" if line_tax else ""
+        void = ' VoidFlag="true"' if voided else ""
+        items.append(
+            f"<LineItem{void}><SequenceNumber>{seq}</SequenceNumber>"
+            f'<{element} ItemType="{item_type}"><ItemID>SKU-{seq}</ItemID>'
+            f"<Description>Item {seq}</Description>"
+            f"<RegularSalesUnitPrice>{price}</RegularSalesUnitPrice>"
+            f"<ExtendedAmount>{e}</ExtendedAmount>{modifier}"
+            f'<Quantity UnitOfMeasureCode="{unit}">{q}</Quantity>{tax_el}</{element}></LineItem>'
+        )
+    if added_tax and rate and gross > 0:
+        tax = _r2(gross * rate / 100)
+        seq += 1
+        items.append(
+            f'<LineItem><SequenceNumber>{seq}</SequenceNumber><Tax TaxType="Sales">'
+            f"<Amount>{tax}</Amount></Tax></LineItem>"
+        )
+    elif added_tax:
+        tax = Decimal(0)
+    discount = Decimal(0)
+    if gross > _CENT and draw(st.booleans()):
+        discount = _cents(draw, 1, int(gross * 50))
+        seq += 1
+        if draw(st.booleans()):
+            items.append(
+                f"<LineItem><SequenceNumber>{seq}</SequenceNumber><Discount>"
+                f'<Amount Action="Subtract">{discount}</Amount></Discount></LineItem>'
+            )
+        else:  # NCR: the reward in detail, then again as a summary, and points granted
+            for how, category, amount in (
+                ('detailedData="true"', "Monetary", f"-{discount}"),
+                ('summarizedActivity="true"', "Monetary", f"-{discount}"),
+                ('detailedData="true"', "CustomOffer", "5"),
+            ):
+                items.append(
+                    f"<LineItem><SequenceNumber>{seq}</SequenceNumber><LoyaltyReward {how}>"
+                    f"<RewardCategory>{category}</RewardCategory><ExtendedRewardAmount>{amount}"
+                    "</ExtendedRewardAmount></LoyaltyReward></LineItem>"
+                )
+                seq += 1
+    net = gross - discount + (tax if added_tax else Decimal(0))
+    tenders, style = _tenders(draw, net, seq)
+    totals = ""
+    if not tenders or draw(st.booleans()):
+        totals += f'<Total TotalType="TransactionGrandAmount">{net}</Total>'
+    if draw(st.booleans()):
+        totals += f'<Total TotalType="TransactionTaxAmount">{tax}</Total>'
+    namespace = draw(st.sampled_from(["", ' xmlns="http://www.nrf-arts.org/IXRetail/namespace/"']))
+    document = (
+        f"<POSLog{namespace}><Transaction><RetailStoreID>{STORE}</RetailStoreID>"
+        f"<WorkstationID>7</WorkstationID><SequenceNumber>{draw(st.integers(1, 10**6))}"
+        "</SequenceNumber><EndDateTime>2025-03-14T10:15:00+01:00</EndDateTime>"
+        f"<RetailTransaction>{''.join(items)}{tenders}{totals}</RetailTransaction>"
+        "</Transaction></POSLog>"
+    )
+    return document.encode(), style
+
+
+def _tenders(draw: st.DrawFn, net: Decimal, seq: int) -> tuple[str, str]:
+    """Tenders paying ``net`` (refunding it when negative), with change written the way of
+    one vendor, and sometimes a voided card tender beside them."""
+    out: list[str] = []
+
+    def line(body: str, void: bool = False) -> None:
+        nonlocal seq
+        seq += 1
+        flag = ' VoidFlag="true"' if void else ""
+        out.append(f"<LineItem{flag}><SequenceNumber>{seq}</SequenceNumber>{body}</LineItem>")
+
+    def card(amount: Decimal, refund: bool = False) -> str:
+        pan = draw(st.sampled_from(_PAN_ENDINGS))
+        code = ' TypeCode="Refund"' if refund else ""
+        return (
+            f'<Tender TenderType="CreditDebit"{code}><Amount>{amount}</Amount>'
+            f'<CreditDebit TypeCode="Visa"><PrimaryAccountNumber>{pan}</PrimaryAccountNumber>'
+            "</CreditDebit></Tender>"
+        )
+
+    if draw(st.integers(0, 5)) == 0:
+        line(card(_cents(draw, 1, 5000)), void=True)  # declined at the pin pad, voided
+    if net < 0:
+        if draw(st.booleans()):
+            line(card(-net, refund=True))
+        else:  # NCR writes the refund as a negative cash tender
+            line(f'<Tender TenderType="Cash" TypeCode="Refund"><Amount>{net}</Amount></Tender>')
+        return "".join(out), "refund"
+    if net == 0:
+        return "".join(out), "nothing to pay"
+    by_card = _cents(draw, 0, int(net * 100)) if draw(st.booleans()) else Decimal(0)
+    if by_card:
+        line(card(by_card))
+    cash = net - by_card
+    if not cash:
+        return "".join(out), "card"
+    change = _cents(draw, 0, 5000)
+    style = draw(st.sampled_from(["inside", "own line", "ncr negative tender"]))
+    if not change:
+        line(f'<Tender TenderType="Cash"><Amount>{cash}</Amount></Tender>')
+        return "".join(out), "exact cash"
+    if style == "inside":  # ARTS, Wincor, kiosk
+        line(
+            f'<Tender TenderType="Cash"><Amount>{cash + change}</Amount>'
+            f"<TenderChange><Amount>{change}</Amount></TenderChange></Tender>"
+        )
+    elif style == "own line":  # roqqio
+        line(f'<Tender TenderType="Cash"><Amount>{cash + change}</Amount></Tender>')
+        line(
+            '<TenderChange TypeCode="Refund"><TenderChange TenderType="Cash">'
+            f"<Amount>{change}</Amount></TenderChange></TenderChange>"
+        )
+    else:  # NCR ACS
+        line(f'<Tender TenderType="Cash" TypeCode="Sale"><Amount>{cash + change}</Amount></Tender>')
+        line(
+            f'<Tender TenderType="Cash" TypeCode="Refund"><Amount>-{change}</Amount>'
+            f"<TenderChange><Amount>{change}</Amount></TenderChange></Tender>"
+        )
+    return "".join(out), f"change {style}"
+
+
+@FUZZ
+@given(receipt=till_receipts())
+def test_any_sale_the_converter_accepts_adds_up_and_is_paid_in_full(
+    receipt: tuple[bytes, str],
+) -> None:
+    """Totals rule (tillstream.rules) and payments rule: captured less refunded payments are
+    the sale's net amount; change handed back is never a refund; cards are the HTTP shape."""
+    document, style = receipt
+    event(style)
+    try:
+        result = parse_poslog(document)
+    except PoslogError as exc:  # refused with its reason: nothing to check
+        event(f"refused: {str(exc).split(': ', 2)[-1][:40]}")
+        return
+    [sale] = [r for kind, r in result.events if kind == "sale"]
+    payments = [r for kind, r in result.events if kind == "payment"]
+    assert rules.sale_problems(sale) == []
+    sign = {"CAPTURED": 1, "REFUNDED": -1, "VOIDED": 0}
+    paid = sum((sign[p["status"]] * p["amount"] for p in payments), Decimal(0))
+    assert paid == sale["totals"]["net_amount"]
+    if sale["totals"]["net_amount"] >= 0:
+        assert "REFUNDED" not in {p["status"] for p in payments}
+    for payment in payments:
+        if payment["card"] is not None:
+            CardIn.model_validate(payment["card"])

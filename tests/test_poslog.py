@@ -14,6 +14,7 @@ import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]
 import pytest
 
 from producers.poslog import PoslogError, PoslogResult, parse_poslog
+from tillstream import rules
 from tillstream.codec import AvroCodec
 from tillstream.registry import FileRegistry
 from tillstream.schemas import SchemaSet
@@ -59,10 +60,15 @@ def test_v6_with_vendor_extensions_customer_and_card() -> None:
     assert sale["utc_offset_minutes"] == 120  # UTC time in the file; store zone from caller
     assert sale["customer_id"] == "22000129"
     assert sale["cashier_id"] == "17"
-    assert [ln["kind"] for ln in sale["lines"]] == ["SALE", "SALE", "VOID"]
-    first, wrap, _ = sale["lines"]
+    # The voided LineItem: rung up, then cancelled (a SALE and the VOID cancelling it).
+    assert [ln["kind"] for ln in sale["lines"]] == ["SALE", "SALE", "SALE", "VOID"]
+    first, wrap, darts, void = sale["lines"]
+    assert {k: v for k, v in void.items() if k not in ("kind", "line_number")} == {
+        k: v for k, v in darts.items() if k not in ("kind", "line_number")
+    }
+    assert rules.sale_problems(sale) == []  # the pair cancels: totals add up
     assert first["gtin"] == "8718824914497"
-    assert first["description"] == "PUMA WOMEN PADDED TOP, S, BLACK"
+    assert first["description"] is None  # never ItemID/@Name (vendors write "SKU" there)
     assert (wrap["sku"], wrap["gtin"], wrap["quantity"]) == ("WRAP-01", None, Decimal(2))
     assert (wrap["unit_price"], wrap["discount_amount"], wrap["extended_amount"]) == (
         Decimal(5),
@@ -277,7 +283,7 @@ def test_amounts_quantized_and_tender_types_mapped() -> None:
         ),
         (_single(""), "transaction 77 (#1): RetailTransaction has no Sale or Return"),
         (_single(_LINE.replace("1.123456", "1,50")), "not a decimal"),
-        (_single(_LINE.replace("<Quantity>", '<Quantity UnitOfMeasureCode="LBR">')), "LBR"),
+        (_single(_LINE.replace("<Quantity>", '<Quantity UnitOfMeasureCode="BAG">')), "BAG"),
         (
             _single(
                 _LINE.replace("<RegularSalesUnitPrice>", '<RegularSalesUnitPrice Currency="USD">')

@@ -20,8 +20,12 @@ def poslog(tx: Transaction) -> bytes:
     sale = tx.sale
     currency = sale["currency"]
     items: list[str] = []
-    for line in sale["lines"]:
-        void = ' VoidFlag="true"' if line["kind"] == "VOID" else ""
+    lines = sale["lines"]
+    for n, line in enumerate(lines):
+        if line["kind"] == "VOID":
+            continue  # written as the VoidFlag of the line it cancels, as tills log it
+        cancelled = n + 1 < len(lines) and lines[n + 1]["kind"] == "VOID"
+        void = ' VoidFlag="true"' if cancelled else ""
         element = "Return" if line["kind"] == "RETURN" else "Sale"
         items.append(
             f"<LineItem{void}><SequenceNumber>{line['line_number']}</SequenceNumber>"
