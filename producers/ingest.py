@@ -120,14 +120,15 @@ class Ingestor:
 
     def _broken_rules(self, event_type: str, record: dict[str, Any]) -> list[tuple[str, str]]:
         """What a consumer would refuse, refused here first (the rules are shared with them),
-        and on live channels a time outside the plausibility window."""
+        on live channels a time outside the plausibility window, and another currency than
+        the store's."""
         problems = rules.event_problems(event_type, record)
-        if (problem := self._currency_problem(record)) is not None:
-            problems.append(("currency", problem))
         at = record.get("occurred_at")
         if not problems and self.window is not None and isinstance(at, datetime):
             late = self.window.problem(at, datetime.now(UTC))
             problems += [("occurred_at", late)] if late else []
+        if (problem := self._currency_problem(record)) is not None:
+            problems.append(("currency", problem))
         return problems
 
     def _currency_problem(self, record: dict[str, Any]) -> str | None:
