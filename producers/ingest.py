@@ -236,7 +236,7 @@ class PoslogBatch:
     def count_skipped(self) -> None:
         """Count the skipped transactions; only once the document's events are on disk, so
         a refused document counts nothing twice (its transactions come again)."""
-        for kind, count in Counter(s.kind for s in self.skipped).items():
+        for kind, count in Counter(s.metric_kind for s in self.skipped).items():
             metrics.POSLOG_SKIPPED.labels(kind).inc(count)
 
 

@@ -64,6 +64,12 @@ SALE_STATUSES = frozenset(
         "fulfilled",
     }
 )
+# Statuses that are not sales and are counted under their own name in the skipped metric;
+# any other status a vendor invents is counted as RetailTransaction:Other (a label per
+# free-text value would let one document create thousands of metric series).
+_COUNTED_STATUSES = frozenset(
+    {"voided", "canceled", "cancelled", "suspended", "postvoided", "ordered", "pending", "open"}
+)
 CONTROL_REASON = "control transaction (not yet published)"
 _SHOWN = 64  # characters of a sequence number, kind or status quoted in a report
 MAX_LISTED = 1000
@@ -80,6 +86,9 @@ class Skipped:
     kind: str
     """E.g. ``SignOn``, ``TillSettle``, ``RetailTransaction:Suspended``, ``Training``."""
     reason: str
+    metric_kind: str = ""
+    """The kind as the skipped metric counts it: from a fixed vocabulary (``kind`` when
+    that is in it, else ``Unknown`` or ``RetailTransaction:Other``)."""
 
     @property
     def label(self) -> str:
@@ -122,8 +131,8 @@ def skipped(tx: Element, index: int) -> Skipped | None:
     """Why ``tx`` is not converted, or None if it is a sale to convert."""
     sequence = shown(child_text(tx, "SequenceNumber"))
 
-    def skip(kind: str, reason: str) -> Skipped:
-        return Skipped(index, sequence, kind, reason)
+    def skip(kind: str, reason: str, counted_as: str | None = None) -> Skipped:
+        return Skipped(index, sequence, kind, reason, counted_as or kind)
 
     if flag(tx, "TrainingModeFlag"):
         return skip("Training", "training mode (not a real sale)")
@@ -131,7 +140,7 @@ def skipped(tx: Element, index: int) -> Skipped | None:
     if found is None:
         others = [local(e.tag) for e in tx if local(e.tag).endswith("Transaction")]
         kind = shown(others[0] if others else attr(tx, "TypeCode")) or "Unknown"
-        return skip(kind, f"no transaction body ({', '.join(_BODIES[:3])}, ...)")
+        return skip(kind, f"no transaction body ({', '.join(_BODIES[:3])}, ...)", "Unknown")
     kind = local(found.tag)
     if kind in _CONTROL_BODIES:
         for element in found:
@@ -141,9 +150,11 @@ def skipped(tx: Element, index: int) -> Skipped | None:
     if kind != RETAIL:
         return skip(kind, "not a sale (this kind is not converted)")
     status = attr(found, "TransactionStatus") or child_text(found, "TransactionStatus")
-    if status is not None and re.sub(r"[^a-z]", "", status.lower()) not in SALE_STATUSES:
+    normal = re.sub(r"[^a-z]", "", (status or "").lower())
+    if status is not None and normal not in SALE_STATUSES:
         status = shown(status)
-        return skip(f"{RETAIL}:{status}", f"status {status} is not a completed sale")
+        counted = f"{RETAIL}:{status}" if normal in _COUNTED_STATUSES else f"{RETAIL}:Other"
+        return skip(f"{RETAIL}:{status}", f"status {status} is not a completed sale", counted)
     if flag(tx, "CancelFlag") or flag(found, "VoidFlag"):
         return skip(f"{RETAIL}:Canceled", "cancelled at the till (CancelFlag or VoidFlag)")
     return None

@@ -472,6 +472,8 @@ def test_a_reported_kind_or_sequence_never_carries_a_card_number() -> None:
     [skip] = refused.value.skipped
     text = repr(skip.as_dict()) + str(refused.value)
     assert "4111111111111111" not in text and "4111 1111 1111 1111" not in text
+    # Nor can free text become a metric label: the metric counts from a fixed vocabulary.
+    assert skip.metric_kind == "RetailTransaction:Other"
 
 
 def test_a_needed_total_that_is_not_a_number_is_refused() -> None:
