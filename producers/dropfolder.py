@@ -1,22 +1,32 @@
 """The POSLog drop folder: tills (or their back-office software) write files, we pick them up.
 
-A file is taken once it has stopped changing. Converted files move to ``processed/``; a
-file that cannot be converted moves to ``rejected/`` with ``<name>.reason.txt`` beside it
-and is counted, so nothing is silently dropped and one bad file never blocks the rest.
+A file is taken once it has stopped changing. Converted files move to ``processed/`` with
+``<name>.result.json`` beside them (events accepted, every transaction skipped and why); a
+file that cannot be converted, or holds no sale, moves to ``rejected/`` with
+``<name>.reason.txt`` beside it and is counted, so nothing is silently dropped and one bad
+file never blocks the rest.
 If the outbox is full the file stays where it is and is tried again later.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from pathlib import Path
 
 from producers import metrics
-from producers.ingest import IngestError, Ingestor, poslog_events, poslog_reason
-from producers.outbox import OutboxEvent, OutboxFullError
-from producers.poslog import PoslogError
+from producers.ingest import (
+    IngestError,
+    Ingestor,
+    PoslogBatch,
+    nothing_converted_problems,
+    poslog_events,
+    poslog_reason,
+)
+from producers.outbox import OutboxFullError
+from producers.poslog import NothingConverted, PoslogError
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +67,45 @@ class DropFolder:
 
     async def process(self, path: Path) -> bool:
         try:
-            events = await asyncio.to_thread(self._convert, path)
-            await self.ingestor.accept(events)
+            batch = await asyncio.to_thread(self._convert, path)
+            accepted = await self.ingestor.accept(batch.events)
         except OutboxFullError:
             log.warning("outbox full: leaving %s for later", path.name)
             return False
+        except NothingConverted as exc:
+            lines = [f"{field}: {message}" for field, message in nothing_converted_problems(exc)]
+            self._reject(path, "\n".join([str(exc).split(":", 1)[0], *lines]), "nothing_converted")
+            return True
         except (PoslogError, IngestError, OSError) as exc:
             self._reject(path, str(exc), poslog_reason(exc))
             return True
         metrics.POSLOG_FILES.labels("converted").inc()
-        await asyncio.to_thread(path.replace, self.processed / path.name)
-        log.info("poslog file %s: %d events accepted", path.name, len(events))
+        batch.count_skipped()
+        await asyncio.to_thread(self._processed, path, batch, accepted.duplicates)
+        log.info(
+            "poslog file %s: %d events accepted, %d transactions skipped",
+            path.name,
+            len(batch.events),
+            len(batch.skipped),
+        )
         return True
 
-    def _convert(self, path: Path) -> list[OutboxEvent]:
+    def _processed(self, path: Path, batch: PoslogBatch, duplicates: int) -> None:
+        """Move the file to processed/ with its record: what was published, what skipped.
+        The record is written first: a crash between the two leaves the file to be taken
+        again (its events are already known, so nothing is published twice)."""
+        record = {
+            "file": path.name,
+            "accepted": len(batch.events),
+            "duplicates": duplicates,
+            "event_ids": [e.event_id for e in batch.events],
+            "skipped": batch.report(),
+        }
+        result = self.processed / f"{path.name}.result.json"
+        result.write_text(json.dumps(record, indent=1) + "\n")
+        path.replace(self.processed / path.name)
+
+    def _convert(self, path: Path) -> PoslogBatch:
         if path.stat().st_size > MAX_FILE_BYTES:
             raise PoslogError(f"file is larger than {MAX_FILE_BYTES} bytes")
         data = path.read_bytes()  # the folder's own limit, not the 20 MiB of HTTP bodies

@@ -97,6 +97,7 @@ class EdgeService:
             timezone=ZoneInfo(settings.store_timezone),
             window=TimeWindow(settings.edge_max_event_age, settings.edge_max_future),
             limits=self.limits,
+            currency=settings.store_currency,
         )
         self.forwarder = Forwarder(
             self.outbox,

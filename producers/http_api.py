@@ -26,11 +26,19 @@ from starlette.requests import ClientDisconnect
 from producers import metrics
 from producers.auth import STOCK_ONLY, TillTokens, foreign_tills
 from producers.identifiers import CARD_NUMBER
-from producers.ingest import EventTooLarge, IngestError, Ingestor, poslog_events, poslog_reason
+from producers.ingest import (
+    EventTooLarge,
+    IngestError,
+    Ingestor,
+    PoslogBatch,
+    nothing_converted_problems,
+    poslog_events,
+    poslog_reason,
+)
 from producers.models import EVENT_LIST, ONE_EVENT, StockMovementIn
 from producers.outbox import OutboxEvent, OutboxFullError
 from producers.pan import mask_pans
-from producers.poslog import PoslogError, parse_poslog
+from producers.poslog import NothingConverted, PoslogError, parse_poslog
 from tillstream.http import metrics_response
 
 log = logging.getLogger(__name__)
@@ -166,6 +174,10 @@ def create_app(
             401: {"description": "Till tokens are required and none known was given"},
             403: {"description": "A transaction names another till, or the token is stock-only"},
             413: {"description": "Document too large, or a transaction larger than Kafka takes"},
+            422: {
+                "description": "Not convertible, or no transaction in it is a sale; each "
+                "transaction not converted is named with its kind and reason"
+            },
         },
     )
     async def post_poslog(request: Request, till: str | None = Depends(poslog_till)) -> Response:
@@ -183,15 +195,17 @@ def create_app(
                 named, paths = await asyncio.to_thread(_poslog_tills, ingestor, body)
                 if refused := _foreign(till, named, paths, "poslog"):
                     return refused
-            events = await asyncio.to_thread(poslog_events, ingestor, body, "poslog")
+            batch = await asyncio.to_thread(poslog_events, ingestor, body, "poslog")
+        except NothingConverted as exc:
+            metrics.POSLOG_FILES.labels("failed").inc()
+            return _reject("poslog", 422, "nothing_converted", nothing_converted_problems(exc))
         except EventTooLarge as exc:
             metrics.POSLOG_FILES.labels("failed").inc()
             return _reject("poslog", 413, exc.reason, exc.problems)
         except (PoslogError, IngestError) as exc:
             metrics.POSLOG_FILES.labels("failed").inc()
             return _reject("poslog", 422, poslog_reason(exc), [("poslog", str(exc))])
-        metrics.POSLOG_FILES.labels("converted").inc()
-        return await _store(ingestor, events, "poslog")
+        return await _store(ingestor, batch.events, "poslog", batch)
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> dict[str, Any]:
@@ -248,7 +262,10 @@ def _authenticator(tokens: TillTokens | None, channel: str) -> Callable[..., Awa
 def _poslog_tills(ingestor: Ingestor, body: bytes) -> tuple[list[str | None], list[str]]:
     """The till each transaction names, and where it is. A second read of the document, and
     only with tokens: the conversion to events does not hand its records out."""
-    records = [r for _, r in parse_poslog(body, default_timezone=ingestor.timezone).events]
+    result = parse_poslog(
+        body, default_currency=ingestor.currency, default_timezone=ingestor.timezone
+    )
+    records = [r for _, r in result.events]
     paths = [f"transaction {r.get('receipt_number', i)}." for i, r in enumerate(records)]
     return [r.get("terminal_id") for r in records], paths
 
@@ -287,16 +304,22 @@ def _foreign(
     )
 
 
-async def _store(ingestor: Ingestor, events: list[OutboxEvent], channel: str) -> Response:
+async def _store(
+    ingestor: Ingestor, events: list[OutboxEvent], channel: str, poslog: PoslogBatch | None = None
+) -> Response:
+    """Accept ``events``; a POSLog document's answer also lists what it skipped."""
     try:
         accepted = await ingestor.accept(events)
     except OutboxFullError as exc:
         return _reject(channel, 503, "outbox_full", [("outbox", str(exc))], retry_after=60)
     except IngestError as exc:
         return _reject(channel, 409, "conflict", exc.problems, count=False)
-    return JSONResponse(
-        {"accepted": len(accepted.event_ids), "event_ids": accepted.event_ids}, status_code=202
-    )
+    answer: dict[str, Any] = {"accepted": len(accepted.event_ids), "event_ids": accepted.event_ids}
+    if poslog is not None:  # counted once its events are on disk, as in every POSLog channel
+        metrics.POSLOG_FILES.labels("converted").inc()
+        poslog.count_skipped()
+        answer["skipped"] = poslog.report()
+    return JSONResponse(answer, status_code=202)
 
 
 async def _client_gone(_request: Request, _exc: Exception) -> Response:

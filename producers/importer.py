@@ -3,7 +3,9 @@
 Each file's content hash is recorded in the outbox once its events are durable, so an
 interrupted import resumes where it stopped and a second run skips what the first did.
 Event ids come from the transactions themselves, so even a file renamed or copied and
-imported again publishes nothing twice.
+imported again publishes nothing twice. Every transaction a file holds that is not a sale
+is reported with its kind and reason; a file with no sale in it fails (it is not marked done,
+so a later import, once such transactions are published, takes it).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from producers.ingest import IngestError, Ingestor, poslog_events
 from producers.outbox import Outbox
-from producers.poslog import PoslogError
+from producers.poslog import PoslogError, Skipped
 
 
 @dataclass
@@ -27,6 +29,8 @@ class ImportReport:
     events: int = 0
     duplicates: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, list[Skipped]] = field(default_factory=dict)
+    """Transactions not converted, by file (files imported in this run only)."""
 
 
 def poslog_files(paths: Iterable[Path]) -> Iterator[Path]:
@@ -55,12 +59,15 @@ async def import_files(
             if await outbox.get_progress(marker) is not None:
                 report.already_done += 1
             else:
-                events = await asyncio.to_thread(poslog_events, ingestor, data, "import")
-                accepted = await ingestor.accept(events)
+                batch = await asyncio.to_thread(poslog_events, ingestor, data, "import")
+                accepted = await ingestor.accept(batch.events)
                 await outbox.set_progress(marker, str(path))
+                batch.count_skipped()
                 report.imported += 1
-                report.events += len(events)
+                report.events += len(batch.events)
                 report.duplicates += accepted.duplicates
+                if batch.skipped:
+                    report.skipped[str(path)] = batch.skipped
         except (OSError, PoslogError, IngestError) as exc:
             report.failed[str(path)] = str(exc)
         advance(path)

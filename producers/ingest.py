@@ -7,7 +7,9 @@ undecodable is ever published) and appended to the outbox. Only then is it accep
 from __future__ import annotations
 
 import logging
+import re
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -18,7 +20,8 @@ from producers.identifiers import CARD_NUMBER, Problem, gtin_problem, sku_proble
 from producers.limits import RecordLimits
 from producers.outbox import Outbox, OutboxEvent, Outcome
 from producers.pan import contains_pan
-from producers.poslog import parse_poslog
+from producers.poslog import NothingConverted, Skipped, parse_poslog
+from producers.poslog_kinds import MAX_LISTED
 from tillstream import rules
 from tillstream.codec import AvroCodec, CodecError
 from tillstream.topics import EVENT_TOPICS, store_key
@@ -61,8 +64,11 @@ class Ingestor:
         timezone: tzinfo = UTC,
         window: rules.TimeWindow | None = None,
         limits: RecordLimits | None = None,
+        currency: str = "EUR",
     ) -> None:
         self.store_id = store_id
+        self.currency = currency
+        """The store's currency: every sale and payment is in it; POSLog's default."""
         self.timezone = timezone
         """Zone of POSLog times written without an offset (store-local times)."""
         self.window = window
@@ -114,13 +120,29 @@ class Ingestor:
 
     def _broken_rules(self, event_type: str, record: dict[str, Any]) -> list[tuple[str, str]]:
         """What a consumer would refuse, refused here first (the rules are shared with them),
-        and on live channels a time outside the plausibility window."""
+        on live channels a time outside the plausibility window, and another currency than
+        the store's."""
         problems = rules.event_problems(event_type, record)
         at = record.get("occurred_at")
         if not problems and self.window is not None and isinstance(at, datetime):
             late = self.window.problem(at, datetime.now(UTC))
             problems += [("occurred_at", late)] if late else []
+        if (problem := self._currency_problem(record)) is not None:
+            problems.append(("currency", problem))
         return problems
+
+    def _currency_problem(self, record: dict[str, Any]) -> str | None:
+        """One store, one currency (every channel): a sale in another one would be summed
+        with this store's money by every consumer."""
+        currency = record.get("currency")
+        if currency is None or currency == self.currency:
+            return None
+        # An ISO code is safe to name; anything else is not quoted (it could be anything).
+        named = f"{currency} is not" if _ISO_CODE.fullmatch(str(currency)) else "is not"
+        return (
+            f"{named} this store's currency {self.currency} (TILLSTREAM_STORE_CURRENCY); "
+            "a store takes sales and payments in its own currency only"
+        )
 
     async def accept(self, events: Sequence[OutboxEvent]) -> Accepted:
         """Append to the outbox; returns once every event is on disk.
@@ -153,6 +175,7 @@ class Ingestor:
         return Accepted([e.event_id for e in events], duplicates)
 
 
+_ISO_CODE = re.compile(r"[A-Z]{3}")
 # Event identifiers: UUIDs, checked by the codec, never read as card numbers.
 _EVENT_IDS = frozenset({"event_id", "sale_event_id"})
 # Item identifiers: the SKU and GTIN rules of ``producers.identifiers`` (same on every channel).
@@ -199,19 +222,53 @@ def _join(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
+@dataclass(frozen=True, slots=True)
+class PoslogBatch:
+    """A POSLog document's encoded events and the transactions it skipped."""
+
+    events: list[OutboxEvent]
+    skipped: list[Skipped]
+
+    def report(self) -> list[dict[str, Any]]:
+        """The skipped transactions as a channel reports them (the first MAX_LISTED)."""
+        return [s.as_dict() for s in self.skipped[:MAX_LISTED]]
+
+    def count_skipped(self) -> None:
+        """Count the skipped transactions; only once the document's events are on disk, so
+        a refused document counts nothing twice (its transactions come again)."""
+        for kind, count in Counter(s.metric_kind for s in self.skipped).items():
+            metrics.POSLOG_SKIPPED.labels(kind).inc(count)
+
+
 def poslog_events(
     ingestor: Ingestor, data: bytes, channel: str, *, max_bytes: int = 20 * 1024 * 1024
-) -> list[OutboxEvent]:
+) -> PoslogBatch:
     """Convert a POSLog document into encoded events for this store (runs in a thread)."""
-    result = parse_poslog(data, default_timezone=ingestor.timezone, max_bytes=max_bytes)
-    for kind, count in result.skipped.items():
-        metrics.POSLOG_SKIPPED.labels(kind).inc(count)
-    return [
+    result = parse_poslog(
+        data,
+        default_currency=ingestor.currency,
+        default_timezone=ingestor.timezone,
+        max_bytes=max_bytes,
+    )
+    events = [
         ingestor.encode(
             event_type, record, channel, where=f"transaction {record.get('receipt_number', i)}"
         )
         for i, (event_type, record) in enumerate(result.events)
     ]
+    return PoslogBatch(events, result.skipped)
+
+
+def nothing_converted_problems(exc: NothingConverted) -> list[tuple[str, str]]:
+    """One (field, message) per transaction of a document refused for having no sale."""
+    if not exc.skipped:
+        return [("poslog", str(exc))]
+    problems = [
+        (f"transaction {s.label}", f"{s.kind}: {s.reason}") for s in exc.skipped[:MAX_LISTED]
+    ]
+    if len(exc.skipped) > MAX_LISTED:
+        problems.append(("poslog", f"and {len(exc.skipped) - MAX_LISTED} more not listed"))
+    return problems
 
 
 def poslog_reason(exc: Exception) -> str:

@@ -26,7 +26,8 @@ POSLOG_FILES = Counter(
 )
 POSLOG_SKIPPED = Counter(
     "tillstream_edge_poslog_transactions_skipped_total",
-    "POSLog transactions that are not sales (sign-on, control...), by kind.",
+    "POSLog transactions not converted (sign-on, no-sale, tender control, suspended...), "
+    "by kind; counted once their document is accepted.",
     ["kind"],
 )
 OUTBOX_DEPTH = Gauge(

@@ -1,10 +1,12 @@
 """ARTS POSLog XML → sale and payment events.
 
 One document holds one or many ``Transaction``s (root ``POSLog`` or a bare ``Transaction``).
-Each finished ``RetailTransaction`` becomes one sale event plus one payment event per tender;
-other transactions (sign-on, control, tender control, cancelled, training) are only counted.
+Each completed ``RetailTransaction`` becomes one sale event plus one payment event per
+tender; every other transaction (sign-on, no-sale, tender control, suspended, training, ...)
+is listed with its kind and the reason it was skipped (``producers.poslog_kinds``).
 Conversion is atomic per document: one bad transaction fails the whole file, so a file is
-either sent completely or fixed and resent, and resending yields the same event ids.
+either sent completely or fixed and resent, and resending yields the same event ids. A
+document with no sale in it is refused too (:class:`NothingConverted`), each transaction named.
 
 Vendors differ (V6 ``BusinessUnit/UnitID`` vs 2.x ``RetailStoreID``, ``fu:``/``acs:``
 extensions, element order), so elements are matched by local name wherever they are. Only
@@ -24,12 +26,12 @@ from typing import Any
 from xml.etree.ElementTree import Element
 
 from producers.poslog_items import Context, Items, read_items
+from producers.poslog_kinds import NothingConverted, Skipped, body, skipped
 from producers.poslog_xml import (
     PoslogError,
     attr,
     child_text,
     children,
-    flag,
     is_true,
     local,
     parse_xml,
@@ -37,26 +39,39 @@ from producers.poslog_xml import (
 )
 from tillstream.rules import LINE_SIGNS
 
-__all__ = ["NAMESPACE", "PoslogError", "PoslogResult", "parse_poslog"]
+__all__ = [
+    "NAMESPACE",
+    "NothingConverted",
+    "PoslogError",
+    "PoslogResult",
+    "Skipped",
+    "parse_poslog",
+]
 
 NAMESPACE = uuid.UUID("bfc62966-5d5c-47f7-a9c7-5d29547c6ec3")
 """uuid5 namespace of POSLog event ids; never change it, or resent files get new ids."""
 
-# TransactionStatus values of a completed receipt; anything else (Voided, Canceled,
-# Suspended, PostVoided, ...) did not happen as a sale.
-_FINISHED = frozenset({"finished", "totaled", "totalled", "completed", "complete", "tendered"})
-_CONTROL_KINDS = {"OperatorSignOn": "SignOn", "OperatorSignOff": "SignOff"}
 _ZERO = Decimal("0.0000")
+# The ARTS totals a sale needs; vendor totals (acs:GrossPositive, fu:..., text values) are
+# never read, so one a vendor fills with text cannot refuse a document.
+_TOTALS = ("TransactionGrossAmount", "TransactionTaxAmount", "TransactionGrandAmount")
+# Where a sale's time is read, in order of preference (see _moment).
+_TIMES = ("EndDateTime", "BeginDateTime", "ReceiptDateTime", "POSLogDateTime")
 
 
 @dataclass(frozen=True)
 class PoslogResult:
     events: list[tuple[str, dict[str, Any]]]
     """``("sale", record)`` and ``("payment", record)``, in document order."""
-    skipped: dict[str, int]
-    """Transactions not converted, by kind, e.g. ``{"ControlTransaction": 2, "SignOn": 1}``."""
+    skipped: list[Skipped]
+    """Transactions not converted, in document order, each with its kind and reason."""
     masked_pans: int
     """Card numbers masked (full PANs in tenders or in free text that was kept)."""
+
+    @property
+    def skipped_kinds(self) -> dict[str, int]:
+        """How many transactions were skipped, by kind, e.g. ``{"SignOn": 1}``."""
+        return dict(Counter(s.kind for s in self.skipped))
 
 
 def parse_poslog(
@@ -66,7 +81,10 @@ def parse_poslog(
     default_timezone: tzinfo = UTC,
     max_bytes: int = 20 * 1024 * 1024,
 ) -> PoslogResult:
-    """Convert a POSLog document; raises :class:`PoslogError` if any part cannot be."""
+    """Convert a POSLog document; raises :class:`PoslogError` if any part cannot be, and
+    :class:`NothingConverted` if no transaction of it is a sale.
+
+    ``default_currency`` is the store's: the currency of transactions that name none."""
     root = parse_xml(data, max_bytes=max_bytes)
     root_name = local(root.tag)
     if root_name == "Transaction":
@@ -76,57 +94,29 @@ def parse_poslog(
     else:
         raise PoslogError(f"root element <{root_name}> is neither POSLog nor Transaction")
     events: list[tuple[str, dict[str, Any]]] = []
-    skipped: Counter[str] = Counter()
+    skips: list[Skipped] = []
     masked = 0
     for index, tx in enumerate(transactions, 1):
         sequence = child_text(tx, "SequenceNumber")
         label = f"{sequence} (#{index})" if sequence else f"#{index} (no SequenceNumber)"
         try:
-            kind = _skip_kind(tx)
-            if kind is not None:
-                skipped[kind] += 1
+            skip = skipped(tx, index)
+            if skip is not None:
+                skips.append(skip)
                 continue
             ctx = Context(_currency(tx, default_currency))
             events += _convert(tx, ctx, default_timezone)
         except PoslogError as exc:
             raise PoslogError(f"transaction {label}: {exc}") from exc
         masked += ctx.masked_pans
-    return PoslogResult(events, dict(skipped), masked)
-
-
-def _body(tx: Element) -> Element | None:
-    """The transaction's kind element: RetailTransaction, ControlTransaction, ..."""
-    for element in tx:
-        if local(element.tag).endswith("Transaction"):
-            return element
-    return None
-
-
-def _skip_kind(tx: Element) -> str | None:
-    """Why a transaction is not a sale (its kind), or None if it should be converted."""
-    if flag(tx, "TrainingModeFlag"):
-        return "Training"
-    body = _body(tx)
-    if body is None:
-        return attr(tx, "TypeCode") or "Unknown"
-    kind = local(body.tag)
-    if kind == "ControlTransaction":
-        for element in body:
-            if local(element.tag) in _CONTROL_KINDS:
-                return _CONTROL_KINDS[local(element.tag)]
-    if kind != "RetailTransaction":
-        return kind
-    status = attr(body, "TransactionStatus") or child_text(body, "TransactionStatus")
-    if status is not None and status.lower() not in _FINISHED:
-        return f"RetailTransaction:{status}"
-    if flag(tx, "CancelFlag") or flag(body, "VoidFlag"):
-        return "RetailTransaction:Canceled"
-    return None
+    if not events:
+        raise NothingConverted(skips)
+    return PoslogResult(events, skips, masked)
 
 
 def _convert(tx: Element, ctx: Context, tz: tzinfo) -> list[tuple[str, dict[str, Any]]]:
-    retail = _body(tx)
-    assert retail is not None  # _skip_kind returned None, so there is a RetailTransaction
+    retail = body(tx)
+    assert retail is not None  # not skipped, so there is a RetailTransaction
     store = _store(tx)
     workstation = child_text(tx, "WorkstationID")
     if workstation is None:
@@ -134,7 +124,7 @@ def _convert(tx: Element, ctx: Context, tz: tzinfo) -> list[tuple[str, dict[str,
     sequence = child_text(tx, "SequenceNumber")
     if sequence is None:
         raise PoslogError("no SequenceNumber")
-    occurred_at, offset = _moment(tx, tz)
+    occurred_at, offset = _moment(tx, retail, tz)
     business_day = _business_day(tx, occurred_at, offset)
     items = read_items(retail, ctx)
     if not items.lines:
@@ -195,12 +185,12 @@ def _store(tx: Element) -> str:
 
 
 def _currency(tx: Element, default: str) -> str:
-    """Transaction currency: CurrencyCode, else the first amount attribute, else default."""
+    """Transaction currency: CurrencyCode, else the first amount attribute, else the store's."""
     code = child_text(tx, "CurrencyCode")
-    body = _body(tx)
-    if code is None and body is not None:
-        code = child_text(body, "CurrencyCode")
-        for element in body.iter():
+    retail = body(tx)
+    if code is None and retail is not None:
+        code = child_text(retail, "CurrencyCode")
+        for element in retail.iter():
             if code is not None:
                 break
             found = attr(element, "Currency") or attr(element, "CurrencyCode")
@@ -235,15 +225,16 @@ def _parse_time(value: str | None, tz: tzinfo) -> tuple[datetime, int]:
         raise PoslogError(f"{value!r} is out of the supported date range") from None
 
 
-def _moment(tx: Element, tz: tzinfo) -> tuple[datetime, int]:
-    """End of the transaction (latest EndDateTime; V6 may type several), else its begin."""
-    values = [text(e) for e in children(tx, "EndDateTime")] or [
-        text(e) for e in children(tx, "BeginDateTime")
-    ]
-    moments = [_parse_time(v, tz) for v in values if v]
-    if not moments:
-        raise PoslogError("no EndDateTime or BeginDateTime")
-    return max(moments)
+def _moment(tx: Element, retail: Element, tz: tzinfo) -> tuple[datetime, int]:
+    """When the sale happened: its end (the latest EndDateTime; V6 may type several), else
+    its begin, else the receipt's time, else when the till logged it (POSLogDateTime: all an
+    online order may carry). A BusinessDayDate alone is no time of day: refused, not guessed."""
+    for name in _TIMES:
+        values = [text(e) for holder in (tx, retail) for e in children(holder, name)]
+        moments = [_parse_time(v, tz) for v in values if v]
+        if moments:
+            return max(moments)
+    raise PoslogError(f"no time: none of {', '.join(_TIMES)} (BusinessDayDate has no time)")
 
 
 def _business_day(tx: Element, occurred_at: datetime, offset: int) -> date:
@@ -295,7 +286,7 @@ def _totals(retail: Element, items: Items, ctx: Context) -> dict[str, Decimal]:
     given: dict[str, Decimal | None] = {}
     for total in children(retail, "Total"):
         kind = attr(total, "TotalType")
-        if kind and kind not in given:
+        if kind in _TOTALS and kind not in given:
             given[kind] = ctx.amount(total, f"Total {kind}")
     signs = LINE_SIGNS  # the shared totals rule: a VOID line cancels an earlier SALE line
     records = [line.record for line in items.lines]

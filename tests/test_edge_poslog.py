@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import httpx
 import pytest
 
 from producers.poslog import parse_poslog
-from tests.edge_support import live_poslog
+from tests.edge_support import EdgeProcess, dumps, live_poslog, payment_json, sale_json
 from tillstream.codec import AvroCodec
 from tillstream.kafka import make_consumer
 from tillstream.settings import Settings
@@ -90,15 +92,33 @@ async def test_poslog_over_http_is_converted_masked_and_idempotent(
     assert edge.metric("tillstream_edge_poslog_files_total", 'outcome="failed"') == 2
 
 
+@pytest.fixture
+def usd_edge(kafka_broker: str, tmp_path: Path) -> Iterator[EdgeProcess]:
+    """The NCR sample's store 9, which sells in dollars, with a POSLog drop folder."""
+    work = tmp_path / "edge-9"
+    work.mkdir()
+    (tmp_path / "drop").mkdir()
+    edge = EdgeProcess(
+        "9",
+        kafka_broker,
+        work,
+        ["--poslog-dir", str(tmp_path / "drop")],
+        env={"TILLSTREAM_STORE_CURRENCY": "USD"},
+    )
+    try:
+        yield edge.start()
+    finally:
+        edge.kill()
+
+
 async def test_drop_folder_sets_bad_files_aside_and_goes_on(
-    edge_factory: Any, settings: Settings, codec: AvroCodec, tmp_path: Path
+    usd_edge: EdgeProcess, settings: Settings, codec: AvroCodec, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    edge = edge_factory("9", args=["--poslog-dir", str(folder)])
+    folder, edge = tmp_path / "drop", usd_edge
     (folder / "a-bomb.xml").write_bytes(BOMB)
     (folder / "b-broken.xml").write_bytes(b"<POSLog><Transaction><RetailStoreID>9</Retail")
     (folder / "c-good.xml").write_bytes(live("ncr_2x.xml"))
+    (folder / "d-controls.xml").write_bytes(live("control_22_store_day.xml"))
     old = time.time() - 10
     for p in folder.iterdir():
         os.utime(p, (old, old))
@@ -106,15 +126,30 @@ async def test_drop_folder_sets_bad_files_aside_and_goes_on(
     counts, _ = await events_of(settings, codec, "9", want)
     assert set(counts) == want
     async with asyncio.timeout(20):
-        while not (folder / "processed" / "c-good.xml").exists():
+        while not (folder / "rejected" / "d-controls.xml.reason.txt").exists():
             await asyncio.sleep(0.2)
-    for name in ("a-bomb.xml", "b-broken.xml"):
+    for name in ("a-bomb.xml", "b-broken.xml", "d-controls.xml"):
         assert (folder / "rejected" / name).exists()
         reason = (folder / "rejected" / f"{name}.reason.txt").read_text()
         assert reason.strip()
     assert "DTD" in (folder / "rejected" / "a-bomb.xml.reason.txt").read_text()
-    assert edge.metric("tillstream_edge_poslog_files_total", 'outcome="failed"') == 2
-    assert edge.metric("tillstream_edge_poslog_transactions_skipped_total") >= 3
+    # A file without a sale is set aside naming every transaction, kind and reason.
+    controls = (folder / "rejected" / "d-controls.xml.reason.txt").read_text().splitlines()
+    assert controls[0] == "nothing to publish, no transaction is a sale"
+    assert controls[1] == "transaction 201 (#1): SignOn: control transaction (not yet published)"
+    assert len(controls) == 10 and "TillSettle" in controls[8]
+    # The converted file's record: what was published, and every transaction skipped.
+    record = json.loads((folder / "processed" / "c-good.xml.result.json").read_text())
+    assert set(record["event_ids"]) == want and record["accepted"] == len(want)
+    assert [(s["sequence_number"], s["kind"]) for s in record["skipped"]] == [
+        ("160", "SignOn"),
+        ("163", "SignOff"),
+        ("164", "TillSettle"),
+    ]
+    assert edge.metric("tillstream_edge_poslog_files_total", 'outcome="failed"') == 3
+    assert edge.metric("tillstream_edge_events_rejected_total", 'reason="nothing_converted"') == 1
+    # Only the accepted file's skipped transactions are counted, not the refused file's nine.
+    assert edge.metric("tillstream_edge_poslog_transactions_skipped_total") == 3
 
 
 def test_import_is_resumable_and_publishes_nothing_twice(
@@ -149,3 +184,90 @@ def test_import_is_resumable_and_publishes_nothing_twice(
     counts, _ = asyncio.run(events_of(settings, codec, "300", want))
     assert set(counts) == want
     assert max(counts.values()) == 1
+
+
+def problems_of(answer: httpx.Response) -> dict[str, str]:
+    return {p["field"]: p["message"] for p in answer.json()["problems"]}
+
+
+async def test_poslog_answer_lists_skipped_transactions_and_a_document_without_a_sale_is_422(
+    edge_factory: Any, settings: Settings, codec: AvroCodec
+) -> None:
+    """The kiosk chain's 2.2 file: its sale sits behind an <OriginalTransaction> (it was
+    answered {"accepted": 0}); the store-day controls hold no sale (they were a silent 202)."""
+    kiosk = live("kiosk_22_nonamespace_original_tx.xml")
+    controls = live("control_22_store_day.xml")
+    in_dollars = kiosk.replace(
+        b"<OperatorID>KIOSK", b"<CurrencyCode>USD</CurrencyCode><OperatorID>"
+    )
+    edge = edge_factory("K17")
+    async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
+        refused = await http.post("/v1/poslog", content=controls)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"] == "nothing_converted"
+        assert problems_of(refused)["transaction 203 (#3)"] == (
+            "NoSale: control transaction (not yet published)"
+        )
+        assert len(problems_of(refused)) == 9
+        dollars = await http.post("/v1/poslog", content=in_dollars)
+        assert dollars.status_code == 422, dollars.text
+        assert "USD is not this store's currency EUR" in problems_of(dollars)["poslog"]
+        first = await http.post("/v1/poslog", content=kiosk)
+        assert first.status_code == 202, first.text
+        assert first.json()["accepted"] == 2
+        assert first.json()["skipped"] == [
+            {
+                "transaction": 2,
+                "sequence_number": "5022",
+                "kind": "NoSale",
+                "reason": "control transaction (not yet published)",
+            }
+        ]
+        again = await http.post("/v1/poslog", content=kiosk)
+        assert again.json() == first.json()
+    want = expected_ids(kiosk)
+    counts, _ = await events_of(settings, codec, "K17", want)
+    assert set(counts) == want and max(counts.values()) == 1
+    # Counted for the accepted document (twice sent, twice counted), never for the refused one.
+    skipped = "tillstream_edge_poslog_transactions_skipped_total"
+    assert edge.metric(skipped, 'kind="NoSale"') == 2
+    assert edge.metric(skipped) == 2
+
+
+async def test_one_currency_per_store_on_the_json_channel_too(edge_factory: Any) -> None:
+    store = "C1"
+    edge = edge_factory(store)
+    sale = sale_json(store, currency="USD")
+    payment = payment_json(sale_json(store)) | {"currency": "GBP"}
+    async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
+        answer = await http.post("/v1/events", content=dumps([sale, payment]))
+        assert answer.status_code == 422, answer.text
+        found = problems_of(answer)
+        assert "USD is not this store's currency EUR" in found["events[0].currency"]
+        assert "TILLSTREAM_STORE_CURRENCY" in found["events[0].currency"]
+        pounds = await http.post("/v1/events", content=dumps(payment))
+        assert pounds.status_code == 422, pounds.text
+        assert "GBP is not this store's currency EUR" in problems_of(pounds)["currency"]
+        good = await http.post("/v1/events", content=dumps(sale_json(store)))
+        assert good.status_code == 202, good.text
+
+
+def test_import_reports_skipped_transactions_and_fails_a_file_without_a_sale(
+    tmp_path: Path,
+) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / "orders.xml").write_bytes((DATA / "v6_online_order_shipped.xml").read_bytes())
+    (archive / "controls.xml").write_bytes((DATA / "control_22_store_day.xml").read_bytes())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
+    command = [sys.executable, "-m", "tillstream", "edge", "import", str(archive)]
+    command += ["--store", "WEB1", "--outbox", str(tmp_path / "import.db"), "--no-forward"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "1 file(s) imported (2 events, 0 already known, 1 transaction(s) skipped)" in done.stdout
+    assert (
+        f"skipped: {archive / 'orders.xml'}: transaction 880124 (#2): "
+        "RetailTransaction:Ordered: status Ordered is not a completed sale"
+    ) in done.stdout
+    assert f"failed: {archive / 'controls.xml'}: nothing to publish" in done.stderr
+    assert "1 file(s) could not be imported" in done.stderr

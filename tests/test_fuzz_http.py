@@ -535,7 +535,7 @@ def test_a_poslog_transaction_larger_than_kafka_takes_is_refused_413(
         retail_tx(STORE, next(_sequence)), long_transaction(STORE, sequence, lines, text)
     )
     answer, nothing_stored = around(edge, "/v1/poslog", document)
-    events = poslog_events(edge.unlimited, document, "poslog")
+    events = poslog_events(edge.unlimited, document, "poslog").events
     if max(record_size(e.key, e.value) for e in events) <= DOOR_LIMIT:
         assert answer.status_code == 202, answer.text
         return

@@ -25,7 +25,7 @@ from producers.dropfolder import MAX_FILE_BYTES, DropFolder
 from producers.importer import import_files
 from producers.ingest import IngestError, poslog_events
 from producers.models import CardIn
-from producers.poslog import PoslogError, parse_poslog
+from producers.poslog import NothingConverted, PoslogError, parse_poslog
 from tests.fuzz_support import (
     AWKWARD,
     DOOR_LIMIT,
@@ -172,7 +172,7 @@ HOSTILE = {  # name: (document, what the reason must say)
         "Tender/Amount: 'xxx",
     ),
 }
-HARMLESS = {  # big but well formed: converts to nothing, quickly
+HARMLESS = {  # big but well formed: no sale in them, refused quickly
     "many empty transactions": b"<POSLog>" + b"<Transaction/>" * 50_000 + b"</POSLog>",
     "huge attribute": b'<POSLog a="' + b"x" * 5_000_000 + b'"/>',
     # One giant token: expat 2.5 fed 16 KiB at a time rescans it each feed (minutes).
@@ -194,10 +194,14 @@ def test_hostile_xml_is_refused_quickly_with_a_reason(intake: EdgeIntake, name: 
 
 
 @pytest.mark.parametrize("name", list(HARMLESS))
-def test_big_but_harmless_xml_converts_quickly_to_nothing(intake: EdgeIntake, name: str) -> None:
+def test_big_but_harmless_xml_is_refused_quickly_as_holding_no_sale(
+    intake: EdgeIntake, name: str
+) -> None:
     started = time.process_time()
-    assert poslog_events(intake.ingestor, HARMLESS[name], "poslog") == []
+    with pytest.raises(NothingConverted) as refused:
+        poslog_events(intake.ingestor, HARMLESS[name], "poslog")
     assert time.process_time() - started < 5, f"{name} took too long"
+    assert len(str(refused.value)) < 1000, "a reason must be readable, not every transaction"
 
 
 def test_xinclude_is_never_followed() -> None:
@@ -603,3 +607,64 @@ def test_any_sale_the_converter_accepts_adds_up_and_is_paid_in_full(
     for payment in payments:
         if payment["card"] is not None:
             CardIn.model_validate(payment["card"])
+
+
+# --- no transaction silently lost (#12) -----------------------------------------------------
+
+# (TransactionStatus, is a sale): None is no status at all, which is a finished sale.
+_STATUSES = [(s, True) for s in (None, "Finished", "Totaled", "Shipped", "Delivered", "COMPLETED")]
+_STATUSES += [(s, False) for s in ("Suspended", "Voided", "Ordered", "PostVoided")]
+_CONTROLS = ["OperatorSignOn", "OperatorSignOff", "NoSale"]
+_TENDER_CONTROLS = ["TillSettle", "TenderPickup", "TenderLoan", "PaidIn", "PaidOut"]
+_REFERENCES = ["<OriginalTransaction><SequenceNumber>1</SequenceNumber></OriginalTransaction>"]
+_TIMES = ["EndDateTime", "BeginDateTime", "POSLogDateTime"]
+
+
+@st.composite
+def _transaction(draw: st.DrawFn, sequence: int) -> tuple[bytes, bool]:
+    """A transaction of any kind, with vendor references before its body and any one of the
+    times a sale may carry; and whether it is a sale."""
+    reference = draw(st.sampled_from(["", *_REFERENCES]))
+    time_element = draw(st.sampled_from(_TIMES))
+    kind = draw(st.sampled_from(["retail", "control", "tender_control"]))
+    sale = False
+    if kind == "retail":
+        status, sale = draw(st.sampled_from(_STATUSES))
+        opening = f'<RetailTransaction TransactionStatus="{status}">' if status else None
+        body = retail_tx(STORE, sequence).decode()
+        body = body[body.index("<RetailTransaction>") :]
+        body = body.replace("<RetailTransaction>", opening) if opening else body
+        body = body[: body.index("</Transaction>")]
+    elif kind == "control":
+        body = f"<ControlTransaction><{draw(st.sampled_from(_CONTROLS))}/></ControlTransaction>"
+    else:
+        inner = draw(st.sampled_from(_TENDER_CONTROLS))
+        body = f"<TenderControlTransaction><{inner}/></TenderControlTransaction>"
+    day = "2024-05-06"
+    header = (
+        f"<RetailStoreID>{STORE}</RetailStoreID><WorkstationID>7</WorkstationID>"
+        f"<SequenceNumber>{sequence}</SequenceNumber>"
+        f"<{time_element}>{day}T10:15:00+01:00</{time_element}>"
+    )
+    return f"<Transaction>{header}{reference}{body}</Transaction>".encode(), sale
+
+
+@FUZZ
+@given(data=st.data(), count=st.integers(1, 8))
+def test_every_transaction_is_converted_or_listed_never_lost(
+    data: st.DataObject, count: int
+) -> None:
+    drawn = [data.draw(_transaction(n)) for n in range(1, count + 1)]
+    document = poslog(*(tx for tx, _ in drawn))
+    sales = [n for n, (_, sale) in enumerate(drawn, 1) if sale]
+    if not sales:
+        with pytest.raises(NothingConverted) as refused:
+            parse_poslog(document)
+        assert [s.index for s in refused.value.skipped] == list(range(1, count + 1))
+        return
+    result = parse_poslog(document)
+    converted = [r["receipt_number"] for event, r in result.events if event == "sale"]
+    assert converted == [str(n) for n in sales]
+    skipped = [s.index for s in result.skipped]
+    assert sorted(skipped + sales) == list(range(1, count + 1)), "a transaction was lost"
+    assert all(s.kind and s.reason for s in result.skipped)

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]
 import pytest
 
-from producers.poslog import PoslogError, PoslogResult, parse_poslog
+from producers.poslog import NothingConverted, PoslogError, PoslogResult, parse_poslog
 from tillstream import rules
 from tillstream.codec import AvroCodec
 from tillstream.registry import FileRegistry
@@ -115,7 +115,7 @@ def test_personal_and_card_data_never_leave() -> None:
 
 def test_ncr_2x_local_times_weighed_item_and_skipped_control() -> None:
     result = load("ncr_2x.xml", default_currency="EUR", default_timezone=NEW_YORK)
-    assert result.skipped == {"SignOn": 1, "SignOff": 1, "TenderControlTransaction": 1}
+    assert result.skipped_kinds == {"SignOn": 1, "SignOff": 1, "TillSettle": 1}
     first, _ = of_kind(result, "sale")
     assert first["store_id"] == "9" and first["currency"] == "USD"  # CurrencyCode wins
     # 02:02:54 local (EDT, -4h) on the calendar day after the business day.
@@ -158,7 +158,7 @@ def test_return_as_negative_sale_line_with_refund_tender() -> None:
     assert sale["totals"]["net_amount"] == Decimal("-6.99")
     assert (refund["status"], refund["amount"]) == ("REFUNDED", Decimal("6.99"))
     assert sale["utc_offset_minutes"] == 120  # explicit +02:00 kept
-    assert result.skipped == {"RetailTransaction:Voided": 1}
+    assert result.skipped_kinds == {"RetailTransaction:Voided": 1}
 
 
 def _reverse_children(element: ET.Element) -> None:
@@ -193,7 +193,11 @@ def test_same_bytes_give_same_event_ids() -> None:
     assert len(set(ids)) == len(ids)
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in DATA.glob("*.xml")))
+# Documents of sales (a document with none is refused: test_a_document_without_a_sale_...).
+SALES = sorted(p.name for p in DATA.glob("*.xml") if not p.name.startswith("control_"))
+
+
+@pytest.mark.parametrize("name", SALES)
 def test_every_record_encodes_with_the_real_codec(name: str, codec: AvroCodec) -> None:
     result = load(name)
     assert result.events
@@ -298,7 +302,7 @@ def test_amounts_quantized_and_tender_types_mapped() -> None:
                 header="<RetailStoreID>1</RetailStoreID><WorkstationID>2</WorkstationID>"
                 "<SequenceNumber>5</SequenceNumber>",
             ),
-            "no EndDateTime",
+            "no time: none of EndDateTime, BeginDateTime, ReceiptDateTime, POSLogDateTime",
         ),
     ],
 )
@@ -334,3 +338,153 @@ def test_hundred_transactions_parse_quickly() -> None:
     assert len(of_kind(result, "sale")) == 100
     assert len({r["event_id"] for _, r in result.events}) == 300
     assert elapsed < 2.0
+
+
+# --- transaction level: kinds, statuses, times, what is skipped and why (#12) ---------------
+
+
+def test_an_original_transaction_reference_does_not_hide_the_sale() -> None:
+    """A kiosk chain's 2.2 file (no namespace) with <OriginalTransaction> before the body."""
+    result = load("kiosk_22_nonamespace_original_tx.xml", default_currency="CHF")
+    [sale] = of_kind(result, "sale")
+    [cash] = of_kind(result, "payment")
+    assert (sale["store_id"], sale["receipt_number"]) == ("K17", "5021")
+    assert sale["currency"] == cash["currency"] == "CHF"  # none in the file: the store's
+    assert [line["sku"] for line in sale["lines"]] == ["4006381333931", "CROISSANT"]
+    # The vendor's text total (KioskLoyaltyTier "GOLD") is not read; the ARTS ones are.
+    assert sale["totals"]["net_amount"] == Decimal("6.00")
+    assert sale["totals"]["tax_amount"] == Decimal("0.39")
+    assert [s.as_dict() for s in result.skipped] == [
+        {
+            "transaction": 2,
+            "sequence_number": "5022",
+            "kind": "NoSale",
+            "reason": "control transaction (not yet published)",
+        }
+    ]
+
+
+def test_a_shipped_online_order_with_only_a_poslog_time_is_a_sale() -> None:
+    result = load("v6_online_order_shipped.xml", default_timezone=BERLIN)
+    [sale] = of_kind(result, "sale")
+    assert sale["receipt_number"] == "880123"
+    assert sale["occurred_at"] == datetime(2025, 3, 15, 22, 20, 5, tzinfo=UTC)
+    assert sale["utc_offset_minutes"] == 60
+    assert sale["business_day"] == date(2025, 3, 15)  # no BusinessDayDate: the local date
+    assert sale["totals"]["net_amount"] == Decimal("79.99")
+    [ordered] = result.skipped
+    assert (ordered.index, ordered.sequence_number, ordered.kind) == (
+        2,
+        "880124",
+        "RetailTransaction:Ordered",
+    )
+    assert ordered.reason == "status Ordered is not a completed sale"
+
+
+@pytest.mark.parametrize(
+    ("status", "converted"),
+    [
+        ("Finished", True),
+        ("Totaled", True),
+        ("Shipped", True),
+        ("Delivered", True),
+        ("Picked-Up", True),
+        ("Suspended", False),
+        ("PostVoided", False),
+        ("Canceled", False),
+        ("Ordered", False),
+    ],
+)
+def test_which_statuses_are_sales(status: str, converted: bool) -> None:
+    tender = '<LineItem><Tender TenderType="Cash"><Amount>1.1235</Amount></Tender></LineItem>'
+    document = _single(_LINE + tender).replace(
+        b"<RetailTransaction>", f'<RetailTransaction TransactionStatus="{status}">'.encode()
+    )
+    if converted:
+        assert of_kind(parse_poslog(document), "sale")
+        return
+    with pytest.raises(NothingConverted) as refused:
+        parse_poslog(document)
+    [skip] = refused.value.skipped
+    assert skip.kind == f"RetailTransaction:{status}" and status in skip.reason
+
+
+def test_times_when_begin_and_end_are_missing() -> None:
+    header = (
+        "<RetailStoreID>1</RetailStoreID><WorkstationID>2</WorkstationID>"
+        "<SequenceNumber>5</SequenceNumber><BusinessDayDate>2024-01-02</BusinessDayDate>"
+    )
+    receipt = "<ReceiptDateTime>2024-01-02T10:05:00Z</ReceiptDateTime>"
+    logged = "<POSLogDateTime>2024-01-02T10:09:00Z</POSLogDateTime>"
+    both = parse_poslog(_single(receipt + _LINE, header=header + logged))
+    assert of_kind(both, "sale")[0]["occurred_at"] == datetime(2024, 1, 2, 10, 5, tzinfo=UTC)
+    only_logged = parse_poslog(_single(_LINE, header=header + logged))
+    assert of_kind(only_logged, "sale")[0]["occurred_at"] == datetime(2024, 1, 2, 10, 9, tzinfo=UTC)
+    with pytest.raises(PoslogError, match="BusinessDayDate has no time"):
+        parse_poslog(_single(_LINE, header=header))
+
+
+def test_every_control_transaction_is_listed_by_its_precise_kind() -> None:
+    with pytest.raises(NothingConverted) as refused:
+        load("control_22_store_day.xml")
+    skipped = refused.value.skipped
+    assert [(s.sequence_number, s.kind) for s in skipped] == [
+        ("201", "SignOn"),
+        ("202", "TenderLoan"),
+        ("203", "NoSale"),
+        ("204", "PaidIn"),
+        ("205", "PaidOut"),
+        ("206", "TenderPickup"),
+        ("207", "TenderDeclaration"),
+        ("208", "TillSettle"),
+        ("209", "SignOff"),
+    ]
+    assert {s.reason for s in skipped} == {"control transaction (not yet published)"}
+    assert "transaction 201 (#1): SignOn" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("document", "kind"),
+    [
+        (b"<POSLog/>", None),
+        (b"<POSLog><Transaction/></POSLog>", "Unknown"),
+        (
+            b"<POSLog><Transaction><SequenceNumber>4</SequenceNumber><TrainingModeFlag>true"
+            b"</TrainingModeFlag><RetailTransaction/></Transaction></POSLog>",
+            "Training",
+        ),
+        (
+            b"<POSLog><Transaction><SequenceNumber>4</SequenceNumber>"
+            b"<InventoryControlTransaction/></Transaction></POSLog>",
+            "InventoryControlTransaction",
+        ),
+    ],
+)
+def test_a_document_without_a_sale_is_refused_naming_each_transaction(
+    document: bytes, kind: str | None
+) -> None:
+    with pytest.raises(NothingConverted, match="nothing to publish") as refused:
+        parse_poslog(document)
+    assert [s.kind for s in refused.value.skipped] == ([kind] if kind else [])
+
+
+def test_a_reported_kind_or_sequence_never_carries_a_card_number() -> None:
+    document = (
+        b"<POSLog><Transaction><SequenceNumber>4111 1111 1111 1111</SequenceNumber>"
+        b'<RetailTransaction TransactionStatus="x4111111111111111"/></Transaction></POSLog>'
+    )
+    with pytest.raises(NothingConverted) as refused:
+        parse_poslog(document)
+    [skip] = refused.value.skipped
+    text = repr(skip.as_dict()) + str(refused.value)
+    assert "4111111111111111" not in text and "4111 1111 1111 1111" not in text
+    # Nor can free text become a metric label: the metric counts from a fixed vocabulary.
+    assert skip.metric_kind == "RetailTransaction:Other"
+
+
+def test_a_needed_total_that_is_not_a_number_is_refused() -> None:
+    total = '<Total TotalType="TransactionGrandAmount">n/a</Total>'
+    with pytest.raises(PoslogError, match="Total TransactionGrandAmount"):
+        parse_poslog(_single(_LINE + total))
+    vendor = '<Total TotalType="fu:Rounding">none</Total><Total TotalType="Points">12 pts</Total>'
+    assert of_kind(parse_poslog(_single(_LINE + vendor)), "sale")

@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     # Edge service (one per store)
     store_id: str | None = Field(None, description="This store's id (edge services).")
     store_timezone: str = Field("UTC", description="IANA zone of store-local POSLog times.")
+    # Issue #12 (POSLog transactions): one store, one currency, on every channel.
+    store_currency: str = Field(
+        "EUR",
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code of this store's currency: sales and payments in another "
+        "are refused; POSLog documents that name none are in it.",
+    )
     edge_listen: str = Field("0.0.0.0:8080", description="HOST:PORT of the edge HTTP API.")
     edge_outbox: Path = Field(Path("outbox.db"), description="SQLite outbox file.")
     edge_outbox_max_mb: int = Field(2048, ge=1, description="Outbox disk limit (MiB).")

@@ -148,17 +148,23 @@ async def _import(
             outbox,
             timezone=ZoneInfo(cfg.store_timezone),
             limits=await _record_limits(cfg),
+            currency=cfg.store_currency,
         )
         with Progress() as progress:
             task = progress.add_task("importing POSLog", total=len(files))
             report = await import_files(
                 ingestor, outbox, files, advance=lambda _p: progress.advance(task)
             )
+        skipped = sum(len(s) for s in report.skipped.values())
         click.echo(
             f"{report.imported} file(s) imported ({report.events} events, "
-            f"{report.duplicates} already known), {report.already_done} already done, "
-            f"{len(report.failed)} failed"
+            f"{report.duplicates} already known, {skipped} transaction(s) skipped), "
+            f"{report.already_done} already done, {len(report.failed)} failed"
         )
+        for path, skips in report.skipped.items():
+            for skip in skips:
+                where = f"{path}: transaction {skip.label}"
+                click.echo(f"  skipped: {where}: {skip.kind}: {skip.reason}")
         for path, reason in report.failed.items():
             click.echo(f"  failed: {path}: {reason}", err=True)
         if forward:
