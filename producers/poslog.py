@@ -2,7 +2,8 @@
 
 One document holds one or many ``Transaction``s (root ``POSLog`` or a bare ``Transaction``).
 Each finished ``RetailTransaction`` becomes one sale event plus one payment event per tender;
-other transactions (sign-on, control, tender control, cancelled, training) are only counted.
+control and tender control transactions become till events (:mod:`producers.poslog_control`);
+other transactions (cancelled, training, unknown kinds) are only counted.
 Conversion is atomic per document: one bad transaction fails the whole file, so a file is
 either sent completely or fixed and resent, and resending yields the same event ids.
 
@@ -23,6 +24,7 @@ from decimal import Decimal
 from typing import Any
 from xml.etree.ElementTree import Element
 
+from producers import poslog_control  # a module: it reads headers with this one's functions
 from producers.poslog_items import Context, Items, read_items
 from producers.poslog_xml import (
     PoslogError,
@@ -52,7 +54,8 @@ _ZERO = Decimal("0.0000")
 @dataclass(frozen=True)
 class PoslogResult:
     events: list[tuple[str, dict[str, Any]]]
-    """``("sale", record)`` and ``("payment", record)``, in document order."""
+    """``("sale", record)``, ``("payment", record)`` and ``("till_event", record)``, in
+    document order."""
     skipped: dict[str, int]
     """Transactions not converted, by kind, e.g. ``{"ControlTransaction": 2, "SignOn": 1}``."""
     masked_pans: int
@@ -82,6 +85,11 @@ def parse_poslog(
         sequence = child_text(tx, "SequenceNumber")
         label = f"{sequence} (#{index})" if sequence else f"#{index} (no SequenceNumber)"
         try:
+            control = poslog_control.convert_control(tx, default_currency, default_timezone)
+            if control is not None:  # sign-on, pickup, declaration...: till events
+                events += control.events
+                masked += control.masked_pans
+                continue
             kind = _skip_kind(tx)
             if kind is not None:
                 skipped[kind] += 1
