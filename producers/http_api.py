@@ -249,7 +249,10 @@ def _poslog_tills(ingestor: Ingestor, body: bytes) -> tuple[list[str | None], li
     """The till each transaction names, and where it is. A second read of the document, and
     only with tokens: the conversion to events does not hand its records out."""
     records = [r for _, r in parse_poslog(body, default_timezone=ingestor.timezone).events]
-    paths = [f"transaction {r.get('receipt_number', i)}." for i, r in enumerate(records)]
+    paths = [
+        f"transaction {r.get('receipt_number', r.get('sequence_number') or i)}."
+        for i, r in enumerate(records)
+    ]
     return [r.get("terminal_id") for r in records], paths
 
 

@@ -208,10 +208,15 @@ def poslog_events(
         metrics.POSLOG_SKIPPED.labels(kind).inc(count)
     return [
         ingestor.encode(
-            event_type, record, channel, where=f"transaction {record.get('receipt_number', i)}"
+            event_type, record, channel, where=f"transaction {_label(record, i)}"
         )
         for i, (event_type, record) in enumerate(result.events)
     ]
+
+
+def _label(record: dict[str, Any], index: int) -> Any:
+    """How a converted POSLog transaction is named in a refusal: receipt or sequence number."""
+    return record.get("receipt_number", record.get("sequence_number") or index)
 
 
 def poslog_reason(exc: Exception) -> str:
