@@ -107,9 +107,11 @@ def test_personal_and_card_data_never_leave() -> None:
     assert result.masked_pans == 2  # the tender's PAN and the one typed into a description
 
 
-def test_ncr_2x_local_times_weighed_item_and_skipped_control() -> None:
+def test_ncr_2x_local_times_weighed_item_and_control_kept() -> None:
     result = load("ncr_2x.xml", default_currency="EUR", default_timezone=NEW_YORK)
-    assert result.skipped == {"SignOn": 1, "SignOff": 1, "TenderControlTransaction": 1}
+    assert result.skipped == {}
+    control = [r["kind"] for r in of_kind(result, "till_event")]
+    assert control == ["SIGN_ON", "SIGN_OFF", "TILL_CLOSE"]  # tests/test_poslog_control.py
     first, _ = of_kind(result, "sale")
     assert first["store_id"] == "9" and first["currency"] == "USD"  # CurrencyCode wins
     # 02:02:54 local (EDT, -4h) on the calendar day after the business day.
