@@ -207,9 +207,7 @@ def poslog_events(
     for kind, count in result.skipped.items():
         metrics.POSLOG_SKIPPED.labels(kind).inc(count)
     return [
-        ingestor.encode(
-            event_type, record, channel, where=f"transaction {_label(record, i)}"
-        )
+        ingestor.encode(event_type, record, channel, where=f"transaction {_label(record, i)}")
         for i, (event_type, record) in enumerate(result.events)
     ]
 

@@ -4,7 +4,6 @@ enforces ACLs, checked by what each principal can and cannot then do."""
 from __future__ import annotations
 
 import asyncio
-
 import json
 import os
 import re

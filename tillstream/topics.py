@@ -38,7 +38,9 @@ STOCK_MOVEMENTS = TopicSpec(
 )
 
 # Till and store-day control events (sign-on, pickups, declarations...): the sales audit's input.
-TILL_EVENTS = TopicSpec("tillstream.till-events", "till_event", {**_DURABLE, "retention.ms": _MONTH_MS})
+TILL_EVENTS = TopicSpec(
+    "tillstream.till-events", "till_event", {**_DURABLE, "retention.ms": _MONTH_MS}
+)
 
 STORE_TOPICS: tuple[TopicSpec, ...] = (SALES, PAYMENTS, STOCK_MOVEMENTS, TILL_EVENTS)
 """Topics written by the edge services, keyed by store id."""
