@@ -19,7 +19,7 @@ from tests.edge_support import live_poslog
 from tillstream.codec import AvroCodec
 from tillstream.kafka import make_consumer
 from tillstream.settings import Settings
-from tillstream.topics import PAYMENTS, SALES
+from tillstream.topics import PAYMENTS, SALES, TILL_EVENTS
 
 pytestmark = pytest.mark.usefixtures("kafka_topics")
 DATA = Path(__file__).parent / "data" / "poslog"
@@ -32,9 +32,9 @@ BOMB = b"""<?xml version="1.0"?>
 async def events_of(
     settings: Settings, codec: AvroCodec, store: str, want: set[str], timeout: float = 60
 ) -> tuple[Counter[str], list[bytes]]:
-    """Event ids (with counts) and raw values of ``store`` on sales and payments."""
+    """Event ids (with counts) and raw values of ``store`` on sales, payments, till events."""
     consumer = make_consumer(
-        settings, SALES.name, PAYMENTS.name, group_id=f"poslog-{time.time_ns()}"
+        settings, SALES.name, PAYMENTS.name, TILL_EVENTS.name, group_id=f"poslog-{time.time_ns()}"
     )
     await consumer.start()
     counts: Counter[str] = Counter()
@@ -114,7 +114,8 @@ async def test_drop_folder_sets_bad_files_aside_and_goes_on(
         assert reason.strip()
     assert "DTD" in (folder / "rejected" / "a-bomb.xml.reason.txt").read_text()
     assert edge.metric("tillstream_edge_poslog_files_total", 'outcome="failed"') == 2
-    assert edge.metric("tillstream_edge_poslog_transactions_skipped_total") >= 3
+    # Its sign-on, sign-off and settlement are kept as till events, not skipped.
+    assert edge.metric("tillstream_edge_events_accepted_total", 'event_type="till_event"') == 3
 
 
 def test_import_is_resumable_and_publishes_nothing_twice(

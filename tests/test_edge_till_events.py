@@ -26,7 +26,7 @@ import pytest
 from producers.poslog import parse_poslog
 from tests.edge_support import dumps, live_poslog, sale_json
 from tillstream.codec import AvroCodec
-from tillstream.kafka import make_consumer
+from tillstream.kafka import make_admin, make_consumer
 from tillstream.settings import Settings
 from tillstream.topics import SALES, TILL_EVENTS
 
@@ -280,3 +280,15 @@ async def test_tail_shows_till_events(
     value = mine[0]["value"]
     assert (value["kind"], value["reason"]) == ("PAID_OUT", "WINDOW-CLEANING")
     assert value["tenders"] == [{"tender": "CASH", "amount": "12.4000"}]
+
+
+async def test_till_events_topic_is_created_co_partitioned_with_sales(settings: Settings) -> None:
+    admin = make_admin(settings)  # the topics as `tillstream topics create` made them
+    await admin.start()
+    try:
+        described = await admin.describe_topics([TILL_EVENTS.name, SALES.name])
+    finally:
+        await admin.close()
+    counts = {t["topic"]: len(t["partitions"]) for t in described}
+    assert counts == {TILL_EVENTS.name: settings.topic_partitions, SALES.name: counts[SALES.name]}
+    assert counts[SALES.name] == settings.topic_partitions
