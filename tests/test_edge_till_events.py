@@ -292,3 +292,28 @@ async def test_till_events_topic_is_created_co_partitioned_with_sales(settings: 
     counts = {t["topic"]: len(t["partitions"]) for t in described}
     assert counts == {TILL_EVENTS.name: settings.topic_partitions, SALES.name: counts[SALES.name]}
     assert counts[SALES.name] == settings.topic_partitions
+
+
+async def test_poslog_till_events_need_the_token_of_their_workstation(
+    edge_factory: Any, tmp_path: Path
+) -> None:
+    store = "S-TILL-PTOK"
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text(
+        '[tills]\n34 = "till-34-secret-token-0a1b2c"\nT01 = "till-T01-secret-1a2b3c"\n'
+    )
+    ncr = _poslog_of("control_ncr_21.xml", "<RetailStoreID>9<", f"<RetailStoreID>{store}<")
+    edge = edge_factory(store, args=["--tokens", str(tokens)])
+    async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
+        other = await http.post(
+            "/v1/poslog", content=ncr, headers={"authorization": "Bearer till-T01-secret-1a2b3c"}
+        )
+        own = await http.post(
+            "/v1/poslog",
+            content=ncr,
+            headers={"authorization": "Bearer till-34-secret-token-0a1b2c"},
+        )
+    assert other.status_code == 403, other.text
+    assert other.json()["problems"][0]["field"] == "transaction 200.terminal_id"
+    assert own.status_code == 202, own.text
+    assert own.json()["accepted"] == 8
