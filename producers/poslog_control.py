@@ -25,6 +25,7 @@ from producers import poslog
 from producers.poslog_items import Context
 from producers.poslog_items import _method as tender_method  # one tender mapping for all
 from producers.poslog_xml import PoslogError, attr, child, child_text, flag, local
+from tillstream.till_events import MAY_HAVE_AMOUNTS
 
 KINDS: dict[str, dict[str, str]] = {
     "ControlTransaction": {
@@ -103,7 +104,8 @@ def convert_control(tx: Element, default_currency: str, tz: tzinfo) -> ControlRe
     operator = child_text(tx, "OperatorID") or child_text(body, "OperatorID")
     events = []
     for n, (element, kind) in enumerate(acts, 1):
-        tenders = _amounts(element, kind, ctx)
+        # A sign-on or no-sale has no money: vendor amounts there (totals so far) are not read.
+        tenders = _amounts(element, kind, ctx) if kind in MAY_HAVE_AMOUNTS else []
         reason = child_text(element, "ReasonCode", "Reason") or child_text(body, "ReasonCode")
         record = {
             "event_id": str(uuid.uuid5(poslog.NAMESPACE, f"{key}|control|{n}")),
