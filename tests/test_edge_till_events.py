@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -317,3 +318,19 @@ async def test_poslog_till_events_need_the_token_of_their_workstation(
     assert other.json()["problems"][0]["field"] == "transaction 200.terminal_id"
     assert own.status_code == 202, own.text
     assert own.json()["accepted"] == 8
+
+
+async def test_a_poslog_pickup_without_amount_refuses_its_document_naming_it(
+    edge_factory: Any,
+) -> None:
+    store = "S-TILL-PBAD"
+    v6 = (DATA / "control_v6.xml").read_text().replace(">0815</UnitID>", f">{store}</UnitID>")
+    broken = re.sub(r"<TenderPickup>.*?</TenderPickup>", "<TenderPickup/>", v6)
+    edge = edge_factory(store)
+    async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
+        response = await http.post("/v1/poslog", content=live_poslog(broken).encode())
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["problems"]
+    assert "transaction 7005.tenders" in problem["message"]
+    assert "needs at least one tender amount" in problem["message"]
+    assert outbox_ids(edge.outbox) == set()  # the whole document, as for sales
