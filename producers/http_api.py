@@ -97,7 +97,7 @@ def create_app(
     @app.post(
         "/v1/events",
         status_code=202,
-        summary="Submit one event or a JSON array of sale, payment and stock events",
+        summary="Submit one event or a JSON array of sale, payment, stock and till events",
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -266,7 +266,10 @@ def _poslog_tills(ingestor: Ingestor, body: bytes) -> tuple[list[str | None], li
         body, default_currency=ingestor.currency, default_timezone=ingestor.timezone
     )
     records = [r for _, r in result.events]
-    paths = [f"transaction {r.get('receipt_number', i)}." for i, r in enumerate(records)]
+    paths = [
+        f"transaction {r.get('receipt_number', r.get('sequence_number') or i)}."
+        for i, r in enumerate(records)
+    ]
     return [r.get("terminal_id") for r in records], paths
 
 
@@ -285,8 +288,8 @@ def _out_of_scope(
     if not refused:
         return None
     message = (
-        f"this token's scope is {STOCK_ONLY} (stock movements only); sales, payments and "
-        "POSLog need a till's own token"
+        f"this token's scope is {STOCK_ONLY} (stock movements only); sales, payments, "
+        "till events and POSLog need a till's own token"
     )
     return _reject(channel, 403, "forbidden", [(f"{paths[i]}type", message) for i in refused])
 
@@ -351,7 +354,7 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
         for i, part in enumerate(error["loc"]):
             if isinstance(part, int):
                 parts.append(f"[{part}]" if parts or i else f"events[{part}]")
-            elif part in ("sale", "payment", "stock_movement") and i <= 1:
+            elif part in ("sale", "payment", "stock_movement", "till_event") and i <= 1:
                 continue  # the discriminator tag pydantic adds to the path
             elif "[" in str(part):  # union/list wrappers such as 'list[...]'
                 continue

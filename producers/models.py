@@ -33,6 +33,7 @@ from producers.identifiers import (
     sku_problem,
 )
 from producers.pan import contains_pan
+from tillstream.till_events import TillEventKind
 
 
 def _no_pan(value: str | None) -> str | None:
@@ -196,8 +197,44 @@ class StockMovementIn(_Event):
     source: Literal["api"] = "api"
 
 
-EventIn = Annotated[SaleIn | PaymentIn | StockMovementIn, Field(discriminator="type")]
-ONE_EVENT: TypeAdapter[SaleIn | PaymentIn | StockMovementIn] = TypeAdapter(EventIn)
-EVENT_LIST: TypeAdapter[list[SaleIn | PaymentIn | StockMovementIn]] = TypeAdapter(
+# -- till and store-day control events (issue #12): sign-on, pickups, declarations... -----
+
+
+class TillAmountIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tender: Literal[
+        "CASH", "CARD", "MOBILE", "GIFT_CARD", "VOUCHER", "STORE_CREDIT", "LOYALTY_POINTS", "OTHER"
+    ]
+    amount: PositiveMoney
+
+
+class ControlEventIn(_Event):
+    """A till or store-day control event; which kinds carry amounts: tillstream.till_events."""
+
+    type: Literal["till_event"]
+    terminal_id: Text
+    kind: TillEventKind
+    sequence_number: OptText = None
+    operator_id: OptText = None
+    business_day: date
+    utc_offset_minutes: int = Field(0, ge=-14 * 60, le=14 * 60)
+    currency: Annotated[Currency | None, Field(default=None)] = None
+    tenders: list[TillAmountIn] = Field(default_factory=list, max_length=50)
+    reason: OptText = None
+    source: Literal["api"] = "api"
+
+    def record(self) -> dict[str, Any]:
+        data = super().record()
+        if "utc_offset_minutes" not in self.model_fields_set:  # the till's own zone
+            offset = self.occurred_at.utcoffset()
+            data["utc_offset_minutes"] = int(offset.total_seconds() // 60) if offset else 0
+        return data
+
+
+AnyEventIn = SaleIn | PaymentIn | StockMovementIn | ControlEventIn
+EventIn = Annotated[AnyEventIn, Field(discriminator="type")]
+ONE_EVENT: TypeAdapter[AnyEventIn] = TypeAdapter(EventIn)
+EVENT_LIST: TypeAdapter[list[AnyEventIn]] = TypeAdapter(
     Annotated[list[EventIn], Field(min_length=1, max_length=10_000)]
 )

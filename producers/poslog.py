@@ -2,8 +2,10 @@
 
 One document holds one or many ``Transaction``s (root ``POSLog`` or a bare ``Transaction``).
 Each completed ``RetailTransaction`` becomes one sale event plus one payment event per
-tender; every other transaction (sign-on, no-sale, tender control, suspended, training, ...)
-is listed with its kind and the reason it was skipped (``producers.poslog_kinds``).
+tender; control and tender control transactions become till events
+(:mod:`producers.poslog_control`); every other transaction (suspended, training, a control
+operation that is no till event, ...) is listed with its kind and the reason it was skipped
+(:mod:`producers.poslog_kinds`).
 Conversion is atomic per document: one bad transaction fails the whole file, so a file is
 either sent completely or fixed and resent, and resending yields the same event ids. A
 document with no sale in it is refused too (:class:`NothingConverted`), each transaction named.
@@ -25,6 +27,7 @@ from decimal import Decimal
 from typing import Any
 from xml.etree.ElementTree import Element
 
+from producers import poslog_control  # a module: it reads headers with this one's functions
 from producers.poslog_items import Context, Items, read_items
 from producers.poslog_kinds import NothingConverted, Skipped, body, skipped
 from producers.poslog_xml import (
@@ -62,7 +65,8 @@ _TIMES = ("EndDateTime", "BeginDateTime", "ReceiptDateTime", "POSLogDateTime")
 @dataclass(frozen=True)
 class PoslogResult:
     events: list[tuple[str, dict[str, Any]]]
-    """``("sale", record)`` and ``("payment", record)``, in document order."""
+    """``("sale", record)``, ``("payment", record)`` and ``("till_event", record)``, in
+    document order."""
     skipped: list[Skipped]
     """Transactions not converted, in document order, each with its kind and reason."""
     masked_pans: int
@@ -100,6 +104,11 @@ def parse_poslog(
         sequence = child_text(tx, "SequenceNumber")
         label = f"{sequence} (#{index})" if sequence else f"#{index} (no SequenceNumber)"
         try:
+            control = poslog_control.convert_control(tx, default_currency, default_timezone)
+            if control is not None:  # sign-on, pickup, declaration...: till events
+                events += control.events
+                masked += control.masked_pans
+                continue
             skip = skipped(tx, index)
             if skip is not None:
                 skips.append(skip)

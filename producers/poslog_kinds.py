@@ -70,7 +70,7 @@ SALE_STATUSES = frozenset(
 _COUNTED_STATUSES = frozenset(
     {"voided", "canceled", "cancelled", "suspended", "postvoided", "ordered", "pending", "open"}
 )
-CONTROL_REASON = "control transaction (not yet published)"
+CONTROL_REASON = "a control operation that is no till event (e.g. a report request)"
 _SHOWN = 64  # characters of a sequence number, kind or status quoted in a report
 MAX_LISTED = 1000
 """Skipped transactions listed one by one in a report; the rest are only counted."""
@@ -107,7 +107,8 @@ class Skipped:
 
 
 class NothingConverted(PoslogError):
-    """A document none of whose transactions is a sale: refused, each one listed."""
+    """A document none of whose transactions is a sale or a till event: refused, each one
+    listed."""
 
     def __init__(self, skipped: list[Skipped]) -> None:
         self.skipped = skipped
@@ -116,7 +117,9 @@ class NothingConverted(PoslogError):
             return
         first = "; ".join(f"transaction {s.label}: {s.kind}: {s.reason}" for s in skipped[:3])
         more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-        super().__init__(f"nothing to publish, no transaction is a sale: {first}{more}")
+        super().__init__(
+            f"nothing to publish, no transaction is a sale or a till event: {first}{more}"
+        )
 
 
 def body(tx: Element) -> Element | None:

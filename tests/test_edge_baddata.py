@@ -103,8 +103,8 @@ def test_the_backfill_import_still_takes_old_poslog_files(tmp_path: Path) -> Non
     command += ["--store", "9", "--outbox", str(outbox), "--no-forward"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "1 file(s) imported (4 events" in done.stdout
-    assert len(outbox_ids(outbox)) == 4
+    assert "1 file(s) imported (7 events" in done.stdout  # 2 sales, 2 payments, 3 till events
+    assert len(outbox_ids(outbox)) == 7
 
 
 async def test_inconsistent_totals_and_quantities_a_consumer_refuses_are_refused(

@@ -21,7 +21,7 @@ from tests.edge_support import EdgeProcess, dumps, live_poslog, payment_json, sa
 from tillstream.codec import AvroCodec
 from tillstream.kafka import make_consumer
 from tillstream.settings import Settings
-from tillstream.topics import PAYMENTS, SALES
+from tillstream.topics import PAYMENTS, SALES, TILL_EVENTS
 
 pytestmark = pytest.mark.usefixtures("kafka_topics")
 DATA = Path(__file__).parent / "data" / "poslog"
@@ -29,14 +29,22 @@ BOMB = b"""<?xml version="1.0"?>
 <!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
 <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
 <POSLog><Transaction><RetailStoreID>&lol3;</RetailStoreID></Transaction></POSLog>"""
+# Nothing in it to publish: a training receipt and a suspended one.
+NOTHING_TO_PUBLISH = b"""<POSLog>
+<Transaction><RetailStoreID>9</RetailStoreID><WorkstationID>1</WorkstationID>
+<SequenceNumber>301</SequenceNumber><TrainingModeFlag>true</TrainingModeFlag>
+<RetailTransaction/></Transaction>
+<Transaction><RetailStoreID>9</RetailStoreID><WorkstationID>1</WorkstationID>
+<SequenceNumber>302</SequenceNumber><RetailTransaction TransactionStatus="Suspended"/>
+</Transaction></POSLog>"""
 
 
 async def events_of(
     settings: Settings, codec: AvroCodec, store: str, want: set[str], timeout: float = 60
 ) -> tuple[Counter[str], list[bytes]]:
-    """Event ids (with counts) and raw values of ``store`` on sales and payments."""
+    """Event ids (with counts) and raw values of ``store`` on sales, payments, till events."""
     consumer = make_consumer(
-        settings, SALES.name, PAYMENTS.name, group_id=f"poslog-{time.time_ns()}"
+        settings, SALES.name, PAYMENTS.name, TILL_EVENTS.name, group_id=f"poslog-{time.time_ns()}"
     )
     await consumer.start()
     counts: Counter[str] = Counter()
@@ -119,37 +127,49 @@ async def test_drop_folder_sets_bad_files_aside_and_goes_on(
     (folder / "b-broken.xml").write_bytes(b"<POSLog><Transaction><RetailStoreID>9</Retail")
     (folder / "c-good.xml").write_bytes(live("ncr_2x.xml"))
     (folder / "d-controls.xml").write_bytes(live("control_22_store_day.xml"))
+    (folder / "e-nothing.xml").write_bytes(NOTHING_TO_PUBLISH)
     old = time.time() - 10
     for p in folder.iterdir():
         os.utime(p, (old, old))
-    want = expected_ids(live("ncr_2x.xml"))
+    want = expected_ids(live("ncr_2x.xml")) | expected_ids(live("control_22_store_day.xml"))
     counts, _ = await events_of(settings, codec, "9", want)
     assert set(counts) == want
     async with asyncio.timeout(20):
-        while not (folder / "rejected" / "d-controls.xml.reason.txt").exists():
+        while not (folder / "rejected" / "e-nothing.xml.reason.txt").exists():
             await asyncio.sleep(0.2)
-    for name in ("a-bomb.xml", "b-broken.xml", "d-controls.xml"):
+        while not (folder / "processed" / "d-controls.xml.result.json").exists():
+            await asyncio.sleep(0.2)
+    for name in ("a-bomb.xml", "b-broken.xml", "e-nothing.xml"):
         assert (folder / "rejected" / name).exists()
         reason = (folder / "rejected" / f"{name}.reason.txt").read_text()
         assert reason.strip()
     assert "DTD" in (folder / "rejected" / "a-bomb.xml.reason.txt").read_text()
-    # A file without a sale is set aside naming every transaction, kind and reason.
-    controls = (folder / "rejected" / "d-controls.xml.reason.txt").read_text().splitlines()
-    assert controls[0] == "nothing to publish, no transaction is a sale"
-    assert controls[1] == "transaction 201 (#1): SignOn: control transaction (not yet published)"
-    assert len(controls) == 10 and "TillSettle" in controls[8]
-    # The converted file's record: what was published, and every transaction skipped.
+    # A file with nothing to publish is set aside naming every transaction, kind and reason.
+    nothing = (folder / "rejected" / "e-nothing.xml.reason.txt").read_text().splitlines()
+    assert nothing[0] == "nothing to publish, no transaction is a sale or a till event"
+    assert nothing[1] == "transaction 301 (#1): Training: training mode (not a real sale)"
+    assert nothing[2].startswith("transaction 302 (#2): RetailTransaction:Suspended: ")
+    assert len(nothing) == 3
+    # The converted files' records: what was published, and every transaction skipped. The
+    # control transactions are published as till events, not skipped.
     record = json.loads((folder / "processed" / "c-good.xml.result.json").read_text())
-    assert set(record["event_ids"]) == want and record["accepted"] == len(want)
-    assert [(s["sequence_number"], s["kind"]) for s in record["skipped"]] == [
-        ("160", "SignOn"),
-        ("163", "SignOff"),
-        ("164", "TillSettle"),
-    ]
+    assert set(record["event_ids"]) == expected_ids(live("ncr_2x.xml")) and record["skipped"] == []
+    controls = json.loads((folder / "processed" / "d-controls.xml.result.json").read_text())
+    till_events = sum(
+        1
+        for name in ("ncr_2x.xml", "control_22_store_day.xml")
+        for kind, _ in parse_poslog(live(name), default_currency="USD").events
+        if kind == "till_event"
+    )
+    assert edge.metric("tillstream_edge_events_accepted_total", 'event_type="till_event"') == (
+        till_events
+    )
     assert edge.metric("tillstream_edge_poslog_files_total", 'outcome="failed"') == 3
     assert edge.metric("tillstream_edge_events_rejected_total", 'reason="nothing_converted"') == 1
-    # Only the accepted file's skipped transactions are counted, not the refused file's nine.
-    assert edge.metric("tillstream_edge_poslog_transactions_skipped_total") == 3
+    # Only accepted files' skipped transactions are counted, not the refused file's two.
+    assert edge.metric("tillstream_edge_poslog_transactions_skipped_total") == len(
+        controls["skipped"]
+    )
 
 
 def test_import_is_resumable_and_publishes_nothing_twice(
@@ -194,35 +214,33 @@ async def test_poslog_answer_lists_skipped_transactions_and_a_document_without_a
     edge_factory: Any, settings: Settings, codec: AvroCodec
 ) -> None:
     """The kiosk chain's 2.2 file: its sale sits behind an <OriginalTransaction> (it was
-    answered {"accepted": 0}); the store-day controls hold no sale (they were a silent 202)."""
-    kiosk = live("kiosk_22_nonamespace_original_tx.xml")
-    controls = live("control_22_store_day.xml")
+    answered {"accepted": 0}); a document of nothing to publish was a silent 202."""
+    suspended = NOTHING_TO_PUBLISH.split(b"</Transaction>", 1)[1].removesuffix(b"</POSLog>")
+    kiosk = live("kiosk_22_nonamespace_original_tx.xml").replace(
+        b"</POSLog>", suspended + b"</POSLog>"
+    )
     in_dollars = kiosk.replace(
         b"<OperatorID>KIOSK", b"<CurrencyCode>USD</CurrencyCode><OperatorID>"
     )
+    published = parse_poslog(kiosk).events
+    assert [kind for kind, _ in published].count("till_event") == 1  # its no-sale
     edge = edge_factory("K17")
     async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
-        refused = await http.post("/v1/poslog", content=controls)
+        refused = await http.post("/v1/poslog", content=NOTHING_TO_PUBLISH)
         assert refused.status_code == 422, refused.text
         assert refused.json()["error"] == "nothing_converted"
-        assert problems_of(refused)["transaction 203 (#3)"] == (
-            "NoSale: control transaction (not yet published)"
+        assert problems_of(refused)["transaction 301 (#1)"] == (
+            "Training: training mode (not a real sale)"
         )
-        assert len(problems_of(refused)) == 9
+        assert len(problems_of(refused)) == 2
         dollars = await http.post("/v1/poslog", content=in_dollars)
         assert dollars.status_code == 422, dollars.text
         assert "USD is not this store's currency EUR" in problems_of(dollars)["poslog"]
         first = await http.post("/v1/poslog", content=kiosk)
         assert first.status_code == 202, first.text
-        assert first.json()["accepted"] == 2
-        assert first.json()["skipped"] == [
-            {
-                "transaction": 2,
-                "sequence_number": "5022",
-                "kind": "NoSale",
-                "reason": "control transaction (not yet published)",
-            }
-        ]
+        assert first.json()["accepted"] == len(published)
+        [skip] = first.json()["skipped"]
+        assert (skip["sequence_number"], skip["kind"]) == ("302", "RetailTransaction:Suspended")
         again = await http.post("/v1/poslog", content=kiosk)
         assert again.json() == first.json()
     want = expected_ids(kiosk)
@@ -230,7 +248,7 @@ async def test_poslog_answer_lists_skipped_transactions_and_a_document_without_a
     assert set(counts) == want and max(counts.values()) == 1
     # Counted for the accepted document (twice sent, twice counted), never for the refused one.
     skipped = "tillstream_edge_poslog_transactions_skipped_total"
-    assert edge.metric(skipped, 'kind="NoSale"') == 2
+    assert edge.metric(skipped, 'kind="RetailTransaction:Suspended"') == 2
     assert edge.metric(skipped) == 2
 
 
@@ -258,7 +276,7 @@ def test_import_reports_skipped_transactions_and_fails_a_file_without_a_sale(
     archive = tmp_path / "archive"
     archive.mkdir()
     (archive / "orders.xml").write_bytes((DATA / "v6_online_order_shipped.xml").read_bytes())
-    (archive / "controls.xml").write_bytes((DATA / "control_22_store_day.xml").read_bytes())
+    (archive / "controls.xml").write_bytes(NOTHING_TO_PUBLISH)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
     command = [sys.executable, "-m", "tillstream", "edge", "import", str(archive)]
     command += ["--store", "WEB1", "--outbox", str(tmp_path / "import.db"), "--no-forward"]

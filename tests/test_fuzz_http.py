@@ -12,6 +12,7 @@ import re
 import socket
 import sqlite3
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -68,11 +69,32 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeIntake]:
 def valid(kind: str) -> dict[str, Any]:
     if kind == "stock_movement":
         return stock_json(STORE)
+    if kind == "till_event":
+        return till_json(STORE)
     sale = sale_json(STORE)
     return sale if kind == "sale" else payment_json(sale)
 
 
-kinds = st.sampled_from(["sale", "payment", "stock_movement"])
+def till_json(store: str) -> dict[str, Any]:
+    """A valid till event: a cash pickup, now."""
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    return {
+        "type": "till_event",
+        "event_id": str(uuid.uuid4()),
+        "store_id": store,
+        "terminal_id": "T01",
+        "kind": "PICKUP",
+        "sequence_number": "4711",
+        "operator_id": "C42",
+        "business_day": at.date().isoformat(),
+        "occurred_at": at.isoformat(),
+        "currency": "EUR",
+        "tenders": [{"tender": "CASH", "amount": "300.00"}],
+        "reason": "SAFE-DROP",
+    }
+
+
+kinds = st.sampled_from(["sale", "payment", "stock_movement", "till_event"])
 
 
 def accepted(edge: EdgeIntake, event: dict[str, Any]) -> str:
@@ -163,6 +185,8 @@ free_text = st.sampled_from(
         ("stock_movement", ("reference",)),
         ("sale", ("cashier_id",)),
         ("sale", ("lines", 0, "description")),
+        ("till_event", ("operator_id",)),
+        ("till_event", ("reason",)),
     ]
 )
 

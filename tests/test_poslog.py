@@ -113,9 +113,11 @@ def test_personal_and_card_data_never_leave() -> None:
     assert result.masked_pans == 2  # the tender's PAN and the one typed into a description
 
 
-def test_ncr_2x_local_times_weighed_item_and_skipped_control() -> None:
+def test_ncr_2x_local_times_weighed_item_and_control_kept() -> None:
     result = load("ncr_2x.xml", default_currency="EUR", default_timezone=NEW_YORK)
-    assert result.skipped_kinds == {"SignOn": 1, "SignOff": 1, "TillSettle": 1}
+    assert result.skipped == []
+    control = [r["kind"] for r in of_kind(result, "till_event")]
+    assert control == ["SIGN_ON", "SIGN_OFF", "TILL_CLOSE"]  # tests/test_poslog_control.py
     first, _ = of_kind(result, "sale")
     assert first["store_id"] == "9" and first["currency"] == "USD"  # CurrencyCode wins
     # 02:02:54 local (EDT, -4h) on the calendar day after the business day.
@@ -354,14 +356,9 @@ def test_an_original_transaction_reference_does_not_hide_the_sale() -> None:
     # The vendor's text total (KioskLoyaltyTier "GOLD") is not read; the ARTS ones are.
     assert sale["totals"]["net_amount"] == Decimal("6.00")
     assert sale["totals"]["tax_amount"] == Decimal("0.39")
-    assert [s.as_dict() for s in result.skipped] == [
-        {
-            "transaction": 2,
-            "sequence_number": "5022",
-            "kind": "NoSale",
-            "reason": "control transaction (not yet published)",
-        }
-    ]
+    # The drawer opened between receipts is a till event, not skipped.
+    assert [r["kind"] for r in of_kind(result, "till_event")] == ["NO_SALE"]
+    assert result.skipped == []
 
 
 def test_a_shipped_online_order_with_only_a_poslog_time_is_a_sale() -> None:
@@ -424,23 +421,35 @@ def test_times_when_begin_and_end_are_missing() -> None:
         parse_poslog(_single(_LINE, header=header))
 
 
-def test_every_control_transaction_is_listed_by_its_precise_kind() -> None:
-    with pytest.raises(NothingConverted) as refused:
-        load("control_22_store_day.xml")
-    skipped = refused.value.skipped
-    assert [(s.sequence_number, s.kind) for s in skipped] == [
-        ("201", "SignOn"),
-        ("202", "TenderLoan"),
-        ("203", "NoSale"),
-        ("204", "PaidIn"),
-        ("205", "PaidOut"),
-        ("206", "TenderPickup"),
-        ("207", "TenderDeclaration"),
-        ("208", "TillSettle"),
-        ("209", "SignOff"),
+def test_every_control_transaction_becomes_a_till_event_of_its_kind() -> None:
+    result = load("control_22_store_day.xml")
+    assert result.skipped == []
+    assert [(r["sequence_number"], r["kind"]) for r in of_kind(result, "till_event")] == [
+        ("201", "SIGN_ON"),
+        ("202", "LOAN"),
+        ("203", "NO_SALE"),
+        ("204", "PAID_IN"),
+        ("205", "PAID_OUT"),
+        ("206", "PICKUP"),
+        ("207", "TENDER_DECLARATION"),
+        ("208", "TILL_CLOSE"),
+        ("209", "SIGN_OFF"),
     ]
-    assert {s.reason for s in skipped} == {"control transaction (not yet published)"}
-    assert "transaction 201 (#1): SignOn" in str(refused.value)
+
+
+def test_a_control_operation_that_is_no_till_event_is_listed_by_its_precise_kind() -> None:
+    document = (
+        b'<POSLog xmlns="http://www.nrf-arts.org/IXRetail/namespace/"><Transaction>'
+        b"<BusinessUnit><UnitID>1</UnitID></BusinessUnit><WorkstationID>2</WorkstationID>"
+        b"<SequenceNumber>77</SequenceNumber><BusinessDayDate>2024-01-02</BusinessDayDate>"
+        b"<TenderControlTransaction><SafeSettle/></TenderControlTransaction>"
+        b"</Transaction></POSLog>"
+    )
+    with pytest.raises(NothingConverted) as refused:
+        parse_poslog(document)
+    [skip] = refused.value.skipped
+    assert skip.kind == "SafeSettle"
+    assert skip.reason == "a control operation that is no till event (e.g. a report request)"
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ from tillstream import rules
 from tillstream.codec import AvroCodec
 from tillstream.kafka import make_consumer
 from tillstream.settings import Settings
-from tillstream.topics import PAYMENTS, SALES
+from tillstream.topics import PAYMENTS, SALES, TILL_EVENTS
 
 VENDORS = Path(__file__).parent / "data" / "poslog" / "vendors"
 STORES = {  # file: the store it comes from
@@ -325,7 +325,11 @@ async def _published(
 ) -> tuple[Counter[str], list[tuple[str, dict[str, Any]]]]:
     """Counts by event id, and the decoded records, of the vendor stores' events."""
     consumer = make_consumer(
-        settings, SALES.name, PAYMENTS.name, group_id=f"vendors-{time.time_ns()}"
+        settings,
+        SALES.name,
+        PAYMENTS.name,
+        TILL_EVENTS.name,  # the vendors' sign-on, sign-off and settlement
+        group_id=f"vendors-{time.time_ns()}",
     )
     stores = {s.encode() for s in STORES.values()}
     counts: Counter[str] = Counter()

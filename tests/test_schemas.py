@@ -127,3 +127,13 @@ def test_undocumented_field_fails(schema_copy: Path) -> None:
     del definition["fields"][-1]["type"][1]["fields"][0]["doc"]  # card.brand
     path.write_text(json.dumps(definition))
     assert "payment/v1: field card.brand has no doc" in check(SchemaSet(schema_copy))
+
+
+def test_till_events_have_their_own_store_keyed_topic(schema_set: SchemaSet) -> None:
+    from tillstream.topics import STORE_TOPICS, TILL_EVENTS
+
+    assert EVENT_TOPICS["till_event"] is TILL_EVENTS and TILL_EVENTS in STORE_TOPICS
+    fields = {f["name"]: f for f in schema_set.current("till_event").definition["fields"]}
+    assert fields["business_day"]["type"]["logicalType"] == "date"
+    amount = fields["tenders"]["type"]["items"]["fields"][1]
+    assert amount["type"]["logicalType"] == "decimal"

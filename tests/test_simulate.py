@@ -11,16 +11,20 @@ import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from producers.models import ONE_EVENT
 from producers.poslog import parse_poslog
+from tillstream import rules
 from tillstream.codec import AvroCodec
 from tillstream.kafka import make_consumer
 from tillstream.records import jsonable
 from tillstream.settings import Settings
+from tillstream.simulate.driver import Simulator
 from tillstream.simulate.poslog import poslog
 from tillstream.simulate.shopper import StoreTraffic
 from tillstream.topics import EVENT_TOPICS
@@ -143,3 +147,64 @@ async def test_simulate_publishes_what_it_reports(kafka_topics: Settings, codec:
         await consumer.stop()
     assert len(seen) == int(summary["sent"])
     assert json.dumps(summary)  # the last line is machine-readable key=value pairs
+
+
+class _Recorded:
+    """The simulator's own sink interface, keeping what it was given (no Kafka here)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    async def send(self, store: str, events: list[tuple[str, dict[str, Any]]]) -> bool:
+        self.events.extend(events)
+        return True
+
+    async def send_poslog(self, store: str, tx: Any) -> bool:
+        self.events.extend(tx.poslog_events)
+        return True
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_tills_sign_on_take_pickups_and_declare_at_close(codec: AvroCodec) -> None:
+    sink = _Recorded()
+    simulator = Simulator(["S1", "S2"], sink, rate=2000, tills=3, seed=11, bad_ratio=0)
+    await simulator.run(duration=2)
+    control = [r for e, r in sink.events if e == "till_event"]
+    shifts: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in control:
+        shifts.setdefault((record["store_id"], record["terminal_id"]), []).append(record)
+        assert rules.event_problems("till_event", record) == []
+        codec.encode("till_event", record)
+        ONE_EVENT.validate_json(json.dumps({"type": "till_event", **jsonable(record)}))
+    assert len(shifts) == 6
+    short = 0
+    for events in shifts.values():
+        kinds = [r["kind"] for r in events]
+        assert kinds[:2] == ["SIGN_ON", "OPENING_FLOAT"]
+        assert kinds[-3:] == ["TENDER_DECLARATION", "TILL_CLOSE", "SIGN_OFF"]
+        assert set(kinds[2:-3]) <= {"PICKUP"}
+        declared, expected = (
+            {t["tender"]: t["amount"] for t in r["tenders"]} for r in events[-3:-1]
+        )
+        assert declared["CARD"] == expected["CARD"]
+        short += declared["CASH"] < expected["CASH"]
+    assert "PICKUP" in {r["kind"] for r in control}
+    # The drawer follows the cash taken: float + cash payments - pickups = expected at close.
+    for (store, till), events in shifts.items():
+        cash = sum(
+            (
+                p["amount"] * (1 if p["status"] == "CAPTURED" else -1)
+                for e, p in sink.events
+                if e == "payment"
+                and p["store_id"] == store
+                and p["terminal_id"] == till
+                and p["method"] == "CASH"
+                and p["status"] in ("CAPTURED", "REFUNDED")
+            ),
+            Decimal(150),
+        ) - sum((r["tenders"][0]["amount"] for r in events if r["kind"] == "PICKUP"), Decimal(0))
+        closing = {t["tender"]: t["amount"] for t in events[-2]["tenders"]}
+        assert closing["CASH"] == cash
+    assert 0 < short < len(shifts)  # now and then a cashier comes out short (seeded)

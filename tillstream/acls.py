@@ -3,7 +3,7 @@
 The model (:func:`acl_bindings`) is a pure function of the stores and the consumers:
 
 - a store's edge (principal ``User:store-<id>``) may only WRITE the store topics (sales,
-  payments, stock movements) and read nothing;
+  payments, stock movements, till events) and read nothing;
 - a consumer (principal ``User:<group>``, its consumer group id) may READ its topics and its
   group, and WRITE and CREATE its dead-letter topic and the topics it publishes (the
   runtime creates them at start-up when missing).

@@ -28,6 +28,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from tillstream.till_events import till_event_problems
+
 Problem = tuple[str, str]
 """(field path, message)."""
 
@@ -190,6 +192,8 @@ def event_problems(event_type: str, record: Mapping[str, Any]) -> list[Problem]:
         problems.append(("occurred_at", problem))
     if event_type == "sale":
         problems += sale_problems(record)
+    elif event_type == "till_event":  # the kinds' own rules live with their vocabulary
+        problems += till_event_problems(record)
     elif event_type == "stock_movement":
         quantity = Decimal(record["quantity"])
         problem = movement_quantity_problem(str(record["quantity_type"]), quantity)

@@ -1,8 +1,8 @@
 """Topic names, keys and partitioning: decided once, here.
 
 Every store-originated topic is keyed by the store id (UTF-8 bytes) and has the same
-partition count, so one store's sales, payments and stock movements land on the same
-partition number of each topic (co-partitioned) and stay in order per store.
+partition count, so one store's sales, payments, stock movements and till events land on
+the same partition number of each topic (co-partitioned) and stay in order per store.
 Values are Avro in the Confluent wire format; subjects follow the TopicNameStrategy
 (``<topic>-value``).
 """
@@ -37,7 +37,12 @@ STOCK_MOVEMENTS = TopicSpec(
     "tillstream.stock-movements", "stock_movement", {**_DURABLE, "retention.ms": _MONTH_MS}
 )
 
-STORE_TOPICS: tuple[TopicSpec, ...] = (SALES, PAYMENTS, STOCK_MOVEMENTS)
+# Till and store-day control events (sign-on, pickups, declarations...): the sales audit's input.
+TILL_EVENTS = TopicSpec(
+    "tillstream.till-events", "till_event", {**_DURABLE, "retention.ms": _MONTH_MS}
+)
+
+STORE_TOPICS: tuple[TopicSpec, ...] = (SALES, PAYMENTS, STOCK_MOVEMENTS, TILL_EVENTS)
 """Topics written by the edge services, keyed by store id."""
 
 REORDER_SUGGESTIONS = TopicSpec(
@@ -83,6 +88,7 @@ __all__ = [
     "SALES",
     "STOCK_MOVEMENTS",
     "STORE_TOPICS",
+    "TILL_EVENTS",
     "TopicSpec",
     "store_key",
     "topic_named",

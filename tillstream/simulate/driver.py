@@ -19,6 +19,7 @@ import httpx
 from tillstream.codec import AvroCodec
 from tillstream.records import jsonable
 from tillstream.simulate.poslog import poslog
+from tillstream.simulate.shifts import TillShift
 from tillstream.simulate.shopper import StoreTraffic, Transaction
 from tillstream.topics import EVENT_TOPICS, store_key
 
@@ -149,6 +150,12 @@ class Simulator:
             )
             for store in stores
         }
+        # Drawn after the stores' generators, so a seed's receipts are what they were.
+        self.shifts = {
+            (store, till): TillShift(store, till, random.Random(rng.getrandbits(64)))
+            for store in stores
+            for till in range(tills)
+        }
         self.sink = sink
         self.rate = rate
         self.tills = tills
@@ -183,10 +190,13 @@ class Simulator:
         # Tills start spread over one interval, not all at once.
         next_at = started + interval * per_tick * (till + 1) / self.tills
         is_poslog = till >= self.tills - self.poslog_tills
+        shift = self.shifts[(store, till)]  # sign-on, pickups, declaration at close
+        await self._deliver(store, shift.open(datetime.now(UTC)))
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(0.0, next_at - time.monotonic()))
             if stop.is_set():
+                await self._deliver(store, shift.close(datetime.now(UTC)))
                 return
             next_at += interval * per_tick
             now = datetime.now(UTC)
@@ -200,6 +210,9 @@ class Simulator:
             for tx in receipts:
                 if tx.bad:  # alone, so the edge's refusal concerns only this receipt
                     await self._deliver(store, tx.events, bad=True)
+            paid = [p for tx in receipts if not tx.bad for p in tx.payments]
+            if pickups := shift.took(paid, now):
+                await self._deliver(store, pickups)
 
     async def _deliveries(self, store: str, stop: asyncio.Event) -> None:
         traffic = self.traffic[store]
