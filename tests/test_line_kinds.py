@@ -226,3 +226,37 @@ async def test_the_http_api_carries_stock_item_to_kafka(
         assert skus == {"SKU-MILK-1L", "SKU-BREAD"}
     finally:
         erp.db.close()
+
+
+@pytest.fixture(params=["duckdb", "sqlite", "postgresql"])
+def an_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An analytics store of every kind it runs on."""
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return f"{request.param}:///{tmp_path / 'analytics.db'}"
+
+
+def test_a_voided_line_is_in_no_top_sku(an_url: str, codec: AvroCodec) -> None:
+    """The report of #12: net 0.00, yet the voided coffee was the top SKU, 1 unit 21.00."""
+    url = an_url
+    store = f"S-{uuid.uuid4().hex[:8]}"
+    voided = sale(
+        store,
+        "C-1",
+        0,
+        line(1, "SALE", "COFFEE", "1", "21.00"),
+        line(2, "VOID", "COFFEE", "1", "21.00"),
+    )
+    an = ConsumerHarness(Analytics(), url, codec=codec)
+    try:
+        an.apply("sale", voided)
+        summary = daily_summary(an.db, store, DAY)
+        assert summary.net == {"EUR": Decimal(0)}
+        assert summary.units == 0
+        assert summary.top_skus == []
+        assert an.db.fetchone(
+            "SELECT units, net_units FROM an_sku_daily WHERE store_id = ?", (store,)
+        ) == (0, 0)
+    finally:
+        an.db.close()
