@@ -132,6 +132,8 @@ def test_erp_crm_and_analytics_agree_on_every_line_kind(
             erp.db.fetchall("SELECT sku, units FROM erp_daily_sales WHERE store_id = ?", (store,))
         )
         assert demand == {"COFFEE": 3000, "CAKE": 2000}  # the void cancels; a return is no demand
+        suggested = {record["sku"] for _, record in erp.published()}
+        assert "DEPOSIT" not in suggested  # nothing to reorder: it is not stock
 
         profile = load_profile(crm.db, customer)
         assert profile is not None
@@ -260,3 +262,17 @@ def test_a_voided_line_is_in_no_top_sku(an_url: str, codec: AvroCodec) -> None:
         ) == (0, 0)
     finally:
         an.db.close()
+
+
+def test_every_kind_moves_stock_against_its_units_and_money_with_them() -> None:
+    """The invariants the consumers' agreement rests on, for every kind there is."""
+    sale = SchemaSet().current("sale").definition
+    lines = next(f for f in sale["fields"] if f["name"] == "lines")["type"]["items"]
+    kind_field = next(f for f in lines["fields"] if f["name"] == "kind")
+    assert list(rules.LINE_KINDS) == kind_field["type"]["symbols"]  # every kind has a meaning
+    for name, kind in rules.LINE_KINDS.items():
+        assert kind.stock == -kind.units, name  # goods sold leave the shelf
+        assert kind.money == kind.units == rules.LINE_SIGNS[name], name
+        assert kind.demand in (0, kind.units), name
+    assert rules.is_stock_item({}) is True  # a v1 line
+    assert rules.is_stock_item({"stock_item": False}) is False
