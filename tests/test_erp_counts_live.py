@@ -47,6 +47,8 @@ def expected_stock(sent: list[tuple[str, dict[str, Any]]]) -> dict[tuple[str, st
         t = micros(record["occurred_at"])
         if event == "sale":
             for line in record["lines"]:
+                if not line["stock_item"]:
+                    continue  # a bottle deposit is money, not stock
                 qty = int(SIGN[line["kind"]] * line["quantity"] * 1000)
                 moves[(record["store_id"], line["sku"])].append((t, 0, "", qty))
         elif event == "stock_movement":

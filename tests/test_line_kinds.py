@@ -27,6 +27,7 @@ from tests.edge_support import dumps, sale_json
 from tests.helpers import consume_n
 from tillstream import rules
 from tillstream.codec import AvroCodec
+from tillstream.registry import ConfluentRegistry
 from tillstream.samples import sample_sale
 from tillstream.schemas import SchemaSet
 from tillstream.topics import SALES
@@ -276,3 +277,25 @@ def test_every_kind_moves_stock_against_its_units_and_money_with_them() -> None:
         assert kind.demand in (0, kind.units), name
     assert rules.is_stock_item({}) is True  # a v1 line
     assert rules.is_stock_item({"stock_item": False}) is False
+
+
+def test_a_registry_takes_sale_v2_as_backward_compatible(schema_registry: str) -> None:
+    """What an operator's schema registry (BACKWARD, the default) says of the new version."""
+    subject = f"tillstream.sales-v2-{uuid.uuid4().hex[:6]}-value"
+    put = httpx.put(f"{schema_registry}/config/{subject}", json={"compatibility": "BACKWARD"})
+    assert put.status_code == 200
+    registry = ConfluentRegistry(schema_registry)
+    v1, v2 = (v.definition for v in SchemaSet().versions["sale"])
+    v1_id = registry.register(subject, v1)
+    assert registry.is_compatible(subject, v2)
+    assert registry.register(subject, v2) != v1_id
+
+    # A v1 sale registered there decodes, through the registry, with every line stock.
+    body = io.BytesIO()
+    body.write(struct.pack(">BI", 0, v1_id))
+    value = sample_sale()
+    old = {**value, "lines": [{k: v for k, v in ln.items() if k != "stock_item"}
+                               for ln in value["lines"]]}  # fmt: skip
+    fastavro.schemaless_writer(body, fastavro.parse_schema(v1), old)
+    decoded = AvroCodec(registry).decode(body.getvalue())
+    assert [ln["stock_item"] for ln in decoded.record["lines"]] == [True, True, True]
