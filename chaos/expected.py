@@ -27,9 +27,14 @@ from chaos.plan import Plan
 QTY = Decimal(1000)  # thousandths
 MONEY = Decimal(10000)  # ten-thousandths
 
+# A VOID cancels a SALE line of its receipt: it undoes that line in stock, demand, units,
+# money and the line count. Lines with stock_item false (deposits) are money only.
 ERP_STOCK_SIGN = {"SALE": -1, "RETURN": 1, "VOID": 1}
 ERP_SOLD_SIGN = {"SALE": 1, "RETURN": 0, "VOID": -1}
-ANALYTICS_SIGN = {"SALE": 1, "RETURN": -1, "VOID": 0}
+ANALYTICS_SIGN = {"SALE": 1, "RETURN": -1, "VOID": -1}
+"""Sign of a line's units and money in analytics."""
+ANALYTICS_LINES = {"SALE": 1, "RETURN": 1, "VOID": -1}
+"""Sign of a line in analytics' line count."""
 TENDER_SIGN = {"CAPTURED": 1, "REFUNDED": -1}
 
 
@@ -136,20 +141,22 @@ class Expected:
         for line in sale["lines"]:
             kind, sku = line["kind"], line["sku"]
             qty = _units(line["quantity"], QTY)
+            lines += ANALYTICS_LINES[kind]
+            returns += kind == "RETURN"
+            if not line.get("stock_item", True):
+                continue  # a deposit: in the net total only
             rows += 1
             change += ERP_STOCK_SIGN[kind] * qty
             self._change(store, sku, at, ERP_STOCK_SIGN[kind] * qty)
             if ERP_SOLD_SIGN[kind]:
                 self.daily_sold[(store, sku, day)] += ERP_SOLD_SIGN[kind] * qty
             sign = ANALYTICS_SIGN[kind]
-            if sign:
-                units += sign * qty
-                lines += 1
-                returns += sign < 0
-                sku_row = self.sku_daily[(store, _day(at), sku, currency)]
-                sku_row[0] += sign * qty
-                sku_row[1] += sign * _units(line["extended_amount"], MONEY)
-        self.ledger[str(sale["event_id"])] = (rows, change)
+            units += sign * qty
+            sku_row = self.sku_daily[(store, _day(at), sku, currency)]
+            sku_row[0] += sign * qty
+            sku_row[1] += sign * _units(line["extended_amount"], MONEY)
+        if rows:  # a receipt of deposits only has no ledger rows
+            self.ledger[str(sale["event_id"])] = (rows, change)
         net = _units(sale["totals"]["net_amount"], MONEY)
         hourly = self.hourly[(store, _hour(at), currency)]
         for i, delta in enumerate((1, units, net, lines, returns)):

@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     TypeAdapter,
     field_validator,
 )
@@ -111,6 +112,8 @@ class SaleLineIn(BaseModel):
     discount_amount: PositiveMoney = Decimal(0)
     tax_amount: Money = Decimal(0)
     extended_amount: PositiveMoney
+    # issue #12: false for deposits, fees, gift card sales, coupons (no stock, no units).
+    stock_item: StrictBool = True
 
 
 class SaleTotalsIn(BaseModel):

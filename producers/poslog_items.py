@@ -85,10 +85,6 @@ _NOT_STOCK_WORDS = re.compile(
     re.IGNORECASE,
 )
 
-STOCK_ITEM_FIELD = False
-"""Whether the sale schema has ``lines[].stock_item`` yet. Another #12 branch adds it in a
-new sale schema version; merging that flips this one line, and every line carries the key."""
-
 
 @dataclass
 class Context:
@@ -196,9 +192,8 @@ def read_items(retail: Element, ctx: Context) -> Items:
         items.tax_lines = sum((amount for _, amount, _ in taxes), _ZERO)
         _attribute_taxes(items.lines, taxes)
     items.discount += _rewards_off(rewards)
-    for line in items.lines:
-        if STOCK_ITEM_FIELD:
-            line.record["stock_item"] = line.stock_item
+    for line in items.lines:  # deposits, fees, gift cards: money, not goods (sale v2)
+        line.record["stock_item"] = line.stock_item
     return items
 
 

@@ -20,6 +20,7 @@ from consumers.analytics import Analytics, daily_summary, reconcile
 from consumers.analytics import gauges as business_gauges
 from consumers.runtime.testing import ConsumerHarness
 from tests.consumer_support import publish, running, scalar, wait_until
+from tillstream import rules
 from tillstream.cli import main
 from tillstream.codec import AvroCodec
 from tillstream.samples import sample_payment, sample_sale
@@ -78,10 +79,7 @@ def sale(store: str, at: datetime, lines: list[tuple[str, str, str, str]] | None
             for n, (kind, sku, qty, price) in enumerate(lines, start=1)
         ]
         net = sum(
-            (
-                ln["extended_amount"] * {"SALE": 1, "RETURN": -1, "VOID": 0}[ln["kind"]]
-                for ln in value["lines"]
-            ),
+            (ln["extended_amount"] * rules.LINE_SIGNS[ln["kind"]] for ln in value["lines"]),
             Decimal(0),
         )
         value["totals"] = {**value["totals"], "gross_amount": net, "net_amount": net}
@@ -120,7 +118,11 @@ def _store_day(feed: Feed) -> str:
     s2 = sale(
         store,
         DAY.replace(hour=9, minute=40),
-        [("SALE", "SKU-COFFEE", "3", "5.00"), ("VOID", "SKU-TEA", "1", "2.00")],
+        [
+            ("SALE", "SKU-COFFEE", "3", "5.00"),
+            ("SALE", "SKU-TEA", "1", "2.00"),
+            ("VOID", "SKU-TEA", "1", "2.00"),  # cancels the tea: in no units, money or line
+        ],
     )
     s3 = sale(store, DAY.replace(hour=11, minute=5))
     feed(s1, payment(s1, "2.08"), s2)
@@ -151,7 +153,7 @@ def test_hourly_sales_tenders_top_skus_and_returns_rate(feed: Feed) -> None:
     assert s.units == Decimal("6.468")
     assert s.average_basket == {"EUR": Decimal("6.3867")}
     assert s.units_per_basket == Decimal("2.1560")
-    assert s.returns_rate == Decimal("0.2857")  # 2 return lines of 7 (the void is not a line)
+    assert s.returns_rate == Decimal("0.2857")  # 2 return lines of 7 (a void takes its line)
     assert [(t.method, t.amount, t.payments) for t in s.tenders] == [
         ("CASH", Decimal("15.00"), 2),
         ("CARD", Decimal("4.16"), 2),

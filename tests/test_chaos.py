@@ -47,6 +47,9 @@ def test_a_plan_is_decided_by_its_seed() -> None:
     expected = Expected.of(PLAN)
     assert expected.total >= PLAN.events
     assert expected.refused, "the plan carries card numbers the edges must refuse"
+    lines = [ln for s in PLAN.all_steps() for k, r in s.events if k == "sale" for ln in r["lines"]]
+    deposits = {ln["kind"] for ln in lines if not ln["stock_item"]}
+    assert deposits >= {"SALE", "VOID"}, "bottle deposits sold and voided: money, not stock"
 
 
 def test_refused_events_travel_alone() -> None:

@@ -22,7 +22,6 @@ from typing import Any
 import httpx
 import pytest
 
-import producers.poslog_items
 from producers.dropfolder import DropFolder
 from producers.importer import import_files
 from producers.models import CardIn
@@ -161,12 +160,9 @@ def test_receipt_discount_line_items_and_price_modifiers() -> None:
     assert sale["totals"]["discount_amount"] == Decimal("1.00")  # the Discount line item
 
 
-def test_deposits_gift_cards_and_bottle_refunds_are_not_stock(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Once the sale schema has ``lines[].stock_item`` (another #12 branch), every line says
-    whether it moves stock; a deposit return stays a RETURN line of money, not of goods."""
-    monkeypatch.setattr(producers.poslog_items, "STOCK_ITEM_FIELD", True)
+def test_deposits_gift_cards_and_bottle_refunds_are_not_stock() -> None:
+    """Every line says whether it moves stock; a deposit return stays a RETURN line of
+    money, not of goods."""
     not_stock = {
         (name, ln["sku"], ln["kind"])
         for name in STORES
@@ -181,13 +177,6 @@ def test_deposits_gift_cards_and_bottle_refunds_are_not_stock(
         ("wincor_tpnet22.xml", "LEERGUT", "RETURN"),  # ItemType="DepositRefund"
         ("decathlon_v6.xml", "GIFTCARD", "SALE"),  # ItemType="GiftCard"
     }
-
-
-def test_the_record_has_no_stock_item_until_the_schema_does() -> None:
-    assert producers.poslog_items.STOCK_ITEM_FIELD is False
-    for name in STORES:
-        for sale in sales_of(load(name)).values():
-            assert all("stock_item" not in ln for ln in sale["lines"])
 
 
 _LINE = (

@@ -47,6 +47,7 @@ def test_a_seed_decides_the_traffic_exactly() -> None:
 
 def test_receipts_are_valid_for_the_edge_and_bad_ones_are_refused(codec: AvroCodec) -> None:
     kinds: set[str] = set()
+    deposits: set[str] = set()
     methods: set[str] = set()
     bad = 0
     for receipt in _receipts(3, 600):
@@ -61,6 +62,11 @@ def test_receipts_are_valid_for_the_edge_and_bad_ones_are_refused(codec: AvroCod
             codec.encode(event, record)
             if event == "sale":
                 kinds.update(line["kind"] for line in record["lines"])
+                deposits.update(ln["kind"] for ln in record["lines"] if not ln["stock_item"])
+                for i, ln in enumerate(record["lines"]):
+                    if not ln["stock_item"]:  # a deposit follows its drink, kind for kind
+                        drink = record["lines"][i - 1]
+                        assert drink["stock_item"] and drink["kind"] == ln["kind"]
                 lines = record["lines"]
                 sign = {"SALE": 1, "RETURN": -1, "VOID": -1}
                 total = sum(ln["extended_amount"] * sign[ln["kind"]] for ln in lines)
@@ -68,6 +74,7 @@ def test_receipts_are_valid_for_the_edge_and_bad_ones_are_refused(codec: AvroCod
             else:
                 methods.add(record["method"])
     assert kinds == {"SALE", "RETURN", "VOID"}
+    assert "SALE" in deposits  # bottle deposits: money, not stock
     assert {"CASH", "CARD", "MOBILE"} <= methods
     assert bad > 0
 

@@ -10,6 +10,9 @@ may be a card number typed in the wrong place).
 - Times: every consumer must be able to store ``occurred_at`` and the store-local time
   beside it (:data:`EARLIEST` .. :data:`LATEST`); live channels also keep it within a
   plausibility window around now (:class:`TimeWindow`).
+- Line kinds: :data:`LINE_KINDS` says what SALE, RETURN and VOID lines do to money, units
+  sold, demand and stock; :func:`is_stock_item` which lines are merchandise at all. The ERP,
+  CRM and analytics read them here, so they cannot disagree.
 - Quantities: a sale line's quantity is positive (its kind gives the direction); a stock
   COUNT is never negative.
 - Totals: ``gross_amount`` is the lines' extended amounts, SALE lines added, RETURN and VOID
@@ -45,9 +48,60 @@ EARLIEST = datetime(3, 1, 1, tzinfo=UTC)
 LATEST = datetime(9997, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 """The latest ``occurred_at`` every consumer can store and compute with."""
 
-LINE_SIGNS: Mapping[str, int] = {"SALE": 1, "RETURN": -1, "VOID": -1}
-"""Sign of a sale line's extended and tax amounts in the receipt totals, by kind: a RETURN
-pays money back, a VOID cancels an earlier SALE line of the same receipt."""
+
+@dataclass(frozen=True, slots=True)
+class LineKind:
+    """What a sale line of one kind means: the one definition every consumer reads.
+
+    Each sign multiplies the line's (always positive) quantity or amount. A ``SALE`` sells,
+    a ``RETURN`` takes goods back and pays money back, a ``VOID`` cancels an earlier
+    ``SALE`` line of the same receipt, so it undoes that line everywhere.
+    """
+
+    money: int
+    """Sign of the extended and tax amounts in the receipt totals and in revenue."""
+    units: int
+    """Sign in net units sold (analytics: units, top SKUs)."""
+    demand: int
+    """Sign in demand, the units sold the ERP's reorder velocity counts: a return is not
+    negative demand, a void is (it cancels a sale)."""
+    stock: int
+    """Sign of the change to stock on hand (for a line with ``stock_item`` true)."""
+    lines: int
+    """Sign in the receipt's line count: a VOID takes away the line it cancels."""
+    is_return: bool = False
+    """Goods a customer brought back (the analytics returns rate counts these lines)."""
+
+
+LINE_KINDS: Mapping[str, LineKind] = {
+    "SALE": LineKind(money=1, units=1, demand=1, stock=-1, lines=1),
+    "RETURN": LineKind(money=-1, units=-1, demand=0, stock=1, lines=1, is_return=True),
+    "VOID": LineKind(money=-1, units=-1, demand=-1, stock=1, lines=-1),
+}
+"""The meaning of each sale line kind (schemas/sale ``LineKind``), by name."""
+
+LINE_SIGNS: Mapping[str, int] = {name: kind.money for name, kind in LINE_KINDS.items()}
+"""Sign of a sale line's extended and tax amounts in the receipt totals, by kind."""
+
+
+def sale_revenue(sale: Mapping[str, Any]) -> Decimal:
+    """What a sale is worth in revenue and customer spend: its net total, the customer's due.
+
+    Every line kind's money is in it by its sign (the totals rule ties it to the lines), and
+    so are lines that are not stock items: a deposit is money the customer paid.
+    """
+    return Decimal(sale["totals"]["net_amount"])
+
+
+def is_stock_item(line: Mapping[str, Any]) -> bool:
+    """Whether a sale line is merchandise that moves stock and counts as units sold.
+
+    Deposits, fees, gift card sales and coupons are not (``stock_item`` false, sale schema
+    v2): their money is revenue like any line's, but no stock moves and no units are sold.
+    A line without the field (written before v2) is merchandise.
+    """
+    return bool(line.get("stock_item", True))
+
 
 ROUNDING_PER_LINE = Decimal("0.01")
 """Totals may differ from what the lines add up to by this much per line (tills round each

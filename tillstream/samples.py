@@ -95,4 +95,5 @@ def _line(
         "discount_amount": Decimal(0),
         "tax_amount": (extended * Decimal("0.07") / Decimal("1.07")).quantize(_CENT),
         "extended_amount": extended,
+        "stock_item": True,
     }

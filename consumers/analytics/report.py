@@ -159,8 +159,10 @@ def daily_summary(db: Database, store_id: str, day: str, top: int = 5) -> DailyS
     skus = [
         TopSku(str(s), str(c), from_units(int(u), QTY_SCALE), from_units(int(a), MONEY_SCALE))
         for s, c, u, a in db.fetchall(
+            # A SKU whose every sale was voided nets to nothing: it is no top SKU.
             "SELECT sku, currency, units, net_units FROM an_sku_daily "
-            "WHERE store_id = ? AND sale_day = ? ORDER BY net_units DESC, units DESC, sku LIMIT ?",
+            "WHERE store_id = ? AND sale_day = ? AND (units <> 0 OR net_units <> 0) "
+            "ORDER BY net_units DESC, units DESC, sku LIMIT ?",
             (store_id, day, top),
         )
     ]

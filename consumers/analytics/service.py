@@ -30,11 +30,11 @@ from consumers.runtime.api import (
     to_units,
 )
 from consumers.runtime.db import Database
+from tillstream import rules
 from tillstream.topics import PAYMENTS, REORDER_SUGGESTIONS, SALES
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
-_SIGN = {"SALE": 1, "RETURN": -1, "VOID": 0}  # a VOID line was cancelled on the receipt
 _PAYMENT_SIGN = {"CAPTURED": 1, "REFUNDED": -1}  # other statuses move no money
 
 
@@ -52,18 +52,24 @@ class _Batch:
         day = day_of(at)
         units = lines = returns = 0
         for line in sale["lines"]:
-            sign = _SIGN[line["kind"]]
-            if not sign:
-                continue
-            qty = to_units(line["quantity"], QTY_SCALE) * sign
-            amount = to_units(line["extended_amount"], MONEY_SCALE) * sign
+            # What a kind means is the core's (a VOID undoes the SALE line it cancels, in
+            # units and money): the ERP and the CRM read the same definition.
+            kind = rules.LINE_KINDS.get(line["kind"])
+            if kind is None:
+                raise PermanentError(
+                    f"sale {sale['event_id']}: line kind {line['kind']!r} is not one of "
+                    f"{', '.join(rules.LINE_KINDS)}"
+                )
+            lines += kind.lines
+            returns += kind.is_return
+            if not rules.is_stock_item(line):
+                continue  # a deposit or fee: revenue (in the net total), not merchandise
+            qty = to_units(line["quantity"], QTY_SCALE) * kind.units
             units += qty
-            lines += 1
-            returns += sign < 0
             sku = self.skus[(store, day, line["sku"], currency)]
             sku[0] += qty
-            sku[1] += amount
-        net = to_units(sale["totals"]["net_amount"], MONEY_SCALE)
+            sku[1] += to_units(line["extended_amount"], MONEY_SCALE) * kind.money
+        net = to_units(rules.sale_revenue(sale), MONEY_SCALE)  # the CRM's spend too
         for i, delta in enumerate((1, units, net, lines, returns)):
             self.hourly[(store, hour_of(at), day, currency)][i] += delta
         self.sales.append((str(sale["event_id"]), store, currency, ts(at), net))

@@ -9,6 +9,7 @@ from consumers.crm import erasure
 from consumers.crm.tables import MIGRATIONS, ts
 from consumers.runtime.api import MONEY_SCALE, Consumer, Context, PermanentError, Record, to_units
 from consumers.runtime.db import Database
+from tillstream import rules
 from tillstream.settings import Settings
 from tillstream.topics import CUSTOMER_REQUESTS, SALES
 
@@ -63,7 +64,7 @@ class CrmProfiles(Consumer):
         at = ts(sale["occurred_at"])
         if erasure.suppressed(db, customer, sale["occurred_at"]):
             return
-        net = sale["totals"]["net_amount"]
+        net = rules.sale_revenue(sale)  # the analytics' net sales too: deposits included
         points = points_for(net, self.settings.crm_points_per_unit)
         db.execute(
             "INSERT INTO crm_profiles (customer_id, first_visit, last_visit, visits, points) "

@@ -1,7 +1,9 @@
 """Turning sale and stock movement records into stock movements (validated, in thousandths).
 
-- Sale lines: ``SALE`` takes ``quantity`` off stock, ``RETURN`` puts it back, ``VOID``
-  reverses an earlier line of the same receipt, so it puts its quantity back as well.
+- Sale lines move stock and demand by the meaning of their kind (``rules.LINE_KINDS``):
+  ``SALE`` takes ``quantity`` off stock, ``RETURN`` puts it back, ``VOID`` reverses an
+  earlier line of the same receipt, so it puts its quantity back as well. A line that is
+  not a stock item (a deposit, fee, gift card, coupon) moves nothing and has no ledger row.
 - Stock movements: ``CHANGE`` adds the signed quantity (ledger kind: the reason, lowercased);
   ``COUNT`` sets stock on hand to the counted quantity as of its ``occurred_at`` (ledger kind
   ``counted``, recording the adjustment; see ``consumers/erp/stock.py``).
@@ -16,12 +18,6 @@ from typing import Any
 
 from consumers.runtime.api import QTY_SCALE, PermanentError, Record, to_units
 from tillstream import rules
-
-SALE_SIGNS = {"SALE": -1, "RETURN": 1, "VOID": 1}
-"""Sign of a sale line's stock change, by line kind."""
-SOLD_SIGNS = {"SALE": 1, "RETURN": 0, "VOID": -1}
-"""Sign of a sale line's contribution to units sold (velocity): a void cancels a sale;
-a return is not negative demand."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,18 +64,23 @@ def _sale(value: dict[str, Any]) -> StockEvent:
             raise PermanentError(f"{where}: line_number {n} appears twice in the receipt")
         numbers.add(n)
         kind = line["kind"]
-        if kind not in SALE_SIGNS:
-            raise PermanentError(f"{where}: kind {kind!r} is not one of {', '.join(SALE_SIGNS)}")
+        meaning = rules.LINE_KINDS.get(kind)
+        if meaning is None:
+            raise PermanentError(
+                f"{where}: kind {kind!r} is not one of {', '.join(rules.LINE_KINDS)}"
+            )
         quantity = _quantity(line["quantity"], f"{where}: quantity")
         if (problem := rules.sale_line_quantity_problem(Decimal(line["quantity"]))) is not None:
             raise PermanentError(f"{where}: quantity {problem}")  # the edge's rule
+        if not rules.is_stock_item(line):
+            continue  # money only: a deposit or fee is neither stock nor demand
         movements.append(
             Movement(
                 line_no=n,
                 sku=line["sku"],
                 kind=kind.lower(),
-                quantity=SALE_SIGNS[kind] * quantity,
-                sold=SOLD_SIGNS[kind] * quantity,
+                quantity=meaning.stock * quantity,
+                sold=meaning.demand * quantity,
             )
         )
     return StockEvent(

@@ -20,12 +20,35 @@ class Item:
     """Sold by the kilogram: fractional quantities from the scale."""
     reorder_point: Decimal = Decimal(20)
     lead_time_days: int = 2
+    bottles: int = 0
+    """Deposit bottles in one unit: each sold unit rings up a deposit line (money only)."""
+    deposit: Decimal = Decimal(0)
+    """Deposit per bottle."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deposit:
+    """A bottle deposit: a line of money that is no merchandise (``stock_item`` false)."""
+
+    sku: str
+    description: str
+    price: Decimal
+
+
+DEPOSITS = {
+    Decimal("0.25"): Deposit("DEPOSIT-PET", "Deposit, one-way bottle", Decimal("0.25")),
+    Decimal("0.08"): Deposit("DEPOSIT-GLASS", "Deposit, glass bottle", Decimal("0.08")),
+}
+"""The deposits drinks carry, by amount per bottle."""
 
 
 def _gtin(n: int) -> str:
     body = f"400638{n:06d}"  # a GS1 Germany-style prefix; the check digit makes it valid
     return body + ean.calc_check_digit(body)
 
+
+# Drinks carry a bottle deposit (sku, bottles per unit, deposit per bottle).
+_BOTTLES = {"WATER-6": (6, Decimal("0.25")), "BEER-6": (6, Decimal("0.08"))}
 
 _ITEMS = [
     ("MILK-1L", "Whole milk 1 l", "1.19", False),
@@ -59,6 +82,8 @@ CATALOG: tuple[Item, ...] = tuple(
         weighed=weighed,
         reorder_point=Decimal(8) if weighed else Decimal(20),
         lead_time_days=1 if weighed else 2,
+        bottles=_BOTTLES.get(sku, (0, Decimal(0)))[0],
+        deposit=_BOTTLES.get(sku, (0, Decimal(0)))[1],
     )
     for i, (sku, text, price, weighed) in enumerate(_ITEMS)
 )

@@ -27,10 +27,14 @@ def poslog(tx: Transaction) -> bytes:
         cancelled = n + 1 < len(lines) and lines[n + 1]["kind"] == "VOID"
         void = ' VoidFlag="true"' if cancelled else ""
         element = "Return" if line["kind"] == "RETURN" else "Sale"
+        # A deposit is no merchandise: ARTS says so with the item type.
+        item_type = "" if line.get("stock_item", True) else ' ItemType="Deposit"'
+        gtin = line["gtin"]
+        identity = f"<POSIdentity><POSItemID>{gtin}</POSItemID></POSIdentity>" if gtin else ""
         items.append(
             f"<LineItem{void}><SequenceNumber>{line['line_number']}</SequenceNumber>"
-            f"<{element}><ItemID>{escape(line['sku'])}</ItemID>"
-            f"<POSIdentity><POSItemID>{line['gtin']}</POSItemID></POSIdentity>"
+            f"<{element}{item_type}><ItemID>{escape(line['sku'])}</ItemID>"
+            f"{identity}"
             f"<Description>{escape(line['description'])}</Description>"
             f"<RegularSalesUnitPrice {_money(line['unit_price'], currency)}"
             f"</RegularSalesUnitPrice>"

@@ -1,5 +1,6 @@
 """Seeded, realistic store traffic: baskets with weighed goods, voided lines and returns,
-loyalty customers, a payment mix with the odd declined card, deliveries and stock counts.
+bottle deposits on drinks (lines of money, not stock), loyalty customers, a payment mix
+with the odd declined card, deliveries and stock counts.
 
 Everything comes from one ``random.Random``, so a seed decides a run exactly (event ids too).
 Records are the Avro contracts' shapes: ``Decimal`` money, UTC datetimes with zones.
@@ -14,7 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from tillstream.simulate.catalog import CATALOG, Item
+from tillstream.simulate.catalog import CATALOG, DEPOSITS, Item
 
 _CENT = Decimal("0.01")
 _VAT = Decimal("0.07")
@@ -78,16 +79,19 @@ class StoreTraffic:
         rng = self.rng
         self._receipts[till] += 1
         lines: list[dict[str, Any]] = []
+        last: list[dict[str, Any]] = []
         for item in rng.sample(CATALOG, rng.randint(1, 7)):
-            lines.append(self._line(len(lines) + 1, "SALE", item))
-        if rng.random() < 0.04:  # rung up by mistake, then voided on the same receipt
-            voided = dict(lines[-1], line_number=len(lines) + 1, kind="VOID")
-            lines.append(voided)
-        if rng.random() < 0.05:  # something brought back
-            lines.append(self._line(len(lines) + 1, "RETURN", rng.choice(CATALOG)))
+            last = self._item_lines(len(lines) + 1, "SALE", item)
+            lines += last
+        if rng.random() < 0.04:  # rung up by mistake, then voided (with its deposit)
+            for line in last:
+                lines.append(dict(line, line_number=len(lines) + 1, kind="VOID"))
+        if rng.random() < 0.05:  # something brought back (a drink with its empties)
+            lines += self._item_lines(len(lines) + 1, "RETURN", rng.choice(CATALOG))
         sign = {"SALE": 1, "RETURN": -1, "VOID": -1}
         for line in lines:
-            self.on_hand[line["sku"]] -= sign[line["kind"]] * line["quantity"]
+            if line["stock_item"]:  # a deposit is not on the shelf
+                self.on_hand[line["sku"]] -= sign[line["kind"]] * line["quantity"]
         gross = sum((ln["extended_amount"] * sign[ln["kind"]] for ln in lines), Decimal(0))
         tax = sum((ln["tax_amount"] * sign[ln["kind"]] for ln in lines), Decimal(0))
         loyal = rng.random() < 0.45
@@ -116,6 +120,32 @@ class StoreTraffic:
             tx.bad = True
         return tx
 
+    def _item_lines(self, number: int, kind: str, item: Item) -> list[dict[str, Any]]:
+        """The line of ``item``, then its bottle deposit if it has one."""
+        line = self._line(number, kind, item)
+        if not item.bottles:
+            return [line]
+        deposit = DEPOSITS[item.deposit]
+        bottles = line["quantity"] * item.bottles
+        extended = (bottles * deposit.price).quantize(_CENT)
+        return [
+            line,
+            {
+                "line_number": number + 1,
+                "kind": kind,
+                "sku": deposit.sku,
+                "gtin": None,
+                "description": deposit.description,
+                "quantity": bottles,
+                "unit_of_measure": "EA",
+                "unit_price": deposit.price,
+                "discount_amount": Decimal(0),
+                "tax_amount": (extended * _VAT / (1 + _VAT)).quantize(_CENT),
+                "extended_amount": extended,
+                "stock_item": False,
+            },
+        ]
+
     def _line(self, number: int, kind: str, item: Item) -> dict[str, Any]:
         rng = self.rng
         if item.weighed:
@@ -137,6 +167,7 @@ class StoreTraffic:
             "discount_amount": Decimal(0),
             "tax_amount": (extended * _VAT / (1 + _VAT)).quantize(_CENT),
             "extended_amount": extended,
+            "stock_item": True,
         }
 
     def _payments(self, sale: dict[str, Any], at: datetime) -> list[dict[str, Any]]:
