@@ -177,7 +177,7 @@ def test_report_sends_the_read_api_token_and_names_it_when_refused(tmp_path: Pat
     class Service(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             seen.append(self.headers.get("Authorization"))
-            ok = self.headers.get("Authorization") == "Bearer s3cret"
+            ok = self.headers.get("Authorization") == "Bearer s3cret-token-of-the-test"
             body = json.dumps(summary.as_json()).encode() if ok else b"{}"
             self.send_response(200 if ok else 401)
             self.send_header("Content-Type", "application/json")
@@ -196,14 +196,14 @@ def test_report_sends_the_read_api_token_and_names_it_when_refused(tmp_path: Pat
         assert refused.returncode == 1
         assert "refused the request (HTTP 401)" in refused.stderr
         assert "set TILLSTREAM_CONSUMER_API_TOKEN" in refused.stderr
-        allowed = _cli(*report, TILLSTREAM_CONSUMER_API_TOKEN="s3cret")
+        allowed = _cli(*report, TILLSTREAM_CONSUMER_API_TOKEN="s3cret-token-of-the-test")
         assert allowed.returncode == 0, allowed.stderr
         assert "net sales      2.08 EUR" in allowed.stdout
         assert "units          3.734" in allowed.stdout  # exact, never through a float
     finally:
         server.shutdown()
         server.server_close()
-    assert seen == [None, "Bearer s3cret"]
+    assert seen == [None, "Bearer s3cret-token-of-the-test"]
     assert "s3cret" not in refused.stderr + allowed.stderr
 
 

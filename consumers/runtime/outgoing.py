@@ -60,6 +60,9 @@ class Outgoing:
         applier: Callable[[], Applier],
     ) -> None:
         self.name = name
+        for what in ("published", "dead_letter"):  # series at 0 from the start (alerts)
+            for reason in ("too_large", "not_authorized"):
+                metrics.SENDS_REFUSED.labels(name, what, reason)
         self._sender = sender
         self._retrying = retrying
         self._on_db = on_db

@@ -38,8 +38,10 @@ class RoutingCheck:
     """Counts records found on another partition than their key's, and logs them, at most
     once a minute per topic (a misconfigured producer would otherwise flood the log)."""
 
-    def __init__(self, consumer: str) -> None:
+    def __init__(self, consumer: str, topics: Sequence[str] = ()) -> None:
         self.consumer = consumer
+        for topic in topics:  # a series at 0 from the start: alerts and panels see "none yet"
+            metrics.MISROUTED.labels(consumer, topic)
         self._unlogged: dict[str, int] = {}
         self._logged_at: dict[str, float] = {}
 

@@ -78,7 +78,7 @@ class ConsumerService:
         self._outgoing = Outgoing(
             self.name, self._sender, self._retrying_async, self._retrying, self._database_applier
         )
-        self._routing = RoutingCheck(self.name)
+        self._routing = RoutingCheck(self.name, consumer.topics)
         self._server: EmbeddedServer | None = None
         self._batch_lock = asyncio.Lock()
         self._stop = asyncio.Event()
