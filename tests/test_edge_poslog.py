@@ -245,7 +245,8 @@ async def test_poslog_answer_lists_skipped_transactions_and_a_document_without_a
         assert again.json() == first.json()
     want = expected_ids(kiosk)
     counts, _ = await events_of(settings, codec, "K17", want)
-    assert set(counts) == want and max(counts.values()) == 1
+    # (Other tests of the session may sell as K17 too: only this document's ids count.)
+    assert want <= set(counts) and max(counts[i] for i in want) == 1
     # Counted for the accepted document (twice sent, twice counted), never for the refused one.
     skipped = "tillstream_edge_poslog_transactions_skipped_total"
     assert edge.metric(skipped, 'kind="RetailTransaction:Suspended"') == 2

@@ -227,6 +227,7 @@ async def test_poslog_control_transactions_of_ncr_and_v6_become_till_events(
 ) -> None:
     store = "S-TILL-POSLOG"
     ncr = _poslog_of("control_ncr_21.xml", "<RetailStoreID>9<", f"<RetailStoreID>{store}<")
+    ncr = ncr.replace(b">USD<", b">EUR<")  # one edge, one store currency (EUR by default)
     v6 = _poslog_of("control_v6.xml", ">0815</UnitID>", f">{store}</UnitID>")
     expected = [str(r["event_id"]) for doc in (ncr, v6) for _, r in parse_poslog(doc).events]
     assert len(expected) == 16
@@ -251,7 +252,7 @@ async def test_poslog_control_transactions_of_ncr_and_v6_become_till_events(
         "203",
     )
     assert pickup["tenders"] == [{"tender": "CASH", "amount": Decimal("300.0000")}]
-    assert pickup["currency"] == "USD" and pickup["source"] == "poslog"
+    assert pickup["currency"] == "EUR" and pickup["source"] == "poslog"
     store_close = got[-1]  # 00:15 local: still the business day it closes
     assert store_close["utc_offset_minutes"] == 60
     local_day = (store_close["occurred_at"] + timedelta(minutes=60)).date()
@@ -304,6 +305,7 @@ async def test_poslog_till_events_need_the_token_of_their_workstation(
         '[tills]\n34 = "till-34-secret-token-0a1b2c"\nT01 = "till-T01-secret-1a2b3c"\n'
     )
     ncr = _poslog_of("control_ncr_21.xml", "<RetailStoreID>9<", f"<RetailStoreID>{store}<")
+    ncr = ncr.replace(b">USD<", b">EUR<")  # the store's currency (EUR by default)
     edge = edge_factory(store, args=["--tokens", str(tokens)])
     async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
         other = await http.post(

@@ -84,7 +84,10 @@ class StoreTraffic:
             last = self._item_lines(len(lines) + 1, "SALE", item)
             lines += last
         if rng.random() < 0.04:  # rung up by mistake, then voided (with its deposit)
+            # Each voided line is followed by its VOID, as a till logs a voided line item.
+            del lines[len(lines) - len(last) :]
             for line in last:
+                lines.append(dict(line, line_number=len(lines) + 1))
                 lines.append(dict(line, line_number=len(lines) + 1, kind="VOID"))
         if rng.random() < 0.05:  # something brought back (a drink with its empties)
             lines += self._item_lines(len(lines) + 1, "RETURN", rng.choice(CATALOG))
