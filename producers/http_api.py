@@ -34,6 +34,7 @@ from producers.ingest import (
     nothing_converted_problems,
     poslog_events,
     poslog_reason,
+    transaction_label,
 )
 from producers.models import EVENT_LIST, ONE_EVENT, StockMovementIn
 from producers.outbox import OutboxEvent, OutboxFullError
@@ -266,10 +267,7 @@ def _poslog_tills(ingestor: Ingestor, body: bytes) -> tuple[list[str | None], li
         body, default_currency=ingestor.currency, default_timezone=ingestor.timezone
     )
     records = [r for _, r in result.events]
-    paths = [
-        f"transaction {r.get('receipt_number', r.get('sequence_number') or i)}."
-        for i, r in enumerate(records)
-    ]
+    paths = [f"{transaction_label(r, i)}." for i, r in enumerate(records)]
     return [r.get("terminal_id") for r in records], paths
 
 

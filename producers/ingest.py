@@ -251,7 +251,7 @@ def poslog_events(
         max_bytes=max_bytes,
     )
     events = [
-        ingestor.encode(event_type, record, channel, where=f"transaction {_label(record, i)}")
+        ingestor.encode(event_type, record, channel, where=transaction_label(record, i))
         for i, (event_type, record) in enumerate(result.events)
     ]
     return PoslogBatch(events, result.skipped)
@@ -269,9 +269,9 @@ def nothing_converted_problems(exc: NothingConverted) -> list[tuple[str, str]]:
     return problems
 
 
-def _label(record: dict[str, Any], index: int) -> Any:
+def transaction_label(record: dict[str, Any], index: int) -> str:
     """How a converted POSLog transaction is named in a refusal: receipt or sequence number."""
-    return record.get("receipt_number", record.get("sequence_number") or index)
+    return f"transaction {record.get('receipt_number', record.get('sequence_number') or index)}"
 
 
 def poslog_reason(exc: Exception) -> str:
