@@ -129,6 +129,37 @@ def test_a_count_from_before_the_last_count_corrects_the_next_ones_adjustment(
     assert sum(r[3] for r in ledger(erp, s)) == 30000
 
 
+def test_late_changes_cost_a_few_statements_per_batch_not_round_trips_per_line(
+    erp: Erp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A consumer catching up reads one topic far ahead of the other, so most changes arrive
+    after a later count: correcting the counts line by line made a PostgreSQL ERP crawl."""
+    s = store()
+    first, second = count(s, "A", "50", at(10)), count(s, "B", "40", at(10))
+    erp.apply(first, second, count(s, "A", "60", at(100)), count(s, "B", "70", at(100)))
+    late = [sale(s, at(5 + i % 80), ("SALE", "A", "1"), ("SALE", "B", "2")) for i in range(200)]
+    statements = 0
+    for method in ("execute", "executemany", "fetchone", "fetchall"):
+        original = getattr(erp.db, method)
+
+        def counted(*args: Any, _original: Any = original) -> Any:
+            nonlocal statements
+            statements += 1
+            return _original(*args)
+
+        monkeypatch.setattr(erp.db, method, counted)
+    erp.apply(*late)
+    monkeypatch.undo()
+    assert statements < 30, f"{statements} statements for a batch of {len(late)} late sales"
+    assert erp.on_hand(s, "A") == Decimal("60.000")
+    assert erp.on_hand(s, "B") == Decimal("70.000")
+    # the 200 sales before t=10 and t=100 are split between the two counts of each SKU
+    early = sum(1 for i in range(200) if 5 + i % 80 <= 10)
+    assert adjustment(erp, first) == 50000 + 1000 * early
+    assert adjustment(erp, second) == 40000 + 2000 * early
+    assert sum(r[3] for r in ledger(erp, s)) == 130000
+
+
 # -- any read order, any batching: the same stock and the same ledger ----------------------
 
 

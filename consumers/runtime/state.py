@@ -67,16 +67,27 @@ def migrations(db: Database) -> list[Migration]:
 def load_offsets(
     db: Database, consumer: str, partitions: Iterable[TopicPartition], *, lock: bool = False
 ) -> dict[TopicPartition, int]:
-    """Stored next offsets of ``partitions`` (absent: never processed here)."""
-    wanted = set(partitions)
-    if not wanted:
+    """Stored next offsets of ``partitions`` (absent: never processed here).
+
+    With ``lock``, the rows of just these partitions are locked (in one order, so two
+    instances never deadlock): an instance fences a zombie owner of its own partitions
+    without waiting for the other instances of its group.
+    """
+    by_topic: dict[str, list[int]] = {}
+    for topic, part in sorted(set(partitions)):
+        by_topic.setdefault(topic, []).append(part)
+    if not by_topic:
         return {}
-    rows = db.fetchall(
-        "SELECT topic, part, next_offset FROM runtime_offsets WHERE consumer = ?"
-        + (db.lock_clause() if lock else ""),
-        (consumer,),
+    where = " OR ".join(
+        f"(topic = ? AND part IN ({', '.join('?' * len(parts))}))" for parts in by_topic.values()
     )
-    return {(t, p): int(o) for t, p, o in rows if (t, p) in wanted}
+    params = [consumer, *(v for t, parts in by_topic.items() for v in (t, *parts))]
+    rows = db.fetchall(
+        f"SELECT topic, part, next_offset FROM runtime_offsets WHERE consumer = ? AND ({where}) "
+        "ORDER BY topic, part" + (db.lock_clause() if lock else ""),
+        params,
+    )
+    return {(t, p): int(o) for t, p, o in rows}
 
 
 def store_offsets(

@@ -1,0 +1,64 @@
+"""The runtime's stored offsets on a real PostgreSQL: an instance locks the offsets of the
+partitions in its batch only, so instances of one group apply in parallel, and a zombie owner
+of the same partition is still fenced."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from consumers.runtime import state
+from consumers.runtime.db import Database
+
+GROUP = "erp-inventory"
+
+
+@pytest.fixture
+def two(postgres_url: str) -> tuple[Database, Database]:
+    first, second = Database(postgres_url), Database(postgres_url)
+    for db in (first, second):
+        db.migrate(state.COMPONENT, state.migrations(db))
+    with first.transaction():
+        state.store_offsets(first, GROUP, {("sales", 0): 10, ("sales", 1): 20}, {})
+    return first, second
+
+
+def _lock(db: Database, partition: int) -> dict[tuple[str, int], int]:
+    db.execute("SET LOCAL lock_timeout = '2s'")
+    return state.load_offsets(db, GROUP, [("sales", partition)], lock=True)
+
+
+def test_instances_of_one_group_lock_only_their_own_partitions(
+    two: tuple[Database, Database],
+) -> None:
+    first, second = two
+    with first.transaction():
+        assert _lock(first, 0) == {("sales", 0): 10}
+        with second.transaction():  # the other partition: no wait
+            assert _lock(second, 1) == {("sales", 1): 20}
+    first.close()
+    second.close()
+
+
+def test_a_second_owner_of_the_same_partition_waits_for_the_first(
+    two: tuple[Database, Database],
+) -> None:
+    first, second = two
+    with first.transaction():
+        _lock(first, 1)
+        with pytest.raises(psycopg.errors.LockNotAvailable), second.transaction():
+            _lock(second, 1)
+    first.close()
+    second.close()
+
+
+def test_offsets_of_several_topics_are_read_together(postgres_url: str) -> None:
+    db = Database(postgres_url)
+    db.migrate(state.COMPONENT, state.migrations(db))
+    stored = {("sales", 0): 5, ("sales", 2): 7, ("stock", 1): 9}
+    with db.transaction():
+        state.store_offsets(db, GROUP, stored, {})
+    wanted = [("sales", 2), ("stock", 1), ("stock", 0)]
+    assert state.load_offsets(db, GROUP, wanted) == {("sales", 2): 7, ("stock", 1): 9}
+    assert state.load_offsets(db, "another", wanted) == {}
+    db.close()
