@@ -19,11 +19,12 @@ venv: $(STAMP)
 demo: venv
 	$(BIN)/tillstream demo $(if $(DURATION),--duration $(DURATION))
 
-## make lint: ruff, mypy and the schema compatibility check
+## make lint: ruff, mypy, the layers contract (import-linter) and the schema compatibility check
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/tillstream schemas check
 
 ## make audit: known vulnerabilities in the installed dependencies (pip-audit, PyPI's advisories);

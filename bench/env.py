@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tillstream.codec import AvroCodec
-from tillstream.devkafka import LocalKafka, free_port, resolve_jars
-from tillstream.devpostgres import PostgresServer, PostgresUnavailable
-from tillstream.registry import FileRegistry
-from tillstream.schemas import SchemaSet
-from tillstream.settings import Settings
+from tillstream.core.codec import AvroCodec
+from tillstream.core.registry import FileRegistry
+from tillstream.core.schemas import SchemaSet
+from tillstream.core.settings import Settings
+from tillstream.dev.broker import LocalKafka, resolve_jars
+from tillstream.dev.ports import free_port
+from tillstream.dev.postgres import PostgresServer, PostgresUnavailable
 
 
 @dataclass

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 
-from consumers.erp import ErpInventory
-from tillstream.topics import SALES
+from tillstream.core.topics import SALES
+from tillstream_consumers.erp import ErpInventory
 
 
 class TopicErpInventory(ErpInventory):

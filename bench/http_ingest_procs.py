@@ -38,15 +38,15 @@ def serve(kind: str, port: int, outbox_path: str, core: int | None) -> None:
 
 
 async def _serve(kind: str, port: int, outbox_path: Path) -> None:
-    from tillstream.http import embedded_server
+    from tillstream.core.http import embedded_server
 
     if kind == "ours":
-        from producers.http_api import create_app
-        from producers.ingest import Ingestor
-        from producers.outbox import Outbox
-        from tillstream.codec import AvroCodec
-        from tillstream.registry import FileRegistry
-        from tillstream.schemas import SchemaSet
+        from tillstream.core.codec import AvroCodec
+        from tillstream.core.registry import FileRegistry
+        from tillstream.core.schemas import SchemaSet
+        from tillstream_edge.http_api import create_app
+        from tillstream_edge.ingest import Ingestor
+        from tillstream_edge.outbox import Outbox
 
         schemas = SchemaSet()
         outbox = Outbox(outbox_path)

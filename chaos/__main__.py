@@ -27,8 +27,8 @@ from chaos.faults import Timing
 from chaos.plan import Plan
 from chaos.rig import Rig
 from chaos.run import Outcome, run
-from tillstream.devkafka import resolve_jars
-from tillstream.settings import Settings
+from tillstream.core.settings import Settings
+from tillstream.dev.broker import resolve_jars
 
 
 def main() -> None:

@@ -18,13 +18,13 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from chaos.expected import Expected, fingerprint
-from consumers.runtime.db import Database
-from tillstream.codec import AvroCodec, CodecError
-from tillstream.kafka import make_admin, make_consumer
-from tillstream.registry import FileRegistry
-from tillstream.schemas import SchemaSet
-from tillstream.settings import Settings
-from tillstream.topics import STORE_TOPICS
+from tillstream.core.codec import AvroCodec, CodecError
+from tillstream.core.kafka import make_admin, make_consumer
+from tillstream.core.registry import FileRegistry
+from tillstream.core.schemas import SchemaSet
+from tillstream.core.settings import Settings
+from tillstream.core.topics import STORE_TOPICS
+from tillstream_consumers.runtime.db import Database
 
 
 @dataclass

@@ -14,10 +14,11 @@ from pathlib import Path
 from aiokafka.partitioner import DefaultPartitioner
 
 from chaos.proxy import Proxy
-from tillstream.devkafka import LocalKafka, free_port, new_cluster_id
-from tillstream.kafka import make_admin
-from tillstream.settings import Settings
-from tillstream.topics import SALES, store_key
+from tillstream.core.kafka import make_admin
+from tillstream.core.settings import Settings
+from tillstream.core.topics import SALES, store_key
+from tillstream.dev.broker import LocalKafka, new_cluster_id
+from tillstream.dev.ports import free_port
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from chaos.plan import Event, Plan, Step
-from tillstream.records import jsonable
+from tillstream.core.records import jsonable
 
 BATCH_EVENTS = 400
 RETRY_FOR = 600.0

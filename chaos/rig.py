@@ -16,14 +16,14 @@ import psycopg
 
 from chaos.cluster import Cluster
 from chaos.plan import Plan
-from consumers.erp.items import import_items, read_items
-from consumers.runtime.db import Database
-from tillstream.demo.processes import Service
-from tillstream.devkafka import free_port
-from tillstream.devpostgres import PostgresServer
-from tillstream.kafka import create_topics
-from tillstream.settings import Settings
+from tillstream.core.kafka import create_topics
+from tillstream.core.settings import Settings
+from tillstream.dev.ports import free_port
+from tillstream.dev.postgres import PostgresServer
+from tillstream.dev.processes import Service
 from tillstream.simulate.catalog import items_csv
+from tillstream_consumers.erp.items import import_items, read_items
+from tillstream_consumers.runtime.db import Database
 
 PARTITIONS = 6
 DATABASES = ("erp", "crm", "analytics")

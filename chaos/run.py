@@ -24,9 +24,9 @@ from chaos.driver import Driver, Progress
 from chaos.expected import Expected
 from chaos.faults import Injected, Schedule, Timing
 from chaos.rig import Rig
-from consumers.runtime.db import Database
-from consumers.runtime.loader import load_consumer
-from tillstream.kafka import make_consumer
+from tillstream.core.kafka import make_consumer
+from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.loader import load_consumer
 
 Say = Callable[[str], None]
 REPORT_EVERY = 10.0

@@ -21,12 +21,13 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from tillstream.codec import AvroCodec
-from tillstream.devkafka import LocalKafka, free_port, resolve_jars
-from tillstream.kafka import create_topics, diagnose, make_consumer
-from tillstream.registry import FileRegistry
-from tillstream.schemas import SchemaSet
-from tillstream.settings import Settings
+from tillstream.core.codec import AvroCodec
+from tillstream.core.kafka import create_topics, diagnose, make_consumer
+from tillstream.core.registry import FileRegistry
+from tillstream.core.schemas import SchemaSet
+from tillstream.core.settings import Settings
+from tillstream.dev.broker import LocalKafka, resolve_jars
+from tillstream.dev.ports import free_port
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -226,7 +227,7 @@ def postgres_server() -> Iterator[str]:
     if external:
         yield external
         return
-    from tillstream.devpostgres import PostgresServer, PostgresUnavailable
+    from tillstream.dev.postgres import PostgresServer, PostgresUnavailable
 
     # Not under pytest's tmp dir: the postgres user must be able to reach it.
     root = Path(tempfile.mkdtemp(prefix="tillstream-pg-"))

@@ -16,14 +16,14 @@ from typing import Any
 
 import httpx
 
-from consumers.runtime.api import Consumer
-from consumers.runtime.db import Database
-from consumers.runtime.runner import ConsumerService, RunnerConfig
-from tillstream.codec import AvroCodec
-from tillstream.devkafka import free_port
-from tillstream.kafka import make_producer
-from tillstream.settings import Settings
-from tillstream.topics import EVENT_TOPICS, store_key
+from tillstream.core.codec import AvroCodec
+from tillstream.core.kafka import make_producer
+from tillstream.core.settings import Settings
+from tillstream.core.topics import EVENT_TOPICS, store_key
+from tillstream.dev.ports import free_port
+from tillstream_consumers.runtime.api import Consumer
+from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.runner import ConsumerService, RunnerConfig
 
 
 async def publish(

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tillstream.cli import main
-from tillstream.settings import Settings, env_name, load_settings
+from tillstream.core.settings import Settings, env_name, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

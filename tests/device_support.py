@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from producers.devices import DevicesConfig, DeviceService
+from tillstream_edge.devices import DevicesConfig, DeviceService
 
 WAIT = 5.0
 

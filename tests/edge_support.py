@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 
-from tillstream.devkafka import free_port
-from tillstream.records import jsonable
-from tillstream.samples import sample_payment, sample_sale, sample_stock_movement
+from tillstream.core.records import jsonable
+from tillstream.dev.ports import free_port
+from tillstream.dev.samples import sample_payment, sample_sale, sample_stock_movement
 
 
 def sale_json(store: str, **changes: Any) -> dict[str, Any]:

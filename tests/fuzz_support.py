@@ -23,14 +23,14 @@ import httpx
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from producers.http_api import create_app
-from producers.ingest import Ingestor
-from producers.limits import RecordLimits
-from producers.outbox import Outbox
-from tillstream.codec import AvroCodec
-from tillstream.registry import FileRegistry
-from tillstream.rules import TimeWindow
-from tillstream.schemas import SchemaSet
+from tillstream.core.codec import AvroCodec
+from tillstream.core.registry import FileRegistry
+from tillstream.core.rules import TimeWindow
+from tillstream.core.schemas import SchemaSet
+from tillstream_edge.http_api import create_app
+from tillstream_edge.ingest import Ingestor
+from tillstream_edge.limits import RecordLimits
+from tillstream_edge.outbox import Outbox
 
 T = TypeVar("T")
 DAY30, HOUR = timedelta(days=30), timedelta(hours=1)
@@ -253,7 +253,7 @@ def mutated_xml(draw: st.DrawFn, document: bytes) -> bytes:
 
 
 # Times at and around every limit of the edge: what datetime, Avro and the consumers hold
-# (tillstream.rules.EARLIEST/LATEST) and the live plausibility window around now.
+# (tillstream.core.rules.EARLIEST/LATEST) and the live plausibility window around now.
 _NOW = datetime.now(UTC)
 extreme_times = st.one_of(
     st.sampled_from(

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tillstream.devkafka import free_port
+from tillstream.dev.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from consumers.runtime import Consumer, Context, Database, PermanentError, Record
+from tillstream_consumers.runtime import Consumer, Context, Database, PermanentError, Record
 
 
 class Effects(Consumer):

@@ -25,12 +25,13 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
 
-from consumers.runtime.loader import BUILTIN
-from tillstream import acls
 from tillstream.cli.acls import consumer_access
-from tillstream.devkafka import Listener, LocalKafka, free_port, pem_tls, sasl_scram
-from tillstream.kafka import create_topics
-from tillstream.settings import Settings, env_name
+from tillstream.core import acls
+from tillstream.core.kafka import create_topics
+from tillstream.core.settings import Settings, env_name
+from tillstream.dev.broker import Listener, LocalKafka, pem_tls, sasl_scram
+from tillstream.dev.ports import free_port
+from tillstream_consumers.runtime.loader import BUILTIN
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 ADMIN = "admin"

@@ -16,15 +16,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
 
-from consumers.runtime.loader import BUILTIN
 from tests.conftest import external_kafka
 from tests.security_support import ADMIN, SecureKafka, environment, secure_kafka
-from tillstream import acls
-from tillstream.acls import AclBinding, ConsumerAccess, Operation, ResourceType
 from tillstream.cli.acls import consumer_access
-from tillstream.kafka import KafkaAccessError, make_consumer, make_producer
-from tillstream.settings import Settings
-from tillstream.topics import (
+from tillstream.core import acls
+from tillstream.core.acls import AclBinding, ConsumerAccess, Operation, ResourceType
+from tillstream.core.kafka import KafkaAccessError, make_consumer, make_producer
+from tillstream.core.settings import Settings
+from tillstream.core.topics import (
     PAYMENTS,
     REORDER_SUGGESTIONS,
     SALES,
@@ -32,6 +31,7 @@ from tillstream.topics import (
     STORE_TOPICS,
     TILL_EVENTS,
 )
+from tillstream_consumers.runtime.loader import BUILTIN
 
 CLI = [sys.executable, "-m", "tillstream"]
 ROOT = Path(__file__).resolve().parent.parent

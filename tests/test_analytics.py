@@ -16,15 +16,15 @@ import pytest
 from click.testing import CliRunner
 from prometheus_client import REGISTRY
 
-from consumers.analytics import Analytics, daily_summary, reconcile
-from consumers.analytics import gauges as business_gauges
-from consumers.runtime.testing import ConsumerHarness
 from tests.consumer_support import publish, running, scalar, wait_until
-from tillstream import rules
 from tillstream.cli import main
-from tillstream.codec import AvroCodec
-from tillstream.samples import sample_payment, sample_sale
-from tillstream.settings import Settings
+from tillstream.core import rules
+from tillstream.core.codec import AvroCodec
+from tillstream.core.settings import Settings
+from tillstream.dev.samples import sample_payment, sample_sale
+from tillstream_consumers.analytics import Analytics, daily_summary, reconcile
+from tillstream_consumers.analytics import gauges as business_gauges
+from tillstream_consumers.runtime.testing import ConsumerHarness
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
 GRACE = 300

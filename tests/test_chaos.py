@@ -20,10 +20,10 @@ from chaos.check import check_analytics, check_crm, check_erp
 from chaos.driver import batches
 from chaos.expected import Expected, fingerprint
 from chaos.plan import Plan
-from consumers.analytics import Analytics
-from consumers.crm import CrmProfiles
-from consumers.erp import ErpInventory
-from consumers.runtime.testing import ConsumerHarness
+from tillstream_consumers.analytics import Analytics
+from tillstream_consumers.crm import CrmProfiles
+from tillstream_consumers.erp import ErpInventory
+from tillstream_consumers.runtime.testing import ConsumerHarness
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = Plan(

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tillstream.codec import AvroCodec
-from tillstream.devkafka import free_port
-from tillstream.kafka import make_producer
-from tillstream.samples import sample_sale, sample_stock_movement
-from tillstream.settings import Settings
-from tillstream.topics import SALES, STOCK_MOVEMENTS, store_key
+from tillstream.core.codec import AvroCodec
+from tillstream.core.kafka import make_producer
+from tillstream.core.settings import Settings
+from tillstream.core.topics import SALES, STOCK_MOVEMENTS, store_key
+from tillstream.dev.ports import free_port
+from tillstream.dev.samples import sample_sale, sample_stock_movement
 
 CLI = [sys.executable, "-m", "tillstream"]
 
@@ -190,8 +190,8 @@ def test_the_suite_reads_the_commands_variable_first(monkeypatch: pytest.MonkeyP
 
 async def _topic_with_sales(settings: Settings, codec: AvroCodec, n: int) -> str:
     """A fresh one-partition topic holding ``n`` sales."""
-    from tillstream.kafka import create_topics
-    from tillstream.topics import TopicSpec
+    from tillstream.core.kafka import create_topics
+    from tillstream.core.topics import TopicSpec
 
     name = f"test.tail.{time.time_ns()}"
     await create_topics(
@@ -258,7 +258,7 @@ def test_crm_erase_on_a_cluster_without_the_topic_says_so_at_once(
     kafka_libs: Path, tmp_path: Path
 ) -> None:
     """Not a silent 30 s wait ending in UnknownTopicOrPartitionError (a fresh broker: no topics)."""
-    from tillstream.devkafka import LocalKafka
+    from tillstream.dev.broker import LocalKafka
 
     broker = LocalKafka(data_dir=tmp_path / "kafka", libs=kafka_libs, port=free_port())
     broker.start()

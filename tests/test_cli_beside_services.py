@@ -13,10 +13,10 @@ from decimal import Decimal
 from pathlib import Path
 
 from tests.consumer_support import ConsumerProcess, publish
-from tillstream.codec import AvroCodec
-from tillstream.devkafka import free_port
-from tillstream.samples import sample_payment, sample_sale, sample_stock_movement
-from tillstream.settings import Settings
+from tillstream.core.codec import AvroCodec
+from tillstream.core.settings import Settings
+from tillstream.dev.ports import free_port
+from tillstream.dev.samples import sample_payment, sample_sale, sample_stock_movement
 
 CLI = [sys.executable, "-m", "tillstream"]
 
@@ -168,7 +168,7 @@ def test_report_sends_the_read_api_token_and_names_it_when_refused(tmp_path: Pat
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from consumers.analytics.report import DailySummary
+    from tillstream_consumers.analytics.report import DailySummary
 
     summary = DailySummary("S-TOK", "2026-03-02", 1, {"EUR": Decimal("2.08")}, Decimal("3.734"),
                            3, 1, [], [], [], [])  # fmt: skip
@@ -210,7 +210,7 @@ def test_report_sends_the_read_api_token_and_names_it_when_refused(tmp_path: Pat
 def test_report_route_refuses_bad_parameters_without_echoing_them() -> None:
     from starlette.requests import Request
 
-    from consumers.analytics import Analytics
+    from tillstream_consumers.analytics import Analytics
 
     async def query(fn: object) -> object:
         raise AssertionError("a bad request must not reach the database")

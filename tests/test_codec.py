@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import normalized
-from tillstream.codec import AvroCodec, CodecError
-from tillstream.registry import FileRegistry
-from tillstream.samples import sample_payment, sample_sale, sample_stock_movement
-from tillstream.schemas import SchemaSet, pin_new_versions
+from tillstream.core.codec import AvroCodec, CodecError
+from tillstream.core.registry import FileRegistry
+from tillstream.core.schemas import SchemaSet, pin_new_versions
+from tillstream.dev.samples import sample_payment, sample_sale, sample_stock_movement
 
 
 def samples() -> list[tuple[str, dict]]:

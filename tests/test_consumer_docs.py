@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 
 from tests.consumer_support import ConsumerProcess, publish, scalar, wait_until
-from tillstream.codec import AvroCodec
-from tillstream.samples import sample_sale
-from tillstream.settings import Settings
+from tillstream.core.codec import AvroCodec
+from tillstream.core.settings import Settings
+from tillstream.dev.samples import sample_sale
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "consumers.md"

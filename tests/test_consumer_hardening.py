@@ -23,18 +23,18 @@ from aiokafka.admin import NewTopic
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
-from consumers.runtime.applier import Applier
-from consumers.runtime.db import Database
-from consumers.runtime.deadletter import topic_for
-from consumers.runtime.partitioning import expected_partition
 from tests.consumer_support import ConsumerProcess, publish, running, scalar, wait_until
 from tests.runtime_consumers import BadSql, Effects, Relay
-from tillstream.codec import AvroCodec
-from tillstream.devkafka import free_port
-from tillstream.kafka import make_admin, make_consumer, make_producer
-from tillstream.samples import sample_sale
-from tillstream.settings import Settings
-from tillstream.topics import SALES, store_key
+from tillstream.core.codec import AvroCodec
+from tillstream.core.kafka import make_admin, make_consumer, make_producer
+from tillstream.core.settings import Settings
+from tillstream.core.topics import SALES, store_key
+from tillstream.dev.ports import free_port
+from tillstream.dev.samples import sample_sale
+from tillstream_consumers.runtime.applier import Applier
+from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.deadletter import topic_for
+from tillstream_consumers.runtime.partitioning import expected_partition
 
 
 def _metric(name: str, **labels: str) -> float:
@@ -233,7 +233,7 @@ async def test_records_on_another_partition_than_their_key_are_counted_and_logge
 
     url = f"sqlite:///{tmp_path / 'routing.db'}"
     group = f"routing-{uuid.uuid4().hex[:8]}"
-    with caplog.at_level(logging.WARNING, logger="consumers.runtime.partitioning"):
+    with caplog.at_level(logging.WARNING, logger="tillstream_consumers.runtime.partitioning"):
         async with running(Effects.in_group(group)(kafka_topics), kafka_topics, url):
             await wait_until(lambda: _effects(url, store) == 2, what="both sales applied")
     counted = _metric(
@@ -403,7 +403,7 @@ async def test_a_dead_letter_too_large_for_its_topic_goes_without_its_value_and_
 
 
 def test_the_read_api_token_is_checked_without_echoing_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tillstream.settings import SettingsError, load_settings
+    from tillstream.core.settings import SettingsError, load_settings
 
     monkeypatch.setenv("TILLSTREAM_CONSUMER_API_TOKEN", "")  # compose's ${X:-}: unset
     assert load_settings().consumer_api_token is None

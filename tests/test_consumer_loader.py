@@ -8,19 +8,19 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from consumers.analytics import Analytics
-from consumers.crm import CrmProfiles
-from consumers.erp import ErpInventory
-from consumers.example import VisitCounter
-from consumers.runtime.loader import ConsumerNotFound, load_consumer
 from tillstream.cli import main
+from tillstream_consumers.analytics import Analytics
+from tillstream_consumers.crm import CrmProfiles
+from tillstream_consumers.erp import ErpInventory
+from tillstream_consumers.example import VisitCounter
+from tillstream_consumers.runtime.loader import ConsumerNotFound, load_consumer
 
 
 def test_builtins_and_module_paths_resolve() -> None:
     assert load_consumer("erp") is ErpInventory
     assert load_consumer("crm") is CrmProfiles
     assert load_consumer("analytics") is Analytics
-    assert load_consumer("consumers.example:VisitCounter") is VisitCounter
+    assert load_consumer("tillstream_consumers.example:VisitCounter") is VisitCounter
 
 
 def test_an_installed_entry_point_resolves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -28,7 +28,7 @@ def test_an_installed_entry_point_resolves(tmp_path: Path, monkeypatch: pytest.M
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: visits-plugin\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text(
-        "[tillstream.consumers]\nvisits = consumers.example:VisitCounter\n"
+        "[tillstream.consumers]\nvisits = tillstream_consumers.example:VisitCounter\n"
     )
     monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
     assert load_consumer("visits") is VisitCounter
@@ -39,8 +39,8 @@ def test_an_installed_entry_point_resolves(tmp_path: Path, monkeypatch: pytest.M
     [
         ("nope", "no consumer 'nope': use one of analytics, crm, erp"),
         ("no_such_module:Thing", "cannot import 'no_such_module'"),
-        ("consumers.example:Missing", "has no 'Missing'"),
-        ("tillstream.settings:Settings", "is not a tillstream Consumer subclass"),
+        ("tillstream_consumers.example:Missing", "has no 'Missing'"),
+        ("tillstream.core.settings:Settings", "is not a tillstream Consumer subclass"),
     ],
 )
 def test_unknown_consumers_are_refused_clearly(spec: str, message: str) -> None:

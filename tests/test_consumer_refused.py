@@ -12,19 +12,19 @@ import pytest
 from aiokafka.admin import NewTopic
 from prometheus_client import REGISTRY
 
-from consumers.runtime import outgoing
-from consumers.runtime.deadletter import topic_for
-from consumers.runtime.outgoing import Refused
-from consumers.runtime.runner import ConsumerService, RunnerConfig
 from tests.consumer_support import publish, running, scalar, wait_until
 from tests.runtime_consumers import Effects, Relay
 from tests.security_support import ADMIN, SecureKafka, secure_kafka
-from tillstream import acls
-from tillstream.codec import AvroCodec
-from tillstream.kafka import make_admin, make_producer
-from tillstream.samples import sample_sale
-from tillstream.settings import Settings
-from tillstream.topics import SALES, store_key
+from tillstream.core import acls
+from tillstream.core.codec import AvroCodec
+from tillstream.core.kafka import make_admin, make_producer
+from tillstream.core.settings import Settings
+from tillstream.core.topics import SALES, store_key
+from tillstream.dev.samples import sample_sale
+from tillstream_consumers.runtime import outgoing
+from tillstream_consumers.runtime.deadletter import topic_for
+from tillstream_consumers.runtime.outgoing import Refused
+from tillstream_consumers.runtime.runner import ConsumerService, RunnerConfig
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,15 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from consumers.example import VisitCounter
-from consumers.runtime.db import Database
 from tests.consumer_support import ConsumerProcess, publish, running, scalar, wait_until
 from tests.runtime_consumers import Effects
-from tillstream.codec import AvroCodec
-from tillstream.kafka import make_producer
-from tillstream.samples import sample_sale
-from tillstream.settings import Settings
-from tillstream.topics import SALES, store_key
+from tillstream.core.codec import AvroCodec
+from tillstream.core.kafka import make_producer
+from tillstream.core.settings import Settings
+from tillstream.core.topics import SALES, store_key
+from tillstream.dev.samples import sample_sale
+from tillstream_consumers.example import VisitCounter
+from tillstream_consumers.runtime.db import Database
 
 
 def _group(consumer: type[VisitCounter]) -> type[VisitCounter]:
@@ -200,7 +200,7 @@ async def test_poison_record_goes_to_dead_letters_and_replays_once_after_a_fix(
 async def test_database_outage_is_retried_without_skipping_or_reapplying(
     kafka_topics: Settings, codec: AvroCodec
 ) -> None:
-    from tillstream.devpostgres import PostgresServer
+    from tillstream.dev.postgres import PostgresServer
 
     root = Path(tempfile.mkdtemp(prefix="tillstream-pg-outage-"))
     server = PostgresServer(root)

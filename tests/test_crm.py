@@ -16,16 +16,16 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from consumers.crm import CrmProfiles, load_profile, segment_of
-from consumers.crm.erasure import customer_hash
-from consumers.crm.segments import score
-from consumers.runtime.db import Database
-from consumers.runtime.testing import ConsumerHarness
 from tests.consumer_support import publish, running, scalar, wait_until
 from tillstream.cli import main
-from tillstream.codec import AvroCodec
-from tillstream.samples import sample_sale
-from tillstream.settings import Settings
+from tillstream.core.codec import AvroCodec
+from tillstream.core.settings import Settings
+from tillstream.dev.samples import sample_sale
+from tillstream_consumers.crm import CrmProfiles, load_profile, segment_of
+from tillstream_consumers.crm.erasure import customer_hash
+from tillstream_consumers.crm.segments import score
+from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.testing import ConsumerHarness
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

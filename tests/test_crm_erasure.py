@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from consumers.crm import CrmProfiles, load_profile
-from consumers.runtime.db import Database
-from consumers.runtime.testing import ConsumerHarness
 from tests.consumer_support import publish, running, scalar, wait_until
-from tillstream.codec import AvroCodec
-from tillstream.samples import sample_sale
-from tillstream.settings import Settings
+from tillstream.core.codec import AvroCodec
+from tillstream.core.settings import Settings
+from tillstream.dev.samples import sample_sale
+from tillstream_consumers.crm import CrmProfiles, load_profile
+from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.testing import ConsumerHarness
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

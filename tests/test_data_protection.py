@@ -26,22 +26,22 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from consumers.crm import CrmProfiles
-from consumers.crm.erasure import customer_hash
-from consumers.runtime import deadletter
-from consumers.runtime.api import Consumer, Context, Record
-from producers.edge import EdgeConfig, EdgeService
 from tests.consumer_support import publish, running, scalar, wait_until
 from tests.device_support import FakePort
 from tests.edge_support import dumps, live_poslog, payment_json, sale_json, stock_json
-from tillstream.codec import AvroCodec
-from tillstream.devkafka import free_port
-from tillstream.kafka import make_producer
-from tillstream.logs import configure_logging
-from tillstream.records import utcnow
-from tillstream.samples import sample_payment, sample_sale
-from tillstream.settings import Settings, SettingsError, load_settings
-from tillstream.topics import SALES, store_key
+from tillstream.core.codec import AvroCodec
+from tillstream.core.kafka import make_producer
+from tillstream.core.logs import configure_logging
+from tillstream.core.records import utcnow
+from tillstream.core.settings import Settings, SettingsError, load_settings
+from tillstream.core.topics import SALES, store_key
+from tillstream.dev.ports import free_port
+from tillstream.dev.samples import sample_payment, sample_sale
+from tillstream_consumers.crm import CrmProfiles
+from tillstream_consumers.crm.erasure import customer_hash
+from tillstream_consumers.runtime import deadletter
+from tillstream_consumers.runtime.api import Consumer, Context, Record
+from tillstream_edge.edge import EdgeConfig, EdgeService
 
 DATA = Path(__file__).parent / "data" / "poslog"
 STORE = "S-PROTECT"  # its own store: other tests count what store 100 (the sample's) sent

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from consumers.runtime.db import Database
+from tillstream_consumers.runtime.db import Database
 
 
 def _error(db: Database, sql: str) -> Exception:

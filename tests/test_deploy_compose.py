@@ -15,7 +15,6 @@ from typing import Any
 import jsonschema
 import pytest
 
-from producers.devices.config import load_devices
 from tests.deploy_support import (
     _VARIABLE,
     COMPOSE_DIR,
@@ -38,6 +37,7 @@ from tests.deploy_support import (
     tillstream_services,
     variables_in,
 )
+from tillstream_edge.devices.config import load_devices
 
 # -- every file parses ----------------------------------------------------------------------
 

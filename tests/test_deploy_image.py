@@ -29,7 +29,7 @@ from tests.deploy_support import (
     dockerfile_stages,
     resolve_cli,
 )
-from tillstream.devkafka import free_port
+from tillstream.dev.ports import free_port
 
 # -- the Dockerfile -------------------------------------------------------------------------
 
@@ -246,7 +246,7 @@ def test_image_builder_steps_make_a_self_contained_install(tmp_path: Path) -> No
         [
             str(venv / "bin" / "python"),
             "-c",
-            "import tillstream.schemas as s; print(s.default_schemas_dir())",
+            "import tillstream.core.schemas as s; print(s.default_schemas_dir())",
         ],
         cwd=outside,
         env=run_env,

@@ -11,9 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from tillstream.devkafka import free_port
-from tillstream.kafka import make_admin
-from tillstream.settings import Settings
+from tillstream.core.kafka import make_admin
+from tillstream.core.settings import Settings
+from tillstream.dev.ports import free_port
 
 CLI = [sys.executable, "-m", "tillstream"]
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from producers.devices import DeviceConfigError, load_devices
-from producers.devices.config import MtSicsConfig, ScannerConfig, Toledo8217Config
-from producers.devices.link import Framer
-from producers.devices.scanner import ControlScan, Rejected, Scan, Scanner, decode_scan
 from tests.device_support import FakePort, metric, name, next_event, running, wait_for
+from tillstream_edge.devices import DeviceConfigError, load_devices
+from tillstream_edge.devices.config import MtSicsConfig, ScannerConfig, Toledo8217Config
+from tillstream_edge.devices.link import Framer
+from tillstream_edge.devices.scanner import ControlScan, Rejected, Scan, Scanner, decode_scan
 
 DATA = Path(__file__).parent / "data"
 

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from producers.devices.config import MtSicsConfig, Toledo8217Config
-from producers.devices.mtsics import MtSicsScale
-from producers.devices.mtsics import parse_reply as parse_mtsics
-from producers.devices.scale import BadReply, Reading, Scale, ScaleError
-from producers.devices.toledo import Toledo8217Scale
-from producers.devices.toledo import parse_reply as parse_toledo
 from tests.device_support import FakePort, Responder, metric, name, wait_for
+from tillstream_edge.devices.config import MtSicsConfig, Toledo8217Config
+from tillstream_edge.devices.mtsics import MtSicsScale
+from tillstream_edge.devices.mtsics import parse_reply as parse_mtsics
+from tillstream_edge.devices.scale import BadReply, Reading, Scale, ScaleError
+from tillstream_edge.devices.toledo import Toledo8217Scale
+from tillstream_edge.devices.toledo import parse_reply as parse_toledo
 
 
 def scripted(*replies: bytes) -> Callable[[bytes], bytes]:

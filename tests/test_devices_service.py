@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from producers.devices import DevicesConfig, DeviceService, EmitFailed
 from tests.device_support import (
     FakePort,
     Responder,
@@ -22,7 +21,8 @@ from tests.device_support import (
     running,
     wait_for,
 )
-from tillstream.codec import AvroCodec
+from tillstream.core.codec import AvroCodec
+from tillstream_edge.devices import DevicesConfig, DeviceService, EmitFailed
 
 MILK, MILK_14, BREAD = "4006381333931", "04006381333931", "5012345678900"
 ITEMS = {MILK: "SKU-MILK-1L"}

@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from consumers.erp import ErpInventory
-from consumers.runtime import deadletter
-from consumers.runtime.loader import group_of, load_consumer
-from tillstream.kafka import create_topics, make_consumer, make_producer
-from tillstream.settings import Settings
-from tillstream.topics import TopicSpec
+from tillstream.core.kafka import create_topics, make_consumer, make_producer
+from tillstream.core.settings import Settings
+from tillstream.core.topics import TopicSpec
+from tillstream_consumers.erp import ErpInventory
+from tillstream_consumers.runtime import deadletter
+from tillstream_consumers.runtime.loader import group_of, load_consumer
 
 CLI = [sys.executable, "-m", "tillstream"]
 

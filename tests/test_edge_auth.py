@@ -25,9 +25,9 @@ import httpx
 import pytest
 import trustme
 
-from producers.auth import TokenFileError, load_tokens
 from tests.edge_support import dumps, live_poslog, payment_json, sale_json, stock_json
-from tillstream.devkafka import free_port
+from tillstream.dev.ports import free_port
+from tillstream_edge.auth import TokenFileError, load_tokens
 
 DATA = Path(__file__).parent / "data" / "poslog"
 STORE = "S-AUTH"  # its own store: other tests count what store 100 (the sample's) sent

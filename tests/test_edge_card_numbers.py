@@ -22,16 +22,16 @@ from typing import Any
 import httpx
 import pytest
 
-from producers.edge import EdgeConfig
 from tests.device_support import FakePort
 from tests.edge_support import dumps, payment_json, sale_json, stock_json
 from tests.fuzz_support import poslog, retail_tx
 from tests.test_data_protection import edge_in_process, metric
-from tillstream.codec import AvroCodec
-from tillstream.devkafka import free_port
-from tillstream.kafka import make_consumer
-from tillstream.settings import Settings
-from tillstream.topics import PAYMENTS, SALES, STOCK_MOVEMENTS, store_key
+from tillstream.core.codec import AvroCodec
+from tillstream.core.kafka import make_consumer
+from tillstream.core.settings import Settings
+from tillstream.core.topics import PAYMENTS, SALES, STOCK_MOVEMENTS, store_key
+from tillstream.dev.ports import free_port
+from tillstream_edge.edge import EdgeConfig
 
 DINERS_GTIN = "36000000000081"  # a Diners Club number that also passes the GTIN check
 REAL_GTIN_14 = "40063813339314"  # a real GTIN-14 that happens to pass Luhn: an item

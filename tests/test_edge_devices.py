@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from tests.device_support import FakePort, Responder
-from tillstream.codec import AvroCodec
-from tillstream.kafka import make_consumer
-from tillstream.settings import Settings
-from tillstream.topics import STOCK_MOVEMENTS
+from tillstream.core.codec import AvroCodec
+from tillstream.core.kafka import make_consumer
+from tillstream.core.settings import Settings
+from tillstream.core.topics import STOCK_MOVEMENTS
 
 pytestmark = pytest.mark.usefixtures("kafka_topics")
 

@@ -16,12 +16,12 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from producers.edge import EdgeConfig, EdgeService
 from tests.edge_support import EdgeProcess, dumps, sale_json, stock_json
 from tests.test_edge_http import read_store
-from tillstream.codec import AvroCodec
-from tillstream.samples import sample_stock_movement
-from tillstream.settings import Settings
+from tillstream.core.codec import AvroCodec
+from tillstream.core.settings import Settings
+from tillstream.dev.samples import sample_stock_movement
+from tillstream_edge.edge import EdgeConfig, EdgeService
 
 pytestmark = pytest.mark.usefixtures("kafka_topics")
 

@@ -11,11 +11,12 @@ from typing import Any
 import httpx
 
 from tests.edge_support import dumps, stock_json
-from tillstream.codec import AvroCodec
-from tillstream.devkafka import LocalKafka, free_port
-from tillstream.kafka import create_topics, make_consumer
-from tillstream.settings import Settings
-from tillstream.topics import STOCK_MOVEMENTS
+from tillstream.core.codec import AvroCodec
+from tillstream.core.kafka import create_topics, make_consumer
+from tillstream.core.settings import Settings
+from tillstream.core.topics import STOCK_MOVEMENTS
+from tillstream.dev.broker import LocalKafka
+from tillstream.dev.ports import free_port
 
 
 async def arrived(

@@ -12,8 +12,8 @@ import pytest
 
 from tests.edge_support import dumps, payment_json, sale_json, stock_json
 from tests.helpers import consume_n
-from tillstream.codec import AvroCodec
-from tillstream.topics import PAYMENTS, SALES, STOCK_MOVEMENTS
+from tillstream.core.codec import AvroCodec
+from tillstream.core.topics import PAYMENTS, SALES, STOCK_MOVEMENTS
 
 pytestmark = pytest.mark.usefixtures("kafka_topics")
 

@@ -13,10 +13,11 @@ import httpx
 
 from tests.edge_support import EdgeProcess
 from tests.test_edge_faults import arrived, post_stream
-from tillstream.codec import AvroCodec
-from tillstream.devkafka import LocalKafka, free_port
-from tillstream.kafka import create_topics
-from tillstream.settings import Settings
+from tillstream.core.codec import AvroCodec
+from tillstream.core.kafka import create_topics
+from tillstream.core.settings import Settings
+from tillstream.dev.broker import LocalKafka
+from tillstream.dev.ports import free_port
 
 DELIVERY_TIMEOUT = 5.0
 

@@ -16,12 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
-from producers.poslog import parse_poslog
 from tests.edge_support import EdgeProcess, dumps, live_poslog, payment_json, sale_json
-from tillstream.codec import AvroCodec
-from tillstream.kafka import make_consumer
-from tillstream.settings import Settings
-from tillstream.topics import PAYMENTS, SALES, TILL_EVENTS
+from tillstream.core.codec import AvroCodec
+from tillstream.core.kafka import make_consumer
+from tillstream.core.settings import Settings
+from tillstream.core.topics import PAYMENTS, SALES, TILL_EVENTS
+from tillstream_edge.poslog import parse_poslog
 
 pytestmark = pytest.mark.usefixtures("kafka_topics")
 DATA = Path(__file__).parent / "data" / "poslog"

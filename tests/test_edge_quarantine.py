@@ -17,13 +17,13 @@ from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from prometheus_client import REGISTRY
 
-from producers.forwarder import Forwarder
-from producers.limits import BROKER_DEFAULT_MAX_MESSAGE_BYTES, read_topic_limits, record_size
-from producers.outbox import Outbox, OutboxEvent
 from tests.security_support import ADMIN, SecureKafka, secure_kafka
-from tillstream.kafka import make_admin, make_consumer, make_producer
-from tillstream.settings import Settings
-from tillstream.topics import REORDER_SUGGESTIONS, SALES
+from tillstream.core.kafka import make_admin, make_consumer, make_producer
+from tillstream.core.settings import Settings
+from tillstream.core.topics import REORDER_SUGGESTIONS, SALES
+from tillstream_edge.forwarder import Forwarder
+from tillstream_edge.limits import BROKER_DEFAULT_MAX_MESSAGE_BYTES, read_topic_limits, record_size
+from tillstream_edge.outbox import Outbox, OutboxEvent
 
 CLI = [sys.executable, "-m", "tillstream"]
 TOPIC_LIMIT = 40_000

@@ -24,12 +24,12 @@ from typing import Any
 import httpx
 import pytest
 
-from producers.poslog import parse_poslog
 from tests.edge_support import dumps, live_poslog, sale_json
-from tillstream.codec import AvroCodec
-from tillstream.kafka import make_admin, make_consumer
-from tillstream.settings import Settings
-from tillstream.topics import SALES, TILL_EVENTS
+from tillstream.core.codec import AvroCodec
+from tillstream.core.kafka import make_admin, make_consumer
+from tillstream.core.settings import Settings
+from tillstream.core.topics import SALES, TILL_EVENTS
+from tillstream_edge.poslog import parse_poslog
 
 pytestmark = pytest.mark.usefixtures("kafka_topics")
 DATA = Path(__file__).parent / "data" / "poslog"

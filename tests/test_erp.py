@@ -15,16 +15,16 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from consumers.erp import ErpInventory
-from consumers.erp.queries import stock_levels
-from consumers.runtime.api import PermanentError, Record
-from consumers.runtime.applier import Applier, Outcome
-from consumers.runtime.db import Database
 from tests.consumer_support import publish, running, scalar, wait_until
-from tillstream.codec import AvroCodec
-from tillstream.samples import sample_sale, sample_stock_movement
-from tillstream.settings import Settings
-from tillstream.topics import EVENT_TOPICS, REORDER_SUGGESTIONS, store_key
+from tillstream.core.codec import AvroCodec
+from tillstream.core.settings import Settings
+from tillstream.core.topics import EVENT_TOPICS, REORDER_SUGGESTIONS, store_key
+from tillstream.dev.samples import sample_sale, sample_stock_movement
+from tillstream_consumers.erp import ErpInventory
+from tillstream_consumers.erp.queries import stock_levels
+from tillstream_consumers.runtime.api import PermanentError, Record
+from tillstream_consumers.runtime.applier import Applier, Outcome
+from tillstream_consumers.runtime.db import Database
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 _offsets = itertools.count()

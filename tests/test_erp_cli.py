@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from consumers.erp import ErpInventory
-from consumers.runtime.api import Record
-from consumers.runtime.applier import Applier
-from consumers.runtime.db import Database
 from tillstream.cli import main
-from tillstream.codec import AvroCodec
-from tillstream.samples import sample_stock_movement
-from tillstream.settings import Settings
-from tillstream.topics import STOCK_MOVEMENTS
+from tillstream.core.codec import AvroCodec
+from tillstream.core.settings import Settings
+from tillstream.core.topics import STOCK_MOVEMENTS
+from tillstream.dev.samples import sample_stock_movement
+from tillstream_consumers.erp import ErpInventory
+from tillstream_consumers.runtime.api import Record
+from tillstream_consumers.runtime.applier import Applier
+from tillstream_consumers.runtime.db import Database
 
 
 @pytest.fixture

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from consumers.erp.stock import micros
-from consumers.erp.tables import COMPONENT, MIGRATIONS
-from consumers.runtime.db import Database
 from tests.test_erp import SETTINGS, Erp, movement
-from tillstream.codec import AvroCodec
-from tillstream.samples import sample_sale
+from tillstream.core.codec import AvroCodec
+from tillstream.dev.samples import sample_sale
+from tillstream_consumers.erp.stock import micros
+from tillstream_consumers.erp.tables import COMPONENT, MIGRATIONS
+from tillstream_consumers.runtime.db import Database
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SIGN = {"SALE": -1, "RETURN": 1, "VOID": 1}

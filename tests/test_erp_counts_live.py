@@ -15,13 +15,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from consumers.erp.stock import micros
-from consumers.runtime.db import Database
 from tests.consumer_support import ConsumerProcess, scalar, wait_until
-from tillstream.codec import AvroCodec
-from tillstream.kafka import make_producer
-from tillstream.settings import Settings
+from tillstream.core.codec import AvroCodec
+from tillstream.core.kafka import make_producer
+from tillstream.core.settings import Settings
 from tillstream.simulate.driver import KafkaSink, Simulator
+from tillstream_consumers.erp.stock import micros
+from tillstream_consumers.runtime.db import Database
 
 SIGN = {"SALE": -1, "RETURN": 1, "VOID": 1}
 KILLS = 4

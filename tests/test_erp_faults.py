@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.consumer_support import ConsumerProcess, publish, scalar, wait_until
-from tillstream.codec import AvroCodec
-from tillstream.samples import sample_sale, sample_stock_movement
-from tillstream.settings import Settings
+from tillstream.core.codec import AvroCodec
+from tillstream.core.settings import Settings
+from tillstream.dev.samples import sample_sale, sample_stock_movement
 
 SIGN = {"SALE": -1, "RETURN": 1, "VOID": 1}
 
@@ -80,7 +80,7 @@ async def test_erp_killed_twice_mid_stream_ends_exact(
 
 
 def _fetch(url: str, sql: str, prefix: str) -> list[tuple[Any, ...]]:
-    from consumers.runtime.db import Database
+    from tillstream_consumers.runtime.db import Database
 
     db = Database(url)
     try:

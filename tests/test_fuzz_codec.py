@@ -16,10 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.fuzz_support import FUZZ, TIMEOUT, text
-from tillstream.codec import AvroCodec, CodecError, Decoded
-from tillstream.registry import FileRegistry
-from tillstream.samples import sample_payment, sample_sale, sample_stock_movement
-from tillstream.schemas import SchemaSet
+from tillstream.core.codec import AvroCodec, CodecError, Decoded
+from tillstream.core.registry import FileRegistry
+from tillstream.core.schemas import SchemaSet
+from tillstream.dev.samples import sample_payment, sample_sale, sample_stock_movement
 
 pytestmark = pytest.mark.timeout(TIMEOUT)
 CODEC = AvroCodec(FileRegistry(SchemaSet()))

@@ -23,16 +23,16 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from stdnum import ean
 
-from producers.devices.config import MtSicsConfig, Toledo8217Config
-from producers.devices.link import Framer
-from producers.devices.mtsics import MtSicsScale
-from producers.devices.mtsics import parse_reply as parse_mtsics
-from producers.devices.scale import BadReply, Reading, Reply, Scale
-from producers.devices.scanner import ControlScan, Rejected, Scan, decode_scan
-from producers.devices.toledo import Toledo8217Scale
-from producers.devices.toledo import parse_reply as parse_toledo
 from tests.device_support import FakePort, Responder, name, running, wait_for
 from tests.fuzz_support import FUZZ, TIMEOUT, Loop, ascii_card_numbers, fuzz
+from tillstream_edge.devices.config import MtSicsConfig, Toledo8217Config
+from tillstream_edge.devices.link import Framer
+from tillstream_edge.devices.mtsics import MtSicsScale
+from tillstream_edge.devices.mtsics import parse_reply as parse_mtsics
+from tillstream_edge.devices.scale import BadReply, Reading, Reply, Scale
+from tillstream_edge.devices.scanner import ControlScan, Rejected, Scan, decode_scan
+from tillstream_edge.devices.toledo import Toledo8217Scale
+from tillstream_edge.devices.toledo import parse_reply as parse_toledo
 
 pytestmark = pytest.mark.timeout(TIMEOUT)
 

@@ -24,12 +24,6 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from producers.http_api import MAX_EVENTS_BODY, MAX_POSLOG_BODY
-from producers.ingest import poslog_events
-from producers.limits import record_size
-from producers.models import ONE_EVENT
-from producers.pan import digits_of
-from producers.poslog import parse_poslog
 from tests.edge_support import EdgeProcess, payment_json, sale_json, stock_json
 from tests.fuzz_support import (
     DAY30,
@@ -51,9 +45,15 @@ from tests.fuzz_support import (
     poslog,
     retail_tx,
 )
-from tillstream import rules
-from tillstream.devkafka import free_port
-from tillstream.records import jsonable
+from tillstream.core import rules
+from tillstream.core.pan import digits_of
+from tillstream.core.records import jsonable
+from tillstream.dev.ports import free_port
+from tillstream_edge.http_api import MAX_EVENTS_BODY, MAX_POSLOG_BODY
+from tillstream_edge.ingest import poslog_events
+from tillstream_edge.limits import record_size
+from tillstream_edge.models import ONE_EVENT
+from tillstream_edge.poslog import parse_poslog
 
 STORE = "S-FUZZ"
 pytestmark = pytest.mark.timeout(TIMEOUT)
@@ -241,7 +241,7 @@ def test_card_numbers_in_item_identifiers_are_refused_as_card_numbers(
     assert nothing_stored
 
 
-# --- the rules of a valid event (tillstream/rules.py) ------------------------------------
+# --- the rules of a valid event (tillstream/core/rules.py) ------------------------------------
 
 _MINUTE = timedelta(minutes=1)
 
@@ -322,7 +322,7 @@ def sales_with_totals(draw: st.DrawFn) -> tuple[dict[str, Any], bool]:
 
 
 def totals_hold(sale: dict[str, Any]) -> bool:
-    """The totals rule of docs/edge.md, checked independently of tillstream.rules."""
+    """The totals rule of docs/edge.md, checked independently of tillstream.core.rules."""
     lines, totals = sale["lines"], {k: Decimal(v) for k, v in sale["totals"].items()}
     tolerance = _CENT * len(lines)
     gross = sum(_SIGN[ln["kind"]] * Decimal(ln["extended_amount"]) for ln in lines)

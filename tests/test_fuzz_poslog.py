@@ -21,11 +21,6 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from producers.dropfolder import MAX_FILE_BYTES, DropFolder
-from producers.importer import import_files
-from producers.ingest import IngestError, poslog_events
-from producers.models import CardIn
-from producers.poslog import NothingConverted, PoslogError, parse_poslog
 from tests.fuzz_support import (
     AWKWARD,
     DOOR_LIMIT,
@@ -40,7 +35,12 @@ from tests.fuzz_support import (
     poslog,
     retail_tx,
 )
-from tillstream import rules
+from tillstream.core import rules
+from tillstream_edge.dropfolder import MAX_FILE_BYTES, DropFolder
+from tillstream_edge.importer import import_files
+from tillstream_edge.ingest import IngestError, poslog_events
+from tillstream_edge.models import CardIn
+from tillstream_edge.poslog import NothingConverted, PoslogError, parse_poslog
 
 STORE = "S-FUZZ"
 pytestmark = pytest.mark.timeout(TIMEOUT)
@@ -588,7 +588,7 @@ def _tenders(draw: st.DrawFn, net: Decimal, seq: int) -> tuple[str, str]:
 def test_any_sale_the_converter_accepts_adds_up_and_is_paid_in_full(
     receipt: tuple[bytes, str],
 ) -> None:
-    """Totals rule (tillstream.rules) and payments rule: captured less refunded payments are
+    """Totals rule (tillstream.core.rules) and payments rule: captured less refunded payments are
     the sale's net amount; change handed back is never a refund; cards are the HTTP shape."""
     document, style = receipt
     event(style)

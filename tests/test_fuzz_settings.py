@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.fuzz_support import AWKWARD, FUZZ, TIMEOUT, text
-from tillstream.settings import (
+from tillstream.core.settings import (
     CONFIG_FILE_VARIABLE,
     Settings,
     SettingsError,

@@ -9,11 +9,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from tests.helpers import consume_n, normalized
-from tillstream.codec import AvroCodec
-from tillstream.kafka import make_producer
-from tillstream.samples import sample_payment, sample_sale, sample_stock_movement
-from tillstream.settings import Settings
-from tillstream.topics import EVENT_TOPICS, PAYMENTS, SALES, STOCK_MOVEMENTS, store_key
+from tillstream.core.codec import AvroCodec
+from tillstream.core.kafka import make_producer
+from tillstream.core.settings import Settings
+from tillstream.core.topics import EVENT_TOPICS, PAYMENTS, SALES, STOCK_MOVEMENTS, store_key
+from tillstream.dev.samples import sample_payment, sample_sale, sample_stock_movement
 
 pytestmark = pytest.mark.usefixtures("kafka_topics")
 

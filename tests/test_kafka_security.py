@@ -22,10 +22,10 @@ import trustme
 from tests.consumer_support import ConsumerProcess, scalar
 from tests.edge_support import dumps, sale_json, stock_json
 from tests.security_support import ADMIN, SecureKafka, environment, secure_kafka
-from tillstream.demo.processes import Service
-from tillstream.devkafka import free_port
-from tillstream.kafka import KafkaAuthError, KafkaTLSError, make_admin, make_producer
-from tillstream.settings import Settings
+from tillstream.core.kafka import KafkaAuthError, KafkaTLSError, make_admin, make_producer
+from tillstream.core.settings import Settings
+from tillstream.dev.ports import free_port
+from tillstream.dev.processes import Service
 
 CLI = [sys.executable, "-m", "tillstream"]
 

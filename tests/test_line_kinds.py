@@ -17,20 +17,20 @@ import fastavro
 import httpx
 import pytest
 
-from consumers.analytics import Analytics, daily_summary
-from consumers.crm import CrmProfiles
-from consumers.crm.tables import load_profile
-from consumers.erp import ErpInventory
-from consumers.runtime.api import Record
-from consumers.runtime.testing import ConsumerHarness
 from tests.edge_support import dumps, sale_json
 from tests.helpers import consume_n
-from tillstream import rules
-from tillstream.codec import AvroCodec
-from tillstream.registry import ConfluentRegistry
-from tillstream.samples import sample_sale
-from tillstream.schemas import SchemaSet
-from tillstream.topics import SALES
+from tillstream.core import rules
+from tillstream.core.codec import AvroCodec
+from tillstream.core.registry import ConfluentRegistry
+from tillstream.core.schemas import SchemaSet
+from tillstream.core.topics import SALES
+from tillstream.dev.samples import sample_sale
+from tillstream_consumers.analytics import Analytics, daily_summary
+from tillstream_consumers.crm import CrmProfiles
+from tillstream_consumers.crm.tables import load_profile
+from tillstream_consumers.erp import ErpInventory
+from tillstream_consumers.runtime.api import Record
+from tillstream_consumers.runtime.testing import ConsumerHarness
 
 AT = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 DAY = "2026-03-02"

@@ -29,9 +29,9 @@ from tests.pipeline_support import (
     selectors,
     tool,
 )
-from tillstream.kafka import make_producer
-from tillstream.settings import Settings
-from tillstream.topics import SALES, store_key
+from tillstream.core.kafka import make_producer
+from tillstream.core.settings import Settings
+from tillstream.core.topics import SALES, store_key
 
 # Seconds for the pipeline to produce every series the dashboards show. The consumers' fresh
 # groups start from the earliest offsets: on a broker shared with other tests they first

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from producers.outbox import Outbox, OutboxEvent, OutboxFullError, Outcome
+from tillstream_edge.outbox import Outbox, OutboxEvent, OutboxFullError, Outcome
 
 
 def event(n: int, value: bytes = b"v") -> OutboxEvent:

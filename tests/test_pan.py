@@ -11,15 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from stdnum import ean, luhn
 
-from producers.devices.config import DeviceConfigError, load_devices
-from producers.identifiers import CARD_NUMBER, gtin_problem, is_gtin, sku_problem
-from producers.ingest import IngestError, Ingestor
-from producers.outbox import Outbox
-from producers.pan import contains_pan, find_pans, mask_pans
-from producers.poslog_xml import PoslogError
 from tests.fuzz_support import FUZZ, card_numbers
-from tillstream.codec import AvroCodec
-from tillstream.samples import sample_payment, sample_sale, sample_stock_movement
+from tillstream.core.codec import AvroCodec
+from tillstream.core.identifiers import CARD_NUMBER, gtin_problem, is_gtin, sku_problem
+from tillstream.core.pan import contains_pan, find_pans, mask_pans
+from tillstream.dev.samples import sample_payment, sample_sale, sample_stock_movement
+from tillstream_edge.devices.config import DeviceConfigError, load_devices
+from tillstream_edge.ingest import IngestError, Ingestor
+from tillstream_edge.outbox import Outbox
+from tillstream_edge.poslog_xml import PoslogError
 
 
 @pytest.mark.parametrize(

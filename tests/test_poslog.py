@@ -13,11 +13,11 @@ from zoneinfo import ZoneInfo
 import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]
 import pytest
 
-from producers.poslog import NothingConverted, PoslogError, PoslogResult, parse_poslog
-from tillstream import rules
-from tillstream.codec import AvroCodec
-from tillstream.registry import FileRegistry
-from tillstream.schemas import SchemaSet
+from tillstream.core import rules
+from tillstream.core.codec import AvroCodec
+from tillstream.core.registry import FileRegistry
+from tillstream.core.schemas import SchemaSet
+from tillstream_edge.poslog import NothingConverted, PoslogError, PoslogResult, parse_poslog
 
 DATA = Path(__file__).parent / "data" / "poslog"
 BERLIN = ZoneInfo("Europe/Berlin")

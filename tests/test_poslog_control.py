@@ -1,5 +1,6 @@
-"""POSLog control and tender control transactions → till events (producers/poslog_control.py),
-and the till event rules (tillstream/till_events.py)."""
+"""POSLog control and tender control transactions → till events
+(producers/tillstream_edge/poslog_control.py), and the till event rules
+(tillstream/core/till_events.py)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from producers.poslog import NothingConverted, PoslogError, parse_poslog
-from producers.poslog_control import KINDS
-from tillstream import rules
-from tillstream.codec import AvroCodec
-from tillstream.registry import FileRegistry
-from tillstream.schemas import SchemaSet
-from tillstream.till_events import WITH_AMOUNTS
+from tillstream.core import rules
+from tillstream.core.codec import AvroCodec
+from tillstream.core.registry import FileRegistry
+from tillstream.core.schemas import SchemaSet
+from tillstream.core.till_events import WITH_AMOUNTS
+from tillstream_edge.poslog import NothingConverted, PoslogError, parse_poslog
+from tillstream_edge.poslog_control import KINDS
 
 DATA = Path(__file__).parent / "data" / "poslog"
 NEW_YORK = ZoneInfo("America/New_York")

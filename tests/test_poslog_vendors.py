@@ -22,17 +22,17 @@ from typing import Any
 import httpx
 import pytest
 
-from producers.dropfolder import DropFolder
-from producers.importer import import_files
-from producers.models import CardIn
-from producers.poslog import PoslogError, PoslogResult, parse_poslog
 from tests.edge_support import live_poslog
 from tests.fuzz_support import EdgeIntake
-from tillstream import rules
-from tillstream.codec import AvroCodec
-from tillstream.kafka import make_consumer
-from tillstream.settings import Settings
-from tillstream.topics import PAYMENTS, SALES, TILL_EVENTS
+from tillstream.core import rules
+from tillstream.core.codec import AvroCodec
+from tillstream.core.kafka import make_consumer
+from tillstream.core.settings import Settings
+from tillstream.core.topics import PAYMENTS, SALES, TILL_EVENTS
+from tillstream_edge.dropfolder import DropFolder
+from tillstream_edge.importer import import_files
+from tillstream_edge.models import CardIn
+from tillstream_edge.poslog import PoslogError, PoslogResult, parse_poslog
 
 VENDORS = Path(__file__).parent / "data" / "poslog" / "vendors"
 STORES = {  # file: the store it comes from

@@ -10,13 +10,13 @@ import httpx
 import pytest
 
 from tests.helpers import consume_n, normalized
-from tillstream.codec import AvroCodec, CodecError
-from tillstream.kafka import make_producer
-from tillstream.registry import ConfluentRegistry, FileRegistry, RegistryError
-from tillstream.samples import sample_payment, sample_sale, sample_stock_movement
-from tillstream.schemas import SchemaSet
-from tillstream.settings import Settings
-from tillstream.topics import EVENT_TOPICS, SALES, store_key
+from tillstream.core.codec import AvroCodec, CodecError
+from tillstream.core.kafka import make_producer
+from tillstream.core.registry import ConfluentRegistry, FileRegistry, RegistryError
+from tillstream.core.schemas import SchemaSet
+from tillstream.core.settings import Settings
+from tillstream.core.topics import EVENT_TOPICS, SALES, store_key
+from tillstream.dev.samples import sample_payment, sample_sale, sample_stock_movement
 
 
 class CountingTransport(httpx.HTTPTransport):
@@ -96,7 +96,7 @@ def test_registry_refuses_an_incompatible_schema(
 
 
 def test_unreachable_registry_is_a_clear_error(schema_set: SchemaSet) -> None:
-    from tillstream.devkafka import free_port
+    from tillstream.dev.ports import free_port
 
     registry = ConfluentRegistry(f"http://127.0.0.1:{free_port()}", timeout=1)
     codec = AvroCodec(registry, schema_set)

@@ -1,4 +1,4 @@
-"""The shared rules of a valid event (tillstream/rules.py): what they accept and refuse, that
+"""The shared rules of a valid event (tillstream/core/rules.py): what they accept and refuse, that
 the simulator's traffic passes them, and that the consumers can hold every time they let in.
 """
 
@@ -13,20 +13,20 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from consumers.analytics import Analytics
-from consumers.crm import CrmProfiles, load_profile
-from consumers.erp import ErpInventory
-from consumers.runtime.api import PermanentError
-from consumers.runtime.db import Database
-from consumers.runtime.testing import ConsumerHarness
-from producers.poslog import parse_poslog
-from tillstream import rules
 from tillstream.cli import main
-from tillstream.samples import sample_payment, sample_sale, sample_stock_movement
-from tillstream.settings import Settings
+from tillstream.core import rules
+from tillstream.core.settings import Settings
+from tillstream.core.topics import EVENT_TOPICS
+from tillstream.dev.samples import sample_payment, sample_sale, sample_stock_movement
 from tillstream.simulate.poslog import poslog
 from tillstream.simulate.shopper import StoreTraffic
-from tillstream.topics import EVENT_TOPICS
+from tillstream_consumers.analytics import Analytics
+from tillstream_consumers.crm import CrmProfiles, load_profile
+from tillstream_consumers.erp import ErpInventory
+from tillstream_consumers.runtime.api import PermanentError
+from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.testing import ConsumerHarness
+from tillstream_edge.poslog import parse_poslog
 
 NOW = datetime(2026, 11, 25, 10, 30, tzinfo=UTC)
 
@@ -233,7 +233,7 @@ def test_the_erp_refuses_what_the_edge_refuses_with_the_same_rule(db_url: str) -
 def test_the_window_settings_take_seconds_or_iso_durations(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tillstream.settings import SettingsError, load_settings
+    from tillstream.core.settings import SettingsError, load_settings
 
     monkeypatch.setenv("TILLSTREAM_EDGE_MAX_EVENT_AGE", "P7D")
     monkeypatch.setenv("TILLSTREAM_EDGE_MAX_FUTURE", "600")

@@ -7,8 +7,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from consumers.runtime import state
-from consumers.runtime.db import Database
+from tillstream_consumers.runtime import state
+from tillstream_consumers.runtime.db import Database
 
 GROUP = "erp-inventory"
 

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from tillstream.cli import main
-from tillstream.schemas import SchemaSet, check, pin_new_versions
-from tillstream.topics import EVENT_TOPICS
+from tillstream.core.schemas import SchemaSet, check, pin_new_versions
+from tillstream.core.topics import EVENT_TOPICS
 
 
 @pytest.fixture
@@ -134,7 +134,7 @@ def test_undocumented_field_fails(schema_copy: Path) -> None:
 
 
 def test_till_events_have_their_own_store_keyed_topic(schema_set: SchemaSet) -> None:
-    from tillstream.topics import STORE_TOPICS, TILL_EVENTS
+    from tillstream.core.topics import STORE_TOPICS, TILL_EVENTS
 
     assert EVENT_TOPICS["till_event"] is TILL_EVENTS and TILL_EVENTS in STORE_TOPICS
     fields = {f["name"]: f for f in schema_set.current("till_event").definition["fields"]}

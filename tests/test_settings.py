@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tillstream.kafka import connection_options
-from tillstream.settings import SettingsError, load_settings
+from tillstream.core.kafka import connection_options
+from tillstream.core.settings import SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -92,7 +92,7 @@ def test_config_file_errors_are_clear(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
 
 def test_every_setting_is_documented() -> None:
-    from tillstream.settings import Settings, env_name
+    from tillstream.core.settings import Settings, env_name
 
     docs = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
     missing = [env_name(f) for f in Settings.model_fields if env_name(f) not in docs]

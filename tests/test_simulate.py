@@ -17,17 +17,17 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from producers.models import ONE_EVENT
-from producers.poslog import parse_poslog
-from tillstream import rules
-from tillstream.codec import AvroCodec
-from tillstream.kafka import make_consumer
-from tillstream.records import jsonable
-from tillstream.settings import Settings
+from tillstream.core import rules
+from tillstream.core.codec import AvroCodec
+from tillstream.core.kafka import make_consumer
+from tillstream.core.records import jsonable
+from tillstream.core.settings import Settings
+from tillstream.core.topics import EVENT_TOPICS
 from tillstream.simulate.driver import Simulator
 from tillstream.simulate.poslog import poslog
 from tillstream.simulate.shopper import StoreTraffic
-from tillstream.topics import EVENT_TOPICS
+from tillstream_edge.models import ONE_EVENT
+from tillstream_edge.poslog import parse_poslog
 
 AT = datetime(2026, 11, 25, 10, 30, tzinfo=UTC)
 

@@ -18,9 +18,9 @@ from typing import Any
 
 from bench.env import BenchEnv
 from bench.harness import Figure, paired, rate, ratio, stage_result
-from tillstream.devkafka import DevKafkaError, LocalKafka
-from tillstream.kafka import create_topics, make_producer
-from tillstream.topics import TopicSpec
+from tillstream.core.kafka import create_topics, make_producer
+from tillstream.core.topics import TopicSpec
+from tillstream.dev.broker import DevKafkaError, LocalKafka
 
 TOPIC = TopicSpec("bench-ceiling", None, {"compression.type": "producer"})
 PRODUCER_PROPS = ("acks=all", "enable.idempotence=true", "linger.ms=5", "compression.type=lz4")

@@ -36,18 +36,18 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from bench.env import BenchEnv
 from bench.harness import Figure, paired, ratio, stage_result
 from bench.workload import sales
-from consumers.erp import ErpInventory
-from consumers.runtime import deadletter
-from consumers.runtime.api import Record
-from consumers.runtime.applier import Applier, Outcome
-from consumers.runtime.db import Database
-from consumers.runtime.runner import ConsumerService, RunnerConfig
-from tillstream.codec import AvroCodec
-from tillstream.kafka import make_admin, make_consumer, make_producer
-from tillstream.registry import registry_from_settings
-from tillstream.samples import sample_stock_movement
-from tillstream.settings import Settings
-from tillstream.topics import STOCK_MOVEMENTS, store_key
+from tillstream.core.codec import AvroCodec
+from tillstream.core.kafka import make_admin, make_consumer, make_producer
+from tillstream.core.registry import registry_from_settings
+from tillstream.core.settings import Settings
+from tillstream.core.topics import STOCK_MOVEMENTS, store_key
+from tillstream.dev.samples import sample_stock_movement
+from tillstream_consumers.erp import ErpInventory
+from tillstream_consumers.runtime import deadletter
+from tillstream_consumers.runtime.api import Record
+from tillstream_consumers.runtime.applier import Applier, Outcome
+from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.runner import ConsumerService, RunnerConfig
 
 TARGET = 0.3
 APPLY_TIMEOUT = 300.0

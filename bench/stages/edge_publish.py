@@ -1,9 +1,9 @@
-"""Stage 2: the edge's outbox to Kafka. tillstream's :class:`producers.forwarder.Forwarder`
-draining a filled :class:`producers.outbox.Outbox` (read a batch, send, await every ack, mark
+"""Stage 2: the edge's outbox to Kafka. tillstream's :class:`tillstream_edge.forwarder.Forwarder`
+draining a filled :class:`tillstream_edge.outbox.Outbox` (read a batch, send, await every ack, mark
 sent, repeat) vs a bare ``AIOKafkaProducer`` sending the same encoded sales with the same keys
 and awaiting all acks.
 
-Both sides use a producer from ``tillstream.kafka.make_producer``, which returns a plain
+Both sides use a producer from ``tillstream.core.kafka.make_producer``, which returns a plain
 ``AIOKafkaProducer`` (idempotent, ``acks=all``, ``linger_ms=5``, lz4): the options are the
 same by construction. Producer start-up (metadata, InitProducerId) is outside the timing on
 both sides; filling the outbox is too. Each round of ours gets a fresh outbox.
@@ -19,10 +19,10 @@ from typing import Any
 
 from bench.env import BenchEnv
 from bench.harness import paired, rate, ratio, stage_result
-from producers.forwarder import Forwarder
-from producers.outbox import Outbox, OutboxEvent
-from tillstream.kafka import create_topics, make_producer
-from tillstream.topics import SALES, store_key
+from tillstream.core.kafka import create_topics, make_producer
+from tillstream.core.topics import SALES, store_key
+from tillstream_edge.forwarder import Forwarder
+from tillstream_edge.outbox import Outbox, OutboxEvent
 
 LAST: dict[str, Any] = {}
 """Set by :func:`run`: ``rate`` (events/s figure as JSON) and ``reference_rate``, so the

@@ -32,16 +32,16 @@ from bench.env import BenchEnv
 from bench.harness import Figure, stage_result
 from bench.stages.consumer_apply import Databases, delete_topics, dlq_topic, erp_consumer, unique
 from bench.workload import sales
-from consumers.runtime import state
-from consumers.runtime.applier import Applier, Outcome
-from consumers.runtime.db import Database
-from consumers.runtime.runner import ConsumerService, RunnerConfig
-from tillstream.demo.processes import Service
-from tillstream.devkafka import free_port
-from tillstream.kafka import create_topics, make_consumer
-from tillstream.records import jsonable
-from tillstream.settings import Settings
-from tillstream.topics import SALES
+from tillstream.core.kafka import create_topics, make_consumer
+from tillstream.core.records import jsonable
+from tillstream.core.settings import Settings
+from tillstream.core.topics import SALES
+from tillstream.dev.ports import free_port
+from tillstream.dev.processes import Service
+from tillstream_consumers.runtime import state
+from tillstream_consumers.runtime.applier import Applier, Outcome
+from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.runner import ConsumerService, RunnerConfig
 
 INTERVAL = 0.010
 """One request per 10 ms, sized to the offered rate."""

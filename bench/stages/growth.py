@@ -47,13 +47,13 @@ from bench.stages.consumer_apply import (
     unique,
 )
 from bench.workload import sales
-from consumers.runtime.applier import Applier
-from consumers.runtime.db import Database
-from consumers.runtime.runner import RunnerConfig
-from tillstream.devkafka import free_port
-from tillstream.kafka import make_producer
+from tillstream.core.kafka import make_producer
+from tillstream.core.topics import store_key
+from tillstream.dev.ports import free_port
 from tillstream.simulate.catalog import CATALOG
-from tillstream.topics import store_key
+from tillstream_consumers.runtime.applier import Applier
+from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.runner import RunnerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 STORES = 200

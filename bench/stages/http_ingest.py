@@ -1,5 +1,5 @@
 """Stage 3: HTTP ingest into the durable outbox. tillstream's edge app
-(``producers.http_api.create_app`` over an ``Ingestor`` and a fresh ``Outbox``: validation,
+(``tillstream_edge.http_api.create_app`` over an ``Ingestor`` and a fresh ``Outbox``: validation,
 PAN check, Avro encoding, group-committed fsync before the 202) vs the same framework
 (FastAPI on the same uvicorn settings) answering 202 from a handler that only reads the body.
 
@@ -25,8 +25,8 @@ from typing import Any
 from bench.env import BenchEnv
 from bench.harness import Figure, paired, ratio, stage_result
 from bench.http_ingest_procs import ID_MARK, STORE, load_generator, serve
-from tillstream.devkafka import free_port
-from tillstream.records import jsonable
+from tillstream.core.records import jsonable
+from tillstream.dev.ports import free_port
 
 CONNECTIONS = 16
 BATCH = 100

@@ -10,10 +10,10 @@ from typing import Any, TypeVar
 import click
 from aiokafka.errors import KafkaError
 
-from consumers.runtime import deadletter
-from consumers.runtime.loader import BUILTIN, ConsumerNotFound, load_consumer
-from tillstream import acls
 from tillstream.cli.common import run, settings
+from tillstream.core import acls
+from tillstream_consumers.runtime import deadletter
+from tillstream_consumers.runtime.loader import BUILTIN, ConsumerNotFound, load_consumer
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
-from tillstream.settings import Settings, SettingsError, load_settings
+from tillstream.core.settings import Settings, SettingsError, load_settings
 
 T = TypeVar("T")
 

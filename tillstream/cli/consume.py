@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from consumers.runtime.db import DatabaseError, redact
-from consumers.runtime.loader import ConsumerNotFound, load_consumer
-from consumers.runtime.outgoing import Refused
-from consumers.runtime.runner import ConsumerService, RunnerConfig
 from tillstream.cli.common import run, settings
-from tillstream.logs import configure_logging
-from tillstream.settings import split_host_port
+from tillstream.core.logs import configure_logging
+from tillstream.core.settings import split_host_port
+from tillstream_consumers.runtime.db import DatabaseError, redact
+from tillstream_consumers.runtime.loader import ConsumerNotFound, load_consumer
+from tillstream_consumers.runtime.outgoing import Refused
+from tillstream_consumers.runtime.runner import ConsumerService, RunnerConfig
 
 
 @click.command()

@@ -11,11 +11,11 @@ import click
 from aiokafka.errors import KafkaError
 
 from tillstream.cli.common import run, settings
-from tillstream.codec import AvroCodec
-from tillstream.kafka import make_producer
-from tillstream.registry import registry_from_settings
-from tillstream.settings import Settings
-from tillstream.topics import CUSTOMER_REQUESTS
+from tillstream.core.codec import AvroCodec
+from tillstream.core.kafka import make_producer
+from tillstream.core.registry import registry_from_settings
+from tillstream.core.settings import Settings
+from tillstream.core.topics import CUSTOMER_REQUESTS
 
 
 @click.group()
@@ -85,9 +85,9 @@ def reenrol(customer_id: str, reference: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
 def show(customer_id: str, db_url: str | None, as_json: bool) -> None:
     """Print the profile of CUSTOMER_ID."""
-    from consumers.crm import load_profile, segment_of
-    from consumers.crm.erasure import customer_hash
     from tillstream.cli.service_read import HeldByService, held_elsewhere, open_database
+    from tillstream_consumers.crm import load_profile, segment_of
+    from tillstream_consumers.crm.erasure import customer_hash
 
     cfg = settings(db_url=db_url)
     try:

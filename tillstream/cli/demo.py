@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.live import Live
 
 from tillstream.cli.common import settings
-from tillstream.demo.processes import ServiceError
 from tillstream.demo.stack import DemoStack
 from tillstream.demo.view import Snapshot, plain_line, render, scrape
-from tillstream.devkafka import DevKafkaError
+from tillstream.dev.broker import DevKafkaError
+from tillstream.dev.processes import ServiceError
 from tillstream.simulate.driver import EdgeSink, Simulator, Stats
 
 CATCH_UP_SECONDS = 60

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from tillstream.cli.common import settings
-from tillstream.devkafka import (
+from tillstream.dev.broker import (
     KAFKA_VERSION,
     DataDirInUse,
     DevKafkaError,

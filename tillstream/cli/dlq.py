@@ -11,11 +11,11 @@ import click
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from consumers.runtime import deadletter
-from consumers.runtime.loader import builtin_groups, group_of
 from tillstream.cli.common import run, settings
-from tillstream.kafka import make_admin, make_consumer, make_producer
-from tillstream.settings import Settings
+from tillstream.core.kafka import make_admin, make_consumer, make_producer
+from tillstream.core.settings import Settings
+from tillstream_consumers.runtime import deadletter
+from tillstream_consumers.runtime.loader import builtin_groups, group_of
 
 READ_TIMEOUT = 60
 """Seconds to read the dead-letter topics to the end offsets seen at the start."""

@@ -10,20 +10,20 @@ import click
 from aiokafka.errors import KafkaError
 from rich.progress import Progress
 
-from producers.forwarder import Forwarder
-from producers.importer import ImportReport, import_files, poslog_files
-from producers.ingest import Ingestor
-from producers.limits import RecordLimits, read_topic_limits
-from producers.outbox import Outbox
 from tillstream.cli.common import run, settings
 from tillstream.cli.quarantine import quarantine
-from tillstream.codec import AvroCodec
-from tillstream.http import TlsFiles
-from tillstream.kafka import make_producer
-from tillstream.logs import configure_logging
-from tillstream.registry import registry_from_settings
-from tillstream.settings import Settings, split_host_port
-from tillstream.topics import STORE_TOPICS
+from tillstream.core.codec import AvroCodec
+from tillstream.core.http import TlsFiles
+from tillstream.core.kafka import make_producer
+from tillstream.core.logs import configure_logging
+from tillstream.core.registry import registry_from_settings
+from tillstream.core.settings import Settings, split_host_port
+from tillstream.core.topics import STORE_TOPICS
+from tillstream_edge.forwarder import Forwarder
+from tillstream_edge.importer import ImportReport, import_files, poslog_files
+from tillstream_edge.ingest import Ingestor
+from tillstream_edge.limits import RecordLimits, read_topic_limits
+from tillstream_edge.outbox import Outbox
 
 
 @click.group()
@@ -81,7 +81,7 @@ def run_edge(
     HTTPS and client certificates come from TILLSTREAM_EDGE_TLS_CERTFILE, _KEYFILE and
     _CLIENT_CAFILE (see docs/edge.md).
     """
-    from producers.edge import EdgeConfig, EdgeService
+    from tillstream_edge.edge import EdgeConfig, EdgeService
 
     cfg = settings(
         store_id=store_id,

@@ -1,7 +1,7 @@
 """``tillstream edge quarantine``: events Kafka refused for good, kept in the store's outbox.
 
 They were taken from the queue so the store's later events keep flowing (see
-``producers.forwarder``). ``show`` lists or exports them; ``retry`` puts them back in the
+``tillstream_edge.forwarder``). ``show`` lists or exports them; ``retry`` puts them back in the
 queue, in their original order, once the cause is fixed (a topic limit raised, an ACL
 granted). A running edge service publishes them within seconds; the command works beside it.
 """
@@ -16,9 +16,9 @@ from typing import Any
 
 import click
 
-from producers.limits import record_size
-from producers.outbox import Outbox, QuarantinedEvent
 from tillstream.cli.common import run, settings
+from tillstream_edge.limits import record_size
+from tillstream_edge.outbox import Outbox, QuarantinedEvent
 
 _OUTBOX = click.option(
     "--outbox",

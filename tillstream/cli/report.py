@@ -47,9 +47,9 @@ def report(store_id: str, day: datetime | None, db_url: str | None, api_url: str
     Works while the analytics service runs: a DuckDB file the service holds is read through
     the service's API (GET /v1/report).
     """
-    from consumers.analytics import Analytics
-    from consumers.analytics.report import DailySummary, daily_summary
-    from consumers.runtime.db import Database
+    from tillstream_consumers.analytics import Analytics
+    from tillstream_consumers.analytics.report import DailySummary, daily_summary
+    from tillstream_consumers.runtime.db import Database
 
     cfg = settings(db_url=db_url)
     wanted = (day or datetime.now(UTC)).strftime("%Y-%m-%d")

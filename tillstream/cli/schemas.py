@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from tillstream import schemas as schema_set
-from tillstream.topics import EVENT_TOPICS
+from tillstream.core import schemas as schema_set
+from tillstream.core.topics import EVENT_TOPICS
 
 
 @click.group()

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import click
 import httpx
 
-from consumers.runtime.db import Database, DatabaseError, redact
-from tillstream.settings import Settings, env_name, split_host_port
+from tillstream.core.settings import Settings, env_name, split_host_port
+from tillstream_consumers.runtime.db import Database, DatabaseError, redact
 
 T = TypeVar("T")
 API_TIMEOUT = 30.0

@@ -11,10 +11,10 @@ from pathlib import Path
 import click
 
 from tillstream.cli.common import settings
-from tillstream.codec import AvroCodec
-from tillstream.kafka import make_producer
-from tillstream.registry import registry_from_settings
-from tillstream.settings import Settings
+from tillstream.core.codec import AvroCodec
+from tillstream.core.kafka import make_producer
+from tillstream.core.registry import registry_from_settings
+from tillstream.core.settings import Settings
 from tillstream.simulate.driver import EdgeSink, KafkaSink, Simulator, Sink, Stats
 
 

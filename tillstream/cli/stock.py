@@ -10,10 +10,6 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from consumers.erp.items import ItemFileError, import_items, read_items
-from consumers.erp.queries import StockLevel, stock_levels
-from consumers.erp.tables import COMPONENT, MIGRATIONS
-from consumers.runtime.db import Database
 from tillstream.cli.common import settings
 from tillstream.cli.service_read import (
     API_OPTION,
@@ -23,6 +19,10 @@ from tillstream.cli.service_read import (
     open_database,
     read,
 )
+from tillstream_consumers.erp.items import ItemFileError, import_items, read_items
+from tillstream_consumers.erp.queries import StockLevel, stock_levels
+from tillstream_consumers.erp.tables import COMPONENT, MIGRATIONS
+from tillstream_consumers.runtime.db import Database
 
 _DB_OPTION = click.option(
     "--db",

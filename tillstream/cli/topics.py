@@ -10,12 +10,12 @@ import click
 from aiokafka.errors import KafkaError
 
 from tillstream.cli.common import run, settings
-from tillstream.codec import AvroCodec, CodecError
-from tillstream.kafka import create_topics, make_consumer
-from tillstream.records import to_json
-from tillstream.registry import registry_from_settings
-from tillstream.settings import Settings
-from tillstream.topics import ALL_TOPICS
+from tillstream.core.codec import AvroCodec, CodecError
+from tillstream.core.kafka import create_topics, make_consumer
+from tillstream.core.records import to_json
+from tillstream.core.registry import registry_from_settings
+from tillstream.core.settings import Settings
+from tillstream.core.topics import ALL_TOPICS
 
 
 @click.group()

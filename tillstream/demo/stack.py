@@ -8,13 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from consumers.erp.items import import_items, read_items
-from consumers.runtime.db import Database
-from tillstream.demo.processes import Service
-from tillstream.devkafka import LocalKafka, free_port, resolve_jars
-from tillstream.kafka import create_topics
-from tillstream.settings import Settings
+from tillstream.core.kafka import create_topics
+from tillstream.core.settings import Settings
+from tillstream.dev.broker import LocalKafka, resolve_jars
+from tillstream.dev.ports import free_port
+from tillstream.dev.processes import Service
 from tillstream.simulate.catalog import items_csv
+from tillstream_consumers.erp.items import import_items, read_items
+from tillstream_consumers.runtime.db import Database
 
 CONSUMERS = (("erp", "sqlite:///{dir}/erp.db"), ("crm", "sqlite:///{dir}/crm.db"),
              ("analytics", "duckdb:///{dir}/analytics.duckdb"))  # fmt: skip

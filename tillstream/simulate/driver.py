@@ -16,12 +16,12 @@ from typing import Any, Protocol
 
 import httpx
 
-from tillstream.codec import AvroCodec
-from tillstream.records import jsonable
+from tillstream.core.codec import AvroCodec
+from tillstream.core.records import jsonable
+from tillstream.core.topics import EVENT_TOPICS, store_key
 from tillstream.simulate.poslog import poslog
 from tillstream.simulate.shifts import TillShift
 from tillstream.simulate.shopper import StoreTraffic, Transaction
-from tillstream.topics import EVENT_TOPICS, store_key
 
 log = logging.getLogger(__name__)
 

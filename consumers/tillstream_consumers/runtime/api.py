@@ -1,0 +1,157 @@
+"""What a consumer's author writes against: :class:`Consumer`, :class:`Record`, :class:`Context`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from tillstream.core.settings import Settings
+from tillstream_consumers.runtime.db import Database, Migration
+
+
+class PermanentError(Exception):
+    """This record can never be applied (invalid for this consumer): dead-letter it.
+
+    Raise it from :meth:`Consumer.apply`; the runtime then applies the batch record by
+    record, sends the records that fail to the dead-letter topic and goes on. Any other
+    exception that is not a transient database failure is treated the same way.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A decoded Kafka record."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    event: str
+    """Event type: ``sale``, ``payment``, ``stock_movement``... (the schema's directory name)."""
+    value: dict[str, Any]
+    timestamp_ms: int
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def event_id(self) -> str | None:
+        event_id = self.value.get("event_id")
+        return None if event_id is None else str(event_id)
+
+    @classmethod
+    def decoded(
+        cls,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        event: str,
+        value: dict[str, Any],
+        timestamp_ms: int,
+        headers: tuple[tuple[str, bytes], ...] = (),
+    ) -> Record:
+        """A record from the codec's output, its event id turned into text once (the runtime
+        and consumers read it several times per record; ``UUID.__str__`` is not free)."""
+        if value.get("event_id") is not None:
+            value["event_id"] = str(value["event_id"])
+        return cls(topic, partition, offset, key, event, value, timestamp_ms, headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """An event a consumer publishes, stored with its effects and sent after they commit."""
+
+    topic: str
+    key: bytes
+    value: bytes
+
+
+@dataclass
+class Context:
+    """What ``apply`` works with: the open database transaction, and a way to publish.
+
+    Events published through :meth:`publish` are stored in the same transaction as the
+    effects and sent to Kafka after it commits, so they exist exactly when the effects do.
+    """
+
+    db: Database
+    now: datetime
+    encode: Any
+    """``encode(event, record) -> bytes`` (the service's Avro codec)."""
+    outgoing: list[Outgoing] = field(default_factory=list)
+
+    def publish(self, topic: str, event: str, key: bytes, value: dict[str, Any]) -> None:
+        """Publish ``value`` (an ``event`` record) to ``topic`` once this batch commits."""
+        self.outgoing.append(Outgoing(topic, key, self.encode(event, value)))
+
+
+class Consumer:
+    """Base class of every consumer service. Subclasses set the class attributes and ``apply``."""
+
+    name: ClassVar[str]
+    """Consumer group id; also names its dead-letter topic ``tillstream.dlq.<name>``."""
+    topics: ClassVar[Sequence[str]]
+    migrations: ClassVar[Sequence[Migration]] = ()
+    """SQL creating the consumer's tables, applied once each, in order. Append; never edit a
+    published one. Use ``?`` placeholders, or ``{dialect: sql}`` where dialects differ."""
+    publishes: ClassVar[Sequence[str]] = ()
+    """Topics this consumer publishes to (created at start-up if missing)."""
+    default_db_url: ClassVar[str | None] = None
+    """Database used when neither ``--db`` nor ``TILLSTREAM_DB_URL`` names one."""
+    component: ClassVar[str | None] = None
+    """Whose tables ``migrations`` create, as recorded in ``schema_migrations`` (default:
+    ``name``). Running under another group (:meth:`in_group`) keeps it, so a second group of
+    the same consumer on one database finds its migrations done instead of running them again."""
+
+    @classmethod
+    def identity(cls) -> str:
+        """The migration component: ``component``, else ``name``."""
+        return cls.component or cls.name
+
+    @classmethod
+    def in_group(cls, group: str) -> type[Consumer]:
+        """This consumer under another consumer group (and dead-letter topic), same tables."""
+        return type(cls.__name__, (cls,), {"name": group, "component": cls.identity()})
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+
+    def apply(self, ctx: Context, records: list[Record]) -> None:
+        """Apply a batch inside one database transaction.
+
+        Called with records in partition order; each event id is given once across crashes,
+        restarts and rebalances (the runtime stores offsets and event ids in the same
+        transaction). Raise :class:`PermanentError` for a record that can never be applied.
+        """
+        raise NotImplementedError
+
+    def setup(self, db: Database) -> None:
+        """Optional: called once at start-up after migrations (outside any batch)."""
+
+    def refresh(self, db: Database) -> None:
+        """Optional: called every few seconds outside batches (business gauges, timers)."""
+
+    def routes(self, query: Any) -> list[Any]:
+        """Optional: extra Starlette routes for the service's HTTP server (read APIs).
+
+        ``await query(fn)`` runs ``fn(db)`` on the service's database between batches.
+        """
+        return []
+
+
+QTY_SCALE = 3
+"""Quantities are stored in thousandths (the schemas' decimal scale)."""
+MONEY_SCALE = 4
+"""Money is stored in ten-thousandths of the currency unit."""
+
+
+def to_units(value: Decimal, scale: int) -> int:
+    """An exact decimal as an integer count of ``10**-scale`` (how tables store money and
+    quantities: exact and portable across SQLite, PostgreSQL and DuckDB)."""
+    return int(value.scaleb(scale).to_integral_value())
+
+
+def from_units(value: int | None, scale: int) -> Decimal:
+    return Decimal(value or 0).scaleb(-scale)

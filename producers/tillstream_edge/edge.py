@@ -1,0 +1,255 @@
+"""The edge service of one store: HTTP API, POSLog drop folder and serial devices feed one
+durable outbox, which a forwarder drains to Kafka.
+
+Shutdown (SIGTERM or SIGINT) stops intake first, then lets the forwarder publish what it
+can within a grace period; anything left stays in the outbox for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tillstream.core.codec import AvroCodec
+from tillstream.core.http import TlsFiles, embedded_server
+from tillstream.core.kafka import make_producer
+from tillstream.core.pan import mask_pans
+from tillstream.core.registry import registry_from_settings
+from tillstream.core.rules import TimeWindow
+from tillstream.core.settings import Settings
+from tillstream.core.topics import STORE_TOPICS
+from tillstream_edge import metrics
+from tillstream_edge.auth import load_tokens
+from tillstream_edge.devices import DeviceService, load_devices
+from tillstream_edge.dropfolder import DropFolder
+from tillstream_edge.forwarder import Forwarder
+from tillstream_edge.http_api import create_app
+from tillstream_edge.ingest import IngestError, Ingestor
+from tillstream_edge.limits import RecordLimits, keep_limits_current
+from tillstream_edge.outbox import Outbox, OutboxFullError
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_INTERVAL = 2.0
+PRUNE_INTERVAL = 600.0
+DISK_ALARM_RATIO = 0.8
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    store_id: str
+    host: str
+    port: int
+    outbox_path: Path
+    outbox_max_bytes: int = 2 * 1024**3
+    poslog_dir: Path | None = None
+    devices_path: Path | None = None
+    drain_seconds: float = 20.0
+    tokens_path: Path | None = None
+    """Till tokens file (see ``tillstream_edge.auth``); set: posting needs the till's token."""
+    tls: TlsFiles | None = None
+    """HTTPS, and mutual TLS when it names a client CA."""
+
+
+class MaskCardNumbers(logging.Filter):
+    """Masks card numbers in every log line: an error text may quote what a till sent
+    (a POSLog field, a file name), and logs travel further than the store."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: the handler reports it, as without the mask
+            return True
+        masked = mask_pans(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+_MASK = MaskCardNumbers()
+
+
+def mask_card_numbers_in_logs() -> None:
+    """Put the mask on every handler of the root logger (idempotent)."""
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_MASK)
+
+
+class EdgeService:
+    def __init__(self, settings: Settings, config: EdgeConfig) -> None:
+        self.settings = settings
+        self.config = config
+        self.outbox = Outbox(config.outbox_path, max_bytes=config.outbox_max_bytes)
+        self.codec = AvroCodec(registry_from_settings(settings))
+        # Kafka's default limits until the broker names the topics' own (refreshed in run()).
+        self.limits = RecordLimits(settings.kafka_max_request_bytes)
+        self.ingestor = Ingestor(
+            config.store_id,
+            self.codec,
+            self.outbox,
+            timezone=ZoneInfo(settings.store_timezone),
+            window=TimeWindow(settings.edge_max_event_age, settings.edge_max_future),
+            limits=self.limits,
+            currency=settings.store_currency,
+        )
+        self.forwarder = Forwarder(
+            self.outbox,
+            lambda: make_producer(settings),
+            delivery_timeout=settings.edge_delivery_timeout_s,
+        )
+        self.ingestor.on_accepted.append(self.forwarder.notify)
+        self.devices: DeviceService | None = None
+        if config.devices_path is not None:
+            self.devices = DeviceService(
+                load_devices(config.devices_path), store_id=config.store_id, emit=self._emit_device
+            )
+        tokens = load_tokens(config.tokens_path) if config.tokens_path is not None else None
+        self.app = create_app(self.ingestor, health=self.health, tokens=tokens)
+        self.server = embedded_server(self.app, config.host, config.port, tls=config.tls)
+        self._stop = asyncio.Event()
+        self._last_backlog: dict[str, Any] = {}
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def _access(self) -> str:
+        """Who may post, for the start-up line."""
+        rules = []
+        if self.config.tls is not None and self.config.tls.client_cafile is not None:
+            rules.append("client certificates required")
+        if self.config.tokens_path is not None:
+            rules.append("till tokens required")
+        return ", ".join(rules) or "open to the store network"
+
+    def health(self) -> dict[str, Any]:
+        # Not ready while Kafka does not answer either: events are still taken and buffered,
+        # but an operator (or a load balancer) must see that nothing leaves the store.
+        ready = not self.outbox.is_full and self.forwarder.kafka_up
+        state: dict[str, Any] = {
+            "ready": ready,
+            "store_id": self.config.store_id,
+            "kafka_up": self.forwarder.kafka_up,
+            "outbox": self._last_backlog,
+        }
+        if self.devices is not None:
+            state["devices"] = self.devices.health()
+        return state
+
+    async def _emit_device(self, event_type: str, record: dict[str, Any]) -> None:
+        # A refused scan is logged and counted; the device keeps running (rescanning is cheap).
+        # Disk errors propagate and stop the edge: nothing could be made durable.
+        try:
+            await self.ingestor.accept([self.ingestor.encode(event_type, record, "device")])
+        except IngestError as exc:  # counted once, under its reason; fields named, no values
+            metrics.EVENTS_REJECTED.labels("device", exc.reason).inc()
+            fields = ", ".join(field for field, _ in exc.problems)
+            log.error("device event refused (%s): %s", exc.reason, fields)
+        except OutboxFullError as exc:
+            metrics.EVENTS_REJECTED.labels("device", "outbox_full").inc()
+            log.error("device event refused: %s", exc)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        mask_card_numbers_in_logs()
+        await self.outbox.open()
+        metrics.OUTBOX_LIMIT_BYTES.set(self.config.outbox_max_bytes)
+        forwarder = asyncio.create_task(self.forwarder.run(), name="forwarder")
+        intake = [asyncio.create_task(self.server.serve(), name="http")]
+        if self.config.poslog_dir is not None:
+            folder = DropFolder(self.ingestor, self.config.poslog_dir)
+            intake.append(asyncio.create_task(folder.run(), name="dropfolder"))
+        if self.devices is not None:
+            intake.append(asyncio.create_task(self.devices.run(), name="devices"))
+        housekeeping = asyncio.create_task(self._housekeeping(), name="housekeeping")
+        limits = asyncio.create_task(
+            keep_limits_current(self.limits, self.settings, [t.name for t in STORE_TOPICS]),
+            name="record-limits",
+        )
+        log.info(
+            "edge for store %s listening on %s://%s:%d (%s; outbox %s)",
+            self.config.store_id,
+            "http" if self.config.tls is None else "https",
+            self.config.host,
+            self.config.port,
+            self._access(),
+            self.config.outbox_path,
+        )
+        stopper = asyncio.create_task(self._stop.wait())
+        done, _ = await asyncio.wait([stopper, *intake], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper and task.exception() is not None:
+                log.error("%s failed: %r", task.get_name(), task.exception())
+        limits.cancel()
+        await asyncio.gather(limits, return_exceptions=True)
+        await self._shutdown(intake, forwarder, housekeeping, stopper)
+
+    async def _shutdown(
+        self,
+        intake: list[asyncio.Task[Any]],
+        forwarder: asyncio.Task[None],
+        housekeeping: asyncio.Task[None],
+        stopper: asyncio.Task[Any],
+    ) -> None:
+        log.info(
+            "stopping: intake closed, draining the outbox for up to %.0fs",
+            self.config.drain_seconds,
+        )
+        self.server.should_exit = True
+        for task in intake[1:]:
+            task.cancel()
+        await asyncio.gather(*intake, return_exceptions=True)
+        self.forwarder.stop()
+        try:
+            await asyncio.wait_for(forwarder, timeout=self.config.drain_seconds)
+        except TimeoutError:
+            log.warning("drain timed out; unsent events stay in the outbox for the next start")
+        await self.forwarder.close()
+        for task in (housekeeping, stopper):
+            task.cancel()
+        await asyncio.gather(housekeeping, stopper, return_exceptions=True)
+        backlog = await self.outbox.backlog()
+        await self.outbox.close()
+        log.info("stopped; %d events left in the outbox", backlog.depth)
+
+    async def _housekeeping(self) -> None:
+        last_prune = 0.0
+        alarmed = False
+        while True:
+            backlog = await self.outbox.backlog()
+            age = time.time() - backlog.oldest_accepted_at if backlog.oldest_accepted_at else 0.0
+            metrics.OUTBOX_DEPTH.set(backlog.depth)
+            metrics.OUTBOX_OLDEST_AGE.set(age)
+            metrics.OUTBOX_BYTES.set(backlog.size_bytes)
+            metrics.OUTBOX_UNSENT_BYTES.set(backlog.unsent_bytes)
+            metrics.QUARANTINE_DEPTH.set(backlog.quarantined)
+            self._last_backlog = {
+                "depth": backlog.depth,
+                "oldest_unsent_age_s": round(age, 1),
+                "bytes": backlog.size_bytes,
+                "unsent_bytes": backlog.unsent_bytes,
+                "quarantined": backlog.quarantined,
+            }
+            high = backlog.unsent_bytes >= DISK_ALARM_RATIO * self.config.outbox_max_bytes
+            if high and not alarmed:
+                log.error(
+                    "outbox at %.0f%% of its %d-byte limit (%d unsent events): "
+                    "new events will be refused at the limit; check the Kafka link",
+                    100 * backlog.unsent_bytes / self.config.outbox_max_bytes,
+                    self.config.outbox_max_bytes,
+                    backlog.depth,
+                )
+            alarmed = high
+            if time.monotonic() - last_prune > PRUNE_INTERVAL:
+                await self.outbox.prune()
+                last_prune = time.monotonic()
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)

@@ -1,0 +1,405 @@
+"""The edge's HTTP API for POS terminals (FastAPI; OpenAPI document at ``/openapi.json``).
+
+``POST /v1/events`` takes one event or a JSON array; ``POST /v1/poslog`` takes an ARTS
+POSLog document. A 2xx answer means every event is durable in the outbox. Resubmitting an
+event id is answered exactly as the first time, so tills can retry freely.
+
+With till tokens configured, both need ``Authorization: Bearer <token>`` (401 without a
+known token, before the body is read) and every event must name the token's own till
+(403 otherwise); nothing refused is stored. Health, readiness and metrics stay open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
+
+from tillstream.core.http import metrics_response
+from tillstream.core.identifiers import CARD_NUMBER
+from tillstream.core.pan import mask_pans
+from tillstream_edge import metrics
+from tillstream_edge.auth import STOCK_ONLY, TillTokens, foreign_tills
+from tillstream_edge.ingest import (
+    EventTooLarge,
+    IngestError,
+    Ingestor,
+    PoslogBatch,
+    nothing_converted_problems,
+    poslog_events,
+    poslog_reason,
+    transaction_label,
+)
+from tillstream_edge.models import EVENT_LIST, ONE_EVENT, StockMovementIn
+from tillstream_edge.outbox import OutboxEvent, OutboxFullError
+from tillstream_edge.poslog import NothingConverted, PoslogError, parse_poslog
+
+log = logging.getLogger(__name__)
+
+MAX_EVENTS_BODY = 10 * 1024 * 1024
+MAX_POSLOG_BODY = 20 * 1024 * 1024
+
+
+REALM = 'Bearer realm="tillstream-edge"'
+_BEARER = HTTPBearer(
+    auto_error=False, description="The till's own token, from the edge's tokens file."
+)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class Unauthenticated(Exception):
+    """No known till token: answered 401 before the request body is read."""
+
+    def __init__(self, channel: str, message: str, challenge: str) -> None:
+        super().__init__(message)
+        self.channel = channel
+        self.message = message
+        self.challenge = challenge
+
+
+def create_app(
+    ingestor: Ingestor,
+    *,
+    health: Callable[[], dict[str, Any]] | None = None,
+    tokens: TillTokens | None = None,
+) -> FastAPI:
+    """The edge API for one store, writing through ``ingestor``; ``tokens`` set: every
+    event-posting request must carry the token of the till its events name."""
+    app = FastAPI(
+        title="tillstream edge",
+        version="1",
+        description="Store edge ingest: POS events made durable, then sent to Kafka.",
+    )
+    http_till = _authenticator(tokens, "http")
+    poslog_till = _authenticator(tokens, "poslog")
+    app.add_exception_handler(ClientDisconnect, _client_gone)
+
+    @app.exception_handler(Unauthenticated)
+    async def unauthenticated(_request: Request, exc: Unauthenticated) -> Response:
+        return _reject(
+            exc.channel,
+            401,
+            "unauthenticated",
+            [("authorization", exc.message)],
+            headers={"WWW-Authenticate": exc.challenge},
+        )
+
+    @app.post(
+        "/v1/events",
+        status_code=202,
+        summary="Submit one event or a JSON array of sale, payment, stock and till events",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                {"$ref": "#/components/schemas/Event"},
+                                {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+                            ]
+                        }
+                    }
+                },
+            }
+        },
+        responses={
+            401: {"description": "Till tokens are required and none known was given"},
+            403: {"description": "An event names another till, or is outside the token's scope"},
+            422: {"description": "Invalid events; each bad field is named"},
+            409: {"description": "An event id was reused with different content"},
+            413: {"description": "Request too large, or an event larger than Kafka takes"},
+            503: {"description": "Outbox full; retry later"},
+        },
+    )
+    async def post_events(
+        request: Request,
+        # A default, not Annotated[...]: a postponed annotation cannot name a local dependency.
+        till: str | None = Depends(http_till),
+    ) -> Response:
+        try:
+            body = await _read_body(request, MAX_EVENTS_BODY)
+        except BodyTooLarge:
+            return _reject(
+                "http", 413, "too_large", [("body", f"larger than {MAX_EVENTS_BODY} bytes")]
+            )
+        try:
+            if body.lstrip()[:1] == b"[":
+                parsed = EVENT_LIST.validate_json(body)
+            else:
+                parsed = [ONE_EVENT.validate_json(body)]
+        except ValidationError as exc:
+            return _reject("http", 422, _reason(exc), _problems(exc))
+        if till is not None:
+            named = [None if isinstance(e, StockMovementIn) else e.terminal_id for e in parsed]
+            paths = [f"events[{i}]." if len(parsed) > 1 else "" for i in range(len(parsed))]
+            if refused := _out_of_scope(tokens, till, named, paths, "http"):
+                return refused
+            if refused := _foreign(till, named, paths, "http"):
+                return refused
+        try:
+            events = [
+                ingestor.encode(
+                    e.type, e.record(), "http", where=f"events[{i}]" if len(parsed) > 1 else ""
+                )
+                for i, e in enumerate(parsed)
+            ]
+        except EventTooLarge as exc:  # Kafka could never take it: refused, not queued
+            return _reject("http", 413, exc.reason, exc.problems)
+        except IngestError as exc:
+            return _reject("http", 422, exc.reason, exc.problems)
+        return await _store(ingestor, events, "http")
+
+    @app.post(
+        "/v1/poslog",
+        status_code=202,
+        summary="Submit an ARTS POSLog XML document",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/xml": {"schema": {"type": "string"}}},
+            }
+        },
+        responses={
+            401: {"description": "Till tokens are required and none known was given"},
+            403: {"description": "A transaction names another till, or the token is stock-only"},
+            413: {"description": "Document too large, or a transaction larger than Kafka takes"},
+            422: {
+                "description": "Not convertible, or no transaction in it is a sale; each "
+                "transaction not converted is named with its kind and reason"
+            },
+        },
+    )
+    async def post_poslog(request: Request, till: str | None = Depends(poslog_till)) -> Response:
+        try:
+            body = await _read_body(request, MAX_POSLOG_BODY)
+        except BodyTooLarge:
+            return _reject(
+                "poslog", 413, "too_large", [("body", f"larger than {MAX_POSLOG_BODY} bytes")]
+            )
+        try:
+            if till is not None:
+                # POSLog carries sales and payments only: no document for a stock-only token.
+                if refused := _out_of_scope(tokens, till, [till], ["poslog."], "poslog"):
+                    return refused
+                named, paths = await asyncio.to_thread(_poslog_tills, ingestor, body)
+                if refused := _foreign(till, named, paths, "poslog"):
+                    return refused
+            batch = await asyncio.to_thread(poslog_events, ingestor, body, "poslog")
+        except NothingConverted as exc:
+            metrics.POSLOG_FILES.labels("failed").inc()
+            return _reject("poslog", 422, "nothing_converted", nothing_converted_problems(exc))
+        except EventTooLarge as exc:
+            metrics.POSLOG_FILES.labels("failed").inc()
+            return _reject("poslog", 413, exc.reason, exc.problems)
+        except (PoslogError, IngestError) as exc:
+            metrics.POSLOG_FILES.labels("failed").inc()
+            return _reject("poslog", 422, poslog_reason(exc), [("poslog", str(exc))])
+        return await _store(ingestor, batch.events, "poslog", batch)
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: can accept events (Kafka may be down: we buffer)")
+    async def readyz() -> Response:
+        state = health() if health else {"ready": True}
+        return JSONResponse(state, status_code=200 if state.get("ready", True) else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return metrics_response()
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            event_schema = ONE_EVENT.json_schema(ref_template="#/components/schemas/{model}")
+            components.update(event_schema.pop("$defs", {}))
+            components["Event"] = event_schema
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _authenticator(tokens: TillTokens | None, channel: str) -> Callable[..., Awaitable[str | None]]:
+    """A dependency giving the posting till's id (None: tokens are not required)."""
+    if tokens is None:
+
+        async def open_to_all() -> None:
+            return None
+
+        return open_to_all
+
+    async def till_of_token(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+    ) -> str:
+        # Never log or echo the token: it is the till's password.
+        if credentials is None:
+            raise Unauthenticated(channel, "a till token is required (Bearer)", REALM)
+        till = tokens.till_of(credentials.credentials)
+        if till is None:
+            raise Unauthenticated(channel, "unknown token", f'{REALM}, error="invalid_token"')
+        return till
+
+    return till_of_token
+
+
+def _poslog_tills(ingestor: Ingestor, body: bytes) -> tuple[list[str | None], list[str]]:
+    """The till each transaction names, and where it is. A second read of the document, and
+    only with tokens: the conversion to events does not hand its records out."""
+    result = parse_poslog(
+        body, default_currency=ingestor.currency, default_timezone=ingestor.timezone
+    )
+    records = [r for _, r in result.events]
+    paths = [f"{transaction_label(r, i)}." for i, r in enumerate(records)]
+    return [r.get("terminal_id") for r in records], paths
+
+
+def _out_of_scope(
+    tokens: TillTokens | None,
+    till: str,
+    named: Iterable[str | None],
+    paths: list[str],
+    channel: str,
+) -> Response | None:
+    """403 naming each sale or payment (events that name a till) posted with a stock-only
+    token, or None if the token's scope allows them all."""
+    if tokens is None or till not in tokens.stock_only:
+        return None
+    refused = [i for i, terminal in enumerate(named) if terminal is not None]
+    if not refused:
+        return None
+    message = (
+        f"this token's scope is {STOCK_ONLY} (stock movements only); sales, payments, "
+        "till events and POSLog need a till's own token"
+    )
+    return _reject(channel, 403, "forbidden", [(f"{paths[i]}type", message) for i in refused])
+
+
+def _foreign(
+    till: str, named: Iterable[str | None], paths: list[str], channel: str
+) -> Response | None:
+    """403 naming each event of another till than ``till``, or None if all are its own."""
+    foreign = foreign_tills(till, named)
+    if not foreign:
+        return None
+    message = f"names another till; this token is till {till}'s"
+    return _reject(
+        channel, 403, "forbidden", [(f"{paths[i]}terminal_id", message) for i in foreign]
+    )
+
+
+async def _store(
+    ingestor: Ingestor, events: list[OutboxEvent], channel: str, poslog: PoslogBatch | None = None
+) -> Response:
+    """Accept ``events``; a POSLog document's answer also lists what it skipped."""
+    try:
+        accepted = await ingestor.accept(events)
+    except OutboxFullError as exc:
+        return _reject(channel, 503, "outbox_full", [("outbox", str(exc))], retry_after=60)
+    except IngestError as exc:
+        return _reject(channel, 409, "conflict", exc.problems, count=False)
+    answer: dict[str, Any] = {"accepted": len(accepted.event_ids), "event_ids": accepted.event_ids}
+    if poslog is not None:  # counted once its events are on disk, as in every POSLog channel
+        metrics.POSLOG_FILES.labels("converted").inc()
+        poslog.count_skipped()
+        answer["skipped"] = poslog.report()
+    return JSONResponse(answer, status_code=202)
+
+
+async def _client_gone(_request: Request, _exc: Exception) -> Response:
+    # A till that drops mid-upload (flaky Wi-Fi) stored nothing and hears no answer: not an
+    # error with a traceback in the log, as an unhandled exception would be.
+    return Response(status_code=400)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    # A hint only (the streamed size below is the real guard); not every ASGI server checks it,
+    # and int() fails on '²' (isdigit) or 4301+ digits, so 12+ digits count as too large.
+    declared = request.headers.get("content-length", "").lstrip("0")
+    if declared.isascii() and declared.isdigit() and (len(declared) > 12 or int(declared) > limit):
+        raise BodyTooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """(field path, message) for each error; the offending value is never echoed (PANs)."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        parts: list[str] = []
+        for i, part in enumerate(error["loc"]):
+            if isinstance(part, int):
+                parts.append(f"[{part}]" if parts or i else f"events[{part}]")
+            elif part in ("sale", "payment", "stock_movement", "till_event") and i <= 1:
+                continue  # the discriminator tag pydantic adds to the path
+            elif "[" in str(part):  # union/list wrappers such as 'list[...]'
+                continue
+            else:
+                parts.append(f".{part}" if parts else str(part))
+        field = "".join(parts).lstrip(".") or "body"
+        problems.append((field, error["msg"].removeprefix("Value error, ")))
+    return problems
+
+
+def _reason(exc: ValidationError) -> str:
+    """``card_number`` if any field looks like a card number, else ``invalid``."""
+    kinds = {error["type"] for error in exc.errors(include_input=False, include_url=False)}
+    return CARD_NUMBER if CARD_NUMBER in kinds else "invalid"
+
+
+def _reject(
+    channel: str,
+    status: int,
+    reason: str,
+    problems: list[tuple[str, str]],
+    *,
+    retry_after: int | None = None,
+    count: bool = True,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    if count:
+        metrics.EVENTS_REJECTED.labels(channel, reason).inc()
+    # One line per refused request: reason and field names, never the messages (a POSLog
+    # message may quote what was sent). A field name can be a key the till made up: masked.
+    fields = sorted({mask_pans(f)[:80] for f, _ in problems})
+    log.warning(
+        "%s request refused with %d (%s): %s",
+        channel,
+        status,
+        reason,
+        ", ".join(fields[:20]) + (f" and {len(fields) - 20} more" if len(fields) > 20 else ""),
+    )
+    headers = dict(headers or {})
+    if retry_after:
+        headers["Retry-After"] = str(retry_after)
+    # Messages from the POSLog reader may quote what the till sent: never a card number.
+    return JSONResponse(
+        {
+            "error": reason,
+            "problems": [{"field": mask_pans(f), "message": mask_pans(m)} for f, m in problems],
+        },
+        status_code=status,
+        headers=headers,
+    )

@@ -1,0 +1,280 @@
+"""The one accept path of the edge: every channel hands events here.
+
+An event is checked against this store, encoded with the Avro contracts (so nothing
+undecodable is ever published) and appended to the outbox. Only then is it accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+from tillstream.core import rules
+from tillstream.core.codec import AvroCodec, CodecError
+from tillstream.core.identifiers import CARD_NUMBER, Problem, gtin_problem, sku_problem
+from tillstream.core.pan import contains_pan
+from tillstream.core.topics import EVENT_TOPICS, store_key
+from tillstream_edge import metrics
+from tillstream_edge.limits import RecordLimits
+from tillstream_edge.outbox import Outbox, OutboxEvent, Outcome
+from tillstream_edge.poslog import NothingConverted, Skipped, parse_poslog
+from tillstream_edge.poslog_kinds import MAX_LISTED
+
+log = logging.getLogger(__name__)
+
+
+class IngestError(ValueError):
+    """An event cannot be accepted; ``problems`` lists (field, message) pairs, ``reason``
+    is what the channel counts the refusal as (``invalid``, ``card_number``)."""
+
+    def __init__(self, problems: list[tuple[str, str]], reason: str = "invalid") -> None:
+        super().__init__("; ".join(f"{field}: {message}" for field, message in problems))
+        self.problems = problems
+        self.reason = reason
+
+
+class EventTooLarge(IngestError):
+    """An event Kafka could never take: refused at the door (HTTP 413), naming the limit."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__(problems, reason="too_large")
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    event_ids: list[str]
+    duplicates: int
+
+
+class Ingestor:
+    """Validates, encodes and durably stores events for one store."""
+
+    def __init__(
+        self,
+        store_id: str,
+        codec: AvroCodec,
+        outbox: Outbox,
+        *,
+        timezone: tzinfo = UTC,
+        window: rules.TimeWindow | None = None,
+        limits: RecordLimits | None = None,
+        currency: str = "EUR",
+    ) -> None:
+        self.store_id = store_id
+        self.currency = currency
+        """The store's currency: every sale and payment is in it; POSLog's default."""
+        self.timezone = timezone
+        """Zone of POSLog times written without an offset (store-local times)."""
+        self.window = window
+        """Plausibility window of live channels; None for a backfill (``edge import``)."""
+        self._codec = codec
+        self._outbox = outbox
+        self.on_accepted: list[Any] = []  # callbacks (e.g. wake the forwarder)
+        self.limits = limits
+        """The largest record each topic takes (None: no size check)."""
+
+    def encode(
+        self, event_type: str, record: dict[str, Any], channel: str, where: str = ""
+    ) -> OutboxEvent:
+        """Check and encode one event; raises :class:`IngestError` naming the bad field."""
+        prefix = f"{where}." if where else ""
+        if record.get("store_id") != self.store_id:
+            # Never quote what was sent: it may be anything, a card number included.
+            message = f"this edge serves store {self.store_id!r} only; the event names another"
+            raise IngestError([(f"{prefix}store_id", message)])
+        found = _field_with_pan(record)
+        if found is not None:  # counted once, by the channel, under the reason given here
+            path, problem = found
+            raise IngestError([(f"{prefix}{path}", problem.message)], reason=problem.kind)
+        if problems := self._broken_rules(event_type, record):
+            raise IngestError(
+                [(f"{prefix}{field}", message) for field, message in problems], reason="rule"
+            )
+        try:
+            value = self._codec.encode(event_type, record)
+        except CodecError as exc:
+            raise IngestError([(prefix.rstrip(".") or "event", str(exc))]) from exc
+        event = OutboxEvent(
+            event_id=str(record["event_id"]),
+            event_type=event_type,
+            topic=EVENT_TOPICS[event_type].name,
+            key=store_key(self.store_id),
+            value=value,
+            channel=channel,
+        )
+        self._check_size(event, prefix.rstrip(".") or "event")
+        return event
+
+    def _check_size(self, event: OutboxEvent, where: str) -> None:
+        """Refuse now what Kafka would refuse later: once accepted, an event must be
+        publishable, or it would block every event of the store queued behind it."""
+        problem = self.limits and self.limits.problem(event.topic, event.key, event.value)
+        if problem:  # counted once, by the channel, under the error's reason
+            raise EventTooLarge([(where, problem)])
+
+    def _broken_rules(self, event_type: str, record: dict[str, Any]) -> list[tuple[str, str]]:
+        """What a consumer would refuse, refused here first (the rules are shared with them),
+        on live channels a time outside the plausibility window, and another currency than
+        the store's."""
+        problems = rules.event_problems(event_type, record)
+        at = record.get("occurred_at")
+        if not problems and self.window is not None and isinstance(at, datetime):
+            late = self.window.problem(at, datetime.now(UTC))
+            problems += [("occurred_at", late)] if late else []
+        if (problem := self._currency_problem(record)) is not None:
+            problems.append(("currency", problem))
+        return problems
+
+    def _currency_problem(self, record: dict[str, Any]) -> str | None:
+        """One store, one currency (every channel): a sale in another one would be summed
+        with this store's money by every consumer."""
+        currency = record.get("currency")
+        if currency is None or currency == self.currency:
+            return None
+        # An ISO code is safe to name; anything else is not quoted (it could be anything).
+        named = f"{currency} is not" if _ISO_CODE.fullmatch(str(currency)) else "is not"
+        return (
+            f"{named} this store's currency {self.currency} (TILLSTREAM_STORE_CURRENCY); "
+            "a store takes sales and payments in its own currency only"
+        )
+
+    async def accept(self, events: Sequence[OutboxEvent]) -> Accepted:
+        """Append to the outbox; returns once every event is on disk.
+
+        Raises:
+            IngestError: an event id was already used for different content (then none of
+                ``events`` is stored).
+            OutboxFullError: the outbox is at its disk limit.
+        """
+        outcomes = await self._outbox.append(events)
+        conflicts = [
+            (f"events[{i}].event_id", f"{e.event_id} was already accepted with different content")
+            for i, (e, o) in enumerate(zip(events, outcomes, strict=True))
+            if o is Outcome.CONFLICT
+        ]
+        if conflicts:
+            metrics.EVENTS_REJECTED.labels(events[0].channel, "conflict").inc(len(conflicts))
+            raise IngestError(conflicts)
+        duplicates = 0
+        for event, outcome in zip(events, outcomes, strict=True):
+            if outcome is Outcome.ACCEPTED:
+                metrics.EVENTS_ACCEPTED.labels(event.channel, event.event_type).inc()
+            elif outcome is Outcome.DUPLICATE:
+                duplicates += 1
+                metrics.EVENTS_DUPLICATE.labels(event.channel).inc()
+        if events:
+            metrics.LAST_EVENT_TIME.set(time.time())
+        for callback in self.on_accepted:
+            callback()
+        return Accepted([e.event_id for e in events], duplicates)
+
+
+_ISO_CODE = re.compile(r"[A-Z]{3}")
+# Event identifiers: UUIDs, checked by the codec, never read as card numbers.
+_EVENT_IDS = frozenset({"event_id", "sale_event_id"})
+# Item identifiers: the SKU and GTIN rules of ``tillstream.core.identifiers`` (every channel).
+_ITEM_IDS = {"sku": sku_problem, "gtin": gtin_problem}
+_FREE_TEXT_CARD = Problem(
+    CARD_NUMBER,
+    "looks like a card number (PAN); only brand, last four digits and a token may leave the till",
+)
+
+
+def _field_with_pan(value: Any, path: str = "") -> tuple[str, Problem] | None:
+    """The path and problem of the first field holding a card number, else of the first bad
+    item identifier (every channel passes here)."""
+    found: list[tuple[str, Problem]] = []
+    if isinstance(value, dict | list):
+        _scan(value, path, found)
+    cards = [f for f in found if f[1].kind == CARD_NUMBER]
+    return cards[0] if cards else (found[0] if found else None)
+
+
+def _scan(value: dict[str, Any] | list[Any], path: str, found: list[tuple[str, Problem]]) -> bool:
+    """Add each bad field under ``value`` to ``found``; True once a card number is found.
+    Strings are checked in the loop and paths built only when needed: this runs per event."""
+    keys: Any = value if isinstance(value, dict) else range(len(value))
+    for key in keys:
+        item = value[key]
+        if isinstance(item, str):
+            if key in _EVENT_IDS:
+                continue
+            rule = _ITEM_IDS.get(key) if isinstance(key, str) else None
+            problem = rule(item) if rule else (_FREE_TEXT_CARD if contains_pan(item) else None)
+            if problem is not None:
+                found.append((_join(path, key), problem))
+                if problem.kind == CARD_NUMBER:
+                    return True
+        elif isinstance(item, dict | list) and _scan(item, _join(path, key), found):
+            return True
+    return False
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+@dataclass(frozen=True, slots=True)
+class PoslogBatch:
+    """A POSLog document's encoded events and the transactions it skipped."""
+
+    events: list[OutboxEvent]
+    skipped: list[Skipped]
+
+    def report(self) -> list[dict[str, Any]]:
+        """The skipped transactions as a channel reports them (the first MAX_LISTED)."""
+        return [s.as_dict() for s in self.skipped[:MAX_LISTED]]
+
+    def count_skipped(self) -> None:
+        """Count the skipped transactions; only once the document's events are on disk, so
+        a refused document counts nothing twice (its transactions come again)."""
+        for kind, count in Counter(s.metric_kind for s in self.skipped).items():
+            metrics.POSLOG_SKIPPED.labels(kind).inc(count)
+
+
+def poslog_events(
+    ingestor: Ingestor, data: bytes, channel: str, *, max_bytes: int = 20 * 1024 * 1024
+) -> PoslogBatch:
+    """Convert a POSLog document into encoded events for this store (runs in a thread)."""
+    result = parse_poslog(
+        data,
+        default_currency=ingestor.currency,
+        default_timezone=ingestor.timezone,
+        max_bytes=max_bytes,
+    )
+    events = [
+        ingestor.encode(event_type, record, channel, where=transaction_label(record, i))
+        for i, (event_type, record) in enumerate(result.events)
+    ]
+    return PoslogBatch(events, result.skipped)
+
+
+def nothing_converted_problems(exc: NothingConverted) -> list[tuple[str, str]]:
+    """One (field, message) per transaction of a document refused for having no sale."""
+    if not exc.skipped:
+        return [("poslog", str(exc))]
+    problems = [
+        (f"transaction {s.label}", f"{s.kind}: {s.reason}") for s in exc.skipped[:MAX_LISTED]
+    ]
+    if len(exc.skipped) > MAX_LISTED:
+        problems.append(("poslog", f"and {len(exc.skipped) - MAX_LISTED} more not listed"))
+    return problems
+
+
+def transaction_label(record: dict[str, Any], index: int) -> str:
+    """How a converted POSLog transaction is named in a refusal: receipt or sequence number."""
+    return f"transaction {record.get('receipt_number', record.get('sequence_number') or index)}"
+
+
+def poslog_reason(exc: Exception) -> str:
+    """What a refused POSLog document is counted as (HTTP upload, drop folder)."""
+    reason = getattr(exc, "reason", None)
+    return reason if isinstance(reason, str) and reason != "invalid" else "invalid_poslog"

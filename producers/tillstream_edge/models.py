@@ -1,0 +1,243 @@
+"""What a till may POST: the event contracts as validated input models.
+
+Validation happens here, at the edge, so a till hears at once which field is wrong. JSON
+numbers are read as exact decimals (never floats); times must carry a zone; card data is
+limited to brand, last four digits and a token, and no free-text field may hold a PAN.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    TypeAdapter,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from tillstream.core.identifiers import (
+    CARD_NUMBER,
+    SKU_MAX_LENGTH,
+    SKU_PATTERN,
+    gtin_problem,
+    sku_problem,
+)
+from tillstream.core.pan import contains_pan
+from tillstream.core.till_events import TillEventKind
+
+
+def _no_pan(value: str | None) -> str | None:
+    if value is not None and contains_pan(value):
+        raise PydanticCustomError(
+            CARD_NUMBER, "looks like a card number (PAN); send only brand, last four and a token"
+        )
+    return value
+
+
+def _gtin(value: str | None) -> str | None:
+    problem = None if value is None else gtin_problem(value)
+    if problem is not None:
+        raise PydanticCustomError(problem.kind, problem.message)
+    return value
+
+
+def _sku(value: Any) -> Any:
+    # Before the length and pattern checks, so a card number is refused as one (and counted
+    # under its own reason) even when it is also too long or has spaces in it.
+    if isinstance(value, str) and (problem := sku_problem(value)) is not None:
+        raise PydanticCustomError(problem.kind, problem.message)
+    return value
+
+
+def _currency(value: str) -> str:
+    if not re.fullmatch(r"[A-Z]{3}", value):
+        raise ValueError("must be an ISO 4217 code such as EUR")
+    return value
+
+
+Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_pan)]
+OptText = Annotated[str | None, Field(default=None, max_length=500), AfterValidator(_no_pan)]
+Sku = Annotated[
+    str,
+    Field(min_length=1, max_length=SKU_MAX_LENGTH, pattern=SKU_PATTERN),
+    BeforeValidator(_sku),
+]
+Gtin = Annotated[str | None, Field(default=None), AfterValidator(_gtin)]
+Currency = Annotated[str, AfterValidator(_currency)]
+Money = Annotated[Decimal, Field(max_digits=18, decimal_places=4, allow_inf_nan=False)]
+PositiveMoney = Annotated[
+    Decimal, Field(ge=0, max_digits=18, decimal_places=4, allow_inf_nan=False)
+]
+Quantity = Annotated[Decimal, Field(gt=0, max_digits=15, decimal_places=3, allow_inf_nan=False)]
+SignedQuantity = Annotated[Decimal, Field(max_digits=15, decimal_places=3, allow_inf_nan=False)]
+Unit = Literal["EA", "KG", "G", "L", "M"]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: UUID
+    store_id: Text
+    occurred_at: AwareDatetime
+
+    def record(self) -> dict[str, Any]:
+        """The Avro record of this event (the ``type`` tag dropped, ids as strings)."""
+        data = self.model_dump(exclude={"type"})
+        data["event_id"] = str(self.event_id)
+        return data
+
+
+class SaleLineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    line_number: int = Field(ge=1, le=100_000)
+    kind: Literal["SALE", "RETURN", "VOID"] = "SALE"
+    sku: Sku
+    gtin: Gtin = None
+    description: OptText = None
+    quantity: Quantity
+    unit_of_measure: Unit = "EA"
+    unit_price: PositiveMoney
+    discount_amount: PositiveMoney = Decimal(0)
+    tax_amount: Money = Decimal(0)
+    extended_amount: PositiveMoney
+    # issue #12: false for deposits, fees, gift card sales, coupons (no stock, no units).
+    stock_item: StrictBool = True
+
+
+class SaleTotalsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gross_amount: Money
+    discount_amount: PositiveMoney = Decimal(0)
+    tax_amount: Money = Decimal(0)
+    net_amount: Money
+
+
+class SaleIn(_Event):
+    type: Literal["sale"]
+    terminal_id: Text
+    receipt_number: Text
+    business_day: date
+    utc_offset_minutes: int = Field(0, ge=-14 * 60, le=14 * 60)
+    cashier_id: OptText = None
+    customer_id: OptText = None
+    currency: Currency
+    lines: list[SaleLineIn] = Field(min_length=1, max_length=2000)
+    totals: SaleTotalsIn
+
+    @field_validator("lines")
+    @classmethod
+    def _unique_line_numbers(cls, lines: list[SaleLineIn]) -> list[SaleLineIn]:
+        numbers = [ln.line_number for ln in lines]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError("line_number values must be unique within a sale")
+        return lines
+
+    def record(self) -> dict[str, Any]:
+        data = super().record()
+        if "utc_offset_minutes" not in self.model_fields_set:  # the till's own zone
+            offset = self.occurred_at.utcoffset()
+            data["utc_offset_minutes"] = int(offset.total_seconds() // 60) if offset else 0
+        return data
+
+
+class CardIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    brand: Annotated[str, Field(min_length=2, max_length=20, pattern=r"^[A-Z][A-Z0-9_ -]*$")]
+    last_four: Annotated[str, Field(pattern=r"^\d{4}$")]
+    token: OptText = None
+
+
+class PaymentIn(_Event):
+    type: Literal["payment"]
+    sale_event_id: UUID
+    terminal_id: Text
+    method: Literal[
+        "CASH", "CARD", "MOBILE", "GIFT_CARD", "VOUCHER", "STORE_CREDIT", "LOYALTY_POINTS", "OTHER"
+    ]
+    status: Literal["AUTHORIZED", "CAPTURED", "DECLINED", "REFUNDED", "VOIDED"]
+    amount: PositiveMoney
+    currency: Currency
+    card: CardIn | None = None
+
+    def record(self) -> dict[str, Any]:
+        data = super().record()
+        data["sale_event_id"] = str(self.sale_event_id)
+        return data
+
+
+class StockMovementIn(_Event):
+    type: Literal["stock_movement"]
+    sku: Sku
+    gtin: Gtin = None
+    quantity_type: Literal["CHANGE", "COUNT"]
+    quantity: SignedQuantity
+    unit_of_measure: Unit = "EA"
+    reason: Literal[
+        "RECEIVED",
+        "COUNTED",
+        "DAMAGED",
+        "SHRINK",
+        "TRANSFER_IN",
+        "TRANSFER_OUT",
+        "RETURN_TO_VENDOR",
+        "ADJUSTMENT",
+    ]
+    reference: OptText = None
+    source: Literal["api"] = "api"
+
+
+# -- till and store-day control events (issue #12): sign-on, pickups, declarations... -----
+
+
+class TillAmountIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tender: Literal[
+        "CASH", "CARD", "MOBILE", "GIFT_CARD", "VOUCHER", "STORE_CREDIT", "LOYALTY_POINTS", "OTHER"
+    ]
+    amount: PositiveMoney
+
+
+class ControlEventIn(_Event):
+    """A till or store-day control event; which kinds carry amounts: tillstream.core.till_events."""
+
+    type: Literal["till_event"]
+    terminal_id: Text
+    kind: TillEventKind
+    sequence_number: OptText = None
+    operator_id: OptText = None
+    business_day: date
+    utc_offset_minutes: int = Field(0, ge=-14 * 60, le=14 * 60)
+    currency: Annotated[Currency | None, Field(default=None)] = None
+    tenders: list[TillAmountIn] = Field(default_factory=list, max_length=50)
+    reason: OptText = None
+    source: Literal["api"] = "api"
+
+    def record(self) -> dict[str, Any]:
+        data = super().record()
+        if "utc_offset_minutes" not in self.model_fields_set:  # the till's own zone
+            offset = self.occurred_at.utcoffset()
+            data["utc_offset_minutes"] = int(offset.total_seconds() // 60) if offset else 0
+        return data
+
+
+AnyEventIn = SaleIn | PaymentIn | StockMovementIn | ControlEventIn
+EventIn = Annotated[AnyEventIn, Field(discriminator="type")]
+ONE_EVENT: TypeAdapter[AnyEventIn] = TypeAdapter(EventIn)
+EVENT_LIST: TypeAdapter[list[AnyEventIn]] = TypeAdapter(
+    Annotated[list[EventIn], Field(min_length=1, max_length=10_000)]
+)

@@ -1,0 +1,373 @@
+"""POSLog line items: sales, returns, voids, discounts, loyalty rewards and taxes.
+
+Everything personal or card-like is dropped or masked here, at the point where it is read:
+only ``Context.clean`` text (PANs masked) and the last four digits of a card leave (tenders
+and cards: ``tillstream_edge.poslog_tenders``).
+
+How vendor lines become sale lines (docs/edge.md, "POSLog elements read"):
+
+- A ``LineItem`` with ``VoidFlag="true"`` is a line rung up and then cancelled on the same
+  receipt: it becomes a SALE line followed by the VOID line cancelling it, as the HTTP channel
+  sends it, so the totals add up and stock nets to zero. A voided return line took nothing
+  back and is left out.
+- Receipt-level money off is a discount: ARTS ``Discount`` and ``RetailPriceModifier`` line
+  items and NCR ``LoyaltyReward`` line items with a negative amount.
+- Deposits, fees, gift cards, coupons and services are not stock (``Line.stock_item``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+from xml.etree.ElementTree import Element
+
+from tillstream.core.identifiers import is_gtin
+from tillstream.core.pan import find_pans, mask_pans
+from tillstream_edge.poslog_tenders import (
+    Tender,
+    change,
+    is_change,
+    method_of,
+    tender,
+    tender_amount,
+)
+from tillstream_edge.poslog_units import ONE, unit_of
+from tillstream_edge.poslog_xml import (
+    PoslogError,
+    attr,
+    child,
+    child_text,
+    children,
+    decimal,
+    flag,
+    is_true,
+    local,
+    text,
+)
+
+__all__ = ["Context", "Items", "Line", "Tender", "read_items"]
+
+_AMOUNT = Decimal("0.0001")
+_QUANTITY = Decimal("0.001")
+_AMOUNT_LIMIT = Decimal(10) ** 14  # Avro decimal(18, 4)
+_QUANTITY_LIMIT = Decimal(10) ** 12  # Avro decimal(15, 3)
+_ZERO = Decimal("0.0000")
+_NO_CURRENCY = "XXX"  # ISO 4217 "no currency"; roqqio writes it on zero discounts
+
+# Where vendors write an item's description; never ItemID/@Name (some write "SKU" there).
+_DESCRIPTIONS = ("Description", "ItemDescription", "POSItemDescription", "ShortDescription")
+# ARTS/vendor item types that are money, not goods: they never move stock.
+_NOT_STOCK_TYPES = frozenset(
+    {
+        "deposit",
+        "depositrefund",
+        "depositreturn",
+        "bottledeposit",
+        "fee",
+        "service",
+        "giftcard",
+        "giftcertificate",
+        "storedvalue",
+        "coupon",
+        "voucher",
+        "nonmerchandise",
+        "nonstock",
+    }
+)
+# Vendor line-type elements (roqqio fu:LineType, Wincor ItemCategory...) and descriptions
+# that name a deposit ("BOTTLE REFUND", "Pfand", "Leergut", "consigne"), fee or gift card.
+_TYPE_ELEMENTS = ("LineType", "ItemCategory", "ItemTypeCode", "SalesMode")
+_NOT_STOCK_WORDS = re.compile(
+    r"deposit|bottle\s*(refund|return)|pfand|leergut|consigne|statiegeld|giftcard|gift\s+card"
+    r"|_fee\b|^fee\b|coupon",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class Context:
+    """Per-transaction state: where we are (for errors), the currency, PANs masked."""
+
+    currency: str
+    masked_pans: int = 0
+
+    def clean(self, value: str | None) -> str | None:
+        """Free text as it may leave: card numbers masked (and counted)."""
+        if value is None:
+            return None
+        found = find_pans(value)
+        if not found:
+            return value
+        self.masked_pans += len(found)
+        return mask_pans(value)
+
+    def amount(self, element: Element | None, what: str) -> Decimal | None:
+        """A money amount, checked against the transaction currency."""
+        raw = text(element)
+        if element is None or raw is None:
+            return None
+        currency = attr(element, "Currency") or attr(element, "CurrencyCode")
+        if currency and currency.upper() not in (self.currency, _NO_CURRENCY):
+            raise PoslogError(f"{what} is in {currency}, the transaction in {self.currency}")
+        return money(decimal(raw, what), what)
+
+
+def money(value: Decimal, what: str) -> Decimal:
+    if abs(value) >= _AMOUNT_LIMIT:
+        raise PoslogError(f"{what}: {value} is too large")
+    return value.quantize(_AMOUNT, rounding=ROUND_HALF_EVEN)
+
+
+def quantity(value: Decimal, what: str) -> Decimal:
+    if abs(value) >= _QUANTITY_LIMIT:
+        raise PoslogError(f"{what}: {value} is too large")
+    return value.quantize(_QUANTITY, rounding=ROUND_HALF_EVEN)
+
+
+@dataclass
+class Line:
+    """A sale/return line before numbering; ``seq`` is the POSLog LineItem sequence."""
+
+    seq: str | None
+    record: dict[str, Any]
+    tax_given: bool
+    stock_item: bool = True
+    """False for deposits, fees, gift cards, coupons, services: money, not goods."""
+    voided: bool = False
+    """One of the SALE + VOID pair of a voided LineItem."""
+
+
+@dataclass
+class Items:
+    """What a RetailTransaction's line items add up to."""
+
+    lines: list[Line] = field(default_factory=list)
+    tenders: list[Tender] = field(default_factory=list)
+    tax_lines: Decimal | None = None  # sum of separate Tax line items, if any
+    discount: Decimal = _ZERO  # receipt-level Discount, price modifier and reward line items
+    change: list[tuple[str, Decimal]] = field(default_factory=list)
+
+
+@dataclass
+class _Reward:
+    amount: Decimal
+    detailed: bool
+    summary_only: bool
+
+
+def read_items(retail: Element, ctx: Context) -> Items:
+    """Read every LineItem; unknown ones (vendor extensions) are ignored."""
+    items = Items()
+    taxes: list[tuple[Element, Decimal, Line | None]] = []
+    rewards: list[_Reward] = []
+    for line_item in _in_sequence(list(children(retail, "LineItem"))):
+        seq = child_text(line_item, "SequenceNumber")
+        voided = flag(line_item, "VoidFlag") or flag(line_item, "CancelFlag")
+        where = f"line item {seq}" if seq else "line item"
+        owner: Line | None = None  # the sale/return line of this LineItem, if any
+        for element in line_item:
+            name = local(element.tag)
+            if name in ("Sale", "Return"):
+                owner = _line(element, line_item, seq, ctx, where)
+                items.lines += _voided(owner) if voided else [owner]
+            elif name == "Tender":
+                _read_tender(element, line_item, seq, voided, ctx, items)
+            elif name == "TenderChange" and not voided:
+                inner = child(element, "TenderChange")
+                items.change.append(
+                    change(inner if inner is not None else element, None, ctx, where)
+                )
+            elif name == "Tax" and not voided:
+                tax = ctx.amount(child(element, "Amount"), f"{where}: Tax/Amount") or _ZERO
+                if attr(element, "TypeCode") == "Refund" and tax > 0:
+                    tax = -tax
+                taxes.append((element, tax, owner))
+            elif name in ("Discount", "RetailPriceModifier") and not voided:
+                items.discount += _money_off(element, ctx, f"{where}: {name}/Amount")
+            elif name == "LoyaltyReward" and not voided:
+                rewards += _reward(element, ctx, where)
+    if taxes:
+        items.tax_lines = sum((amount for _, amount, _ in taxes), _ZERO)
+        _attribute_taxes(items.lines, taxes)
+    items.discount += _rewards_off(rewards)
+    for line in items.lines:  # deposits, fees, gift cards: money, not goods (sale v2)
+        line.record["stock_item"] = line.stock_item
+    return items
+
+
+def _voided(line: Line) -> list[Line]:
+    """A voided LineItem: the SALE line and the VOID line cancelling it (a voided return
+    took nothing back: no line)."""
+    if line.record["kind"] != "SALE":
+        return []
+    line.voided = True
+    void = Line(line.seq, {**line.record, "kind": "VOID"}, line.tax_given, line.stock_item, True)
+    return [line, void]
+
+
+def _read_tender(
+    element: Element,
+    line_item: Element,
+    seq: str | None,
+    voided: bool,
+    ctx: Context,
+    items: Items,
+) -> None:
+    where = f"line item {seq}" if seq else "line item"
+    amount = tender_amount(element, ctx, where)
+    inner = child(element, "TenderChange")
+    if is_change(element, amount):  # NCR: change logged as a tender of -2.62, not a refund
+        if not voided:
+            items.change.append((method_of(element), abs(amount)))
+        return
+    paid = tender(element, amount, voided, ctx)
+    paid.seq, paid.at = seq, child(line_item, "DateTime")
+    items.tenders.append(paid)
+    if inner is not None and not voided:
+        items.change.append(change(inner, paid.method, ctx, where))
+
+
+def _money_off(element: Element, ctx: Context, what: str) -> Decimal:
+    """A receipt-level discount or price modifier; a surcharge (Action="Add") is not one."""
+    amount_el = child(element, "Amount")
+    if attr(amount_el if amount_el is not None else element, "Action") == "Add":
+        return _ZERO
+    return abs(ctx.amount(amount_el, what) or _ZERO)
+
+
+def _reward(element: Element, ctx: Context, where: str) -> list[_Reward]:
+    """An NCR loyalty reward: money off when its category is monetary (or not given) and its
+    amount negative; positive amounts are points or offers granted, not money."""
+    category = child_text(element, "RewardCategory")
+    if category is not None and category.lower() != "monetary":
+        return []
+    amount_el = child(element, "ExtendedRewardAmount", "RewardAmount", "Amount")
+    amount = ctx.amount(amount_el, f"{where}: LoyaltyReward amount") or _ZERO
+    if amount >= 0:
+        return []
+    detailed = is_true(attr(element, "detailedData"))
+    summary_only = is_true(attr(element, "summarizedActivity")) and not detailed
+    return [_Reward(-amount, detailed, summary_only)]
+
+
+def _rewards_off(rewards: list[_Reward]) -> Decimal:
+    """NCR logs a reward once per item (detailedData) and again summarised for the receipt
+    (summarizedActivity only): count the summary only when there is no detail."""
+    detailed = any(r.detailed for r in rewards)
+    return sum((r.amount for r in rewards if not (detailed and r.summary_only)), _ZERO)
+
+
+def _in_sequence(line_items: list[Element]) -> list[Element]:
+    """Sort by LineItem/SequenceNumber when every line has a numeric one, else keep order."""
+    seqs = [child_text(li, "SequenceNumber") or "" for li in line_items]
+    if not all(s.isascii() and s.isdigit() for s in seqs):
+        return line_items
+    # Numeric order without int(): isdigit() alone admits '²', int() refuses 4301+ digits.
+    numbers = [s.lstrip("0") for s in seqs]
+    ordered = sorted(zip(numbers, line_items, strict=True), key=lambda p: (len(p[0]), p[0]))
+    return [li for _, li in ordered]
+
+
+def _line(item: Element, line_item: Element, seq: str | None, ctx: Context, where: str) -> Line:
+    name = local(item.tag)
+    sku_text = child_text(item, "ItemID")
+    identity = child(item, "POSIdentity")
+    if sku_text is None and identity is not None:
+        sku_text = child_text(identity, "POSItemID")
+    if sku_text is None:
+        raise PoslogError(f"{where}: {name} has no ItemID or POSIdentity/POSItemID")
+    qty_el = child(item, "Quantity")
+    raw_qty = decimal(text(qty_el) or "1", f"{where}: Quantity")
+    unit, factor = unit_of(qty_el, where)
+    regular = ctx.amount(child(item, "RegularSalesUnitPrice"), f"{where}: RegularSalesUnitPrice")
+    actual = ctx.amount(child(item, "ActualSalesUnitPrice"), f"{where}: ActualSalesUnitPrice")
+    extended = ctx.amount(child(item, "ExtendedAmount"), f"{where}: ExtendedAmount")
+    discount = _ZERO
+    for modifier in children(item, "RetailPriceModifier"):
+        discount += _money_off(modifier, ctx, f"{where}: RetailPriceModifier/Amount")
+    if not discount:
+        discount = abs(
+            ctx.amount(child(item, "DiscountAmount"), f"{where}: DiscountAmount") or _ZERO
+        )
+    is_return = name == "Return" or raw_qty < 0 or (extended is not None and extended < 0)
+    qty = abs(raw_qty)
+    price = regular if regular is not None else actual
+    if price is None:
+        if extended is None or not qty:
+            raise PoslogError(f"{where}: {name} has neither a unit price nor an ExtendedAmount")
+        price = money((abs(extended) + discount) / qty, f"{where}: unit price")
+    price = abs(price)
+    gross = money(qty * price, f"{where}: amount")
+    if extended is None:
+        amount = gross - discount
+    elif discount and abs(extended) == gross:
+        amount = abs(extended) - discount  # this vendor's ExtendedAmount is before discount
+    else:
+        amount = abs(extended)
+    if factor != ONE:  # pounds to kilograms...: the amount stays, quantity and price move
+        qty, price = qty * factor, money(price / factor, f"{where}: unit price")
+        if qty and not quantity(qty, f"{where}: Quantity"):
+            raise PoslogError(f"{where}: Quantity is less than 0.001 {unit} once converted")
+    tax_els = list(children(item, "Tax"))
+    tax = sum(
+        (abs(ctx.amount(child(t, "Amount"), f"{where}: Tax/Amount") or _ZERO) for t in tax_els),
+        _ZERO,
+    )
+    description = ctx.clean(child_text(item, *_DESCRIPTIONS))
+    record = {
+        "line_number": 0,  # numbered once the sale is assembled
+        "kind": "RETURN" if is_return else "SALE",
+        "sku": sku_text,
+        "gtin": _gtin(item, sku_text, identity),
+        "description": description,
+        "quantity": quantity(qty, f"{where}: Quantity"),
+        "unit_of_measure": unit,
+        "unit_price": price,
+        "discount_amount": discount,
+        "tax_amount": tax,
+        "extended_amount": amount,
+    }
+    stock = _is_stock(item, line_item, description)
+    return Line(seq, record, tax_given=bool(tax_els), stock_item=stock)
+
+
+def _is_stock(item: Element, line_item: Element, description: str | None) -> bool:
+    """Goods that leave the shelf; deposits, fees, gift cards, coupons and services do not."""
+    types = [attr(item, "ItemType"), attr(line_item, "ItemType"), attr(item, "TypeCode")]
+    types += [child_text(item, name) for name in _TYPE_ELEMENTS]
+    for value in types:
+        if value and re.sub(r"[^a-z]", "", value.rsplit(":", 1)[-1].lower()) in _NOT_STOCK_TYPES:
+            return False
+        if value and _NOT_STOCK_WORDS.search(value):
+            return False
+    return not (description and _NOT_STOCK_WORDS.search(description))
+
+
+def _gtin(item: Element, sku: str, identity: Element | None) -> str | None:
+    candidates = [sku]
+    if identity is not None:
+        candidates.append(child_text(identity, "POSItemID") or "")
+    candidates += [
+        text(s) or "" for s in children(item, "SerialNumber") if attr(s, "Type") == "GTIN"
+    ]
+    for value in candidates:
+        if is_gtin(value):  # the one GTIN rule (never a card number)
+            return value
+    return None
+
+
+def _attribute_taxes(lines: list[Line], taxes: list[tuple[Element, Decimal, Line | None]]) -> None:
+    """Give a separate Tax line item's amount to the line it names, if it names one (never
+    to a voided pair: its tax cancels out)."""
+    by_seq = {line.seq: line for line in lines if line.seq is not None and not line.voided}
+    for element, amount, owner in taxes:
+        target = owner
+        for ref in element.iter():
+            name = local(ref.tag)
+            if "LineItemSequenceNumber" in name or name.endswith("SequenceNumberReference"):
+                target = by_seq.get(text(ref) or "")
+                break
+        if target is not None and not target.tax_given and not target.voided:
+            target.record["tax_amount"] += abs(amount)

@@ -1,0 +1,85 @@
+"""Item identifiers (SKU, GTIN): one rule for every channel, and never a card number.
+
+- A **GTIN** is 8, 12, 13 or 14 ASCII digits with a valid check digit and a GS1 prefix
+  that GS1 has assigned (biip's table: no made-up or reserved ranges). A 14-digit value
+  that is also a Diners Club card number (prefix 300-305, 3095, 36, 38 or 39, passing
+  Luhn) is refused as a card number: Diners is the scheme that issues 14-digit cards, and
+  a card number must not travel as an item even if it happens to pass the GTIN check.
+- A **SKU** is 1-64 characters: a letter or digit, then letters, digits and ``_ . / -``.
+  A SKU holding a card number (in any spelling ``tillstream.core.pan`` reads) is refused,
+  unless the SKU is itself a GTIN by the rule above: stores use GTINs as SKUs.
+
+Both return a :class:`Problem` naming what is wrong and the limit, never the value.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+from biip import ParseError
+from biip.gtin import Gtin
+from stdnum import luhn
+
+from tillstream.core.pan import contains_pan
+
+SKU_MAX_LENGTH = 64
+SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_./-]*$"
+GTIN_LENGTHS = (8, 12, 13, 14)
+_SKU = re.compile(SKU_PATTERN)
+_DINERS = re.compile(r"3(?:0[0-5]|095|[689])")
+CARD_NUMBER = "card_number"
+"""The kind (and metric reason) of a refusal because a value looks like a card number."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    kind: str  # CARD_NUMBER or "invalid"
+    message: str
+
+
+_GTIN_IS_CARD = Problem(CARD_NUMBER, "looks like a card number (PAN), not a GTIN")
+_SKU_IS_CARD = Problem(CARD_NUMBER, "looks like a card number (PAN); a SKU may not hold one")
+_NOT_GTIN = Problem(
+    "invalid",
+    "not a valid GTIN (8, 12, 13 or 14 digits, a valid check digit and an assigned GS1 prefix)",
+)
+_SKU_LENGTH = Problem("invalid", f"a SKU is 1 to {SKU_MAX_LENGTH} characters")
+_SKU_CHARACTERS = Problem(
+    "invalid", "a SKU starts with a letter or digit and holds only letters, digits and _ . / -"
+)
+
+
+def _diners(value: str) -> bool:
+    return len(value) == 14 and _DINERS.match(value) is not None and luhn.is_valid(value)
+
+
+@functools.lru_cache(maxsize=65_536)
+def gtin_problem(value: str) -> Problem | None:
+    # A store sells the same few thousand GTINs all day: check each once, not on every line.
+    if not (len(value) in GTIN_LENGTHS and value.isascii() and value.isdigit()):
+        return _GTIN_IS_CARD if contains_pan(value) else _NOT_GTIN
+    if _diners(value):
+        return _GTIN_IS_CARD
+    try:
+        prefix = Gtin.parse(value).prefix
+    except ParseError:  # wrong check digit
+        return _NOT_GTIN
+    return None if prefix is not None else _NOT_GTIN
+
+
+def is_gtin(value: str) -> bool:
+    return gtin_problem(value) is None
+
+
+@functools.lru_cache(maxsize=65_536)
+def sku_problem(value: str) -> Problem | None:
+    # The card check comes first: a card number is refused as one, whatever else is wrong.
+    if contains_pan(value) and not is_gtin(value):
+        return _SKU_IS_CARD
+    if not 1 <= len(value) <= SKU_MAX_LENGTH:
+        return _SKU_LENGTH
+    if not _SKU.match(value):
+        return _SKU_CHARACTERS
+    return None

@@ -1,0 +1,99 @@
+"""Small, valid sample events of each type (demo, docs and tests)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from tillstream.core.records import utcnow
+
+_CENT = Decimal("0.01")
+
+
+def sample_sale(
+    store_id: str = "S001", *, at: datetime | None = None, customer: str | None = "C-1001"
+) -> dict[str, Any]:
+    at = at or utcnow()
+    lines = [
+        _line(1, "SALE", "SKU-MILK-1L", "4006381333931", Decimal(2), "EA", Decimal("1.19")),
+        _line(2, "SALE", "SKU-APPLES", None, Decimal("0.734"), "KG", Decimal("2.99")),
+        _line(3, "RETURN", "SKU-BREAD", None, Decimal(1), "EA", Decimal("2.49")),
+    ]
+    gross = sum(
+        (ln["extended_amount"] * (-1 if ln["kind"] == "RETURN" else 1) for ln in lines), Decimal(0)
+    )
+    tax = sum(
+        (ln["tax_amount"] * (-1 if ln["kind"] == "RETURN" else 1) for ln in lines), Decimal(0)
+    )
+    return {
+        "event_id": str(uuid.uuid4()),
+        "store_id": store_id,
+        "terminal_id": "T01",
+        "receipt_number": "000123",
+        "business_day": date(at.year, at.month, at.day),
+        "occurred_at": at,
+        "utc_offset_minutes": 60,
+        "cashier_id": "op-7",
+        "customer_id": customer,
+        "currency": "EUR",
+        "lines": lines,
+        "totals": {
+            "gross_amount": gross,
+            "discount_amount": Decimal(0),
+            "tax_amount": tax,
+            "net_amount": gross,
+        },
+    }
+
+
+def sample_payment(sale: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "sale_event_id": sale["event_id"],
+        "store_id": sale["store_id"],
+        "terminal_id": sale["terminal_id"],
+        "occurred_at": sale["occurred_at"] + timedelta(seconds=5),
+        "method": "CARD",
+        "status": "CAPTURED",
+        "amount": sale["totals"]["net_amount"],
+        "currency": sale["currency"],
+        "card": {"brand": "VISA", "last_four": "4242", "token": "tok_demo_4242"},
+    }
+
+
+def sample_stock_movement(store_id: str = "S001", *, at: datetime | None = None) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "store_id": store_id,
+        "sku": "SKU-MILK-1L",
+        "gtin": "4006381333931",
+        "quantity_type": "CHANGE",
+        "quantity": Decimal(24),
+        "unit_of_measure": "EA",
+        "reason": "RECEIVED",
+        "reference": "DN-2026-0042",
+        "occurred_at": at or utcnow(),
+        "source": "api",
+    }
+
+
+def _line(
+    n: int, kind: str, sku: str, gtin: str | None, qty: Decimal, uom: str, price: Decimal
+) -> dict[str, Any]:
+    extended = (qty * price).quantize(_CENT)
+    return {
+        "line_number": n,
+        "kind": kind,
+        "sku": sku,
+        "gtin": gtin,
+        "description": None,
+        "quantity": qty,
+        "unit_of_measure": uom,
+        "unit_price": price,
+        "discount_amount": Decimal(0),
+        "tax_amount": (extended * Decimal("0.07") / Decimal("1.07")).quantize(_CENT),
+        "extended_amount": extended,
+        "stock_item": True,
+    }
