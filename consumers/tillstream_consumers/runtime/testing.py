@@ -16,7 +16,7 @@ from tillstream.core.registry import FileRegistry
 from tillstream.core.schemas import SchemaSet
 from tillstream.core.topics import EVENT_TOPICS
 from tillstream_consumers.runtime.api import Consumer, Record
-from tillstream_consumers.runtime.applier import Applier, Outcome
+from tillstream_consumers.runtime.applier import Applier, BatchOutcome
 from tillstream_consumers.runtime.db import Database
 
 
@@ -32,11 +32,11 @@ class ConsumerHarness:
         self.applier.prepare()
         self._offsets: dict[str, int] = {}
 
-    def apply(self, event: str, *records: dict[str, Any]) -> Outcome:
+    def apply(self, event: str, *records: dict[str, Any]) -> BatchOutcome:
         """Apply ``records`` of type ``event`` as one batch, as if read from its topic."""
         return self.apply_events(*((event, record) for record in records))
 
-    def apply_events(self, *events: tuple[str, dict[str, Any]]) -> Outcome:
+    def apply_events(self, *events: tuple[str, dict[str, Any]]) -> BatchOutcome:
         """Apply ``(event type, record)`` pairs, of any types, as one batch in this order."""
         batch = []
         for event, record in events:
@@ -45,7 +45,7 @@ class ConsumerHarness:
             self._offsets[topic] = offset + 1
             decoded = self.codec.decode(self.codec.encode(event, record))
             batch.append(Record.decoded(topic, 0, offset, None, event, decoded.record, 0))
-        positions = {(r.topic, 0): self._offsets[r.topic] for r in batch}
+        positions = {r.topic_partition: self._offsets[r.topic] for r in batch}
         return self.applier.apply(batch, positions)
 
     def published(self) -> list[tuple[str, dict[str, Any]]]:
