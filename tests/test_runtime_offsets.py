@@ -1,6 +1,6 @@
 """The runtime's stored offsets on a real PostgreSQL: an instance locks the offsets of the
-partitions in its batch only, so instances of one group apply in parallel, and a zombie owner
-of the same partition is still fenced."""
+partition numbers in its batch only, so instances of one group apply in parallel, and a zombie
+owner of the same stores (the same partition number, in any topic) is still fenced."""
 
 from __future__ import annotations
 
@@ -19,13 +19,15 @@ def two(postgres_url: str) -> tuple[Database, Database]:
     for db in (first, second):
         db.migrate(state.COMPONENT, state.migrations(db))
     with first.transaction():
-        state.store_offsets(first, GROUP, {("sales", 0): 10, ("sales", 1): 20}, {})
+        state.store_offsets(
+            first, GROUP, {("sales", 0): 10, ("sales", 1): 20, ("stock", 1): 30}, {}
+        )
     return first, second
 
 
-def _lock(db: Database, partition: int) -> dict[tuple[str, int], int]:
+def _lock(db: Database, partition: int, topic: str = "sales") -> dict[tuple[str, int], int]:
     db.execute("SET LOCAL lock_timeout = '2s'")
-    return state.load_offsets(db, GROUP, [("sales", partition)], lock=True)
+    return state.load_offsets(db, GROUP, [(topic, partition)], lock=True)
 
 
 def test_instances_of_one_group_lock_only_their_own_partitions(
@@ -48,6 +50,20 @@ def test_a_second_owner_of_the_same_partition_waits_for_the_first(
         _lock(first, 1)
         with pytest.raises(psycopg.errors.LockNotAvailable), second.transaction():
             _lock(second, 1)
+    first.close()
+    second.close()
+
+
+def test_an_owner_of_the_same_stores_in_another_topic_waits_too(
+    two: tuple[Database, Database],
+) -> None:
+    """A zombie still applying stock movements of partition 1 holds off the new owner of the
+    sales of partition 1: the same stores, whose stock both change."""
+    first, second = two
+    with first.transaction():
+        assert _lock(first, 1, "stock") == {("stock", 1): 30}
+        with pytest.raises(psycopg.errors.LockNotAvailable), second.transaction():
+            _lock(second, 1, "sales")
     first.close()
     second.close()
 
