@@ -59,8 +59,10 @@ STORE = "S-FUZZ"
 pytestmark = pytest.mark.timeout(TIMEOUT)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeIntake]:
+    """One intake per test (shared by its examples): the outbox grows with one test's
+    examples only."""
     intake = EdgeIntake(tmp_path_factory.mktemp("fuzz-http"), STORE)
     yield intake
     intake.close()
