@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from tillstream_consumers.runtime.db import Database, Migration
+from tillstream_consumers.runtime.db import Database, Migration, chunks, marks
 
 COMPONENT = "runtime"
 
@@ -78,9 +78,7 @@ def load_offsets(
         by_topic.setdefault(topic, []).append(part)
     if not by_topic:
         return {}
-    where = " OR ".join(
-        f"(topic = ? AND part IN ({', '.join('?' * len(parts))}))" for parts in by_topic.values()
-    )
+    where = " OR ".join(f"(topic = ? AND part IN ({marks(parts)}))" for parts in by_topic.values())
     params = [consumer, *(v for t, parts in by_topic.items() for v in (t, *parts))]
     rows = db.fetchall(
         f"SELECT topic, part, next_offset FROM runtime_offsets WHERE consumer = ? AND ({where}) "
@@ -116,13 +114,12 @@ def store_offsets(
 def seen_events(db: Database, consumer: str, event_ids: list[str]) -> set[str]:
     """Which of ``event_ids`` were applied before."""
     seen: set[str] = set()
-    for start in range(0, len(event_ids), 500):
-        chunk = event_ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
+    for chunk in chunks(event_ids):
         seen.update(
             row[0]
             for row in db.fetchall(
-                f"SELECT event_id FROM runtime_events WHERE consumer = ? AND event_id IN ({marks})",
+                "SELECT event_id FROM runtime_events "
+                f"WHERE consumer = ? AND event_id IN ({marks(chunk)})",
                 (consumer, *chunk),
             )
         )
