@@ -18,14 +18,14 @@ from tillstream.core.kafka import make_producer
 from tillstream.core.settings import Settings
 from tillstream.core.topics import SALES, STOCK_MOVEMENTS, store_key
 from tillstream.dev.ports import free_port
+from tillstream.dev.processes import clean_environment
 from tillstream.dev.samples import sample_sale, sample_stock_movement
 
 CLI = [sys.executable, "-m", "tillstream"]
 
 
 def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-    env["TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
+    env = clean_environment(TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers)
     env.update(extra)
     return env
 
@@ -166,8 +166,7 @@ def test_dev_kafka_starts_and_stops_cleanly(kafka_libs: Path, tmp_path: Path) ->
 )
 def test_an_unreachable_broker_names_the_variable_to_set(command: list[str]) -> None:
     nowhere = f"127.0.0.1:{free_port()}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-    env["TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = nowhere
+    env = clean_environment(TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS=nowhere)
     result = subprocess.run([*CLI, *command], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert f"no Kafka broker answers at {nowhere}: connection refused" in result.stderr

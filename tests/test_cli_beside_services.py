@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import uuid
@@ -16,14 +15,14 @@ from tests.consumer_support import ConsumerProcess, publish
 from tillstream.core.codec import AvroCodec
 from tillstream.core.settings import Settings
 from tillstream.dev.ports import free_port
+from tillstream.dev.processes import clean_environment
 from tillstream.dev.samples import sample_payment, sample_sale, sample_stock_movement
 
 CLI = [sys.executable, "-m", "tillstream"]
 
 
 def _cli(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-    env.update(extra)
+    env = clean_environment(**extra)
     return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=60)
 
 

@@ -30,6 +30,7 @@ from tillstream.core.kafka import make_admin, make_consumer, make_producer
 from tillstream.core.settings import Settings
 from tillstream.core.topics import SALES, store_key
 from tillstream.dev.ports import free_port
+from tillstream.dev.processes import clean_environment
 from tillstream.dev.samples import sample_sale
 from tillstream_consumers.runtime.applier import Applier
 from tillstream_consumers.runtime.db import Database
@@ -53,8 +54,7 @@ def _sale(store: str, receipt: str | None = None) -> tuple[str, dict[str, Any]]:
 
 
 def _cli(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-    env["TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+    env = clean_environment(TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS=bootstrap)
     return subprocess.run(
         [sys.executable, "-m", "tillstream", *args],
         env=env,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from tillstream.core.codec import AvroCodec
 from tillstream.core.kafka import make_producer
 from tillstream.core.settings import Settings
 from tillstream.core.topics import SALES, store_key
+from tillstream.dev.processes import clean_environment
 from tillstream.dev.samples import sample_sale
 from tillstream_consumers.example import VisitCounter
 from tillstream_consumers.runtime.db import Database
@@ -58,8 +58,7 @@ def _effects(url: str, prefix: str) -> tuple[int, int]:
 
 
 def _cli(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-    env["TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+    env = clean_environment(TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS=bootstrap)
     return subprocess.run(
         [sys.executable, "-m", "tillstream", *args],
         env=env,

@@ -9,9 +9,11 @@ import re
 import subprocess
 import sys
 
+from tillstream.dev.processes import clean_environment
+
 
 def test_the_demo_runs_end_to_end_and_summarises() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
+    env = clean_environment()
     if "TILLSTREAM_CACHE_DIR" in os.environ:
         env["TILLSTREAM_CACHE_DIR"] = os.environ["TILLSTREAM_CACHE_DIR"]
     done = subprocess.run(

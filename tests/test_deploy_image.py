@@ -30,6 +30,7 @@ from tests.deploy_support import (
     resolve_cli,
 )
 from tillstream.dev.ports import free_port
+from tillstream.dev.processes import clean_environment
 
 # -- the Dockerfile -------------------------------------------------------------------------
 
@@ -98,7 +99,7 @@ def service_port() -> int:
 
 
 def _start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
+    base = clean_environment()
     with (cwd / f"{args[0]}.log").open("ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "tillstream", *args],
@@ -121,7 +122,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def _healthcheck(test: list[str], env: dict[str, str] | None = None) -> int:
     """Run a Docker/Compose healthcheck ``test`` here, as the engine runs it in the container."""
     kind, *command = test
-    base = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
+    base = clean_environment()
     argv = ["sh", "-c", command[0]] if kind == "CMD-SHELL" else command
     argv = [sys.executable if a == "python" else a for a in argv]
     return subprocess.run(argv, env={**base, **(env or {})}, timeout=30).returncode

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import uuid
@@ -13,6 +12,7 @@ import pytest
 from tillstream.core.kafka import create_topics, make_consumer, make_producer
 from tillstream.core.settings import Settings
 from tillstream.core.topics import TopicSpec
+from tillstream.dev.processes import clean_environment
 from tillstream_consumers.erp import ErpInventory
 from tillstream_consumers.runtime import deadletter
 from tillstream_consumers.runtime.loader import group_of, load_consumer
@@ -26,7 +26,7 @@ def _letters() -> str:
 
 
 def _cli(settings: Settings, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
+    env = clean_environment()
     env.update(TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers, **extra)
     return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=120)
 

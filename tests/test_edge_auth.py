@@ -7,7 +7,6 @@ Refused requests never reach the outbox; health, readiness and metrics stay open
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import socket
 import sqlite3
@@ -27,6 +26,7 @@ import trustme
 
 from tests.edge_support import dumps, live_poslog, payment_json, sale_json, stock_json
 from tillstream.dev.ports import free_port
+from tillstream.dev.processes import clean_environment
 from tillstream_edge.auth import TokenFileError, load_tokens
 
 DATA = Path(__file__).parent / "data" / "poslog"
@@ -97,7 +97,7 @@ def test_tokens_file_mistakes_are_named_and_never_quote_a_token(tmp_path: Path) 
     command = ["edge", "run", "--store", "S1", "--outbox", str(tmp_path / "o.db")]
     result = subprocess.run(
         [sys.executable, "-m", "tillstream", *command, "--tokens", str(path)],
-        env={k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")},
+        env=clean_environment(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -259,7 +259,7 @@ def mtls_edge(kafka_broker: str, pki: Pki, tmp_path: Path) -> Iterator[tuple[str
     """``tillstream edge run`` with HTTPS and client certificates, configured as operators do
     (environment variables); yields its URL and outbox."""
     port, outbox, log = free_port(), tmp_path / "outbox.db", tmp_path / "edge.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
+    env = clean_environment()
     env.update(
         TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS=kafka_broker,
         TILLSTREAM_EDGE_TLS_CERTFILE=str(pki.server_cert),

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.edge_support import dumps, live_poslog, payment_json, sale_json, stock_json
+from tillstream.dev.processes import clean_environment
 
 pytestmark = pytest.mark.usefixtures("kafka_topics")
 DATA = Path(__file__).parent / "data" / "poslog"
@@ -96,8 +97,8 @@ async def test_times_no_consumer_can_store_or_implausible_for_a_live_till_are_re
 
 def test_the_backfill_import_still_takes_old_poslog_files(tmp_path: Path) -> None:
     """`tillstream edge import` is outside the live window: a 2017 journal goes in whole."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-    env["TILLSTREAM_STORE_CURRENCY"] = "USD"  # the NCR sample's store sells in dollars
+    # The NCR sample's store sells in dollars.
+    env = clean_environment(TILLSTREAM_STORE_CURRENCY="USD")
     outbox = tmp_path / "import.db"
     command = [sys.executable, "-m", "tillstream", "edge", "import", str(DATA / "ncr_2x.xml")]
     command += ["--store", "9", "--outbox", str(outbox), "--no-forward"]

@@ -21,6 +21,7 @@ from tillstream.core.codec import AvroCodec
 from tillstream.core.kafka import make_consumer
 from tillstream.core.settings import Settings
 from tillstream.core.topics import PAYMENTS, SALES, TILL_EVENTS
+from tillstream.dev.processes import clean_environment
 from tillstream_edge.poslog import parse_poslog
 
 pytestmark = pytest.mark.usefixtures("kafka_topics")
@@ -180,8 +181,7 @@ def test_import_is_resumable_and_publishes_nothing_twice(
     source = (DATA / "return_negative_qty.xml").read_bytes()
     (archive / "2024" / "09" / "day1.xml").write_bytes(source)
     (archive / "2024" / "09" / "copy-of-day1.xml").write_bytes(source + b"\n")  # same transactions
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-    env["TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
+    env = clean_environment(TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers)
     command = [
         sys.executable,
         "-m",
@@ -278,7 +278,7 @@ def test_import_reports_skipped_transactions_and_fails_a_file_without_a_sale(
     archive.mkdir()
     (archive / "orders.xml").write_bytes((DATA / "v6_online_order_shipped.xml").read_bytes())
     (archive / "controls.xml").write_bytes(NOTHING_TO_PUBLISH)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
+    env = clean_environment()
     command = [sys.executable, "-m", "tillstream", "edge", "import", str(archive)]
     command += ["--store", "WEB1", "--outbox", str(tmp_path / "import.db"), "--no-forward"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
