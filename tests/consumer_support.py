@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ from tillstream.core.kafka import make_producer
 from tillstream.core.settings import Settings
 from tillstream.core.topics import EVENT_TOPICS, store_key
 from tillstream.dev.ports import free_port
-from tillstream.dev.processes import Service
+from tillstream.dev.processes import Service, run_tillstream
 from tillstream_consumers.runtime.api import Consumer
 from tillstream_consumers.runtime.db import Database
 from tillstream_consumers.runtime.runner import ConsumerService, RunnerConfig
@@ -67,6 +68,11 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.2)
+
+
+def cli(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``tillstream ARGS`` (``dlq show``, ``dlq replay``...) against the broker at ``bootstrap``."""
+    return run_tillstream(*args, env={"TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS": bootstrap}, timeout=120)
 
 
 def scalar(db_url: str, sql: str, params: tuple[Any, ...] = ()) -> Any:

@@ -15,15 +15,20 @@ from tests.consumer_support import ConsumerProcess, publish
 from tillstream.core.codec import AvroCodec
 from tillstream.core.settings import Settings
 from tillstream.dev.ports import free_port
-from tillstream.dev.processes import clean_environment
+from tillstream.dev.processes import run_tillstream
 from tillstream.dev.samples import sample_payment, sample_sale, sample_stock_movement
 
-CLI = [sys.executable, "-m", "tillstream"]
+
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return run_tillstream(*args, env=env)
 
 
-def _cli(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    env = clean_environment(**extra)
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=60)
+def _service(kind: str, settings: Settings, url: str, tmp_path: Path) -> ConsumerProcess:
+    """The ``kind`` consumer service on ``url``, in a fresh consumer group, ready."""
+    group = f"{kind}-{uuid.uuid4().hex[:8]}"
+    return ConsumerProcess(
+        kind, settings.kafka_bootstrap_servers, url, tmp_path / kind, args=["--group", group]
+    ).start()
 
 
 async def _until(args: list[str], expected: str, timeout: float = 200, **env: str) -> str:
@@ -45,13 +50,7 @@ async def test_report_reads_a_running_analytics_service_on_duckdb(
     sale = sample_sale(store, customer=None)
     await publish(kafka_topics, codec, [("sale", sale), ("payment", sample_payment(sale))])
     url = f"duckdb:///{tmp_path / 'analytics.duckdb'}"
-    service = ConsumerProcess(
-        "analytics",
-        kafka_topics.kafka_bootstrap_servers,
-        url,
-        tmp_path / "analytics",
-        args=["--group", f"analytics-{uuid.uuid4().hex[:8]}"],
-    ).start()
+    service = _service("analytics", kafka_topics, url, tmp_path)
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     report = ["report", "--store", store, "--day", day, "--db", url]
     try:
@@ -88,13 +87,7 @@ async def test_stock_reads_a_running_erp_service_on_duckdb(
     movement = sample_stock_movement(store)
     await publish(kafka_topics, codec, [("stock_movement", movement)])
     url = f"duckdb:///{tmp_path / 'erp.duckdb'}"
-    service = ConsumerProcess(
-        "erp",
-        kafka_topics.kafka_bootstrap_servers,
-        url,
-        tmp_path / "erp",
-        args=["--group", f"erp-{uuid.uuid4().hex[:8]}"],
-    ).start()
+    service = _service("erp", kafka_topics, url, tmp_path)
     listen = f"127.0.0.1:{service.port}"
     try:
         out = await _until(
@@ -142,13 +135,7 @@ async def test_stock_reads_sqlite_directly_beside_a_running_service(
     movement = sample_stock_movement(store)
     await publish(kafka_topics, codec, [("stock_movement", movement)])
     url = f"sqlite:///{tmp_path / 'erp.db'}"
-    service = ConsumerProcess(
-        "erp",
-        kafka_topics.kafka_bootstrap_servers,
-        url,
-        tmp_path / "erp",
-        args=["--group", f"erp-{uuid.uuid4().hex[:8]}"],
-    ).start()
+    service = _service("erp", kafka_topics, url, tmp_path)
     try:
         nowhere = f"127.0.0.1:{free_port()}"
         out = await _until(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime
 
@@ -12,12 +11,10 @@ import pytest
 from tillstream.core.kafka import create_topics, make_consumer, make_producer
 from tillstream.core.settings import Settings
 from tillstream.core.topics import TopicSpec
-from tillstream.dev.processes import clean_environment
+from tillstream.dev.processes import run_tillstream
 from tillstream_consumers.erp import ErpInventory
 from tillstream_consumers.runtime import deadletter
 from tillstream_consumers.runtime.loader import group_of, load_consumer
-
-CLI = [sys.executable, "-m", "tillstream"]
 
 
 def _letters() -> str:
@@ -26,9 +23,8 @@ def _letters() -> str:
 
 
 def _cli(settings: Settings, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    env = clean_environment()
-    env.update(TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers, **extra)
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=120)
+    env = {"TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, **extra}
+    return run_tillstream(*args, env=env, timeout=120)
 
 
 async def _dead_letter(settings: Settings, group: str, source: str, marker: str) -> None:

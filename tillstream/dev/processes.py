@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -31,6 +32,25 @@ def clean_environment(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIX)}
     env.update(extra)
     return env
+
+
+def run_tillstream(
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``tillstream ARGS`` run to its end, as an operator runs a command: in
+    :func:`clean_environment` plus ``env``; stdout and stderr captured as text."""
+    return subprocess.run(
+        [*TILLSTREAM, *args],
+        env=clean_environment(**(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        check=False,
+    )
 
 
 class ServiceError(RuntimeError):
