@@ -31,7 +31,7 @@ def _write_example(where: Path, group: str = "visit-counter") -> None:
 
 
 def test_the_documented_consumer_is_the_shipped_example() -> None:
-    shipped = (ROOT / "consumers" / "example.py").read_text()
+    shipped = (ROOT / "consumers" / "tillstream_consumers" / "example.py").read_text()
     assert _python_blocks()[0].strip() in shipped
 
 
