@@ -36,6 +36,12 @@ from tillstream_consumers.runtime.db import Database
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
+_RECONCILE_COLUMNS = (
+    "sale_event_id", "store_id", "currency",
+    "sale_at", "sale_net",  # from the sale
+    "paid", "payments", "first_payment_at",  # from its payments
+)  # fmt: skip
+
 _PAYMENT_SIGN = {"CAPTURED": 1, "REFUNDED": -1}  # other statuses move no money
 
 
@@ -127,32 +133,14 @@ class _Batch:
         # Payments may arrive before their sale: whichever comes first creates the row.
         db.insert_many(
             "an_reconcile",
-            (
-                "sale_event_id",
-                "store_id",
-                "currency",
-                "sale_at",
-                "sale_net",
-                "paid",
-                "payments",
-                "first_payment_at",
-            ),
+            _RECONCILE_COLUMNS,
             [(*sale, 0, 0, None) for sale in self.sales],
             "ON CONFLICT (sale_event_id) DO UPDATE SET sale_at = excluded.sale_at, "
             "sale_net = excluded.sale_net, currency = excluded.currency",
         )
         db.insert_many(
             "an_reconcile",
-            (
-                "sale_event_id",
-                "store_id",
-                "currency",
-                "sale_at",
-                "sale_net",
-                "paid",
-                "payments",
-                "first_payment_at",
-            ),
+            _RECONCILE_COLUMNS,
             [
                 (sale_id, store, currency, None, None, paid, n, at)
                 for sale_id, (store, currency, paid, n, at) in self.payments.items()
