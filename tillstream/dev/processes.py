@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -77,12 +78,15 @@ class Service:
     own_session: bool = True
     """In a session of its own, Ctrl-C in the parent's terminal does not reach it (the demo
     handles Ctrl-C and stops its services in order); :meth:`kill` ends its process group."""
+    tls: ssl.SSLContext | None = None
+    """It serves HTTPS: :meth:`wait_ready` connects with this context (trusted CAs, and a
+    client certificate where it asks for one)."""
     proc: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def listen(self) -> str:
@@ -113,7 +117,8 @@ class Service:
             if self.proc is None or self.proc.poll() is not None:
                 raise ServiceError(f"{self.name} exited; see {self.log_path}:\n{self.tail()}")
             try:
-                if httpx.get(f"{self.url}{path}", timeout=1).status_code == 200:
+                answer = httpx.get(f"{self.url}{path}", timeout=1, verify=self.tls or True)
+                if answer.status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
