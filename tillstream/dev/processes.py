@@ -22,15 +22,15 @@ from typing import IO
 
 import httpx
 
+from tillstream.core.settings import ENV_PREFIX
+
 TILLSTREAM = (sys.executable, "-m", "tillstream")
 """The ``tillstream`` command of this interpreter (default :attr:`Service.command`)."""
-
-SETTINGS_PREFIX = "TILLSTREAM_"
 
 
 def clean_environment(**extra: str) -> dict[str, str]:
     """This process's environment without ``TILLSTREAM_*`` settings, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIX)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     env.update(extra)
     return env
 
@@ -66,7 +66,7 @@ class Service:
     name: str
     args: list[str]
     port: int
-    """Where it listens (:meth:`wait_ready` asks ``http://127.0.0.1:PORT``)."""
+    """Where it listens on 127.0.0.1 (:attr:`url`, what :meth:`wait_ready` asks)."""
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     """Added to :func:`clean_environment`."""
