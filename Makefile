@@ -26,6 +26,7 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/tillstream schemas check
+	$(BIN)/tillstream schemas types --check
 
 ## make audit: known vulnerabilities in the installed dependencies (pip-audit, PyPI's advisories);
 ## tillstream itself is not on PyPI (editable), so it is skipped. AUDIT_STRICT=1: also fail when

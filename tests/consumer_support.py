@@ -47,11 +47,19 @@ async def publish(
 
 @contextlib.asynccontextmanager
 async def running(
-    consumer: Consumer, settings: Settings, db_url: str, **config: Any
+    consumer: Consumer,
+    settings: Settings,
+    db_url: str,
+    *,
+    listen: tuple[str, int] | None = None,
+    batch_size: int | None = None,
 ) -> AsyncIterator[ConsumerService]:
-    """A consumer service running as a task for the duration of the block."""
-    service = ConsumerService(consumer, settings, RunnerConfig(db_url=db_url, **config))
-    task = asyncio.create_task(service.run())
+    """A consumer service running as a task for the duration of the block; with ``listen``,
+    serving its HTTP API there."""
+    if listen is not None:
+        settings = settings.model_copy(update={"consumer_listen": f"{listen[0]}:{listen[1]}"})
+    service = ConsumerService(consumer, settings, RunnerConfig(db_url, batch_size))
+    task = asyncio.create_task(service.run(serve_http=listen is not None))
     try:
         yield service
     finally:

@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from tillstream_consumers.runtime import Consumer, Context, Database, PermanentError, Record
+from tillstream_consumers.runtime import (
+    Consumer,
+    Context,
+    Database,
+    PermanentError,
+    Query,
+    Record,
+)
 
 
 class Effects(Consumer):
@@ -41,7 +47,7 @@ class Effects(Consumer):
         if self.delay_per_batch and ours:  # widen the window in which a kill lands mid-batch
             time.sleep(self.delay_per_batch)
 
-    def routes(self, query: Any) -> list[Any]:
+    def routes(self, query: Query) -> list[BaseRoute]:
         """A read API, as the ERP's /v1/stock: rows applied per store."""
 
         async def effects(_: Request) -> JSONResponse:

@@ -50,6 +50,23 @@ def test_the_documented_test_passes(tmp_path: Path) -> None:
     assert "1 passed" in done.stdout
 
 
+def test_the_documented_consumer_and_its_test_pass_mypy_strict(tmp_path: Path) -> None:
+    """As a user's project would check them: ``mypy --strict`` in a venv where tillstream
+    is installed (its packages carry ``py.typed``), no configuration of ours."""
+    _write_example(tmp_path)
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("mypy")), "--strict", "visits.py", "test_visits.py"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "MYPY_CACHE_DIR": str(tmp_path / ".mypy_cache")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Success: no issues found in 2 source files" in done.stdout
+
+
 async def test_the_documented_consumer_runs_under_tillstream_consume(
     kafka_topics: Settings, codec: AvroCodec, tmp_path: Path
 ) -> None:

@@ -21,10 +21,10 @@ from tillstream.core.kafka import make_admin, make_producer
 from tillstream.core.settings import Settings
 from tillstream.core.topics import SALES, store_key
 from tillstream.dev.samples import sample_sale
-from tillstream_consumers.runtime import outgoing
+from tillstream_consumers.runtime import relay
 from tillstream_consumers.runtime.deadletter import topic_for
-from tillstream_consumers.runtime.outgoing import Refused
 from tillstream_consumers.runtime.runner import ConsumerService, RunnerConfig
+from tillstream_consumers.runtime.sender import Refused
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ async def _create(admin: Settings, *topics: str) -> None:
 async def test_events_a_consumer_may_not_publish_wait_queued_while_it_consumes(
     secure: SecureKafka, codec: AvroCodec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(outgoing, "REFUSED_RETRY_SECONDS", 1.0)
+    monkeypatch.setattr(relay, "REFUSED_RETRY_SECONDS", 1.0)
     admin = secure.sasl_settings(ADMIN)
     principal = f"relay-{uuid.uuid4().hex[:8]}"
     relay_topic = f"tillstream.test.relay-{principal}"

@@ -23,7 +23,7 @@ from tillstream.dev.samples import sample_sale, sample_stock_movement
 from tillstream_consumers.erp import ErpInventory
 from tillstream_consumers.erp.queries import stock_levels
 from tillstream_consumers.runtime.api import PermanentError, Record
-from tillstream_consumers.runtime.applier import Applier, Outcome
+from tillstream_consumers.runtime.applier import Applier, BatchOutcome
 from tillstream_consumers.runtime.db import Database
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -82,10 +82,10 @@ class Erp:
         self.applier = Applier(ErpInventory(settings), self.db, codec.encode)
         self.applier.prepare()
 
-    def apply(self, *values: dict[str, Any]) -> Outcome:
+    def apply(self, *values: dict[str, Any]) -> BatchOutcome:
         return self.apply_records(records(*values))
 
-    def apply_records(self, batch: list[Record]) -> Outcome:
+    def apply_records(self, batch: list[Record]) -> BatchOutcome:
         positions: dict[tuple[str, int], int] = {}
         for r in batch:
             positions[(r.topic, r.partition)] = max(

@@ -9,6 +9,7 @@ import pytest
 
 from tillstream_consumers.runtime import state
 from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.partitioning import TopicPartition
 
 GROUP = "erp-inventory"
 
@@ -19,13 +20,15 @@ def two(postgres_url: str) -> tuple[Database, Database]:
     for db in (first, second):
         db.migrate(state.COMPONENT, state.migrations(db))
     with first.transaction():
-        state.store_offsets(first, GROUP, {("sales", 0): 10, ("sales", 1): 20}, {})
+        state.store_offsets(
+            first, GROUP, {TopicPartition("sales", 0): 10, TopicPartition("sales", 1): 20}, {}
+        )
     return first, second
 
 
-def _lock(db: Database, partition: int) -> dict[tuple[str, int], int]:
+def _lock(db: Database, partition: int) -> dict[TopicPartition, int]:
     db.execute("SET LOCAL lock_timeout = '2s'")
-    return state.load_offsets(db, GROUP, [("sales", partition)], lock=True)
+    return state.load_offsets(db, GROUP, [TopicPartition("sales", partition)], lock=True)
 
 
 def test_instances_of_one_group_lock_only_their_own_partitions(
@@ -33,9 +36,9 @@ def test_instances_of_one_group_lock_only_their_own_partitions(
 ) -> None:
     first, second = two
     with first.transaction():
-        assert _lock(first, 0) == {("sales", 0): 10}
+        assert _lock(first, 0) == {TopicPartition("sales", 0): 10}
         with second.transaction():  # the other partition: no wait
-            assert _lock(second, 1) == {("sales", 1): 20}
+            assert _lock(second, 1) == {TopicPartition("sales", 1): 20}
     first.close()
     second.close()
 
@@ -55,10 +58,17 @@ def test_a_second_owner_of_the_same_partition_waits_for_the_first(
 def test_offsets_of_several_topics_are_read_together(postgres_url: str) -> None:
     db = Database(postgres_url)
     db.migrate(state.COMPONENT, state.migrations(db))
-    stored = {("sales", 0): 5, ("sales", 2): 7, ("stock", 1): 9}
+    stored = {
+        TopicPartition("sales", 0): 5,
+        TopicPartition("sales", 2): 7,
+        TopicPartition("stock", 1): 9,
+    }
     with db.transaction():
         state.store_offsets(db, GROUP, stored, {})
-    wanted = [("sales", 2), ("stock", 1), ("stock", 0)]
-    assert state.load_offsets(db, GROUP, wanted) == {("sales", 2): 7, ("stock", 1): 9}
+    wanted = [TopicPartition("sales", 2), TopicPartition("stock", 1), TopicPartition("stock", 0)]
+    assert state.load_offsets(db, GROUP, wanted) == {
+        TopicPartition("sales", 2): 7,
+        TopicPartition("stock", 1): 9,
+    }
     assert state.load_offsets(db, "another", wanted) == {}
     db.close()

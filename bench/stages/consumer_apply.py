@@ -45,8 +45,9 @@ from tillstream.dev.samples import sample_stock_movement
 from tillstream_consumers.erp import ErpInventory
 from tillstream_consumers.runtime import deadletter
 from tillstream_consumers.runtime.api import Record
-from tillstream_consumers.runtime.applier import Applier, Outcome
+from tillstream_consumers.runtime.applier import Applier, BatchOutcome
 from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.partitioning import TopicPartition
 from tillstream_consumers.runtime.runner import ConsumerService, RunnerConfig
 
 TARGET = 0.3
@@ -147,13 +148,9 @@ class MeasuredService(ConsumerService):
         self.finished: float | None = None
         self.done = asyncio.Event()
 
-    async def _handle(self, batch: dict[Any, list[Any]]) -> None:
+    def batch_committed(self, outcome: BatchOutcome, started: float) -> None:
         if self.first is None:
-            self.first = time.perf_counter()
-        await super()._handle(batch)
-
-    def _account(self, outcome: Outcome, started: float) -> None:
-        super()._account(outcome, started)
+            self.first = started
         if self.finished is None and self.applied >= self.target:
             self.finished = time.perf_counter()
             self.done.set()
@@ -264,7 +261,7 @@ def count_everything_later(settings: Settings, url: str, events: list[dict[str, 
     try:
         applier = Applier(ErpInventory(settings), db, service_codec(settings).encode)
         applier.prepare()
-        applier.apply(counts, {(STOCK_MOVEMENTS.name, 0): len(counts)})
+        applier.apply(counts, {TopicPartition(STOCK_MOVEMENTS.name, 0): len(counts)})
     finally:
         db.close()
 

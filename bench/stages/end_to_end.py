@@ -39,8 +39,9 @@ from tillstream.core.topics import SALES
 from tillstream.dev.ports import free_port
 from tillstream.dev.processes import Service
 from tillstream_consumers.runtime import state
-from tillstream_consumers.runtime.applier import Applier, Outcome
+from tillstream_consumers.runtime.applier import Applier, BatchOutcome
 from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.partitioning import TopicPartition
 from tillstream_consumers.runtime.runner import ConsumerService, RunnerConfig
 
 INTERVAL = 0.010
@@ -79,14 +80,13 @@ class LatencyService(ConsumerService):
         self.latencies: list[float] = []
         self.lock = threading.Lock()
 
-    def _account(self, outcome: Outcome, started: float) -> None:
+    def batch_committed(self, outcome: BatchOutcome, started: float) -> None:
         now = time.time()  # called right after the batch's transaction committed
         ours = [
             (now - r.value["occurred_at"].timestamp()) * 1000
             for r in outcome.applied
             if r.value.get("store_id") == self.store
         ]
-        super()._account(outcome, started)
         if ours:
             with self.lock:
                 self.latencies.extend(ours)
@@ -125,9 +125,8 @@ class Threaded:
             self.thread.join(60)
 
 
-async def topic_end(settings: Settings, topic: str) -> dict[tuple[str, int], int]:
+async def topic_end(settings: Settings, topic: str) -> dict[TopicPartition, int]:
     """The next offset of every partition of ``topic``."""
-    from aiokafka import TopicPartition
 
     kafka = make_consumer(settings, topic, group_id=None)  # subscribed: its metadata is fetched
     await kafka.start()
@@ -140,7 +139,7 @@ async def topic_end(settings: Settings, topic: str) -> dict[tuple[str, int], int
             await asyncio.sleep(0.2)
             partitions = kafka.partitions_for_topic(topic)
         ends = await kafka.end_offsets([TopicPartition(topic, p) for p in sorted(partitions)])
-        return {(tp.topic, tp.partition): int(o) for tp, o in ends.items()}
+        return {TopicPartition(tp.topic, tp.partition): int(o) for tp, o in ends.items()}
     finally:
         # aiokafka without a group re-raises the cancellation of its own internal task on
         # stop (as tillstream.cli.dlq notes); only a cancellation of ours is passed on.
@@ -152,7 +151,7 @@ async def topic_end(settings: Settings, topic: str) -> dict[tuple[str, int], int
                 raise
 
 
-def start_at(db_url: str, consumer: Any, codec: Any, offsets: dict[tuple[str, int], int]) -> None:
+def start_at(db_url: str, consumer: Any, codec: Any, offsets: dict[TopicPartition, int]) -> None:
     """Migrate a fresh database and store ``offsets`` as the consumer's progress, so the
     service starts where the topic ends now."""
     db = Database(db_url)

@@ -13,9 +13,10 @@ class VisitCounter(Consumer):
 
     def apply(self, ctx: Context, records: list[Record]) -> None:
         for r in records:
-            if r.value["customer_id"]:
+            sale = r.sale()  # a typed Sale: an editor completes its fields
+            if sale["customer_id"]:
                 ctx.db.execute(
                     "INSERT INTO visits VALUES (?, 1) "
                     "ON CONFLICT (customer_id) DO UPDATE SET n = visits.n + 1",
-                    (r.value["customer_id"],),
+                    (sale["customer_id"],),
                 )

@@ -29,7 +29,7 @@ from xml.etree.ElementTree import Element
 
 from tillstream.core.rules import LINE_SIGNS
 from tillstream_edge import poslog_control  # a module: it reads headers with this one's functions
-from tillstream_edge.poslog_items import Context, Items, read_items
+from tillstream_edge.poslog_items import Items, ParseContext, read_items
 from tillstream_edge.poslog_kinds import NothingConverted, Skipped, body, skipped
 from tillstream_edge.poslog_xml import (
     PoslogError,
@@ -113,7 +113,7 @@ def parse_poslog(
             if skip is not None:
                 skips.append(skip)
                 continue
-            ctx = Context(_currency(tx, default_currency))
+            ctx = ParseContext(_currency(tx, default_currency))
             events += _convert(tx, ctx, default_timezone)
         except PoslogError as exc:
             raise PoslogError(f"transaction {label}: {exc}") from exc
@@ -123,7 +123,7 @@ def parse_poslog(
     return PoslogResult(events, skips, masked)
 
 
-def _convert(tx: Element, ctx: Context, tz: tzinfo) -> list[tuple[str, dict[str, Any]]]:
+def _convert(tx: Element, ctx: ParseContext, tz: tzinfo) -> list[tuple[str, dict[str, Any]]]:
     retail = body(tx)
     assert retail is not None  # not skipped, so there is a RetailTransaction
     store = _store(tx)
@@ -286,7 +286,7 @@ def _apply_change(items: Items) -> None:
         target.amount -= amount
 
 
-def _totals(retail: Element, items: Items, ctx: Context) -> dict[str, Decimal]:
+def _totals(retail: Element, items: Items, ctx: ParseContext) -> dict[str, Decimal]:
     """The till's totals where it gives them, else computed from the lines and tenders.
 
     ARTS ``TransactionNetAmount`` is the amount before tax, so the amount due (our

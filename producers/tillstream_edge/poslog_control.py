@@ -23,7 +23,7 @@ from xml.etree.ElementTree import Element
 
 from tillstream.core.till_events import MAY_HAVE_AMOUNTS
 from tillstream_edge import poslog
-from tillstream_edge.poslog_items import Context
+from tillstream_edge.poslog_items import ParseContext
 from tillstream_edge.poslog_tenders import method_of as tender_method  # one tender mapping for all
 from tillstream_edge.poslog_xml import PoslogError, attr, child, child_text, flag, local
 
@@ -90,7 +90,7 @@ def convert_control(tx: Element, default_currency: str, tz: tzinfo) -> ControlRe
     if not acts:
         return None
     body = next(b for b in tx if local(b.tag) in KINDS)
-    ctx = Context(poslog._currency(tx, default_currency))
+    ctx = ParseContext(poslog._currency(tx, default_currency))
     store = poslog._store(tx)
     workstation = child_text(tx, "WorkstationID")
     if workstation is None:
@@ -126,7 +126,7 @@ def convert_control(tx: Element, default_currency: str, tz: tzinfo) -> ControlRe
     return ControlResult(events, ctx.masked_pans)
 
 
-def _amounts(element: Element, kind: str, ctx: Context) -> list[dict[str, Any]]:
+def _amounts(element: Element, kind: str, ctx: ParseContext) -> list[dict[str, Any]]:
     """Amount per tender type (summed: two cash bags are one cash pickup), positive."""
     names = _SETTLEMENT_AMOUNTS if kind == "TILL_CLOSE" else _AMOUNTS
     holders = [e for e in element.iter() if e is not element and local(e.tag) in names]

@@ -1,7 +1,7 @@
 """POSLog line items: sales, returns, voids, discounts, loyalty rewards and taxes.
 
 Everything personal or card-like is dropped or masked here, at the point where it is read:
-only ``Context.clean`` text (PANs masked) and the last four digits of a card leave (tenders
+only ``ParseContext.clean`` text (PANs masked) and the last four digits of a card leave (tenders
 and cards: ``tillstream_edge.poslog_tenders``).
 
 How vendor lines become sale lines (docs/edge.md, "POSLog elements read"):
@@ -47,7 +47,7 @@ from tillstream_edge.poslog_xml import (
     text,
 )
 
-__all__ = ["Context", "Items", "Line", "Tender", "read_items"]
+__all__ = ["Items", "Line", "ParseContext", "Tender", "read_items"]
 
 _AMOUNT = Decimal("0.0001")
 _QUANTITY = Decimal("0.001")
@@ -87,7 +87,7 @@ _NOT_STOCK_WORDS = re.compile(
 
 
 @dataclass
-class Context:
+class ParseContext:
     """Per-transaction state: where we are (for errors), the currency, PANs masked."""
 
     currency: str
@@ -157,7 +157,7 @@ class _Reward:
     summary_only: bool
 
 
-def read_items(retail: Element, ctx: Context) -> Items:
+def read_items(retail: Element, ctx: ParseContext) -> Items:
     """Read every LineItem; unknown ones (vendor extensions) are ignored."""
     items = Items()
     taxes: list[tuple[Element, Decimal, Line | None]] = []
@@ -212,7 +212,7 @@ def _read_tender(
     line_item: Element,
     seq: str | None,
     voided: bool,
-    ctx: Context,
+    ctx: ParseContext,
     items: Items,
 ) -> None:
     where = f"line item {seq}" if seq else "line item"
@@ -229,7 +229,7 @@ def _read_tender(
         items.change.append(change(inner, paid.method, ctx, where))
 
 
-def _money_off(element: Element, ctx: Context, what: str) -> Decimal:
+def _money_off(element: Element, ctx: ParseContext, what: str) -> Decimal:
     """A receipt-level discount or price modifier; a surcharge (Action="Add") is not one."""
     amount_el = child(element, "Amount")
     if attr(amount_el if amount_el is not None else element, "Action") == "Add":
@@ -237,7 +237,7 @@ def _money_off(element: Element, ctx: Context, what: str) -> Decimal:
     return abs(ctx.amount(amount_el, what) or _ZERO)
 
 
-def _reward(element: Element, ctx: Context, where: str) -> list[_Reward]:
+def _reward(element: Element, ctx: ParseContext, where: str) -> list[_Reward]:
     """An NCR loyalty reward: money off when its category is monetary (or not given) and its
     amount negative; positive amounts are points or offers granted, not money."""
     category = child_text(element, "RewardCategory")
@@ -270,7 +270,9 @@ def _in_sequence(line_items: list[Element]) -> list[Element]:
     return [li for _, li in ordered]
 
 
-def _line(item: Element, line_item: Element, seq: str | None, ctx: Context, where: str) -> Line:
+def _line(
+    item: Element, line_item: Element, seq: str | None, ctx: ParseContext, where: str
+) -> Line:
     name = local(item.tag)
     sku_text = child_text(item, "ItemID")
     identity = child(item, "POSIdentity")

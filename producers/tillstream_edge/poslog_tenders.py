@@ -77,7 +77,7 @@ class Tender:
 
 class Reader(Protocol):
     """What the tender reader needs of the transaction: amounts in its currency, counted
-    card numbers and masked free text (``poslog_items.Context``)."""
+    card numbers and masked free text (``poslog_items.ParseContext``)."""
 
     masked_pans: int
 

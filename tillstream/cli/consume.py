@@ -6,11 +6,10 @@ import click
 
 from tillstream.cli.common import run, settings
 from tillstream.core.logs import configure_logging
-from tillstream.core.settings import split_host_port
-from tillstream_consumers.runtime.db import DatabaseError, redact
+from tillstream_consumers.runtime.db import DatabaseError, redact_url
 from tillstream_consumers.runtime.loader import ConsumerNotFound, load_consumer
-from tillstream_consumers.runtime.outgoing import Refused
 from tillstream_consumers.runtime.runner import ConsumerService, RunnerConfig
+from tillstream_consumers.runtime.sender import Refused
 
 
 @click.command()
@@ -61,19 +60,14 @@ def consume(
         consumer_class = consumer_class.in_group(group)
     if "db_url" not in cfg.model_fields_set and consumer_class.default_db_url:
         cfg = cfg.model_copy(update={"db_url": consumer_class.default_db_url})
-    config = RunnerConfig(
-        db_url=cfg.db_url,
-        listen=split_host_port(cfg.consumer_listen),
-        batch_size=cfg.consumer_batch_size,
-    )
-    service = ConsumerService(consumer_class(cfg), cfg, config)
+    service = ConsumerService(consumer_class(cfg), cfg, RunnerConfig(db_url=cfg.db_url))
     click.echo(
-        f"{consumer_class.name}: database {redact(cfg.db_url)}, "
+        f"{consumer_class.name}: database {redact_url(cfg.db_url)}, "
         f"metrics on http://{cfg.consumer_listen}/metrics",
         err=True,
     )
     try:
-        run(service.run(handle_signals=True))
+        run(service.run(handle_signals=True, serve_http=True))
     except (DatabaseError, Refused) as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from tillstream.core import event_types
 from tillstream.core import schemas as schema_set
 from tillstream.core.topics import EVENT_TOPICS
 
@@ -54,6 +55,20 @@ def list_(root: Path | None) -> None:
         topic = EVENT_TOPICS[event].name if event in EVENT_TOPICS else "-"
         for v in versions:
             click.echo(f"{event:16} v{v.version:<3} id={v.schema_id!s:5} {v.full_name:30} {topic}")
+
+
+@schemas.command("types")
+@click.option("--check", is_flag=True, help="Only fail if the module is out of date.")
+def types(check: bool) -> None:
+    """Generate tillstream/core/events.py (a TypedDict per event type) from schemas/."""
+    target = event_types.TARGET
+    if check:
+        if not target.exists() or target.read_text() != event_types.render():
+            raise click.ClickException(f"{target} is out of date: run tillstream schemas types")
+        click.echo(f"ok: {target} is up to date")
+        return
+    changed = event_types.write()
+    click.echo(f"{'wrote' if changed else 'unchanged:'} {target}")
 
 
 COMMANDS = [schemas]

@@ -17,7 +17,7 @@ import click
 import httpx
 
 from tillstream.core.settings import Settings, env_name, split_host_port
-from tillstream_consumers.runtime.db import Database, DatabaseError, redact
+from tillstream_consumers.runtime.db import Database, DatabaseError, redact_url
 
 T = TypeVar("T")
 API_TIMEOUT = 30.0
@@ -51,13 +51,13 @@ def open_database(url: str) -> Database:
             raise HeldByService(int(held.group(1))) from None
         if isinstance(exc, DatabaseError):
             raise click.ClickException(str(exc)) from None
-        raise click.ClickException(f"cannot open {redact(url)}: {exc}") from None
+        raise click.ClickException(f"cannot open {redact_url(url)}: {exc}") from None
 
 
 def held_elsewhere(url: str, held: HeldByService, why: str) -> click.ClickException:
     """The refusal when a file is held and no read API can stand in (``why`` says so)."""
     return click.ClickException(
-        f"{redact(url)} is held by another process ({held}), probably its service: DuckDB "
+        f"{redact_url(url)} is held by another process ({held}), probably its service: DuckDB "
         f"lets one process open a file, and {why}. Stop the service first, or run it on "
         "SQLite or PostgreSQL, which can be read while it works."
     )
@@ -83,7 +83,7 @@ def read(
                 return remote(api)
             except click.ClickException as exc:
                 raise click.ClickException(
-                    f"{redact(db_url)} is held by another process ({held}), probably the "
+                    f"{redact_url(db_url)} is held by another process ({held}), probably the "
                     f"running {what} service. DuckDB lets one process open a file, so this "
                     f"asks the service's read API instead, but {exc.message}. Pass --api "
                     f"http://HOST:PORT (the service's {env_name('consumer_listen')})."

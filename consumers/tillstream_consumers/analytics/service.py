@@ -15,9 +15,10 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from tillstream.core import rules
+from tillstream.core.events import Payment, ReorderSuggestion, Sale
 from tillstream.core.topics import PAYMENTS, REORDER_SUGGESTIONS, SALES
 from tillstream_consumers.analytics import gauges
 from tillstream_consumers.analytics.reconcile import reconcile
@@ -29,6 +30,7 @@ from tillstream_consumers.runtime.api import (
     Consumer,
     Context,
     PermanentError,
+    Query,
     Record,
     to_units,
 )
@@ -54,7 +56,7 @@ class _Batch:
         self.payments: dict[str, list[Any]] = {}
         self.reorders: dict[tuple[str, str], str] = {}
 
-    def sale(self, sale: dict[str, Any]) -> None:
+    def sale(self, sale: Sale) -> None:
         store, currency, at = sale["store_id"], sale["currency"], sale["occurred_at"]
         day = day_of(at)
         units = lines = returns = 0
@@ -81,7 +83,7 @@ class _Batch:
             self.hourly[(store, hour_of(at), day, currency)][i] += delta
         self.sales.append((str(sale["event_id"]), store, currency, ts(at), net))
 
-    def payment(self, payment: dict[str, Any]) -> None:
+    def payment(self, payment: Payment) -> None:
         sign = _PAYMENT_SIGN.get(payment["status"], 0)
         amount = to_units(payment["amount"], MONEY_SCALE) * sign
         store, currency, at = payment["store_id"], payment["currency"], ts(payment["occurred_at"])
@@ -95,7 +97,7 @@ class _Batch:
         entry[3] += 1
         entry[4] = min(entry[4], at)
 
-    def reorder(self, suggestion: dict[str, Any]) -> None:
+    def reorder(self, suggestion: ReorderSuggestion) -> None:
         key = (suggestion["store_id"], suggestion["sku"])
         self.reorders[key] = max(self.reorders.get(key, ""), ts(suggestion["occurred_at"]))
 
@@ -188,16 +190,16 @@ class Analytics(Consumer):
         batch = _Batch()
         for record in records:
             if record.event == "sale":
-                batch.sale(record.value)
+                batch.sale(record.sale())
             elif record.event == "payment":
-                batch.payment(record.value)
+                batch.payment(record.payment())
             elif record.event == "reorder_suggestion":
-                batch.reorder(record.value)
+                batch.reorder(record.reorder_suggestion())
             else:
                 raise PermanentError(f"analytics does not read {record.event} events")
         batch.write(ctx.db)
 
-    def routes(self, query: Any) -> list[Any]:
+    def routes(self, query: Query) -> list[BaseRoute]:
         async def report(request: Request) -> Response:
             # What `tillstream report` reads while this service holds its DuckDB file.
             store = request.query_params.get("store")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from decimal import ROUND_DOWN, Decimal
-from typing import Any
 
 from tillstream.core import rules
+from tillstream.core.events import CustomerRequest, Sale
 from tillstream.core.settings import Settings
 from tillstream.core.topics import CUSTOMER_REQUESTS, SALES
 from tillstream_consumers.crm import erasure
@@ -43,9 +43,9 @@ class CrmProfiles(Consumer):
         # (deleted) and after it (ignored).
         for record in records:
             if record.event == "sale":
-                self._sale(ctx.db, record.value)
+                self._sale(ctx.db, record.sale())
             elif record.event == "customer_request":
-                self._request(ctx.db, record.value)
+                self._request(ctx.db, record.customer_request())
             else:
                 raise PermanentError(f"crm-profiles does not read {record.event} events")
 
@@ -55,7 +55,7 @@ class CrmProfiles(Consumer):
         if self._scrub_pending:
             self._scrub_pending = not erasure.scrub(db)
 
-    def _request(self, db: Database, value: dict[str, Any]) -> None:
+    def _request(self, db: Database, value: CustomerRequest) -> None:
         if value["action"] == "ERASE":
             erasure.erase(db, value["customer_id"], value["requested_at"])
             self._scrub_pending = True
@@ -64,7 +64,7 @@ class CrmProfiles(Consumer):
         else:
             raise PermanentError(f"unknown customer request action {value['action']!r}")
 
-    def _sale(self, db: Database, sale: dict[str, Any]) -> None:
+    def _sale(self, db: Database, sale: Sale) -> None:
         customer = sale["customer_id"]
         if not customer:
             return  # anonymous sale: nothing to profile

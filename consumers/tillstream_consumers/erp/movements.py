@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tillstream.core import rules
+from tillstream.core.events import Sale, StockMovement
 from tillstream_consumers.runtime.api import QTY_SCALE, PermanentError, Record, to_units
 
 
@@ -48,13 +49,13 @@ class StockEvent:
 def stock_event(record: Record) -> StockEvent:
     """The stock effect of one decoded record; PermanentError if it cannot have one."""
     if record.event == "sale":
-        return _sale(record.value)
+        return _sale(record.sale())
     if record.event == "stock_movement":
-        return _stock_movement(record.value)
+        return _stock_movement(record.stock_movement())
     raise PermanentError(f"unexpected event {record.event!r} on {record.topic}")
 
 
-def _sale(value: dict[str, Any]) -> StockEvent:
+def _sale(value: Sale) -> StockEvent:
     movements = []
     numbers: set[int] = set()
     for line in value["lines"]:
@@ -93,7 +94,7 @@ def _sale(value: dict[str, Any]) -> StockEvent:
     )
 
 
-def _stock_movement(value: dict[str, Any]) -> StockEvent:
+def _stock_movement(value: StockMovement) -> StockEvent:
     where = f"stock movement {value['event_id']}"
     quantity = _quantity(value["quantity"], f"{where}: quantity")
     quantity_type = value["quantity_type"]

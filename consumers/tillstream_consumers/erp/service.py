@@ -10,11 +10,10 @@ the size of the ledger.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from tillstream.core.topics import REORDER_SUGGESTIONS, SALES, STOCK_MOVEMENTS, store_key
 from tillstream_consumers.erp import queries
@@ -29,7 +28,7 @@ from tillstream_consumers.erp.reorder import (
 )
 from tillstream_consumers.erp.stock import StockBook
 from tillstream_consumers.erp.tables import COMPONENT, MIGRATIONS
-from tillstream_consumers.runtime.api import Consumer, Context, Record
+from tillstream_consumers.runtime.api import Consumer, Context, Query, Record
 
 
 class ErpInventory(Consumer):
@@ -86,7 +85,7 @@ class ErpInventory(Consumer):
                     REORDER_SUGGESTIONS.name, "reorder_suggestion", store_key(key[0]), record
                 )
 
-    def routes(self, query: Any) -> list[Any]:
+    def routes(self, query: Query) -> list[BaseRoute]:
         async def stock_levels(request: Request) -> Response:
             store = request.query_params.get("store") or None
             sku = request.query_params.get("sku") or None

@@ -2,14 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, TypeVar, cast
 
+from starlette.routing import BaseRoute
+
+from tillstream.core.events import (
+    CustomerRequest,
+    Payment,
+    ReorderSuggestion,
+    Sale,
+    StockMovement,
+    TillEvent,
+)
 from tillstream.core.settings import Settings
 from tillstream_consumers.runtime.db import Database, Migration
+from tillstream_consumers.runtime.partitioning import TopicPartition
+
+T = TypeVar("T")
+
+Encode = Callable[[str, dict[str, Any]], bytes]
+"""``encode(event, record) -> bytes``: a record of an event type in Kafka's wire format."""
+
+
+class Query(Protocol):
+    """What :meth:`Consumer.routes` is given: ``await query(fn)`` runs ``fn(db)`` on the
+    service's database between batches and returns what it returned."""
+
+    def __call__(self, fn: Callable[[Database], T], /) -> Awaitable[T]: ...
+
+
+class WrongEvent(TypeError):
+    """A typed accessor of :class:`Record` was called on a record of another event type."""
 
 
 class PermanentError(Exception):
@@ -32,6 +59,7 @@ class Record:
     event: str
     """Event type: ``sale``, ``payment``, ``stock_movement``... (the schema's directory name)."""
     value: dict[str, Any]
+    """The Avro record as a dict; :meth:`sale`, :meth:`payment`... give it typed."""
     timestamp_ms: int
     headers: tuple[tuple[str, bytes], ...] = ()
 
@@ -39,6 +67,38 @@ class Record:
     def event_id(self) -> str | None:
         event_id = self.value.get("event_id")
         return None if event_id is None else str(event_id)
+
+    @property
+    def topic_partition(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+    def sale(self) -> Sale:
+        """The record as a :class:`~tillstream.core.events.Sale`; :class:`WrongEvent` if it
+        is not one (the same for each accessor below)."""
+        return cast(Sale, self._value_of("sale"))
+
+    def payment(self) -> Payment:
+        return cast(Payment, self._value_of("payment"))
+
+    def stock_movement(self) -> StockMovement:
+        return cast(StockMovement, self._value_of("stock_movement"))
+
+    def till_event(self) -> TillEvent:
+        return cast(TillEvent, self._value_of("till_event"))
+
+    def reorder_suggestion(self) -> ReorderSuggestion:
+        return cast(ReorderSuggestion, self._value_of("reorder_suggestion"))
+
+    def customer_request(self) -> CustomerRequest:
+        return cast(CustomerRequest, self._value_of("customer_request"))
+
+    def _value_of(self, event: str) -> dict[str, Any]:
+        if self.event != event:
+            raise WrongEvent(
+                f"{self.topic}[{self.partition}]@{self.offset} is a {self.event} event, "
+                f"not a {event}"
+            )
+        return self.value
 
     @classmethod
     def decoded(
@@ -78,13 +138,13 @@ class Context:
 
     db: Database
     now: datetime
-    encode: Any
+    encode: Encode
     """``encode(event, record) -> bytes`` (the service's Avro codec)."""
     outgoing: list[Outgoing] = field(default_factory=list)
 
-    def publish(self, topic: str, event: str, key: bytes, value: dict[str, Any]) -> None:
+    def publish(self, topic: str, event: str, key: bytes, value: Mapping[str, Any]) -> None:
         """Publish ``value`` (an ``event`` record) to ``topic`` once this batch commits."""
-        self.outgoing.append(Outgoing(topic, key, self.encode(event, value)))
+        self.outgoing.append(Outgoing(topic, key, self.encode(event, dict(value))))
 
 
 class Consumer:
@@ -133,7 +193,7 @@ class Consumer:
     def refresh(self, db: Database) -> None:
         """Optional: called every few seconds outside batches (business gauges, timers)."""
 
-    def routes(self, query: Any) -> list[Any]:
+    def routes(self, query: Query) -> Sequence[BaseRoute]:
         """Optional: extra Starlette routes for the service's HTTP server (read APIs).
 
         ``await query(fn)`` runs ``fn(db)`` on the service's database between batches.

@@ -12,23 +12,30 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tillstream_consumers.runtime import state
-from tillstream_consumers.runtime.api import Consumer, Context, Record
+from tillstream_consumers.runtime.api import Consumer, Context, Encode, Record
 from tillstream_consumers.runtime.db import Database
-
-TopicPartition = state.TopicPartition
+from tillstream_consumers.runtime.partitioning import TopicPartition
 
 
 @dataclass
-class Outcome:
+class BatchOutcome:
+    """What a batch came to: records applied, duplicates skipped, events published."""
+
     applied: list[Record] = field(default_factory=list)
     duplicates: list[Record] = field(default_factory=list)
     published: int = 0
+
+    def add(self, other: BatchOutcome) -> None:
+        """Count ``other`` (a part of the same batch) in this outcome."""
+        self.applied += other.applied
+        self.duplicates += other.duplicates
+        self.published += other.published
 
 
 class Applier:
     """Applies batches of one consumer to its database."""
 
-    def __init__(self, consumer: Consumer, db: Database, encode: Any) -> None:
+    def __init__(self, consumer: Consumer, db: Database, encode: Encode) -> None:
         self.consumer = consumer
         self.db = db
         self.encode = encode
@@ -49,17 +56,17 @@ class Applier:
     def offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         return state.load_offsets(self.db, self.name, partitions)
 
-    def apply(self, records: list[Record], positions: dict[TopicPartition, int]) -> Outcome:
+    def apply(self, records: list[Record], positions: dict[TopicPartition, int]) -> BatchOutcome:
         """Apply ``records`` and advance the stored offsets to ``positions``, atomically.
 
         Records below the stored offset (another instance got there first) and event ids
         applied before are skipped, so a batch given twice has its effects once. Anything
         raised rolls the whole transaction back.
         """
-        outcome = Outcome()
+        outcome = BatchOutcome()
         with self.db.transaction():
             stored = state.load_offsets(self.db, self.name, positions, lock=True)
-            fresh = [r for r in records if r.offset >= stored.get((r.topic, r.partition), -1)]
+            fresh = [r for r in records if r.offset >= stored.get(r.topic_partition, -1)]
             ids = [r.event_id for r in fresh if r.event_id is not None]
             seen = state.seen_events(self.db, self.name, ids) if ids else set()
             for record in fresh:

@@ -87,7 +87,7 @@ class Database:
         except Exception as exc:
             if self.is_transient(exc):
                 raise
-            raise DatabaseError(f"cannot open {redact(self.url)}: {exc}") from exc
+            raise DatabaseError(f"cannot open {redact_url(self.url)}: {exc}") from exc
 
     def close(self) -> None:
         if self._conn is not None:
@@ -292,7 +292,7 @@ def connect(url: str) -> Database:
     return Database(url)
 
 
-def redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """The URL without its password, for logs and errors."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
@@ -306,7 +306,7 @@ def _dialect(url: str) -> Dialect:
     if scheme == "duckdb":
         return "duckdb"
     raise DatabaseError(
-        f"unsupported database URL {redact(url)!r}: use sqlite:///file.db, "
+        f"unsupported database URL {redact_url(url)!r}: use sqlite:///file.db, "
         "postgresql://user:password@host/db or duckdb:///file.duckdb"
     )
 

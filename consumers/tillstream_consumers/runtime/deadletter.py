@@ -3,7 +3,7 @@
 A dead letter keeps the original key and value bytes and says why in its headers, so it can
 be read (``tillstream dlq show``) and sent back to its source topic after a fix
 (``tillstream dlq replay``). Error texts are cut short and scrubbed of what could be record
-contents (see :func:`redact`): card data and personal data stay out of headers and logs.
+contents (see :func:`redact_error_text`): card data and personal data stay out of headers and logs.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class DeadLetter:
     def headers(self) -> list[tuple[str, bytes]]:
         omitted = [(H_VALUE_OMITTED, b"too-large")] if self.value_omitted else []
         return [
-            (H_ERROR, redact(self.error).encode()),
+            (H_ERROR, redact_error_text(self.error).encode()),
             (H_REASON, self.reason.encode()),
             (H_TOPIC, self.topic.encode()),
             (H_PARTITION, str(self.partition).encode()),
@@ -98,10 +98,10 @@ def describe(exc: BaseException) -> str:
     redacted and cut short (database drivers quote row values on the lines after it, e.g.
     PostgreSQL's ``DETAIL: Key (customer_id)=(...)``)."""
     lines = str(exc).strip().splitlines()
-    return redact(f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": "))
+    return redact_error_text(f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": "))
 
 
-def redact(text: str) -> str:
+def redact_error_text(text: str) -> str:
     """``text`` on one line, cut short, without what may be a record's contents: e-mail
     addresses, runs of 7+ digits (card, phone, account numbers) and quoted values other
     than names of fields or types (a customer's name quoted by ``repr``). A handler should

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aiokafka.partitioner import murmur2
 
@@ -22,6 +22,19 @@ from tillstream_consumers.runtime import metrics
 log = logging.getLogger(__name__)
 
 LOG_EVERY_SECONDS = 60.0
+
+if TYPE_CHECKING:
+
+    class TopicPartition(NamedTuple):
+        """One partition of one topic: aiokafka's own ``TopicPartition`` (a named tuple), as
+        the type checker sees it (aiokafka ships no type hints). The runtime uses this one type
+        for every partition, from ``getmany`` to the stored offsets."""
+
+        topic: str
+        partition: int
+
+else:
+    from aiokafka import TopicPartition as TopicPartition
 
 
 @lru_cache(maxsize=65_536)  # store ids repeat: hash each once

@@ -39,11 +39,17 @@ _BROKEN_PRODUCER = (
 _SUSPECT = KAFKA_TOO_LARGE + _BROKEN_PRODUCER
 
 
+class Refused(RuntimeError):
+    """The broker refuses this consumer's dead letters, or its producer altogether (not
+    authorized): stopping says so, where retrying for ever would hide it. The record stays
+    unprocessed, so nothing is skipped."""
+
+
 @dataclass(frozen=True, slots=True)
 class Outbound:
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
 
 

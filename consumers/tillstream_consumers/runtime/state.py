@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from tillstream_consumers.runtime.db import Database, Migration, chunks, marks
+from tillstream_consumers.runtime.partitioning import TopicPartition
 
 COMPONENT = "runtime"
 
@@ -57,8 +58,6 @@ MIGRATIONS: tuple[str, ...] = (
 
 _BYTES = {"sqlite": "BLOB", "postgresql": "BYTEA", "duckdb": "BLOB"}
 
-TopicPartition = tuple[str, int]
-
 
 def migrations(db: Database) -> list[Migration]:
     return [m.format(bytes=_BYTES[db.dialect]) for m in MIGRATIONS]
@@ -85,7 +84,7 @@ def load_offsets(
         "ORDER BY topic, part" + (db.lock_clause() if lock else ""),
         params,
     )
-    return {(t, p): int(o) for t, p, o in rows}
+    return {TopicPartition(t, int(p)): int(o) for t, p, o in rows}
 
 
 def store_offsets(
@@ -95,8 +94,9 @@ def store_offsets(
     stored: dict[TopicPartition, int],
 ) -> None:
     """Advance the stored offsets (never backwards: a faster instance may have moved on)."""
-    for (topic, partition), offset in offsets.items():
-        previous = stored.get((topic, partition))
+    for tp, offset in offsets.items():
+        topic, partition = tp
+        previous = stored.get(tp)
         if previous is None:
             db.execute(
                 "INSERT INTO runtime_offsets (consumer, topic, part, next_offset) "

@@ -9,6 +9,7 @@ would, in a few lines::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from tillstream.core.codec import AvroCodec
@@ -16,7 +17,7 @@ from tillstream.core.registry import FileRegistry
 from tillstream.core.schemas import SchemaSet
 from tillstream.core.topics import EVENT_TOPICS
 from tillstream_consumers.runtime.api import Consumer, Record
-from tillstream_consumers.runtime.applier import Applier, Outcome
+from tillstream_consumers.runtime.applier import Applier, BatchOutcome
 from tillstream_consumers.runtime.db import Database
 
 
@@ -32,20 +33,20 @@ class ConsumerHarness:
         self.applier.prepare()
         self._offsets: dict[str, int] = {}
 
-    def apply(self, event: str, *records: dict[str, Any]) -> Outcome:
+    def apply(self, event: str, *records: Mapping[str, Any]) -> BatchOutcome:
         """Apply ``records`` of type ``event`` as one batch, as if read from its topic."""
         return self.apply_events(*((event, record) for record in records))
 
-    def apply_events(self, *events: tuple[str, dict[str, Any]]) -> Outcome:
+    def apply_events(self, *events: tuple[str, Mapping[str, Any]]) -> BatchOutcome:
         """Apply ``(event type, record)`` pairs, of any types, as one batch in this order."""
         batch = []
         for event, record in events:
             topic = EVENT_TOPICS[event].name
             offset = self._offsets.get(topic, 0)
             self._offsets[topic] = offset + 1
-            decoded = self.codec.decode(self.codec.encode(event, record))
+            decoded = self.codec.decode(self.codec.encode(event, dict(record)))
             batch.append(Record.decoded(topic, 0, offset, None, event, decoded.record, 0))
-        positions = {(r.topic, 0): self._offsets[r.topic] for r in batch}
+        positions = {r.topic_partition: self._offsets[r.topic] for r in batch}
         return self.applier.apply(batch, positions)
 
     def published(self) -> list[tuple[str, dict[str, Any]]]:

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tillstream.core.http import metrics_response
@@ -31,7 +30,7 @@ REALM = 'Bearer realm="tillstream-consumer"'
 def service_app(
     name: str,
     status: Callable[[], tuple[bool, int]],
-    routes: list[Any],
+    routes: Sequence[BaseRoute],
     token: str | None,
 ) -> Starlette:
     """The app of consumer ``name``; ``status()`` gives (ready, records applied)."""

@@ -1,0 +1,87 @@
+"""From what ``getmany`` returned to :class:`Record` objects: decoded, in partition order,
+with the next offset to read per partition.
+
+Partitions revoked while the service was busy are left to their new owner; records whose
+bytes cannot be decoded are handed back to be dead-lettered (``undecodable``); records on
+another partition than their key's are counted (``partitioning.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tillstream.core.codec import AvroCodec, CodecError
+from tillstream_consumers.runtime.api import Record
+from tillstream_consumers.runtime.partitioning import RoutingCheck, TopicPartition
+
+
+class Message(Protocol):
+    """A record as Kafka gave it (aiokafka's ``ConsumerRecord``): what the runtime reads."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]] | None: ...
+
+
+@dataclass
+class Fetched:
+    """A decoded batch: its records, the undecodable messages, and where each partition
+    goes on (the offset after its last message)."""
+
+    records: list[Record] = field(default_factory=list)
+    undecodable: list[tuple[Message, CodecError]] = field(default_factory=list)
+    positions: dict[TopicPartition, int] = field(default_factory=dict)
+    messages: dict[tuple[TopicPartition, int], Message] = field(default_factory=dict)
+    """Every message of the batch by partition and offset (dead letters carry its bytes)."""
+
+    def message_of(self, record: Record) -> Message:
+        return self.messages[(record.topic_partition, record.offset)]
+
+
+def decode_batch(
+    codec: AvroCodec,
+    batch: Mapping[TopicPartition, Sequence[Message]],
+    assigned: Collection[TopicPartition],
+    routing: RoutingCheck,
+    partition_count: Callable[[str], int],
+) -> Fetched:
+    """Decode ``batch``, skipping partitions no longer ``assigned``."""
+    fetched = Fetched()
+    for tp, messages in batch.items():
+        if tp not in assigned or not messages:
+            continue  # revoked while we were busy: its new owner reads it
+        routing.check(tp.topic, tp.partition, messages, partition_count(tp.topic))
+        for msg in messages:
+            fetched.messages[(tp, msg.offset)] = msg
+            try:
+                decoded = codec.decode(msg.value)
+            except CodecError as exc:
+                fetched.undecodable.append((msg, exc))
+                continue
+            fetched.records.append(
+                Record.decoded(
+                    msg.topic,
+                    msg.partition,
+                    msg.offset,
+                    msg.key,
+                    decoded.event,
+                    decoded.record,
+                    msg.timestamp,
+                    tuple(msg.headers or ()),
+                )
+            )
+        fetched.positions[TopicPartition(tp.topic, tp.partition)] = messages[-1].offset + 1
+    return fetched

@@ -1,0 +1,351 @@
+"""One ``TypedDict`` per event type: the decoded Avro record a consumer receives
+(``Record.sale()``, ``Record.payment()``...).
+
+Generated from the schemas under ``schemas/`` by ``tillstream schemas types``
+(``tillstream/core/event_types.py``): do not edit by hand.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Literal, TypedDict
+from uuid import UUID
+
+CustomerAction = Literal["ERASE", "REENROL"]
+"""ERASE: right to erasure, forget the customer and ignore later events for the id; REENROL: the
+customer joined again, start a new profile from later events.
+"""
+
+
+class CustomerRequest(TypedDict):
+    """A data-protection request about a loyalty customer, for every head-office service that keeps
+    customer data.
+    """
+
+    event_id: str
+    """Unique id of this event."""
+    customer_id: str
+    """Opaque loyalty customer id the request is about; the Kafka message key."""
+    action: CustomerAction
+    """What is asked."""
+    reference: str | None
+    """Case or ticket reference of the request, if any (never personal data)."""
+    requested_at: datetime
+    """When the request was made, in UTC."""
+
+
+PaymentMethod = Literal[
+    "CASH",
+    "CARD",
+    "MOBILE",
+    "GIFT_CARD",
+    "VOUCHER",
+    "STORE_CREDIT",
+    "LOYALTY_POINTS",
+    "OTHER",
+]
+"""How the customer paid."""
+
+
+PaymentStatus = Literal["AUTHORIZED", "CAPTURED", "DECLINED", "REFUNDED", "VOIDED"]
+"""Outcome of the payment."""
+
+
+class CardDetails(TypedDict):
+    """What may be kept of a payment card under PCI DSS."""
+
+    brand: str
+    """Card scheme, e.g. VISA, MASTERCARD, AMEX."""
+    last_four: str
+    """Last four digits of the card number; nothing more of it."""
+    token: str | None
+    """Payment processor's token for the card, if any."""
+
+
+class Payment(TypedDict):
+    """A payment (tender) made for a sale. Card payments carry only brand, last four digits and a
+    token: there is no place for a card number.
+    """
+
+    event_id: str
+    """Unique id of this event."""
+    sale_event_id: UUID
+    """event_id of the sale this payment belongs to."""
+    store_id: str
+    """Store identifier; the Kafka message key."""
+    terminal_id: str
+    """POS terminal that took the payment."""
+    occurred_at: datetime
+    """When the payment was made, in UTC."""
+    method: PaymentMethod
+    """Payment method."""
+    status: PaymentStatus
+    """Payment status; only CAPTURED moves money in, REFUNDED moves it out."""
+    amount: Decimal
+    """Amount of the payment in currency, positive (status gives the direction)."""
+    currency: str
+    """ISO 4217 currency code."""
+    card: CardDetails | None
+    """Card details, for card payments only."""
+
+
+ReorderBasis = Literal["STATIC", "VELOCITY"]
+"""STATIC: the item master's reorder point; VELOCITY: recent daily sales times supplier lead time
+plus safety days.
+"""
+
+
+class ReorderSuggestion(TypedDict):
+    """Head office's ERP suggests reordering a SKU for a store: its stock on hand fell to or below
+    the reorder point. Published once per crossing, not once per sale.
+    """
+
+    event_id: str
+    """Unique id of this event."""
+    store_id: str
+    """Store whose stock is low; the Kafka message key."""
+    sku: str
+    """Retailer's stock keeping unit."""
+    on_hand: Decimal
+    """Stock on hand when the reorder point was crossed."""
+    reorder_point: Decimal
+    """The reorder point that was crossed."""
+    suggested_quantity: Decimal
+    """Quantity to order to bring stock back to cover, never negative."""
+    basis: ReorderBasis
+    """How the reorder point was set."""
+    lead_time_days: int
+    """Supplier lead time used, in days."""
+    trigger_event_id: UUID
+    """event_id of the sale or stock movement that crossed the point."""
+    occurred_at: datetime
+    """When the crossing happened (time of the triggering event), in UTC."""
+
+
+LineKind = Literal["SALE", "RETURN", "VOID"]
+"""SALE sells goods, RETURN takes goods back, VOID cancels an earlier line of the same receipt."""
+
+
+class SaleLine(TypedDict):
+    """One line of a receipt."""
+
+    line_number: int
+    """Position of the line on the receipt, from 1."""
+    kind: LineKind
+    """What the line does to stock and revenue."""
+    sku: str
+    """Retailer's stock keeping unit."""
+    gtin: str | None
+    """GTIN (EAN/UPC) scanned for the item, check digit validated, if any."""
+    description: str | None
+    """Item description as printed, if the till sends one."""
+    quantity: Decimal
+    """Quantity, always positive; fractional for weighed goods (kilograms)."""
+    unit_of_measure: str
+    """Unit of quantity: EA for each, KG, G, L, M."""
+    unit_price: Decimal
+    """Price of one unit before discount, in currency."""
+    discount_amount: Decimal
+    """Total discount granted on this line (positive number)."""
+    tax_amount: Decimal
+    """Tax included in or added to this line."""
+    extended_amount: Decimal
+    """Amount charged for the line: quantity x unit price - discount (positive for RETURN lines
+    too; kind gives the sign).
+    """
+    stock_item: bool
+    """Merchandise that moves stock (true), or a line that is money only: a bottle deposit or its
+    return, a fee, a gift card sale, a coupon (false). Its amounts count in the totals and in
+    revenue either way; a false line moves no stock and sells no units. Since v2; v1 lines read
+    as true.
+    """
+
+
+class SaleTotals(TypedDict):
+    """Totals of a receipt."""
+
+    gross_amount: Decimal
+    """Sum of extended amounts of SALE lines minus RETURN and VOID lines, before receipt-level
+    discount.
+    """
+    discount_amount: Decimal
+    """Receipt-level discount not already in line amounts."""
+    tax_amount: Decimal
+    """Total tax of the receipt."""
+    net_amount: Decimal
+    """Amount due from the customer (negative when money is paid back)."""
+
+
+class Sale(TypedDict):
+    """A completed sale (receipt) at a store till, as rung up. Returns and voided lines travel as
+    line kinds inside the sale. v2 adds SaleLine.stock_item.
+    """
+
+    event_id: str
+    """Unique id of this event; a till that resends the same sale sends the same id."""
+    store_id: str
+    """Store identifier; also the Kafka message key, so one store's events stay in order."""
+    terminal_id: str
+    """POS terminal (workstation) that rang up the sale."""
+    receipt_number: str
+    """Receipt or transaction sequence number as printed by the till."""
+    business_day: date
+    """Trading day the sale belongs to (may differ from the calendar date after midnight)."""
+    occurred_at: datetime
+    """When the sale was completed, in UTC."""
+    utc_offset_minutes: int
+    """The store's UTC offset at occurred_at, in minutes, so local time can be rebuilt."""
+    cashier_id: str | None
+    """Operator who rang up the sale, if known."""
+    customer_id: str | None
+    """Opaque loyalty customer id, if a card was presented. Never a name or other personal data."""
+    currency: str
+    """ISO 4217 currency code of every amount in this sale, e.g. EUR."""
+    lines: list[SaleLine]
+    """Line items in the order rung up."""
+    totals: SaleTotals
+    """Receipt totals as computed by the till."""
+
+
+QuantityType = Literal["CHANGE", "COUNT"]
+"""CHANGE adds quantity (signed) to stock on hand; COUNT sets stock on hand to quantity."""
+
+
+StockReason = Literal[
+    "RECEIVED",
+    "COUNTED",
+    "DAMAGED",
+    "SHRINK",
+    "TRANSFER_IN",
+    "TRANSFER_OUT",
+    "RETURN_TO_VENDOR",
+    "ADJUSTMENT",
+]
+"""Why stock moved."""
+
+
+class StockMovement(TypedDict):
+    """A change to a store's stock other than a sale: deliveries, counts, damage, transfers."""
+
+    event_id: str
+    """Unique id of this event."""
+    store_id: str
+    """Store identifier; the Kafka message key."""
+    sku: str
+    """Retailer's stock keeping unit."""
+    gtin: str | None
+    """GTIN scanned for the item, if any."""
+    quantity_type: QuantityType
+    """How to read quantity."""
+    quantity: Decimal
+    """Signed change, or the absolute counted quantity; fractional for weighed goods."""
+    unit_of_measure: str
+    """Unit of quantity: EA, KG, G, L, M."""
+    reason: StockReason
+    """Reason for the movement."""
+    reference: str | None
+    """Delivery note, transfer or count session reference, if any."""
+    occurred_at: datetime
+    """When the movement happened, in UTC."""
+    source: str
+    """Channel that produced the event: api, poslog, scanner, scale."""
+
+
+TillEventKind = Literal[
+    "SIGN_ON",
+    "SIGN_OFF",
+    "TILL_OPEN",
+    "TILL_CLOSE",
+    "OPENING_FLOAT",
+    "PICKUP",
+    "LOAN",
+    "PAID_IN",
+    "PAID_OUT",
+    "NO_SALE",
+    "TENDER_DECLARATION",
+    "STORE_DAY_OPEN",
+    "STORE_DAY_CLOSE",
+    "OTHER",
+]
+"""What happened. OTHER is what an older reader sees for a kind added in a later version; it is
+never written.
+"""
+
+
+TenderType = Literal[
+    "CASH",
+    "CARD",
+    "MOBILE",
+    "GIFT_CARD",
+    "VOUCHER",
+    "STORE_CREDIT",
+    "LOYALTY_POINTS",
+    "OTHER",
+]
+"""Tender type, as a payment's method."""
+
+
+class TillAmount(TypedDict):
+    """One tender type's amount."""
+
+    tender: TenderType
+    """Tender type."""
+    amount: Decimal
+    """Amount in currency, zero or positive (the kind gives the direction)."""
+
+
+class TillEvent(TypedDict):
+    """A control event of a till or a store: operator sign-on/off, till open and close
+    (settlement), opening float, pickup, loan, paid in/out, no-sale, tender declaration, store-
+    day open and close. What a store-day close and a till balance are made of (sales audit).
+    Amounts are positive; the kind gives the direction.
+    """
+
+    event_id: str
+    """Unique id of this event (POSLog: uuid5 of store, workstation, sequence number and business
+    day, so a resent file gives the same id).
+    """
+    store_id: str
+    """Store identifier; the Kafka message key."""
+    terminal_id: str
+    """Workstation (till) the event happened on; for store-day events the workstation that opened
+    or closed the day.
+    """
+    kind: TillEventKind
+    """What happened; see docs/topics.md for what each kind means and which carry amounts."""
+    sequence_number: str | None
+    """The till's own transaction sequence number, where the POS has one (gaps show missing
+    transactions).
+    """
+    operator_id: str | None
+    """Operator (cashier) id, where there is one; never a name."""
+    business_day: date
+    """Business day the event belongs to (a till closed after midnight still closes the previous
+    day).
+    """
+    occurred_at: datetime
+    """When it happened, in UTC."""
+    utc_offset_minutes: int
+    """The till's offset from UTC at occurred_at, in minutes (local time = occurred_at + offset)."""
+    currency: str | None
+    """ISO 4217 code of the amounts; null when there are none."""
+    tenders: list[TillAmount]
+    """Amounts by tender type: the money moved (float, pickup, loan, paid in/out), counted (tender
+    declaration) or expected by the till (till close). Empty for kinds without money.
+    """
+    reason: str | None
+    """Reason code the till gives (paid in/out, no-sale, loan), if any."""
+    source: str
+    """Channel that produced the event: api, poslog."""
+
+
+EVENT_TYPES: dict[str, type] = {
+    "customer_request": CustomerRequest,
+    "payment": Payment,
+    "reorder_suggestion": ReorderSuggestion,
+    "sale": Sale,
+    "stock_movement": StockMovement,
+    "till_event": TillEvent,
+}
+"""The TypedDict of each event type (the schema's directory name)."""
