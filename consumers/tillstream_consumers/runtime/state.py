@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from tillstream_consumers.runtime.db import Database, Migration
+from tillstream_consumers.runtime.db import Database, Migration, chunks, marks
 from tillstream_consumers.runtime.partitioning import TopicPartition
 
 COMPONENT = "runtime"
@@ -80,7 +80,7 @@ def load_offsets(
         return {}
     rows = db.fetchall(
         "SELECT topic, part, next_offset FROM runtime_offsets "
-        f"WHERE consumer = ? AND part IN ({', '.join('?' * len(numbers))}) "
+        f"WHERE consumer = ? AND part IN ({marks(numbers)}) "
         "ORDER BY topic, part" + (db.lock_clause() if lock else ""),
         (consumer, *numbers),
     )
@@ -114,13 +114,12 @@ def store_offsets(
 def seen_events(db: Database, consumer: str, event_ids: list[str]) -> set[str]:
     """Which of ``event_ids`` were applied before."""
     seen: set[str] = set()
-    for start in range(0, len(event_ids), 500):
-        chunk = event_ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
+    for chunk in chunks(event_ids):
         seen.update(
             row[0]
             for row in db.fetchall(
-                f"SELECT event_id FROM runtime_events WHERE consumer = ? AND event_id IN ({marks})",
+                "SELECT event_id FROM runtime_events "
+                f"WHERE consumer = ? AND event_id IN ({marks(chunk)})",
                 (consumer, *chunk),
             )
         )
