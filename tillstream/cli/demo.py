@@ -25,7 +25,8 @@ CATCH_UP_SECONDS = 60
 
 
 @click.command()
-@traffic_options(rate=60, duration_help="Seconds to run (default: until Ctrl-C).")
+# An edge process per store: a laptop runs a few dozen at most.
+@traffic_options(rate=60, duration_help="Seconds to run (default: until Ctrl-C).", max_stores=20)
 @click.option("--bootstrap-servers", help="Use this cluster instead of starting a local broker.")
 def demo(traffic: Traffic, bootstrap_servers: str | None) -> None:
     """Run the whole pipeline on this machine: a Kafka broker, an edge service per store, the

@@ -28,14 +28,22 @@ class Traffic:
         return [f"{prefix}{n:03d}" for n in range(1, self.stores + 1)]
 
 
+MAX_STORES = 1000
+"""Simulated stores at most; the demo starts an edge process per store, so it takes fewer."""
+
+
 def traffic_options(
-    *, rate: float, duration_help: str, duration_required: bool = False
+    *,
+    rate: float,
+    duration_help: str,
+    duration_required: bool = False,
+    max_stores: int = MAX_STORES,
 ) -> Callable[[Callable[..., R]], Callable[..., R]]:
     """``--stores --tills --rate --duration --seed``, handed to the command as one
     ``traffic: Traffic`` argument; ``rate`` is the command's default rate."""
     options = [
         click.option(
-            "--stores", type=click.IntRange(1, 1000), default=3, show_default=True,
+            "--stores", type=click.IntRange(1, max_stores), default=3, show_default=True,
             help="Stores, each with its own tills (and, in the demo, its own edge service).",
         ),
         click.option(
