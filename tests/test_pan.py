@@ -175,6 +175,17 @@ def test_the_gtin_rule(gtin: str, kind: str) -> None:
     assert gtin not in problem.message
 
 
+@pytest.mark.parametrize("prefix", ["300", "305", "3095", "36", "38", "39"])
+def test_a_14_digit_diners_number_is_a_card_by_the_card_rules_own_prefixes(prefix: str) -> None:
+    # The GTIN rule asks tillstream.core.pan which scheme a number is: one prefix table.
+    body = prefix + "0" * (13 - len(prefix))
+    card = body + luhn.calc_check_digit(body)
+    problem = gtin_problem(card)
+    assert problem is not None and problem.kind == CARD_NUMBER
+    not_luhn = gtin_problem(body + str((int(luhn.calc_check_digit(body)) + 1) % 10))
+    assert not_luhn is None or not_luhn.kind != CARD_NUMBER
+
+
 @pytest.mark.parametrize(
     ("sku", "kind"),
     [

@@ -20,15 +20,13 @@ from dataclasses import dataclass
 
 from biip import ParseError
 from biip.gtin import Gtin
-from stdnum import luhn
 
-from tillstream.core.pan import contains_pan
+from tillstream.core.pan import brand_of, contains_pan, is_pan
 
 SKU_MAX_LENGTH = 64
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_./-]*$"
 GTIN_LENGTHS = (8, 12, 13, 14)
 _SKU = re.compile(SKU_PATTERN)
-_DINERS = re.compile(r"3(?:0[0-5]|095|[689])")
 CARD_NUMBER = "card_number"
 """The kind (and metric reason) of a refusal because a value looks like a card number."""
 
@@ -52,7 +50,8 @@ _SKU_CHARACTERS = Problem(
 
 
 def _diners(value: str) -> bool:
-    return len(value) == 14 and _DINERS.match(value) is not None and luhn.is_valid(value)
+    # The card rule's own prefixes and Luhn check (tillstream.core.pan): no second copy here.
+    return len(value) == 14 and is_pan(value) and brand_of(value) == "DINERS"
 
 
 @functools.lru_cache(maxsize=65_536)
