@@ -31,7 +31,7 @@ from tillstream_edge.devices import DeviceService, load_devices
 from tillstream_edge.dropfolder import DropFolder
 from tillstream_edge.forwarder import Forwarder
 from tillstream_edge.http_api import create_app
-from tillstream_edge.ingest import IngestError, Ingestor
+from tillstream_edge.ingest import IngestError, Ingestor, count_refusal, refusal_reason
 from tillstream_edge.limits import RecordLimits, keep_limits_current
 from tillstream_edge.outbox import Outbox, OutboxFullError
 
@@ -147,13 +147,14 @@ class EdgeService:
         # Disk errors propagate and stop the edge: nothing could be made durable.
         try:
             await self.ingestor.accept([self.ingestor.encode(event_type, record, "device")])
-        except IngestError as exc:  # counted once, under its reason; fields named, no values
-            metrics.EVENTS_REJECTED.labels("device", exc.reason).inc()
-            fields = ", ".join(field for field, _ in exc.problems)
-            log.error("device event refused (%s): %s", exc.reason, fields)
-        except OutboxFullError as exc:
-            metrics.EVENTS_REJECTED.labels("device", "outbox_full").inc()
-            log.error("device event refused: %s", exc)
+        except (IngestError, OutboxFullError) as exc:  # counted once, under its reason
+            reason = refusal_reason(exc)
+            count_refusal("device", reason, exc)
+            if isinstance(exc, IngestError):  # the fields named, never their values
+                fields = ", ".join(field for field, _ in exc.problems)
+                log.error("device event refused (%s): %s", reason, fields)
+            else:
+                log.error("device event refused: %s", exc)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -16,7 +16,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tillstream_edge.ingest import IngestError, Ingestor, poslog_events
+from tillstream_edge.ingest import (
+    IngestError,
+    Ingestor,
+    count_refusal,
+    poslog_events,
+    refusal_reason,
+)
 from tillstream_edge.outbox import Outbox
 from tillstream_edge.poslog import PoslogError, Skipped
 
@@ -69,6 +75,7 @@ async def import_files(
                 if batch.skipped:
                     report.skipped[str(path)] = batch.skipped
         except (OSError, PoslogError, IngestError) as exc:
+            count_refusal("import", refusal_reason(exc, poslog=True), exc)
             report.failed[str(path)] = str(exc)
         advance(path)
     return report
