@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tillstream.core import rules
 from tillstream.core.codec import AvroCodec, CodecError
@@ -24,6 +25,8 @@ from tillstream.core.identifiers import (
     sku_problem,
     text_problem,
 )
+from tillstream.core.registry import registry_from_settings
+from tillstream.core.settings import Settings
 from tillstream.core.topics import EVENT_TOPICS, store_key
 from tillstream_edge import metrics
 from tillstream_edge.limits import RecordLimits
@@ -193,6 +196,28 @@ class Ingestor:
 
 CONFLICT = "conflict"
 """The reason of a refusal because an event id was already accepted with other content."""
+
+
+def ingestor_from_settings(
+    settings: Settings, outbox: Outbox, limits: RecordLimits, *, live: bool = True
+) -> Ingestor:
+    """The ingestor of the store the settings name, writing to ``outbox``: its currency, its
+    zone for POSLog local times and, on ``live`` channels (not a backfill), the plausibility
+    window."""
+    if settings.store_id is None:
+        raise ValueError("a store id is needed: TILLSTREAM_STORE_ID")
+    window = rules.TimeWindow(settings.edge_max_event_age, settings.edge_max_future)
+    return Ingestor(
+        settings.store_id,
+        AvroCodec(registry_from_settings(settings)),
+        outbox,
+        timezone=ZoneInfo(settings.store_timezone),
+        window=window if live else None,
+        limits=limits,
+        currency=settings.store_currency,
+    )
+
+
 _ISO_CODE = re.compile(r"[A-Z]{3}")
 # Event identifiers: UUIDs, checked by the codec, never read as card numbers.
 _EVENT_IDS = frozenset({"event_id", "sale_event_id"})
