@@ -29,13 +29,14 @@ from tillstream.core.pan import mask_pans
 from tillstream_edge import metrics
 from tillstream_edge.auth import STOCK_ONLY, TillTokens, foreign_tills
 from tillstream_edge.ingest import (
+    CONFLICT,
+    Accepted,
     EventTooLarge,
     IngestError,
     Ingestor,
-    PoslogBatch,
+    accept_poslog,
     count_refusal,
     nothing_converted_problems,
-    poslog_events,
     refusal_reason,
     transaction_label,
 )
@@ -198,8 +199,12 @@ def create_app(
                 named, paths = await asyncio.to_thread(_poslog_tills, ingestor, body)
                 if refused := _foreign(till, named, paths, "poslog"):
                     return refused
-            batch = await asyncio.to_thread(poslog_events, ingestor, body, "poslog")
+            batch, accepted = await accept_poslog(ingestor, body, "poslog")
+        except OutboxFullError as exc:
+            return _not_stored("poslog", exc)
         except (PoslogError, IngestError) as exc:
+            if isinstance(exc, IngestError) and exc.reason == CONFLICT:
+                return _not_stored("poslog", exc)
             metrics.POSLOG_FILES.labels("failed").inc()
             reason = refusal_reason(exc, poslog=True)
             if isinstance(exc, NothingConverted):
@@ -207,7 +212,7 @@ def create_app(
             if isinstance(exc, EventTooLarge):
                 return _reject("poslog", 413, reason, exc.problems)
             return _reject("poslog", 422, reason, [("poslog", str(exc))])
-        return await _store(ingestor, batch.events, "poslog", batch)
+        return _accepted(accepted, skipped=batch.report())
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> dict[str, Any]:
@@ -306,21 +311,25 @@ def _foreign(
     )
 
 
-async def _store(
-    ingestor: Ingestor, events: list[OutboxEvent], channel: str, poslog: PoslogBatch | None = None
-) -> Response:
-    """Accept ``events``; a POSLog document's answer also lists what it skipped."""
+async def _store(ingestor: Ingestor, events: list[OutboxEvent], channel: str) -> Response:
     try:
         accepted = await ingestor.accept(events)
-    except OutboxFullError as exc:
+    except (OutboxFullError, IngestError) as exc:
+        return _not_stored(channel, exc)
+    return _accepted(accepted)
+
+
+def _not_stored(channel: str, exc: OutboxFullError | IngestError) -> Response:
+    """503 while the outbox is full (retry later); 409 for an event id reused with other
+    content (every event named)."""
+    if isinstance(exc, OutboxFullError):
         return _reject(channel, 503, refusal_reason(exc), [("outbox", str(exc))], retry_after=60)
-    except IngestError as exc:  # an event id reused with other content
-        return _reject(channel, 409, refusal_reason(exc), exc.problems, refused=exc)
-    answer: dict[str, Any] = {"accepted": len(accepted.event_ids), "event_ids": accepted.event_ids}
-    if poslog is not None:  # counted once its events are on disk, as in every POSLog channel
-        metrics.POSLOG_FILES.labels("converted").inc()
-        poslog.count_skipped()
-        answer["skipped"] = poslog.report()
+    return _reject(channel, 409, refusal_reason(exc), exc.problems, refused=exc)
+
+
+def _accepted(accepted: Accepted, **more: Any) -> Response:
+    """202: every event durable (a POSLog document's answer also lists what it skipped)."""
+    answer = {"accepted": len(accepted.event_ids), "event_ids": accepted.event_ids, **more}
     return JSONResponse(answer, status_code=202)
 
 

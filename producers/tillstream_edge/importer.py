@@ -10,7 +10,6 @@ so a later import, once such transactions are published, takes it).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,8 +18,8 @@ from pathlib import Path
 from tillstream_edge.ingest import (
     IngestError,
     Ingestor,
+    accept_poslog,
     count_refusal,
-    poslog_events,
     refusal_reason,
 )
 from tillstream_edge.outbox import Outbox
@@ -65,10 +64,8 @@ async def import_files(
             if await outbox.get_progress(marker) is not None:
                 report.already_done += 1
             else:
-                batch = await asyncio.to_thread(poslog_events, ingestor, data, "import")
-                accepted = await ingestor.accept(batch.events)
+                batch, accepted = await accept_poslog(ingestor, data, "import")
                 await outbox.set_progress(marker, str(path))
-                batch.count_skipped()
                 report.imported += 1
                 report.events += len(batch.events)
                 report.duplicates += accepted.duplicates

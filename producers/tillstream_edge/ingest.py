@@ -6,6 +6,7 @@ undecodable is ever published) and appended to the outbox. Only then is it accep
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -272,12 +273,6 @@ class PoslogBatch:
         """The skipped transactions as a channel reports them (the first MAX_LISTED)."""
         return [s.as_dict() for s in self.skipped[:MAX_LISTED]]
 
-    def count_skipped(self) -> None:
-        """Count the skipped transactions; only once the document's events are on disk, so
-        a refused document counts nothing twice (its transactions come again)."""
-        for kind, count in Counter(s.metric_kind for s in self.skipped).items():
-            metrics.POSLOG_SKIPPED.labels(kind).inc(count)
-
 
 def poslog_events(
     ingestor: Ingestor, data: bytes, channel: str, *, max_bytes: int = 20 * 1024 * 1024
@@ -294,6 +289,26 @@ def poslog_events(
         for i, (event_type, record) in enumerate(result.events)
     ]
     return PoslogBatch(events, result.skipped)
+
+
+async def accept_poslog(
+    ingestor: Ingestor, data: bytes, channel: str, *, max_bytes: int = 20 * 1024 * 1024
+) -> tuple[PoslogBatch, Accepted]:
+    """Convert a POSLog document (in a thread) and accept its events: the POSLog path of every
+    channel (upload, drop folder, import). A document accepted is counted as converted, with
+    the transactions it skipped, once its events are on disk; a refused one counts nothing
+    here (its channel counts the refusal), so nothing is counted twice when it comes again.
+
+    Raises:
+        PoslogError, IngestError: as :func:`poslog_events` and :meth:`Ingestor.accept`.
+        OutboxFullError: the outbox is at its disk limit.
+    """
+    batch = await asyncio.to_thread(poslog_events, ingestor, data, channel, max_bytes=max_bytes)
+    accepted = await ingestor.accept(batch.events)
+    metrics.POSLOG_FILES.labels("converted").inc()
+    for kind, count in Counter(s.metric_kind for s in batch.skipped).items():
+        metrics.POSLOG_SKIPPED.labels(kind).inc(count)
+    return batch, accepted
 
 
 def nothing_converted_problems(exc: NothingConverted) -> list[tuple[str, str]]:
