@@ -104,7 +104,7 @@ class DropFolder:
 
     def _reject(self, path: Path, exc: Exception) -> None:
         metrics.POSLOG_FILES.labels("failed").inc()
-        count_refusal("dropfolder", refusal_reason(exc, poslog=True), exc)
+        count_refusal("dropfolder", refusal_reason(exc, poslog=True))
         reason = str(exc)
         if isinstance(exc, NothingConverted):  # each transaction and why it was skipped
             lines = [f"{field}: {message}" for field, message in nothing_converted_problems(exc)]

@@ -126,7 +126,7 @@ class EdgeService:
             await self.ingestor.accept([self.ingestor.encode(event_type, record, "device")])
         except (IngestError, OutboxFullError) as exc:  # counted once, under its reason
             reason = refusal_reason(exc)
-            count_refusal("device", reason, exc)
+            count_refusal("device", reason)
             if isinstance(exc, IngestError):  # the fields named, never their values
                 fields = ", ".join(field for field, _ in exc.problems)
                 log.error("device event refused (%s): %s", reason, fields)

@@ -324,7 +324,7 @@ def _not_stored(channel: str, exc: OutboxFullError | IngestError) -> Response:
     content (every event named)."""
     if isinstance(exc, OutboxFullError):
         return _reject(channel, 503, refusal_reason(exc), [("outbox", str(exc))], retry_after=60)
-    return _reject(channel, 409, refusal_reason(exc), exc.problems, refused=exc)
+    return _reject(channel, 409, refusal_reason(exc), exc.problems)
 
 
 def _accepted(accepted: Accepted, **more: Any) -> Response:
@@ -386,10 +386,9 @@ def _reject(
     problems: list[tuple[str, str]],
     *,
     retry_after: int | None = None,
-    refused: Exception | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    count_refusal(channel, reason, refused)
+    count_refusal(channel, reason)
     # One line per refused request: reason and field names, never the messages (a POSLog
     # message may quote what was sent). A field name can be a key the till made up: masked.
     fields = sorted({mask_pans(f)[:80] for f, _ in problems})

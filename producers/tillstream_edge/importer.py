@@ -72,7 +72,7 @@ async def import_files(
                 if batch.skipped:
                     report.skipped[str(path)] = batch.skipped
         except (OSError, PoslogError, IngestError) as exc:
-            count_refusal("import", refusal_reason(exc, poslog=True), exc)
+            count_refusal("import", refusal_reason(exc, poslog=True))
             report.failed[str(path)] = str(exc)
         advance(path)
     return report

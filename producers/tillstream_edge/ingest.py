@@ -340,9 +340,8 @@ def refusal_reason(exc: Exception, *, poslog: bool = False) -> str:
     return "invalid_poslog" if poslog and reason == "invalid" else reason
 
 
-def count_refusal(channel: str, reason: str, exc: Exception | None = None) -> None:
+def count_refusal(channel: str, reason: str) -> None:
     """The one place a refusal is counted (``tillstream_edge_events_rejected_total``): once
-    per refused request, POSLog document or device event, by the channel that refused it;
-    an event id reused with other content once per such event (``exc`` lists them)."""
-    times = len(exc.problems) if isinstance(exc, IngestError) and reason == CONFLICT else 1
-    metrics.EVENTS_REJECTED.labels(channel, reason).inc(times)
+    per refused request, POSLog document or device event, under one reason, by the channel
+    that refused it (docs/observability.md, TillstreamEdgeRejectionsHigh)."""
+    metrics.EVENTS_REJECTED.labels(channel, reason).inc()
