@@ -38,7 +38,7 @@ from tillstream.core.identifiers import (
     sku_problem,
     text_problem,
 )
-from tillstream.core.till_events import TillEventKind
+from tillstream.core.till_events import WrittenKind
 
 
 def _held_to(rule: Callable[[str], Problem | None]) -> Callable[[Any], Any]:
@@ -211,7 +211,7 @@ class ControlEventIn(_Event):
 
     type: Literal["till_event"]
     terminal_id: Text
-    kind: TillEventKind
+    kind: WrittenKind
     sequence_number: OptText = None
     operator_id: OptText = None
     business_day: date
