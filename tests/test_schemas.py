@@ -30,7 +30,7 @@ def add_version(root: Path, event: str, change: dict) -> None:
 
 def test_committed_schemas_pass_the_check(schema_set: SchemaSet) -> None:
     assert check(schema_set) == []
-    assert [v.version for v in schema_set.versions["sale"]] == [1, 2]  # v2: stock_item
+    assert [v.version for v in schema_set.versions["sale"]] == [1, 2, 3]  # stock_item, list_price
     assert {"sale", "payment", "stock_movement"} <= set(schema_set.versions)
     assert set(EVENT_TOPICS) <= set(schema_set.versions)
 

@@ -35,6 +35,43 @@ class CustomerRequest(TypedDict):
     """When the request was made, in UTC."""
 
 
+class Item(TypedDict):
+    """An item of head office's item master, as every store's edge keeps it. On the compacted topic
+    tillstream.items, keyed by SKU: compaction keeps the current record per item; a tombstone
+    (null value) deletes it.
+    """
+
+    event_id: str
+    """Unique id of this version of the item (a new one each time head office publishes a change).
+    """
+    sku: str
+    """Stock-keeping unit: the item's id, and the message key."""
+    gtins: list[str]
+    """Barcodes (GTIN-8, -12, -13 or -14, digits only, check digit valid) that scan as this item."""
+    description: str
+    """What the till shows and prints."""
+    unit_of_measure: str
+    """UN/ECE Recommendation 20 code the item is sold in: EA (piece), KGM, GRM, LBR, LTR, MTR..."""
+    weighed: bool
+    """Sold by weight from a scale (its quantity is the weight)."""
+    stock_item: bool
+    """Kept in stock. False for deposits, fees, gift cards and services: the ERP does not count
+    them.
+    """
+    tax_class: str | None
+    """The retailer's tax class code, if it has one."""
+    reorder_point: Decimal | None
+    """For the ERP: the stock level at which a store should reorder, in the unit of measure; null:
+    no reorder point.
+    """
+    lead_time_days: int | None
+    """For the ERP: days from order to delivery from the supplier."""
+    supplier: str | None
+    """For the ERP: the supplier's id, if known."""
+    published_at: datetime
+    """When head office published this version, in UTC."""
+
+
 PaymentMethod = Literal[
     "CASH",
     "CARD",
@@ -88,6 +125,40 @@ class Payment(TypedDict):
     """ISO 4217 currency code."""
     card: CardDetails | None
     """Card details, for card payments only."""
+
+
+class Price(TypedDict):
+    """A list price of an item, chain-wide or for one store, valid for a window of time. On the
+    compacted topic tillstream.prices, keyed by store (or * for the chain), SKU and start of
+    validity: compaction keeps the current record per (store, item, start), so a price change
+    published ahead of its day does not replace today's price; a tombstone (null value) deletes
+    it. A store's price wins over the chain's where both are valid.
+    """
+
+    event_id: str
+    """Unique id of this version of the price."""
+    sku: str
+    """The item priced."""
+    store_id: str | None
+    """The store this price is for; null: the chain-wide price."""
+    amount: Decimal
+    """Price per unit of measure, tax as the chain's prices are quoted."""
+    currency: str
+    """ISO 4217 code of the amount."""
+    valid_from: datetime | None
+    """Valid from this instant (UTC), when given as a time with an offset."""
+    valid_from_day: date | None
+    """Valid from the start of this day in each store's own time zone, when given as a date. At
+    most one of valid_from and valid_from_day; neither: valid since ever.
+    """
+    valid_until: datetime | None
+    """Valid until this instant (UTC, exclusive), when given as a time with an offset."""
+    valid_until_day: date | None
+    """Valid through the end of this day (inclusive) in each store's own time zone, when given as a
+    date. At most one of valid_until and valid_until_day; neither: open-ended.
+    """
+    published_at: datetime
+    """When head office published this version, in UTC."""
 
 
 ReorderBasis = Literal["STATIC", "VELOCITY"]
@@ -160,6 +231,11 @@ class SaleLine(TypedDict):
     revenue either way; a false line moves no stock and sells no units. Since v2; v1 lines read
     as true.
     """
+    list_price: Decimal | None
+    """Set by the edge where the line's unit price differs from the list price valid for the store
+    when the sale was made (a price override at the till): that list price. Null: the same
+    price, or no list price known (an item head office has not priced). Since v3.
+    """
 
 
 class SaleTotals(TypedDict):
@@ -179,7 +255,7 @@ class SaleTotals(TypedDict):
 
 class Sale(TypedDict):
     """A completed sale (receipt) at a store till, as rung up. Returns and voided lines travel as
-    line kinds inside the sale. v2 adds SaleLine.stock_item.
+    line kinds inside the sale. v2 adds SaleLine.stock_item, v3 SaleLine.list_price.
     """
 
     event_id: str
@@ -342,7 +418,9 @@ class TillEvent(TypedDict):
 
 EVENT_TYPES: dict[str, type] = {
     "customer_request": CustomerRequest,
+    "item": Item,
     "payment": Payment,
+    "price": Price,
     "reorder_suggestion": ReorderSuggestion,
     "sale": Sale,
     "stock_movement": StockMovement,

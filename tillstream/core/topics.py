@@ -9,6 +9,7 @@ Values are Avro in the Confluent wire format; subjects follow the TopicNameStrat
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 
@@ -56,7 +57,25 @@ CUSTOMER_REQUESTS = TopicSpec(
 customer data."""
 
 HQ_TOPICS: tuple[TopicSpec, ...] = (REORDER_SUGGESTIONS, CUSTOMER_REQUESTS)
-ALL_TOPICS: tuple[TopicSpec, ...] = STORE_TOPICS + HQ_TOPICS
+
+# Master data, head office to every store: compacted, so each topic is always the current
+# copy (the latest record per key; a tombstone deletes a key), and a new edge builds its copy
+# from the topic alone. Tombstones stay a week so an edge offline for days still sees them.
+_COMPACTED = {
+    **_DURABLE,
+    "cleanup.policy": "compact",
+    "delete.retention.ms": _WEEK_MS,
+    "min.compaction.lag.ms": "60000",
+}
+ITEMS = TopicSpec("tillstream.items", "item", _COMPACTED)
+"""The item master, keyed by SKU (:func:`item_key`)."""
+PRICES = TopicSpec("tillstream.prices", "price", _COMPACTED)
+"""List prices, keyed by store, SKU and start of validity (:func:`price_key`)."""
+
+MASTER_DATA_TOPICS: tuple[TopicSpec, ...] = (ITEMS, PRICES)
+"""Written by head office (``tillstream items|prices publish``), read whole by every edge."""
+
+ALL_TOPICS: tuple[TopicSpec, ...] = STORE_TOPICS + HQ_TOPICS + MASTER_DATA_TOPICS
 
 EVENT_TOPICS: dict[str, TopicSpec] = {t.schema: t for t in ALL_TOPICS if t.schema}
 """Event type (schema directory name) -> topic."""
@@ -78,18 +97,35 @@ def store_key(store_id: str) -> bytes:
     return store_id.encode("utf-8")
 
 
+def item_key(sku: str) -> bytes:
+    """The message key of an item: its SKU."""
+    return sku.encode("utf-8")
+
+
+def price_key(store_id: str | None, sku: str, starts: str | None) -> bytes:
+    """The message key of a price: ``[store or null, sku, start or null]`` as compact JSON
+    (``starts``: the ISO date or UTC time its validity starts). One key per price window, so
+    compaction keeps a change published ahead of its day beside today's price."""
+    return json.dumps([store_id, sku, starts], separators=(",", ":")).encode("utf-8")
+
+
 __all__ = [
     "ALL_TOPICS",
     "CUSTOMER_REQUESTS",
     "EVENT_TOPICS",
     "HQ_TOPICS",
+    "ITEMS",
+    "MASTER_DATA_TOPICS",
     "PAYMENTS",
+    "PRICES",
     "REORDER_SUGGESTIONS",
     "SALES",
     "STOCK_MOVEMENTS",
     "STORE_TOPICS",
     "TILL_EVENTS",
     "TopicSpec",
+    "item_key",
+    "price_key",
     "store_key",
     "topic_named",
 ]

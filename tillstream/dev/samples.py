@@ -96,4 +96,5 @@ def _line(
         "tax_amount": (extended * Decimal("0.07") / Decimal("1.07")).quantize(_CENT),
         "extended_amount": extended,
         "stock_item": True,
+        "list_price": None,
     }

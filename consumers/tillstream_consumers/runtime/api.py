@@ -12,7 +12,9 @@ from starlette.routing import BaseRoute
 
 from tillstream.core.events import (
     CustomerRequest,
+    Item,
     Payment,
+    Price,
     ReorderSuggestion,
     Sale,
     StockMovement,
@@ -91,6 +93,12 @@ class Record:
 
     def customer_request(self) -> CustomerRequest:
         return cast(CustomerRequest, self._value_of("customer_request"))
+
+    def item(self) -> Item:
+        return cast(Item, self._value_of("item"))
+
+    def price(self) -> Price:
+        return cast(Price, self._value_of("price"))
 
     def _value_of(self, event: str) -> dict[str, Any]:
         if self.event != event:
