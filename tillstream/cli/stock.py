@@ -1,10 +1,8 @@
-"""``tillstream stock`` and ``tillstream items import``: the ERP inventory's tables, for
-people and scripts."""
+"""``tillstream stock``: the ERP inventory's stock on hand, for people and scripts."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 from rich.console import Console
@@ -13,13 +11,9 @@ from rich.table import Table
 from tillstream.cli.common import settings
 from tillstream.cli.service_read import (
     API_OPTION,
-    HeldByService,
     ServiceAPI,
-    held_elsewhere,
-    open_database,
     read,
 )
-from tillstream_consumers.erp.items import ItemFileError, import_items, read_items
 from tillstream_consumers.erp.queries import StockLevel, stock_levels
 from tillstream_consumers.erp.tables import COMPONENT, MIGRATIONS
 from tillstream_consumers.runtime.db import Database
@@ -30,14 +24,6 @@ _DB_OPTION = click.option(
     metavar="URL",
     help="Database of the ERP service. [default: TILLSTREAM_DB_URL]",
 )
-
-
-def _open(db_url: str | None) -> Database:
-    url = settings(db_url=db_url).db_url
-    try:
-        return open_database(url)
-    except HeldByService as held:
-        raise held_elsewhere(url, held, "changing the item master needs the file") from None
 
 
 @click.command()
@@ -83,29 +69,4 @@ def stock(
         console.print("no stock recorded" + (f" for {store}" if store else ""))
 
 
-@click.group()
-def items() -> None:
-    """Manage the ERP item master."""
-
-
-@items.command("import")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@_DB_OPTION
-def import_(file: Path, db_url: str | None) -> None:
-    """Import items from a CSV FILE (header: sku,description,reorder_point,lead_time_days,supplier).
-
-    Items are upserted by sku; a file with any bad row imports nothing.
-    """
-    try:
-        parsed = read_items(file)
-    except ItemFileError as exc:
-        raise click.ClickException(f"{exc}; nothing imported") from None
-    db = _open(db_url)
-    try:
-        inserted, updated = import_items(db, parsed)
-    finally:
-        db.close()
-    click.echo(f"{inserted} item(s) inserted, {updated} updated from {file}")
-
-
-COMMANDS = [stock, items]
+COMMANDS = [stock]

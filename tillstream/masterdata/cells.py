@@ -1,0 +1,118 @@
+"""One cell of a master-data file to its value, or the problem with it (never quoting it).
+
+The rules are the project's: SKUs, GTINs and free text by ``tillstream.core.identifiers``
+(never a card number), units of measure by ``tillstream.core.units``, money and quantities as
+:class:`~decimal.Decimal` within the schemas' precision, times with an offset.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+
+from tillstream.core.identifiers import sku_problem, text_problem
+from tillstream.core.units import UNIT_CODES_HINT, unit_code, unit_of_code
+
+
+class CellProblem(ValueError):
+    """What is wrong with a cell, in words that do not quote it."""
+
+
+_STORE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # as Settings.store_id
+_CURRENCY = re.compile(r"^[A-Z]{3}$")  # as the edge's Currency: what sales carry
+TEXT_MAX_LENGTH = 200
+
+
+def sku(text: str) -> str:
+    if not text:
+        raise CellProblem("a SKU is required")
+    if (problem := sku_problem(text)) is not None:
+        raise CellProblem(problem.message)
+    return text
+
+
+def text(text: str, *, required: bool = False) -> str | None:
+    if not text:
+        if required:
+            raise CellProblem("required")
+        return None
+    if (problem := text_problem(text)) is not None:
+        raise CellProblem(problem.message)
+    if len(text) > TEXT_MAX_LENGTH:
+        raise CellProblem(f"longer than {TEXT_MAX_LENGTH} characters")
+    return text
+
+
+def unit(text: str) -> str:
+    """A unit of measure tillstream reads, as its code (upper case)."""
+    if unit_of_code(text) is None:
+        raise CellProblem(f"not a unit of measure tillstream reads ({UNIT_CODES_HINT})")
+    return unit_code(text)
+
+
+def boolean(text: str) -> bool:
+    lowered = text.lower()
+    if lowered not in ("true", "false"):
+        raise CellProblem("must be true or false")
+    return lowered == "true"
+
+
+def decimal(text: str, *, scale: int, precision: int, positive: bool = False) -> Decimal:
+    """A decimal of at most ``scale`` places and ``precision`` digits, zero or more (more
+    than zero if ``positive``)."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise CellProblem("not a decimal number (digits, a '.' for the decimal point)") from None
+    if not value.is_finite():
+        raise CellProblem("not a decimal number (digits, a '.' for the decimal point)")
+    if value < 0 or (positive and value == 0):
+        raise CellProblem("must be more than zero" if positive else "must be zero or more")
+    if int(value.as_tuple().exponent) < -scale:
+        raise CellProblem(f"more than {scale} decimal places")
+    if value.adjusted() >= precision - scale:
+        raise CellProblem(f"more than {precision - scale} digits before the decimal point")
+    return value
+
+
+def whole_number(text: str, *, most: int) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) > most:
+        raise CellProblem(f"must be a whole number from 0 to {most}")
+    return int(text)
+
+
+def store_id(text: str) -> str | None:
+    """A store id, or None (empty: the chain)."""
+    if not text:
+        return None
+    if not _STORE_ID.match(text) or text_problem(text) is not None:
+        raise CellProblem("a store id is 1-64 letters, digits, '_', '.' or '-'")
+    return text
+
+
+def currency(text: str) -> str:
+    if not _CURRENCY.match(text):
+        raise CellProblem("must be an ISO 4217 code in capitals, such as EUR")
+    return text
+
+
+def validity(text: str) -> date | datetime | None:
+    """A day (``2026-03-01``: the store's own day), an instant in UTC (``2026-03-01T06:00:00
+    +01:00``: the offset is required), or None (empty: open-ended)."""
+    if not text:
+        return None
+    if len(text) == 10:
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            raise CellProblem("not a date (YYYY-MM-DD)") from None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise CellProblem(
+            "not a date (YYYY-MM-DD) or a time with an offset (YYYY-MM-DDTHH:MM:SS+01:00)"
+        ) from None
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise CellProblem("a time needs its offset (+01:00, or Z for UTC): whose time is it?")
+    return at.astimezone(UTC)

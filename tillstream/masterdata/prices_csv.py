@@ -1,0 +1,124 @@
+"""A price file (``tillstream prices publish FILE.csv``) to prices by key.
+
+Columns ``sku,store_id,amount,currency,valid_from,valid_until``, all required in the header:
+``store_id`` empty for the chain-wide price; ``amount`` a decimal (up to 4 places, zero or
+more: a free item is priced 0); validity a date (``2026-03-01``: the store's own day,
+``valid_until`` inclusive), a time with its offset (``2026-03-01T06:00:00+01:00``:
+``valid_until`` exclusive), or empty (open-ended).
+
+The key is ``[store or null, sku, start or null]`` (:func:`~tillstream.core.topics.price_key`;
+:func:`start_of` spells the start), so the same store, SKU and start twice is a problem.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from tillstream.core.topics import price_key
+from tillstream.masterdata import cells
+from tillstream.masterdata.cells import CellProblem
+from tillstream.masterdata.csv_file import Problems, Progress, Row, read_rows
+
+REQUIRED = ("sku", "store_id", "amount", "currency", "valid_from", "valid_until")
+CONTENT = (
+    "sku",
+    "store_id",
+    "amount",
+    "currency",
+    "valid_from",
+    "valid_from_day",
+    "valid_until",
+    "valid_until_day",
+)
+"""The fields of a price that say what it is (not ``event_id`` nor ``published_at``)."""
+
+
+def start_of(price: dict[str, Any]) -> str | None:
+    """How a price's key spells its start: the ISO date, the ISO UTC instant, or None."""
+    day: date | None = price["valid_from_day"]
+    at: datetime | None = price["valid_from"]
+    if day is not None:
+        return day.isoformat()
+    return None if at is None else at.astimezone(UTC).isoformat()
+
+
+def key_of(price: dict[str, Any]) -> bytes:
+    return price_key(price["store_id"], price["sku"], start_of(price))
+
+
+def describe_key(key: bytes) -> str:
+    """``store/sku/start`` of a price key, ``*`` for the chain and ``-`` for no start."""
+    try:
+        store, sku, start = json.loads(key)
+    except (ValueError, TypeError):
+        return repr(key)
+    return f"{store or '*'}/{sku}/{start or '-'}"
+
+
+def read_prices(path: Path, progress: Progress | None = None) -> dict[bytes, dict[str, Any]]:
+    """The file's prices by message key, each with the :data:`CONTENT` fields;
+    :class:`MasterFileError` listing every problem found."""
+    problems = Problems(path)
+    prices: dict[bytes, dict[str, Any]] = {}
+    first_row: dict[bytes, int] = {}
+    for row in read_rows(path, REQUIRED, (), problems, progress):
+        price = _price(row, problems)
+        if price is None:
+            continue
+        key = key_of(price)
+        if key in first_row:
+            problems.add(
+                row.number, "valid_from", f"the same store, SKU and start as row {first_row[key]}"
+            )
+            continue
+        first_row[key] = row.number
+        prices[key] = price
+    problems.raise_any()
+    return prices
+
+
+def _price(row: Row, problems: Problems) -> dict[str, Any] | None:
+    """The row's price, or None after adding its problems."""
+    price: dict[str, Any] = {}
+    parse = {
+        "sku": cells.sku,
+        "store_id": cells.store_id,
+        "amount": lambda t: cells.decimal(t, scale=4, precision=18),
+        "currency": cells.currency,
+        "valid_from": cells.validity,
+        "valid_until": cells.validity,
+    }
+    ok = True
+    for column, read in parse.items():
+        try:
+            price[column] = read(row.cells[column])
+        except CellProblem as problem:
+            problems.add(row.number, column, str(problem))
+            ok = False
+    if not ok:
+        return None
+    for end in ("valid_from", "valid_until"):
+        value = price.pop(end)
+        is_day = isinstance(value, date) and not isinstance(value, datetime)
+        price[end] = None if is_day else value
+        price[f"{end}_day"] = value if is_day else None
+    if not _in_order(price):
+        problems.add(row.number, "valid_until", "not after valid_from")
+        return None
+    return {c: price[c] for c in CONTENT}
+
+
+def _in_order(price: dict[str, Any]) -> bool:
+    """Whether the window is not empty. A day is compared as the UTC day: the store's own
+    zone is the edge's to apply."""
+    start = price["valid_from"] or _midnight(price["valid_from_day"])
+    day_until = price["valid_until_day"]
+    end = price["valid_until"] or _midnight(day_until and day_until + timedelta(days=1))
+    return start is None or end is None or end > start
+
+
+def _midnight(day: date | None) -> datetime | None:
+    return None if day is None else datetime.combine(day, time(), UTC)
