@@ -20,6 +20,8 @@ from tillstream.core.kafka import make_consumer
 from tillstream.core.settings import Settings
 from tillstream.masterdata.csv_file import PROGRESS_EVERY, Progress
 
+METADATA_SECONDS = 30.0
+"""How long a topic just created may take to have a leader for each partition."""
 STALL_SECONDS = 60.0
 """How long reading may make no progress before it gives up."""
 
@@ -48,13 +50,7 @@ async def read_topic(
     consumer = make_consumer(settings, group_id=None, max_poll_records=5_000)
     await consumer.start()
     try:
-        await consumer.topics()  # metadata of every topic this principal may see
-        numbers = consumer.partitions_for_topic(topic)
-        if not numbers:
-            raise TopicReadError(
-                f"topic {topic} does not exist (or this principal may not read it)"
-            )
-        partitions = [TopicPartition(topic, n) for n in sorted(numbers)]
+        partitions = await _partitions(consumer, topic)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
@@ -63,6 +59,27 @@ async def read_topic(
         return state
     finally:
         await consumer.stop()
+
+
+async def _partitions(consumer: Any, topic: str) -> list[TopicPartition]:
+    """The topic's partitions once each has a leader (a topic just created may not yet)."""
+    deadline = time.monotonic() + METADATA_SECONDS
+    while True:
+        # aiokafka's consumer.topics() fetches metadata but does not keep it; the
+        # cluster it fetched has the partitions and their leaders.
+        cluster = await consumer._client.fetch_all_metadata()
+        numbers = cluster.partitions_for_topic(topic) or set()
+        partitions = [TopicPartition(topic, n) for n in sorted(numbers)]
+        if partitions and all(
+            cluster.leader_for_partition(tp) not in (None, -1) for tp in partitions
+        ):
+            return partitions
+        if time.monotonic() > deadline:
+            raise TopicReadError(
+                f"topic {topic} does not exist, has partitions without a leader, or this "
+                "principal may not read it"
+            )
+        await asyncio.sleep(0.2)
 
 
 async def _read_to(

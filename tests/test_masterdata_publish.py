@@ -1,0 +1,300 @@
+"""``tillstream items publish`` and ``tillstream prices publish`` against the real broker:
+files checked by row and column, only changes published, deletion by tombstone."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.masterdata_support import (
+    ITEMS_HEADER,
+    PRICES_HEADER,
+    clear,
+    end_offsets,
+    held,
+    item_row,
+    publish,
+    write,
+)
+from tillstream.core.codec import AvroCodec
+from tillstream.core.settings import Settings
+from tillstream.core.topics import ITEMS, PRICES, item_key, price_key
+
+MILK_GTIN = "4006381333931"
+CARD = "4111111111111111"
+
+
+@pytest.fixture
+def empty_topics(settings: Settings, tmp_path: Path) -> Settings:
+    """Both master-data topics hold nothing when the test starts."""
+    clear(settings, tmp_path)
+    return settings
+
+
+# -- files with problems ------------------------------------------------------------------
+
+
+def test_a_file_with_problems_publishes_nothing_and_names_each_row_and_column(
+    empty_topics: Settings, tmp_path: Path
+) -> None:
+    bad = write(
+        tmp_path / "items.csv",
+        ITEMS_HEADER + ",supplier",
+        [
+            "SKU-1,4006381333931,Milk,EA,false,true,5,3,Dairy",
+            "SKU-2,4006381333932,Bread,EA,false,true,,,",  # wrong check digit
+            "SKU-3,,Cheese,BOX,false,true,,,",  # not a unit
+            "SKU-4,,Eggs,EA,yes,true,,,",  # not a boolean
+            "SKU-5,,Butter,EA,false,true,-1,2.5,",  # negative, not whole
+            f"SKU-6,,paid with {CARD},EA,false,true,,,",  # a card number in free text
+            f"{CARD},,Card,EA,false,true,,,",  # a card number as SKU
+            "SKU-1,,Milk again,EA,false,true,,,",  # the same SKU twice
+            "SKU-7,4006381333931,Milk too,EA,false,true,,,",  # a GTIN on two items
+            "SKU-8,,,EA,false,true,,,",  # no description
+            "SKU-9,,Short row",
+        ],
+    )
+    before = end_offsets(empty_topics, ITEMS.name)
+    result = publish(empty_topics, "items", str(bad))
+    assert result.exit_code == 1
+    out = result.output
+    for where in [
+        "row 3, column 'gtins'",
+        "row 4, column 'unit_of_measure'",
+        "row 5, column 'weighed'",
+        "row 6, column 'reorder_point'",
+        "row 6, column 'lead_time_days'",
+        "row 7, column 'description'",
+        "row 8, column 'sku'",
+        "row 9, column 'sku': the same SKU as row 2",
+        "row 10, column 'gtins': a GTIN of row 2 too",
+        "row 11, column 'description'",
+        "row 12: 3 values for 9 columns",
+    ]:
+        assert where in out, (where, out)
+    assert "nothing published" in out
+    assert "1111" not in out  # never the value
+    assert end_offsets(empty_topics, ITEMS.name) == before
+
+
+@pytest.mark.parametrize(
+    ("row", "where"),
+    [
+        ("SKU-1,,1.99,EUR,2026-03-01T08:00:00,", "column 'valid_from': a time needs its offset"),
+        ("SKU-1,,1.99,EUR,2026-03-01,2026-02-28", "column 'valid_until': not after valid_from"),
+        ("SKU-1,,1.99,EUR,2026-03-01T08:00+01:00,2026-03-01T07:00Z", "column 'valid_until'"),
+        ("SKU-1,,-1,EUR,,", "row 2, column 'amount': must be zero or more"),
+        ("SKU-1,,1.00001,EUR,,", "row 2, column 'amount': more than 4 decimal places"),
+        ("SKU-1,,1e400,EUR,,", "row 2, column 'amount'"),
+        ("SKU-1,,1.99,euro,,", "row 2, column 'currency'"),
+        ("SKU-1,S 1,1.99,EUR,,", "row 2, column 'store_id'"),
+        ("SKU-1,,1.99,EUR,2026-13-01,", "row 2, column 'valid_from': not a date"),
+    ],
+)  # fmt: skip
+def test_a_bad_price_names_row_and_column_and_publishes_nothing(
+    empty_topics: Settings, tmp_path: Path, row: str, where: str
+) -> None:
+    bad = write(tmp_path / "prices.csv", PRICES_HEADER, [row])
+    before = end_offsets(empty_topics, PRICES.name)
+    result = publish(empty_topics, "prices", str(bad))
+    assert result.exit_code == 1
+    assert where in result.output and "nothing published" in result.output
+    assert end_offsets(empty_topics, PRICES.name) == before
+
+
+def test_a_header_without_a_required_column_names_it(
+    empty_topics: Settings, tmp_path: Path
+) -> None:
+    bad = write(tmp_path / "prices.csv", "sku,amount,currency,valid_from,valid_until,note", [])
+    result = publish(empty_topics, "prices", str(bad))
+    assert result.exit_code == 1
+    assert "row 1, column 'store_id': the header has no store_id column" in result.output
+
+
+def test_the_same_store_sku_and_start_twice_is_a_problem(
+    empty_topics: Settings, tmp_path: Path
+) -> None:
+    bad = write(
+        tmp_path / "prices.csv",
+        PRICES_HEADER,
+        [
+            "SKU-1,,1.99,EUR,2026-03-01,",
+            "SKU-1,S1,1.89,EUR,2026-03-01,",  # another store: another key
+            "SKU-1,,2.09,EUR,2026-03-01,2026-04-01",
+        ],
+    )
+    result = publish(empty_topics, "prices", str(bad))
+    assert result.exit_code == 1
+    assert "row 4, column 'valid_from': the same store, SKU and start as row 2" in result.output
+
+
+# -- publishing what changed ----------------------------------------------------------------
+
+
+def test_publishing_twice_publishes_nothing_the_second_time_and_a_change_only_the_change(
+    empty_topics: Settings, tmp_path: Path, codec: AvroCodec
+) -> None:
+    rows = [
+        f"SKU-MILK,{MILK_GTIN}|96385074,Milk 1 l,EA,false,true,24,3",
+        "SKU-APPLES,,Apples loose,KGM,true,true,5.5,",
+        "SKU-DEPOSIT,,Bottle deposit,EA,false,false,,",
+    ]
+    file = write(tmp_path / "items.csv", ITEMS_HEADER + ",ignored", [r + ",x" for r in rows])
+    first = publish(empty_topics, "items", str(file))
+    assert first.exit_code == 0, first.output
+    assert "items: 3 new, 0 changed, 0 deleted, 0 unchanged" in first.stderr
+    offsets = end_offsets(empty_topics, ITEMS.name)
+
+    again = publish(empty_topics, "items", str(file))
+    assert "items: 0 new, 0 changed, 0 deleted, 3 unchanged" in again.stderr
+    assert end_offsets(empty_topics, ITEMS.name) == offsets
+
+    # Columns in another order, one reorder point changed: one record.
+    changed = write(
+        tmp_path / "changed.csv",
+        "description,sku,weighed,stock_item,unit_of_measure,gtins,lead_time_days,reorder_point",
+        [
+            f"Milk 1 l,SKU-MILK,false,true,EA,{MILK_GTIN}|96385074,3,30",
+            "Apples loose,SKU-APPLES,true,true,KGM,,,5.500",  # 5.500 is 5.5: unchanged
+            "Bottle deposit,SKU-DEPOSIT,false,false,EA,,,",
+        ],
+    )
+    third = publish(empty_topics, "items", str(changed))
+    assert "items: 0 new, 1 changed, 0 deleted, 2 unchanged" in third.stderr, third.output
+    assert end_offsets(empty_topics, ITEMS.name) == offsets + 1
+    milk = held(empty_topics, codec, "items")[item_key("SKU-MILK")]
+    assert milk is not None
+    assert milk["reorder_point"] == Decimal("30") and milk["gtins"] == [MILK_GTIN, "96385074"]
+    deposit = held(empty_topics, codec, "items")[item_key("SKU-DEPOSIT")]
+    assert deposit is not None and deposit["stock_item"] is False
+
+
+def test_prices_are_keyed_by_store_sku_and_start_and_keep_their_window(
+    empty_topics: Settings, tmp_path: Path, codec: AvroCodec
+) -> None:
+    file = write(
+        tmp_path / "prices.csv",
+        PRICES_HEADER,
+        [
+            "SKU-MILK,,1.19,EUR,,",
+            "SKU-MILK,S001,1.09,EUR,2026-03-01,2026-03-31",
+            "SKU-MILK,S001,0.99,EUR,2026-04-01T06:00:00+02:00,2026-04-08T00:00:00Z",
+            "SKU-FREE-BAG,,0,EUR,,",
+        ],
+    )
+    result = publish(empty_topics, "prices", str(file))
+    assert result.exit_code == 0, result.output
+    assert "prices: 4 new, 0 changed, 0 deleted, 0 unchanged" in result.stderr
+    prices = held(empty_topics, codec, "prices")
+    assert set(prices) == {
+        price_key(None, "SKU-MILK", None),
+        price_key("S001", "SKU-MILK", "2026-03-01"),
+        price_key("S001", "SKU-MILK", "2026-04-01T04:00:00+00:00"),
+        price_key(None, "SKU-FREE-BAG", None),
+    }
+    day = prices[price_key("S001", "SKU-MILK", "2026-03-01")]
+    assert day is not None
+    assert (day["valid_from_day"], day["valid_until_day"]) == (date(2026, 3, 1), date(2026, 3, 31))
+    assert day["valid_from"] is None and day["amount"] == Decimal("1.09")
+    timed = prices[price_key("S001", "SKU-MILK", "2026-04-01T04:00:00+00:00")]
+    assert timed is not None
+    assert timed["valid_from"] == datetime(2026, 4, 1, 4, tzinfo=UTC)
+    assert timed["valid_until"] == datetime(2026, 4, 8, tzinfo=UTC)
+    again = publish(empty_topics, "prices", str(file))
+    assert "prices: 0 new, 0 changed, 0 deleted, 4 unchanged" in again.stderr
+
+
+def test_a_dry_run_says_what_would_change_and_publishes_nothing(
+    empty_topics: Settings, tmp_path: Path
+) -> None:
+    file = write(tmp_path / "items.csv", ITEMS_HEADER, [item_row(n) for n in range(15)])
+    before = end_offsets(empty_topics, ITEMS.name)
+    dry = publish(empty_topics, "items", str(file), "--dry-run", "--show", "3")
+    assert dry.exit_code == 0, dry.output
+    assert dry.stdout.splitlines() == [
+        "new      SKU-000000",
+        "new      SKU-000001",
+        "new      SKU-000002",
+        "new      ... and 12 more",
+    ]
+    assert "items: 15 new, 0 changed, 0 deleted, 0 unchanged (dry run" in dry.stderr
+    assert end_offsets(empty_topics, ITEMS.name) == before
+
+
+# -- deleting ------------------------------------------------------------------------------
+
+
+def test_a_full_file_deletes_what_it_leaves_out_with_tombstones(
+    empty_topics: Settings, tmp_path: Path, codec: AvroCodec
+) -> None:
+    all_items = write(tmp_path / "all.csv", ITEMS_HEADER, [item_row(n) for n in range(20)])
+    assert publish(empty_topics, "items", str(all_items)).exit_code == 0
+    # Without --full a shorter file deletes nothing.
+    fewer = write(tmp_path / "fewer.csv", ITEMS_HEADER, [item_row(n) for n in range(18)])
+    partial = publish(empty_topics, "items", str(fewer))
+    assert "items: 0 new, 0 changed, 0 deleted, 18 unchanged" in partial.stderr
+    assert len(held(empty_topics, codec, "items")) == 20
+
+    dry = publish(empty_topics, "items", str(fewer), "--full", "--dry-run")
+    assert dry.stdout.splitlines() == ["deleted  SKU-000018", "deleted  SKU-000019"]
+    offsets = end_offsets(empty_topics, ITEMS.name)
+    full = publish(empty_topics, "items", str(fewer), "--full")
+    assert full.exit_code == 0, full.output
+    assert "items: 0 new, 0 changed, 2 deleted, 18 unchanged" in full.stderr
+    assert end_offsets(empty_topics, ITEMS.name) == offsets + 2
+    now = held(empty_topics, codec, "items")
+    assert len(now) == 18 and item_key("SKU-000019") not in now
+
+
+def test_a_full_file_that_would_delete_much_needs_allow_mass_delete(
+    empty_topics: Settings, tmp_path: Path, codec: AvroCodec
+) -> None:
+    all_items = write(tmp_path / "all.csv", ITEMS_HEADER, [item_row(n) for n in range(20)])
+    assert publish(empty_topics, "items", str(all_items)).exit_code == 0
+    half = write(tmp_path / "half.csv", ITEMS_HEADER, [item_row(n) for n in range(10)])
+    refused = publish(empty_topics, "items", str(half), "--full")
+    assert refused.exit_code == 1
+    assert "would delete 10 of the 20" in refused.output and "--allow-mass-delete" in refused.output
+    assert len(held(empty_topics, codec, "items")) == 20
+    allowed = publish(empty_topics, "items", str(half), "--full", "--allow-mass-delete")
+    assert "items: 0 new, 0 changed, 10 deleted, 10 unchanged" in allowed.stderr
+    assert len(held(empty_topics, codec, "items")) == 10
+
+
+def test_items_import_is_retired_with_a_pointer_to_items_publish(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tillstream.cli import main
+
+    result = CliRunner().invoke(main, ["items", "import", "items.csv", "--db", "sqlite://"])
+    assert result.exit_code == 1
+    assert "retired" in result.output and "tillstream items publish" in result.output
+
+
+# -- a large master ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_hundred_thousand_items_publish_and_publish_again_as_nothing(
+    empty_topics: Settings, tmp_path: Path
+) -> None:
+    file = write(tmp_path / "big.csv", ITEMS_HEADER, [item_row(n) for n in range(100_000)])
+    started = time.monotonic()
+    first = publish(empty_topics, "items", str(file))
+    took = time.monotonic() - started
+    assert first.exit_code == 0, first.output
+    assert "items: 100000 new, 0 changed, 0 deleted, 0 unchanged" in first.stderr
+    assert "big.csv: 10000 rows read" in first.stderr  # progress
+    assert "tillstream.items: 50000 of 100000 records sent" in first.stderr
+    offsets = end_offsets(empty_topics, ITEMS.name)
+    started = time.monotonic()
+    again = publish(empty_topics, "items", str(file))
+    took_again = time.monotonic() - started
+    assert "items: 0 new, 0 changed, 0 deleted, 100000 unchanged" in again.stderr
+    assert end_offsets(empty_topics, ITEMS.name) == offsets
+    print(f"100,000 items: published in {took:.1f} s, compared again in {took_again:.1f} s")
+    assert took < 60 and took_again < 60
