@@ -16,14 +16,15 @@ import psycopg
 
 from chaos.cluster import Cluster
 from chaos.plan import Plan
+from tillstream.core.codec import AvroCodec
 from tillstream.core.kafka import create_topics
+from tillstream.core.registry import registry_from_settings
 from tillstream.core.settings import Settings
 from tillstream.dev.ports import free_port
 from tillstream.dev.postgres import PostgresServer
 from tillstream.dev.processes import Service
+from tillstream.masterdata.publish import ITEM_KIND, publish_file
 from tillstream.simulate.catalog import items_csv
-from tillstream_consumers.erp.items import import_items, read_items
-from tillstream_consumers.runtime.db import Database
 
 PARTITIONS = 6
 DATABASES = ("erp", "crm", "analytics")
@@ -120,14 +121,12 @@ class Rig:
         )  # fmt: skip
 
     def _load_item_master(self) -> None:
-        """The demo catalog's reorder points, so the ERP publishes reorder suggestions."""
+        """The demo catalog on tillstream.items: its reorder points make the ERP publish
+        reorder suggestions."""
         csv_path = self.workdir / "items.csv"
         csv_path.write_text(items_csv())
-        db = Database(self.db_url("erp"))
-        try:
-            import_items(db, read_items(csv_path))
-        finally:
-            db.close()
+        codec = AvroCodec(registry_from_settings(self.settings))
+        asyncio.run(publish_file(self.settings, codec, ITEM_KIND, csv_path))
 
     def restart(self, service: Service) -> None:
         """Start a stopped or killed service again, on the same port and data."""

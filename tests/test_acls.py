@@ -21,17 +21,27 @@ from tests.security_support import ADMIN, SecureKafka, environment, secure_kafka
 from tillstream.cli.acls import consumer_access
 from tillstream.core import acls
 from tillstream.core.acls import AclBinding, ConsumerAccess, Operation, ResourceType
+from tillstream.core.codec import AvroCodec
 from tillstream.core.kafka import KafkaAccessError, make_consumer, make_producer
+from tillstream.core.registry import FileRegistry
+from tillstream.core.schemas import SchemaSet
 from tillstream.core.settings import Settings
 from tillstream.core.topics import (
+    ITEMS,
+    MASTER_DATA_TOPICS,
     PAYMENTS,
+    PRICES,
     REORDER_SUGGESTIONS,
     SALES,
     STOCK_MOVEMENTS,
     STORE_TOPICS,
     TILL_EVENTS,
+    item_key,
 )
 from tillstream.dev.processes import clean_environment
+from tillstream.masterdata import items_csv
+from tillstream.masterdata.publish import ITEM_KIND, publish_file
+from tillstream.masterdata.topic_state import read_topic
 from tillstream_consumers.runtime.loader import BUILTIN
 
 CLI = [sys.executable, "-m", "tillstream"]
@@ -43,12 +53,22 @@ READER = "acl-reader"
 # -- the model --------------------------------------------------------------------------
 
 
-def test_a_store_may_only_write_the_store_topics() -> None:
+def test_a_store_may_only_write_the_store_topics_and_read_master_data() -> None:
     bindings = acls.acl_bindings(["S001"], [])
     assert {(b.resource_type, b.resource_name, b.operation) for b in bindings} == {
-        (ResourceType.TOPIC, t.name, Operation.WRITE) for t in STORE_TOPICS
+        *((ResourceType.TOPIC, t.name, Operation.WRITE) for t in STORE_TOPICS),
+        *((ResourceType.TOPIC, t.name, Operation.READ) for t in MASTER_DATA_TOPICS),
     }
     assert {b.principal for b in bindings} == {"User:store-S001"}
+
+
+def test_the_master_data_publisher_reads_writes_and_creates_the_master_data_topics() -> None:
+    bindings = acls.acl_bindings([], [], [acls.MASTER_DATA_PUBLISHER])
+    assert set(bindings) == {
+        AclBinding("User:hq-masterdata", ResourceType.TOPIC, t.name, op)
+        for t in (ITEMS, PRICES)
+        for op in (Operation.READ, Operation.WRITE, Operation.CREATE)
+    }
 
 
 def test_a_consumer_reads_its_topics_and_group_and_writes_what_it_publishes() -> None:
@@ -59,6 +79,7 @@ def test_a_consumer_reads_its_topics_and_group_and_writes_what_it_publishes() ->
     assert set(bindings) == {
         AclBinding(principal, topic, SALES.name, Operation.READ),
         AclBinding(principal, topic, STOCK_MOVEMENTS.name, Operation.READ),
+        AclBinding(principal, topic, ITEMS.name, Operation.READ),
         AclBinding(principal, group, "erp-inventory", Operation.READ),
         AclBinding(principal, topic, "tillstream.dlq.erp-inventory", Operation.WRITE),
         AclBinding(principal, topic, "tillstream.dlq.erp-inventory", Operation.CREATE),
@@ -78,8 +99,11 @@ def test_every_built_in_consumer_can_read_what_it_subscribes_to_and_write_nothin
         assert {(t, Operation.READ) for t in consumer.reads} <= granted
         assert (consumer.group, Operation.READ) in granted
         assert not {(t.name, Operation.WRITE) for t in STORE_TOPICS} & granted
-    store_ops = {b.operation for b in bindings if b.principal.startswith("User:store-")}
-    assert store_ops == {Operation.WRITE}
+    store_grants = {
+        (b.resource_name, b.operation) for b in bindings if b.principal.startswith("User:store-")
+    }
+    assert {name for name, op in store_grants if op == Operation.READ} == {ITEMS.name, PRICES.name}
+    assert {op for _, op in store_grants} == {Operation.WRITE, Operation.READ}
     assert bindings == sorted(set(bindings))  # sorted, each once
 
 
@@ -97,7 +121,8 @@ def test_the_table_in_docs_security_is_the_model() -> None:
             for name in re.findall(r"`([^`]+)`", part):
                 for op in cells[1].split(", "):
                     documented.add(AclBinding(principal, kind, name, Operation[op]))
-    model = acls.acl_bindings(["S1"], [consumer_access(name) for name in BUILTIN])
+    consumers = [consumer_access(name) for name in BUILTIN]
+    model = acls.acl_bindings(["S1"], consumers, [acls.MASTER_DATA_PUBLISHER])
     as_documented = {replace(b, principal=b.principal.replace("S1", "<id>")) for b in model}
     assert documented == as_documented
 
@@ -122,7 +147,12 @@ def test_acls_show_prints_the_model(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
-    assert {r["principal"] for r in rows} == {"User:store-S1", "User:store-S2", "User:crm-profiles"}
+    assert {r["principal"] for r in rows} == {
+        "User:store-S1",
+        "User:store-S2",
+        "User:crm-profiles",
+        "User:hq-masterdata",  # the default publisher
+    }
     assert {"principal": "User:crm-profiles", "operation": "READ", "resource_type": "TOPIC",
             "resource_name": "tillstream.customer-requests"} in rows  # fmt: skip
 
@@ -163,7 +193,10 @@ def test_apply_creates_the_model_once(
 ) -> None:
     assert applied.returncode == 0, applied.stderr
     created = lines(applied.stdout)
-    assert len(created) == len(STORE_TOPICS) + 4  # + READ sales, group, WRITE/CREATE DLQ
+    # The store: WRITE its topics, READ master data; the reader: READ sales and its group,
+    # WRITE and CREATE its DLQ; the publisher: READ, WRITE, CREATE master data.
+    masterdata = len(MASTER_DATA_TOPICS)
+    assert len(created) == len(STORE_TOPICS) + masterdata + 4 + 3 * masterdata
     assert all(line.startswith("created ") for line in created)
     assert "created User:store-A1 WRITE topic tillstream.sales" in created
     assert f"created User:{READER} READ group {READER}" in created
@@ -178,10 +211,13 @@ def test_dry_run_creates_nothing(secure: SecureKafka) -> None:
     for _ in range(2):  # the second run still has everything to create
         done = acls_cli(secure, ADMIN, "apply", "--store", "DRY1", "--consumer", "crm", "--dry-run")
         assert done.returncode == 0, done.stderr
-        assert "would create User:store-DRY1 WRITE topic tillstream.sales" in lines(done.stdout)
-        assert (
-            f"{len(STORE_TOPICS)} would create" in done.stderr
-        )  # crm's were applied with the broker
+        out = lines(done.stdout)
+        assert "would create User:store-DRY1 WRITE topic tillstream.sales" in out
+        assert "would create User:store-DRY1 READ topic tillstream.items" in out
+        # Only the store's are missing: crm's were applied with the broker.
+        store_lines = [line for line in out if "User:store-DRY1" in line]
+        assert len(store_lines) == len(STORE_TOPICS) + len(MASTER_DATA_TOPICS)
+        assert all(line.startswith("would create") for line in store_lines)
 
 
 async def test_a_store_writes_its_topics_and_nothing_else(
@@ -231,6 +267,32 @@ async def test_a_consumer_reads_its_topics_only(
 
     with pytest.raises(TopicAuthorizationFailedError):
         await read_once(make_consumer(reader_settings, PAYMENTS.name, group_id=READER))
+
+
+async def test_the_publisher_publishes_master_data_and_a_store_reads_it_without_a_group(
+    secure: SecureKafka, applied: subprocess.CompletedProcess[str], tmp_path: Path
+) -> None:
+    assert applied.returncode == 0, applied.stderr
+    codec = AvroCodec(FileRegistry(SchemaSet()))
+    file = tmp_path / "items.csv"
+    file.write_text(
+        "sku,gtins,description,unit_of_measure,weighed,stock_item\n"
+        "ACL-MILK,,Milk,EA,false,true\nACL-BAG,,Bag,EA,false,false\n"
+    )
+    publisher = secure.mtls_settings(acls.MASTER_DATA_PUBLISHER)
+    changes = await publish_file(publisher, codec, ITEM_KIND, file)
+    assert len(changes.new) + changes.unchanged == 2
+
+    store = secure.sasl_settings("store-A1")
+    held = (await read_topic(store, codec, ITEMS.name, items_csv.CONTENT)).held
+    assert {item_key("ACL-MILK"), item_key("ACL-BAG")} <= set(held)
+    producer = make_producer(store)
+    await producer.start()
+    try:
+        with pytest.raises(TopicAuthorizationFailedError):  # a store never writes master data
+            await producer.send_and_wait(ITEMS.name, None, key=item_key("ACL-MILK"))
+    finally:
+        await producer.stop()
 
 
 async def read_once(consumer: AIOKafkaConsumer) -> None:

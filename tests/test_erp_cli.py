@@ -1,4 +1,4 @@
-"""``tillstream items import`` and ``tillstream stock``, through click's runner."""
+"""``tillstream stock`` and the retired ``tillstream items import``, through click's runner."""
 
 from __future__ import annotations
 
@@ -26,97 +26,13 @@ def url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'erp.db'}"
 
 
-def items(url: str) -> list[tuple[object, ...]]:
-    db = Database(url)
-    try:
-        return db.fetchall(
-            "SELECT sku, description, reorder_point, lead_time_days, supplier "
-            "FROM erp_items ORDER BY sku"
-        )
-    finally:
-        db.close()
-
-
-def test_items_import_inserts_then_updates(tmp_path: Path, url: str) -> None:
-    good = tmp_path / "items.csv"
-    good.write_text(
-        "sku,description,reorder_point,lead_time_days,supplier\n"
-        "SKU-MILK-1L,Milk 1 l,24,3,Dairy Co\n"
-        'SKU-APPLES,"Apples, loose",5.5,,\n'
-        "SKU-BREAD,,,,\n",
-        encoding="utf-8",
-    )
-    first = CliRunner().invoke(main, ["items", "import", str(good), "--db", url])
-    assert first.exit_code == 0, first.output
-    assert "3 item(s) inserted, 0 updated" in first.output
-    # A file with only some columns updates those and leaves the others as they are.
-    update = tmp_path / "points.csv"
-    update.write_text("sku,reorder_point\nSKU-BREAD,2.125\nSKU-EGGS,10\n", encoding="utf-8")
-    second = CliRunner().invoke(main, ["items", "import", str(update), "--db", url])
-    assert second.exit_code == 0, second.output
-    assert "1 item(s) inserted, 1 updated" in second.output
-    assert items(url) == [
-        ("SKU-APPLES", "Apples, loose", 5500, None, None),
-        ("SKU-BREAD", None, 2125, None, None),
-        ("SKU-EGGS", None, 10000, None, None),
-        ("SKU-MILK-1L", "Milk 1 l", 24000, 3, "Dairy Co"),
-    ]
-
-
-def _import_refused(tmp_path: Path, url: str, content: str, where: str) -> str:
-    """``items import`` of ``content``: refused at ``where``, nothing imported; the output
-    without the file's path."""
-    bad = tmp_path / "bad.csv"
-    bad.write_text(content, encoding="utf-8")
-    result = CliRunner().invoke(main, ["items", "import", str(bad), "--db", url])
+def test_items_import_is_retired_with_a_pointer_to_items_publish(url: str) -> None:
+    """The ERP takes its item master from tillstream.items (docs/erp.md): the old import
+    says so, whatever it is given, and touches no database."""
+    result = CliRunner().invoke(main, ["items", "import", "items.csv", "--db", url])
     assert result.exit_code == 1
-    assert f"{bad}, {where}" in result.output and "nothing imported" in result.output
-    db = Database(url)
-    db.migrate(ErpInventory.name, list(ErpInventory.migrations))
-    db.close()
-    assert items(url) == []
-    return result.output.replace(str(bad), "")
-
-
-@pytest.mark.parametrize(
-    ("content", "where"),
-    [
-        ("sku,reorder_point\nA,1\nB,lots\n", "line 3, column 'reorder_point'"),
-        ("sku,lead_time_days\nA,1\nB,2.5\n", "line 3, column 'lead_time_days'"),
-        ("sku,reorder_point\nA,1\n,2\n", "line 3, column 'sku'"),
-        ("sku,reorder_point\nA,1\nA,2\n", "line 3, column 'sku'"),
-        ("sku,reorder_point\nA,1.0001\n", "line 2, column 'reorder_point'"),
-        ("sku,price\nA,1\n", "line 1, column 'price'"),
-        ("description\nMilk\n", "line 1, column 'sku'"),
-    ],
-)
-def test_a_bad_items_file_names_line_and_column_and_imports_nothing(
-    tmp_path: Path, url: str, content: str, where: str
-) -> None:
-    _import_refused(tmp_path, url, content, where)
-
-
-FULL_WIDTH_PAN = "４１１１ １１１１ １１１１ １１１１"
-
-
-@pytest.mark.parametrize(
-    ("content", "where"),
-    [
-        ("sku,description\n4111111111111111,Milk\n", "line 2, column 'sku'"),
-        ("sku,description\nSKU-4111.1111.1111.1111,Milk\n", "line 2, column 'sku'"),
-        (
-            "sku,description\nA,paid ４１１１ １１１１ １１１１ １１１１\n",
-            "line 2, column 'description'",
-        ),
-        ("sku,supplier\nA,4111_1111_1111_1111\n", "line 2, column 'supplier'"),
-        ("sku\nA'; DROP TABLE erp_items; --1111\n", "line 2, column 'sku'"),
-    ],
-)
-def test_an_items_file_with_a_card_number_imports_nothing_and_quotes_none(
-    tmp_path: Path, url: str, content: str, where: str
-) -> None:
-    output = _import_refused(tmp_path, url, content, where)
-    assert "1111" not in output
+    assert "retired" in result.output and "tillstream items publish FILE.csv" in result.output
+    assert "reorder_point" in result.output  # the new file's columns are named
 
 
 def test_stock_prints_json_and_a_table(url: str, codec: AvroCodec) -> None:

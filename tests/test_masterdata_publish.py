@@ -265,16 +265,6 @@ def test_a_full_file_that_would_delete_much_needs_allow_mass_delete(
     assert len(held(empty_topics, codec, "items")) == 10
 
 
-def test_items_import_is_retired_with_a_pointer_to_items_publish(tmp_path: Path) -> None:
-    from click.testing import CliRunner
-
-    from tillstream.cli import main
-
-    result = CliRunner().invoke(main, ["items", "import", "items.csv", "--db", "sqlite://"])
-    assert result.exit_code == 1
-    assert "retired" in result.output and "tillstream items publish" in result.output
-
-
 # -- a large master ------------------------------------------------------------------------
 
 

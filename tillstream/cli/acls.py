@@ -20,7 +20,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @click.group("acls")
 def acls_group() -> None:
-    """Kafka ACLs: stores write their topics only, consumers read theirs (docs/security.md)."""
+    """Kafka ACLs: stores write their topics and read master data, consumers read theirs,
+    head office publishes master data (docs/security.md)."""
 
 
 def _model_options(command: F) -> F:
@@ -43,6 +44,14 @@ def _model_options(command: F) -> F:
             help="A consumer (erp, crm, analytics, an entry point or package.module:Class); "
             "its principal is User:<its group>. Repeatable. [default: erp, crm, analytics]",
         ),
+        click.option(
+            "--publisher",
+            "publishers",
+            multiple=True,
+            help="Head office's master-data publisher (principal User:<name>), which may "
+            "read, write and create tillstream.items and tillstream.prices. Repeatable. "
+            f"[default: {acls.MASTER_DATA_PUBLISHER}]",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -53,17 +62,26 @@ def _model_options(command: F) -> F:
 @_model_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def show(
-    stores: tuple[str, ...], stores_file: Path | None, consumers: tuple[str, ...], as_json: bool
+    stores: tuple[str, ...],
+    stores_file: Path | None,
+    consumers: tuple[str, ...],
+    publishers: tuple[str, ...],
+    as_json: bool,
 ) -> None:
-    """Print the ACLs the model grants these stores and consumers (contacts no broker)."""
-    _print(_bindings(stores, stores_file, consumers), as_json)
+    """Print the ACLs the model grants these stores, consumers and publishers (contacts no
+    broker)."""
+    _print(_bindings(stores, stores_file, consumers, publishers), as_json)
 
 
 @acls_group.command("apply")
 @_model_options
 @click.option("--dry-run", is_flag=True, help="Only report what would be created.")
 def apply(
-    stores: tuple[str, ...], stores_file: Path | None, consumers: tuple[str, ...], dry_run: bool
+    stores: tuple[str, ...],
+    stores_file: Path | None,
+    consumers: tuple[str, ...],
+    publishers: tuple[str, ...],
+    dry_run: bool,
 ) -> None:
     """Create the model's ACLs that the cluster lacks; existing ACLs are kept.
 
@@ -71,7 +89,7 @@ def apply(
     settings say how to connect). ACLs of these principals that the model does not grant
     are listed, not removed.
     """
-    bindings = _bindings(stores, stores_file, consumers)
+    bindings = _bindings(stores, stores_file, consumers, publishers)
     cfg = settings()
     try:
         report = run(acls.apply(cfg, bindings, dry_run=dry_run))
@@ -94,12 +112,15 @@ def apply(
 
 
 def _bindings(
-    stores: Sequence[str], stores_file: Path | None, consumers: Sequence[str]
+    stores: Sequence[str],
+    stores_file: Path | None,
+    consumers: Sequence[str],
+    publishers: Sequence[str],
 ) -> list[acls.AclBinding]:
     store_ids = [*stores, *(_read_stores(stores_file) if stores_file else [])]
     try:
         access = [consumer_access(spec) for spec in consumers or BUILTIN]
-        return acls.acl_bindings(store_ids, access)
+        return acls.acl_bindings(store_ids, access, publishers or [acls.MASTER_DATA_PUBLISHER])
     except (ConsumerNotFound, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
 

@@ -13,10 +13,9 @@ from aiokafka.errors import KafkaError
 from tillstream.cli.common import run, settings
 from tillstream.core.codec import AvroCodec, CodecError
 from tillstream.core.registry import registry_from_settings
-from tillstream.core.settings import Settings
 from tillstream.masterdata.changes import Changes, MassDeleteRefused
 from tillstream.masterdata.csv_file import MasterFileError
-from tillstream.masterdata.publish import ITEM_KIND, PRICE_KIND, Kind, plan, publish
+from tillstream.masterdata.publish import ITEM_KIND, PRICE_KIND, Kind, publish_file
 from tillstream.masterdata.topic_state import TopicReadError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,33 +54,23 @@ def _publish(
 ) -> None:
     if allow_mass_delete and not full:
         raise click.UsageError("--allow-mass-delete only means something with --full")
-    progress = _progress
-    try:
-        wanted = kind.read(file, progress)
-    except MasterFileError as exc:
-        raise click.ClickException(f"{exc}\nnothing published") from None
-    progress(f"{file.name}: {len(wanted)} {kind.name} read")
     cfg = settings()
     codec = AvroCodec(registry_from_settings(cfg))
-    changes = _run(cfg, plan(cfg, codec, kind, wanted, full=full,
-                             allow_mass_delete=allow_mass_delete, progress=progress))  # fmt: skip
+    job = publish_file(cfg, codec, kind, file, full=full, allow_mass_delete=allow_mass_delete,
+                       dry_run=dry_run, progress=_progress)  # fmt: skip
+    try:
+        changes = run(job)
+    except (MasterFileError, MassDeleteRefused) as exc:
+        raise click.ClickException(f"{exc}\nnothing published") from None
+    except (KafkaError, TopicReadError, CodecError) as exc:
+        raise click.ClickException(
+            f"cannot publish {kind.name} on {cfg.kafka_bootstrap_servers}: {exc}"
+        ) from None
     if dry_run:
         _print_changes(kind, changes, show)
         click.echo(f"{changes.summary(kind.name)} (dry run: nothing published)", err=True)
-        return
-    _run(cfg, publish(cfg, codec, kind, changes, progress))
-    click.echo(changes.summary(kind.name), err=True)
-
-
-def _run(cfg: Settings, coro: Any) -> Any:
-    try:
-        return run(coro)
-    except MassDeleteRefused as exc:
-        raise click.ClickException(f"{exc}; nothing published") from None
-    except (KafkaError, TopicReadError, CodecError) as exc:
-        raise click.ClickException(
-            f"cannot publish on {cfg.kafka_bootstrap_servers}: {exc}"
-        ) from None
+    else:
+        click.echo(changes.summary(kind.name), err=True)
 
 
 def _progress(line: str) -> None:

@@ -2,8 +2,13 @@
 
 The model (:func:`acl_bindings`) is a pure function of the stores and the consumers:
 
-- a store's edge (principal ``User:store-<id>``) may only WRITE the store topics (sales,
-  payments, stock movements, till events) and read nothing;
+- a store's edge (principal ``User:store-<id>``) may WRITE the store topics (sales,
+  payments, stock movements, till events) and READ the master-data topics (items, prices:
+  each edge keeps a copy, reading every partition by assignment, without a consumer group);
+  nothing else;
+- head office's master-data publisher (``User:hq-masterdata`` unless named otherwise) may
+  READ, WRITE and CREATE the master-data topics (``tillstream items|prices publish`` reads
+  what a topic holds before it publishes the changes);
 - a consumer (principal ``User:<group>``, its consumer group id) may READ its topics and its
   group, and WRITE and CREATE its dead-letter topic and the topics it publishes (the
   runtime creates them at start-up when missing).
@@ -35,10 +40,12 @@ from aiokafka.protocol.api import Request
 
 from tillstream.core.kafka import KafkaAccessError, make_client
 from tillstream.core.settings import Settings
-from tillstream.core.topics import STORE_TOPICS
+from tillstream.core.topics import MASTER_DATA_TOPICS, STORE_TOPICS
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 CLUSTER = "kafka-cluster"
+MASTER_DATA_PUBLISHER = "hq-masterdata"
+"""The principal (``User:hq-masterdata``) head office publishes master data as, by default."""
 
 
 # Kafka's protocol codes (org.apache.kafka.common.resource / acl).
@@ -108,12 +115,26 @@ def consumer_principal(group: str) -> str:
     return f"User:{_checked(group, 'consumer group')}"
 
 
-def acl_bindings(stores: Iterable[str], consumers: Iterable[ConsumerAccess]) -> list[AclBinding]:
-    """The ACLs of tillstream's model for these stores and consumers, sorted, no duplicates."""
+def publisher_principal(name: str) -> str:
+    return f"User:{_checked(name, 'publisher')}"
+
+
+def acl_bindings(
+    stores: Iterable[str],
+    consumers: Iterable[ConsumerAccess],
+    publishers: Iterable[str] = (),
+) -> list[AclBinding]:
+    """The ACLs of tillstream's model for these stores, consumers and master-data
+    publishers, sorted, no duplicates."""
     bindings: set[AclBinding] = set()
     for store in stores:
         principal = store_principal(store)
         bindings.update(_topic(principal, t.name, Operation.WRITE) for t in STORE_TOPICS)
+        bindings.update(_topic(principal, t.name, Operation.READ) for t in MASTER_DATA_TOPICS)
+    for publisher in publishers:
+        principal = publisher_principal(publisher)
+        for operation in (Operation.READ, Operation.WRITE, Operation.CREATE):
+            bindings.update(_topic(principal, t.name, operation) for t in MASTER_DATA_TOPICS)
     for consumer in consumers:
         principal = consumer_principal(consumer.group)
         bindings.update(_topic(principal, t, Operation.READ) for t in consumer.reads)

@@ -26,6 +26,11 @@ class TopicSpec:
     def subject(self) -> str:
         return f"{self.name}-value"
 
+    @property
+    def compacted(self) -> bool:
+        """Whether Kafka keeps the latest record per key (a null value deletes the key)."""
+        return self.configs.get("cleanup.policy") == "compact"
+
 
 _WEEK_MS = str(7 * 24 * 3600 * 1000)
 _MONTH_MS = str(30 * 24 * 3600 * 1000)

@@ -8,14 +8,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tillstream.core.codec import AvroCodec
 from tillstream.core.kafka import create_topics
+from tillstream.core.registry import registry_from_settings
 from tillstream.core.settings import Settings
 from tillstream.dev.broker import LocalKafka, resolve_jars
 from tillstream.dev.ports import free_port
 from tillstream.dev.processes import Service
+from tillstream.masterdata.publish import ITEM_KIND, publish_file
 from tillstream.simulate.catalog import items_csv
-from tillstream_consumers.erp.items import import_items, read_items
-from tillstream_consumers.runtime.db import Database
 
 CONSUMERS = (("erp", "sqlite:///{dir}/erp.db"), ("crm", "sqlite:///{dir}/crm.db"),
              ("analytics", "duckdb:///{dir}/analytics.duckdb"))  # fmt: skip
@@ -61,7 +62,7 @@ class DemoStack:
                  "--outbox", str(self.workdir / store / "outbox.db"), "--poslog-dir", str(folder)],
                 port, self.workdir / store / "edge.log", env,
             ).start()  # fmt: skip
-        self._load_item_master(CONSUMERS[0][1].format(dir=self.workdir))
+        self._publish_item_master(cfg)
         for name, url in CONSUMERS:
             port = free_port()
             self.consumers[name] = Service(
@@ -74,15 +75,12 @@ class DemoStack:
             say(f"waiting for {service.name} ...")
             service.wait_ready()
 
-    def _load_item_master(self, url: str) -> None:
-        """Reorder points for the demo's catalog, so low stock shows up."""
+    def _publish_item_master(self, cfg: Settings) -> None:
+        """The demo's catalog on tillstream.items (reorder points, so low stock shows up)."""
         csv_path = self.workdir / "items.csv"
         csv_path.write_text(items_csv())
-        db = Database(url)
-        try:
-            import_items(db, read_items(csv_path))
-        finally:
-            db.close()
+        codec = AvroCodec(registry_from_settings(cfg))
+        asyncio.run(publish_file(cfg, codec, ITEM_KIND, csv_path))
 
     def stop(self, say: Callable[[str], None]) -> None:
         for service in self.services:  # edges first: they drain their outboxes into Kafka

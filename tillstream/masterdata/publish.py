@@ -52,6 +52,31 @@ PRICE_KIND = Kind(
 )
 
 
+async def publish_file(
+    settings: Settings,
+    codec: AvroCodec,
+    kind: Kind,
+    path: Path,
+    *,
+    full: bool = False,
+    allow_mass_delete: bool = False,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> Changes:
+    """Read ``path`` (:class:`MasterFileError` if it has problems: nothing published),
+    compare it with the topic, and publish the changes (none with ``dry_run``)."""
+    wanted = kind.read(path, progress)
+    if progress is not None:
+        progress(f"{path.name}: {len(wanted)} {kind.name} read")
+    changes = await plan(
+        settings, codec, kind, wanted, full=full, allow_mass_delete=allow_mass_delete,
+        progress=progress,
+    )  # fmt: skip
+    if not dry_run:
+        await publish(settings, codec, kind, changes, progress)
+    return changes
+
+
 async def plan(
     settings: Settings,
     codec: AvroCodec,

@@ -90,12 +90,36 @@ CATALOG: tuple[Item, ...] = tuple(
 
 
 def items_csv() -> str:
-    """The catalog as the ERP item master CSV (``tillstream items import``)."""
+    """The catalog as head office's item master file (``tillstream items publish``): the
+    deposits are items too, not kept in stock."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["sku", "description", "reorder_point", "lead_time_days", "supplier"])
+    writer.writerow(
+        ["sku", "gtins", "description", "unit_of_measure", "weighed", "stock_item",
+         "reorder_point", "lead_time_days", "supplier"]
+    )  # fmt: skip
     for item in CATALOG:
         writer.writerow(
-            [item.sku, item.description, item.reorder_point, item.lead_time_days, "Demo Foods"]
-        )
+            [item.sku, item.gtin, item.description, "KGM" if item.weighed else "EA",
+             _bool(item.weighed), "true", item.reorder_point, item.lead_time_days, "Demo Foods"]
+        )  # fmt: skip
+    for deposit in DEPOSITS.values():
+        writer.writerow([deposit.sku, "", deposit.description, "EA", "false", "false", "", "", ""])
     return out.getvalue()
+
+
+def prices_csv(currency: str = "EUR") -> str:
+    """The catalog's chain-wide list prices (``tillstream prices publish``)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["sku", "store_id", "amount", "currency", "valid_from", "valid_until"])
+    for sku, price in [
+        *((item.sku, item.price) for item in CATALOG),
+        *((deposit.sku, deposit.price) for deposit in DEPOSITS.values()),
+    ]:
+        writer.writerow([sku, "", price, currency, "", ""])
+    return out.getvalue()
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"

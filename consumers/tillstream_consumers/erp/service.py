@@ -15,8 +15,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tillstream.core.topics import REORDER_SUGGESTIONS, SALES, STOCK_MOVEMENTS, store_key
+from tillstream.core.topics import ITEMS, REORDER_SUGGESTIONS, SALES, STOCK_MOVEMENTS, store_key
 from tillstream_consumers.erp import queries
+from tillstream_consumers.erp.items import apply_items
 from tillstream_consumers.erp.movements import StockEvent, stock_event
 from tillstream_consumers.erp.reorder import (
     Key,
@@ -33,12 +34,14 @@ from tillstream_consumers.runtime.api import Consumer, Context, Query, Record
 
 class ErpInventory(Consumer):
     name = COMPONENT
-    topics = (SALES.name, STOCK_MOVEMENTS.name)
+    topics = (SALES.name, STOCK_MOVEMENTS.name, ITEMS.name)
     publishes = (REORDER_SUGGESTIONS.name,)
     migrations = MIGRATIONS
 
     def apply(self, ctx: Context, records: list[Record]) -> None:
-        events = [stock_event(r) for r in records]
+        # The item master first: a reorder point that arrives with a sale applies to it.
+        apply_items(ctx.db, [r for r in records if r.topic == ITEMS.name])
+        events = [stock_event(r) for r in records if r.topic != ITEMS.name]
         if not events:
             return
         keys = {(e.store_id, m.sku) for e in events for m in e.movements}

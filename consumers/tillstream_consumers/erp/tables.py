@@ -2,8 +2,9 @@
 
 Quantities are integer thousandths (``QTY_SCALE``); days and times are ISO text, and event
 times are also kept as microseconds since the epoch (``at_us``) to order counts and changes.
-Every statement says ``IF NOT EXISTS`` so the CLI (``tillstream items import``) and a
-consumer running under another group name can share one database.
+Every statement says ``IF NOT EXISTS`` so the CLI (``tillstream stock``) and a consumer
+running under another group name can share one database. ``erp_items`` is the item master
+as the topic ``tillstream.items`` holds it (``items.py``).
 """
 
 from __future__ import annotations
@@ -114,3 +115,12 @@ def _event_time_migration(dialect: str) -> str:
 
 
 MIGRATIONS += ({d: _event_time_migration(d) for d in ("sqlite", "postgresql", "duckdb")},)
+
+# Migration 3: the item master from tillstream.items (stock item or not, unit, when published).
+MIGRATIONS += (
+    """
+    ALTER TABLE erp_items ADD COLUMN stock_item INTEGER;
+    ALTER TABLE erp_items ADD COLUMN unit_of_measure TEXT;
+    ALTER TABLE erp_items ADD COLUMN published_at TEXT
+    """,
+)

@@ -50,9 +50,13 @@ class PermanentError(Exception):
     """
 
 
+class Tombstone(WrongEvent):
+    """A typed accessor of :class:`Record` was called on a tombstone (it has no value)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
-    """A decoded Kafka record."""
+    """A decoded Kafka record, or a tombstone of a compacted topic (:attr:`tombstone`)."""
 
     topic: str
     partition: int
@@ -64,6 +68,11 @@ class Record:
     """The Avro record as a dict; :meth:`sale`, :meth:`payment`... give it typed."""
     timestamp_ms: int
     headers: tuple[tuple[str, bytes], ...] = ()
+    tombstone: bool = False
+    """A null value on a compacted topic (``tillstream.items``, ``tillstream.prices``): the
+    record of :attr:`key` is deleted. ``event`` is the topic's event type, ``value`` is
+    empty, there is no event id (so no duplicate check: apply it by key, which is
+    idempotent), and the typed accessors raise :class:`Tombstone`."""
 
     @property
     def event_id(self) -> str | None:
@@ -101,6 +110,11 @@ class Record:
         return cast(Price, self._value_of("price"))
 
     def _value_of(self, event: str) -> dict[str, Any]:
+        if self.tombstone:
+            raise Tombstone(
+                f"{self.topic}[{self.partition}]@{self.offset} is a tombstone (its key is "
+                "deleted): check record.tombstone before reading its value"
+            )
         if self.event != event:
             raise WrongEvent(
                 f"{self.topic}[{self.partition}]@{self.offset} is a {self.event} event, "
@@ -125,6 +139,20 @@ class Record:
         if value.get("event_id") is not None:
             value["event_id"] = str(value["event_id"])
         return cls(topic, partition, offset, key, event, value, timestamp_ms, headers)
+
+    @classmethod
+    def deleted(
+        cls,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        event: str,
+        timestamp_ms: int,
+        headers: tuple[tuple[str, bytes], ...] = (),
+    ) -> Record:
+        """A tombstone: ``key`` is deleted from the compacted ``topic``."""
+        return cls(topic, partition, offset, key, event, {}, timestamp_ms, headers, True)
 
 
 @dataclass(frozen=True, slots=True)

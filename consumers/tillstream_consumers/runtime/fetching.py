@@ -3,7 +3,9 @@ with the next offset to read per partition.
 
 Partitions revoked while the service was busy are left to their new owner; records whose
 bytes cannot be decoded are handed back to be dead-lettered (``undecodable``); records on
-another partition than their key's are counted (``partitioning.py``).
+another partition than their key's are counted (``partitioning.py``). A null value on a
+compacted topic of tillstream's is a tombstone, handed on as a :class:`Record` whose
+``tombstone`` is true; anywhere else a null value is undecodable.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from tillstream.core.codec import AvroCodec, CodecError
+from tillstream.core.topics import ALL_TOPICS
 from tillstream_consumers.runtime.api import Record
 from tillstream_consumers.runtime.partitioning import RoutingCheck, TopicPartition
+
+TOMBSTONE_EVENTS = {t.name: t.schema for t in ALL_TOPICS if t.compacted and t.schema}
+"""Compacted topic -> the event type of its records (what a tombstone deletes)."""
 
 
 class Message(Protocol):
@@ -66,6 +72,9 @@ def decode_batch(
         routing.check(tp.topic, tp.partition, messages, partition_count(tp.topic))
         for msg in messages:
             fetched.messages[(tp, msg.offset)] = msg
+            if msg.value is None and msg.topic in TOMBSTONE_EVENTS:
+                fetched.records.append(_tombstone(msg))
+                continue
             try:
                 decoded = codec.decode(msg.value)
             except CodecError as exc:
@@ -85,3 +94,15 @@ def decode_batch(
             )
         fetched.positions[TopicPartition(tp.topic, tp.partition)] = messages[-1].offset + 1
     return fetched
+
+
+def _tombstone(msg: Message) -> Record:
+    return Record.deleted(
+        msg.topic,
+        msg.partition,
+        msg.offset,
+        msg.key,
+        TOMBSTONE_EVENTS[msg.topic],
+        msg.timestamp,
+        tuple(msg.headers or ()),
+    )
