@@ -1,0 +1,135 @@
+"""Reading item and price files (no broker): every problem by row and column, never the
+value; the records and keys a good file gives."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tillstream.core.topics import item_key, price_key
+from tillstream.masterdata.csv_file import MAX_PROBLEMS, MasterFileError
+from tillstream.masterdata.items_csv import read_items
+from tillstream.masterdata.prices_csv import describe_key, read_prices
+
+ITEMS = "sku,gtins,description,unit_of_measure,weighed,stock_item"
+PRICES = "sku,store_id,amount,currency,valid_from,valid_until"
+
+
+def write(tmp_path: Path, text: str, name: str = "f.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems(path: Path, read: object = read_items) -> MasterFileError:
+    with pytest.raises(MasterFileError) as caught:
+        read(path)  # type: ignore[operator]
+    return caught.value
+
+
+def test_a_good_item_file_gives_whole_items_by_key(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "\ufeff" + ITEMS + ",reorder_point,supplier,note\n"  # a BOM, an unknown column
+        "MILK,4006381333931|96385074,Milk 1 l,ea,FALSE,True,24.5,Dairy,x\n"
+        "\n"  # blank rows are skipped
+        'APPLES,,"Apples, loose",kgm,true,true,,,\n',
+    )
+    items = read_items(path)
+    assert list(items) == [item_key("MILK"), item_key("APPLES")]
+    milk = items[item_key("MILK")]
+    assert milk == {
+        "sku": "MILK",
+        "gtins": ["4006381333931", "96385074"],
+        "description": "Milk 1 l",
+        "unit_of_measure": "EA",
+        "weighed": False,
+        "stock_item": True,
+        "tax_class": None,
+        "reorder_point": Decimal("24.5"),
+        "lead_time_days": None,  # not in the header: null
+        "supplier": "Dairy",
+    }
+    assert items[item_key("APPLES")]["unit_of_measure"] == "KGM"
+
+
+def test_problems_are_listed_up_to_a_limit(tmp_path: Path) -> None:
+    rows = "".join(f"SKU-{n},,Item,BOX,false,true\n" for n in range(MAX_PROBLEMS + 50))
+    error = problems(write(tmp_path, ITEMS + "\n" + rows))
+    assert len(error.problems) == MAX_PROBLEMS and not error.complete
+    assert f"stopped after the first {MAX_PROBLEMS}" in str(error)
+    assert str(error.problems[0]) == (
+        "row 2, column 'unit_of_measure': not a unit of measure tillstream reads (UN/ECE Rec "
+        "20 codes of pieces, weight, volume and length: EA, C62, PCE, KGM, GRM, LBR, LTR, MTR...)"
+    )
+
+
+def test_every_header_problem_is_named_at_once(tmp_path: Path) -> None:
+    error = problems(write(tmp_path, "sku,SKU,description,weighed\n"))
+    assert [str(p) for p in error.problems] == [
+        "row 1, column 'sku': column appears twice",
+        "row 1, column 'gtins': the header has no gtins column "
+        "(needed: sku, gtins, description, unit_of_measure, weighed, stock_item)",
+        "row 1, column 'unit_of_measure': the header has no unit_of_measure column "
+        "(needed: sku, gtins, description, unit_of_measure, weighed, stock_item)",
+        "row 1, column 'stock_item': the header has no stock_item column "
+        "(needed: sku, gtins, description, unit_of_measure, weighed, stock_item)",
+    ]
+    assert "empty file" in str(problems(write(tmp_path, "")))
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "4111111111111111",  # a card number as a GTIN
+        "4111 1111 1111 1111",
+        "4006381333931|5500000000000004",
+    ],
+)
+def test_a_card_number_is_named_and_never_quoted(tmp_path: Path, cell: str) -> None:
+    error = problems(write(tmp_path, f"{ITEMS},supplier\nA,{cell},Milk,EA,false,true,{cell}\n"))
+    assert {(p.row, p.column) for p in error.problems} == {(2, "gtins"), (2, "supplier")}
+    assert "1111" not in str(error) and "0004" not in str(error)
+
+
+def test_a_good_price_file_keys_each_window(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        PRICES + "\n"
+        "MILK,,1.19,EUR,,\n"
+        "MILK,S001,1.09,EUR,2026-03-01,2026-03-01\n"  # one day: until is inclusive
+        "MILK,S001,0.99,EUR,2026-03-02T08:00:00+01:00,2026-03-03\n"  # a time, then a day
+        "MILK,,1.29,EUR,2026-04-01T00:00:00Z,\n",
+    )
+    prices = read_prices(path)
+    keys = list(prices)
+    assert keys == [
+        price_key(None, "MILK", None),
+        price_key("S001", "MILK", "2026-03-01"),
+        price_key("S001", "MILK", "2026-03-02T07:00:00+00:00"),
+        price_key(None, "MILK", "2026-04-01T00:00:00+00:00"),
+    ]
+    assert [describe_key(k) for k in keys] == [
+        "*/MILK/-",
+        "S001/MILK/2026-03-01",
+        "S001/MILK/2026-03-02T07:00:00+00:00",
+        "*/MILK/2026-04-01T00:00:00+00:00",
+    ]
+    timed = prices[keys[2]]
+    assert timed["valid_from"] == datetime(2026, 3, 2, 7, tzinfo=UTC)
+    assert timed["valid_from"].tzinfo is not None
+    assert (timed["valid_from_day"], timed["valid_until_day"]) == (None, date(2026, 3, 3))
+    assert isinstance(timed["amount"], Decimal) and timed["amount"] == Decimal("0.99")
+
+
+def test_a_day_until_and_a_time_from_are_compared_in_utc(tmp_path: Path) -> None:
+    # Until the end of 1 March (UTC midnight of the 2nd) is after 23:00 UTC on the 1st...
+    ok = "MILK,,1,EUR,2026-03-01T23:00:00Z,2026-03-01\n"
+    assert read_prices(write(tmp_path, PRICES + "\n" + ok))
+    # ...but not after midnight UTC on the 2nd.
+    bad = "MILK,,1,EUR,2026-03-02T00:00:00Z,2026-03-01\n"
+    error = problems(write(tmp_path, PRICES + "\n" + bad, "bad.csv"), read_prices)
+    assert [str(p) for p in error.problems] == ["row 2, column 'valid_until': not after valid_from"]
