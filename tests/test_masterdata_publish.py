@@ -225,6 +225,30 @@ def test_a_dry_run_says_what_would_change_and_publishes_nothing(
     assert end_offsets(empty_topics, ITEMS.name) == before
 
 
+def test_a_partial_file_that_moves_a_gtin_must_publish_the_item_it_leaves(
+    empty_topics: Settings, tmp_path: Path
+) -> None:
+    first = write(tmp_path / "a.csv", ITEMS_HEADER, [f"OLD,{MILK_GTIN},Milk,EA,false,true,,"])
+    assert publish(empty_topics, "items", str(first)).exit_code == 0
+    moved = write(tmp_path / "b.csv", ITEMS_HEADER, [f"NEW,{MILK_GTIN},Milk,EA,false,true,,"])
+    before = end_offsets(empty_topics, ITEMS.name)
+    refused = publish(empty_topics, "items", str(moved))
+    assert refused.exit_code == 1
+    assert f"GTIN {MILK_GTIN} would be on OLD and on NEW" in refused.output
+    assert "nothing published" in refused.output
+    assert end_offsets(empty_topics, ITEMS.name) == before
+    both = write(
+        tmp_path / "c.csv",
+        ITEMS_HEADER,
+        [
+            "OLD,,Milk (old barcode retired),EA,false,true,,",
+            f"NEW,{MILK_GTIN},Milk,EA,false,true,,",
+        ],
+    )
+    done = publish(empty_topics, "items", str(both))
+    assert "items: 1 new, 1 changed, 0 deleted, 0 unchanged" in done.stderr, done.output
+
+
 # -- deleting ------------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from aiokafka.errors import KafkaError
 from tillstream.cli.common import run, settings
 from tillstream.core.codec import AvroCodec, CodecError
 from tillstream.core.registry import registry_from_settings
-from tillstream.masterdata.changes import Changes, MassDeleteRefused
+from tillstream.masterdata.changes import Changes, MassDeleteRefused, MasterConflict
 from tillstream.masterdata.csv_file import MasterFileError
 from tillstream.masterdata.publish import ITEM_KIND, PRICE_KIND, Kind, publish_file
 from tillstream.masterdata.topic_state import TopicReadError
@@ -60,7 +60,7 @@ def _publish(
                        dry_run=dry_run, progress=_progress)  # fmt: skip
     try:
         changes = run(job)
-    except (MasterFileError, MassDeleteRefused) as exc:
+    except (MasterFileError, MassDeleteRefused, MasterConflict) as exc:
         raise click.ClickException(f"{exc}\nnothing published") from None
     except (KafkaError, TopicReadError, CodecError) as exc:
         raise click.ClickException(

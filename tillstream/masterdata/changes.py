@@ -9,6 +9,7 @@ did not allow it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,10 @@ MASS_DELETE_SHARE = 0.10
 
 class MassDeleteRefused(ValueError):
     """A full file that would delete more than :data:`MASS_DELETE_SHARE` of the topic."""
+
+
+class MasterConflict(ValueError):
+    """The topic would hold records that contradict one another (a GTIN on two items)."""
 
 
 @dataclass
@@ -44,14 +49,25 @@ class Changes:
         )
 
 
+Check = Callable[[Iterable[dict[str, Any]]], list[str]]
+"""What is wrong with a whole master (the records a topic would hold), for people."""
+
+
 def compare(
     wanted: dict[bytes, dict[str, Any]],
     held: dict[bytes, dict[str, Any] | None],
     *,
     full: bool = False,
     allow_mass_delete: bool = False,
+    check: Check | None = None,
 ) -> Changes:
-    """The changes that make the topic hold ``wanted`` (and, if ``full``, nothing else)."""
+    """The changes that make the topic hold ``wanted`` (and, if ``full``, nothing else);
+    :class:`MasterConflict` if ``check`` finds the result contradicts itself."""
+    if check is not None:
+        kept = {} if full else {k: v for k, v in held.items() if v is not None}
+        conflicts = check({**kept, **wanted}.values())
+        if conflicts:
+            raise MasterConflict("; ".join(conflicts))
     changes = Changes()
     for key, record in wanted.items():
         if key not in held:

@@ -10,7 +10,7 @@ A SKU twice in the file, or a GTIN on two items, is a problem: a barcode scans a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +87,17 @@ _PARSE: dict[str, Callable[[str], Any]] = {
     "lead_time_days": lambda t: cells.whole_number(t, most=LEAD_TIME_MOST) if t else None,
     "supplier": cells.text,
 }
+
+
+def gtin_clashes(master: Iterable[dict[str, Any]], most: int = 10) -> list[str]:
+    """GTINs on two items of ``master`` (what the topic would hold after publishing), for
+    people: a partial file that moves a GTIN to another item must publish both items."""
+    owner: dict[str, str] = {}
+    clashes: list[str] = []
+    for item in master:
+        sku = item["sku"]
+        for gtin in item["gtins"]:
+            first = owner.setdefault(gtin, sku)
+            if first != sku and len(clashes) < most:
+                clashes.append(f"GTIN {gtin} would be on {first} and on {sku}")
+    return clashes

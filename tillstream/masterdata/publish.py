@@ -21,7 +21,7 @@ from tillstream.core.kafka import create_topics, make_producer
 from tillstream.core.settings import Settings
 from tillstream.core.topics import ITEMS, PRICES, TopicSpec
 from tillstream.masterdata import items_csv, prices_csv
-from tillstream.masterdata.changes import Changes, compare
+from tillstream.masterdata.changes import Changes, Check, compare
 from tillstream.masterdata.csv_file import PROGRESS_EVERY, Progress
 from tillstream.masterdata.topic_state import read_topic
 
@@ -38,6 +38,8 @@ class Kind:
     content: tuple[str, ...]
     read: Callable[[Path, Progress | None], dict[bytes, dict[str, Any]]]
     describe_key: Callable[[bytes], str]
+    check: Check | None = None
+    """What must hold across the whole master, beyond one file."""
 
 
 ITEM_KIND = Kind(
@@ -46,6 +48,7 @@ ITEM_KIND = Kind(
     items_csv.CONTENT,
     items_csv.read_items,
     lambda key: key.decode("utf-8", "replace"),
+    items_csv.gtin_clashes,
 )
 PRICE_KIND = Kind(
     "prices", PRICES, prices_csv.CONTENT, prices_csv.read_prices, prices_csv.describe_key
@@ -90,7 +93,9 @@ async def plan(
     """What publishing ``wanted`` would change on ``kind``'s topic (created if missing)."""
     await create_topics(settings, (kind.topic,))
     state = await read_topic(settings, codec, kind.topic.name, kind.content, progress)
-    return compare(wanted, state.held, full=full, allow_mass_delete=allow_mass_delete)
+    return compare(
+        wanted, state.held, full=full, allow_mass_delete=allow_mass_delete, check=kind.check
+    )
 
 
 async def publish(
