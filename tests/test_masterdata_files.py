@@ -133,3 +133,14 @@ def test_a_day_until_and_a_time_from_are_compared_in_utc(tmp_path: Path) -> None
     bad = "MILK,,1,EUR,2026-03-02T00:00:00Z,2026-03-01\n"
     error = problems(write(tmp_path, PRICES + "\n" + bad, "bad.csv"), read_prices)
     assert [str(p) for p in error.problems] == ["row 2, column 'valid_until': not after valid_from"]
+
+
+def test_the_simulated_catalog_is_a_valid_item_master_and_price_list(tmp_path: Path) -> None:
+    from tillstream.simulate.catalog import CATALOG, DEPOSITS, items_csv, prices_csv
+
+    items = read_items(write(tmp_path, items_csv(), "items.csv"))
+    assert len(items) == len(CATALOG) + len(DEPOSITS)
+    deposit = items[item_key("DEPOSIT-PET")]
+    assert deposit["stock_item"] is False and deposit["reorder_point"] is None
+    prices = read_prices(write(tmp_path, prices_csv(), "prices.csv"))
+    assert prices[price_key(None, "MILK-1L", None)]["amount"] == Decimal("1.19")

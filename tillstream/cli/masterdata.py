@@ -56,8 +56,16 @@ def _publish(
         raise click.UsageError("--allow-mass-delete only means something with --full")
     cfg = settings()
     codec = AvroCodec(registry_from_settings(cfg))
-    job = publish_file(cfg, codec, kind, file, full=full, allow_mass_delete=allow_mass_delete,
-                       dry_run=dry_run, progress=_progress)  # fmt: skip
+    job = publish_file(
+        cfg,
+        codec,
+        kind,
+        file,
+        full=full,
+        allow_mass_delete=allow_mass_delete,
+        dry_run=dry_run,
+        progress=_progress,
+    )
     try:
         changes = run(job)
     except (MasterFileError, MassDeleteRefused, MasterConflict) as exc:

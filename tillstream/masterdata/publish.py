@@ -72,9 +72,14 @@ async def publish_file(
     if progress is not None:
         progress(f"{path.name}: {len(wanted)} {kind.name} read")
     changes = await plan(
-        settings, codec, kind, wanted, full=full, allow_mass_delete=allow_mass_delete,
+        settings,
+        codec,
+        kind,
+        wanted,
+        full=full,
+        allow_mass_delete=allow_mass_delete,
         progress=progress,
-    )  # fmt: skip
+    )
     if not dry_run:
         await publish(settings, codec, kind, changes, progress)
     return changes
