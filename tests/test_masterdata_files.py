@@ -13,6 +13,7 @@ from tillstream.core.topics import item_key, price_key
 from tillstream.masterdata.csv_file import MAX_PROBLEMS, MasterFileError
 from tillstream.masterdata.items_csv import read_items
 from tillstream.masterdata.prices_csv import describe_key, read_prices
+from tillstream.simulate.catalog import CATALOG, DEPOSITS, items_csv, prices_csv
 
 ITEMS = "sku,gtins,description,unit_of_measure,weighed,stock_item"
 PRICES = "sku,store_id,amount,currency,valid_from,valid_until"
@@ -136,8 +137,6 @@ def test_a_day_until_and_a_time_from_are_compared_in_utc(tmp_path: Path) -> None
 
 
 def test_the_simulated_catalog_is_a_valid_item_master_and_price_list(tmp_path: Path) -> None:
-    from tillstream.simulate.catalog import CATALOG, DEPOSITS, items_csv, prices_csv
-
     items = read_items(write(tmp_path, items_csv(), "items.csv"))
     assert len(items) == len(CATALOG) + len(DEPOSITS)
     deposit = items[item_key("DEPOSIT-PET")]
