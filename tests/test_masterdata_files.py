@@ -143,3 +143,29 @@ def test_the_simulated_catalog_is_a_valid_item_master_and_price_list(tmp_path: P
     assert deposit["stock_item"] is False and deposit["reorder_point"] is None
     prices = read_prices(write(tmp_path, prices_csv(), "prices.csv"))
     assert prices[price_key(None, "MILK-1L", None)]["amount"] == Decimal("1.19")
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        "MILK,,1,EUR,2026-03-01,9999-12-31",  # SAP's "for ever"
+        "MILK,,1,EUR,2026-03-01T00:00:00Z,9999-12-31",
+        "MILK,,1,EUR,0001-01-01,9999-12-31T23:59:59Z",
+    ],
+)
+def test_the_last_day_of_the_calendar_is_a_day_like_any_other(tmp_path: Path, row: str) -> None:
+    assert len(read_prices(write(tmp_path, f"{PRICES}\n{row}\n"))) == 1
+
+
+def test_values_out_of_range_are_problems_not_crashes(tmp_path: Path) -> None:
+    prices = write(tmp_path, f"{PRICES}\nMILK,,1,EUR,,9999-12-31T23:00:00-05:00\n", "p.csv")
+    error = problems(prices, read_prices)
+    assert [str(p) for p in error.problems] == [
+        "row 2, column 'valid_until': out of range in UTC (years 1 to 9999)"
+    ]
+    items = write(tmp_path, f"{ITEMS},lead_time_days\nA,,Milk,EA,false,true,{'9' * 5000}\n")
+    error = problems(items)
+    assert [str(p) for p in error.problems] == [
+        "row 2, column 'lead_time_days': must be a whole number from 0 to 3650"
+    ]
+    assert read_items(write(tmp_path, f"{ITEMS},lead_time_days\nA,,Milk,EA,false,true,0003\n"))

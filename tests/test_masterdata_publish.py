@@ -312,3 +312,25 @@ def test_a_hundred_thousand_items_publish_and_publish_again_as_nothing(
     assert end_offsets(empty_topics, ITEMS.name) == offsets
     print(f"100,000 items: published in {took:.1f} s, compared again in {took_again:.1f} s")
     assert took < 60 and took_again < 60
+
+
+@pytest.mark.slow
+def test_a_hundred_thousand_prices_publish_and_one_change_publishes_one(
+    empty_topics: Settings, tmp_path: Path
+) -> None:
+    rows = [
+        f"SKU-{n:06d},{'' if n % 2 else 'S001'},{n % 97}.99,EUR,2026-03-01," for n in range(100_000)
+    ]
+    file = write(tmp_path / "prices.csv", PRICES_HEADER, rows)
+    started = time.monotonic()
+    first = publish(empty_topics, "prices", str(file))
+    took = time.monotonic() - started
+    assert first.exit_code == 0, first.output
+    assert "prices: 100000 new, 0 changed, 0 deleted, 0 unchanged" in first.stderr
+    rows[4242] = rows[4242].replace(".99,EUR,", ".49,EUR,")  # 50 cents off
+    changed = publish(
+        empty_topics, "prices", str(write(tmp_path / "changed.csv", PRICES_HEADER, rows))
+    )
+    assert "prices: 0 new, 1 changed, 0 deleted, 99999 unchanged" in changed.stderr
+    print(f"100,000 prices: published in {took:.1f} s")
+    assert took < 60

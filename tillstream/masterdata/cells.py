@@ -77,7 +77,12 @@ def decimal(text: str, *, scale: int, precision: int, positive: bool = False) ->
 
 
 def whole_number(text: str, *, most: int) -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) > most:
+    digits = text.lstrip("0") or "0"  # and never int() of thousands of digits
+    if (
+        not (text.isascii() and text.isdigit())
+        or len(digits) > len(str(most))
+        or int(digits) > most
+    ):
         raise CellProblem(f"must be a whole number from 0 to {most}")
     return int(text)
 
@@ -115,4 +120,7 @@ def validity(text: str) -> date | datetime | None:
         ) from None
     if at.tzinfo is None or at.utcoffset() is None:
         raise CellProblem("a time needs its offset (+01:00, or Z for UTC): whose time is it?")
-    return at.astimezone(UTC)
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is in the year 10000 in UTC
+        raise CellProblem("out of range in UTC (years 1 to 9999)") from None

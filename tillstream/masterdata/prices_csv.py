@@ -13,7 +13,7 @@ The key is ``[store or null, sku, start or null]`` (:func:`~tillstream.core.topi
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -113,12 +113,14 @@ def _price(row: Row, problems: Problems) -> dict[str, Any] | None:
 
 def _in_order(price: dict[str, Any]) -> bool:
     """Whether the window is not empty. A day is compared as the UTC day: the store's own
-    zone is the edge's to apply."""
-    start = price["valid_from"] or _midnight(price["valid_from_day"])
-    day_until = price["valid_until_day"]
-    end = price["valid_until"] or _midnight(day_until and day_until + timedelta(days=1))
-    return start is None or end is None or end > start
-
-
-def _midnight(day: date | None) -> datetime | None:
-    return None if day is None else datetime.combine(day, time(), UTC)
+    zone is the edge's to apply. ``9999-12-31`` is a day like any other."""
+    from_day, until_day = price["valid_from_day"], price["valid_until_day"]
+    from_at, until_at = price["valid_from"], price["valid_until"]
+    if (from_day is None and from_at is None) or (until_day is None and until_at is None):
+        return True  # open at one end
+    if from_day is not None and until_day is not None:
+        return bool(until_day >= from_day)  # through the end of until_day: inclusive
+    start: datetime = from_at or datetime.combine(from_day, time(), UTC)
+    if until_at is not None:
+        return bool(until_at > start)
+    return bool(until_day >= start.date())  # the end of until_day is after start
