@@ -3,6 +3,7 @@ files checked by row and column, only changes published, deletion by tombstone."
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -23,6 +24,7 @@ from tests.masterdata_support import (
 from tillstream.core.codec import AvroCodec
 from tillstream.core.settings import Settings
 from tillstream.core.topics import ITEMS, PRICES, item_key, price_key
+from tillstream.dev.processes import run_tillstream
 
 MILK_GTIN = "4006381333931"
 CARD = "4111111111111111"
@@ -272,6 +274,23 @@ def test_a_full_file_deletes_what_it_leaves_out_with_tombstones(
     assert end_offsets(empty_topics, ITEMS.name) == offsets + 2
     now = held(empty_topics, codec, "items")
     assert len(now) == 18 and item_key("SKU-000019") not in now
+
+
+def test_tail_shows_a_tombstone_as_a_deletion(empty_topics: Settings, tmp_path: Path) -> None:
+    one = write(tmp_path / "one.csv", ITEMS_HEADER, [item_row(1)])
+    assert publish(empty_topics, "items", str(one)).exit_code == 0
+    none = write(tmp_path / "none.csv", ITEMS_HEADER, [])
+    gone = publish(empty_topics, "items", str(none), "--full", "--allow-mass-delete")
+    assert "items: 0 new, 0 changed, 1 deleted, 0 unchanged" in gone.stderr
+    env = {"TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS": empty_topics.kafka_bootstrap_servers}
+    args = ("tail", ITEMS.name, "--from-beginning", "--json", "--idle-timeout", "3")
+    tail = run_tillstream(*args, env=env)
+    assert tail.returncode == 0, tail.stderr
+    mine = [json.loads(line) for line in tail.stdout.splitlines()]
+    mine = [line for line in mine if line["key"] == "SKU-000001"]
+    assert [line.get("tombstone", False) for line in mine][-2:] == [False, True]
+    assert mine[-2]["value"]["sku"] == "SKU-000001" and "value" not in mine[-1]
+    assert "undecodable" not in tail.stderr
 
 
 def test_a_full_file_that_would_delete_much_needs_allow_mass_delete(

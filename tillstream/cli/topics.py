@@ -142,6 +142,10 @@ def _waiting(topic: str, count: int, max_events: int | None, idle_timeout: float
 def _render(codec: AvroCodec, msg: Any, as_json: bool) -> str | None:
     key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
     where = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset, "key": key}
+    if msg.value is None:  # a tombstone: the key deleted (compacted topics: items, prices)
+        if as_json:
+            return to_json({**where, "timestamp_ms": msg.timestamp, "tombstone": True})
+        return f"{msg.topic}[{msg.partition}]@{msg.offset} key={key} tombstone (deleted)"
     try:
         decoded = codec.decode(msg.value)
     except CodecError as exc:
