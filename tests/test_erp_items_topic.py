@@ -25,6 +25,7 @@ from tillstream_consumers.erp import ErpInventory
 from tillstream_consumers.runtime.api import Record, Tombstone
 from tillstream_consumers.runtime.fetching import decode_batch
 from tillstream_consumers.runtime.partitioning import RoutingCheck, TopicPartition
+from tillstream_consumers.runtime.testing import ConsumerHarness
 
 _offsets = itertools.count()
 PUBLISHED = datetime(2026, 3, 1, 6, tzinfo=UTC)
@@ -114,6 +115,17 @@ def test_the_reorder_point_from_the_topic_drives_suggestions(erp: Erp, codec: Av
     (suggestion,) = erp.suggestions()
     assert suggestion["reorder_point"] == Decimal("8.000") and suggestion["basis"] == "STATIC"
     assert suggestion["lead_time_days"] == 2
+
+
+def test_the_harness_applies_items_and_tombstones(db_url: str) -> None:
+    harness = ConsumerHarness(ErpInventory(Settings()), db_url)
+    try:
+        harness.apply("item", item("A", "3"), item("B"))
+        assert harness.delete("item", item_key("A")).applied[0].tombstone
+        rows = harness.db.fetchall("SELECT sku, reorder_point FROM erp_items ORDER BY sku")
+        assert rows == [("B", 5000)]
+    finally:
+        harness.db.close()
 
 
 def test_a_tombstone_has_no_value_to_read() -> None:

@@ -5,6 +5,8 @@ would, in a few lines::
     harness = ConsumerHarness(VisitCounter(), "sqlite:///:memory:")
     harness.apply("sale", sale_1, sale_2)
     assert harness.db.fetchone("SELECT n FROM visits") == (2,)
+
+``harness.delete("item", b"SKU-1")`` applies a tombstone of a compacted topic's key.
 """
 
 from __future__ import annotations
@@ -48,6 +50,17 @@ class ConsumerHarness:
             batch.append(Record.decoded(topic, 0, offset, None, event, decoded.record, 0))
         positions = {r.topic_partition: self._offsets[r.topic] for r in batch}
         return self.applier.apply(batch, positions)
+
+    def delete(self, event: str, *keys: bytes) -> BatchOutcome:
+        """Apply tombstones of ``keys`` on the (compacted) topic of ``event`` as one batch:
+        what publishing a deletion of items or prices comes to (``Record.tombstone``)."""
+        topic = EVENT_TOPICS[event].name
+        batch = []
+        for key in keys:
+            offset = self._offsets.get(topic, 0)
+            self._offsets[topic] = offset + 1
+            batch.append(Record.deleted(topic, 0, offset, key, event, 0))
+        return self.applier.apply(batch, {r.topic_partition: self._offsets[topic] for r in batch})
 
     def published(self) -> list[tuple[str, dict[str, Any]]]:
         """Events the consumer published so far, decoded: ``(topic, record)``."""
