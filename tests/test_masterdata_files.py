@@ -169,3 +169,11 @@ def test_values_out_of_range_are_problems_not_crashes(tmp_path: Path) -> None:
         "row 2, column 'lead_time_days': must be a whole number from 0 to 3650"
     ]
     assert read_items(write(tmp_path, f"{ITEMS},lead_time_days\nA,,Milk,EA,false,true,0003\n"))
+
+
+def test_a_file_that_cannot_be_read_says_so(tmp_path: Path) -> None:
+    error = problems(tmp_path / "missing.csv")
+    assert [str(p) for p in error.problems] == ["cannot read: No such file or directory"]
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes(f"{ITEMS}\nA,,Caf\xe9,EA,false,true\n".encode("latin-1"))
+    assert "not UTF-8 text" in str(problems(latin1))

@@ -27,10 +27,13 @@ class RowProblem:
     """What is wrong in one cell (``column``) or row (``column`` None) of a file."""
 
     row: int
+    """The header is row 1; 0: the file as a whole."""
     column: str | None
     message: str
 
     def __str__(self) -> str:
+        if not self.row:
+            return self.message
         where = f"row {self.row}" + (f", column {self.column!r}" if self.column else "")
         return f"{where}: {self.message}"
 
