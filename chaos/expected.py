@@ -40,14 +40,16 @@ TENDER_SIGN = {"CAPTURED": 1, "REFUNDED": -1}
 
 def fingerprint(record: dict[str, Any]) -> bytes:
     """A digest of a record's content that ignores representation: ``1.5`` equals ``1.50``,
-    a UUID equals its text, a time equals the same instant in another zone."""
+    a UUID equals its text, a time equals the same instant in another zone, and a null
+    field equals an absent one (an optional field a newer schema version added, such as
+    sale v3's ``list_price``, reads back as null from a record sent without it)."""
     text = json.dumps(_canonical(record), sort_keys=True, separators=(",", ":"))
     return hashlib.blake2b(text.encode(), digest_size=12).digest()
 
 
 def _canonical(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _canonical(v) for k, v in value.items()}
+        return {k: _canonical(v) for k, v in value.items() if v is not None}
     if isinstance(value, list | tuple):
         return [_canonical(v) for v in value]
     if isinstance(value, Decimal):
