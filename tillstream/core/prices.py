@@ -70,9 +70,7 @@ def is_valid(price: PriceLike, at: datetime, zone: tzinfo) -> bool:
     return (start is None or start <= instant) and (end is None or instant < end)
 
 
-def valid_price(
-    prices: Iterable[P], store_id: str, at: datetime, zone: tzinfo
-) -> P | None:
+def valid_price(prices: Iterable[P], store_id: str, at: datetime, zone: tzinfo) -> P | None:
     """The price of one SKU valid for store ``store_id`` at ``at`` (module docstring), or
     None. ``prices`` are the SKU's prices: the chain's, this store's, maybe others'."""
     best: P | None = None
@@ -97,8 +95,9 @@ def valid_price(
 
 
 def format_amount(amount: Decimal) -> str:
-    """An amount as a decimal string with at least two places and no float anywhere:
-    ``Decimal('1.9900')`` -> ``'1.99'``, ``Decimal('0.1250')`` -> ``'0.125'``, ``5`` -> ``'5.00'``."""
+    """An amount as a decimal string with at least two places, never through a float:
+    ``Decimal('1.9900')`` -> ``'1.99'``, ``Decimal('0.1250')`` -> ``'0.125'``,
+    ``Decimal(5)`` -> ``'5.00'``."""
     if not amount.is_finite():
         raise ValueError("an amount must be a finite number")
     cents = amount.quantize(Decimal("0.01"))
