@@ -377,32 +377,42 @@ class MasterDataCopy:
         now = time.time()
         result = Applied()
         positions: dict[tuple[str, int], int] = {}
+        # The last record per key wins (in the order the topics hold them): one write each.
+        items: dict[str, dict[str, Any] | None] = {}
+        prices: dict[str, dict[str, Any] | None] = {}
+        for record in records:
+            positions[(record.topic, record.partition)] = record.offset + 1
+            result.read[record.topic] = result.read.get(record.topic, 0) + 1
+            try:
+                if record.topic == ITEMS.name:
+                    sku, item = self._decode_item(record)
+                    items.pop(sku, None)
+                    items[sku] = item
+                elif record.topic == PRICES.name:
+                    key, price, held = self._decode_price(record)
+                    if held:
+                        prices.pop(key, None)
+                        prices[key] = price
+                else:
+                    continue
+            except (CodecError, ValueError, KeyError, TypeError, InvalidOperation) as exc:
+                # Never block the copy on one bad record: skipped, counted and logged.
+                result.undecodable[record.topic] = result.undecodable.get(record.topic, 0) + 1
+                log.error(
+                    "master data: %s partition %d offset %d skipped: %s",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    str(exc)[:300],
+                )
+                continue
+            newest = result.newest_ms.get(record.topic, 0)
+            result.newest_ms[record.topic] = max(newest, record.timestamp_ms)
         seq_before = self._seq
         db.execute("BEGIN IMMEDIATE")
         try:
-            for record in records:
-                positions[(record.topic, record.partition)] = record.offset + 1
-                result.read[record.topic] = result.read.get(record.topic, 0) + 1
-                try:
-                    if record.topic == ITEMS.name:
-                        self._apply_item(db, record, now)
-                    elif record.topic == PRICES.name:
-                        self._apply_price(db, record, now)
-                    else:
-                        continue
-                except (CodecError, ValueError, KeyError, TypeError, InvalidOperation) as exc:
-                    # Never block the copy on one bad record: skipped, counted and logged.
-                    result.undecodable[record.topic] = result.undecodable.get(record.topic, 0) + 1
-                    log.error(
-                        "master data: %s partition %d offset %d skipped: %s",
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                        str(exc)[:300],
-                    )
-                    continue
-                newest = result.newest_ms.get(record.topic, 0)
-                result.newest_ms[record.topic] = max(newest, record.timestamp_ms)
+            self._write_items(db, items, now)
+            self._write_prices(db, prices, now)
             db.executemany(
                 "INSERT INTO positions (topic, partition, next_offset) VALUES (?, ?, ?)"
                 " ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
@@ -426,23 +436,90 @@ class MasterDataCopy:
         self._seq += 1
         return self._seq
 
-    def _apply_item(self, db: sqlite3.Connection, record: RawRecord, now: float) -> None:
+    def _decode_item(self, record: RawRecord) -> tuple[str, dict[str, Any] | None]:
         if record.value is None:
             if record.key is None:
                 raise ValueError("a tombstone without a key")
-            self._delete_item(db, record.key.decode("utf-8"), now)
-            return
+            return record.key.decode("utf-8"), None
         decoded = self._codec.decode(record.value)
         if decoded.event != ITEMS.schema:
             raise CodecError(f"a {decoded.event} record on {ITEMS.name}")
-        item = decoded.record
-        sku = str(item["sku"])
-        row = db.execute("SELECT event_id, deleted FROM items WHERE sku = ?", (sku,)).fetchone()
-        if row is not None and row[0] == str(item["event_id"]) and not row[1]:
-            db.execute("UPDATE items SET gen = ? WHERE sku = ?", (self._generation, sku))
-            return  # the same version again (a rebuild, a re-read): nothing changed
-        gtins = [str(g) for g in item.get("gtins") or []]
-        db.execute(
+        return str(decoded.record["sku"]), decoded.record
+
+    def _decode_price(self, record: RawRecord) -> tuple[str, dict[str, Any] | None, bool]:
+        """``(key, price or None for a tombstone, held)``: only the chain's and this store's
+        prices are held."""
+        if record.key is None:
+            raise ValueError("a price without a key")
+        key = record.key.decode("utf-8")
+        if record.value is None:
+            parsed = json.loads(key)
+            if not isinstance(parsed, list) or len(parsed) != 3:
+                raise ValueError("a price key is [store or null, sku, start or null]")
+            return key, None, parsed[0] is None or parsed[0] == self.store_id
+        decoded = self._codec.decode(record.value)
+        if decoded.event != PRICES.schema:
+            raise CodecError(f"a {decoded.event} record on {PRICES.name}")
+        price = decoded.record
+        store = price.get("store_id")
+        if not isinstance(price.get("amount"), Decimal):
+            raise TypeError("amount is not a decimal")
+        return key, price, store is None or store == self.store_id
+
+    @staticmethod
+    def _existing(
+        db: sqlite3.Connection, table: str, column: str, keys: list[str]
+    ) -> dict[str, tuple[str | None, bool]]:
+        """key -> (event_id, deleted) of the rows already held, looked up in chunks."""
+        found: dict[str, tuple[str | None, bool]] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = db.execute(
+                f"SELECT {column}, event_id, deleted FROM {table} WHERE {column} IN ({marks})",
+                chunk,
+            )
+            found.update({key: (event_id, bool(deleted)) for key, event_id, deleted in rows})
+        return found
+
+    def _write_items(
+        self, db: sqlite3.Connection, items: dict[str, dict[str, Any] | None], now: float
+    ) -> None:
+        if not items:
+            return
+        existing = self._existing(db, "items", "sku", list(items))
+        upserts: list[tuple[Any, ...]] = []
+        codes: list[tuple[str, str]] = []
+        touched: list[tuple[int, str]] = []
+        deletes: list[tuple[float, int, str]] = []
+        for sku, item in items.items():
+            held = existing.get(sku)
+            live = held is not None and not held[1]
+            if item is None:
+                if live:
+                    deletes.append((now, self._next_seq(), sku))
+                continue
+            if live and held is not None and held[0] == str(item["event_id"]):
+                touched.append((self._generation, sku))  # the same version (a re-read)
+                continue
+            gtins = [str(g) for g in item.get("gtins") or []]
+            upserts.append(
+                (
+                    sku,
+                    self._next_seq(),
+                    self._generation,
+                    str(item["event_id"]),
+                    json.dumps(gtins),
+                    str(item["description"]),
+                    str(item.get("unit_of_measure") or "EA"),
+                    int(bool(item.get("weighed"))),
+                    int(bool(item.get("stock_item", True))),
+                    item.get("tax_class"),
+                    _micros(item.get("published_at")),
+                )
+            )
+            codes += [(code, sku) for code in {gtin14(g) for g in gtins} if code is not None]
+        db.executemany(
             "INSERT INTO items (sku, seq, gen, deleted, deleted_at, event_id, gtins, description,"
             " unit_of_measure, weighed, stock_item, tax_class, published_at)"
             " VALUES (?, ?, ?, 0, NULL, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -451,25 +528,75 @@ class MasterDataCopy:
             " description = excluded.description, unit_of_measure = excluded.unit_of_measure,"
             " weighed = excluded.weighed, stock_item = excluded.stock_item,"
             " tax_class = excluded.tax_class, published_at = excluded.published_at",
-            (
-                sku,
-                self._next_seq(),
-                self._generation,
-                str(item["event_id"]),
-                json.dumps(gtins),
-                str(item["description"]),
-                str(item.get("unit_of_measure") or "EA"),
-                int(bool(item.get("weighed"))),
-                int(bool(item.get("stock_item", True))),
-                item.get("tax_class"),
-                _micros(item.get("published_at")),
-            ),
+            upserts,
         )
-        db.execute("DELETE FROM gtins WHERE sku = ?", (sku,))
+        db.executemany("UPDATE items SET gen = ? WHERE sku = ?", touched)
+        db.executemany(
+            "UPDATE items SET deleted = 1, deleted_at = ?, seq = ?, gtins = NULL,"
+            " description = NULL WHERE sku = ?",
+            deletes,
+        )
+        db.executemany(
+            "DELETE FROM gtins WHERE sku = ?",
+            [(u[0],) for u in upserts] + [(d[2],) for d in deletes],
+        )
         db.executemany(
             "INSERT INTO gtins (gtin14, sku) VALUES (?, ?)"
             " ON CONFLICT (gtin14) DO UPDATE SET sku = excluded.sku",
-            [(code, sku) for code in {gtin14(g) for g in gtins} if code is not None],
+            codes,
+        )
+
+    def _write_prices(
+        self, db: sqlite3.Connection, prices: dict[str, dict[str, Any] | None], now: float
+    ) -> None:
+        if not prices:
+            return
+        existing = self._existing(db, "prices", "key", list(prices))
+        upserts: list[tuple[Any, ...]] = []
+        touched: list[tuple[int, str]] = []
+        deletes: list[tuple[float, int, str]] = []
+        for key, price in prices.items():
+            held = existing.get(key)
+            live = held is not None and not held[1]
+            if price is None:
+                if live:
+                    deletes.append((now, self._next_seq(), key))
+                continue
+            if live and held is not None and held[0] == str(price["event_id"]):
+                touched.append((self._generation, key))
+                continue
+            upserts.append(
+                (
+                    key,
+                    self._next_seq(),
+                    self._generation,
+                    str(price["sku"]),
+                    price.get("store_id"),
+                    str(price["event_id"]),
+                    str(price["amount"]),
+                    str(price["currency"]),
+                    _micros(price.get("valid_from")),
+                    _iso_day(price.get("valid_from_day")),
+                    _micros(price.get("valid_until")),
+                    _iso_day(price.get("valid_until_day")),
+                    _micros(price.get("published_at")),
+                )
+            )
+        db.executemany(
+            "INSERT INTO prices (key, seq, gen, deleted, deleted_at, sku, store_id, event_id,"
+            " amount, currency, valid_from, valid_from_day, valid_until, valid_until_day,"
+            " published_at) VALUES (?, ?, ?, 0, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET seq = excluded.seq, gen = excluded.gen,"
+            " deleted = 0, deleted_at = NULL, sku = excluded.sku, store_id = excluded.store_id,"
+            " event_id = excluded.event_id, amount = excluded.amount,"
+            " currency = excluded.currency, valid_from = excluded.valid_from,"
+            " valid_from_day = excluded.valid_from_day, valid_until = excluded.valid_until,"
+            " valid_until_day = excluded.valid_until_day, published_at = excluded.published_at",
+            upserts,
+        )
+        db.executemany("UPDATE prices SET gen = ? WHERE key = ?", touched)
+        db.executemany(
+            "UPDATE prices SET deleted = 1, deleted_at = ?, seq = ? WHERE key = ?", deletes
         )
 
     def _delete_item(self, db: sqlite3.Connection, sku: str, now: float) -> None:
@@ -481,58 +608,6 @@ class MasterDataCopy:
         if cursor.rowcount:
             self._seq += 1
             db.execute("DELETE FROM gtins WHERE sku = ?", (sku,))
-
-    def _apply_price(self, db: sqlite3.Connection, record: RawRecord, now: float) -> None:
-        if record.key is None:
-            raise ValueError("a price without a key")
-        key = record.key.decode("utf-8")
-        if record.value is None:
-            parsed = json.loads(key)
-            if not isinstance(parsed, list) or len(parsed) != 3:
-                raise ValueError("a price key is [store or null, sku, start or null]")
-            if parsed[0] is None or parsed[0] == self.store_id:
-                self._delete_price(db, key, now)
-            return  # another store's price: never held
-        decoded = self._codec.decode(record.value)
-        if decoded.event != PRICES.schema:
-            raise CodecError(f"a {decoded.event} record on {PRICES.name}")
-        price = decoded.record
-        store = price.get("store_id")
-        if store is not None and store != self.store_id:
-            return
-        row = db.execute("SELECT event_id, deleted FROM prices WHERE key = ?", (key,)).fetchone()
-        if row is not None and row[0] == str(price["event_id"]) and not row[1]:
-            db.execute("UPDATE prices SET gen = ? WHERE key = ?", (self._generation, key))
-            return
-        amount = price["amount"]
-        if not isinstance(amount, Decimal):
-            raise TypeError("amount is not a decimal")
-        db.execute(
-            "INSERT INTO prices (key, seq, gen, deleted, deleted_at, sku, store_id, event_id,"
-            " amount, currency, valid_from, valid_from_day, valid_until, valid_until_day,"
-            " published_at) VALUES (?, ?, ?, 0, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET seq = excluded.seq, gen = excluded.gen,"
-            " deleted = 0, deleted_at = NULL, sku = excluded.sku, store_id = excluded.store_id,"
-            " event_id = excluded.event_id, amount = excluded.amount,"
-            " currency = excluded.currency, valid_from = excluded.valid_from,"
-            " valid_from_day = excluded.valid_from_day, valid_until = excluded.valid_until,"
-            " valid_until_day = excluded.valid_until_day, published_at = excluded.published_at",
-            (
-                key,
-                self._next_seq(),
-                self._generation,
-                str(price["sku"]),
-                store,
-                str(price["event_id"]),
-                str(amount),
-                str(price["currency"]),
-                _micros(price.get("valid_from")),
-                _iso_day(price.get("valid_from_day")),
-                _micros(price.get("valid_until")),
-                _iso_day(price.get("valid_until_day")),
-                _micros(price.get("published_at")),
-            ),
-        )
 
     def _delete_price(self, db: sqlite3.Connection, key: str, now: float) -> None:
         cursor = db.execute(
