@@ -339,6 +339,38 @@ def store_operations() -> dict[str, Any]:
                 description="From accepted in the outbox to acknowledged by Kafka; grows "
                 "while Kafka is unreachable.",
             ),
+            panel(
+                "Master data: copy age and records behind",
+                [
+                    (
+                        f"tillstream_edge_masterdata_seconds_since_caught_up{{{STORE}}}",
+                        "{{store}} since caught up (s)",
+                    ),
+                    (
+                        f"sum by (store) (tillstream_edge_masterdata_records_behind{{{STORE}}})",
+                        "{{store}} records behind",
+                    ),
+                    (
+                        f"max by (store) "
+                        f"(tillstream_edge_masterdata_newest_record_age_seconds{{{STORE}}})",
+                        "{{store}} newest record age (s)",
+                    ),
+                ],
+                thresholds=[(None, "green"), (3600, "red")],
+                description="The store's copy of the item master and prices: seconds since it "
+                "last held everything on tillstream.items and tillstream.prices (alert "
+                "TillstreamEdgeMasterDataStale above an hour), records not yet read, and the "
+                "age of the newest record applied (large while head office publishes nothing).",
+            ),
+            panel(
+                "Master data held",
+                [
+                    (f"tillstream_edge_masterdata_items{{{STORE}}}", "{{store}} items"),
+                    (f"tillstream_edge_masterdata_prices{{{STORE}}}", "{{store}} prices"),
+                ],
+                description="Items and prices (the chain's and the store's own) in the store's "
+                "copy, as the tills' API serves them.",
+            ),
         ],
         variables=[STORE_VARIABLE],
     )
