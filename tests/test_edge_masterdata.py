@@ -538,6 +538,7 @@ async def test_an_edge_away_longer_than_deletions_are_kept_rebuilds_its_copy(
     try:
         edge.start()
         await until(60, lambda: served(edge, real), "copy built")
+        await until(60, lambda: caught_up(edge), "copy caught up")
         assert edge.stop() == 0
         with sqlite3.connect(tmp_path / "outbox.masterdata.db") as db:
             db.execute(
