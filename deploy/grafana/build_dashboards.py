@@ -340,7 +340,7 @@ def store_operations() -> dict[str, Any]:
                 "while Kafka is unreachable.",
             ),
             panel(
-                "Master data: copy age and records behind",
+                "Master data: seconds since caught up, records behind",
                 [
                     (
                         f"tillstream_edge_masterdata_seconds_since_caught_up{{{STORE}}}",
@@ -350,17 +350,13 @@ def store_operations() -> dict[str, Any]:
                         f"sum by (store) (tillstream_edge_masterdata_records_behind{{{STORE}}})",
                         "{{store}} records behind",
                     ),
-                    (
-                        f"max by (store) "
-                        f"(tillstream_edge_masterdata_newest_record_age_seconds{{{STORE}}})",
-                        "{{store}} newest record age (s)",
-                    ),
                 ],
                 thresholds=[(None, "green"), (3600, "red")],
                 description="The store's copy of the item master and prices: seconds since it "
                 "last held everything on tillstream.items and tillstream.prices (alert "
-                "TillstreamEdgeMasterDataStale above an hour), records not yet read, and the "
-                "age of the newest record applied (large while head office publishes nothing).",
+                "TillstreamEdgeMasterDataStale above an hour) and records not yet read "
+                "(tillstream_edge_masterdata_newest_record_age_seconds, per topic, says how old "
+                "head office's last change is).",
             ),
             panel(
                 "Master data held",
