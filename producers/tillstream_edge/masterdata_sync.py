@@ -76,19 +76,24 @@ class MasterDataSync:
         self.newest_ms, self.rebuilding = dict(state.newest_ms), state.rebuilding
         await self.refresh_metrics()
         delay = 1.0
-        down_since: float | None = None
+        warned = False
         while True:
+            started = time.monotonic()
             try:
                 await self._session()
             except asyncio.CancelledError:
                 raise
             except (KafkaError, OSError) as exc:
-                if down_since is None:
-                    down_since = time.monotonic()
+                if not warned:  # once per outage: the metrics and /readyz tell the rest
                     log.warning(
                         "master data: Kafka unreachable (%s); serving the local copy, retrying",
                         str(exc)[:200] or type(exc).__name__,
                     )
+                warned = True
+            except Exception:  # a bug or a broken disk: logged, retried, the copy still served
+                log.exception("master data: reading the topics failed; retrying")
+            if time.monotonic() - started > 60:  # it ran a while: a new failure, a new start
+                delay, warned = 1.0, False
             await self.refresh_metrics()
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
