@@ -159,3 +159,34 @@ async def test_a_sale_is_marked_from_the_copy(copy: MasterDataCopy, codec: AvroC
     assert [ln["stock_item"] for ln in marked["lines"]] == [True, True, False, True]
     assert copy.annotate_sale({**sale, "lines": [sale["lines"][0]]}) is None  # nothing to add
     assert copy.annotate_sale({**sale, "currency": "USD", "lines": [sale["lines"][1]]}) is None
+
+
+async def test_a_poslog_sale_is_marked_in_the_one_accept_path(
+    copy: MasterDataCopy, codec: AvroCodec, tmp_path: Path
+) -> None:
+    """POSLog passes the same Ingestor.encode as HTTP: the item master marks its lines."""
+    from tests.test_edge_poslog import live
+    from tillstream_edge.ingest import Ingestor, poslog_events
+    from tillstream_edge.outbox import Outbox
+
+    topics = Topics(codec)
+    await copy.apply(
+        [
+            topics.item(item("WRAP-01", stock_item=False)),  # gift wrap: no stock
+            topics.item(item("8718824914497")),
+            topics.price(price("8718824914497", "29.99")),  # sold at 26.99: an override
+            topics.price(price("WRAP-01", "5.00")),  # at list price
+        ]
+    )
+    copy.store_id = "100"  # the sample's store
+    ingestor = Ingestor("100", codec, Outbox(tmp_path / "outbox.db"), window=None)
+    ingestor.master = copy
+    batch = poslog_events(ingestor, live("v6_customer_card.xml"), "poslog")
+    sale = next(codec.decode(e.value).record for e in batch.events if e.event_type == "sale")
+    lines = {ln["sku"]: ln for ln in sale["lines"] if ln["kind"] == "SALE"}
+    assert lines["WRAP-01"]["stock_item"] is False and lines["WRAP-01"]["list_price"] is None
+    assert lines["8718824914497"]["list_price"] == Decimal("29.9900")
+    assert lines["8718824914497"]["stock_item"] is True
+    assert lines["4022847518216"]["list_price"] is None  # unknown to the item master
+    marked = next(e for e in batch.events if e.event_type == "sale")
+    assert marked.digest is not None  # duplicates are judged on what the till sent
