@@ -24,6 +24,7 @@ from tillstream.core.acls import AclBinding, ConsumerAccess, Operation, Resource
 from tillstream.core.kafka import KafkaAccessError, make_consumer, make_producer
 from tillstream.core.settings import Settings
 from tillstream.core.topics import (
+    MASTER_DATA_TOPICS,
     PAYMENTS,
     REORDER_SUGGESTIONS,
     SALES,
@@ -43,11 +44,11 @@ READER = "acl-reader"
 # -- the model --------------------------------------------------------------------------
 
 
-def test_a_store_may_only_write_the_store_topics() -> None:
+def test_a_store_may_only_write_the_store_topics_and_read_master_data() -> None:
     bindings = acls.acl_bindings(["S001"], [])
     assert {(b.resource_type, b.resource_name, b.operation) for b in bindings} == {
         (ResourceType.TOPIC, t.name, Operation.WRITE) for t in STORE_TOPICS
-    }
+    } | {(ResourceType.TOPIC, t.name, Operation.READ) for t in MASTER_DATA_TOPICS}
     assert {b.principal for b in bindings} == {"User:store-S001"}
 
 
@@ -79,7 +80,13 @@ def test_every_built_in_consumer_can_read_what_it_subscribes_to_and_write_nothin
         assert (consumer.group, Operation.READ) in granted
         assert not {(t.name, Operation.WRITE) for t in STORE_TOPICS} & granted
     store_ops = {b.operation for b in bindings if b.principal.startswith("User:store-")}
-    assert store_ops == {Operation.WRITE}
+    assert store_ops == {Operation.WRITE, Operation.READ}
+    store_reads = {
+        b.resource_name
+        for b in bindings
+        if b.principal.startswith("User:store-") and b.operation is Operation.READ
+    }
+    assert store_reads == {t.name for t in MASTER_DATA_TOPICS}
     assert bindings == sorted(set(bindings))  # sorted, each once
 
 
@@ -163,7 +170,8 @@ def test_apply_creates_the_model_once(
 ) -> None:
     assert applied.returncode == 0, applied.stderr
     created = lines(applied.stdout)
-    assert len(created) == len(STORE_TOPICS) + 4  # + READ sales, group, WRITE/CREATE DLQ
+    # + READ items and prices (the store); READ sales, group, WRITE/CREATE DLQ (the consumer)
+    assert len(created) == len(STORE_TOPICS) + len(MASTER_DATA_TOPICS) + 4
     assert all(line.startswith("created ") for line in created)
     assert "created User:store-A1 WRITE topic tillstream.sales" in created
     assert f"created User:{READER} READ group {READER}" in created
@@ -180,7 +188,7 @@ def test_dry_run_creates_nothing(secure: SecureKafka) -> None:
         assert done.returncode == 0, done.stderr
         assert "would create User:store-DRY1 WRITE topic tillstream.sales" in lines(done.stdout)
         assert (
-            f"{len(STORE_TOPICS)} would create" in done.stderr
+            f"{len(STORE_TOPICS) + len(MASTER_DATA_TOPICS)} would create" in done.stderr
         )  # crm's were applied with the broker
 
 
@@ -199,6 +207,8 @@ async def test_a_store_writes_its_topics_and_nothing_else(
     finally:
         await producer.stop()
 
+    # Its copy of the master data: every partition of items and prices, no group (issue 15).
+    await read_once(make_consumer(store, *(t.name for t in MASTER_DATA_TOPICS), group_id=None))
     with pytest.raises(TopicAuthorizationFailedError):
         await read_once(make_consumer(store, SALES.name, group_id=None))
     with pytest.raises(GroupAuthorizationFailedError):  # nor may it use a consumer group

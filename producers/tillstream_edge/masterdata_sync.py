@@ -86,7 +86,7 @@ class MasterDataSync:
             except (KafkaError, OSError) as exc:
                 if not warned:  # once per outage: the metrics and /readyz tell the rest
                     log.warning(
-                        "master data: Kafka unreachable (%s); serving the local copy, retrying",
+                        "master data: topics not readable (%s); serving the local copy, retrying",
                         str(exc)[:200] or type(exc).__name__,
                     )
                 warned = True

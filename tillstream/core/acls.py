@@ -3,7 +3,8 @@
 The model (:func:`acl_bindings`) is a pure function of the stores and the consumers:
 
 - a store's edge (principal ``User:store-<id>``) may only WRITE the store topics (sales,
-  payments, stock movements, till events) and read nothing;
+  payments, stock movements, till events) and READ the master-data topics (items, prices:
+  every partition assigned by hand, no consumer group), nothing else;
 - a consumer (principal ``User:<group>``, its consumer group id) may READ its topics and its
   group, and WRITE and CREATE its dead-letter topic and the topics it publishes (the
   runtime creates them at start-up when missing).
@@ -35,7 +36,7 @@ from aiokafka.protocol.api import Request
 
 from tillstream.core.kafka import KafkaAccessError, make_client
 from tillstream.core.settings import Settings
-from tillstream.core.topics import STORE_TOPICS
+from tillstream.core.topics import MASTER_DATA_TOPICS, STORE_TOPICS
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 CLUSTER = "kafka-cluster"
@@ -114,6 +115,8 @@ def acl_bindings(stores: Iterable[str], consumers: Iterable[ConsumerAccess]) -> 
     for store in stores:
         principal = store_principal(store)
         bindings.update(_topic(principal, t.name, Operation.WRITE) for t in STORE_TOPICS)
+        # The store's copy of head office's item master and prices (issue 15).
+        bindings.update(_topic(principal, t.name, Operation.READ) for t in MASTER_DATA_TOPICS)
     for consumer in consumers:
         principal = consumer_principal(consumer.group)
         bindings.update(_topic(principal, t, Operation.READ) for t in consumer.reads)
