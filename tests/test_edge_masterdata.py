@@ -96,7 +96,11 @@ async def test_a_running_edge_serves_published_items_with_their_price(
     await publish(
         settings,
         codec,
-        items=[item(milk, gtin(1), description="Milk 1 l"), item(deposit, stock_item=False)],
+        items=[
+            item(milk, gtin(1), description="Milk 1 l"),
+            item(deposit, stock_item=False),
+            item(sku("CHEESE/500G")),  # SKUs may hold a slash
+        ],
         prices=[
             price(milk, "1.1900"),
             price(deposit, "0.25"),
@@ -115,6 +119,7 @@ async def test_a_running_edge_serves_published_items_with_their_price(
     assert (await served(edge, "0" + gtin(1)))["sku"] == milk  # type: ignore[index]
     await until(10, lambda: served(edge, deposit), "deposit served")
     assert (await served(edge, deposit))["stock_item"] is False  # type: ignore[index]
+    assert (await served(edge, sku("CHEESE/500G")))["price"] is None  # type: ignore[index]
 
     status, body = await get_json(f"{edge.url}/v1/items/{sku('NOPE')}", TOKEN)
     assert status == 404 and body["error"] == "not_found"

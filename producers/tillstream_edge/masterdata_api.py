@@ -48,7 +48,7 @@ def master_data_router(
     router = APIRouter(tags=["master data"], dependencies=[Depends(_reader(tokens))])
 
     @router.get(
-        "/v1/items/{code}",
+        "/v1/items/{code:path}",
         summary="One item by SKU or GTIN (8, 12, 13 or 14 digits), with its price here now",
         responses={404: {"description": "No such item in the store's copy of the item master"}},
     )
