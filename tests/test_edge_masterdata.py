@@ -575,3 +575,24 @@ async def test_an_edge_away_longer_than_deletions_are_kept_rebuilds_its_copy(
         assert "rebuilding the copy from the beginning" in edge.log()
     finally:
         edge.kill()
+
+
+async def test_an_edge_whose_copy_cannot_be_opened_still_takes_sales(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    broken = tmp_path / "not-a-database"
+    broken.mkdir()  # a directory where the copy's file should be
+    edge = EdgeProcess(
+        f"S-MDX{RUN}", kafka_broker, tmp_path, env={"TILLSTREAM_EDGE_MASTERDATA": str(broken)}
+    )
+    try:
+        edge.start()
+        sale = sale_json(edge.store, event_id=new_id(), lines=[line(1, sku("ANY"), "1.00")])
+        sale["totals"] = {"gross_amount": "1.00", "net_amount": "1.00"}
+        answer = httpx.post(f"{edge.url}/v1/events", json=sale, timeout=10)
+        assert answer.status_code == 202, answer.text
+        status, body = await get_json(f"{edge.url}/v1/items/{sku('ANY')}")
+        assert status == 503 and body["error"] == "unavailable"
+        assert "cannot be opened" in edge.log()
+    finally:
+        edge.kill()

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 import time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -163,11 +164,10 @@ class EdgeService:
                 loop.add_signal_handler(sig, self.request_stop)
         mask_card_numbers_in_logs()
         await self.outbox.open()
-        await self.masterdata.open()
         metrics.OUTBOX_LIMIT_BYTES.set(self.outbox.max_bytes)
         forwarder = asyncio.create_task(self.forwarder.run(), name="forwarder")
         # Beside intake, never in its way: a failure is logged, the copy served as it is.
-        masterdata = asyncio.create_task(self.masterdata_sync.run(), name="masterdata")
+        masterdata = asyncio.create_task(self._masterdata(), name="masterdata")
         intake = [asyncio.create_task(self.server.serve(), name="http")]
         if self.settings.edge_poslog_dir is not None:
             folder = DropFolder(self.ingestor, self.settings.edge_poslog_dir)
@@ -198,8 +198,26 @@ class EdgeService:
         for result in await asyncio.gather(limits, masterdata, return_exceptions=True):
             if isinstance(result, Exception):
                 log.error("%r", result)
-        await self.masterdata.close()
+        with contextlib.suppress(sqlite3.Error, OSError):
+            await self.masterdata.close()
         await self._shutdown(intake, forwarder, housekeeping, stopper)
+
+    async def _masterdata(self) -> None:
+        """Open the store's copy and keep it current. A copy that cannot be opened (a broken
+        disk, a damaged file) is logged and left out: sales are then taken as sent, and the
+        till API answers 503, but the edge goes on taking events."""
+        try:
+            await self.masterdata.open()
+        except (sqlite3.Error, OSError) as exc:
+            self.ingestor.master = None
+            log.error(
+                "master data copy %s cannot be opened (%s): no item master at this edge; "
+                "sales are taken as sent. Move the file aside to rebuild it from Kafka.",
+                self.masterdata.path,
+                exc,
+            )
+            return
+        await self.masterdata_sync.run()
 
     async def _shutdown(
         self,

@@ -16,6 +16,8 @@ sale.
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -27,6 +29,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from tillstream_edge.auth import TillTokens
 from tillstream_edge.http_api import REALM, Unauthenticated
 from tillstream_edge.masterdata_copy import MasterDataCopy, TokenError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 1000
 MAX_CODE = 64
@@ -53,7 +57,12 @@ def master_data_router(
         responses={404: {"description": "No such item in the store's copy of the item master"}},
     )
     async def get_item(code: Annotated[str, Path(description="SKU or GTIN")]) -> Response:
-        item = None if len(code) > MAX_CODE else await asyncio.to_thread(copy.item, code, clock())
+        try:
+            item = (
+                None if len(code) > MAX_CODE else await asyncio.to_thread(copy.item, code, clock())
+            )
+        except (RuntimeError, sqlite3.Error) as exc:
+            return _unavailable(exc)
         if item is None:
             # The code is not quoted: a till may have sent anything, a card number included.
             return _problem(
@@ -109,7 +118,17 @@ async def _changes(
     except TokenError as exc:
         status, error = (410, "token_expired") if exc.gone else (400, "invalid_token")
         return _problem(status, error, "since", str(exc))
+    except (RuntimeError, sqlite3.Error) as exc:
+        return _unavailable(exc)
     return JSONResponse({name: rows, "next": copy.token(last), "more": len(rows) == limit})
+
+
+def _unavailable(exc: Exception) -> Response:
+    """503: the copy cannot be read (not open, a damaged file); the edge log says why."""
+    log.error("master data not readable: %s", exc)
+    return _problem(
+        503, "unavailable", "masterdata", "the store's copy of the item master cannot be read"
+    )
 
 
 def _problem(status: int, error: str, field: str, message: str) -> Response:

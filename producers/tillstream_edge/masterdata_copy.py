@@ -680,10 +680,15 @@ class MasterDataCopy:
         row = db.execute("SELECT sku FROM gtins WHERE gtin14 = ?", (padded,)).fetchone()
         return None if row is None else str(row[0])
 
+    @property
+    def is_open(self) -> bool:
+        return self._opened
+
     def sku_of_gtin(self, gtin: str) -> str | None:
-        """The SKU a scanned GTIN belongs to, if the item master has it."""
+        """The SKU a scanned GTIN belongs to, if the item master has it (None as well while
+        the copy is not open)."""
         padded = gtin14(gtin)
-        if padded is None:
+        if padded is None or not self._opened:
             return None
         row = self._reader().execute("SELECT sku FROM gtins WHERE gtin14 = ?", (padded,)).fetchone()
         return None if row is None else str(row[0])
@@ -755,7 +760,7 @@ class MasterDataCopy:
         unknown or unpriced SKU, or priced in another currency, keeps ``list_price`` null."""
         lines = sale.get("lines")
         at = sale.get("occurred_at")
-        if not isinstance(lines, list) or not lines or not isinstance(at, datetime):
+        if not self._opened or not isinstance(lines, list) or not isinstance(at, datetime):
             return None
         facts = self.line_facts(str(line.get("sku")) for line in lines if isinstance(line, dict))
         if not facts:
