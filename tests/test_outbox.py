@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import replace
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,25 @@ async def test_resubmission_is_a_duplicate_and_changed_content_a_conflict(outbox
     assert await outbox.append([event(1)]) == [Outcome.DUPLICATE]
     assert await outbox.append([event(1, b"other")]) == [Outcome.CONFLICT]
     assert len(await outbox.pending(10)) == 1
+
+
+async def test_what_the_edge_added_does_not_make_a_resubmission_a_conflict(
+    outbox: Outbox,
+) -> None:
+    """The item master's additions (list_price, stock_item) may differ between the first
+    submission and a retry: what the till sent (its digest) decides."""
+    sent = b"as the till sent it"
+    first = OutboxEvent("id-9", "sale", "tillstream.sales", b"S1", b"+list 3.00", "http")
+    assert await outbox.append([replace(first, digest=sha256(sent).digest())]) == [Outcome.ACCEPTED]
+    retry = replace(first, value=b"+list 3.50", digest=sha256(sent).digest())
+    assert await outbox.append([retry]) == [Outcome.DUPLICATE]
+    other = replace(first, digest=sha256(b"another sale").digest())
+    assert await outbox.append([other]) == [Outcome.CONFLICT]
+    # Accepted while the copy was empty (nothing added), retried once it knew the item.
+    plain = OutboxEvent("id-10", "sale", "tillstream.sales", b"S1", sent, "http")
+    await outbox.append([plain])
+    marked = replace(plain, value=b"+list 1.00", digest=sha256(sent).digest())
+    assert await outbox.append([marked]) == [Outcome.DUPLICATE]
 
 
 async def test_concurrent_appends_keep_every_event_in_order_of_commit(outbox: Outbox) -> None:

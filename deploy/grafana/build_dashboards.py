@@ -339,6 +339,34 @@ def store_operations() -> dict[str, Any]:
                 description="From accepted in the outbox to acknowledged by Kafka; grows "
                 "while Kafka is unreachable.",
             ),
+            panel(
+                "Master data: seconds since caught up, records behind",
+                [
+                    (
+                        f"tillstream_edge_masterdata_seconds_since_caught_up{{{STORE}}}",
+                        "{{store}} since caught up (s)",
+                    ),
+                    (
+                        f"sum by (store) (tillstream_edge_masterdata_records_behind{{{STORE}}})",
+                        "{{store}} records behind",
+                    ),
+                ],
+                thresholds=[(None, "green"), (3600, "red")],
+                description="The store's copy of the item master and prices: seconds since it "
+                "last held everything on tillstream.items and tillstream.prices (alert "
+                "TillstreamEdgeMasterDataStale above an hour) and records not yet read "
+                "(tillstream_edge_masterdata_newest_record_age_seconds, per topic, says how old "
+                "head office's last change is).",
+            ),
+            panel(
+                "Master data held",
+                [
+                    (f"tillstream_edge_masterdata_items{{{STORE}}}", "{{store}} items"),
+                    (f"tillstream_edge_masterdata_prices{{{STORE}}}", "{{store}} prices"),
+                ],
+                description="Items and prices (the chain's and the store's own) in the store's "
+                "copy, as the tills' API serves them.",
+            ),
         ],
         variables=[STORE_VARIABLE],
     )

@@ -11,11 +11,15 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 import time
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from tillstream.core.codec import AvroCodec
 from tillstream.core.http import TlsFiles, embedded_server
 from tillstream.core.pan import mask_pans
+from tillstream.core.registry import registry_from_settings
 from tillstream.core.settings import Settings, split_host_port
 from tillstream.core.topics import STORE_TOPICS
 from tillstream_edge import metrics
@@ -31,6 +35,9 @@ from tillstream_edge.ingest import (
     refusal_reason,
 )
 from tillstream_edge.limits import RecordLimits, keep_limits_current
+from tillstream_edge.masterdata_api import master_data_router
+from tillstream_edge.masterdata_copy import MasterDataCopy, masterdata_path
+from tillstream_edge.masterdata_sync import MasterDataSync
 from tillstream_edge.outbox import OutboxFullError, outbox_from_settings
 
 log = logging.getLogger(__name__)
@@ -80,13 +87,29 @@ class EdgeService:
         self.store_id = self.ingestor.store_id
         self.forwarder = forwarder_from_settings(settings, self.outbox)
         self.ingestor.on_accepted.append(self.forwarder.notify)
+        # The store's copy of the item master and prices (issue 15): read by the tills' API,
+        # the sales path (stock_item, list_price) and the devices (GTIN -> SKU).
+        self.masterdata = MasterDataCopy(
+            masterdata_path(settings),
+            self.store_id,
+            ZoneInfo(settings.store_timezone),
+            AvroCodec(registry_from_settings(settings)),
+        )
+        self.masterdata_sync = MasterDataSync(
+            settings, self.masterdata, rebuild_after=settings.edge_masterdata_rebuild_after
+        )
+        self.ingestor.master = self.masterdata
         self.devices: DeviceService | None = None
         if settings.edge_devices is not None:
             self.devices = DeviceService(
-                load_devices(settings.edge_devices), store_id=self.store_id, emit=self._emit_device
+                load_devices(settings.edge_devices),
+                store_id=self.store_id,
+                emit=self._emit_device,
+                lookup=self.masterdata.sku_of_gtin,
             )
         tokens = load_tokens(settings.edge_tokens) if settings.edge_tokens is not None else None
         self.app = create_app(self.ingestor, health=self.health, tokens=tokens)
+        self.app.include_router(master_data_router(self.masterdata, tokens))
         self.host, self.port = split_host_port(settings.edge_listen)
         self.tls = _tls(settings)
         self.server = embedded_server(self.app, self.host, self.port, tls=self.tls)
@@ -114,6 +137,7 @@ class EdgeService:
             "store_id": self.store_id,
             "kafka_up": self.forwarder.kafka_up,
             "outbox": self._last_backlog,
+            "masterdata": self.masterdata_sync.health(),
         }
         if self.devices is not None:
             state["devices"] = self.devices.health()
@@ -142,6 +166,8 @@ class EdgeService:
         await self.outbox.open()
         metrics.OUTBOX_LIMIT_BYTES.set(self.outbox.max_bytes)
         forwarder = asyncio.create_task(self.forwarder.run(), name="forwarder")
+        # Beside intake, never in its way: a failure is logged, the copy served as it is.
+        masterdata = asyncio.create_task(self._masterdata(), name="masterdata")
         intake = [asyncio.create_task(self.server.serve(), name="http")]
         if self.settings.edge_poslog_dir is not None:
             folder = DropFolder(self.ingestor, self.settings.edge_poslog_dir)
@@ -168,8 +194,30 @@ class EdgeService:
             if task is not stopper and task.exception() is not None:
                 log.error("%s failed: %r", task.get_name(), task.exception())
         limits.cancel()
-        await asyncio.gather(limits, return_exceptions=True)
+        masterdata.cancel()
+        for result in await asyncio.gather(limits, masterdata, return_exceptions=True):
+            if isinstance(result, Exception):
+                log.error("%r", result)
+        with contextlib.suppress(sqlite3.Error, OSError):
+            await self.masterdata.close()
         await self._shutdown(intake, forwarder, housekeeping, stopper)
+
+    async def _masterdata(self) -> None:
+        """Open the store's copy and keep it current. A copy that cannot be opened (a broken
+        disk, a damaged file) is logged and left out: sales are then taken as sent, and the
+        till API answers 503, but the edge goes on taking events."""
+        try:
+            await self.masterdata.open()
+        except (sqlite3.Error, OSError) as exc:
+            self.ingestor.master = None
+            log.error(
+                "master data copy %s cannot be opened (%s): no item master at this edge; "
+                "sales are taken as sent. Move the file aside to rebuild it from Kafka.",
+                self.masterdata.path,
+                exc,
+            )
+            return
+        await self.masterdata_sync.run()
 
     async def _shutdown(
         self,

@@ -7,6 +7,7 @@ undecodable is ever published) and appended to the outbox. Only then is it accep
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import time
@@ -31,6 +32,7 @@ from tillstream.core.settings import Settings
 from tillstream.core.topics import EVENT_TOPICS, store_key
 from tillstream_edge import metrics
 from tillstream_edge.limits import RecordLimits
+from tillstream_edge.masterdata_copy import MasterDataCopy
 from tillstream_edge.outbox import Outbox, OutboxEvent, OutboxFullError, Outcome
 from tillstream_edge.poslog import NothingConverted, Skipped, parse_poslog
 from tillstream_edge.poslog_kinds import MAX_LISTED
@@ -88,6 +90,10 @@ class Ingestor:
         self.on_accepted: list[Any] = []  # callbacks (e.g. wake the forwarder)
         self.limits = limits
         """The largest record each topic takes (None: no size check)."""
+        self.master: MasterDataCopy | None = None
+        """The store's copy of the item master and prices: sale lines get ``stock_item`` and
+        ``list_price`` from it (None: sales pass as sent)."""
+        self._master_failing = False
 
     def encode(
         self,
@@ -121,6 +127,13 @@ class Ingestor:
             value = self._codec.encode(event_type, record)
         except CodecError as exc:
             raise IngestError([(prefix.rstrip(".") or "event", str(exc))]) from exc
+        digest = None
+        annotated = self._with_master_data(event_type, record)
+        if annotated is not None:
+            try:
+                value, digest = self._codec.encode(event_type, annotated), _sha256(value)
+            except CodecError as exc:  # never refuse a sale for what the edge added
+                log.error("item master data not added to a %s: %s", event_type, exc)
         event = OutboxEvent(
             event_id=str(record["event_id"]),
             event_type=event_type,
@@ -128,9 +141,26 @@ class Ingestor:
             key=store_key(self.store_id),
             value=value,
             channel=channel,
+            digest=digest,
         )
         self._check_size(event, prefix.rstrip(".") or "event")
         return event
+
+    def _with_master_data(self, event_type: str, record: dict[str, Any]) -> dict[str, Any] | None:
+        """A sale with what the item master says of its lines (``MasterDataCopy.annotate_sale``),
+        or None: not a sale, nothing to add, or the copy cannot be read (the sale is taken as
+        sent: the copy never stops a sale)."""
+        if self.master is None or event_type != "sale":
+            return None
+        try:
+            annotated = self.master.annotate_sale(record)
+        except Exception as exc:  # a broken copy is logged once per failure spell
+            if not self._master_failing:
+                log.error("item master not readable; sales are taken as sent: %s", exc)
+            self._master_failing = True
+            return None
+        self._master_failing = False
+        return annotated
 
     def _check_size(self, event: OutboxEvent, where: str) -> None:
         """Refuse now what Kafka would refuse later: once accepted, an event must be
@@ -254,6 +284,10 @@ def _scan(value: dict[str, Any] | list[Any], path: str, found: list[tuple[str, P
         elif isinstance(item, dict | list) and _scan(item, _join(path, key), found):
             return True
     return False
+
+
+def _sha256(value: bytes) -> bytes:
+    return hashlib.sha256(value).digest()
 
 
 def _join(path: str, key: str | int) -> str:

@@ -73,3 +73,42 @@ OUTBOX_UNSENT_BYTES = Gauge(
     "tillstream_edge_outbox_unsent_bytes",
     "Bytes of events not yet sent (quarantined included): what the outbox limit counts.",
 )
+
+# Master data (issue 15): the store's copy of head office's items and prices.
+MASTERDATA_NEWEST_AGE = Gauge(
+    "tillstream_edge_masterdata_newest_record_age_seconds",
+    "Age of the newest record applied to the store's copy, by topic (large while head "
+    "office publishes nothing: see seconds_since_caught_up for staleness).",
+    ["topic"],
+)
+MASTERDATA_BEHIND = Gauge(
+    "tillstream_edge_masterdata_records_behind",
+    "Records on the topic not yet in the store's copy (end offsets - positions), by topic; "
+    "last known value while Kafka does not answer.",
+    ["topic"],
+)
+MASTERDATA_SINCE_CAUGHT_UP = Gauge(
+    "tillstream_edge_masterdata_seconds_since_caught_up",
+    "Seconds since the store's copy last held everything on the master-data topics (a new "
+    "copy: since it was created).",
+)
+MASTERDATA_ITEMS = Gauge("tillstream_edge_masterdata_items", "Items held in the store's copy.")
+MASTERDATA_PRICES = Gauge(
+    "tillstream_edge_masterdata_prices",
+    "Prices held in the store's copy (the chain's and this store's).",
+)
+MASTERDATA_RECORDS_READ = Counter(
+    "tillstream_edge_masterdata_records_read_total",
+    "Records read from the master-data topics into the store's copy, by topic.",
+    ["topic"],
+)
+MASTERDATA_RECORDS_SKIPPED = Counter(
+    "tillstream_edge_masterdata_records_skipped_total",
+    "Master-data records that could not be decoded or applied (skipped and logged), by topic.",
+    ["topic"],
+)
+MASTERDATA_REBUILDS = Counter(
+    "tillstream_edge_masterdata_rebuilds_total",
+    "Rebuilds of the store's copy from the beginning of the topics (offline longer than the "
+    "topics keep deletions).",
+)

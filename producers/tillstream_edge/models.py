@@ -123,6 +123,19 @@ class SaleLineIn(BaseModel):
     extended_amount: PositiveMoney
     # issue #12: false for deposits, fees, gift card sales, coupons (no stock, no units).
     stock_item: StrictBool = True
+    # Sale v3 (issue 15): set by the edge from the item master (the list price valid when the
+    # sale was made, where the unit price differs); a till sending the whole record sends null.
+    list_price: None = None
+
+    @field_validator("list_price", mode="before")
+    @classmethod
+    def _set_by_the_edge(cls, value: Any) -> None:
+        if value is not None:
+            raise ValueError(
+                "is set by the edge from the item master (the list price valid when the sale "
+                "was made); send null or leave it out"
+            )
+        return None
 
 
 class SaleTotalsIn(BaseModel):

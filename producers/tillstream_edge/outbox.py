@@ -18,6 +18,7 @@ de-duplication never make the edge refuse sales.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -46,7 +47,8 @@ CREATE TABLE IF NOT EXISTS events (
     accepted_at REAL NOT NULL,
     sent_at     REAL,
     quarantined_at REAL,
-    quarantine_reason TEXT
+    quarantine_reason TEXT,
+    till_digest BLOB
 );
 CREATE INDEX IF NOT EXISTS events_unsent ON events (seq) WHERE sent_at IS NULL;
 CREATE INDEX IF NOT EXISTS events_sent_at ON events (sent_at) WHERE sent_at IS NOT NULL;
@@ -78,6 +80,10 @@ class OutboxEvent:
     key: bytes
     value: bytes
     channel: str
+    digest: bytes | None = None
+    """SHA-256 of the event as its channel sent it, when the edge added to it (the item
+    master's ``stock_item`` and ``list_price``): a resubmission is the same event if what
+    was sent is the same, even after the item master changed. None: ``value`` is as sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +156,7 @@ class Outbox:
         db.execute("PRAGMA synchronous=FULL")  # durable before acknowledged, power cuts included
         db.execute("PRAGMA busy_timeout=5000")
         _add_quarantine_columns(db)  # outboxes made before quarantine existed
+        _add_digest_column(db)  # outboxes made before the edge added master data
         db.executescript(_SCHEMA)
         self._db = db
 
@@ -237,8 +244,8 @@ class Outbox:
     @staticmethod
     def _insert(db: sqlite3.Connection, event: OutboxEvent, now: float) -> Outcome:
         cursor = db.execute(
-            "INSERT INTO events (event_id, event_type, topic, key, value, channel, accepted_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+            "INSERT INTO events (event_id, event_type, topic, key, value, channel, accepted_at,"
+            " till_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
             (
                 event.event_id,
                 event.event_type,
@@ -247,14 +254,20 @@ class Outbox:
                 event.value,
                 event.channel,
                 now,
+                event.digest,
             ),
         )
         if cursor.rowcount == 1:
             return Outcome.ACCEPTED
-        (stored,) = db.execute(
-            "SELECT value FROM events WHERE event_id = ?", (event.event_id,)
+        stored, stored_digest = db.execute(
+            "SELECT value, till_digest FROM events WHERE event_id = ?", (event.event_id,)
         ).fetchone()
-        return Outcome.DUPLICATE if bytes(stored) == event.value else Outcome.CONFLICT
+        if stored_digest is None and event.digest is None:
+            same = bytes(stored) == event.value
+        else:  # what the channel sent, compared: the edge's additions may differ since
+            sent = bytes(stored_digest) if stored_digest is not None else _sha256(bytes(stored))
+            same = sent == (event.digest or _sha256(event.value))
+        return Outcome.DUPLICATE if same else Outcome.CONFLICT
 
     # -- forwarding ---------------------------------------------------------------------
 
@@ -408,6 +421,16 @@ def _add_quarantine_columns(db: sqlite3.Connection) -> None:
     if columns and "quarantined_at" not in columns:
         db.execute("ALTER TABLE events ADD COLUMN quarantined_at REAL")
         db.execute("ALTER TABLE events ADD COLUMN quarantine_reason TEXT")
+
+
+def _add_digest_column(db: sqlite3.Connection) -> None:
+    columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+    if columns and "till_digest" not in columns:
+        db.execute("ALTER TABLE events ADD COLUMN till_digest BLOB")
+
+
+def _sha256(value: bytes) -> bytes:
+    return hashlib.sha256(value).digest()
 
 
 def outbox_from_settings(settings: Settings) -> Outbox:

@@ -109,7 +109,23 @@ class Settings(BaseSettings):
         description="Furthest occurred_at ahead of now.",
     )
 
-    @field_validator("edge_max_event_age", "edge_max_future", mode="before")
+    # Master data (issue 15): the store's copy of the items and prices topics.
+    edge_masterdata: Path | None = Field(
+        None,
+        description="SQLite file of the store's master-data copy (default: beside the outbox, "
+        "<outbox>.masterdata.db).",
+    )
+    edge_masterdata_rebuild_after: timedelta = Field(
+        timedelta(days=6),
+        gt=timedelta(0),
+        le=timedelta(days=365),
+        description="A copy last caught up longer ago is rebuilt from the beginning of the "
+        "topics (keep it below their delete.retention.ms, 7 days).",
+    )
+
+    @field_validator(
+        "edge_max_event_age", "edge_max_future", "edge_masterdata_rebuild_after", mode="before"
+    )
     @classmethod
     def _seconds(cls, value: Any) -> Any:
         # Environment values are text: whole seconds ("3600") as well as ISO 8601 ("PT1H").

@@ -1,9 +1,11 @@
 """The devices file: which serial devices a store edge runs, validated before any port opens.
 
 One TOML table per device under ``[devices.<name>]``, plus an optional ``[items]`` table that
-maps GTINs to the retailer's SKUs. Line settings default per protocol (MT-SICS 9600 8N1,
-Toledo 8217 9600 7E1, scanners 9600 8N1) because that is what the devices ship with; a
-mistake names the device and field, since the file is edited by hand in the store.
+maps GTINs to the retailer's SKUs: an override of the item master (the edge's copy of
+``tillstream.items``), which maps every other scanned GTIN. Line settings default per
+protocol (MT-SICS 9600 8N1, Toledo 8217 9600 7E1, scanners 9600 8N1) because that is what
+the devices ship with; a mistake names the device and field, since the file is edited by
+hand in the store.
 """
 
 from __future__ import annotations

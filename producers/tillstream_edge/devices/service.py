@@ -8,6 +8,7 @@ ends when cancelled, or when ``emit`` fails (EmitFailed), because then nothing i
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from tillstream_edge.devices.config import DevicesConfig, MtSicsConfig
@@ -22,7 +23,15 @@ from tillstream_edge.devices.toledo import Toledo8217Scale
 class DeviceService:
     """Runs the devices of one store and reports their health."""
 
-    def __init__(self, config: DevicesConfig, *, store_id: str, emit: Emit) -> None:
+    def __init__(
+        self,
+        config: DevicesConfig,
+        *,
+        store_id: str,
+        emit: Emit,
+        lookup: Callable[[str], str | None] | None = None,
+    ) -> None:
+        """``lookup``: the item master's SKU of a GTIN (the devices file's ``[items]`` wins)."""
         self.config = config
         self.store_id = store_id
         self.scales: dict[str, Scale] = {}
@@ -42,6 +51,7 @@ class DeviceService:
                 emit=emit,
                 items=config.items,
                 scale=self.scales[scan_cfg.scale] if scan_cfg.scale else None,
+                lookup=lookup,
             )
             self.sessions[name] = session
             self.scanners[name] = Scanner(name, scan_cfg, session.on_scan)

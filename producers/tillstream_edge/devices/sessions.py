@@ -13,7 +13,8 @@ or ``COUNT-END``) or after ``idle_timeout`` seconds without scans; its id is the
   shelf as of that SKU's last scan. Counts are per SKU, not per GTIN, since two COUNT events
   for one SKU would overwrite each other; ``gtin`` is then the GTIN scanned last.
 
-The SKU is the GTIN unless the devices file's ``[items]`` table maps it. A scan that cannot
+The SKU is the one the devices file's ``[items]`` table maps the GTIN to (an override),
+else the item master's (the store's copy, ``lookup``), else the GTIN itself. A scan that cannot
 be weighed (scale down, unstable, out of range) is rejected and counted, never guessed as
 1 EA. Events leave only through ``emit``; if it fails the error propagates (EmitFailed) and
 stops the service, because the caller's durable store is then broken.
@@ -74,6 +75,7 @@ class StockSession:
         emit: Emit,
         items: Mapping[str, str],
         scale: Scale | None = None,
+        lookup: Callable[[str], str | None] | None = None,
     ) -> None:
         self.device = device
         self.config = config
@@ -81,6 +83,7 @@ class StockSession:
         self.reference: str | None = None
         self._emit = emit
         self._items = items
+        self._lookup = lookup
         self._scale = scale
         self._tally: dict[str, _Tally] = {}
         self._lock = asyncio.Lock()
@@ -102,7 +105,7 @@ class StockSession:
                     "device %s: %s session %s opened", self.device, self.config.mode, self.reference
                 )
             self._deadline = asyncio.get_running_loop().time() + self.config.idle_timeout
-            sku = self._items.get(scan.gtin, scan.gtin)
+            sku = self._items.get(scan.gtin) or self._master_sku(scan.gtin) or scan.gtin
             if self.config.mode == "receive":
                 await self._send(sku, scan.gtin, "CHANGE", quantity, "RECEIVED", scan.at)
                 return
@@ -112,6 +115,17 @@ class StockSession:
             else:
                 tally.quantity += quantity
                 tally.gtin, tally.last_at = scan.gtin, scan.at
+
+    def _master_sku(self, gtin: str) -> str | None:
+        """The SKU the item master gives a GTIN; None if it has none or cannot be read (the
+        scan is then counted under the GTIN, as without an item master)."""
+        if self._lookup is None:
+            return None
+        try:
+            return self._lookup(gtin)
+        except Exception as exc:
+            log.warning("device %s: item master not readable: %s", self.device, exc)
+            return None
 
     async def run(self) -> NoReturn:
         """Close sessions left idle; runs beside the scanner until cancelled."""

@@ -1,0 +1,188 @@
+"""Master-data tests' helpers: item and price records, publishing them to the compacted topics
+as head office does (the project's codec and producer, keyed with item_key/price_key), and a
+TCP proxy that cuts one edge off from Kafka while head office keeps publishing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from tillstream.core.codec import AvroCodec
+from tillstream.core.kafka import make_producer
+from tillstream.core.settings import Settings
+from tillstream.core.topics import ITEMS, PRICES, item_key, price_key
+
+
+def gtin13(body: str) -> str:
+    """A GTIN-13 of 12 digits and its check digit (GS1 prefix 400-440: Germany)."""
+    assert len(body) == 12 and body.isdigit()
+    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body))
+    return body + str((10 - total % 10) % 10)
+
+
+def item(sku: str, *gtins: str, stock_item: bool = True, description: str = "") -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "sku": sku,
+        "gtins": list(gtins),
+        "description": description or f"Item {sku}",
+        "unit_of_measure": "EA",
+        "weighed": False,
+        "stock_item": stock_item,
+        "tax_class": "STD",
+        "reorder_point": None,
+        "lead_time_days": None,
+        "supplier": None,
+        "published_at": datetime.now(UTC),
+    }
+
+
+def price(sku: str, amount: str, store: str | None = None, **validity: Any) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "sku": sku,
+        "store_id": store,
+        "amount": Decimal(amount),
+        "currency": "EUR",
+        "valid_from": None,
+        "valid_from_day": None,
+        "valid_until": None,
+        "valid_until_day": None,
+        "published_at": datetime.now(UTC),
+        **validity,
+    }
+
+
+def key_of_price(record: dict[str, Any]) -> bytes:
+    start: date | datetime | None = record["valid_from_day"] or record["valid_from"]
+    starts = None
+    if isinstance(start, datetime):
+        starts = start.astimezone(UTC).isoformat()
+    elif start is not None:
+        starts = start.isoformat()
+    return price_key(record["store_id"], record["sku"], starts)
+
+
+async def publish(
+    settings: Settings,
+    codec: AvroCodec,
+    *,
+    items: Iterable[dict[str, Any]] = (),
+    prices: Iterable[dict[str, Any]] = (),
+    deleted_items: Iterable[str] = (),
+    deleted_prices: Iterable[dict[str, Any]] = (),
+) -> int:
+    """Publish as head office does; returns the records sent (all acknowledged)."""
+    producer = make_producer(settings, linger_ms=20, max_batch_size=512 * 1024)
+    await producer.start()
+    try:
+        pending: list[asyncio.Future[Any]] = []
+        for record in items:
+            value = codec.encode("item", record)
+            pending.append(await producer.send(ITEMS.name, value, key=item_key(record["sku"])))
+        for record in prices:
+            value = codec.encode("price", record)
+            pending.append(await producer.send(PRICES.name, value, key=key_of_price(record)))
+        for sku in deleted_items:
+            pending.append(await producer.send(ITEMS.name, None, key=item_key(sku)))
+        for record in deleted_prices:
+            pending.append(await producer.send(PRICES.name, None, key=key_of_price(record)))
+        await asyncio.gather(*pending)
+        return len(pending)
+    finally:
+        await producer.stop()
+
+
+async def until(seconds: float, check: Any, what: str) -> float:
+    """Seconds until ``await check()`` (or ``check()``) is true; fails after ``seconds``."""
+    start = time.monotonic()
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return time.monotonic() - start
+        if time.monotonic() - start > seconds:
+            raise AssertionError(f"not within {seconds}s: {what}")
+        await asyncio.sleep(0.2)
+
+
+async def get_json(url: str, token: str | None = None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(timeout=10) as http:
+        answer = await http.get(url, headers=headers)
+        return answer.status_code, answer.json()
+
+
+class TcpProxy:
+    """Forwards ``listen_port`` to ``target_port`` on 127.0.0.1 in threads of its own (the
+    test's event loop may block); ``cut()`` closes the door and every open connection, as a
+    store's uplink going down does; ``restore()`` opens it again on the same port."""
+
+    def __init__(self, listen_port: int, target_port: int) -> None:
+        self.listen_port, self.target_port = listen_port, target_port
+        self._server: socket.socket | None = None
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> TcpProxy:
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.listen_port))
+        server.listen(64)
+        self._server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+        return self
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for s in sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                s.close()
+
+    def restore(self) -> None:
+        self.start()

@@ -1,0 +1,192 @@
+"""The store's master-data copy on its own (SQLite, no broker): records applied with their
+positions, other stores' prices never held, tombstones, tokens, and a rebuild that deletes
+what it no longer finds (tombstones compacted away while an edge was offline)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.edge_masterdata_support import gtin13, item, key_of_price, price
+from tillstream.core.codec import AvroCodec
+from tillstream.core.topics import ITEMS, PRICES, item_key
+from tillstream_edge.masterdata_copy import MasterDataCopy, RawRecord, TokenError
+
+STORE = "S001"
+
+
+class Topics:
+    """Records as the topics would hand them out, with offsets."""
+
+    def __init__(self, codec: AvroCodec) -> None:
+        self.codec = codec
+        self.offsets = {ITEMS.name: 0, PRICES.name: 0}
+
+    def _next(self, topic: str, key: bytes, value: bytes | None) -> RawRecord:
+        offset = self.offsets[topic]
+        self.offsets[topic] += 1
+        return RawRecord(topic, 0, offset, key, value, 1_700_000_000_000 + offset)
+
+    def item(self, record: dict[str, Any]) -> RawRecord:
+        value = self.codec.encode("item", record)
+        return self._next(ITEMS.name, item_key(record["sku"]), value)
+
+    def item_gone(self, sku: str) -> RawRecord:
+        return self._next(ITEMS.name, item_key(sku), None)
+
+    def price(self, record: dict[str, Any]) -> RawRecord:
+        return self._next(PRICES.name, key_of_price(record), self.codec.encode("price", record))
+
+    def price_gone(self, record: dict[str, Any]) -> RawRecord:
+        return self._next(PRICES.name, key_of_price(record), None)
+
+
+@pytest.fixture
+async def copy(tmp_path: Path, codec: AvroCodec) -> Any:
+    kept = MasterDataCopy(tmp_path / "md.db", STORE, ZoneInfo("Europe/Berlin"), codec)
+    await kept.open()
+    yield kept
+    await kept.close()
+
+
+NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
+
+
+async def test_items_prices_positions_and_tombstones(
+    copy: MasterDataCopy, codec: AvroCodec
+) -> None:
+    topics = Topics(codec)
+    milk = item("MILK", gtin13("400000000001"))
+    chain, mine, theirs = (
+        price("MILK", "1.19"),
+        price("MILK", "0.99", STORE),
+        price("MILK", "0.5", "S2"),
+    )
+    applied = await copy.apply(
+        [topics.item(milk), topics.price(chain), topics.price(mine), topics.price(theirs)]
+    )
+    assert applied.read == {ITEMS.name: 1, PRICES.name: 3}
+    assert copy.counts() == (1, 2)  # another store's price is not held
+    assert await copy.positions() == {(ITEMS.name, 0): 1, (PRICES.name, 0): 3}
+    shown = copy.item("MILK", NOW)
+    assert shown is not None and shown["price"] == {"amount": "0.99", "currency": "EUR"}
+    assert copy.item("0" + gtin13("400000000001"), NOW) == shown
+    assert copy.sku_of_gtin(gtin13("400000000001")) == "MILK"
+
+    token = copy.token(copy.parse_token(None))
+    rows, last = copy.item_changes(0, 10)
+    assert [r["sku"] for r in rows] == ["MILK"]
+    await copy.apply([topics.item_gone("MILK"), topics.price_gone(mine), topics.price_gone(theirs)])
+    assert copy.item("MILK", NOW) is None and copy.sku_of_gtin(gtin13("400000000001")) is None
+    assert copy.counts() == (0, 1)
+    changes, _ = copy.item_changes(last, 10)
+    assert changes == [{"sku": "MILK", "deleted": True}]
+    price_changes, _ = copy.price_changes(0, 10)
+    assert [(p["store_id"], p["deleted"]) for p in price_changes] == [(None, False), (STORE, True)]
+    assert copy.parse_token(token) == 0
+    with pytest.raises(TokenError) as bad:
+        copy.parse_token("abc")
+    assert not bad.value.gone
+    with pytest.raises(TokenError) as old:
+        copy.parse_token("0000-1")
+    assert old.value.gone
+
+
+async def test_the_same_version_again_changes_nothing(
+    copy: MasterDataCopy, codec: AvroCodec
+) -> None:
+    topics = Topics(codec)
+    bread = item("BREAD")
+    await copy.apply([topics.item(bread)])
+    _, first = copy.item_changes(0, 10)
+    await copy.apply([topics.item(bread)])  # re-read: same event id
+    _, second = copy.item_changes(0, 10)
+    assert first == second
+
+
+async def test_a_rebuild_deletes_what_it_no_longer_finds(
+    copy: MasterDataCopy, codec: AvroCodec
+) -> None:
+    topics = Topics(codec)
+    kept, lost = item("KEPT"), item("LOST")
+    lost_price = price("LOST", "2.00")
+    await copy.apply([topics.item(kept), topics.item(lost), topics.price(lost_price)])
+    await copy.caught_up({(ITEMS.name, 0): 2, (PRICES.name, 0): 1}, 1000.0)
+    assert (await copy.state()).last_caught_up_at == 1000.0
+    # Offline for weeks: LOST was deleted and its tombstone compacted away. The rebuild reads
+    # the topics from the beginning and finds only KEPT.
+    await copy.start_rebuild()
+    assert await copy.positions() == {}
+    assert copy.item("LOST", NOW) is not None  # served meanwhile
+    rebuilt = Topics(codec)
+    await copy.apply([rebuilt.item(kept)])
+    swept = await copy.caught_up({(ITEMS.name, 0): 1, (PRICES.name, 0): 0}, 2000.0)
+    assert swept == 2
+    assert copy.item("LOST", NOW) is None and copy.item("KEPT", NOW) is not None
+    assert copy.counts() == (1, 0)
+    state = await copy.state()
+    assert not state.rebuilding and state.generation == 2
+
+
+async def test_a_sale_is_marked_from_the_copy(copy: MasterDataCopy, codec: AvroCodec) -> None:
+    topics = Topics(codec)
+    await copy.apply(
+        [
+            topics.item(item("BEER")),
+            topics.item(item("DEPOSIT", stock_item=False)),
+            topics.price(price("BEER", "1.29")),
+            topics.price(price("DEPOSIT", "0.25")),
+        ]
+    )
+    sale = {
+        "occurred_at": NOW,
+        "currency": "EUR",
+        "lines": [
+            {"sku": "BEER", "unit_price": Decimal("1.29"), "stock_item": True},
+            {"sku": "BEER", "unit_price": Decimal("0.99"), "stock_item": True},
+            {"sku": "DEPOSIT", "unit_price": Decimal("0.25"), "stock_item": True},
+            {"sku": "OTHER", "unit_price": Decimal("5"), "stock_item": True},
+        ],
+    }
+    marked = copy.annotate_sale(sale)
+    assert marked is not None
+    assert [ln.get("list_price") for ln in marked["lines"]] == [None, Decimal("1.29"), None, None]
+    assert [ln["stock_item"] for ln in marked["lines"]] == [True, True, False, True]
+    assert copy.annotate_sale({**sale, "lines": [sale["lines"][0]]}) is None  # nothing to add
+    assert copy.annotate_sale({**sale, "currency": "USD", "lines": [sale["lines"][1]]}) is None
+
+
+async def test_a_poslog_sale_is_marked_in_the_one_accept_path(
+    copy: MasterDataCopy, codec: AvroCodec, tmp_path: Path
+) -> None:
+    """POSLog passes the same Ingestor.encode as HTTP: the item master marks its lines."""
+    from tests.test_edge_poslog import live
+    from tillstream_edge.ingest import Ingestor, poslog_events
+    from tillstream_edge.outbox import Outbox
+
+    topics = Topics(codec)
+    await copy.apply(
+        [
+            topics.item(item("WRAP-01", stock_item=False)),  # gift wrap: no stock
+            topics.item(item("8718824914497")),
+            topics.price(price("8718824914497", "29.99")),  # sold at 26.99: an override
+            topics.price(price("WRAP-01", "5.00")),  # at list price
+        ]
+    )
+    copy.store_id = "100"  # the sample's store
+    ingestor = Ingestor("100", codec, Outbox(tmp_path / "outbox.db"), window=None)
+    ingestor.master = copy
+    batch = poslog_events(ingestor, live("v6_customer_card.xml"), "poslog")
+    sale = next(codec.decode(e.value).record for e in batch.events if e.event_type == "sale")
+    lines = {ln["sku"]: ln for ln in sale["lines"] if ln["kind"] == "SALE"}
+    assert lines["WRAP-01"]["stock_item"] is False and lines["WRAP-01"]["list_price"] is None
+    assert lines["8718824914497"]["list_price"] == Decimal("29.9900")
+    assert lines["8718824914497"]["stock_item"] is True
+    assert lines["4022847518216"]["list_price"] is None  # unknown to the item master
+    marked = next(e for e in batch.events if e.event_type == "sale")
+    assert marked.digest is not None  # duplicates are judged on what the till sent
