@@ -1,0 +1,149 @@
+"""The sales audit consumer (``tillstream consume audit``): sales, payments and till events
+in; per store, business day and till, what is missing, duplicated, late, unbalanced or
+unsettled out (see ``docs/audit.md``).
+
+Each batch stores its events as facts, then re-audits every store-day it touched from that
+day's facts (``store_days.recompute``), so the flags are the same whatever order the events
+arrived in, and a receipt backfilled days later closes its gap by itself.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from tillstream.core.events import Payment, Sale, TillEvent
+from tillstream.core.topics import PAYMENTS, SALES, TILL_EVENTS
+from tillstream_consumers.audit import queries
+from tillstream_consumers.audit.checks import DAY_NOT_CLOSED, day_end
+from tillstream_consumers.audit.facts import (
+    days_of_sales,
+    store_controls,
+    store_payments,
+    store_sales,
+)
+from tillstream_consumers.audit.store_days import (
+    days_to_check_for_silence,
+    recompute,
+    recompute_silent,
+)
+from tillstream_consumers.audit.tables import COMPONENT, MIGRATIONS
+from tillstream_consumers.runtime.api import Consumer, Context, Query, Record
+from tillstream_consumers.runtime.db import Database
+
+RECENT_DAYS = 14
+"""How far back ``refresh`` looks for days that became overdue without any new event."""
+
+
+class SalesAudit(Consumer):
+    name = COMPONENT
+    topics = (SALES.name, PAYMENTS.name, TILL_EVENTS.name)
+    migrations = MIGRATIONS
+
+    def apply(self, ctx: Context, records: list[Record]) -> None:
+        sales: list[Sale] = []
+        payments: list[Payment] = []
+        controls: list[TillEvent] = []
+        for r in records:
+            if r.event == "sale":
+                sales.append(r.sale())
+            elif r.event == "payment":
+                payments.append(r.payment())
+            elif r.event == "till_event":
+                controls.append(r.till_event())
+        store_sales(ctx.db, sales, ctx.now)
+        store_controls(ctx.db, controls, ctx.now)
+        store_payments(ctx.db, payments, ctx.now)
+        touched = {(s["store_id"], s["business_day"]) for s in sales}
+        touched |= {(e["store_id"], e["business_day"]) for e in controls}
+        touched |= days_of_sales(ctx.db, (str(p["sale_event_id"]) for p in payments))
+        for store, day in sorted(touched):
+            recompute(ctx.db, store, day, ctx.now, self.settings)
+        days = days_to_check_for_silence(ctx.db, {day for _, day in touched}, self.settings)
+        for day in sorted(days):
+            recompute_silent(ctx.db, day, ctx.now, self.settings)
+
+    def refresh(self, db: Database) -> None:
+        """Flag the days (and their tills) that never closed once their grace has passed."""
+        now = datetime.now(UTC)
+        since = (now.date() - timedelta(days=RECENT_DAYS)).isoformat()
+        grace = timedelta(hours=self.settings.audit_close_grace_hours)
+        due = [
+            (str(store), date.fromisoformat(str(day)))
+            for store, day, offset in db.fetchall(
+                "SELECT d.store_id, d.business_day, d.utc_offset_minutes FROM audit_days d "
+                "WHERE d.closed_at IS NULL AND d.events > 0 AND d.business_day >= ? "
+                "AND NOT EXISTS (SELECT 1 FROM audit_flags f WHERE f.store_id = d.store_id "
+                "AND f.business_day = d.business_day AND f.kind = ? AND f.is_open = 1)",
+                (since, DAY_NOT_CLOSED),
+            )
+            if now >= day_end(date.fromisoformat(str(day)), int(offset)) + grace
+        ]
+        for store, day in due:
+            with db.transaction():
+                recompute(db, store, day, now, self.settings)
+
+    def routes(self, query: Query) -> list[BaseRoute]:
+        settings = self.settings
+
+        async def days(request: Request) -> Response:
+            day = request.query_params.get("day") or None
+            store = request.query_params.get("store") or None
+            if day is not None and _day(day) is None:
+                return _error(400, "day must be a date: YYYY-MM-DD")
+
+            def read(db: Database) -> list[dict[str, Any]]:
+                wanted = day if day is not None or store is not None else queries.latest_day(db)
+                return [s.as_json() for s in queries.store_days(db, wanted, store)]
+
+            return JSONResponse(await query(read))
+
+        async def store_day(request: Request) -> Response:
+            store = request.path_params["store"]
+            day = _day(request.path_params["day"])
+            if day is None:
+                return _error(400, "day must be a date: YYYY-MM-DD")
+            now = datetime.now(UTC)
+            found = await query(lambda db: queries.store_day(db, store, day, now, settings))
+            if found is None:
+                return _error(404, f"no audit of store {store} on {day}")
+            return JSONResponse(found)
+
+        async def acknowledge(request: Request) -> Response:
+            flag = request.path_params["flag"]
+            try:
+                body = await request.json()
+            except ValueError:
+                return _error(400, 'the body must be JSON: {"note": ..., "by": ...}')
+            if not isinstance(body, dict):
+                return _error(400, "the body must be a JSON object")
+            note, by = str(body.get("note") or ""), str(body.get("by") or "")
+            now = datetime.now(UTC)
+            try:
+                ack = await query(lambda db: queries.acknowledge(db, flag, note, by, now))
+            except queries.UnknownFlag as exc:
+                return _error(404, str(exc))
+            except ValueError as exc:
+                return _error(400, str(exc))
+            return JSONResponse(ack, status_code=201)
+
+        return [
+            Route("/v1/audit/days", days, methods=["GET"]),
+            Route("/v1/audit/days/{store}/{day}", store_day, methods=["GET"]),
+            Route("/v1/audit/flags/{flag}/ack", acknowledge, methods=["POST"]),
+        ]
+
+
+def _day(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _error(status: int, message: str) -> Response:
+    return JSONResponse({"error": message}, status_code=status)

@@ -1,0 +1,177 @@
+"""Bringing a store-day's conclusions up to date: ``audit_days`` and ``audit_flags`` from its
+facts, after every batch that touched it (and, for days that never closed, as time passes).
+
+A flag keeps its id, its first sighting and its acknowledgements while the fault lasts;
+when the facts no longer show it (the missing receipt was backfilled) it is resolved, not
+deleted, so the trail of what an auditor saw stays.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+
+from tillstream.core.settings import Settings
+from tillstream_consumers.audit.checks import SILENT_STORE, DayAudit, Flag, audit_day, flag_id
+from tillstream_consumers.audit.facts import load_store_day, ts
+from tillstream_consumers.runtime.api import MONEY_SCALE, to_units
+from tillstream_consumers.runtime.db import Database
+
+
+def recompute(
+    db: Database, store_id: str, day: date, now: datetime, settings: Settings
+) -> DayAudit:
+    """Audit one store-day from its facts and store the result."""
+    facts = load_store_day(db, store_id, day)
+    audit = audit_day(facts, now, settings)
+    db.execute(
+        "INSERT INTO audit_days (store_id, business_day, utc_offset_minutes, events, tills, "
+        "tills_closed, closed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (store_id, business_day) DO UPDATE SET "
+        "utc_offset_minutes = excluded.utc_offset_minutes, events = excluded.events, "
+        "tills = excluded.tills, tills_closed = excluded.tills_closed, "
+        "closed_at = excluded.closed_at, updated_at = excluded.updated_at",
+        (
+            store_id,
+            day.isoformat(),
+            facts.utc_offset_minutes,
+            facts.events,
+            len(audit.tills),
+            sum(1 for t in audit.tills if t.closed_at is not None),
+            None if audit.closed_at is None else ts(audit.closed_at),
+            ts(now),
+        ),
+    )
+    _write_flags(db, store_id, day, audit.flags, now, kinds_other_than=SILENT_STORE)
+    return audit
+
+
+def recompute_silent(db: Database, day: date, now: datetime, settings: Settings) -> None:
+    """Flag the stores that traded in the ``audit_silent_days`` before ``day`` and sent
+    nothing for it. Only for a day some store traded on: the chain's calendar is what its
+    stores do, so a day nobody traded (a holiday) flags nobody."""
+    key = day.isoformat()
+    if db.fetchone("SELECT 1 FROM audit_days WHERE business_day = ? AND events > 0", (key,)):
+        since = (day - timedelta(days=settings.audit_silent_days)).isoformat()
+        expected = {
+            str(s)
+            for (s,) in db.fetchall(
+                "SELECT DISTINCT store_id FROM audit_days WHERE events > 0 "
+                "AND business_day >= ? AND business_day < ?",
+                (since, key),
+            )
+        }
+        traded = {
+            str(s)
+            for (s,) in db.fetchall(
+                "SELECT store_id FROM audit_days WHERE business_day = ? AND events > 0", (key,)
+            )
+        }
+    else:
+        expected = traded = set()
+    silent = expected - traded
+    for store in sorted(silent):
+        db.execute(
+            "INSERT INTO audit_days (store_id, business_day, utc_offset_minutes, events, tills, "
+            "tills_closed, closed_at, updated_at) VALUES (?, ?, 0, 0, 0, 0, NULL, ?) "
+            "ON CONFLICT (store_id, business_day) DO NOTHING",
+            (store, key, ts(now)),
+        )
+    flagged = {
+        str(s)
+        for (s,) in db.fetchall(
+            "SELECT store_id FROM audit_flags WHERE business_day = ? AND kind = ? AND is_open = 1",
+            (key, SILENT_STORE),
+        )
+    }
+    for store in flagged | silent:
+        flags = []
+        if store in silent:
+            flags.append(
+                Flag(
+                    SILENT_STORE,
+                    None,
+                    store,
+                    f"store {store} traded in the {settings.audit_silent_days} days before "
+                    f"{key} and sent nothing for it",
+                )
+            )
+        _write_flags(db, store, day, flags, now, only_kind=SILENT_STORE)
+    gone = flagged - silent
+    for store in sorted(gone):  # it traded after all, or is no longer expected
+        db.execute(
+            "DELETE FROM audit_days WHERE store_id = ? AND business_day = ? AND events = 0",
+            (store, key),
+        )
+
+
+def days_to_check_for_silence(db: Database, days: Iterable[date], settings: Settings) -> set[date]:
+    """The days whose silent stores may change when ``days`` get events: themselves, and
+    the known days up to ``audit_silent_days`` after them (a store trading on a day is
+    expected on the days that follow)."""
+    out: set[date] = set()
+    for day in set(days):
+        out.add(day)
+        last = day + timedelta(days=settings.audit_silent_days)
+        out |= {
+            date.fromisoformat(str(d))
+            for (d,) in db.fetchall(
+                "SELECT DISTINCT business_day FROM audit_days WHERE business_day > ? "
+                "AND business_day <= ? AND events > 0",
+                (day.isoformat(), last.isoformat()),
+            )
+        }
+    return out
+
+
+def _write_flags(
+    db: Database,
+    store_id: str,
+    day: date,
+    flags: Iterable[Flag],
+    now: datetime,
+    *,
+    kinds_other_than: str | None = None,
+    only_kind: str | None = None,
+) -> None:
+    """Make the store-day's open flags (of the kinds given) exactly ``flags``."""
+    where = "store_id = ? AND business_day = ?"
+    params: list[str] = [store_id, day.isoformat()]
+    if kinds_other_than is not None:
+        where += " AND kind <> ?"
+        params.append(kinds_other_than)
+    if only_kind is not None:
+        where += " AND kind = ?"
+        params.append(only_kind)
+    existing = {
+        str(fid): (str(kind), subject, message, amount, operator, events, int(is_open))
+        for fid, kind, subject, message, amount, operator, events, is_open in db.fetchall(
+            "SELECT flag_id, kind, subject, message, amount, operator_id, events, is_open "
+            f"FROM audit_flags WHERE {where}",
+            params,
+        )
+    }
+    wanted = {}
+    for f in flags:
+        amount = None if f.amount is None else to_units(f.amount, MONEY_SCALE)
+        row = (f.kind, f.subject, f.message, amount, f.operator_id, json.dumps(f.events), 1)
+        wanted[flag_id(store_id, day, f.kind, f.subject)] = (f.terminal_id, row)
+    stamp = ts(now)
+    db.executemany(
+        "UPDATE audit_flags SET is_open = 0, resolved_at = ?, updated_at = ? WHERE flag_id = ?",
+        [(stamp, stamp, fid) for fid, row in existing.items() if fid not in wanted and row[6]],
+    )
+    db.executemany(
+        "INSERT INTO audit_flags (flag_id, store_id, business_day, kind, terminal_id, subject, "
+        "message, amount, operator_id, events, is_open, first_seen_at, updated_at, resolved_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, NULL) ON CONFLICT (flag_id) DO UPDATE SET "
+        "message = excluded.message, amount = excluded.amount, "
+        "operator_id = excluded.operator_id, events = excluded.events, is_open = 1, "
+        "updated_at = excluded.updated_at, resolved_at = NULL",
+        [
+            (fid, store_id, day.isoformat(), row[0], terminal, *row[1:6], stamp, stamp)
+            for fid, (terminal, row) in wanted.items()
+            if existing.get(fid) != row
+        ],
+    )
