@@ -12,7 +12,7 @@ import importlib
 import click
 
 from tillstream import __version__
-from tillstream.cli import acls, consume, crm, dlq, edge, report, schemas, stock, topics
+from tillstream.cli import acls, audit, consume, crm, dlq, edge, report, schemas, stock, topics
 
 DEVELOPER_COMMANDS = {
     "dev": "tillstream.cli.dev:dev",
@@ -51,6 +51,6 @@ def main() -> None:
     """
 
 
-for module in (schemas, topics, acls, edge, consume, dlq, crm, stock, report):
+for module in (schemas, topics, acls, edge, consume, dlq, crm, stock, report, audit):
     for command in module.COMMANDS:
         main.add_command(command)

@@ -13,12 +13,18 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from tillstream.core.settings import Settings
 from tillstream.core.till_events import MONEY_IN, MONEY_OUT
-from tillstream_consumers.audit.facts import Control, StoreDayFacts, Tender, Transaction
+from tillstream_consumers.audit.facts import (
+    Control,
+    StoreDayFacts,
+    Tender,
+    Transaction,
+    local_iso,
+)
 
 RECEIPT_GAP = "receipt_gap"
 DUPLICATE_NUMBER = "duplicate_number"
@@ -441,6 +447,4 @@ def _balance(
 
 
 def _local(at: datetime, facts: StoreDayFacts) -> str:
-    """A time as the store's staff read it (local, with its offset)."""
-    offset = timedelta(minutes=facts.utc_offset_minutes)
-    return at.astimezone(timezone(offset)).isoformat(timespec="seconds")
+    return local_iso(at, facts.utc_offset_minutes)

@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -98,6 +98,23 @@ class StoreDayFacts:
         timed = [(t.occurred_at, t.event_id, t.utc_offset_minutes) for t in self.transactions]
         timed += [(c.occurred_at, c.event_id, c.utc_offset_minutes) for c in self.controls]
         return min(timed)[2] if timed else 0
+
+
+_CENT = Decimal("0.01")
+
+
+def money(units: int) -> Decimal:
+    """Stored money as a decimal, to the cent where that loses nothing (``20.00``, not
+    ``20.0000``; ``0.125`` stays)."""
+    value = from_units(units, MONEY_SCALE)
+    cents = value.quantize(_CENT)
+    return cents if cents == value else value.normalize()
+
+
+def local_iso(value: datetime, utc_offset_minutes: int) -> str:
+    """A time as the store's staff read it: local, with its offset."""
+    zone = timezone(timedelta(minutes=utc_offset_minutes))
+    return value.astimezone(zone).isoformat(timespec="seconds")
 
 
 def ts(value: datetime) -> str:
@@ -278,7 +295,7 @@ def load_store_day(db: Database, store_id: str, day: date) -> StoreDayFacts:
             cashier,
             parse_ts(at),
             int(offset),
-            from_units(int(net), MONEY_SCALE),
+            money(int(net)),
             str(content),
             tuple(json.loads(problems)) if problems else (),
         )
@@ -296,9 +313,7 @@ def load_store_day(db: Database, store_id: str, day: date) -> StoreDayFacts:
         "WHERE c.store_id = ? AND c.business_day = ? ORDER BY a.event_id, a.tender",
         key,
     ):
-        amounts.setdefault(str(event_id), []).append(
-            (str(tender), from_units(int(amount), MONEY_SCALE))
-        )
+        amounts.setdefault(str(event_id), []).append((str(tender), money(int(amount))))
     controls = [
         Control(
             str(event_id),
@@ -325,7 +340,7 @@ def load_store_day(db: Database, store_id: str, day: date) -> StoreDayFacts:
             str(terminal),
             str(method),
             str(status),
-            from_units(int(amount), MONEY_SCALE),
+            money(int(amount)),
             parse_ts(at),
         )
         for event_id, sale_id, terminal, method, status, amount, at in db.fetchall(

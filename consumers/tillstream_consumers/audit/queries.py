@@ -21,8 +21,7 @@ from typing import Any
 
 from tillstream.core.settings import Settings
 from tillstream_consumers.audit.checks import KINDS, audit_day
-from tillstream_consumers.audit.facts import load_store_day, ts
-from tillstream_consumers.runtime.api import MONEY_SCALE, from_units
+from tillstream_consumers.audit.facts import load_store_day, local_iso, money, parse_ts, ts
 from tillstream_consumers.runtime.db import Database
 
 STATUSES = ("silent", "open", "closing", "closed-balanced", "closed-unbalanced")
@@ -41,6 +40,7 @@ class DaySummary:
     tills: int
     tills_closed: int
     closed_at: str | None
+    """Store-local, with its offset."""
     open_flags: dict[str, int]
     """Open flags by kind."""
     unacknowledged: int
@@ -51,8 +51,8 @@ class DaySummary:
             "business_day": self.business_day,
             "status": self.status,
             "events": self.events,
-            "tills": self.tills,
-            "tills_closed": self.tills_closed,
+            "tills_traded": self.tills,
+            "tills_settled": self.tills_closed,
             "closed_at": self.closed_at,
             "open_flags": self.open_flags,
             "unacknowledged": self.unacknowledged,
@@ -96,8 +96,9 @@ def store_days(db: Database, day: str | None = None, store: str | None = None) -
         counts[key][str(kind)] = int(n)
         unacked[key] += int(n) - int(acked or 0)
     out = []
-    for store_id, business_day, events, tills, closed, closed_at in db.fetchall(
-        "SELECT d.store_id, d.business_day, d.events, d.tills, d.tills_closed, d.closed_at "
+    for store_id, business_day, events, tills, closed, closed_at, offset in db.fetchall(
+        "SELECT d.store_id, d.business_day, d.events, d.tills, d.tills_closed, d.closed_at, "
+        "d.utc_offset_minutes "
         f"FROM audit_days d{clause} ORDER BY d.business_day DESC, d.store_id",
         params,
     ):
@@ -111,7 +112,7 @@ def store_days(db: Database, day: str | None = None, store: str | None = None) -
                 int(events),
                 int(tills),
                 int(closed),
-                closed_at,
+                None if closed_at is None else local_iso(parse_ts(closed_at), int(offset)),
                 {k: kinds[k] for k in KINDS if k in kinds},
                 unacked[key],
             )
@@ -149,7 +150,7 @@ def flags(
                 "terminal_id": terminal,
                 "subject": subject,
                 "message": message,
-                "amount": None if amount is None else str(from_units(int(amount), MONEY_SCALE)),
+                "amount": None if amount is None else str(money(int(amount))),
                 "operator_id": operator,
                 "events": json.loads(events),
                 "open": bool(is_open),
@@ -169,7 +170,9 @@ def store_day(
     summaries = store_days(db, day.isoformat(), store)
     if not summaries:
         return None
-    audit = audit_day(load_store_day(db, store, day), now, settings)
+    facts = load_store_day(db, store, day)
+    audit = audit_day(facts, now, settings)
+    offset = facts.utc_offset_minutes
     by_cashier: dict[str, Decimal] = defaultdict(Decimal)
     for b in audit.balances:
         by_cashier[b.operator_id or "?"] += b.over_short
@@ -180,7 +183,7 @@ def store_day(
                 "terminal_id": t.terminal_id,
                 "operators": list(t.operators),
                 "transactions": t.transactions,
-                "settled_at": None if t.closed_at is None else ts(t.closed_at),
+                "settled_at": None if t.closed_at is None else local_iso(t.closed_at, offset),
             }
             for t in audit.tills
         ],
