@@ -1,0 +1,362 @@
+"""The sales audit: a chain day with planted faults audited to exactly those flags, a clean
+day to none, the same flags whatever order the events arrive in, a backfilled receipt that
+closes its gap, auditors' acknowledgements, the CLI and the read API; on SQLite and a real
+PostgreSQL through the real applier, and once through a real broker as a process."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from starlette.applications import Starlette
+
+from tests.audit_support import Event, StoreDay, clean_store_day, local
+from tests.consumer_support import ConsumerProcess, publish, wait_until
+from tillstream.cli import main
+from tillstream.core.codec import AvroCodec
+from tillstream.core.settings import Settings
+from tillstream_consumers.audit import SalesAudit, queries
+from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.testing import ConsumerHarness
+
+DAY = date(2026, 3, 2)
+SETTINGS = Settings()
+
+Found = set[tuple[str, str, str]]
+"""(store, kind, subject) of open flags."""
+
+
+# -- the chain day ----------------------------------------------------------------------
+
+
+class ChainDay:
+    """Four stores: a clean day for each before, then on ``DAY``: one store clean, one with a
+    receipt that never arrives and a number used twice, one with a cashier 20.00 short in
+    cash, a till never settled and a sale after the store closed, and one silent all day."""
+
+    def __init__(self, prefix: str) -> None:
+        self.stores = [f"{prefix}-{n}" for n in range(1, 5)]
+        s1, s2, s3, _ = self.stores
+        self.before: list[Event] = []
+        for store in self.stores:
+            self.before += clean_store_day(store, DAY - timedelta(days=1)).all_events()
+        self.clean = clean_store_day(s1, DAY)
+
+        two = StoreDay(s2, DAY)
+        two.store_event("STORE_DAY_OPEN", local(DAY, 7))
+        t1 = two.till("T01", "op-21")
+        t1.open(local(DAY, 8))
+        t1.sell(local(DAY, 9))
+        self.missing = t1.sell(local(DAY, 10), "CARD")
+        for made in self.missing:
+            t1.events.remove(made)
+        t1.sell(local(DAY, 11))
+        t1.close(local(DAY, 20))
+        t2 = two.till("T02", "op-22")
+        t2.open(local(DAY, 8))
+        first = t2.sell(local(DAY, 9), "CARD")
+        self.duplicated = first[0][1]["receipt_number"]
+        t2.sell(local(DAY, 9, 30), "CARD", variant=1, number=self.duplicated)
+        t2.sell(local(DAY, 10))
+        t2.close(local(DAY, 20))
+        two.store_event("STORE_DAY_CLOSE", local(DAY, 21))
+
+        three = StoreDay(s3, DAY)
+        three.store_event("STORE_DAY_OPEN", local(DAY, 7))
+        short = three.till("T01", "op-31")
+        short.open(local(DAY, 8))
+        for hour in (9, 10, 11):
+            short.sell(local(DAY, hour))
+        short.close(local(DAY, 20), short=Decimal("20.00"))
+        self.late = short.sell(local(DAY, 21, 30), "CARD")[0][1]["receipt_number"]
+        unsettled = three.till("T02", "op-32")
+        unsettled.open(local(DAY, 8))
+        unsettled.sell(local(DAY, 12))
+        unsettled.sell(local(DAY, 13), "CARD")
+        three.store_event("STORE_DAY_CLOSE", local(DAY, 21))
+
+        self.day = self.clean.all_events() + two.all_events() + three.all_events()
+
+    def events(self) -> list[Event]:
+        return self.before + self.day
+
+    def planted(self) -> Found:
+        _, s2, s3, s4 = self.stores
+        missing = self.missing[0][1]["receipt_number"]
+        return {
+            (s2, "receipt_gap", f"T01 {missing}"),
+            (s2, "duplicate_number", f"T02 {self.duplicated}"),
+            (s3, "over_short", "T01 CASH"),
+            (s3, "till_not_closed", "T02"),
+            (s3, "late_event", f"T01 receipt {self.late}"),
+            (s4, "silent_store", s4),
+        }
+
+
+def open_flags(db: Database) -> Found:
+    return {
+        (str(store), str(kind), str(subject))
+        for store, kind, subject in db.fetchall(
+            "SELECT store_id, kind, subject FROM audit_flags WHERE is_open = 1"
+        )
+    }
+
+
+def audited(url: str, *batches: list[Event]) -> ConsumerHarness:
+    harness = ConsumerHarness(SalesAudit(SETTINGS), url)
+    for batch in batches:
+        if batch:
+            harness.apply_events(*batch)
+    return harness
+
+
+@pytest.fixture
+def fresh_url(db_url: str, tmp_path: Path) -> Callable[[], str]:
+    """Another empty database of the same kind as ``db_url``, each time it is called."""
+    made = iter(range(1, 1000))
+
+    def make() -> str:
+        n = next(made)
+        if db_url.startswith("sqlite"):
+            return f"sqlite:///{tmp_path / f'audit-{n}.db'}"
+        import psycopg
+
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        server = db_url.rsplit("/", 1)[0]
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"{server}/{name}"
+
+    return make
+
+
+# -- the checks -------------------------------------------------------------------------
+
+
+def test_a_chain_day_is_audited_to_exactly_its_planted_faults(db_url: str) -> None:
+    chain = ChainDay("S")
+    harness = audited(db_url, chain.events())
+    assert open_flags(harness.db) == chain.planted()
+    s1, s2, s3, s4 = chain.stores
+    days = {d.store_id: d for d in queries.store_days(harness.db, DAY.isoformat())}
+    assert {s: d.status for s, d in days.items()} == {
+        s1: "closed-balanced",
+        s2: "closed-unbalanced",
+        s3: "closed-unbalanced",
+        s4: "silent",
+    }
+    detail = queries.store_day(harness.db, s3, DAY, _now(), SETTINGS)
+    assert detail is not None
+    cash = [b for b in detail["balances"] if b["terminal_id"] == "T01"]
+    assert [(b["tender"], Decimal(b["over_short"]), b["operator_id"]) for b in cash] == [
+        ("CASH", Decimal("-20.00"), "op-31")
+    ]
+    assert Decimal(detail["over_short_by_cashier"]["op-31"]) == Decimal("-20.00")
+    (short,) = [f for f in detail["flags"] if f["kind"] == "over_short"]
+    assert Decimal(short["amount"]) == Decimal("-20.00") and short["operator_id"] == "op-31"
+    assert "short by 20" in short["message"]
+
+
+def test_a_clean_day_has_no_flags(db_url: str) -> None:
+    stores = ["C-1", "C-2", "C-3"]
+    events = [
+        e
+        for day in (DAY - timedelta(days=1), DAY)
+        for store in stores
+        for e in clean_store_day(store, day).all_events()
+    ]
+    harness = audited(db_url, events)
+    assert open_flags(harness.db) == set()
+    statuses = {d.status for d in queries.store_days(harness.db)}
+    assert statuses == {"closed-balanced"}
+
+
+def test_the_flags_do_not_depend_on_the_order_events_arrive_in(
+    db_url: str, fresh_url: Callable[[], str]
+) -> None:
+    chain = ChainDay("O")
+    events = chain.events()
+    rng = random.Random(14)
+    orders = [list(reversed(events))]
+    for _ in range(2):
+        shuffled = events[:]
+        rng.shuffle(shuffled)
+        orders.append(shuffled)
+    for order in orders:
+        cut = sorted(rng.sample(range(1, len(order)), 6))
+        batches = [order[a:b] for a, b in zip([0, *cut], [*cut, len(order)], strict=True)]
+        harness = audited(fresh_url(), *batches)
+        assert open_flags(harness.db) == chain.planted()
+
+
+def test_a_backfilled_receipt_closes_its_gap(db_url: str) -> None:
+    chain = ChainDay("B")
+    harness = audited(db_url, chain.events())
+    s2 = chain.stores[1]
+    gap = {f for f in open_flags(harness.db) if f[1] == "receipt_gap"}
+    assert len(gap) == 1
+    harness.apply_events(*chain.missing)  # the POSLog import, days later
+    assert open_flags(harness.db) == chain.planted() - gap
+    resolved = harness.db.fetchall(
+        "SELECT subject, resolved_at FROM audit_flags WHERE store_id = ? AND kind = ?",
+        (s2, "receipt_gap"),
+    )
+    assert len(resolved) == 1 and resolved[0][1] is not None  # kept, as resolved
+
+
+def test_a_sale_after_its_till_settled_is_flagged(db_url: str) -> None:
+    sd = clean_store_day("A-1", DAY)
+    till = sd.tills[0]
+    extra = till.sell(local(DAY, 20, 30), "CARD")  # after 20:00's close, before 21:00's
+    harness = audited(db_url, sd.all_events())
+    number = extra[0][1]["receipt_number"]
+    assert open_flags(harness.db) == {("A-1", "after_till_close", f"T01 receipt {number}")}
+
+
+def test_acknowledgements_are_kept_and_balance_the_day(db_url: str) -> None:
+    chain = ChainDay("K")
+    harness = audited(db_url, chain.events())
+    s3 = chain.stores[2]
+    detail = queries.store_day(harness.db, s3, DAY, _now(), SETTINGS)
+    assert detail is not None and detail["status"] == "closed-unbalanced"
+    for flag in detail["flags"]:
+        queries.acknowledge(harness.db, flag["flag_id"], "spoke to the cashier", "alice", _now())
+    first = detail["flags"][0]["flag_id"]
+    queries.acknowledge(harness.db, first, "and again", "bob", _now())
+    detail = queries.store_day(harness.db, s3, DAY, _now(), SETTINGS)
+    assert detail is not None and detail["status"] == "closed-balanced"
+    trail = next(f for f in detail["flags"] if f["flag_id"] == first)["acknowledgements"]
+    assert [(a["by"], a["note"]) for a in trail] == [
+        ("alice", "spoke to the cashier"),
+        ("bob", "and again"),
+    ]
+    with pytest.raises(queries.UnknownFlag):
+        queries.acknowledge(harness.db, "nope", "x", "alice", _now())
+    with pytest.raises(ValueError, match="note"):
+        queries.acknowledge(harness.db, first, " ", "alice", _now())
+    # New events re-audit the day; acknowledgements stay with their flags.
+    harness.apply_events(*chain.missing)
+    again = queries.store_day(harness.db, s3, DAY, _now(), SETTINGS)
+    assert again is not None and again["status"] == "closed-balanced"
+
+
+# -- the command line and the read API ---------------------------------------------------
+
+
+def test_the_cli_lists_details_and_acknowledges(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    chain = ChainDay("L")
+    audited(url, chain.events()).db.close()
+    runner = CliRunner()
+    listed = runner.invoke(main, ["audit", "--db", url, "--day", DAY.isoformat(), "--json"])
+    assert listed.exit_code == 0, listed.output
+    statuses = {d["store_id"]: d["status"] for d in json.loads(listed.output)}
+    assert statuses[chain.stores[3]] == "silent"
+    s3 = chain.stores[2]
+    shown = runner.invoke(main, ["audit", "--db", url, "--store", s3, "--day", DAY.isoformat()])
+    assert shown.exit_code == 0, shown.output
+    assert "-20.00" in shown.output  # T01's cash, in the balances
+    assert "never" in shown.output  # T02 was never settled
+    detail = json.loads(
+        runner.invoke(
+            main, ["audit", "--db", url, "--store", s3, "--day", DAY.isoformat(), "--json"]
+        ).output
+    )
+    flag = next(f["flag_id"] for f in detail["flags"] if f["kind"] == "over_short")
+    acked = runner.invoke(
+        main, ["audit", "ack", flag, "--note", "counted again", "--by", "carol", "--db", url]
+    )
+    assert acked.exit_code == 0, acked.output
+    assert flag in acked.output
+    unknown = runner.invoke(main, ["audit", "ack", "nope", "--note", "x", "--db", url])
+    assert unknown.exit_code != 0 and "no flag 'nope'" in unknown.output
+
+
+async def test_the_read_api_lists_details_and_acknowledges(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    chain = ChainDay("R")
+    harness = audited(url, chain.events())
+
+    async def query(fn: Callable[[Database], Any]) -> Any:
+        return fn(harness.db)
+
+    app = Starlette(routes=SalesAudit(SETTINGS).routes(query))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://audit") as client:
+        days = (await client.get("/v1/audit/days", params={"day": DAY.isoformat()})).json()
+        assert {d["store_id"] for d in days} == set(chain.stores)
+        latest = (await client.get("/v1/audit/days")).json()
+        assert {d["business_day"] for d in latest} == {DAY.isoformat()}
+        s2 = chain.stores[1]
+        detail = (await client.get(f"/v1/audit/days/{s2}/{DAY.isoformat()}")).json()
+        kinds = sorted(f["kind"] for f in detail["flags"] if f["open"])
+        assert kinds == ["duplicate_number", "receipt_gap"]
+        flag = detail["flags"][0]["flag_id"]
+        acked = await client.post(
+            f"/v1/audit/flags/{flag}/ack", json={"note": "till restarted", "by": "dave"}
+        )
+        assert acked.status_code == 201 and acked.json()["by"] == "dave"
+        assert (
+            await client.post("/v1/audit/flags/nope/ack", json={"note": "x", "by": "d"})
+        ).status_code == 404
+        assert (
+            await client.post(f"/v1/audit/flags/{flag}/ack", json={"by": "d"})
+        ).status_code == 400
+        assert (await client.get(f"/v1/audit/days/{s2}/2026-13-01")).status_code == 400
+        assert (await client.get(f"/v1/audit/days/{s2}/2020-01-01")).status_code == 404
+
+
+# -- through the broker -----------------------------------------------------------------
+
+
+async def test_tillstream_consume_audit_finds_the_planted_faults(
+    kafka_topics: Settings, codec: AvroCodec, tmp_path: Path
+) -> None:
+    chain = ChainDay(f"K{uuid.uuid4().hex[:6]}")
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    await publish(kafka_topics, codec, chain.events())
+    process = ConsumerProcess(
+        "audit",
+        kafka_topics.kafka_bootstrap_servers,
+        url,
+        tmp_path / "run",
+        args=["--group", f"audit-{uuid.uuid4().hex[:8]}"],
+    ).start()
+    try:
+        mine = set(chain.stores)
+
+        def found() -> Found:
+            db = Database(url)
+            try:
+                return {f for f in open_flags(db) if f[0] in mine}
+            except Exception:
+                return set()
+            finally:
+                db.close()
+
+        await wait_until(lambda: found() == chain.planted(), timeout=120, what="planted flags")
+        base = f"http://127.0.0.1:{process.port}"
+        s4 = chain.stores[3]
+        detail = httpx.get(f"{base}/v1/audit/days/{s4}/{DAY.isoformat()}").json()
+        assert detail["status"] == "silent"
+        await publish(kafka_topics, codec, chain.missing)
+        await wait_until(
+            lambda: found() == {f for f in chain.planted() if f[1] != "receipt_gap"},
+            timeout=120,
+            what="the gap closed",
+        )
+    finally:
+        assert process.stop() == 0, process.log()[-3000:]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
