@@ -25,6 +25,8 @@ from tillstream.cli import main
 from tillstream.core.codec import AvroCodec
 from tillstream.core.settings import Settings
 from tillstream_consumers.audit import SalesAudit, queries
+from tillstream_consumers.audit.checks import audit_day, day_end
+from tillstream_consumers.audit.facts import load_store_day
 from tillstream_consumers.runtime.db import Database
 from tillstream_consumers.runtime.testing import ConsumerHarness
 
@@ -360,3 +362,104 @@ async def test_tillstream_consume_audit_finds_the_planted_faults(
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+# -- each check on its own ----------------------------------------------------------------
+
+
+def test_payments_must_add_up_once_the_till_settled(db_url: str) -> None:
+    sd = clean_store_day("P-1", DAY)
+    till = sd.tills[0]
+    unpaid = till.sell(local(DAY, 16), "CARD")
+    sd.tills[0].events.remove(unpaid[1])  # its payment never comes
+    trading = StoreDay("P-2", DAY)
+    open_till = trading.till("T01", "op-1")
+    open_till.open(local(DAY, 8))
+    pending = open_till.sell(local(DAY, 9), "CARD")
+    open_till.events.remove(pending[1])
+    now = local(DAY, 10)  # the store is trading: nothing is due yet
+    harness = audited(db_url, sd.all_events(), trading.all_events())
+    number = unpaid[0][1]["receipt_number"]
+    flags = open_flags(harness.db)
+    assert ("P-1", "payment_mismatch", f"T01 {number}") in flags
+    (row,) = harness.db.fetchall(
+        "SELECT amount FROM audit_flags WHERE store_id = 'P-1' AND kind = 'payment_mismatch'"
+    )
+    assert Decimal(row[0]).scaleb(-4) == -unpaid[0][1]["totals"]["net_amount"]
+    # While the other store trades, its unpaid receipt is pending, not flagged.
+    early = audit_day(load_store_day(harness.db, "P-2", DAY), now, SETTINGS)
+    assert early.pending == (pending[0][1]["event_id"],)
+    assert [f.kind for f in early.flags] == []
+
+
+def test_totals_copies_missing_declarations_and_unclosed_days(db_url: str) -> None:
+    sd = clean_store_day("D-1", DAY)
+    first = sd.tills[0]
+    sale = next(r for e, r in first.events if e == "sale")
+    copy = {**sale, "event_id": str(uuid.uuid4()), "source": "poslog"}
+    sd.events.append(("sale", copy))  # a resend under another id, same content
+    no_count = StoreDay("D-2", DAY)
+    till = no_count.till("T01", "op-1")
+    till.open(local(DAY, 8))
+    till.sell(local(DAY, 9))
+    till.control("TILL_CLOSE", local(DAY, 20))  # settled without counting
+    harness = audited(db_url, sd.all_events(), no_count.all_events())
+    found = open_flags(harness.db)
+    assert ("D-1", "duplicate_copy", f"T01 {sale['receipt_number']}") in found
+    assert ("D-2", "no_declaration", "T01") in found
+    assert ("D-2", "day_not_closed", "day") in found  # never closed, long ago
+    # The copy has no payment of its own: the audit says so too.
+    assert ("D-1", "payment_mismatch", f"T01 {sale['receipt_number']}") in found
+
+
+def test_an_overdue_day_is_flagged_without_a_new_event(db_url: str) -> None:
+    today = datetime.now(UTC).date()
+    sd = StoreDay("N-1", today)
+    till = sd.till("T01", "op-1")
+    till.open(local(today, 8))
+    till.sell(local(today, 9), "CARD")
+    service = SalesAudit(SETTINGS)
+    harness = ConsumerHarness(service, db_url)
+    harness.apply_events(*sd.all_events())
+    assert open_flags(harness.db) == set()  # trading: nothing to say yet
+    later = day_end(today, 60) + timedelta(hours=SETTINGS.audit_close_grace_hours, minutes=1)
+    assert service.flag_overdue(harness.db, later) == 1
+    assert open_flags(harness.db) == {
+        ("N-1", "day_not_closed", "day"),
+        ("N-1", "till_not_closed", "T01"),
+    }
+    assert service.flag_overdue(harness.db, later) == 0  # flagged once
+
+
+def test_over_short_within_the_tolerance_is_shown_not_flagged(db_url: str) -> None:
+    sd = StoreDay("T-1", DAY)
+    sd.store_event("STORE_DAY_OPEN", local(DAY, 7))
+    for terminal, short in (("T01", "1.00"), ("T02", "1.01")):
+        till = sd.till(terminal, f"op-{terminal}")
+        till.open(local(DAY, 8))
+        till.sell(local(DAY, 9))
+        till.close(local(DAY, 20), short=Decimal(short))
+    sd.store_event("STORE_DAY_CLOSE", local(DAY, 21))
+    harness = audited(db_url, sd.all_events())
+    assert open_flags(harness.db) == {("T-1", "over_short", "T02 CASH")}
+    detail = queries.store_day(harness.db, "T-1", DAY, _now(), SETTINGS)
+    assert detail is not None
+    assert {b["terminal_id"]: b["over_short"] for b in detail["balances"]} == {
+        "T01": "-1.00",
+        "T02": "-1.01",
+    }
+
+
+def test_the_business_day_is_the_stores_not_the_utc_day(db_url: str) -> None:
+    # A store west of UTC: its evening is the next UTC day, still its business day.
+    sd = clean_store_day("W-1", DAY)
+    west = []
+    for event, record in sd.all_events():
+        shifted = {**record, "utc_offset_minutes": -300}
+        shifted["occurred_at"] = record["occurred_at"] + timedelta(hours=6)
+        west.append((event, shifted))
+    harness = audited(db_url, west)
+    assert open_flags(harness.db) == set()
+    (day,) = queries.store_days(harness.db, store="W-1")
+    assert day.business_day == DAY.isoformat() and day.status == "closed-balanced"
+    assert day.closed_at == "2026-03-02T21:00:00-05:00"

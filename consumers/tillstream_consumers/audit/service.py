@@ -69,7 +69,11 @@ class SalesAudit(Consumer):
 
     def refresh(self, db: Database) -> None:
         """Flag the days (and their tills) that never closed once their grace has passed."""
-        now = datetime.now(UTC)
+        self.flag_overdue(db, datetime.now(UTC))
+
+    def flag_overdue(self, db: Database, now: datetime) -> int:
+        """Re-audit the recent store-days that are not closed and became overdue by ``now``
+        without a new event; returns how many."""
         since = (now.date() - timedelta(days=RECENT_DAYS)).isoformat()
         grace = timedelta(hours=self.settings.audit_close_grace_hours)
         due = [
@@ -86,6 +90,7 @@ class SalesAudit(Consumer):
         for store, day in due:
             with db.transaction():
                 recompute(db, store, day, now, self.settings)
+        return len(due)
 
     def routes(self, query: Query) -> list[BaseRoute]:
         settings = self.settings
