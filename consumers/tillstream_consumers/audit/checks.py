@@ -35,6 +35,7 @@ TILL_NOT_CLOSED = "till_not_closed"
 DAY_NOT_CLOSED = "day_not_closed"
 TOTALS_MISMATCH = "totals_mismatch"
 PAYMENT_MISMATCH = "payment_mismatch"
+PAYMENT_WITHOUT_SALE = "payment_without_sale"
 OVER_SHORT = "over_short"
 NO_DECLARATION = "no_declaration"
 SILENT_STORE = "silent_store"
@@ -49,6 +50,7 @@ KINDS: tuple[str, ...] = (
     DAY_NOT_CLOSED,
     TOTALS_MISMATCH,
     PAYMENT_MISMATCH,
+    PAYMENT_WITHOUT_SALE,
     OVER_SHORT,
     NO_DECLARATION,
     SILENT_STORE,
@@ -185,8 +187,10 @@ def audit_day(facts: StoreDayFacts, now: datetime, settings: Settings) -> DayAud
                     pending.append(t.event_id)  # its till trades on: payments may follow
                 else:
                     flags.append(flag)
+        orphans = [p for p in facts.orphans if p.terminal_id == terminal]
+        flags += _orphan_flags(terminal, orphans, sessions, due)
         till_balances, balance_flags = _balance(
-            terminal, controls, facts.payments, settled, settings
+            terminal, controls, [*facts.payments, *orphans], settled, settings
         )
         balances += till_balances
         flags += balance_flags
@@ -278,7 +282,8 @@ def _by_till(
     for c in facts.controls:
         if c.kind not in STORE_DAY_KINDS:
             controls[c.terminal_id].append(c)
-    return [(k, transactions[k], controls[k]) for k in sorted({*transactions, *controls})]
+    tills = {*transactions, *controls, *(p.terminal_id for p in facts.orphans)}
+    return [(k, transactions[k], controls[k]) for k in sorted(tills)]
 
 
 def _numbering(facts: StoreDayFacts) -> list[Flag]:
@@ -340,6 +345,38 @@ def _numbering(facts: StoreDayFacts) -> list[Flag]:
                     ),
                 )
             )
+    return flags
+
+
+def _orphan_flags(
+    terminal: str,
+    orphans: Sequence[Tender],
+    sessions: Sequence[tuple[datetime, int, str, str]],
+    due: bool,
+) -> list[Flag]:
+    """Payments on this till whose sale never arrived, once the till settled after them or
+    the day is due: money taken for a receipt head office does not have."""
+    by_sale: dict[str, list[Tender]] = defaultdict(list)
+    for p in orphans:
+        by_sale[p.sale_event_id].append(p)
+    flags = []
+    for sale_id, found in sorted(by_sale.items()):
+        last = max(p.occurred_at for p in found)
+        settled_after = any(k == "TILL_CLOSE" and at >= last for at, _, _, k in sessions)
+        if not (due or settled_after):
+            continue
+        paid = sum((p.signed for p in found), _ZERO)
+        flags.append(
+            Flag(
+                PAYMENT_WITHOUT_SALE,
+                terminal,
+                f"{terminal} {sale_id}",
+                f"till {terminal}: payments of {paid} for sale {sale_id}, which never reached "
+                "head office",
+                amount=paid,
+                events=tuple(sorted(p.event_id for p in found)),
+            )
+        )
     return flags
 
 

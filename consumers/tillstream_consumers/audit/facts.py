@@ -87,10 +87,19 @@ class StoreDayFacts:
     controls: Sequence[Control]
     payments: Sequence[Tender]
     """Payments of this day's sales (on whichever till took them)."""
+    orphans: Sequence[Tender] = ()
+    """Payments of sales the audit does not have, made within this day's :attr:`window`."""
 
     @property
     def events(self) -> int:
         return len(self.transactions) + len(self.controls)
+
+    @property
+    def window(self) -> tuple[datetime, datetime] | None:
+        """The first and last event of the day (sales and till events), or None."""
+        times = [t.occurred_at for t in self.transactions]
+        times += [c.occurred_at for c in self.controls]
+        return (min(times), max(times)) if times else None
 
     @property
     def utc_offset_minutes(self) -> int:
@@ -333,7 +342,27 @@ def load_store_day(db: Database, store_id: str, day: date) -> StoreDayFacts:
             key,
         )
     ]
-    payments = [
+    payments = _tenders(
+        db,
+        "JOIN audit_transactions t ON t.event_id = p.sale_event_id "
+        "WHERE t.store_id = ? AND t.business_day = ?",
+        key,
+    )
+    facts = StoreDayFacts(store_id, day, transactions, controls, payments)
+    if facts.window is None:
+        return facts
+    first, last = facts.window
+    orphans = _tenders(
+        db,
+        "WHERE p.store_id = ? AND p.occurred_at >= ? AND p.occurred_at <= ? AND NOT EXISTS "
+        "(SELECT 1 FROM audit_transactions t WHERE t.event_id = p.sale_event_id)",
+        (store_id, ts(first), ts(last)),
+    )
+    return StoreDayFacts(store_id, day, transactions, controls, payments, orphans)
+
+
+def _tenders(db: Database, where: str, params: Sequence[Any]) -> list[Tender]:
+    return [
         Tender(
             str(event_id),
             str(sale_id),
@@ -345,10 +374,21 @@ def load_store_day(db: Database, store_id: str, day: date) -> StoreDayFacts:
         )
         for event_id, sale_id, terminal, method, status, amount, at in db.fetchall(
             "SELECT p.event_id, p.sale_event_id, p.terminal_id, p.method, p.status, p.amount, "
-            "p.occurred_at FROM audit_payments p "
-            "JOIN audit_transactions t ON t.event_id = p.sale_event_id "
-            "WHERE t.store_id = ? AND t.business_day = ? ORDER BY p.occurred_at, p.event_id",
-            key,
+            f"p.occurred_at FROM audit_payments p {where} ORDER BY p.occurred_at, p.event_id",
+            params,
         )
     ]
-    return StoreDayFacts(store_id, day, transactions, controls, payments)
+
+
+def days_around_payments(db: Database, where: str, params: Sequence[Any]) -> set[tuple[str, date]]:
+    """The store-days whose window holds a payment of ``audit_payments p WHERE ...``: where
+    a payment without its sale is counted (and must be counted no more once its sale came)."""
+    return {
+        (str(store), date.fromisoformat(str(day)))
+        for store, day in db.fetchall(
+            "SELECT DISTINCT d.store_id, d.business_day FROM audit_payments p "
+            "JOIN audit_days d ON d.store_id = p.store_id AND d.first_at <= p.occurred_at "
+            f"AND d.last_at >= p.occurred_at WHERE {where}",
+            params,
+        )
+    }

@@ -21,6 +21,7 @@ from tillstream.core.topics import PAYMENTS, SALES, TILL_EVENTS
 from tillstream_consumers.audit import queries
 from tillstream_consumers.audit.checks import DAY_NOT_CLOSED, day_end
 from tillstream_consumers.audit.facts import (
+    days_around_payments,
     days_of_sales,
     store_controls,
     store_payments,
@@ -61,6 +62,14 @@ class SalesAudit(Consumer):
         touched = {(s["store_id"], s["business_day"]) for s in sales}
         touched |= {(e["store_id"], e["business_day"]) for e in controls}
         touched |= days_of_sales(ctx.db, (str(p["sale_event_id"]) for p in payments))
+        # Payments without their sale count on the day they were made in; when the sale
+        # comes, that day must let go of them.
+        for chunk in _chunks([p["event_id"] for p in payments]):
+            marks = ", ".join("?" * len(chunk))
+            touched |= days_around_payments(ctx.db, f"p.event_id IN ({marks})", chunk)
+        for chunk in _chunks([s["event_id"] for s in sales]):
+            marks = ", ".join("?" * len(chunk))
+            touched |= days_around_payments(ctx.db, f"p.sale_event_id IN ({marks})", chunk)
         for store, day in sorted(touched):
             recompute(ctx.db, store, day, ctx.now, self.settings)
         days = days_to_check_for_silence(ctx.db, {day for _, day in touched}, self.settings)
@@ -141,6 +150,10 @@ class SalesAudit(Consumer):
             Route("/v1/audit/days/{store}/{day}", store_day, methods=["GET"]),
             Route("/v1/audit/flags/{flag}/ack", acknowledge, methods=["POST"]),
         ]
+
+
+def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
 def _day(text: str) -> date | None:

@@ -27,11 +27,13 @@ def recompute(
     audit = audit_day(facts, now, settings)
     db.execute(
         "INSERT INTO audit_days (store_id, business_day, utc_offset_minutes, events, tills, "
-        "tills_closed, closed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "tills_closed, closed_at, first_at, last_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (store_id, business_day) DO UPDATE SET "
         "utc_offset_minutes = excluded.utc_offset_minutes, events = excluded.events, "
         "tills = excluded.tills, tills_closed = excluded.tills_closed, "
-        "closed_at = excluded.closed_at, updated_at = excluded.updated_at",
+        "closed_at = excluded.closed_at, first_at = excluded.first_at, "
+        "last_at = excluded.last_at, updated_at = excluded.updated_at",
         (
             store_id,
             day.isoformat(),
@@ -40,6 +42,7 @@ def recompute(
             len(audit.tills),
             sum(1 for t in audit.tills if t.closed_at is not None),
             None if audit.closed_at is None else ts(audit.closed_at),
+            *((None, None) if facts.window is None else map(ts, facts.window)),
             ts(now),
         ),
     )

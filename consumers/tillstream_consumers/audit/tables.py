@@ -76,10 +76,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         tills              INTEGER NOT NULL,
         tills_closed       INTEGER NOT NULL,
         closed_at          TEXT,
+        first_at           TEXT,
+        last_at            TEXT,
         updated_at         TEXT NOT NULL,
         PRIMARY KEY (store_id, business_day)
     );
     CREATE INDEX IF NOT EXISTS audit_days_day ON audit_days (business_day);
+    CREATE INDEX IF NOT EXISTS audit_days_window ON audit_days (store_id, first_at);
+    CREATE INDEX IF NOT EXISTS audit_payments_time ON audit_payments (store_id, occurred_at);
     CREATE TABLE IF NOT EXISTS audit_flags (
         flag_id       TEXT PRIMARY KEY,
         store_id      TEXT NOT NULL,
