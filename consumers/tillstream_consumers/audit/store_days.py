@@ -9,6 +9,7 @@ deleted, so the trail of what an auditor saw stays.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 
@@ -18,11 +19,33 @@ from tillstream_consumers.audit.facts import load_store_day, ts
 from tillstream_consumers.runtime.api import MONEY_SCALE, to_units
 from tillstream_consumers.runtime.db import Database
 
+_STORE_DAY_LOCK = 0x7111_A0D1
+_CHAIN_DAY_LOCK = 0x7111_A0D2
+
+
+def lock(db: Database, space: int, key: str) -> None:
+    """Serialize the audits of one store-day (or one chain day) across instances.
+
+    Scaled out on PostgreSQL, two instances may apply events of one store-day at once (a
+    store's sales and till events are on different topics, whose partitions the group may
+    give to different instances). Each audits after storing its facts, under this lock held
+    to its commit, so the later one reads the earlier one's facts too: the last audit of a
+    store-day always sees all of them. Locks are taken in sorted order (store-days, then
+    days), so two batches never wait on each other in a circle. SQLite has one writer at a
+    time anyway."""
+    if db.dialect == "postgresql":
+        digest = zlib.crc32(key.encode()) - 2**31  # a signed 32-bit key
+        db.execute(
+            "SELECT pg_advisory_xact_lock(CAST(? AS INTEGER), CAST(? AS INTEGER))",
+            (space - 2**31, digest),
+        )
+
 
 def recompute(
     db: Database, store_id: str, day: date, now: datetime, settings: Settings
 ) -> DayAudit:
     """Audit one store-day from its facts and store the result."""
+    lock(db, _STORE_DAY_LOCK, f"{store_id}\x1f{day.isoformat()}")
     facts = load_store_day(db, store_id, day)
     audit = audit_day(facts, now, settings)
     db.execute(
@@ -55,6 +78,7 @@ def recompute_silent(db: Database, day: date, now: datetime, settings: Settings)
     nothing for it. Only for a day some store traded on: the chain's calendar is what its
     stores do, so a day nobody traded (a holiday) flags nobody."""
     key = day.isoformat()
+    lock(db, _CHAIN_DAY_LOCK, key)
     if db.fetchone("SELECT 1 FROM audit_days WHERE business_day = ? AND events > 0", (key,)):
         since = (day - timedelta(days=settings.audit_silent_days)).isoformat()
         expected = {
