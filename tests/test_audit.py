@@ -495,3 +495,54 @@ def test_a_payment_whose_sale_never_came_counts_in_the_drawer_until_the_sale_doe
     assert open_flags(harness.db) == flags
     harness.apply_events(*lost)  # backfilled
     assert open_flags(harness.db) == set()
+
+
+# -- the auditor's page -------------------------------------------------------------------
+
+
+async def test_the_auditors_page_shows_the_chain_and_takes_an_acknowledgement(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    chain = ChainDay("H")
+    harness = audited(url, chain.events())
+
+    async def query(fn: Callable[[Database], Any]) -> Any:
+        return fn(harness.db)
+
+    app = Starlette(routes=SalesAudit(SETTINGS).routes(query))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://audit") as client:
+        page = await client.get("/")
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        for store, status in zip(
+            chain.stores,
+            ["closed-balanced", "closed-unbalanced", "closed-unbalanced", "silent"],
+            strict=True,
+        ):
+            assert f'href="/audit/{store}/{DAY.isoformat()}">{store}</a>' in page.text
+            assert f'<span class="status {status}">{status}</span>' in page.text
+        s3 = chain.stores[2]
+        detail = await client.get(f"/audit/{s3}/{DAY.isoformat()}")
+        assert detail.status_code == 200
+        assert "short by 20.00" in detail.text and 'class="num short">-20.00<' in detail.text
+        flags = queries.flags(harness.db, s3, DAY.isoformat())
+        late = next(f for f in flags if f["kind"] == "late_event")
+        (event,) = late["events"]
+        assert f'href="#event-{event}"' in detail.text and f'id="event-{event}"' in detail.text
+        form = {"flag": late["flag_id"], "note": "sold after close <ok>", "by": "erin"}
+        foreign = await client.post(
+            f"/audit/{s3}/{DAY.isoformat()}/ack", data=form, headers={"Origin": "http://evil"}
+        )
+        assert foreign.status_code == 403
+        posted = await client.post(
+            f"/audit/{s3}/{DAY.isoformat()}/ack", data=form, headers={"Origin": "http://audit"}
+        )
+        assert posted.status_code == 303
+        assert posted.headers["location"] == f"/audit/{s3}/{DAY.isoformat()}#flag-{late['flag_id']}"
+        after = await client.get(f"/audit/{s3}/{DAY.isoformat()}")
+        assert "acknowledged by erin" in after.text
+        assert "sold after close &lt;ok&gt;" in after.text  # escaped
+        empty = await client.post(f"/audit/{s3}/{DAY.isoformat()}/ack", data={**form, "note": ""})
+        assert empty.status_code == 400 and "needs a note" in empty.text
+        assert (await client.get(f"/audit/{s3}/2020-01-01")).status_code == 404

@@ -296,6 +296,7 @@ def _numbering(facts: StoreDayFacts) -> list[Flag]:
             numbered[(c.terminal_id, c.number)][c.content].append(c.event_id)
     flags: list[Flag] = []
     series: dict[tuple[str, str], dict[int, int]] = defaultdict(dict)
+    holders: dict[tuple[str, str, int], tuple[str, ...]] = {}
     for (terminal, number), contents in sorted(numbered.items()):
         ids = tuple(sorted(i for found in contents.values() for i in found))
         if len(contents) > 1:
@@ -323,6 +324,7 @@ def _numbering(facts: StoreDayFacts) -> list[Flag]:
         match = _NUMBER.fullmatch(number)
         if match is not None:
             series[(terminal, match[1])][int(match[2])] = len(match[2])
+            holders[(terminal, match[1], int(match[2]))] = ids
     for (terminal, prefix), numbers in sorted(series.items()):
         ordered = sorted(numbers)
         for low, high in itertools.pairwise(ordered):
@@ -343,6 +345,7 @@ def _numbering(facts: StoreDayFacts) -> list[Flag]:
                         if missing == 1
                         else f"numbers {first} to {last} ({missing}) never reached head office"
                     ),
+                    events=(*holders[(terminal, prefix, low)], *holders[(terminal, prefix, high)]),
                 )
             )
     return flags

@@ -220,3 +220,46 @@ def acknowledge(db: Database, flag: str, note: str, by: str, now: datetime) -> d
             (ack["ack_id"], flag, note, by, ack["at"]),
         )
     return ack
+
+
+def events(db: Database, ids: list[str]) -> list[dict[str, Any]]:
+    """The facts behind flags (sales, payments, till events), by event id, in time order."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    for chunk in [ids[i : i + 500] for i in range(0, len(ids), 500)]:
+        marks = ", ".join("?" * len(chunk))
+        for event_id, terminal, number, at, offset, net in db.fetchall(
+            "SELECT event_id, terminal_id, number, occurred_at, utc_offset_minutes, net_amount "
+            f"FROM audit_transactions WHERE event_id IN ({marks})",
+            chunk,
+        ):
+            found.append(
+                (at, _event(event_id, "sale", terminal, f"receipt {number}", at, offset, net))
+            )
+        for event_id, terminal, kind, number, at, offset in db.fetchall(
+            "SELECT event_id, terminal_id, kind, number, occurred_at, utc_offset_minutes "
+            f"FROM audit_controls WHERE event_id IN ({marks})",
+            chunk,
+        ):
+            what = f"{kind} {number}" if number else str(kind)
+            found.append((at, _event(event_id, "till event", terminal, what, at, offset, None)))
+        for event_id, terminal, method, status, amount, at, sale in db.fetchall(
+            "SELECT event_id, terminal_id, method, status, amount, occurred_at, sale_event_id "
+            f"FROM audit_payments WHERE event_id IN ({marks})",
+            chunk,
+        ):
+            what = f"{method} {status} for sale {sale}"
+            found.append((at, _event(event_id, "payment", terminal, what, at, 0, amount)))
+    return [e for _, e in sorted(found, key=lambda x: (x[0], x[1]["event_id"]))]
+
+
+def _event(
+    event_id: str, kind: str, terminal: str, what: str, at: str, offset: int, amount: int | None
+) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "type": kind,
+        "terminal_id": terminal,
+        "what": what,
+        "at": local_iso(parse_ts(at), int(offset)),
+        "amount": None if amount is None else str(money(int(amount))),
+    }

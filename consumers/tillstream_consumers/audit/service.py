@@ -27,6 +27,7 @@ from tillstream_consumers.audit.facts import (
     store_payments,
     store_sales,
 )
+from tillstream_consumers.audit.page import page_routes
 from tillstream_consumers.audit.store_days import (
     days_to_check_for_silence,
     recompute,
@@ -146,6 +147,7 @@ class SalesAudit(Consumer):
             return JSONResponse(ack, status_code=201)
 
         return [
+            *page_routes(query, settings),
             Route("/v1/audit/days", days, methods=["GET"]),
             Route("/v1/audit/days/{store}/{day}", store_day, methods=["GET"]),
             Route("/v1/audit/flags/{flag}/ack", acknowledge, methods=["POST"]),
