@@ -351,6 +351,10 @@ async def test_tillstream_consume_audit_finds_the_planted_faults(
         s4 = chain.stores[3]
         detail = httpx.get(f"{base}/v1/audit/days/{s4}/{DAY.isoformat()}").json()
         assert detail["status"] == "silent"
+        series = f'tillstream_audit_flags{{kind="silent_store",store="{s4}"}} 1.0'
+        await wait_until(
+            lambda: series in httpx.get(f"{base}/metrics").text, what="the silent store's gauge"
+        )
         await publish(kafka_topics, codec, chain.missing)
         await wait_until(
             lambda: found() == {f for f in chain.planted() if f[1] != "receipt_gap"},
@@ -546,3 +550,28 @@ async def test_the_auditors_page_shows_the_chain_and_takes_an_acknowledgement(
         empty = await client.post(f"/audit/{s3}/{DAY.isoformat()}/ack", data={**form, "note": ""})
         assert empty.status_code == 400 and "needs a note" in empty.text
         assert (await client.get(f"/audit/{s3}/2020-01-01")).status_code == 404
+
+
+def test_the_gauges_count_open_flags_until_acknowledged(db_url: str) -> None:
+    from prometheus_client import REGISTRY
+
+    chain = ChainDay("G")
+    service = SalesAudit(SETTINGS)
+    harness = ConsumerHarness(service, db_url)
+    harness.apply_events(*chain.events())
+    service.refresh(harness.db)
+    s3 = chain.stores[2]
+
+    def value(kind: str) -> float | None:
+        return REGISTRY.get_sample_value("tillstream_audit_flags", {"kind": kind, "store": s3})
+
+    assert value("over_short") == 1 and value("till_not_closed") == 1
+    flag = next(
+        f for f in queries.flags(harness.db, s3, DAY.isoformat()) if f["kind"] == "over_short"
+    )
+    queries.acknowledge(harness.db, flag["flag_id"], "deducted", "frank", _now())
+    service.refresh(harness.db)
+    assert value("over_short") is None and value("till_not_closed") == 1
+    assert (
+        REGISTRY.get_sample_value("tillstream_audit_store_days", {"status": "silent"}) is not None
+    )

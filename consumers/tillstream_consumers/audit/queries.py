@@ -72,9 +72,15 @@ def latest_day(db: Database) -> str | None:
     return None if row is None or row[0] is None else str(row[0])
 
 
-def store_days(db: Database, day: str | None = None, store: str | None = None) -> list[DaySummary]:
-    """Store-days with their status and open flags (of ``day``, of ``store``, or both)."""
+def store_days(
+    db: Database, day: str | None = None, store: str | None = None, *, since: str | None = None
+) -> list[DaySummary]:
+    """Store-days with their status and open flags (of ``day``, of ``store``, from ``since``
+    on, or any of them together)."""
     where, params = [], []
+    if since is not None:
+        where.append("d.business_day >= ?")
+        params.append(since)
     if day is not None:
         where.append("d.business_day = ?")
         params.append(day)

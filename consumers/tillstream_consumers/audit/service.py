@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from tillstream.core.events import Payment, Sale, TillEvent
 from tillstream.core.topics import PAYMENTS, SALES, TILL_EVENTS
-from tillstream_consumers.audit import queries
+from tillstream_consumers.audit import gauges, queries
 from tillstream_consumers.audit.checks import DAY_NOT_CLOSED, day_end
 from tillstream_consumers.audit.facts import (
     days_around_payments,
@@ -78,8 +78,11 @@ class SalesAudit(Consumer):
             recompute_silent(ctx.db, day, ctx.now, self.settings)
 
     def refresh(self, db: Database) -> None:
-        """Flag the days (and their tills) that never closed once their grace has passed."""
-        self.flag_overdue(db, datetime.now(UTC))
+        """Flag the days (and their tills) that never closed once their grace has passed,
+        and bring the gauges up to date."""
+        now = datetime.now(UTC)
+        self.flag_overdue(db, now)
+        gauges.publish(db, now.date(), self.settings.audit_silent_days)
 
     def flag_overdue(self, db: Database, now: datetime) -> int:
         """Re-audit the recent store-days that are not closed and became overdue by ``now``

@@ -102,6 +102,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     );
     CREATE INDEX IF NOT EXISTS audit_flags_day ON audit_flags (store_id, business_day);
     CREATE INDEX IF NOT EXISTS audit_flags_by_day ON audit_flags (business_day, kind);
+    CREATE INDEX IF NOT EXISTS audit_flags_open ON audit_flags (is_open, kind);
     CREATE TABLE IF NOT EXISTS audit_acks (
         ack_id   TEXT PRIMARY KEY,
         flag_id  TEXT NOT NULL,
