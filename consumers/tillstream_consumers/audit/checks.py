@@ -141,7 +141,7 @@ def audit_day(facts: StoreDayFacts, now: datetime, settings: Settings) -> DayAud
     closed_at = _closed_at(facts.controls)
     due = overdue or closed_at is not None
     flags: list[Flag] = []
-    late = {e for e in _activity(facts) if closed_at is not None and e[0] > closed_at}
+    late = set(_late(facts, closed_at))
     flags += [
         Flag(LATE_EVENT, terminal, f"{terminal} {label}", message, events=(event_id,))
         for _, terminal, label, event_id, message in sorted(late)
@@ -239,16 +239,22 @@ def _label(number: str | None, event_id: str, what: str) -> str:
     return f"{what} {number}" if number else f"{what} {event_id}"
 
 
-def _activity(facts: StoreDayFacts) -> list[tuple[datetime, str, str, str, str]]:
-    """(time, till, label, event id, message) of every event about a till (not the day)."""
+def _late(
+    facts: StoreDayFacts, closed_at: datetime | None
+) -> list[tuple[datetime, str, str, str, str]]:
+    """(time, till, label, event id, message) of each event about a till (not the day) after
+    the store-day's close."""
+    if closed_at is None:
+        return []
     out = [
         (t.occurred_at, t.terminal_id, _label(t.number, t.event_id, "receipt"), t.event_id)
         for t in facts.transactions
+        if t.occurred_at > closed_at
     ]
     out += [
         (c.occurred_at, c.terminal_id, _label(c.number, c.event_id, c.kind), c.event_id)
         for c in facts.controls
-        if c.kind not in STORE_DAY_KINDS
+        if c.kind not in STORE_DAY_KINDS and c.occurred_at > closed_at
     ]
     return [
         (at, till, label, event_id, f"till {till}: {label} at {_local(at, facts)}, after the "

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from tillstream.core.events import Payment, Sale, TillEvent
@@ -77,7 +78,7 @@ class Tender:
         return sign * self.amount
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class StoreDayFacts:
     """Everything the audit knows of one store's business day."""
 
@@ -94,14 +95,14 @@ class StoreDayFacts:
     def events(self) -> int:
         return len(self.transactions) + len(self.controls)
 
-    @property
+    @cached_property
     def window(self) -> tuple[datetime, datetime] | None:
         """The first and last event of the day (sales and till events), or None."""
         times = [t.occurred_at for t in self.transactions]
         times += [c.occurred_at for c in self.controls]
         return (min(times), max(times)) if times else None
 
-    @property
+    @cached_property
     def utc_offset_minutes(self) -> int:
         """The store's offset: of its earliest event (0 with none)."""
         timed = [(t.occurred_at, t.event_id, t.utc_offset_minutes) for t in self.transactions]
