@@ -181,8 +181,11 @@ def audit_day(facts: StoreDayFacts, now: datetime, settings: Settings) -> DayAud
                     f"till {terminal} traded and was never settled (no TILL_CLOSE)",
                 )
             )
-        for t in transactions:
-            for flag in _transaction_flags(t, paid, facts.payments):
+        for t, copies, subject in _receipts(transactions):
+            got = sum((paid.get(c.event_id, _ZERO) for c in copies), _ZERO)
+            ids = {c.event_id for c in copies}
+            paying = sorted(p.event_id for p in facts.payments if p.sale_event_id in ids)
+            for flag in _transaction_flags(t, subject, got, paying):
                 if flag.kind == PAYMENT_MISMATCH and not _payments_due(t, sessions, due):
                     pending.append(t.event_id)  # its till trades on: payments may follow
                 else:
@@ -396,11 +399,32 @@ def _paid(payments: Iterable[Tender]) -> dict[str, Decimal]:
     return paid
 
 
+def _receipts(
+    transactions: Sequence[Transaction],
+) -> list[tuple[Transaction, list[Transaction], str]]:
+    """A till's receipts, copies (same number and content) taken as one: (the receipt, its
+    copies, the subject of its flags). The subject names the event too where one number
+    was used by different receipts, so their flags stay apart."""
+    copies: dict[tuple[str, str], list[Transaction]] = defaultdict(list)
+    for t in transactions:
+        copies[(t.number, t.content)].append(t)
+    contents: dict[str, int] = defaultdict(int)
+    for number, _ in copies:
+        contents[number] += 1
+    out = []
+    for (number, _), found in sorted(copies.items()):
+        first = min(found, key=lambda c: c.event_id)
+        subject = f"{first.terminal_id} {number}"
+        if contents[number] > 1:
+            subject += f" {first.event_id}"
+        out.append((first, found, subject))
+    return out
+
+
 def _transaction_flags(
-    t: Transaction, paid: dict[str, Decimal], payments: Sequence[Tender]
+    t: Transaction, subject: str, paid: Decimal, payment_ids: Sequence[str]
 ) -> list[Flag]:
     flags = []
-    subject = f"{t.terminal_id} {t.number}"
     if t.problems:
         flags.append(
             Flag(
@@ -411,17 +435,15 @@ def _transaction_flags(
                 events=(t.event_id,),
             )
         )
-    got = paid.get(t.event_id, _ZERO)
-    if got != t.net:
-        ids = (t.event_id, *sorted(p.event_id for p in payments if p.sale_event_id == t.event_id))
+    if paid != t.net:
         flags.append(
             Flag(
                 PAYMENT_MISMATCH,
                 t.terminal_id,
                 subject,
-                f"receipt {t.number}: payments come to {got}, the receipt's total is {t.net}",
-                amount=got - t.net,
-                events=ids,
+                f"receipt {t.number}: payments come to {paid}, the receipt's total is {t.net}",
+                amount=paid - t.net,
+                events=(t.event_id, *payment_ids),
             )
         )
     return flags
