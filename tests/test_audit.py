@@ -417,21 +417,24 @@ def test_totals_copies_missing_declarations_and_unclosed_days(db_url: str) -> No
     assert not any(f[1] == "payment_mismatch" for f in found if f[0] == "D-1")
 
 
-def test_an_overdue_day_is_flagged_without_a_new_event(db_url: str) -> None:
+def test_an_overdue_day_and_a_silent_store_are_flagged_without_a_new_event(db_url: str) -> None:
     today = datetime.now(UTC).date()
     sd = StoreDay("N-1", today)
     till = sd.till("T01", "op-1")
     till.open(local(today, 8))
     till.sell(local(today, 9), "CARD")
+    yesterday = clean_store_day("N-2", today - timedelta(days=1)).all_events()
     service = SalesAudit(SETTINGS)
     harness = ConsumerHarness(service, db_url)
-    harness.apply_events(*sd.all_events())
-    assert open_flags(harness.db) == set()  # trading: nothing to say yet
+    harness.apply_events(*yesterday, *sd.all_events())
+    # Trading: nothing to say yet, not even of N-2, which traded yesterday and not yet today.
+    assert open_flags(harness.db) == set()
     later = day_end(today, 60) + timedelta(hours=SETTINGS.audit_close_grace_hours, minutes=1)
     assert service.flag_overdue(harness.db, later) == 1
     assert open_flags(harness.db) == {
         ("N-1", "day_not_closed", "day"),
         ("N-1", "till_not_closed", "T01"),
+        ("N-2", "silent_store", "N-2"),
     }
     assert service.flag_overdue(harness.db, later) == 0  # flagged once
 

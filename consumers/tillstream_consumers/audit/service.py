@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from tillstream.core.events import Payment, Sale, TillEvent
+from tillstream.core.settings import Settings
 from tillstream.core.topics import PAYMENTS, SALES, TILL_EVENTS
 from tillstream_consumers.audit import gauges, queries
 from tillstream_consumers.audit.checks import DAY_NOT_CLOSED, day_end
@@ -32,6 +33,7 @@ from tillstream_consumers.audit.store_days import (
     days_to_check_for_silence,
     recompute,
     recompute_silent,
+    silence_due,
 )
 from tillstream_consumers.audit.tables import COMPONENT, MIGRATIONS
 from tillstream_consumers.runtime.api import Consumer, Context, Query, Record
@@ -45,6 +47,10 @@ class SalesAudit(Consumer):
     name = COMPONENT
     topics = (SALES.name, PAYMENTS.name, TILL_EVENTS.name)
     migrations = MIGRATIONS
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        super().__init__(settings)
+        self._silence_checked: set[date] = set()
 
     def apply(self, ctx: Context, records: list[Record]) -> None:
         sales: list[Sale] = []
@@ -103,6 +109,20 @@ class SalesAudit(Consumer):
         for store, day in due:
             with db.transaction():
                 recompute(db, store, day, now, self.settings)
+        # Silent stores show once a day is over: each recent day once it is, per process.
+        days = [
+            date.fromisoformat(str(d))
+            for (d,) in db.fetchall(
+                "SELECT DISTINCT business_day FROM audit_days WHERE business_day >= ? "
+                "AND events > 0",
+                (since,),
+            )
+        ]
+        for day in sorted(set(days) - self._silence_checked):
+            if silence_due(db, day, now, self.settings):
+                with db.transaction():
+                    recompute_silent(db, day, now, self.settings)
+                self._silence_checked.add(day)
         return len(due)
 
     def routes(self, query: Query) -> list[BaseRoute]:

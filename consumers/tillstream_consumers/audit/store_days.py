@@ -14,7 +14,14 @@ from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 
 from tillstream.core.settings import Settings
-from tillstream_consumers.audit.checks import SILENT_STORE, DayAudit, Flag, audit_day, flag_id
+from tillstream_consumers.audit.checks import (
+    SILENT_STORE,
+    DayAudit,
+    Flag,
+    audit_day,
+    day_end,
+    flag_id,
+)
 from tillstream_consumers.audit.facts import load_store_day, ts
 from tillstream_consumers.runtime.api import MONEY_SCALE, to_units
 from tillstream_consumers.runtime.db import Database
@@ -73,13 +80,27 @@ def recompute(
     return audit
 
 
+def silence_due(db: Database, day: date, now: datetime, settings: Settings) -> bool:
+    """Whether ``day`` is over across the chain (its last store's local midnight plus the
+    close grace has passed), so a store without events for it was silent all day."""
+    row = db.fetchone(
+        "SELECT MIN(utc_offset_minutes) FROM audit_days WHERE business_day = ? AND events > 0",
+        (day.isoformat(),),
+    )
+    if row is None or row[0] is None:
+        return False  # nobody traded: not a trading day
+    grace = timedelta(hours=settings.audit_close_grace_hours)
+    return now >= day_end(day, int(row[0])) + grace
+
+
 def recompute_silent(db: Database, day: date, now: datetime, settings: Settings) -> None:
     """Flag the stores that traded in the ``audit_silent_days`` before ``day`` and sent
-    nothing for it. Only for a day some store traded on: the chain's calendar is what its
-    stores do, so a day nobody traded (a holiday) flags nobody."""
+    nothing for it, once the day is over (:func:`silence_due`). Only for a day some store
+    traded on: the chain's calendar is what its stores do, so a day nobody traded (a
+    holiday) flags nobody."""
     key = day.isoformat()
     lock(db, _CHAIN_DAY_LOCK, key)
-    if db.fetchone("SELECT 1 FROM audit_days WHERE business_day = ? AND events > 0", (key,)):
+    if silence_due(db, day, now, settings):
         since = (day - timedelta(days=settings.audit_silent_days)).isoformat()
         expected = {
             str(s)
