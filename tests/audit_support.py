@@ -112,9 +112,11 @@ class Till:
         self.control("PICKUP", at, {"CASH": amount})
         self.cash -= amount
 
-    def close(self, at: datetime, *, short: Decimal = Decimal(0)) -> None:
+    def close(self, at: datetime, *, short: Decimal = Decimal(0), totals: bool = False) -> None:
+        """Count (``short`` missing from the drawer), settle (with the till's own cash total
+        if ``totals``) and sign off."""
         self.control("TENDER_DECLARATION", at, {"CASH": self.cash - short})
-        self.control("TILL_CLOSE", at)
+        self.control("TILL_CLOSE", at, {"CASH": self.cash} if totals else None)
         self.control("SIGN_OFF", at)
 
 
@@ -156,7 +158,7 @@ class StoreDay:
         return self.events + [e for till in self.tills for e in till.events]
 
 
-def clean_store_day(store: str, day: date, tills: int = 2) -> StoreDay:
+def clean_store_day(store: str, day: date, tills: int = 2, *, totals: bool = False) -> StoreDay:
     """A day that balances: every till signs on, sells for cash and card, takes a pickup,
     declares exactly what it holds and settles; the store opens and closes its day."""
     sd = StoreDay(store, day)
@@ -168,6 +170,6 @@ def clean_store_day(store: str, day: date, tills: int = 2) -> StoreDay:
             till.sell(local(day, 9 + i, 10 * n), "CASH" if i % 2 == 0 else "CARD")
         till.pickup(local(day, 14), Decimal("20.00"))
         till.sell(local(day, 15), "CASH")
-        till.close(local(day, 20))
+        till.close(local(day, 20), totals=totals)
     sd.store_event("STORE_DAY_CLOSE", local(day, 21))
     return sd

@@ -594,3 +594,25 @@ def test_two_receipts_under_one_number_keep_their_own_flags(db_url: str) -> None
         ("U-1", "duplicate_number", f"T01 {number}"),
         *(("U-1", "payment_mismatch", f"T01 {number} {i}") for i in ids),
     }
+
+
+def test_the_tills_own_totals_show_a_pickup_that_never_arrived(db_url: str) -> None:
+    clean = clean_store_day("Z-1", DAY, totals=True)
+    lossy = clean_store_day("Z-2", DAY, totals=True)
+    till = lossy.tills[0]
+    pickup = next(e for e in till.events if e[0] == "till_event" and e[1]["kind"] == "PICKUP")
+    till.events.remove(pickup)
+    harness = audited(db_url, clean.all_events(), lossy.all_events())
+    assert open_flags(harness.db) == {
+        ("Z-2", "receipt_gap", f"T01 {pickup[1]['sequence_number']}"),
+        ("Z-2", "till_totals_mismatch", "T01 CASH"),
+        ("Z-2", "over_short", "T01 CASH"),  # the drawer lacks what head office thinks is in it
+    }
+    amounts = dict(
+        harness.db.fetchall(
+            "SELECT kind, amount FROM audit_flags WHERE store_id = 'Z-2' AND is_open = 1 "
+            "AND amount IS NOT NULL"
+        )
+    )
+    assert Decimal(amounts["till_totals_mismatch"]).scaleb(-4) == Decimal("20.00")
+    assert Decimal(amounts["over_short"]).scaleb(-4) == Decimal("-20.00")

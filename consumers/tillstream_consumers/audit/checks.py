@@ -36,6 +36,7 @@ DAY_NOT_CLOSED = "day_not_closed"
 TOTALS_MISMATCH = "totals_mismatch"
 PAYMENT_MISMATCH = "payment_mismatch"
 PAYMENT_WITHOUT_SALE = "payment_without_sale"
+TILL_TOTALS_MISMATCH = "till_totals_mismatch"
 OVER_SHORT = "over_short"
 NO_DECLARATION = "no_declaration"
 SILENT_STORE = "silent_store"
@@ -51,6 +52,7 @@ KINDS: tuple[str, ...] = (
     TOTALS_MISMATCH,
     PAYMENT_MISMATCH,
     PAYMENT_WITHOUT_SALE,
+    TILL_TOTALS_MISMATCH,
     OVER_SHORT,
     NO_DECLARATION,
     SILENT_STORE,
@@ -192,6 +194,7 @@ def audit_day(facts: StoreDayFacts, now: datetime, settings: Settings) -> DayAud
                     flags.append(flag)
         orphans = [p for p in facts.orphans if p.terminal_id == terminal]
         flags += _orphan_flags(terminal, orphans, sessions, due)
+        flags += _till_totals(terminal, controls, [*facts.payments, *orphans])
         till_balances, balance_flags = _balance(
             terminal, controls, [*facts.payments, *orphans], settled, settings
         )
@@ -449,6 +452,53 @@ def _transaction_flags(
     return flags
 
 
+def _expected(
+    terminal: str, controls: Sequence[Control], payments: Sequence[Tender], cutoff: datetime
+) -> dict[str, Decimal]:
+    """What the till should hold of each tender at ``cutoff``, from the events head office
+    has: float + taken - refunded - pickups + loans + paid in - paid out."""
+    expected: dict[str, Decimal] = defaultdict(Decimal)
+    for c in controls:
+        if c.occurred_at > cutoff:
+            continue
+        sign = 1 if c.kind in MONEY_IN else -1 if c.kind in MONEY_OUT else 0
+        for tender, amount in c.amounts:
+            expected[tender] += sign * amount
+    for p in payments:
+        if p.terminal_id == terminal and p.occurred_at <= cutoff:
+            expected[p.method] += p.signed
+    return expected
+
+
+def _till_totals(
+    terminal: str, controls: Sequence[Control], payments: Sequence[Tender]
+) -> list[Flag]:
+    """The till's own totals at its settlement (a TILL_CLOSE with amounts) against what its
+    events at head office add up to: a difference means money events or payments the till
+    made never arrived (or arrived twice)."""
+    closes = sorted(
+        (c for c in controls if c.kind == "TILL_CLOSE" and c.amounts),
+        key=lambda c: (c.occurred_at, c.event_id),
+    )
+    if not closes:
+        return []
+    close = closes[-1]
+    ours = _expected(terminal, controls, payments, close.occurred_at)
+    return [
+        Flag(
+            TILL_TOTALS_MISMATCH,
+            terminal,
+            f"{terminal} {tender}",
+            f"till {terminal}, {tender}: the till's own total at settlement is {theirs}, its "
+            f"events at head office add up to {ours[tender]}",
+            amount=ours[tender] - theirs,
+            events=(close.event_id,),
+        )
+        for tender, theirs in sorted(close.amounts)
+        if ours[tender] != theirs
+    ]
+
+
 def _balance(
     terminal: str,
     controls: Sequence[Control],
@@ -474,16 +524,7 @@ def _balance(
         ]
     declaration = declarations[-1]
     cutoff = declaration.occurred_at
-    expected: dict[str, Decimal] = defaultdict(Decimal)
-    for c in controls:
-        if c.occurred_at > cutoff:
-            continue
-        sign = 1 if c.kind in MONEY_IN else -1 if c.kind in MONEY_OUT else 0
-        for tender, amount in c.amounts:
-            expected[tender] += sign * amount
-    for p in payments:
-        if p.terminal_id == terminal and p.occurred_at <= cutoff:
-            expected[p.method] += p.signed
+    expected = _expected(terminal, controls, payments, cutoff)
     operator = declaration.operator_id or next(
         (
             c.operator_id
