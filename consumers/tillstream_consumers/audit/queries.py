@@ -20,8 +20,9 @@ from decimal import Decimal
 from typing import Any
 
 from tillstream.core.settings import Settings
-from tillstream_consumers.audit.checks import KINDS, audit_day
+from tillstream_consumers.audit.checks import audit_day
 from tillstream_consumers.audit.facts import load_store_day, local_iso, money, parse_ts, ts
+from tillstream_consumers.audit.flags import KINDS
 from tillstream_consumers.runtime.db import Database
 
 STATUSES = ("silent", "open", "closing", "closed-balanced", "closed-unbalanced")

@@ -20,7 +20,7 @@ from tillstream.core.events import Payment, Sale, TillEvent
 from tillstream.core.settings import Settings
 from tillstream.core.topics import PAYMENTS, SALES, TILL_EVENTS
 from tillstream_consumers.audit import gauges, queries
-from tillstream_consumers.audit.checks import DAY_NOT_CLOSED, day_end
+from tillstream_consumers.audit.checks import day_end
 from tillstream_consumers.audit.facts import (
     days_around_payments,
     days_of_sales,
@@ -28,6 +28,7 @@ from tillstream_consumers.audit.facts import (
     store_payments,
     store_sales,
 )
+from tillstream_consumers.audit.flags import DAY_NOT_CLOSED
 from tillstream_consumers.audit.page import page_routes
 from tillstream_consumers.audit.store_days import (
     days_to_check_for_silence,

@@ -14,15 +14,9 @@ from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 
 from tillstream.core.settings import Settings
-from tillstream_consumers.audit.checks import (
-    SILENT_STORE,
-    DayAudit,
-    Flag,
-    audit_day,
-    day_end,
-    flag_id,
-)
+from tillstream_consumers.audit.checks import DayAudit, audit_day, day_end
 from tillstream_consumers.audit.facts import load_store_day, ts
+from tillstream_consumers.audit.flags import SILENT_STORE, Flag, flag_id
 from tillstream_consumers.runtime.api import MONEY_SCALE, to_units
 from tillstream_consumers.runtime.db import Database
 
