@@ -616,3 +616,21 @@ def test_the_tills_own_totals_show_a_pickup_that_never_arrived(db_url: str) -> N
     )
     assert Decimal(amounts["till_totals_mismatch"]).scaleb(-4) == Decimal("20.00")
     assert Decimal(amounts["over_short"]).scaleb(-4) == Decimal("-20.00")
+
+
+def test_a_batch_touching_many_store_days_is_audited_on_the_next_refresh(db_url: str) -> None:
+    chain = ChainDay("Y")
+
+    class Deferring(SalesAudit):
+        inline_store_days = 0  # every batch leaves its store-days to settle
+
+    service = Deferring(SETTINGS)
+    harness = ConsumerHarness(service, db_url)
+    harness.apply_events(*chain.events())
+    assert open_flags(harness.db) == set()  # not audited yet
+    assert service.settle(harness.db, _now()) == len(chain.stores) * 2 - 1  # S4: no events today
+    assert open_flags(harness.db) == chain.planted()
+    assert harness.db.fetchall("SELECT * FROM audit_dirty") == []
+    harness.apply_events(*chain.missing)
+    service.refresh(harness.db)  # what the running service does every couple of seconds
+    assert open_flags(harness.db) == {f for f in chain.planted() if f[1] != "receipt_gap"}

@@ -10,7 +10,7 @@ arrived in, and a receipt backfilled days later closes its gap by itself.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -32,8 +32,10 @@ from tillstream_consumers.audit.flags import DAY_NOT_CLOSED
 from tillstream_consumers.audit.page import page_routes
 from tillstream_consumers.audit.store_days import (
     days_to_check_for_silence,
+    mark_dirty,
     recompute,
     recompute_silent,
+    settle,
     silence_due,
 )
 from tillstream_consumers.audit.tables import COMPONENT, MIGRATIONS
@@ -44,10 +46,19 @@ RECENT_DAYS = 14
 """How far back ``refresh`` looks for days that became overdue without any new event."""
 
 
+SETTLE_PER_REFRESH = 200
+"""Store-days audited per transaction when settling the ones batches left dirty."""
+
+
 class SalesAudit(Consumer):
     name = COMPONENT
     topics = (SALES.name, PAYMENTS.name, TILL_EVENTS.name)
     migrations = MIGRATIONS
+    inline_store_days: ClassVar[int] = 16
+    """A batch that touches at most this many store-days audits them at once (flags within
+    the batch's commit); one that touches more (catching up, a rebuild) marks them dirty
+    and the service audits each once on its next refresh, a couple of seconds later,
+    instead of once per batch."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         super().__init__(settings)
@@ -78,16 +89,31 @@ class SalesAudit(Consumer):
         for chunk in _chunks([s["event_id"] for s in sales]):
             marks = ", ".join("?" * len(chunk))
             touched |= days_around_payments(ctx.db, f"p.sale_event_id IN ({marks})", chunk)
+        if len(touched) > self.inline_store_days:  # catching up: audit them once, soon
+            mark_dirty(ctx.db, touched)
+            return
         for store, day in sorted(touched):
             recompute(ctx.db, store, day, ctx.now, self.settings)
         days = days_to_check_for_silence(ctx.db, {day for _, day in touched}, self.settings)
         for day in sorted(days):
             recompute_silent(ctx.db, day, ctx.now, self.settings)
 
+    def settle(self, db: Database, now: datetime) -> int:
+        """Audit the store-days batches left dirty, :data:`SETTLE_PER_REFRESH` at a time,
+        each lot in one transaction; returns how many."""
+        done = 0
+        while True:
+            with db.transaction():
+                n = settle(db, now, self.settings, SETTLE_PER_REFRESH)
+            done += n
+            if n < SETTLE_PER_REFRESH:
+                return done
+
     def refresh(self, db: Database) -> None:
         """Flag the days (and their tills) that never closed once their grace has passed,
         and bring the gauges up to date."""
         now = datetime.now(UTC)
+        self.settle(db, now)
         self.flag_overdue(db, now)
         gauges.publish(db, now.date(), self.settings.audit_silent_days)
 

@@ -9,6 +9,7 @@ deleted, so the trail of what an auditor saw stays.
 from __future__ import annotations
 
 import json
+import uuid
 import zlib
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
@@ -217,3 +218,36 @@ def _write_flags(
             if existing.get(fid) != row
         ],
     )
+
+
+def mark_dirty(db: Database, store_days: Iterable[tuple[str, date]]) -> None:
+    """Leave store-days to :func:`settle`. Each mark gets a new token, so a settle that read
+    the facts before this batch's commit does not clear it (it clears only the token it saw)."""
+    token = uuid.uuid4().hex
+    db.insert_many(
+        "audit_dirty",
+        ("store_id", "business_day", "token"),
+        [(store, day.isoformat(), token) for store, day in sorted(set(store_days))],
+        "ON CONFLICT (store_id, business_day) DO UPDATE SET token = excluded.token",
+    )
+
+
+def settle(db: Database, now: datetime, settings: Settings, limit: int) -> int:
+    """Audit again up to ``limit`` store-days left dirty (oldest days first), then the silent
+    stores of their days; returns how many store-days."""
+    rows = db.fetchall(
+        "SELECT store_id, business_day, token FROM audit_dirty "
+        "ORDER BY business_day, store_id LIMIT ?",
+        (limit,),
+    )
+    days = set()
+    for store, day, _ in rows:
+        days.add(date.fromisoformat(str(day)))
+        recompute(db, str(store), date.fromisoformat(str(day)), now, settings)
+    db.executemany(
+        "DELETE FROM audit_dirty WHERE store_id = ? AND business_day = ? AND token = ?",
+        [(str(s), str(d), str(t)) for s, d, t in rows],
+    )
+    for day in sorted(days_to_check_for_silence(db, days, settings)):
+        recompute_silent(db, day, now, settings)
+    return len(rows)

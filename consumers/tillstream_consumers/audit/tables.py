@@ -4,7 +4,9 @@ Facts (``audit_transactions``, ``audit_controls``, ``audit_control_amounts``,
 ``audit_payments``) are what the tills reported, one row per event, never changed. What the
 audit concluded (``audit_days``, ``audit_flags``) is recomputed from the facts of a store-day
 whenever a batch touches it, so it does not depend on the order the events arrived in.
-``audit_acks`` is the auditors' trail. Money is integer ten-thousandths (``MONEY_SCALE``);
+``audit_acks`` is the auditors' trail; ``audit_dirty`` the store-days whose facts changed
+and wait to be audited again (a batch that touches many store-days leaves them to
+``SalesAudit.settle``). Money is integer ten-thousandths (``MONEY_SCALE``);
 days are ISO dates; times are fixed-width UTC text (``2026-03-02T09:00:00.000000Z``).
 """
 
@@ -110,6 +112,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         acked_by TEXT NOT NULL,
         acked_at TEXT NOT NULL
     );
-    CREATE INDEX IF NOT EXISTS audit_acks_flag ON audit_acks (flag_id)
+    CREATE INDEX IF NOT EXISTS audit_acks_flag ON audit_acks (flag_id);
+    CREATE TABLE IF NOT EXISTS audit_dirty (
+        store_id     TEXT NOT NULL,
+        business_day TEXT NOT NULL,
+        token        TEXT NOT NULL,
+        PRIMARY KEY (store_id, business_day)
+    )
     """,
 )
