@@ -98,22 +98,24 @@ class SalesAudit(Consumer):
         for day in sorted(days):
             recompute_silent(ctx.db, day, ctx.now, self.settings)
 
-    def settle(self, db: Database, now: datetime) -> int:
+    def settle(self, db: Database, now: datetime, *, lots: int | None = None) -> int:
         """Audit the store-days batches left dirty, :data:`SETTLE_PER_REFRESH` at a time,
-        each lot in one transaction; returns how many."""
+        each lot in one transaction, up to ``lots`` lots (all, without); returns how many."""
         done = 0
-        while True:
+        while lots is None or lots > 0:
             with db.transaction():
                 n = settle(db, now, self.settings, SETTLE_PER_REFRESH)
             done += n
+            lots = None if lots is None else lots - 1
             if n < SETTLE_PER_REFRESH:
-                return done
+                break
+        return done
 
     def refresh(self, db: Database) -> None:
         """Flag the days (and their tills) that never closed once their grace has passed,
         and bring the gauges up to date."""
         now = datetime.now(UTC)
-        self.settle(db, now)
+        self.settle(db, now, lots=1)  # one lot: consuming goes on between refreshes
         self.flag_overdue(db, now)
         gauges.publish(db, now.date(), self.settings.audit_silent_days)
 
