@@ -11,13 +11,11 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
@@ -28,6 +26,7 @@ from tillstream.core.schemas import SchemaSet
 from tillstream.core.settings import Settings
 from tillstream.dev.broker import LocalKafka, resolve_jars
 from tillstream.dev.ports import free_port
+from tillstream.dev.processes import Service, ServiceError
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -156,43 +155,25 @@ def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if build.returncode != 0:
             pytest.fail(f"building Apicurio Registry failed:\n{build.stdout}\n{build.stderr}")
     port = free_port()
-    log_path = tmp_path_factory.mktemp("registry") / "registry.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                "java",
-                "-Xmx384m",
-                "-Dquarkus.http.host=127.0.0.1",
-                f"-Dquarkus.http.port={port}",
-                "-jar",
-                str(runner),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=home,
-        )
+    registry = Service(
+        "registry",
+        ["-Xmx384m", "-Dquarkus.http.host=127.0.0.1", f"-Dquarkus.http.port={port}",
+         "-jar", str(runner)],
+        port,
+        tmp_path_factory.mktemp("registry") / "registry.log",
+        ready_path="/health/ready",
+        command=("java",),
+        cwd=home,
+        own_session=False,
+    ).start()  # fmt: skip
     try:
-        _wait_http(f"http://127.0.0.1:{port}/health/ready", proc, log_path)
-        yield f"http://127.0.0.1:{port}/apis/ccompat/v7"
-    finally:
-        proc.terminate()
-        proc.wait(30)
-
-
-def _wait_http(
-    url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 90
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"registry exited early:\n{log_path.read_text(errors='replace')[-3000:]}")
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"registry not ready within {timeout}s; log: {log_path}")
+            registry.wait_ready(90)
+        except ServiceError as exc:
+            pytest.fail(str(exc))
+        yield f"{registry.url}/apis/ccompat/v7"
+    finally:
+        registry.stop(30)
 
 
 @pytest.fixture

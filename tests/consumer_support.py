@@ -4,26 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from tillstream.core.codec import AvroCodec
 from tillstream.core.kafka import make_producer
 from tillstream.core.settings import Settings
 from tillstream.core.topics import EVENT_TOPICS, store_key
 from tillstream.dev.ports import free_port
+from tillstream.dev.processes import Service, run_tillstream
 from tillstream_consumers.runtime.api import Consumer
 from tillstream_consumers.runtime.db import Database
 from tillstream_consumers.runtime.runner import ConsumerService, RunnerConfig
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def publish(
@@ -81,6 +78,11 @@ async def wait_until(
         await asyncio.sleep(0.2)
 
 
+def cli(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``tillstream ARGS`` (``dlq show``, ``dlq replay``...) against the broker at ``bootstrap``."""
+    return run_tillstream(*args, env={"TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS": bootstrap}, timeout=120)
+
+
 def scalar(db_url: str, sql: str, params: tuple[Any, ...] = ()) -> Any:
     """One value from a fresh connection (what an operator would see); None while the
     consumer has not created its tables yet."""
@@ -96,67 +98,39 @@ def scalar(db_url: str, sql: str, params: tuple[Any, ...] = ()) -> Any:
     return None if row is None else row[0]
 
 
-@dataclass
-class ConsumerProcess:
-    """``tillstream consume`` as operators run it: a separate process."""
+class ConsumerProcess(Service):
+    """``tillstream consume`` as operators run it: a separate process; started means ready."""
 
-    spec: str
-    bootstrap: str
-    db_url: str
-    workdir: Path
-    env: dict[str, str] = field(default_factory=dict)
-    args: list[str] = field(default_factory=list)
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
+    def __init__(
+        self,
+        spec: str,
+        bootstrap: str,
+        db_url: str,
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        port: int | None = None,
+    ) -> None:
+        port = port or free_port()
+        self.workdir = workdir
+        super().__init__(
+            f"consumer {spec}",
+            ["consume", spec, "--db", db_url, *(args or [])],
+            port,
+            workdir / "consumer.log",
+            {
+                "TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "TILLSTREAM_CONSUMER_LISTEN": f"127.0.0.1:{port}",
+                **(env or {}),
+            },
+            cwd=ROOT,
+            own_session=False,
+        )
 
     def start(self, timeout: float = 60) -> ConsumerProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-        env.update(
-            TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
-            TILLSTREAM_CONSUMER_LISTEN=f"127.0.0.1:{self.port}",
-            **self.env,
-        )
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        log = (self.workdir / "consumer.log").open("ab")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tillstream",
-                "consume",
-                self.spec,
-                "--db",
-                self.db_url,
-                *self.args,
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parent.parent,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"consumer exited: {self.log()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"consumer not ready within {timeout}s: {self.log()[-3000:]}")
-
-    def log(self) -> str:
-        path = self.workdir / "consumer.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        super().start()
+        self.wait_ready(timeout)
+        return self
 
     def stop(self, timeout: float = 60) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+        return super().stop(timeout)

@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +13,7 @@ import httpx
 
 from tillstream.core.records import jsonable
 from tillstream.dev.ports import free_port
+from tillstream.dev.processes import Service
 from tillstream.dev.samples import sample_payment, sample_sale, sample_stock_movement
 
 
@@ -45,74 +40,44 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-@dataclass
-class EdgeProcess:
-    store: str
-    bootstrap: str
-    workdir: Path
-    extra_args: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-    """Extra TILLSTREAM_* settings of this edge."""
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
+class EdgeProcess(Service):
+    """``tillstream edge run`` for ``store`` as a process; started means answering
+    ``/healthz`` (an edge cut off from Kafka takes events but is not ready)."""
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def __init__(
+        self,
+        store: str,
+        bootstrap: str,
+        workdir: Path,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+    ) -> None:
+        port = port or free_port()
+        self.store, self.workdir = store, workdir
+        super().__init__(
+            f"edge {store}",
+            ["edge", "run", "--store", store, "--listen", f"127.0.0.1:{port}",
+             "--outbox", str(workdir / "outbox.db"), *(extra_args or [])],
+            port,
+            workdir / "edge.log",
+            {
+                "TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "TILLSTREAM_LOG_LEVEL": "INFO",
+                **(env or {}),  # extra TILLSTREAM_* settings of this edge
+            },
+            ready_path="/healthz",
+            own_session=False,
+        )  # fmt: skip
 
     @property
     def outbox(self) -> Path:
         return self.workdir / "outbox.db"
 
     def start(self, timeout: float = 30) -> EdgeProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-        env.update(TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS=self.bootstrap, TILLSTREAM_LOG_LEVEL="INFO")
-        env.update(self.env)
-        log = (self.workdir / "edge.log").open("ab")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tillstream",
-                "edge",
-                "run",
-                "--store",
-                self.store,
-                "--listen",
-                f"127.0.0.1:{self.port}",
-                "--outbox",
-                str(self.outbox),
-                *self.extra_args,
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"edge exited: {self.log()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"edge not up within {timeout}s: {self.log()[-3000:]}")
-
-    def log(self) -> str:
-        path = self.workdir / "edge.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def stop(self, timeout: float = 30) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        super().start()
+        self.wait_ready(timeout)
+        return self
 
     def metric(self, name: str, labels: str = "") -> float:
         """A metric's value from /metrics (sum over label sets matching ``labels``)."""

@@ -7,8 +7,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ import httpx
 import yaml
 
 from tillstream.dev.ports import free_port
+from tillstream.dev.processes import Service
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -189,18 +188,28 @@ def live_config(
     return config
 
 
-@dataclass
-class PrometheusProcess:
+class PrometheusProcess(Service):
     """``prometheus`` on a free loopback port with its own config and data directory."""
 
-    config: dict[str, Any]
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def __init__(self, config: dict[str, Any], workdir: Path, port: int | None = None) -> None:
+        port = port or free_port()
+        self.config, self.workdir = config, workdir
+        super().__init__(
+            "prometheus",
+            [
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--storage.tsdb.retention.time=1d",
+                "--log.level=warn",
+            ],
+            port,
+            workdir / "prometheus.log",
+            ready_path="/-/ready",
+            command=(tool("prometheus"),),
+            cwd=workdir,
+            own_session=False,
+        )
 
     def start(self, timeout: float = 60) -> PrometheusProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -214,44 +223,13 @@ class PrometheusProcess:
             check=False,
         )
         assert check.returncode == 0, f"generated config invalid:\n{check.stdout}{check.stderr}"
-        log = (self.workdir / "prometheus.log").open("ab")
-        self.proc = subprocess.Popen(
-            [
-                tool("prometheus"),
-                f"--config.file={config_file}",
-                f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--storage.tsdb.retention.time=1d",
-                "--log.level=warn",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.workdir,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited: {self.log()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"prometheus not ready within {timeout}s: {self.log()[-3000:]}")
-
-    def log(self) -> str:
-        path = self.workdir / "prometheus.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        super().start()
+        self.wait_ready(timeout)
+        return self
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        """SIGTERM, SIGKILL after 15 s (its data directory is the test's to throw away)."""
+        self.stop(15)
 
     def api(self, path: str, **params: str) -> dict[str, Any]:
         answer = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=10)

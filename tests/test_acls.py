@@ -31,6 +31,7 @@ from tillstream.core.topics import (
     STORE_TOPICS,
     TILL_EVENTS,
 )
+from tillstream.dev.processes import clean_environment
 from tillstream_consumers.runtime.loader import BUILTIN
 
 CLI = [sys.executable, "-m", "tillstream"]
@@ -136,7 +137,7 @@ def secure(request: pytest.FixtureRequest) -> SecureKafka:
 
 def acls_cli(secure: SecureKafka, user: str, *args: str) -> subprocess.CompletedProcess[str]:
     """``tillstream acls ...`` as ``user`` over SASL_SSL; Effects runs as group acl-reader."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
+    env = clean_environment()
     env.update(environment(secure.sasl_settings(user)), TILLSTREAM_TEST_GROUP=READER)
     return subprocess.run(
         [*CLI, "acls", *args], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT

@@ -18,27 +18,28 @@ from tillstream.core.kafka import make_producer
 from tillstream.core.settings import Settings
 from tillstream.core.topics import SALES, STOCK_MOVEMENTS, store_key
 from tillstream.dev.ports import free_port
+from tillstream.dev.processes import clean_environment, run_tillstream
 from tillstream.dev.samples import sample_sale, sample_stock_movement
 
 CLI = [sys.executable, "-m", "tillstream"]
 
 
 def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-    env["TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
-    env.update(extra)
-    return env
+    return clean_environment(
+        TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers, **extra
+    )
+
+
+def cli(settings: Settings, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """``tillstream ARGS`` against ``settings``' brokers (plus ``extra`` settings)."""
+    env = {"TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, **extra}
+    return run_tillstream(*args, env=env)
 
 
 def test_topics_create_is_idempotent(settings: Settings) -> None:
-    env = cli_env(settings, TILLSTREAM_TOPIC_PARTITIONS="3")
-    first = subprocess.run(
-        [*CLI, "topics", "create"], env=env, capture_output=True, text=True, timeout=60
-    )
+    first = cli(settings, "topics", "create", TILLSTREAM_TOPIC_PARTITIONS="3")
     assert first.returncode == 0, first.stderr
-    second = subprocess.run(
-        [*CLI, "topics", "create"], env=env, capture_output=True, text=True, timeout=60
-    )
+    second = cli(settings, "topics", "create", TILLSTREAM_TOPIC_PARTITIONS="3")
     assert second.returncode == 0, second.stderr
     for topic in (SALES.name, STOCK_MOVEMENTS.name):
         assert f"exists   {topic}" in second.stdout
@@ -62,12 +63,8 @@ async def test_tail_prints_decoded_events_as_json(settings: Settings, codec: Avr
     finally:
         await producer.stop()
 
-    result = subprocess.run(
-        [*CLI, "tail", STOCK_MOVEMENTS.name, "--from-beginning", "--json", "--idle-timeout", "3"],
-        env=cli_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = cli(
+        settings, "tail", STOCK_MOVEMENTS.name, "--from-beginning", "--json", "--idle-timeout", "3"
     )
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
@@ -79,35 +76,20 @@ async def test_tail_prints_decoded_events_as_json(settings: Settings, codec: Avr
     assert mine[0]["value"]["quantity"] == "24.000"  # decimals stay exact, as strings
     assert "error" in mine[-1] and "magic byte" in mine[-1]["error"]
 
-    limited = subprocess.run(
-        [*CLI, "tail", SALES.name, "--from-beginning", "--max", "1"],
-        env=cli_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    limited = cli(settings, "tail", SALES.name, "--from-beginning", "--max", "1")
     assert limited.returncode == 0, limited.stderr
     assert len(limited.stdout.splitlines()) == 1
     assert " sale {" in limited.stdout
 
 
 def test_tail_of_unknown_topic_is_a_clear_error(settings: Settings) -> None:
-    result = subprocess.run(
-        [*CLI, "tail", "no.such.topic", "--max", "1"],
-        env=cli_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = cli(settings, "tail", "no.such.topic", "--max", "1")
     assert result.returncode == 1
     assert "topic 'no.such.topic' does not exist" in result.stderr
 
 
 def test_bad_setting_is_reported_by_name(settings: Settings) -> None:
-    env = cli_env(settings, TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS="nohost")
-    result = subprocess.run(
-        [*CLI, "topics", "create"], env=env, capture_output=True, text=True, timeout=60
-    )
+    result = cli(settings, "topics", "create", TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS="nohost")
     assert result.returncode == 1
     assert "TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS" in result.stderr
     assert "Traceback" not in result.stderr
@@ -166,9 +148,7 @@ def test_dev_kafka_starts_and_stops_cleanly(kafka_libs: Path, tmp_path: Path) ->
 )
 def test_an_unreachable_broker_names_the_variable_to_set(command: list[str]) -> None:
     nowhere = f"127.0.0.1:{free_port()}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-    env["TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = nowhere
-    result = subprocess.run([*CLI, *command], env=env, capture_output=True, text=True, timeout=60)
+    result = run_tillstream(*command, env={"TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS": nowhere})
     assert result.returncode == 1
     assert f"no Kafka broker answers at {nowhere}: connection refused" in result.stderr
     assert "Set TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS to the brokers' host:port" in result.stderr
@@ -241,13 +221,7 @@ async def test_tail_max_with_idle_timeout_ends_with_what_it_had(
     settings: Settings, codec: AvroCodec
 ) -> None:
     topic = await _topic_with_sales(settings, codec, 2)
-    result = subprocess.run(
-        [*CLI, "tail", topic, "--from-beginning", "--max", "5", "--idle-timeout", "2"],
-        env=cli_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = cli(settings, "tail", topic, "--from-beginning", "--max", "5", "--idle-timeout", "2")
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 2
     assert "ends after 2 s without one" in result.stderr
@@ -264,12 +238,8 @@ def test_crm_erase_on_a_cluster_without_the_topic_says_so_at_once(
     broker.start()
     try:
         started = time.monotonic()
-        result = subprocess.run(
-            [*CLI, "crm", "erase", "C-NO-TOPIC"],
-            env=cli_env(Settings(kafka_bootstrap_servers=broker.bootstrap)),
-            capture_output=True,
-            text=True,
-            timeout=60,
+        result = cli(
+            Settings(kafka_bootstrap_servers=broker.bootstrap), "crm", "erase", "C-NO-TOPIC"
         )
         took = time.monotonic() - started
     finally:

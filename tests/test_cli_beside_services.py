@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -16,15 +17,26 @@ from tests.consumer_support import ConsumerProcess, publish
 from tillstream.core.codec import AvroCodec
 from tillstream.core.settings import Settings
 from tillstream.dev.ports import free_port
+from tillstream.dev.processes import run_tillstream
 from tillstream.dev.samples import sample_payment, sample_sale, sample_stock_movement
 
-CLI = [sys.executable, "-m", "tillstream"]
+
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return run_tillstream(*args, env=env)
 
 
-def _cli(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-    env.update(extra)
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=60)
+@contextlib.contextmanager
+def _service(kind: str, settings: Settings, url: str, tmp_path: Path) -> Iterator[ConsumerProcess]:
+    """The ``kind`` consumer service on ``url``, in a fresh consumer group, ready; at the
+    end it must stop cleanly (exit code 0)."""
+    group = f"{kind}-{uuid.uuid4().hex[:8]}"
+    service = ConsumerProcess(
+        kind, settings.kafka_bootstrap_servers, url, tmp_path / kind, args=["--group", group]
+    ).start()
+    try:
+        yield service
+    finally:
+        assert service.stop() == 0, service.tail()
 
 
 async def _until(args: list[str], expected: str, timeout: float = 200, **env: str) -> str:
@@ -46,16 +58,9 @@ async def test_report_reads_a_running_analytics_service_on_duckdb(
     sale = sample_sale(store, customer=None)
     await publish(kafka_topics, codec, [("sale", sale), ("payment", sample_payment(sale))])
     url = f"duckdb:///{tmp_path / 'analytics.duckdb'}"
-    service = ConsumerProcess(
-        "analytics",
-        kafka_topics.kafka_bootstrap_servers,
-        url,
-        tmp_path / "analytics",
-        args=["--group", f"analytics-{uuid.uuid4().hex[:8]}"],
-    ).start()
-    day = datetime.now(UTC).strftime("%Y-%m-%d")
-    report = ["report", "--store", store, "--day", day, "--db", url]
-    try:
+    with _service("analytics", kafka_topics, url, tmp_path) as service:
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        report = ["report", "--store", store, "--day", day, "--db", url]
         # The service's listen address is where the CLI looks for it, as on a store's host.
         out = await _until(
             report, "transactions   1", TILLSTREAM_CONSUMER_LISTEN=f"127.0.0.1:{service.port}"
@@ -74,8 +79,6 @@ async def test_report_reads_a_running_analytics_service_on_duckdb(
         assert "probably the running analytics service" in nowhere.stderr
         assert "--api http://HOST:PORT" in nowhere.stderr
         assert "Traceback" not in nowhere.stderr
-    finally:
-        assert service.stop() == 0, service.log()[-3000:]
     # Stopped: the file is read directly again.
     direct = _cli(*report, TILLSTREAM_CONSUMER_LISTEN=f"127.0.0.1:{free_port()}")
     assert direct.returncode == 0, direct.stderr
@@ -89,15 +92,8 @@ async def test_stock_reads_a_running_erp_service_on_duckdb(
     movement = sample_stock_movement(store)
     await publish(kafka_topics, codec, [("stock_movement", movement)])
     url = f"duckdb:///{tmp_path / 'erp.duckdb'}"
-    service = ConsumerProcess(
-        "erp",
-        kafka_topics.kafka_bootstrap_servers,
-        url,
-        tmp_path / "erp",
-        args=["--group", f"erp-{uuid.uuid4().hex[:8]}"],
-    ).start()
-    listen = f"127.0.0.1:{service.port}"
-    try:
+    with _service("erp", kafka_topics, url, tmp_path) as service:
+        listen = f"127.0.0.1:{service.port}"
         out = await _until(
             ["stock", store, "--db", url, "--json"],
             movement["sku"],
@@ -107,8 +103,6 @@ async def test_stock_reads_a_running_erp_service_on_duckdb(
         table = _cli("stock", store, "--db", url, TILLSTREAM_CONSUMER_LISTEN=listen)
         assert table.returncode == 0, table.stderr
         assert movement["sku"] in table.stdout
-    finally:
-        assert service.stop() == 0, service.log()[-3000:]
 
 
 def test_crm_show_on_a_held_duckdb_file_says_why(tmp_path: Path) -> None:
@@ -143,14 +137,7 @@ async def test_stock_reads_sqlite_directly_beside_a_running_service(
     movement = sample_stock_movement(store)
     await publish(kafka_topics, codec, [("stock_movement", movement)])
     url = f"sqlite:///{tmp_path / 'erp.db'}"
-    service = ConsumerProcess(
-        "erp",
-        kafka_topics.kafka_bootstrap_servers,
-        url,
-        tmp_path / "erp",
-        args=["--group", f"erp-{uuid.uuid4().hex[:8]}"],
-    ).start()
-    try:
+    with _service("erp", kafka_topics, url, tmp_path):
         nowhere = f"127.0.0.1:{free_port()}"
         out = await _until(
             ["stock", store, "--db", url, "--json"],
@@ -158,8 +145,6 @@ async def test_stock_reads_sqlite_directly_beside_a_running_service(
             TILLSTREAM_CONSUMER_LISTEN=nowhere,
         )
         assert '"on_hand": "24.000"' in out
-    finally:
-        assert service.stop() == 0, service.log()[-3000:]
 
 
 def test_report_sends_the_read_api_token_and_names_it_when_refused(tmp_path: Path) -> None:

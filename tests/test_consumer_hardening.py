@@ -10,8 +10,6 @@ import json
 import logging
 import os
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,7 +21,7 @@ from aiokafka.admin import NewTopic
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
-from tests.consumer_support import ConsumerProcess, publish, running, scalar, wait_until
+from tests.consumer_support import ConsumerProcess, cli, publish, running, scalar, wait_until
 from tests.runtime_consumers import BadSql, Effects, Relay
 from tillstream.core.codec import AvroCodec
 from tillstream.core.kafka import make_admin, make_consumer, make_producer
@@ -50,19 +48,6 @@ def _sale(store: str, receipt: str | None = None) -> tuple[str, dict[str, Any]]:
     if receipt is not None:
         sale["receipt_number"] = receipt
     return ("sale", sale)
-
-
-def _cli(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-    env["TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
-    return subprocess.run(
-        [sys.executable, "-m", "tillstream", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 async def _create_topic(settings: Settings, name: str, partitions: int, **configs: str) -> None:
@@ -389,13 +374,13 @@ async def test_a_dead_letter_too_large_for_its_topic_goes_without_its_value_and_
     )
     assert refused == 1
     bootstrap = kafka_topics.kafka_bootstrap_servers
-    shown = _cli(bootstrap, "dlq", "show", group, "--json")
+    shown = cli(bootstrap, "dlq", "show", group, "--json")
     assert shown.returncode == 0, shown.stderr
     (letter,) = [json.loads(line) for line in shown.stdout.splitlines()]
     assert (letter["reason"], letter["bytes"], letter["value_omitted"]) == ("invalid", 0, True)
 
     Database(url).execute("INSERT INTO fixes (receipt) VALUES (?)", (receipt,))
-    replayed = _cli(bootstrap, "dlq", "replay", group)  # reads the record from its source
+    replayed = cli(bootstrap, "dlq", "replay", group)  # reads the record from its source
     assert replayed.returncode == 0, replayed.stderr
     assert "replayed 1 dead letter(s)" in replayed.stdout
     async with running(consumer, kafka_topics, url):

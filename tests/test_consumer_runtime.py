@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -15,7 +12,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from tests.consumer_support import ConsumerProcess, publish, running, scalar, wait_until
+from tests.consumer_support import ConsumerProcess, cli, publish, running, scalar, wait_until
 from tests.runtime_consumers import Effects
 from tillstream.core.codec import AvroCodec
 from tillstream.core.kafka import make_producer
@@ -55,19 +52,6 @@ def _effects(url: str, prefix: str) -> tuple[int, int]:
         url, "SELECT COUNT(DISTINCT event_id) FROM effects WHERE store_id LIKE ?", (prefix + "%",)
     )
     return rows or 0, distinct or 0
-
-
-def _cli(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-    env["TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
-    return subprocess.run(
-        [sys.executable, "-m", "tillstream", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 async def test_consumer_killed_mid_batch_applies_each_event_exactly_once(
@@ -169,7 +153,7 @@ async def test_poison_record_goes_to_dead_letters_and_replays_once_after_a_fix(
             "tillstream_consumer_dlq_records_total", {"consumer": group, "reason": "invalid"}
         )
         assert dead is not None and dead >= 1
-    shown = _cli(bootstrap, "dlq", "show", group, "--json")
+    shown = cli(bootstrap, "dlq", "show", group, "--json")
     assert shown.returncode == 0, shown.stderr
     letters = [json.loads(line) for line in shown.stdout.splitlines()]
     assert all(x["consumer"] == group for x in letters)
@@ -186,10 +170,10 @@ async def test_poison_record_goes_to_dead_letters_and_replays_once_after_a_fix(
     assert undecodable["reason"] == "undecodable"
 
     Database(url).execute("INSERT INTO fixes (receipt) VALUES (?)", (receipt,))
-    replayed = _cli(bootstrap, "dlq", "replay", group)
+    replayed = cli(bootstrap, "dlq", "replay", group)
     assert replayed.returncode == 0, replayed.stderr
     assert f"replayed {len(letters)} dead letter(s)" in replayed.stdout
-    again = _cli(bootstrap, "dlq", "replay", group)
+    again = cli(bootstrap, "dlq", "replay", group)
     assert "replayed 0 dead letter(s)" in again.stdout  # progress is kept per letter
     async with running(consumer, kafka_topics, url):
         await wait_until(lambda: _effects(url, store)[0] == 11, what="the fixed poison applied")

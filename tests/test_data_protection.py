@@ -41,7 +41,7 @@ from tillstream_consumers.crm import CrmProfiles
 from tillstream_consumers.crm.erasure import customer_hash
 from tillstream_consumers.runtime import deadletter
 from tillstream_consumers.runtime.api import Consumer, Context, Record
-from tillstream_edge.edge import EdgeConfig, EdgeService
+from tillstream_edge.edge import EdgeService
 
 DATA = Path(__file__).parent / "data" / "poslog"
 STORE = "S-PROTECT"  # its own store: other tests count what store 100 (the sample's) sent
@@ -86,10 +86,10 @@ def outbox_ids(path: Path) -> set[str]:
 
 
 @contextlib.asynccontextmanager
-async def edge_in_process(settings: Settings, config: EdgeConfig) -> AsyncIterator[EdgeService]:
+async def edge_in_process(settings: Settings) -> AsyncIterator[EdgeService]:
     """The edge service as ``tillstream edge run`` runs it, in this process (so its logs are
     captured at DEBUG)."""
-    service = EdgeService(settings, config)
+    service = EdgeService(settings)
     task = asyncio.create_task(service.run())
     loop = asyncio.get_running_loop()
     try:
@@ -132,19 +132,17 @@ async def test_pan_guard_holds_on_every_channel_and_the_edge_leaks_nothing(
     scanner = FakePort(tmp_path / "scanner")
     devices = tmp_path / "devices.toml"
     devices.write_text(f'[devices.dock]\nprotocol = "scanner"\nport = "{scanner.link}"\n')
+    port = free_port()
+    outbox = tmp_path / "outbox.db"
     settings = Settings(
         kafka_bootstrap_servers=kafka_topics.kafka_bootstrap_servers,
         kafka_sasl_username="store-100",
         kafka_sasl_password=SASL_PASSWORD,  # in the settings, unused on PLAINTEXT
-    )
-    port = free_port()
-    config = EdgeConfig(
         store_id=STORE,
-        host="127.0.0.1",
-        port=port,
-        outbox_path=tmp_path / "outbox.db",
-        poslog_dir=folder,
-        devices_path=devices,
+        edge_listen=f"127.0.0.1:{port}",
+        edge_outbox=outbox,
+        edge_poslog_dir=folder,
+        edge_devices=devices,
     )
     sale = sale_json(STORE)
     sale["lines"][0]["description"] = f"card {PAN_GROUPED}"
@@ -153,7 +151,7 @@ async def test_pan_guard_holds_on_every_channel_and_the_edge_leaks_nothing(
     payment["card"]["token"] = PAN
     answers: list[httpx.Response] = []
     async with (
-        edge_in_process(settings, config),
+        edge_in_process(settings),
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,
     ):
         answers.append(await http.post("/v1/events", content=dumps(sale)))
@@ -177,16 +175,16 @@ async def test_pan_guard_holds_on_every_channel_and_the_edge_leaks_nothing(
         async with asyncio.timeout(30):
             while (
                 len(list((folder / "rejected").glob("*.xml"))) < 3
-                or b"4006381333931" not in outbox_values(config.outbox_path)  # the lot scan
+                or b"4006381333931" not in outbox_values(outbox)  # the lot scan
             ):
                 await asyncio.sleep(0.2)
         scraped = (await http.get("/metrics")).text
 
     for answer in answers:
         assert leaks(answer.text) == [], answer.text
-    stored = outbox_values(config.outbox_path)
+    stored = outbox_values(outbox)
     assert good["event_id"].encode() not in stored  # a batch with a PAN is refused whole
-    assert set(converted.json()["event_ids"]) <= outbox_ids(config.outbox_path)
+    assert set(converted.json()["event_ids"]) <= outbox_ids(outbox)
     assert leaks(stored) == []
     assert leaks(log_text(caplog)) == []
     assert "set aside" in log_text(caplog)  # the drop folder did log its refusals

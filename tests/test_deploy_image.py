@@ -8,7 +8,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from tests.deploy_support import (
     resolve_cli,
 )
 from tillstream.dev.ports import free_port
+from tillstream.dev.processes import Service, clean_environment
 
 # -- the Dockerfile -------------------------------------------------------------------------
 
@@ -97,31 +97,16 @@ def service_port() -> int:
     return port
 
 
-def _start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-    with (cwd / f"{args[0]}.log").open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "tillstream", *args],
-            env={**base, **env},
-            cwd=cwd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+def _start(args: list[str], env: dict[str, str], cwd: Path, port: int) -> Service:
+    """``tillstream ARGS`` listening on ``port``, logging to ``cwd/ARGS[0].log``."""
+    log = cwd / f"{args[0]}.log"
+    return Service(args[0], args, port, log, env, cwd=cwd, own_session=False).start()
 
 
 def _healthcheck(test: list[str], env: dict[str, str] | None = None) -> int:
     """Run a Docker/Compose healthcheck ``test`` here, as the engine runs it in the container."""
     kind, *command = test
-    base = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
+    base = clean_environment()
     argv = ["sh", "-c", command[0]] if kind == "CMD-SHELL" else command
     argv = [sys.executable if a == "python" else a for a in argv]
     return subprocess.run(argv, env={**base, **(env or {})}, timeout=30).returncode
@@ -151,6 +136,7 @@ def test_healthchecks_pass_against_live_services(service_port: int, tmp_path: Pa
         ["edge", "run", "--store", "S001", "--listen", f"127.0.0.1:{port}", "--outbox", "o.db"],
         unreachable,
         tmp_path,
+        service_port,
     )
     try:
         store_test = [
@@ -159,14 +145,15 @@ def test_healthchecks_pass_against_live_services(service_port: int, tmp_path: Pa
         assert _wait_until(lambda: _healthcheck(store_test) == 0), "edge never healthy"
         assert _healthcheck(image_test, {"HEALTHCHECK_PORT": port}) == 0
     finally:
-        _stop(edge)
-    assert edge.returncode == 0, (tmp_path / "edge.log").read_text()
+        exit_code = edge.stop()
+    assert exit_code == 0, edge.log()
 
     hq = compose_config(COMPOSE_DIR / "hq.yaml")["services"]["erp"]
     erp = _start(
         ["consume", "erp", "--db", f"sqlite:///{tmp_path}/erp.db", "--listen", f"127.0.0.1:{port}"],
         unreachable,
         tmp_path,
+        service_port,
     )
     try:
         erp_test = [
@@ -175,7 +162,7 @@ def test_healthchecks_pass_against_live_services(service_port: int, tmp_path: Pa
         assert _wait_until(lambda: _healthcheck(erp_test) == 0), "erp never healthy"
         assert _healthcheck(image_test, {"HEALTHCHECK_PORT": port}) == 0
     finally:
-        _stop(erp)
+        erp.stop()
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from tillstream_edge.devices import DeviceConfigError, load_devices
 from tillstream_edge.devices.config import MtSicsConfig, ScannerConfig, Toledo8217Config
 from tillstream_edge.devices.link import Framer
 from tillstream_edge.devices.scanner import ControlScan, Rejected, Scan, Scanner, decode_scan
+from tillstream_edge.tomlfile import read_toml
 
 DATA = Path(__file__).parent / "data"
 
@@ -93,6 +94,22 @@ def test_config_file_missing_or_not_toml(tmp_path: Path) -> None:
     bad.write_text("[devices\n")
     with pytest.raises(DeviceConfigError, match="not valid TOML"):
         load_devices(bad)
+
+
+def test_the_edge_reads_its_toml_files_one_way(tmp_path: Path) -> None:
+    # Devices and till tokens files: the same reader, the caller's error, the file named.
+    class FileError(ValueError):
+        pass
+
+    with pytest.raises(FileError, match=r"absent\.toml: cannot read the file: "):
+        read_toml(tmp_path / "absent.toml", "the file", FileError)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[items]\n"x" = \n')
+    with pytest.raises(FileError, match=r"bad\.toml: not valid TOML: "):
+        read_toml(bad, "the file", FileError)
+    good = tmp_path / "good.toml"
+    good.write_text('[items]\n"4006381333931" = "SKU-1"\n')
+    assert read_toml(good, "the file", FileError) == {"items": {"4006381333931": "SKU-1"}}
 
 
 # --- scanner frames ---------------------------------------------------------------------

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime
 
@@ -13,11 +11,10 @@ import pytest
 from tillstream.core.kafka import create_topics, make_consumer, make_producer
 from tillstream.core.settings import Settings
 from tillstream.core.topics import TopicSpec
+from tillstream.dev.processes import run_tillstream
 from tillstream_consumers.erp import ErpInventory
 from tillstream_consumers.runtime import deadletter
 from tillstream_consumers.runtime.loader import group_of, load_consumer
-
-CLI = [sys.executable, "-m", "tillstream"]
 
 
 def _letters() -> str:
@@ -26,9 +23,8 @@ def _letters() -> str:
 
 
 def _cli(settings: Settings, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-    env.update(TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers, **extra)
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=120)
+    env = {"TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, **extra}
+    return run_tillstream(*args, env=env, timeout=120)
 
 
 async def _dead_letter(settings: Settings, group: str, source: str, marker: str) -> None:

@@ -7,14 +7,10 @@ Refused requests never reach the outbox; health, readiness and metrics stay open
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import socket
 import sqlite3
 import ssl
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +23,7 @@ import trustme
 
 from tests.edge_support import dumps, live_poslog, payment_json, sale_json, stock_json
 from tillstream.dev.ports import free_port
+from tillstream.dev.processes import Service, run_tillstream
 from tillstream_edge.auth import TokenFileError, load_tokens
 
 DATA = Path(__file__).parent / "data" / "poslog"
@@ -95,14 +92,7 @@ def test_tokens_file_mistakes_are_named_and_never_quote_a_token(tmp_path: Path) 
 
     path.write_text('[tills]\nT1 = "short-secret"\n')
     command = ["edge", "run", "--store", "S1", "--outbox", str(tmp_path / "o.db")]
-    result = subprocess.run(
-        [sys.executable, "-m", "tillstream", *command, "--tokens", str(path)],
-        env={k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_tillstream(*command, "--tokens", str(path))
     assert result.returncode == 1
     assert "T1" in result.stderr and "at least 16 characters" in result.stderr
     assert "short-secret" not in result.stderr + result.stdout
@@ -258,37 +248,24 @@ def pki(tmp_path: Path) -> Pki:
 def mtls_edge(kafka_broker: str, pki: Pki, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """``tillstream edge run`` with HTTPS and client certificates, configured as operators do
     (environment variables); yields its URL and outbox."""
-    port, outbox, log = free_port(), tmp_path / "outbox.db", tmp_path / "edge.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-    env.update(
-        TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS=kafka_broker,
-        TILLSTREAM_EDGE_TLS_CERTFILE=str(pki.server_cert),
-        TILLSTREAM_EDGE_TLS_KEYFILE=str(pki.server_key),
-        TILLSTREAM_EDGE_TLS_CLIENT_CAFILE=str(pki.ca),
-    )
-    command = [sys.executable, "-m", "tillstream", "edge", "run", "--store", STORE]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*command, "--listen", f"127.0.0.1:{port}", "--outbox", str(outbox)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"https://127.0.0.1:{port}"
+    port, outbox = free_port(), tmp_path / "outbox.db"
+    env = {
+        "TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS": kafka_broker,
+        "TILLSTREAM_EDGE_TLS_CERTFILE": str(pki.server_cert),
+        "TILLSTREAM_EDGE_TLS_KEYFILE": str(pki.server_key),
+        "TILLSTREAM_EDGE_TLS_CLIENT_CAFILE": str(pki.ca),
+    }
+    args = ["edge", "run", "--store", STORE, "--listen", f"127.0.0.1:{port}"]
+    args += ["--outbox", str(outbox)]
+    edge = Service(
+        f"edge {STORE}", args, port, tmp_path / "edge.log", env,
+        ready_path="/healthz", own_session=False, tls=pki.client(),
+    ).start()  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/healthz", verify=pki.client(), timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
-        yield url, outbox
+        edge.wait_ready(30)
+        yield edge.url, outbox
     finally:
-        proc.kill()
-        proc.wait()
+        edge.kill()
 
 
 def handshake_tls12(port: int, context: ssl.SSLContext) -> None:

@@ -10,8 +10,6 @@ import asyncio
 import os
 import re
 import sqlite3
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +19,7 @@ import httpx
 import pytest
 
 from tests.edge_support import dumps, live_poslog, payment_json, sale_json, stock_json
+from tillstream.dev.processes import run_tillstream
 
 pytestmark = pytest.mark.usefixtures("kafka_topics")
 DATA = Path(__file__).parent / "data" / "poslog"
@@ -96,12 +95,13 @@ async def test_times_no_consumer_can_store_or_implausible_for_a_live_till_are_re
 
 def test_the_backfill_import_still_takes_old_poslog_files(tmp_path: Path) -> None:
     """`tillstream edge import` is outside the live window: a 2017 journal goes in whole."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-    env["TILLSTREAM_STORE_CURRENCY"] = "USD"  # the NCR sample's store sells in dollars
     outbox = tmp_path / "import.db"
-    command = [sys.executable, "-m", "tillstream", "edge", "import", str(DATA / "ncr_2x.xml")]
-    command += ["--store", "9", "--outbox", str(outbox), "--no-forward"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    done = run_tillstream(
+        "edge", "import", str(DATA / "ncr_2x.xml"),
+        "--store", "9", "--outbox", str(outbox), "--no-forward",
+        env={"TILLSTREAM_STORE_CURRENCY": "USD"},  # the NCR sample's store sells in dollars
+        timeout=120,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "1 file(s) imported (7 events" in done.stdout  # 2 sales, 2 payments, 3 till events
     assert len(outbox_ids(outbox)) == 7

@@ -31,7 +31,6 @@ from tillstream.core.kafka import make_consumer
 from tillstream.core.settings import Settings
 from tillstream.core.topics import PAYMENTS, SALES, STOCK_MOVEMENTS, store_key
 from tillstream.dev.ports import free_port
-from tillstream_edge.edge import EdgeConfig
 
 DINERS_GTIN = "36000000000081"  # a Diners Club number that also passes the GTIN check
 REAL_GTIN_14 = "40063813339314"  # a real GTIN-14 that happens to pass Luhn: an item
@@ -116,19 +115,20 @@ async def test_card_numbers_in_any_spelling_and_field_reach_no_topic(
     devices = tmp_path / "devices.toml"
     devices.write_text(f'[devices.{scanner_name}]\nprotocol = "scanner"\nport = "{scanner.link}"\n')
     port = free_port()
-    config = EdgeConfig(
-        store_id=store,
-        host="127.0.0.1",
-        port=port,
-        outbox_path=tmp_path / "outbox.db",
-        poslog_dir=folder,
-        devices_path=devices,
+    settings = kafka_topics.model_copy(
+        update={
+            "store_id": store,
+            "edge_listen": f"127.0.0.1:{port}",
+            "edge_outbox": tmp_path / "outbox.db",
+            "edge_poslog_dir": folder,
+            "edge_devices": devices,
+        }
     )
     before = counts(scanner_name)
     cases = http_refusals(store)
     good = stock_json(store, sku=REAL_GTIN_14, gtin=REAL_GTIN_14)
     async with (
-        edge_in_process(kafka_topics, config),
+        edge_in_process(settings),
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,
     ):
         for event, field, _ in cases:

@@ -21,7 +21,7 @@ from tests.test_edge_http import read_store
 from tillstream.core.codec import AvroCodec
 from tillstream.core.settings import Settings
 from tillstream.dev.samples import sample_stock_movement
-from tillstream_edge.edge import EdgeConfig, EdgeService
+from tillstream_edge.edge import EdgeService
 
 pytestmark = pytest.mark.usefixtures("kafka_topics")
 
@@ -184,8 +184,15 @@ async def test_a_device_event_over_the_limit_is_refused_logged_and_counted(
 ) -> None:
     # Device events are small; a tiny limit shows the device channel passes the same door.
     store = "S-DEVICE"
-    config = EdgeConfig(store, "127.0.0.1", 0, tmp_path / "outbox.db")
-    service = EdgeService(settings, config)
+    service = EdgeService(
+        settings.model_copy(
+            update={
+                "store_id": store,
+                "edge_listen": "127.0.0.1:0",
+                "edge_outbox": tmp_path / "outbox.db",
+            }
+        )
+    )
     service.limits.max_request_bytes = 200
     before = REGISTRY.get_sample_value(
         "tillstream_edge_events_rejected_total", {"channel": "device", "reason": "too_large"}
@@ -202,3 +209,36 @@ async def test_a_device_event_over_the_limit_is_refused_logged_and_counted(
     assert (after or 0) - (before or 0) == 1
     # One line naming the reason and the field, never the event's content.
     assert "device event refused (too_large): event" in caplog.text
+
+
+async def test_a_refusal_is_counted_once_under_its_own_reason(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # A device event whose id was taken with other content: one count as a conflict (it was
+    # also counted as "invalid" when the outbox and the channel both counted it).
+    store = "S-DEVICE-CONFLICT"
+    service = EdgeService(
+        settings.model_copy(
+            update={
+                "store_id": store,
+                "edge_listen": "127.0.0.1:0",
+                "edge_outbox": tmp_path / "outbox.db",
+            }
+        )
+    )
+
+    def rejected(reason: str) -> float:
+        labels = {"channel": "device", "reason": reason}
+        return REGISTRY.get_sample_value("tillstream_edge_events_rejected_total", labels) or 0
+
+    before = {reason: rejected(reason) for reason in ("conflict", "invalid")}
+    movement = sample_stock_movement(store)
+    await service.outbox.open()
+    try:
+        await service._emit_device("stock_movement", movement)
+        await service._emit_device("stock_movement", {**movement, "quantity": Decimal("99.000")})
+        assert len(await service.outbox.pending(10)) == 1
+    finally:
+        await service.outbox.close()
+    assert rejected("conflict") - before["conflict"] == 1
+    assert rejected("invalid") - before["invalid"] == 0

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -21,6 +19,7 @@ from tillstream.core.codec import AvroCodec
 from tillstream.core.kafka import make_consumer
 from tillstream.core.settings import Settings
 from tillstream.core.topics import PAYMENTS, SALES, TILL_EVENTS
+from tillstream.dev.processes import run_tillstream
 from tillstream_edge.poslog import parse_poslog
 
 pytestmark = pytest.mark.usefixtures("kafka_topics")
@@ -180,24 +179,13 @@ def test_import_is_resumable_and_publishes_nothing_twice(
     source = (DATA / "return_negative_qty.xml").read_bytes()
     (archive / "2024" / "09" / "day1.xml").write_bytes(source)
     (archive / "2024" / "09" / "copy-of-day1.xml").write_bytes(source + b"\n")  # same transactions
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-    env["TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
-    command = [
-        sys.executable,
-        "-m",
-        "tillstream",
-        "edge",
-        "import",
-        str(archive),
-        "--store",
-        "300",
-        "--outbox",
-        str(tmp_path / "import.db"),
-    ]
-    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    env = {"TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers}
+    command = ["edge", "import", str(archive), "--store", "300"]
+    command += ["--outbox", str(tmp_path / "import.db")]
+    first = run_tillstream(*command, env=env, timeout=120)
     assert first.returncode == 0, first.stderr
     assert "2 file(s) imported" in first.stdout
-    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    second = run_tillstream(*command, env=env, timeout=120)
     assert second.returncode == 0, second.stderr
     assert "0 file(s) imported" in second.stdout and "2 already done" in second.stdout
     want = expected_ids(DATA / "return_negative_qty.xml")
@@ -278,10 +266,9 @@ def test_import_reports_skipped_transactions_and_fails_a_file_without_a_sale(
     archive.mkdir()
     (archive / "orders.xml").write_bytes((DATA / "v6_online_order_shipped.xml").read_bytes())
     (archive / "controls.xml").write_bytes(NOTHING_TO_PUBLISH)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-    command = [sys.executable, "-m", "tillstream", "edge", "import", str(archive)]
+    command = ["edge", "import", str(archive)]
     command += ["--store", "WEB1", "--outbox", str(tmp_path / "import.db"), "--no-forward"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    done = run_tillstream(*command, timeout=120)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "1 file(s) imported (2 events, 0 already known, 1 transaction(s) skipped)" in done.stdout
     assert (

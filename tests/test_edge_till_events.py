@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -29,6 +26,7 @@ from tillstream.core.codec import AvroCodec
 from tillstream.core.kafka import make_admin, make_consumer
 from tillstream.core.settings import Settings
 from tillstream.core.topics import SALES, TILL_EVENTS
+from tillstream.dev.processes import run_tillstream
 from tillstream_edge.poslog import parse_poslog
 
 pytestmark = pytest.mark.usefixtures("kafka_topics")
@@ -268,13 +266,15 @@ async def test_tail_shows_till_events(
     async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
         assert (await http.post("/v1/events", content=dumps(event))).status_code == 202
     await read_topic(settings, codec, TILL_EVENTS.name, store, 1)  # published
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-    env["TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
-    result = subprocess.run(
-        [sys.executable, "-m", "tillstream", "tail", TILL_EVENTS.name, "--from-beginning",
-         "--json", "--idle-timeout", "3"],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    result = run_tillstream(
+        "tail",
+        TILL_EVENTS.name,
+        "--from-beginning",
+        "--json",
+        "--idle-timeout",
+        "3",
+        env={"TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers},
+    )
     assert result.returncode == 0, result.stderr
     mine = [json.loads(line) for line in result.stdout.splitlines()]
     mine = [line for line in mine if line["key"] == store]

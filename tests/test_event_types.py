@@ -73,3 +73,11 @@ def test_a_typed_accessor_gives_the_value_or_names_both_event_types(codec: AvroC
         record.payment()
     payment = codec.decode(codec.encode("payment", sample_payment(sale))).record
     assert Record.decoded("p", 0, 0, None, "payment", payment, 0).payment()["amount"] > 0
+
+
+def test_the_kinds_a_till_may_send_are_the_schemas_but_other() -> None:
+    from typing import get_args
+
+    from tillstream.core.till_events import WrittenKind
+
+    assert set(get_args(WrittenKind)) == set(get_args(events.TillEventKind)) - {"OTHER"}

@@ -7,7 +7,6 @@ client does not trust, no client certificate on the mTLS listener) must say what
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from tests.security_support import ADMIN, SecureKafka, environment, secure_kafka
 from tillstream.core.kafka import KafkaAuthError, KafkaTLSError, make_admin, make_producer
 from tillstream.core.settings import Settings
 from tillstream.dev.ports import free_port
-from tillstream.dev.processes import Service
+from tillstream.dev.processes import Service, clean_environment
 
 CLI = [sys.executable, "-m", "tillstream"]
 
@@ -125,7 +124,7 @@ def test_the_cli_reports_a_wrong_password_as_an_error(secure: SecureKafka) -> No
     settings = secure.sasl_settings(ADMIN, password="wrong")
     done = subprocess.run(
         [*CLI, "topics", "create"],
-        env=_base_env() | environment(settings),
+        env=clean_environment(**environment(settings)),
         capture_output=True,
         text=True,
         timeout=60,
@@ -186,7 +185,3 @@ async def test_mtls_refuses_a_certificate_from_another_ca(
         await producer.start()
     await producer.stop()
     assert f"({cert}) must be signed by a CA the broker trusts" in str(refused.value)
-
-
-def _base_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}

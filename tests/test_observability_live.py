@@ -157,7 +157,7 @@ async def test_dashboards_and_alerts_have_data_from_a_live_pipeline(
         }
         # ... and each consumer group of this test has dead-lettered the undecodable record.
         for process in consumers.values():
-            group = process.args[1]
+            group = process.args[process.args.index("--group") + 1]
             queries[f'tillstream_consumer_dlq_records_total{{consumer="{group}"}}'] = group
         variable_queries = [
             variable["definition"]

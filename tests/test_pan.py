@@ -13,7 +13,13 @@ from stdnum import ean, luhn
 
 from tests.fuzz_support import FUZZ, card_numbers
 from tillstream.core.codec import AvroCodec
-from tillstream.core.identifiers import CARD_NUMBER, gtin_problem, is_gtin, sku_problem
+from tillstream.core.identifiers import (
+    CARD_NUMBER,
+    gtin_problem,
+    is_gtin,
+    sku_problem,
+    text_problem,
+)
 from tillstream.core.pan import contains_pan, find_pans, mask_pans
 from tillstream.dev.samples import sample_payment, sample_sale, sample_stock_movement
 from tillstream_edge.devices.config import DeviceConfigError, load_devices
@@ -175,6 +181,17 @@ def test_the_gtin_rule(gtin: str, kind: str) -> None:
     assert gtin not in problem.message
 
 
+@pytest.mark.parametrize("prefix", ["300", "305", "3095", "36", "38", "39"])
+def test_a_14_digit_diners_number_is_a_card_by_the_card_rules_own_prefixes(prefix: str) -> None:
+    # The GTIN rule asks tillstream.core.pan which scheme a number is: one prefix table.
+    body = prefix + "0" * (13 - len(prefix))
+    card = body + luhn.calc_check_digit(body)
+    problem = gtin_problem(card)
+    assert problem is not None and problem.kind == CARD_NUMBER
+    not_luhn = gtin_problem(body + str((int(luhn.calc_check_digit(body)) + 1) % 10))
+    assert not_luhn is None or not_luhn.kind != CARD_NUMBER
+
+
 @pytest.mark.parametrize(
     ("sku", "kind"),
     [
@@ -199,6 +216,20 @@ def test_the_sku_rule(sku: str, kind: str) -> None:
 @pytest.mark.parametrize("sku", ["SKU-MILK-1L", "WRAP-01", "X", "73010", "a.b/c_d-e", "9" * 64])
 def test_ordinary_skus_pass(sku: str) -> None:
     assert sku_problem(sku) is None
+
+
+@pytest.mark.parametrize(
+    "text", ["card 4111 1111 1111 1111", "４１１１\u200b１１１１\u200b１１１１\u200b１１１１"]
+)
+def test_the_free_text_rule_refuses_a_card_number_without_quoting_it(text: str) -> None:
+    problem = text_problem(text)
+    assert problem is not None and problem.kind == CARD_NUMBER
+    assert "1111" not in problem.message
+
+
+@pytest.mark.parametrize("text", ["Milk 1L", "receipt 4006381333931", "cashier 0042", ""])
+def test_the_free_text_rule_takes_anything_else(text: str) -> None:
+    assert text_problem(text) is None
 
 
 @pytest.mark.parametrize("channel", ["http", "poslog", "dropfolder", "import", "device"])

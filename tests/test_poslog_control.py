@@ -21,6 +21,8 @@ from tillstream.core.schemas import SchemaSet
 from tillstream.core.till_events import WITH_AMOUNTS
 from tillstream_edge.poslog import NothingConverted, PoslogError, parse_poslog
 from tillstream_edge.poslog_control import KINDS
+from tillstream_edge.poslog_header import read_header
+from tillstream_edge.poslog_xml import parse_xml
 
 DATA = Path(__file__).parent / "data" / "poslog"
 NEW_YORK = ZoneInfo("America/New_York")
@@ -243,3 +245,25 @@ def test_any_control_transaction_converted_keeps_the_rules_and_encodes(
     assert len({t["tender"] for t in record["tenders"]}) == len(record["tenders"])
     if not problems:
         _CODEC.encode("till_event", record)
+
+
+def test_a_transaction_header_is_read_one_way_for_sales_and_till_events() -> None:
+    # poslog_header: store, workstation, sequence, local time and business day, and the key
+    # every event id of the transaction derives from.
+    tx = parse_xml(
+        b"<Transaction><BusinessUnit><UnitID>S1</UnitID></BusinessUnit>"
+        b"<WorkstationID>7</WorkstationID><SequenceNumber>42</SequenceNumber>"
+        b"<BusinessDayDate>2026-03-01</BusinessDayDate>"
+        b"<ControlTransaction><EndDateTime>2026-03-02T00:30:00</EndDateTime>"
+        b"</ControlTransaction></Transaction>",
+        max_bytes=4096,
+    )
+    header = read_header(tx, tx[-1], ZoneInfo("Europe/Berlin"))
+    assert header.occurred_at == datetime(2026, 3, 1, 23, 30, tzinfo=UTC)
+    assert (header.offset, header.business_day) == (60, date(2026, 3, 1))
+    assert header.key == "S1|7|42|2026-03-01"
+    no_till = parse_xml(
+        b"<Transaction><RetailStoreID>S1</RetailStoreID></Transaction>", max_bytes=4096
+    )
+    with pytest.raises(PoslogError, match="no WorkstationID"):
+        read_header(no_till, no_till, UTC)

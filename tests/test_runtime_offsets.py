@@ -1,6 +1,6 @@
 """The runtime's stored offsets on a real PostgreSQL: an instance locks the offsets of the
-partitions in its batch only, so instances of one group apply in parallel, and a zombie owner
-of the same partition is still fenced."""
+partition numbers in its batch only, so instances of one group apply in parallel, and a zombie
+owner of the same stores (the same partition number, in any topic) is still fenced."""
 
 from __future__ import annotations
 
@@ -21,14 +21,21 @@ def two(postgres_url: str) -> tuple[Database, Database]:
         db.migrate(state.COMPONENT, state.migrations(db))
     with first.transaction():
         state.store_offsets(
-            first, GROUP, {TopicPartition("sales", 0): 10, TopicPartition("sales", 1): 20}, {}
+            first,
+            GROUP,
+            {
+                TopicPartition("sales", 0): 10,
+                TopicPartition("sales", 1): 20,
+                TopicPartition("stock", 1): 30,
+            },
+            {},
         )
     return first, second
 
 
-def _lock(db: Database, partition: int) -> dict[TopicPartition, int]:
+def _lock(db: Database, partition: int, topic: str = "sales") -> dict[TopicPartition, int]:
     db.execute("SET LOCAL lock_timeout = '2s'")
-    return state.load_offsets(db, GROUP, [TopicPartition("sales", partition)], lock=True)
+    return state.load_offsets(db, GROUP, [TopicPartition(topic, partition)], lock=True)
 
 
 def test_instances_of_one_group_lock_only_their_own_partitions(
@@ -51,6 +58,20 @@ def test_a_second_owner_of_the_same_partition_waits_for_the_first(
         _lock(first, 1)
         with pytest.raises(psycopg.errors.LockNotAvailable), second.transaction():
             _lock(second, 1)
+    first.close()
+    second.close()
+
+
+def test_an_owner_of_the_same_stores_in_another_topic_waits_too(
+    two: tuple[Database, Database],
+) -> None:
+    """A zombie still applying stock movements of partition 1 holds off the new owner of the
+    sales of partition 1: the same stores, whose stock both change."""
+    first, second = two
+    with first.transaction():
+        assert _lock(first, 1, "stock") == {TopicPartition("stock", 1): 30}
+        with pytest.raises(psycopg.errors.LockNotAvailable), second.transaction():
+            _lock(second, 1, "sales")
     first.close()
     second.close()
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -23,6 +20,7 @@ from tillstream.core.kafka import make_consumer
 from tillstream.core.records import jsonable
 from tillstream.core.settings import Settings
 from tillstream.core.topics import EVENT_TOPICS
+from tillstream.dev.processes import run_tillstream
 from tillstream.simulate.driver import Simulator
 from tillstream.simulate.poslog import poslog
 from tillstream.simulate.shopper import StoreTraffic
@@ -125,13 +123,12 @@ def test_stock_takes_count_a_few_skus_validly(codec: AvroCodec) -> None:
 
 async def test_simulate_publishes_what_it_reports(kafka_topics: Settings, codec: AvroCodec) -> None:
     prefix = f"Z{uuid.uuid4().hex[:5]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-    env["TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS"] = kafka_topics.kafka_bootstrap_servers
     done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "tillstream", "simulate", "--stores", "2", "--rate", "200",
-         "--duration", "3", "--seed", "4", "--store-prefix", prefix],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        run_tillstream,
+        "simulate", "--stores", "2", "--rate", "200", "--duration", "3", "--seed", "4",
+        "--store-prefix", prefix,
+        env={"TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS": kafka_topics.kafka_bootstrap_servers},
+        timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     summary = dict(pair.split("=") for pair in done.stdout.strip().splitlines()[-1].split()[1:])

@@ -20,13 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +47,7 @@ from bench.workload import sales
 from tillstream.core.kafka import make_producer
 from tillstream.core.topics import store_key
 from tillstream.dev.ports import free_port
+from tillstream.dev.processes import Service
 from tillstream.simulate.catalog import CATALOG
 from tillstream_consumers.runtime.applier import Applier
 from tillstream_consumers.runtime.db import Database
@@ -211,69 +209,44 @@ async def history(env: BenchEnv, topics: list[str]) -> tuple[Figure, Figure, int
 # -- (b) scale-out ----------------------------------------------------------------------------
 
 
-@dataclass
-class ConsumerProcess:
-    group: str
-    topic: str
-    db_url: str
-    bootstrap: str
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
+class ConsumerProcess(Service):
+    """``tillstream consume`` of the bench's ERP on one topic, one member of ``group``."""
 
-    def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")}
-        env.update(
-            TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
-            TILLSTREAM_CONSUMER_LISTEN=f"127.0.0.1:{self.port}",
-            TILLSTREAM_LOG_LEVEL="WARNING",
-            BENCH_GROWTH_TOPIC=self.topic,
-        )
-        log = (self.workdir / f"consumer-{self.port}.log").open("ab")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "tillstream", "consume",
-                "bench.growth_consumer:TopicErpInventory",
-                "--group", self.group, "--db", self.db_url,
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+    def __init__(self, group: str, topic: str, db_url: str, bootstrap: str, workdir: Path) -> None:
+        port = free_port()
+        super().__init__(
+            f"consumer {group}:{port}",
+            ["consume", "bench.growth_consumer:TopicErpInventory",
+             "--group", group, "--db", db_url],
+            port,
+            workdir / f"consumer-{port}.log",
+            {
+                "TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "TILLSTREAM_CONSUMER_LISTEN": f"127.0.0.1:{port}",
+                "TILLSTREAM_LOG_LEVEL": "WARNING",
+                "BENCH_GROWTH_TOPIC": topic,
+            },
             cwd=ROOT,
+            own_session=False,
         )  # fmt: skip
-
-    def log(self) -> str:
-        path = self.workdir / f"consumer-{self.port}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
 
     async def status(self, client: httpx.AsyncClient) -> tuple[bool, int]:
         """(ready, records applied since start)."""
         if self.proc is None or self.proc.poll() is not None:
-            raise RuntimeError(f"consumer process exited: {self.log()[-3000:]}")
+            raise RuntimeError(f"consumer process exited: {self.tail()}")
         try:
-            response = await client.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2)
+            response = await client.get(f"{self.url}/readyz", timeout=2)
         except httpx.HTTPError:
             return False, 0
         body = response.json()
         return bool(body.get("ready")), int(body.get("applied", 0))
 
     async def assigned(self, client: httpx.AsyncClient) -> int:
-        response = await client.get(f"http://127.0.0.1:{self.port}/metrics", timeout=2)
+        response = await client.get(f"{self.url}/metrics", timeout=2)
         for line in response.text.splitlines():
             if line.startswith("tillstream_consumer_assigned_partitions{"):
                 return int(float(line.rsplit(" ", 1)[1]))
         return 0
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @dataclass

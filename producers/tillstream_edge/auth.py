@@ -21,10 +21,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from tillstream_edge.tomlfile import read_toml
 
 MIN_TOKEN_CHARS = 16
 _HASHED = re.compile(r"^sha256:([0-9a-fA-F]{64})\Z")
@@ -70,12 +71,7 @@ def foreign_tills(till: str, named: Iterable[str | None]) -> list[int]:
 
 def load_tokens(path: Path) -> TillTokens:
     """Read a tokens file; raises :class:`TokenFileError` naming the file and the till."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise TokenFileError(f"{path}: cannot read tokens file: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise TokenFileError(f"{path}: not valid TOML: {exc}") from None
+    raw = read_toml(path, "tokens file", TokenFileError)
     tables = {name: raw.get(name, {}) for name in _TABLES}
     if (
         not set(raw) <= set(_TABLES)

@@ -21,9 +21,10 @@ from tillstream_edge.ingest import (
     IngestError,
     Ingestor,
     PoslogBatch,
+    accept_poslog,
+    count_refusal,
     nothing_converted_problems,
-    poslog_events,
-    poslog_reason,
+    refusal_reason,
 )
 from tillstream_edge.outbox import OutboxFullError
 from tillstream_edge.poslog import NothingConverted, PoslogError
@@ -67,20 +68,16 @@ class DropFolder:
 
     async def process(self, path: Path) -> bool:
         try:
-            batch = await asyncio.to_thread(self._convert, path)
-            accepted = await self.ingestor.accept(batch.events)
+            data = await asyncio.to_thread(_read, path)  # the folder's own limit, not HTTP's
+            batch, accepted = await accept_poslog(
+                self.ingestor, data, "dropfolder", max_bytes=MAX_FILE_BYTES
+            )
         except OutboxFullError:
             log.warning("outbox full: leaving %s for later", path.name)
             return False
-        except NothingConverted as exc:
-            lines = [f"{field}: {message}" for field, message in nothing_converted_problems(exc)]
-            self._reject(path, "\n".join([str(exc).split(":", 1)[0], *lines]), "nothing_converted")
-            return True
         except (PoslogError, IngestError, OSError) as exc:
-            self._reject(path, str(exc), poslog_reason(exc))
+            self._reject(path, exc)
             return True
-        metrics.POSLOG_FILES.labels("converted").inc()
-        batch.count_skipped()
         await asyncio.to_thread(self._processed, path, batch, accepted.duplicates)
         log.info(
             "poslog file %s: %d events accepted, %d transactions skipped",
@@ -105,16 +102,20 @@ class DropFolder:
         result.write_text(json.dumps(record, indent=1) + "\n")
         path.replace(self.processed / path.name)
 
-    def _convert(self, path: Path) -> PoslogBatch:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise PoslogError(f"file is larger than {MAX_FILE_BYTES} bytes")
-        data = path.read_bytes()  # the folder's own limit, not the 20 MiB of HTTP bodies
-        return poslog_events(self.ingestor, data, "dropfolder", max_bytes=MAX_FILE_BYTES)
-
-    def _reject(self, path: Path, reason: str, counted_as: str = "invalid_poslog") -> None:
+    def _reject(self, path: Path, exc: Exception) -> None:
         metrics.POSLOG_FILES.labels("failed").inc()
-        metrics.EVENTS_REJECTED.labels("dropfolder", counted_as).inc()
+        count_refusal("dropfolder", refusal_reason(exc, poslog=True))
+        reason = str(exc)
+        if isinstance(exc, NothingConverted):  # each transaction and why it was skipped
+            lines = [f"{field}: {message}" for field, message in nothing_converted_problems(exc)]
+            reason = "\n".join([reason.split(":", 1)[0], *lines])
         target = self.rejected / path.name
         path.replace(target)
         (self.rejected / f"{path.name}.reason.txt").write_text(reason + "\n")
         log.error("poslog file %s set aside: %s", path.name, reason)
+
+
+def _read(path: Path) -> bytes:
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise PoslogError(f"file is larger than {MAX_FILE_BYTES} bytes")
+    return path.read_bytes()

@@ -12,50 +12,34 @@ import contextlib
 import logging
 import signal
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from tillstream.core.codec import AvroCodec
 from tillstream.core.http import TlsFiles, embedded_server
-from tillstream.core.kafka import make_producer
 from tillstream.core.pan import mask_pans
-from tillstream.core.registry import registry_from_settings
-from tillstream.core.rules import TimeWindow
-from tillstream.core.settings import Settings
+from tillstream.core.settings import Settings, split_host_port
 from tillstream.core.topics import STORE_TOPICS
 from tillstream_edge import metrics
 from tillstream_edge.auth import load_tokens
 from tillstream_edge.devices import DeviceService, load_devices
 from tillstream_edge.dropfolder import DropFolder
-from tillstream_edge.forwarder import Forwarder
+from tillstream_edge.forwarder import forwarder_from_settings
 from tillstream_edge.http_api import create_app
-from tillstream_edge.ingest import IngestError, Ingestor
+from tillstream_edge.ingest import (
+    IngestError,
+    count_refusal,
+    ingestor_from_settings,
+    refusal_reason,
+)
 from tillstream_edge.limits import RecordLimits, keep_limits_current
-from tillstream_edge.outbox import Outbox, OutboxFullError
+from tillstream_edge.outbox import OutboxFullError, outbox_from_settings
 
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL = 2.0
 PRUNE_INTERVAL = 600.0
 DISK_ALARM_RATIO = 0.8
-
-
-@dataclass(frozen=True)
-class EdgeConfig:
-    store_id: str
-    host: str
-    port: int
-    outbox_path: Path
-    outbox_max_bytes: int = 2 * 1024**3
-    poslog_dir: Path | None = None
-    devices_path: Path | None = None
-    drain_seconds: float = 20.0
-    tokens_path: Path | None = None
-    """Till tokens file (see ``tillstream_edge.auth``); set: posting needs the till's token."""
-    tls: TlsFiles | None = None
-    """HTTPS, and mutual TLS when it names a client CA."""
+DRAIN_SECONDS = 20.0
+"""How long a stopping edge lets the forwarder publish what is left."""
 
 
 class MaskCardNumbers(logging.Filter):
@@ -83,36 +67,29 @@ def mask_card_numbers_in_logs() -> None:
 
 
 class EdgeService:
-    def __init__(self, settings: Settings, config: EdgeConfig) -> None:
+    """The edge of the store ``settings`` name: everything it runs comes from the settings
+    (store, listen address, outbox, devices, drop folder, tokens, TLS, Kafka)."""
+
+    def __init__(self, settings: Settings, *, drain_seconds: float = DRAIN_SECONDS) -> None:
         self.settings = settings
-        self.config = config
-        self.outbox = Outbox(config.outbox_path, max_bytes=config.outbox_max_bytes)
-        self.codec = AvroCodec(registry_from_settings(settings))
+        self.drain_seconds = drain_seconds
+        self.outbox = outbox_from_settings(settings)
         # Kafka's default limits until the broker names the topics' own (refreshed in run()).
         self.limits = RecordLimits(settings.kafka_max_request_bytes)
-        self.ingestor = Ingestor(
-            config.store_id,
-            self.codec,
-            self.outbox,
-            timezone=ZoneInfo(settings.store_timezone),
-            window=TimeWindow(settings.edge_max_event_age, settings.edge_max_future),
-            limits=self.limits,
-            currency=settings.store_currency,
-        )
-        self.forwarder = Forwarder(
-            self.outbox,
-            lambda: make_producer(settings),
-            delivery_timeout=settings.edge_delivery_timeout_s,
-        )
+        self.ingestor = ingestor_from_settings(settings, self.outbox, self.limits)
+        self.store_id = self.ingestor.store_id
+        self.forwarder = forwarder_from_settings(settings, self.outbox)
         self.ingestor.on_accepted.append(self.forwarder.notify)
         self.devices: DeviceService | None = None
-        if config.devices_path is not None:
+        if settings.edge_devices is not None:
             self.devices = DeviceService(
-                load_devices(config.devices_path), store_id=config.store_id, emit=self._emit_device
+                load_devices(settings.edge_devices), store_id=self.store_id, emit=self._emit_device
             )
-        tokens = load_tokens(config.tokens_path) if config.tokens_path is not None else None
+        tokens = load_tokens(settings.edge_tokens) if settings.edge_tokens is not None else None
         self.app = create_app(self.ingestor, health=self.health, tokens=tokens)
-        self.server = embedded_server(self.app, config.host, config.port, tls=config.tls)
+        self.host, self.port = split_host_port(settings.edge_listen)
+        self.tls = _tls(settings)
+        self.server = embedded_server(self.app, self.host, self.port, tls=self.tls)
         self._stop = asyncio.Event()
         self._last_backlog: dict[str, Any] = {}
 
@@ -122,9 +99,9 @@ class EdgeService:
     def _access(self) -> str:
         """Who may post, for the start-up line."""
         rules = []
-        if self.config.tls is not None and self.config.tls.client_cafile is not None:
+        if self.settings.edge_tls_client_cafile is not None:
             rules.append("client certificates required")
-        if self.config.tokens_path is not None:
+        if self.settings.edge_tokens is not None:
             rules.append("till tokens required")
         return ", ".join(rules) or "open to the store network"
 
@@ -134,7 +111,7 @@ class EdgeService:
         ready = not self.outbox.is_full and self.forwarder.kafka_up
         state: dict[str, Any] = {
             "ready": ready,
-            "store_id": self.config.store_id,
+            "store_id": self.store_id,
             "kafka_up": self.forwarder.kafka_up,
             "outbox": self._last_backlog,
         }
@@ -147,13 +124,14 @@ class EdgeService:
         # Disk errors propagate and stop the edge: nothing could be made durable.
         try:
             await self.ingestor.accept([self.ingestor.encode(event_type, record, "device")])
-        except IngestError as exc:  # counted once, under its reason; fields named, no values
-            metrics.EVENTS_REJECTED.labels("device", exc.reason).inc()
-            fields = ", ".join(field for field, _ in exc.problems)
-            log.error("device event refused (%s): %s", exc.reason, fields)
-        except OutboxFullError as exc:
-            metrics.EVENTS_REJECTED.labels("device", "outbox_full").inc()
-            log.error("device event refused: %s", exc)
+        except (IngestError, OutboxFullError) as exc:  # counted once, under its reason
+            reason = refusal_reason(exc)
+            count_refusal("device", reason)
+            if isinstance(exc, IngestError):  # the fields named, never their values
+                fields = ", ".join(field for field, _ in exc.problems)
+                log.error("device event refused (%s): %s", reason, fields)
+            else:
+                log.error("device event refused: %s", exc)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -162,11 +140,11 @@ class EdgeService:
                 loop.add_signal_handler(sig, self.request_stop)
         mask_card_numbers_in_logs()
         await self.outbox.open()
-        metrics.OUTBOX_LIMIT_BYTES.set(self.config.outbox_max_bytes)
+        metrics.OUTBOX_LIMIT_BYTES.set(self.outbox.max_bytes)
         forwarder = asyncio.create_task(self.forwarder.run(), name="forwarder")
         intake = [asyncio.create_task(self.server.serve(), name="http")]
-        if self.config.poslog_dir is not None:
-            folder = DropFolder(self.ingestor, self.config.poslog_dir)
+        if self.settings.edge_poslog_dir is not None:
+            folder = DropFolder(self.ingestor, self.settings.edge_poslog_dir)
             intake.append(asyncio.create_task(folder.run(), name="dropfolder"))
         if self.devices is not None:
             intake.append(asyncio.create_task(self.devices.run(), name="devices"))
@@ -177,12 +155,12 @@ class EdgeService:
         )
         log.info(
             "edge for store %s listening on %s://%s:%d (%s; outbox %s)",
-            self.config.store_id,
-            "http" if self.config.tls is None else "https",
-            self.config.host,
-            self.config.port,
+            self.store_id,
+            "http" if self.tls is None else "https",
+            self.host,
+            self.port,
             self._access(),
-            self.config.outbox_path,
+            self.outbox.path,
         )
         stopper = asyncio.create_task(self._stop.wait())
         done, _ = await asyncio.wait([stopper, *intake], return_when=asyncio.FIRST_COMPLETED)
@@ -202,7 +180,7 @@ class EdgeService:
     ) -> None:
         log.info(
             "stopping: intake closed, draining the outbox for up to %.0fs",
-            self.config.drain_seconds,
+            self.drain_seconds,
         )
         self.server.should_exit = True
         for task in intake[1:]:
@@ -210,7 +188,7 @@ class EdgeService:
         await asyncio.gather(*intake, return_exceptions=True)
         self.forwarder.stop()
         try:
-            await asyncio.wait_for(forwarder, timeout=self.config.drain_seconds)
+            await asyncio.wait_for(forwarder, timeout=self.drain_seconds)
         except TimeoutError:
             log.warning("drain timed out; unsent events stay in the outbox for the next start")
         await self.forwarder.close()
@@ -239,13 +217,14 @@ class EdgeService:
                 "unsent_bytes": backlog.unsent_bytes,
                 "quarantined": backlog.quarantined,
             }
-            high = backlog.unsent_bytes >= DISK_ALARM_RATIO * self.config.outbox_max_bytes
+            limit = self.outbox.max_bytes
+            high = backlog.unsent_bytes >= DISK_ALARM_RATIO * limit
             if high and not alarmed:
                 log.error(
                     "outbox at %.0f%% of its %d-byte limit (%d unsent events): "
                     "new events will be refused at the limit; check the Kafka link",
-                    100 * backlog.unsent_bytes / self.config.outbox_max_bytes,
-                    self.config.outbox_max_bytes,
+                    100 * backlog.unsent_bytes / limit,
+                    limit,
                     backlog.depth,
                 )
             alarmed = high
@@ -253,3 +232,12 @@ class EdgeService:
                 await self.outbox.prune()
                 last_prune = time.monotonic()
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+
+
+def _tls(settings: Settings) -> TlsFiles | None:
+    """HTTPS, and mutual TLS when the settings name a client CA."""
+    if settings.edge_tls_certfile is None or settings.edge_tls_keyfile is None:
+        return None  # Settings allow neither or both
+    return TlsFiles(
+        settings.edge_tls_certfile, settings.edge_tls_keyfile, settings.edge_tls_client_cafile
+    )

@@ -38,6 +38,8 @@ from aiokafka.errors import (
     UnsupportedForMessageFormatError,
 )
 
+from tillstream.core import kafka
+from tillstream.core.settings import Settings
 from tillstream_edge import metrics
 from tillstream_edge.outbox import Outbox, PendingEvent
 
@@ -274,3 +276,12 @@ class Forwarder:
 
 def _permanent(error: BaseException | None) -> bool:
     return isinstance(error, PERMANENT_ERRORS)
+
+
+def forwarder_from_settings(settings: Settings, outbox: Outbox) -> Forwarder:
+    """A forwarder draining ``outbox`` to the Kafka the settings name."""
+    return Forwarder(
+        outbox,
+        lambda: kafka.make_producer(settings),
+        delivery_timeout=settings.edge_delivery_timeout_s,
+    )

@@ -29,13 +29,15 @@ from tillstream.core.pan import mask_pans
 from tillstream_edge import metrics
 from tillstream_edge.auth import STOCK_ONLY, TillTokens, foreign_tills
 from tillstream_edge.ingest import (
+    CONFLICT,
+    Accepted,
     EventTooLarge,
     IngestError,
     Ingestor,
-    PoslogBatch,
+    accept_poslog,
+    count_refusal,
     nothing_converted_problems,
-    poslog_events,
-    poslog_reason,
+    refusal_reason,
     transaction_label,
 )
 from tillstream_edge.models import EVENT_LIST, ONE_EVENT, StockMovementIn
@@ -55,7 +57,11 @@ _BEARER = HTTPBearer(
 
 
 class BodyTooLarge(Exception):
-    pass
+    """A request body over the channel's limit: answered 413 as soon as the limit is passed."""
+
+    def __init__(self, channel: str, limit: int) -> None:
+        super().__init__(f"larger than {limit} bytes")
+        self.channel = channel
 
 
 class Unauthenticated(Exception):
@@ -95,6 +101,10 @@ def create_app(
             headers={"WWW-Authenticate": exc.challenge},
         )
 
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(_request: Request, exc: BodyTooLarge) -> Response:
+        return _reject(exc.channel, 413, "too_large", [("body", str(exc))])
+
     @app.post(
         "/v1/events",
         status_code=202,
@@ -128,12 +138,7 @@ def create_app(
         # A default, not Annotated[...]: a postponed annotation cannot name a local dependency.
         till: str | None = Depends(http_till),
     ) -> Response:
-        try:
-            body = await _read_body(request, MAX_EVENTS_BODY)
-        except BodyTooLarge:
-            return _reject(
-                "http", 413, "too_large", [("body", f"larger than {MAX_EVENTS_BODY} bytes")]
-            )
+        body = await _read_body(request, "http", MAX_EVENTS_BODY)
         try:
             if body.lstrip()[:1] == b"[":
                 parsed = EVENT_LIST.validate_json(body)
@@ -141,24 +146,27 @@ def create_app(
                 parsed = [ONE_EVENT.validate_json(body)]
         except ValidationError as exc:
             return _reject("http", 422, _reason(exc), _problems(exc))
+
+        def where(i: int) -> str:
+            return f"events[{i}]" if len(parsed) > 1 else ""
+
         if till is not None:
             named = [None if isinstance(e, StockMovementIn) else e.terminal_id for e in parsed]
-            paths = [f"events[{i}]." if len(parsed) > 1 else "" for i in range(len(parsed))]
+            paths = [f"{where(i)}." if where(i) else "" for i in range(len(parsed))]
             if refused := _out_of_scope(tokens, till, named, paths, "http"):
                 return refused
             if refused := _foreign(till, named, paths, "http"):
                 return refused
         try:
             events = [
-                ingestor.encode(
-                    e.type, e.record(), "http", where=f"events[{i}]" if len(parsed) > 1 else ""
-                )
+                # The models held every field to the card-number and identifier rules.
+                ingestor.encode(e.type, e.record(), "http", where=where(i), checked=True)
                 for i, e in enumerate(parsed)
             ]
         except EventTooLarge as exc:  # Kafka could never take it: refused, not queued
-            return _reject("http", 413, exc.reason, exc.problems)
+            return _reject("http", 413, refusal_reason(exc), exc.problems)
         except IngestError as exc:
-            return _reject("http", 422, exc.reason, exc.problems)
+            return _reject("http", 422, refusal_reason(exc), exc.problems)
         return await _store(ingestor, events, "http")
 
     @app.post(
@@ -182,12 +190,7 @@ def create_app(
         },
     )
     async def post_poslog(request: Request, till: str | None = Depends(poslog_till)) -> Response:
-        try:
-            body = await _read_body(request, MAX_POSLOG_BODY)
-        except BodyTooLarge:
-            return _reject(
-                "poslog", 413, "too_large", [("body", f"larger than {MAX_POSLOG_BODY} bytes")]
-            )
+        body = await _read_body(request, "poslog", MAX_POSLOG_BODY)
         try:
             if till is not None:
                 # POSLog carries sales and payments only: no document for a stock-only token.
@@ -196,17 +199,20 @@ def create_app(
                 named, paths = await asyncio.to_thread(_poslog_tills, ingestor, body)
                 if refused := _foreign(till, named, paths, "poslog"):
                     return refused
-            batch = await asyncio.to_thread(poslog_events, ingestor, body, "poslog")
-        except NothingConverted as exc:
-            metrics.POSLOG_FILES.labels("failed").inc()
-            return _reject("poslog", 422, "nothing_converted", nothing_converted_problems(exc))
-        except EventTooLarge as exc:
-            metrics.POSLOG_FILES.labels("failed").inc()
-            return _reject("poslog", 413, exc.reason, exc.problems)
+            batch, accepted = await accept_poslog(ingestor, body, "poslog")
+        except OutboxFullError as exc:
+            return _not_stored("poslog", exc)
         except (PoslogError, IngestError) as exc:
+            if isinstance(exc, IngestError) and exc.reason == CONFLICT:
+                return _not_stored("poslog", exc)
             metrics.POSLOG_FILES.labels("failed").inc()
-            return _reject("poslog", 422, poslog_reason(exc), [("poslog", str(exc))])
-        return await _store(ingestor, batch.events, "poslog", batch)
+            reason = refusal_reason(exc, poslog=True)
+            if isinstance(exc, NothingConverted):
+                return _reject("poslog", 422, reason, nothing_converted_problems(exc))
+            if isinstance(exc, EventTooLarge):
+                return _reject("poslog", 413, reason, exc.problems)
+            return _reject("poslog", 422, reason, [("poslog", str(exc))])
+        return _accepted(accepted, skipped=batch.report())
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> dict[str, Any]:
@@ -305,21 +311,25 @@ def _foreign(
     )
 
 
-async def _store(
-    ingestor: Ingestor, events: list[OutboxEvent], channel: str, poslog: PoslogBatch | None = None
-) -> Response:
-    """Accept ``events``; a POSLog document's answer also lists what it skipped."""
+async def _store(ingestor: Ingestor, events: list[OutboxEvent], channel: str) -> Response:
     try:
         accepted = await ingestor.accept(events)
-    except OutboxFullError as exc:
-        return _reject(channel, 503, "outbox_full", [("outbox", str(exc))], retry_after=60)
-    except IngestError as exc:
-        return _reject(channel, 409, "conflict", exc.problems, count=False)
-    answer: dict[str, Any] = {"accepted": len(accepted.event_ids), "event_ids": accepted.event_ids}
-    if poslog is not None:  # counted once its events are on disk, as in every POSLog channel
-        metrics.POSLOG_FILES.labels("converted").inc()
-        poslog.count_skipped()
-        answer["skipped"] = poslog.report()
+    except (OutboxFullError, IngestError) as exc:
+        return _not_stored(channel, exc)
+    return _accepted(accepted)
+
+
+def _not_stored(channel: str, exc: OutboxFullError | IngestError) -> Response:
+    """503 while the outbox is full (retry later); 409 for an event id reused with other
+    content (every event named)."""
+    if isinstance(exc, OutboxFullError):
+        return _reject(channel, 503, refusal_reason(exc), [("outbox", str(exc))], retry_after=60)
+    return _reject(channel, 409, refusal_reason(exc), exc.problems)
+
+
+def _accepted(accepted: Accepted, **more: Any) -> Response:
+    """202: every event durable (a POSLog document's answer also lists what it skipped)."""
+    answer = {"accepted": len(accepted.event_ids), "event_ids": accepted.event_ids, **more}
     return JSONResponse(answer, status_code=202)
 
 
@@ -329,17 +339,17 @@ async def _client_gone(_request: Request, _exc: Exception) -> Response:
     return Response(status_code=400)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, channel: str, limit: int) -> bytes:
     # A hint only (the streamed size below is the real guard); not every ASGI server checks it,
     # and int() fails on '²' (isdigit) or 4301+ digits, so 12+ digits count as too large.
     declared = request.headers.get("content-length", "").lstrip("0")
     if declared.isascii() and declared.isdigit() and (len(declared) > 12 or int(declared) > limit):
-        raise BodyTooLarge
+        raise BodyTooLarge(channel, limit)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge
+            raise BodyTooLarge(channel, limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -376,11 +386,9 @@ def _reject(
     problems: list[tuple[str, str]],
     *,
     retry_after: int | None = None,
-    count: bool = True,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    if count:
-        metrics.EVENTS_REJECTED.labels(channel, reason).inc()
+    count_refusal(channel, reason)
     # One line per refused request: reason and field names, never the messages (a POSLog
     # message may quote what was sent). A field name can be a key the till made up: masked.
     fields = sorted({mask_pans(f)[:80] for f, _ in problems})

@@ -10,13 +10,18 @@ so a later import, once such transactions are published, takes it).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tillstream_edge.ingest import IngestError, Ingestor, poslog_events
+from tillstream_edge.ingest import (
+    IngestError,
+    Ingestor,
+    accept_poslog,
+    count_refusal,
+    refusal_reason,
+)
 from tillstream_edge.outbox import Outbox
 from tillstream_edge.poslog import PoslogError, Skipped
 
@@ -59,16 +64,15 @@ async def import_files(
             if await outbox.get_progress(marker) is not None:
                 report.already_done += 1
             else:
-                batch = await asyncio.to_thread(poslog_events, ingestor, data, "import")
-                accepted = await ingestor.accept(batch.events)
+                batch, accepted = await accept_poslog(ingestor, data, "import")
                 await outbox.set_progress(marker, str(path))
-                batch.count_skipped()
                 report.imported += 1
                 report.events += len(batch.events)
                 report.duplicates += accepted.duplicates
                 if batch.skipped:
                     report.skipped[str(path)] = batch.skipped
         except (OSError, PoslogError, IngestError) as exc:
+            count_refusal("import", refusal_reason(exc, poslog=True))
             report.failed[str(path)] = str(exc)
         advance(path)
     return report

@@ -6,6 +6,7 @@ undecodable is ever published) and appended to the outbox. Only then is it accep
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -14,15 +15,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tillstream.core import rules
 from tillstream.core.codec import AvroCodec, CodecError
-from tillstream.core.identifiers import CARD_NUMBER, Problem, gtin_problem, sku_problem
-from tillstream.core.pan import contains_pan
+from tillstream.core.identifiers import (
+    CARD_NUMBER,
+    Problem,
+    gtin_problem,
+    sku_problem,
+    text_problem,
+)
+from tillstream.core.registry import registry_from_settings
+from tillstream.core.settings import Settings
 from tillstream.core.topics import EVENT_TOPICS, store_key
 from tillstream_edge import metrics
 from tillstream_edge.limits import RecordLimits
-from tillstream_edge.outbox import Outbox, OutboxEvent, Outcome
+from tillstream_edge.outbox import Outbox, OutboxEvent, OutboxFullError, Outcome
 from tillstream_edge.poslog import NothingConverted, Skipped, parse_poslog
 from tillstream_edge.poslog_kinds import MAX_LISTED
 
@@ -31,7 +40,8 @@ log = logging.getLogger(__name__)
 
 class IngestError(ValueError):
     """An event cannot be accepted; ``problems`` lists (field, message) pairs, ``reason``
-    is what the channel counts the refusal as (``invalid``, ``card_number``)."""
+    is what the channel counts the refusal as (``invalid``, ``card_number``, ``rule``,
+    ``conflict``...: :func:`count_refusal`)."""
 
     def __init__(self, problems: list[tuple[str, str]], reason: str = "invalid") -> None:
         super().__init__("; ".join(f"{field}: {message}" for field, message in problems))
@@ -80,15 +90,26 @@ class Ingestor:
         """The largest record each topic takes (None: no size check)."""
 
     def encode(
-        self, event_type: str, record: dict[str, Any], channel: str, where: str = ""
+        self,
+        event_type: str,
+        record: dict[str, Any],
+        channel: str,
+        where: str = "",
+        *,
+        checked: bool = False,
     ) -> OutboxEvent:
-        """Check and encode one event; raises :class:`IngestError` naming the bad field."""
+        """Check and encode one event; raises :class:`IngestError` naming the bad field.
+
+        ``checked``: every string field was already held to the card-number and item
+        identifier rules (``tillstream_edge.models``, the HTTP channel), so they are not
+        scanned a second time.
+        """
         prefix = f"{where}." if where else ""
         if record.get("store_id") != self.store_id:
             # Never quote what was sent: it may be anything, a card number included.
             message = f"this edge serves store {self.store_id!r} only; the event names another"
             raise IngestError([(f"{prefix}store_id", message)])
-        found = _field_with_pan(record)
+        found = None if checked else _field_with_pan(record)
         if found is not None:  # counted once, by the channel, under the reason given here
             path, problem = found
             raise IngestError([(f"{prefix}{path}", problem.message)], reason=problem.kind)
@@ -148,8 +169,8 @@ class Ingestor:
         """Append to the outbox; returns once every event is on disk.
 
         Raises:
-            IngestError: an event id was already used for different content (then none of
-                ``events`` is stored).
+            IngestError: an event id was already used for different content (reason
+                ``conflict``, one problem per event; then none of ``events`` is stored).
             OutboxFullError: the outbox is at its disk limit.
         """
         outcomes = await self._outbox.append(events)
@@ -158,9 +179,8 @@ class Ingestor:
             for i, (e, o) in enumerate(zip(events, outcomes, strict=True))
             if o is Outcome.CONFLICT
         ]
-        if conflicts:
-            metrics.EVENTS_REJECTED.labels(events[0].channel, "conflict").inc(len(conflicts))
-            raise IngestError(conflicts)
+        if conflicts:  # counted by the channel, as every refusal
+            raise IngestError(conflicts, reason=CONFLICT)
         duplicates = 0
         for event, outcome in zip(events, outcomes, strict=True):
             if outcome is Outcome.ACCEPTED:
@@ -175,15 +195,35 @@ class Ingestor:
         return Accepted([e.event_id for e in events], duplicates)
 
 
+CONFLICT = "conflict"
+"""The reason of a refusal because an event id was already accepted with other content."""
+
+
+def ingestor_from_settings(
+    settings: Settings, outbox: Outbox, limits: RecordLimits, *, live: bool = True
+) -> Ingestor:
+    """The ingestor of the store the settings name, writing to ``outbox``: its currency, its
+    zone for POSLog local times and, on ``live`` channels (not a backfill), the plausibility
+    window."""
+    if settings.store_id is None:
+        raise ValueError("a store id is needed: TILLSTREAM_STORE_ID")
+    window = rules.TimeWindow(settings.edge_max_event_age, settings.edge_max_future)
+    return Ingestor(
+        settings.store_id,
+        AvroCodec(registry_from_settings(settings)),
+        outbox,
+        timezone=ZoneInfo(settings.store_timezone),
+        window=window if live else None,
+        limits=limits,
+        currency=settings.store_currency,
+    )
+
+
 _ISO_CODE = re.compile(r"[A-Z]{3}")
 # Event identifiers: UUIDs, checked by the codec, never read as card numbers.
 _EVENT_IDS = frozenset({"event_id", "sale_event_id"})
 # Item identifiers: the SKU and GTIN rules of ``tillstream.core.identifiers`` (every channel).
 _ITEM_IDS = {"sku": sku_problem, "gtin": gtin_problem}
-_FREE_TEXT_CARD = Problem(
-    CARD_NUMBER,
-    "looks like a card number (PAN); only brand, last four digits and a token may leave the till",
-)
 
 
 def _field_with_pan(value: Any, path: str = "") -> tuple[str, Problem] | None:
@@ -206,7 +246,7 @@ def _scan(value: dict[str, Any] | list[Any], path: str, found: list[tuple[str, P
             if key in _EVENT_IDS:
                 continue
             rule = _ITEM_IDS.get(key) if isinstance(key, str) else None
-            problem = rule(item) if rule else (_FREE_TEXT_CARD if contains_pan(item) else None)
+            problem = (rule or text_problem)(item)
             if problem is not None:
                 found.append((_join(path, key), problem))
                 if problem.kind == CARD_NUMBER:
@@ -233,12 +273,6 @@ class PoslogBatch:
         """The skipped transactions as a channel reports them (the first MAX_LISTED)."""
         return [s.as_dict() for s in self.skipped[:MAX_LISTED]]
 
-    def count_skipped(self) -> None:
-        """Count the skipped transactions; only once the document's events are on disk, so
-        a refused document counts nothing twice (its transactions come again)."""
-        for kind, count in Counter(s.metric_kind for s in self.skipped).items():
-            metrics.POSLOG_SKIPPED.labels(kind).inc(count)
-
 
 def poslog_events(
     ingestor: Ingestor, data: bytes, channel: str, *, max_bytes: int = 20 * 1024 * 1024
@@ -255,6 +289,26 @@ def poslog_events(
         for i, (event_type, record) in enumerate(result.events)
     ]
     return PoslogBatch(events, result.skipped)
+
+
+async def accept_poslog(
+    ingestor: Ingestor, data: bytes, channel: str, *, max_bytes: int = 20 * 1024 * 1024
+) -> tuple[PoslogBatch, Accepted]:
+    """Convert a POSLog document (in a thread) and accept its events: the POSLog path of every
+    channel (upload, drop folder, import). A document accepted is counted as converted, with
+    the transactions it skipped, once its events are on disk; a refused one counts nothing
+    here (its channel counts the refusal), so nothing is counted twice when it comes again.
+
+    Raises:
+        PoslogError, IngestError: as :func:`poslog_events` and :meth:`Ingestor.accept`.
+        OutboxFullError: the outbox is at its disk limit.
+    """
+    batch = await asyncio.to_thread(poslog_events, ingestor, data, channel, max_bytes=max_bytes)
+    accepted = await ingestor.accept(batch.events)
+    metrics.POSLOG_FILES.labels("converted").inc()
+    for kind, count in Counter(s.metric_kind for s in batch.skipped).items():
+        metrics.POSLOG_SKIPPED.labels(kind).inc(count)
+    return batch, accepted
 
 
 def nothing_converted_problems(exc: NothingConverted) -> list[tuple[str, str]]:
@@ -274,7 +328,20 @@ def transaction_label(record: dict[str, Any], index: int) -> str:
     return f"transaction {record.get('receipt_number', record.get('sequence_number') or index)}"
 
 
-def poslog_reason(exc: Exception) -> str:
-    """What a refused POSLog document is counted as (HTTP upload, drop folder)."""
-    reason = getattr(exc, "reason", None)
-    return reason if isinstance(reason, str) and reason != "invalid" else "invalid_poslog"
+def refusal_reason(exc: Exception, *, poslog: bool = False) -> str:
+    """What a refusal raised on the way in is counted as: the reason an :class:`IngestError`
+    names (a POSLog channel counts a plain ``invalid`` as ``invalid_poslog``), a full outbox,
+    a POSLog document with nothing to convert, or one that could not be read."""
+    if isinstance(exc, OutboxFullError):
+        return "outbox_full"
+    if isinstance(exc, NothingConverted):
+        return "nothing_converted"
+    reason = exc.reason if isinstance(exc, IngestError) else "invalid"
+    return "invalid_poslog" if poslog and reason == "invalid" else reason
+
+
+def count_refusal(channel: str, reason: str) -> None:
+    """The one place a refusal is counted (``tillstream_edge_events_rejected_total``): once
+    per refused request, POSLog document or device event, under one reason, by the channel
+    that refused it (docs/observability.md, TillstreamEdgeRejectionsHigh)."""
+    metrics.EVENTS_REJECTED.labels(channel, reason).inc()

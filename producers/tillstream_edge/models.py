@@ -2,12 +2,16 @@
 
 Validation happens here, at the edge, so a till hears at once which field is wrong. JSON
 numbers are read as exact decimals (never floats); times must carry a zone; card data is
-limited to brand, last four digits and a token, and no free-text field may hold a PAN.
+limited to brand, last four digits and a token. Free text, SKUs and GTINs are held to the
+rules of ``tillstream.core.identifiers``, field by field, so one answer names every bad field;
+ingest then takes these events as checked (``Ingestor.encode(checked=True)``): one scan per
+request.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -27,37 +31,26 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from tillstream.core.identifiers import (
-    CARD_NUMBER,
     SKU_MAX_LENGTH,
     SKU_PATTERN,
+    Problem,
     gtin_problem,
     sku_problem,
+    text_problem,
 )
-from tillstream.core.pan import contains_pan
-from tillstream.core.till_events import TillEventKind
+from tillstream.core.till_events import WrittenKind
 
 
-def _no_pan(value: str | None) -> str | None:
-    if value is not None and contains_pan(value):
-        raise PydanticCustomError(
-            CARD_NUMBER, "looks like a card number (PAN); send only brand, last four and a token"
-        )
-    return value
+def _held_to(rule: Callable[[str], Problem | None]) -> Callable[[Any], Any]:
+    """A validator applying one of the core field rules; its problem kind is the error type
+    (``card_number`` is what the channel counts the refusal as)."""
 
+    def validate(value: Any) -> Any:
+        if isinstance(value, str) and (problem := rule(value)) is not None:
+            raise PydanticCustomError(problem.kind, problem.message)
+        return value
 
-def _gtin(value: str | None) -> str | None:
-    problem = None if value is None else gtin_problem(value)
-    if problem is not None:
-        raise PydanticCustomError(problem.kind, problem.message)
-    return value
-
-
-def _sku(value: Any) -> Any:
-    # Before the length and pattern checks, so a card number is refused as one (and counted
-    # under its own reason) even when it is also too long or has spaces in it.
-    if isinstance(value, str) and (problem := sku_problem(value)) is not None:
-        raise PydanticCustomError(problem.kind, problem.message)
-    return value
+    return validate
 
 
 def _currency(value: str) -> str:
@@ -66,14 +59,18 @@ def _currency(value: str) -> str:
     return value
 
 
-Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_pan)]
-OptText = Annotated[str | None, Field(default=None, max_length=500), AfterValidator(_no_pan)]
+Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_held_to(text_problem))]
+OptText = Annotated[
+    str | None, Field(default=None, max_length=500), AfterValidator(_held_to(text_problem))
+]
 Sku = Annotated[
     str,
     Field(min_length=1, max_length=SKU_MAX_LENGTH, pattern=SKU_PATTERN),
-    BeforeValidator(_sku),
+    # Before the length and pattern checks, so a card number is refused as one (and counted
+    # under its own reason) even when it is also too long or has spaces in it.
+    BeforeValidator(_held_to(sku_problem)),
 ]
-Gtin = Annotated[str | None, Field(default=None), AfterValidator(_gtin)]
+Gtin = Annotated[str | None, Field(default=None), AfterValidator(_held_to(gtin_problem))]
 Currency = Annotated[str, AfterValidator(_currency)]
 Money = Annotated[Decimal, Field(max_digits=18, decimal_places=4, allow_inf_nan=False)]
 PositiveMoney = Annotated[
@@ -92,9 +89,13 @@ class _Event(BaseModel):
     occurred_at: AwareDatetime
 
     def record(self) -> dict[str, Any]:
-        """The Avro record of this event (the ``type`` tag dropped, ids as strings)."""
+        """The Avro record of this event (the ``type`` tag dropped, ids as strings; a store-day
+        event that gives no ``utc_offset_minutes`` is in the zone of its ``occurred_at``)."""
         data = self.model_dump(exclude={"type"})
         data["event_id"] = str(self.event_id)
+        if "utc_offset_minutes" in data and "utc_offset_minutes" not in self.model_fields_set:
+            offset = self.occurred_at.utcoffset()
+            data["utc_offset_minutes"] = int(offset.total_seconds() // 60) if offset else 0
         return data
 
 
@@ -144,13 +145,6 @@ class SaleIn(_Event):
         if len(set(numbers)) != len(numbers):
             raise ValueError("line_number values must be unique within a sale")
         return lines
-
-    def record(self) -> dict[str, Any]:
-        data = super().record()
-        if "utc_offset_minutes" not in self.model_fields_set:  # the till's own zone
-            offset = self.occurred_at.utcoffset()
-            data["utc_offset_minutes"] = int(offset.total_seconds() // 60) if offset else 0
-        return data
 
 
 class CardIn(BaseModel):
@@ -217,7 +211,7 @@ class ControlEventIn(_Event):
 
     type: Literal["till_event"]
     terminal_id: Text
-    kind: TillEventKind
+    kind: WrittenKind
     sequence_number: OptText = None
     operator_id: OptText = None
     business_day: date
@@ -226,13 +220,6 @@ class ControlEventIn(_Event):
     tenders: list[TillAmountIn] = Field(default_factory=list, max_length=50)
     reason: OptText = None
     source: Literal["api"] = "api"
-
-    def record(self) -> dict[str, Any]:
-        data = super().record()
-        if "utc_offset_minutes" not in self.model_fields_set:  # the till's own zone
-            offset = self.occurred_at.utcoffset()
-            data["utc_offset_minutes"] = int(offset.total_seconds() // 60) if offset else 0
-        return data
 
 
 AnyEventIn = SaleIn | PaymentIn | StockMovementIn | ControlEventIn

@@ -27,6 +27,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tillstream.core.settings import Settings
+
 T = TypeVar("T")
 
 ROW_OVERHEAD = 128
@@ -406,3 +408,8 @@ def _add_quarantine_columns(db: sqlite3.Connection) -> None:
     if columns and "quarantined_at" not in columns:
         db.execute("ALTER TABLE events ADD COLUMN quarantined_at REAL")
         db.execute("ALTER TABLE events ADD COLUMN quarantine_reason TEXT")
+
+
+def outbox_from_settings(settings: Settings) -> Outbox:
+    """The store's outbox: its file and disk limit (``TILLSTREAM_EDGE_OUTBOX``, ``_MAX_MB``)."""
+    return Outbox(settings.edge_outbox, max_bytes=settings.edge_outbox_max_mb * 1024 * 1024)

@@ -18,17 +18,17 @@ reduced to brand and last four digits, and any kept free text has card numbers m
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, tzinfo
 from decimal import Decimal
 from typing import Any
 from xml.etree.ElementTree import Element
 
 from tillstream.core.rules import LINE_SIGNS
-from tillstream_edge import poslog_control  # a module: it reads headers with this one's functions
+from tillstream_edge.poslog_control import convert_control
+from tillstream_edge.poslog_header import NAMESPACE, currency_of, parse_time, read_header
 from tillstream_edge.poslog_items import Items, ParseContext, read_items
 from tillstream_edge.poslog_kinds import NothingConverted, Skipped, body, skipped
 from tillstream_edge.poslog_xml import (
@@ -51,15 +51,10 @@ __all__ = [
     "parse_poslog",
 ]
 
-NAMESPACE = uuid.UUID("bfc62966-5d5c-47f7-a9c7-5d29547c6ec3")
-"""uuid5 namespace of POSLog event ids; never change it, or resent files get new ids."""
-
 _ZERO = Decimal("0.0000")
 # The ARTS totals a sale needs; vendor totals (acs:GrossPositive, fu:..., text values) are
 # never read, so one a vendor fills with text cannot refuse a document.
 _TOTALS = ("TransactionGrossAmount", "TransactionTaxAmount", "TransactionGrandAmount")
-# Where a sale's time is read, in order of preference (see _moment).
-_TIMES = ("EndDateTime", "BeginDateTime", "ReceiptDateTime", "POSLogDateTime")
 
 
 @dataclass(frozen=True)
@@ -104,7 +99,7 @@ def parse_poslog(
         sequence = child_text(tx, "SequenceNumber")
         label = f"{sequence} (#{index})" if sequence else f"#{index} (no SequenceNumber)"
         try:
-            control = poslog_control.convert_control(tx, default_currency, default_timezone)
+            control = convert_control(tx, default_currency, default_timezone)
             if control is not None:  # sign-on, pickup, declaration...: till events
                 events += control.events
                 masked += control.masked_pans
@@ -113,7 +108,7 @@ def parse_poslog(
             if skip is not None:
                 skips.append(skip)
                 continue
-            ctx = ParseContext(_currency(tx, default_currency))
+            ctx = ParseContext(currency_of(tx, default_currency))
             events += _convert(tx, ctx, default_timezone)
         except PoslogError as exc:
             raise PoslogError(f"transaction {label}: {exc}") from exc
@@ -126,15 +121,8 @@ def parse_poslog(
 def _convert(tx: Element, ctx: ParseContext, tz: tzinfo) -> list[tuple[str, dict[str, Any]]]:
     retail = body(tx)
     assert retail is not None  # not skipped, so there is a RetailTransaction
-    store = _store(tx)
-    workstation = child_text(tx, "WorkstationID")
-    if workstation is None:
-        raise PoslogError("no WorkstationID")
-    sequence = child_text(tx, "SequenceNumber")
-    if sequence is None:
-        raise PoslogError("no SequenceNumber")
-    occurred_at, offset = _moment(tx, retail, tz)
-    business_day = _business_day(tx, occurred_at, offset)
+    header = read_header(tx, retail, tz)
+    occurred_at, sequence = header.occurred_at, header.sequence
     items = read_items(retail, ctx)
     if not items.lines:
         raise PoslogError("RetailTransaction has no Sale or Return line items")
@@ -142,19 +130,19 @@ def _convert(tx: Element, ctx: ParseContext, tz: tzinfo) -> list[tuple[str, dict
         line.record["line_number"] = number
     _apply_change(items)
 
-    key = f"{store}|{workstation}|{sequence}|{business_day.isoformat()}"
+    key = header.key
     sale_id = uuid.uuid5(NAMESPACE, key)
-    store_id = ctx.clean(store) or store
-    terminal_id = ctx.clean(workstation) or workstation
+    store_id = ctx.clean(header.store) or header.store
+    terminal_id = ctx.clean(header.workstation) or header.workstation
     receipt = child_text(tx, "ReceiptNumber") or child_text(retail, "ReceiptNumber") or sequence
     sale = {
         "event_id": str(sale_id),
         "store_id": store_id,
         "terminal_id": terminal_id,
         "receipt_number": ctx.clean(receipt),
-        "business_day": business_day,
+        "business_day": header.business_day,
         "occurred_at": occurred_at,
-        "utc_offset_minutes": offset,
+        "utc_offset_minutes": header.offset,
         "cashier_id": ctx.clean(child_text(tx, "OperatorID") or child_text(retail, "OperatorID")),
         "customer_id": ctx.clean(_customer(tx)),
         "currency": ctx.currency,
@@ -163,7 +151,7 @@ def _convert(tx: Element, ctx: ParseContext, tz: tzinfo) -> list[tuple[str, dict
     }
     events: list[tuple[str, dict[str, Any]]] = [("sale", sale)]
     for n, tender in enumerate(items.tenders, 1):
-        at = _parse_time(text(tender.at), tz)[0] if text(tender.at) else occurred_at
+        at = parse_time(text(tender.at), tz)[0] if text(tender.at) else occurred_at
         payment = {
             "event_id": str(uuid.uuid5(NAMESPACE, f"{key}|tender|{n}")),
             "sale_event_id": str(sale_id),
@@ -178,82 +166,6 @@ def _convert(tx: Element, ctx: ParseContext, tz: tzinfo) -> list[tuple[str, dict
         }
         events.append(("payment", payment))
     return events
-
-
-def _store(tx: Element) -> str:
-    units = [u for bu in children(tx, "BusinessUnit") for u in children(bu, "UnitID")]
-    # V6 files may list several business units (store, country); the store is the one typed
-    # RetailStore, or the only/first one.
-    for unit in units:
-        if attr(unit, "TypeCode") in (None, "RetailStore") and text(unit):
-            return text(unit) or ""
-    store = (text(units[0]) if units else None) or child_text(tx, "RetailStoreID")
-    if store is None:
-        raise PoslogError("no store id (BusinessUnit/UnitID or RetailStoreID)")
-    return store
-
-
-def _currency(tx: Element, default: str) -> str:
-    """Transaction currency: CurrencyCode, else the first amount attribute, else the store's."""
-    code = child_text(tx, "CurrencyCode")
-    retail = body(tx)
-    if code is None and retail is not None:
-        code = child_text(retail, "CurrencyCode")
-        for element in retail.iter():
-            if code is not None:
-                break
-            found = attr(element, "Currency") or attr(element, "CurrencyCode")
-            if found and found.upper() != "XXX":
-                code = found
-    code = (code or default).upper()
-    if not re.fullmatch(r"[A-Z]{3}", code):
-        raise PoslogError(f"currency {code!r} is not an ISO 4217 code")
-    return code
-
-
-def _parse_time(value: str | None, tz: tzinfo) -> tuple[datetime, int]:
-    """(UTC instant, local UTC offset in minutes). Zone-less times are local to ``tz``; UTC
-    times ("Z") get ``tz``'s offset, since the till's own offset is unknown then."""
-    if value is None:
-        raise PoslogError("no time")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise PoslogError(f"{value!r} is not an ISO 8601 date-time") from exc
-    try:
-        if parsed.tzinfo is None:
-            local_time = parsed.replace(tzinfo=tz)
-        elif parsed.utcoffset() == UTC.utcoffset(None):
-            local_time = parsed.astimezone(tz)
-        else:
-            local_time = parsed
-        offset = local_time.utcoffset()
-        minutes = int(offset.total_seconds() // 60) if offset is not None else 0
-        return local_time.astimezone(UTC), minutes
-    except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before year 1 in UTC
-        raise PoslogError(f"{value!r} is out of the supported date range") from None
-
-
-def _moment(tx: Element, retail: Element, tz: tzinfo) -> tuple[datetime, int]:
-    """When the sale happened: its end (the latest EndDateTime; V6 may type several), else
-    its begin, else the receipt's time, else when the till logged it (POSLogDateTime: all an
-    online order may carry). A BusinessDayDate alone is no time of day: refused, not guessed."""
-    for name in _TIMES:
-        values = [text(e) for holder in (tx, retail) for e in children(holder, name)]
-        moments = [_parse_time(v, tz) for v in values if v]
-        if moments:
-            return max(moments)
-    raise PoslogError(f"no time: none of {', '.join(_TIMES)} (BusinessDayDate has no time)")
-
-
-def _business_day(tx: Element, occurred_at: datetime, offset: int) -> date:
-    value = child_text(tx, "BusinessDayDate")
-    if value is None:  # fall back to the local calendar date of the sale
-        return (occurred_at + timedelta(minutes=offset)).date()
-    try:
-        return date.fromisoformat(value[:10])
-    except ValueError as exc:
-        raise PoslogError(f"BusinessDayDate {value!r} is not a date") from exc
 
 
 def _customer(tx: Element) -> str | None:

@@ -22,7 +22,7 @@ from typing import Any
 from xml.etree.ElementTree import Element
 
 from tillstream.core.till_events import MAY_HAVE_AMOUNTS
-from tillstream_edge import poslog
+from tillstream_edge.poslog_header import NAMESPACE, currency_of, read_header
 from tillstream_edge.poslog_items import ParseContext
 from tillstream_edge.poslog_tenders import method_of as tender_method  # one tender mapping for all
 from tillstream_edge.poslog_xml import PoslogError, attr, child, child_text, flag, local
@@ -90,17 +90,8 @@ def convert_control(tx: Element, default_currency: str, tz: tzinfo) -> ControlRe
     if not acts:
         return None
     body = next(b for b in tx if local(b.tag) in KINDS)
-    ctx = ParseContext(poslog._currency(tx, default_currency))
-    store = poslog._store(tx)
-    workstation = child_text(tx, "WorkstationID")
-    if workstation is None:
-        raise PoslogError("no WorkstationID")
-    sequence = child_text(tx, "SequenceNumber")
-    if sequence is None:
-        raise PoslogError("no SequenceNumber")
-    occurred_at, offset = poslog._moment(tx, body, tz)
-    business_day = poslog._business_day(tx, occurred_at, offset)
-    key = f"{store}|{workstation}|{sequence}|{business_day.isoformat()}"
+    ctx = ParseContext(currency_of(tx, default_currency))
+    header = read_header(tx, body, tz)
     operator = child_text(tx, "OperatorID") or child_text(body, "OperatorID")
     events = []
     for n, (element, kind) in enumerate(acts, 1):
@@ -108,15 +99,15 @@ def convert_control(tx: Element, default_currency: str, tz: tzinfo) -> ControlRe
         tenders = _amounts(element, kind, ctx) if kind in MAY_HAVE_AMOUNTS else []
         reason = child_text(element, "ReasonCode", "Reason") or child_text(body, "ReasonCode")
         record = {
-            "event_id": str(uuid.uuid5(poslog.NAMESPACE, f"{key}|control|{n}")),
-            "store_id": ctx.clean(store) or store,
-            "terminal_id": ctx.clean(workstation) or workstation,
+            "event_id": str(uuid.uuid5(NAMESPACE, f"{header.key}|control|{n}")),
+            "store_id": ctx.clean(header.store) or header.store,
+            "terminal_id": ctx.clean(header.workstation) or header.workstation,
             "kind": kind,
-            "sequence_number": ctx.clean(sequence),
+            "sequence_number": ctx.clean(header.sequence),
             "operator_id": ctx.clean(child_text(element, "OperatorID") or operator),
-            "business_day": business_day,
-            "occurred_at": occurred_at,
-            "utc_offset_minutes": offset,
+            "business_day": header.business_day,
+            "occurred_at": header.occurred_at,
+            "utc_offset_minutes": header.offset,
             "currency": ctx.currency if tenders else None,
             "tenders": tenders,
             "reason": ctx.clean(reason),

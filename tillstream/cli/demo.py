@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.live import Live
 
 from tillstream.cli.common import settings
+from tillstream.cli.tills import Traffic, traffic_options
 from tillstream.demo.stack import DemoStack
 from tillstream.demo.view import Snapshot, plain_line, render, scrape
 from tillstream.dev.broker import DevKafkaError
@@ -24,25 +25,10 @@ CATCH_UP_SECONDS = 60
 
 
 @click.command()
-@click.option("--stores", type=click.IntRange(1, 20), default=3, show_default=True)
-@click.option("--tills", type=click.IntRange(1, 20), default=3, show_default=True)
-@click.option(
-    "--rate", type=click.FloatRange(1, 20_000), default=60, show_default=True,
-    help="Events per second offered by all tills together.",
-)  # fmt: skip
-@click.option(
-    "--duration", type=click.FloatRange(1), help="Seconds to run (default: until Ctrl-C)."
-)
-@click.option("--seed", type=int, help="Make the simulated traffic reproducible.")
+# An edge process per store: a laptop runs a few dozen at most.
+@traffic_options(rate=60, duration_help="Seconds to run (default: until Ctrl-C).", max_stores=20)
 @click.option("--bootstrap-servers", help="Use this cluster instead of starting a local broker.")
-def demo(
-    stores: int,
-    tills: int,
-    rate: float,
-    duration: float | None,
-    seed: int | None,
-    bootstrap_servers: str | None,
-) -> None:
+def demo(traffic: Traffic, bootstrap_servers: str | None) -> None:
     """Run the whole pipeline on this machine: a Kafka broker, an edge service per store, the
     ERP, CRM and analytics consumers, and simulated tills posting to the edges' HTTP API and
     dropping POSLog files. Shows live rates, lag, dead letters, low stock and sales; ends
@@ -50,7 +36,7 @@ def demo(
     cfg = settings()
     console = Console(stderr=False)
     workdir = Path(tempfile.mkdtemp(prefix="tillstream-demo-"))
-    stack = DemoStack(workdir, [f"S{n:03d}" for n in range(1, stores + 1)], bootstrap_servers)
+    stack = DemoStack(workdir, traffic.store_ids(), bootstrap_servers)
     try:
         with console.status("starting ...") as status:
 
@@ -70,11 +56,11 @@ def demo(
                 {s: e.url for s, e in stack.edges.items()},
                 {s: stack.drop_folder(s) for s in stack.stores},
             ),
-            rate=rate,
-            tills=tills,
-            seed=seed,
+            rate=traffic.rate,
+            tills=traffic.tills,
+            seed=traffic.seed,
         )
-        last = asyncio.run(_show(stack, simulator, duration, console))
+        last = asyncio.run(_show(stack, simulator, traffic.duration, console))
         _summary(stack, simulator.stats, last, workdir)
     except (DevKafkaError, ServiceError) as exc:
         raise click.ClickException(str(exc)) from None

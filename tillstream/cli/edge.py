@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import click
 from aiokafka.errors import KafkaError
@@ -12,18 +11,14 @@ from rich.progress import Progress
 
 from tillstream.cli.common import run, settings
 from tillstream.cli.quarantine import quarantine
-from tillstream.core.codec import AvroCodec
-from tillstream.core.http import TlsFiles
-from tillstream.core.kafka import make_producer
 from tillstream.core.logs import configure_logging
-from tillstream.core.registry import registry_from_settings
-from tillstream.core.settings import Settings, split_host_port
+from tillstream.core.settings import Settings
 from tillstream.core.topics import STORE_TOPICS
-from tillstream_edge.forwarder import Forwarder
+from tillstream_edge.forwarder import Forwarder, forwarder_from_settings
 from tillstream_edge.importer import ImportReport, import_files, poslog_files
-from tillstream_edge.ingest import Ingestor
+from tillstream_edge.ingest import ingestor_from_settings
 from tillstream_edge.limits import RecordLimits, read_topic_limits
-from tillstream_edge.outbox import Outbox
+from tillstream_edge.outbox import Outbox, outbox_from_settings
 
 
 @click.group()
@@ -39,10 +34,9 @@ _OUTBOX = click.option(
 )
 
 
-def _store(cfg: Settings) -> str:
+def _require_store(cfg: Settings) -> None:
     if not cfg.store_id:
         raise click.UsageError("a store id is needed: --store ID or TILLSTREAM_STORE_ID")
-    return cfg.store_id
 
 
 @edge.command("run")
@@ -81,7 +75,7 @@ def run_edge(
     HTTPS and client certificates come from TILLSTREAM_EDGE_TLS_CERTFILE, _KEYFILE and
     _CLIENT_CAFILE (see docs/edge.md).
     """
-    from tillstream_edge.edge import EdgeConfig, EdgeService
+    from tillstream_edge.edge import EdgeService
 
     cfg = settings(
         store_id=store_id,
@@ -92,29 +86,12 @@ def run_edge(
         edge_tokens=tokens,
     )
     configure_logging(cfg.log_level)
-    host, port = split_host_port(cfg.edge_listen)
-    config = EdgeConfig(
-        store_id=_store(cfg),
-        host=host,
-        port=port,
-        outbox_path=cfg.edge_outbox,
-        outbox_max_bytes=cfg.edge_outbox_max_mb * 1024 * 1024,
-        poslog_dir=cfg.edge_poslog_dir,
-        devices_path=cfg.edge_devices,
-        tokens_path=cfg.edge_tokens,
-        tls=_tls(cfg),
-    )
+    _require_store(cfg)
     try:
-        service = EdgeService(cfg, config)
+        service = EdgeService(cfg)
     except ValueError as exc:  # a bad devices or tokens file, named (never a token)
         raise click.ClickException(str(exc)) from None
     asyncio.run(service.run())
-
-
-def _tls(cfg: Settings) -> TlsFiles | None:
-    if cfg.edge_tls_certfile is None or cfg.edge_tls_keyfile is None:
-        return None  # Settings allow neither or both
-    return TlsFiles(cfg.edge_tls_certfile, cfg.edge_tls_keyfile, cfg.edge_tls_client_cafile)
 
 
 @edge.command("import")
@@ -130,26 +107,18 @@ def import_(
     """Backfill POSLog files or folders (resumable, idempotent), with a progress bar."""
     cfg = settings(store_id=store_id, edge_outbox=outbox)
     configure_logging("WARNING")
-    report = run(_import(cfg, _store(cfg), list(paths), forward=not no_forward))
+    _require_store(cfg)
+    report = run(_import(cfg, list(paths), forward=not no_forward))
     if report.failed:
         raise click.ClickException(f"{len(report.failed)} file(s) could not be imported")
 
 
-async def _import(
-    cfg: Settings, store_id: str, paths: list[Path], *, forward: bool
-) -> ImportReport:
+async def _import(cfg: Settings, paths: list[Path], *, forward: bool) -> ImportReport:
     files = list(poslog_files(paths))
-    outbox = Outbox(cfg.edge_outbox, max_bytes=cfg.edge_outbox_max_mb * 1024 * 1024)
+    outbox = outbox_from_settings(cfg)
     await outbox.open()
-    try:
-        ingestor = Ingestor(
-            store_id,
-            AvroCodec(registry_from_settings(cfg)),
-            outbox,
-            timezone=ZoneInfo(cfg.store_timezone),
-            limits=await _record_limits(cfg),
-            currency=cfg.store_currency,
-        )
+    try:  # a backfill: no plausibility window
+        ingestor = ingestor_from_settings(cfg, outbox, await _record_limits(cfg), live=False)
         with Progress() as progress:
             task = progress.add_task("importing POSLog", total=len(files))
             report = await import_files(
@@ -168,10 +137,7 @@ async def _import(
         for path, reason in report.failed.items():
             click.echo(f"  failed: {path}: {reason}", err=True)
         if forward:
-            forwarder = Forwarder(
-                outbox, lambda: make_producer(cfg), delivery_timeout=cfg.edge_delivery_timeout_s
-            )
-            await _drain(outbox, forwarder)
+            await _drain(outbox, forwarder_from_settings(cfg, outbox))
             if held := (await outbox.backlog()).quarantined:
                 click.echo(
                     f"{held} event(s) quarantined, Kafka refuses them: "

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from tillstream.cli.common import settings
+from tillstream.cli.tills import Traffic, traffic_options
 from tillstream.core.codec import AvroCodec
 from tillstream.core.kafka import make_producer
 from tillstream.core.registry import registry_from_settings
@@ -19,14 +20,7 @@ from tillstream.simulate.driver import EdgeSink, KafkaSink, Simulator, Sink, Sta
 
 
 @click.command()
-@click.option("--stores", type=click.IntRange(1, 1000), default=3, show_default=True)
-@click.option("--tills", type=click.IntRange(1, 50), default=3, show_default=True)
-@click.option(
-    "--rate", type=click.FloatRange(0.1, 100_000), default=100, show_default=True,
-    help="Events per second offered by all tills together.",
-)  # fmt: skip
-@click.option("--duration", type=click.FloatRange(1), required=True, help="Seconds to run.")
-@click.option("--seed", type=int, help="Same seed, same receipts (and event ids).")
+@traffic_options(rate=100, duration_help="Seconds to run.", duration_required=True)
 @click.option(
     "--edge", "edges", multiple=True, metavar="URL",
     help="Edge service of store N (repeat, in store order). Without it, events go straight "
@@ -38,26 +32,20 @@ from tillstream.simulate.driver import EdgeSink, KafkaSink, Simulator, Sink, Sta
 )  # fmt: skip
 @click.option("--store-prefix", default="S", show_default=True, help="Store ids: S001, S002...")
 def simulate(
-    stores: int,
-    tills: int,
-    rate: float,
-    duration: float,
-    seed: int | None,
-    edges: tuple[str, ...],
-    drop_folders: tuple[Path, ...],
-    store_prefix: str,
+    traffic: Traffic, edges: tuple[str, ...], drop_folders: tuple[Path, ...], store_prefix: str
 ) -> None:
     """Simulated stores ringing up receipts (baskets, weighed goods, voids, returns, loyalty
     customers, payments, deliveries) at --rate events per second for --duration seconds.
     The last till of each store writes POSLog; a few receipts carry a card number in a text
     field, which the edges must refuse (they are not sent when publishing to Kafka)."""
-    ids = [f"{store_prefix}{n:03d}" for n in range(1, stores + 1)]
+    stores = traffic.stores
     if edges and len(edges) != stores:
         raise click.UsageError(f"give one --edge per store: {stores} stores, {len(edges)} edges")
     if drop_folders and len(drop_folders) != stores:
         raise click.UsageError(f"give one --poslog-dir per store ({stores})")
     cfg = settings()
-    stats = asyncio.run(_simulate(cfg, ids, tills, rate, duration, seed, edges, drop_folders))
+    ids = traffic.store_ids(store_prefix)
+    stats = asyncio.run(_simulate(cfg, ids, traffic, edges, drop_folders))
     click.echo(
         f"simulate: stores={stores} sent={stats.total('sent')} "
         f"accepted={stats.total('accepted')} refused={stats.total('rejected')} "
@@ -70,10 +58,7 @@ def simulate(
 async def _simulate(
     cfg: Settings,
     stores: list[str],
-    tills: int,
-    rate: float,
-    duration: float,
-    seed: int | None,
+    traffic: Traffic,
     edges: tuple[str, ...],
     drop_folders: tuple[Path, ...],
 ) -> Stats:
@@ -87,14 +72,19 @@ async def _simulate(
         sink = KafkaSink(producer, AvroCodec(registry_from_settings(cfg)))
     # Without an edge nothing would refuse a bad receipt: send none.
     simulator = Simulator(
-        stores, sink, rate=rate, tills=tills, seed=seed, bad_ratio=0.005 if edges else 0.0
+        stores,
+        sink,
+        rate=traffic.rate,
+        tills=traffic.tills,
+        seed=traffic.seed,
+        bad_ratio=0.005 if edges else 0.0,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    run = asyncio.create_task(simulator.run(duration, stop))
+    run = asyncio.create_task(simulator.run(traffic.duration, stop))
     started = time.monotonic()
     try:
         while not run.done():

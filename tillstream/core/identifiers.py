@@ -1,4 +1,5 @@
-"""Item identifiers (SKU, GTIN): one rule for every channel, and never a card number.
+"""Item identifiers (SKU, GTIN) and free text: one rule each for every channel, and never a
+card number.
 
 - A **GTIN** is 8, 12, 13 or 14 ASCII digits with a valid check digit and a GS1 prefix
   that GS1 has assigned (biip's table: no made-up or reserved ranges). A 14-digit value
@@ -8,8 +9,10 @@
 - A **SKU** is 1-64 characters: a letter or digit, then letters, digits and ``_ . / -``.
   A SKU holding a card number (in any spelling ``tillstream.core.pan`` reads) is refused,
   unless the SKU is itself a GTIN by the rule above: stores use GTINs as SKUs.
+- **Free text** (descriptions, references, cashier, customer and terminal ids, tokens) may
+  hold anything but a card number.
 
-Both return a :class:`Problem` naming what is wrong and the limit, never the value.
+Each returns a :class:`Problem` naming what is wrong and the limit, never the value.
 """
 
 from __future__ import annotations
@@ -20,15 +23,13 @@ from dataclasses import dataclass
 
 from biip import ParseError
 from biip.gtin import Gtin
-from stdnum import luhn
 
-from tillstream.core.pan import contains_pan
+from tillstream.core.pan import brand_of, contains_pan, is_pan
 
 SKU_MAX_LENGTH = 64
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_./-]*$"
 GTIN_LENGTHS = (8, 12, 13, 14)
 _SKU = re.compile(SKU_PATTERN)
-_DINERS = re.compile(r"3(?:0[0-5]|095|[689])")
 CARD_NUMBER = "card_number"
 """The kind (and metric reason) of a refusal because a value looks like a card number."""
 
@@ -41,6 +42,10 @@ class Problem:
 
 _GTIN_IS_CARD = Problem(CARD_NUMBER, "looks like a card number (PAN), not a GTIN")
 _SKU_IS_CARD = Problem(CARD_NUMBER, "looks like a card number (PAN); a SKU may not hold one")
+_TEXT_IS_CARD = Problem(
+    CARD_NUMBER,
+    "looks like a card number (PAN); only brand, last four digits and a token may leave the till",
+)
 _NOT_GTIN = Problem(
     "invalid",
     "not a valid GTIN (8, 12, 13 or 14 digits, a valid check digit and an assigned GS1 prefix)",
@@ -52,7 +57,8 @@ _SKU_CHARACTERS = Problem(
 
 
 def _diners(value: str) -> bool:
-    return len(value) == 14 and _DINERS.match(value) is not None and luhn.is_valid(value)
+    # The card rule's own prefixes and Luhn check (tillstream.core.pan): no second copy here.
+    return len(value) == 14 and is_pan(value) and brand_of(value) == "DINERS"
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -83,3 +89,7 @@ def sku_problem(value: str) -> Problem | None:
     if not _SKU.match(value):
         return _SKU_CHARACTERS
     return None
+
+
+def text_problem(value: str) -> Problem | None:
+    return _TEXT_IS_CARD if contains_pan(value) else None

@@ -35,17 +35,6 @@ _SCHEMES = (
 )
 
 
-class CardNumberError(ValueError):
-    """A field holds what looks like a full card number."""
-
-    def __init__(self, field: str) -> None:
-        super().__init__(
-            f"{field}: looks like a card number (PAN); only brand, last four digits and a "
-            "token may leave the till"
-        )
-        self.field = field
-
-
 def brand_of(digits: str | None) -> str | None:
     """The card scheme whose issuer prefix ``digits`` starts with, if any."""
     if not digits:
@@ -145,10 +134,3 @@ def mask_pans(text: str) -> str:
         out += [text[at:start], "*" * (len(digits) - 4) + digits[-4:]]
         at = end
     return "".join([*out, text[at:]])
-
-
-def check_fields(fields: dict[str, str | None]) -> None:
-    """Raise :class:`CardNumberError` for the first field that holds a card number."""
-    for name, value in fields.items():
-        if value and contains_pan(value):
-            raise CardNumberError(name)

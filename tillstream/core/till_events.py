@@ -19,7 +19,7 @@ from typing import Any, Literal
 Problem = tuple[str, str]
 """(field path, message), as :mod:`tillstream.core.rules` gives them."""
 
-TillEventKind = Literal[
+WrittenKind = Literal[
     "SIGN_ON",
     "SIGN_OFF",
     "TILL_OPEN",
@@ -34,6 +34,8 @@ TillEventKind = Literal[
     "STORE_DAY_OPEN",
     "STORE_DAY_CLOSE",
 ]
+"""The kinds a till or a POSLog file may send: the schema's ``TillEventKind``
+(``tillstream.core.events``) but ``OTHER``, which only an older reader sees, never written."""
 
 MONEY_IN: frozenset[str] = frozenset({"OPENING_FLOAT", "LOAN", "PAID_IN"})
 """Kinds that put money into the till."""

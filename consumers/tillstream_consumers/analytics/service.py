@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +37,12 @@ from tillstream_consumers.runtime.api import (
 from tillstream_consumers.runtime.db import Database
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+_RECONCILE_COLUMNS = (
+    "sale_event_id", "store_id", "currency",
+    "sale_at", "sale_net",  # from the sale
+    "paid", "payments", "first_payment_at",  # from its payments
+)  # fmt: skip
 
 _PAYMENT_SIGN = {"CAPTURED": 1, "REFUNDED": -1}  # other statuses move no money
 
@@ -95,42 +102,27 @@ class _Batch:
         self.reorders[key] = max(self.reorders.get(key, ""), ts(suggestion["occurred_at"]))
 
     def write(self, db: Database) -> None:
-        db.insert_many(
+        _add_to_totals(
+            db,
             "an_sales_hourly",
-            (
-                "store_id",
-                "hour_start",
-                "sale_day",
-                "currency",
-                "transactions",
-                "units",
-                "net_units",
-                "lines",
-                "return_lines",
-            ),
+            ("store_id", "hour_start", "sale_day", "currency"),
+            ("transactions", "units", "net_units", "lines", "return_lines"),
             [(*k, *v) for k, v in self.hourly.items()],
-            "ON CONFLICT (store_id, hour_start, currency) DO UPDATE SET "
-            "transactions = an_sales_hourly.transactions + excluded.transactions, "
-            "units = an_sales_hourly.units + excluded.units, "
-            "net_units = an_sales_hourly.net_units + excluded.net_units, "
-            "lines = an_sales_hourly.lines + excluded.lines, "
-            "return_lines = an_sales_hourly.return_lines + excluded.return_lines",
+            conflict=("store_id", "hour_start", "currency"),  # sale_day follows hour_start
         )
-        db.insert_many(
+        _add_to_totals(
+            db,
             "an_sku_daily",
-            ("store_id", "sale_day", "sku", "currency", "units", "net_units"),
+            ("store_id", "sale_day", "sku", "currency"),
+            ("units", "net_units"),
             [(*k, *v) for k, v in self.skus.items()],
-            "ON CONFLICT (store_id, sale_day, sku, currency) DO UPDATE SET "
-            "units = an_sku_daily.units + excluded.units, "
-            "net_units = an_sku_daily.net_units + excluded.net_units",
         )
-        db.insert_many(
+        _add_to_totals(
+            db,
             "an_tenders",
-            ("store_id", "sale_day", "method", "currency", "amount_units", "payments"),
+            ("store_id", "sale_day", "method", "currency"),
+            ("amount_units", "payments"),
             [(*k, *v) for k, v in self.tenders.items()],
-            "ON CONFLICT (store_id, sale_day, method, currency) DO UPDATE SET "
-            "amount_units = an_tenders.amount_units + excluded.amount_units, "
-            "payments = an_tenders.payments + excluded.payments",
         )
         db.insert_many(
             "an_reorders",
@@ -143,43 +135,48 @@ class _Batch:
         # Payments may arrive before their sale: whichever comes first creates the row.
         db.insert_many(
             "an_reconcile",
-            (
-                "sale_event_id",
-                "store_id",
-                "currency",
-                "sale_at",
-                "sale_net",
-                "paid",
-                "payments",
-                "first_payment_at",
-            ),
+            _RECONCILE_COLUMNS,
             [(*sale, 0, 0, None) for sale in self.sales],
             "ON CONFLICT (sale_event_id) DO UPDATE SET sale_at = excluded.sale_at, "
             "sale_net = excluded.sale_net, currency = excluded.currency",
         )
         db.insert_many(
             "an_reconcile",
-            (
-                "sale_event_id",
-                "store_id",
-                "currency",
-                "sale_at",
-                "sale_net",
-                "paid",
-                "payments",
-                "first_payment_at",
-            ),
+            _RECONCILE_COLUMNS,
             [
                 (sale_id, store, currency, None, None, paid, n, at)
                 for sale_id, (store, currency, paid, n, at) in self.payments.items()
             ],
             "ON CONFLICT (sale_event_id) DO UPDATE SET "
-            "paid = an_reconcile.paid + excluded.paid, "
-            "payments = an_reconcile.payments + excluded.payments, "
+            f"{_added('an_reconcile', ('paid', 'payments'))}, "
             "first_payment_at = CASE WHEN an_reconcile.first_payment_at IS NULL "
             "OR excluded.first_payment_at < an_reconcile.first_payment_at "
             "THEN excluded.first_payment_at ELSE an_reconcile.first_payment_at END",
         )
+
+
+def _added(table: str, totals: Sequence[str]) -> str:
+    """``SET`` assignments adding a conflicting row's ``totals`` to the stored ones."""
+    return ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in totals)
+
+
+def _add_to_totals(
+    db: Database,
+    table: str,
+    key: Sequence[str],
+    totals: Sequence[str],
+    rows: list[tuple[Any, ...]],
+    *,
+    conflict: Sequence[str] | None = None,
+) -> None:
+    """Insert ``rows`` (``key`` columns, then ``totals``), or add their totals to the row
+    already there (``conflict``: the unique columns, when not all of ``key``)."""
+    db.insert_many(
+        table,
+        (*key, *totals),
+        rows,
+        f"ON CONFLICT ({', '.join(conflict or key)}) DO UPDATE SET {_added(table, totals)}",
+    )
 
 
 class Analytics(Consumer):

@@ -17,9 +17,9 @@ from typing import Any
 
 from tillstream.core.identifiers import sku_problem  # the one SKU rule of every way in
 from tillstream.core.pan import contains_pan
-from tillstream_consumers.erp.tables import COMPONENT, MIGRATIONS, chunks, marks
+from tillstream_consumers.erp.tables import COMPONENT, MIGRATIONS
 from tillstream_consumers.runtime.api import QTY_SCALE, to_units
-from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.db import Database, chunks, marks
 
 COLUMNS = ("sku", "description", "reorder_point", "lead_time_days", "supplier")
 

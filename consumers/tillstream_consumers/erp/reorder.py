@@ -22,9 +22,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from tillstream.core.settings import Settings
-from tillstream_consumers.erp.tables import chunks, marks
 from tillstream_consumers.runtime.api import QTY_SCALE, from_units
-from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.db import Database, chunks, marks
 
 Key = tuple[str, str]
 """(store id, sku)"""

@@ -31,8 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tillstream_consumers.erp.movements import Movement, StockEvent
-from tillstream_consumers.erp.tables import chunks, marks
-from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.db import Database, chunks, marks
 
 Key = tuple[str, str]
 """(store id, sku)"""

@@ -8,9 +8,6 @@ consumer running under another group name can share one database.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TypeVar
-
 from tillstream_consumers.runtime.db import Migration
 
 COMPONENT = "erp-inventory"
@@ -117,25 +114,3 @@ def _event_time_migration(dialect: str) -> str:
 
 
 MIGRATIONS += ({d: _event_time_migration(d) for d in ("sqlite", "postgresql", "duckdb")},)
-
-CHUNK = 500
-"""Most values bound in one ``IN (...)`` list."""
-
-T = TypeVar("T")
-
-
-def chunks(values: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
-    """``values`` in lists of at most ``size``."""
-    batch: list[T] = []
-    for value in values:
-        batch.append(value)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def marks(values: Sequence[object]) -> str:
-    """``?, ?, ?`` for an ``IN`` list of ``values``."""
-    return ", ".join("?" * len(values))

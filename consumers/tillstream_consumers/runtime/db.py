@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from tillstream_consumers.runtime.transient import database_transient
 
@@ -138,7 +138,7 @@ class Database:
                 [list(column) for column in zip(*rows, strict=True)],
             )
             return
-        row = "(" + ", ".join("?" * len(columns)) + ")"
+        row = f"({marks(columns)})"
         if self.dialect == "postgresql" and not conflict:
             # COPY streams the rows: no statement to build, and none for psycopg to parse
             # (it splits a long multi-row VALUES statement in Python on every call, which
@@ -262,6 +262,30 @@ def _skip_pandas_probe() -> None:
 
     if "pandas" not in sys.modules and importlib.util.find_spec("pandas") is None:
         sys.modules["pandas"] = None  # type: ignore[assignment]
+
+
+CHUNK = 500
+"""Most values bound in one ``IN (...)`` list (SQLite allows 32,766 variables, DuckDB and
+psycopg bind slower the longer the list: a few hundred keeps every engine fast)."""
+
+T = TypeVar("T")
+
+
+def chunks(values: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
+    """``values`` in lists of at most ``size``: one ``IN (...)`` query per list."""
+    batch: list[T] = []
+    for value in values:
+        batch.append(value)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def marks(values: Sized) -> str:
+    """``?, ?, ?``: one placeholder per value, for an ``IN`` list or a ``VALUES`` row."""
+    return ", ".join("?" * len(values))
 
 
 def connect(url: str) -> Database:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from tillstream_consumers.runtime.db import Database, Migration
+from tillstream_consumers.runtime.db import Database, Migration, chunks, marks
 from tillstream_consumers.runtime.partitioning import TopicPartition
 
 COMPONENT = "runtime"
@@ -68,25 +68,23 @@ def load_offsets(
 ) -> dict[TopicPartition, int]:
     """Stored next offsets of ``partitions`` (absent: never processed here).
 
-    With ``lock``, the rows of just these partitions are locked (in one order, so two
-    instances never deadlock): an instance fences a zombie owner of its own partitions
-    without waiting for the other instances of its group.
+    With ``lock``, the rows of these partition *numbers* are locked, in every topic the
+    consumer reads, in one order (so two instances never deadlock). Topics are
+    co-partitioned by store: partition 3 of the sales and of the stock-movement topic hold
+    the same stores, so an instance that owns one must wait for a zombie still applying the
+    other (a rebalance moves both). Instances owning other partitions do not wait.
     """
-    by_topic: dict[str, list[int]] = {}
-    for topic, part in sorted(set(partitions)):
-        by_topic.setdefault(topic, []).append(part)
-    if not by_topic:
+    wanted = set(partitions)
+    numbers = sorted({part for _, part in wanted})
+    if not numbers:
         return {}
-    where = " OR ".join(
-        f"(topic = ? AND part IN ({', '.join('?' * len(parts))}))" for parts in by_topic.values()
-    )
-    params = [consumer, *(v for t, parts in by_topic.items() for v in (t, *parts))]
     rows = db.fetchall(
-        f"SELECT topic, part, next_offset FROM runtime_offsets WHERE consumer = ? AND ({where}) "
+        "SELECT topic, part, next_offset FROM runtime_offsets "
+        f"WHERE consumer = ? AND part IN ({marks(numbers)}) "
         "ORDER BY topic, part" + (db.lock_clause() if lock else ""),
-        params,
+        (consumer, *numbers),
     )
-    return {TopicPartition(t, int(p)): int(o) for t, p, o in rows}
+    return {TopicPartition(t, int(p)): int(o) for t, p, o in rows if (t, int(p)) in wanted}
 
 
 def store_offsets(
@@ -116,13 +114,12 @@ def store_offsets(
 def seen_events(db: Database, consumer: str, event_ids: list[str]) -> set[str]:
     """Which of ``event_ids`` were applied before."""
     seen: set[str] = set()
-    for start in range(0, len(event_ids), 500):
-        chunk = event_ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
+    for chunk in chunks(event_ids):
         seen.update(
             row[0]
             for row in db.fetchall(
-                f"SELECT event_id FROM runtime_events WHERE consumer = ? AND event_id IN ({marks})",
+                "SELECT event_id FROM runtime_events "
+                f"WHERE consumer = ? AND event_id IN ({marks(chunk)})",
                 (consumer, *chunk),
             )
         )

@@ -9,7 +9,6 @@ mistake names the device and field, since the file is edited by hand in the stor
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,6 +17,7 @@ from biip.gtin import Gtin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tillstream.core.identifiers import sku_problem
+from tillstream_edge.tomlfile import read_toml
 
 Parity = Literal["N", "E", "O", "M", "S"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -165,12 +165,7 @@ def canonical_gtin(gtin: Gtin) -> str:
 
 def load_devices(path: Path) -> DevicesConfig:
     """Read and validate a devices file; every problem is reported with device and field."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DeviceConfigError(f"{path}: cannot read devices file: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise DeviceConfigError(f"{path}: not valid TOML: {exc}") from exc
+    raw = read_toml(path, "devices file", DeviceConfigError)
     try:
         return DevicesConfig.model_validate(raw)
     except ValidationError as exc:
