@@ -15,6 +15,10 @@ OFFSET = 60
 """The stores' UTC offset (minutes): a store east of UTC, so its day is not the UTC day."""
 FLOAT = Decimal("150.00")
 Event = tuple[str, dict[str, Any]]
+DAY = date(2026, 3, 2)
+"""The chain day of :class:`ChainDay`."""
+Found = set[tuple[str, str, str]]
+"""(store, kind, subject) of open flags."""
 
 
 def local(day: date, hour: int, minute: int = 0) -> datetime:
@@ -173,3 +177,67 @@ def clean_store_day(store: str, day: date, tills: int = 2, *, totals: bool = Fal
         till.close(local(day, 20), totals=totals)
     sd.store_event("STORE_DAY_CLOSE", local(day, 21))
     return sd
+
+
+class ChainDay:
+    """Four stores: a clean day for each before, then on ``DAY``: one store clean, one with a
+    receipt that never arrives and a number used twice, one with a cashier 20.00 short in
+    cash, a till never settled and a sale after the store closed, and one silent all day."""
+
+    def __init__(self, prefix: str) -> None:
+        self.stores = [f"{prefix}-{n}" for n in range(1, 5)]
+        s1, s2, s3, _ = self.stores
+        self.before: list[Event] = []
+        for store in self.stores:
+            self.before += clean_store_day(store, DAY - timedelta(days=1)).all_events()
+        self.clean = clean_store_day(s1, DAY)
+
+        two = StoreDay(s2, DAY)
+        two.store_event("STORE_DAY_OPEN", local(DAY, 7))
+        t1 = two.till("T01", "op-21")
+        t1.open(local(DAY, 8))
+        t1.sell(local(DAY, 9))
+        self.missing = t1.sell(local(DAY, 10), "CARD")
+        for made in self.missing:
+            t1.events.remove(made)
+        t1.sell(local(DAY, 11))
+        t1.close(local(DAY, 20))
+        t2 = two.till("T02", "op-22")
+        t2.open(local(DAY, 8))
+        first = t2.sell(local(DAY, 9), "CARD")
+        self.duplicated = first[0][1]["receipt_number"]
+        t2.sell(local(DAY, 9, 30), "CARD", variant=1, number=self.duplicated)
+        t2.sell(local(DAY, 10))
+        t2.close(local(DAY, 20))
+        two.store_event("STORE_DAY_CLOSE", local(DAY, 21))
+
+        three = StoreDay(s3, DAY)
+        three.store_event("STORE_DAY_OPEN", local(DAY, 7))
+        short = three.till("T01", "op-31")
+        short.open(local(DAY, 8))
+        for hour in (9, 10, 11):
+            short.sell(local(DAY, hour))
+        short.close(local(DAY, 20), short=Decimal("20.00"))
+        self.late = short.sell(local(DAY, 21, 30), "CARD")[0][1]["receipt_number"]
+        unsettled = three.till("T02", "op-32")
+        unsettled.open(local(DAY, 8))
+        unsettled.sell(local(DAY, 12))
+        unsettled.sell(local(DAY, 13), "CARD")
+        three.store_event("STORE_DAY_CLOSE", local(DAY, 21))
+
+        self.day = self.clean.all_events() + two.all_events() + three.all_events()
+
+    def events(self) -> list[Event]:
+        return self.before + self.day
+
+    def planted(self) -> Found:
+        _, s2, s3, s4 = self.stores
+        missing = self.missing[0][1]["receipt_number"]
+        return {
+            (s2, "receipt_gap", f"T01 {missing}"),
+            (s2, "duplicate_number", f"T02 {self.duplicated}"),
+            (s3, "over_short", "T01 CASH"),
+            (s3, "till_not_closed", "T02"),
+            (s3, "late_event", f"T01 receipt {self.late}"),
+            (s4, "silent_store", s4),
+        }

@@ -9,7 +9,7 @@ import json
 import random
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from starlette.applications import Starlette
 
-from tests.audit_support import Event, StoreDay, clean_store_day, local
+from tests.audit_support import DAY, ChainDay, Event, Found, StoreDay, clean_store_day, local
 from tests.consumer_support import ConsumerProcess, publish, wait_until
 from tillstream.cli import main
 from tillstream.core.codec import AvroCodec
@@ -30,78 +30,9 @@ from tillstream_consumers.audit.facts import load_store_day
 from tillstream_consumers.runtime.db import Database
 from tillstream_consumers.runtime.testing import ConsumerHarness
 
-DAY = date(2026, 3, 2)
 SETTINGS = Settings()
 
-Found = set[tuple[str, str, str]]
-"""(store, kind, subject) of open flags."""
-
-
 # -- the chain day ----------------------------------------------------------------------
-
-
-class ChainDay:
-    """Four stores: a clean day for each before, then on ``DAY``: one store clean, one with a
-    receipt that never arrives and a number used twice, one with a cashier 20.00 short in
-    cash, a till never settled and a sale after the store closed, and one silent all day."""
-
-    def __init__(self, prefix: str) -> None:
-        self.stores = [f"{prefix}-{n}" for n in range(1, 5)]
-        s1, s2, s3, _ = self.stores
-        self.before: list[Event] = []
-        for store in self.stores:
-            self.before += clean_store_day(store, DAY - timedelta(days=1)).all_events()
-        self.clean = clean_store_day(s1, DAY)
-
-        two = StoreDay(s2, DAY)
-        two.store_event("STORE_DAY_OPEN", local(DAY, 7))
-        t1 = two.till("T01", "op-21")
-        t1.open(local(DAY, 8))
-        t1.sell(local(DAY, 9))
-        self.missing = t1.sell(local(DAY, 10), "CARD")
-        for made in self.missing:
-            t1.events.remove(made)
-        t1.sell(local(DAY, 11))
-        t1.close(local(DAY, 20))
-        t2 = two.till("T02", "op-22")
-        t2.open(local(DAY, 8))
-        first = t2.sell(local(DAY, 9), "CARD")
-        self.duplicated = first[0][1]["receipt_number"]
-        t2.sell(local(DAY, 9, 30), "CARD", variant=1, number=self.duplicated)
-        t2.sell(local(DAY, 10))
-        t2.close(local(DAY, 20))
-        two.store_event("STORE_DAY_CLOSE", local(DAY, 21))
-
-        three = StoreDay(s3, DAY)
-        three.store_event("STORE_DAY_OPEN", local(DAY, 7))
-        short = three.till("T01", "op-31")
-        short.open(local(DAY, 8))
-        for hour in (9, 10, 11):
-            short.sell(local(DAY, hour))
-        short.close(local(DAY, 20), short=Decimal("20.00"))
-        self.late = short.sell(local(DAY, 21, 30), "CARD")[0][1]["receipt_number"]
-        unsettled = three.till("T02", "op-32")
-        unsettled.open(local(DAY, 8))
-        unsettled.sell(local(DAY, 12))
-        unsettled.sell(local(DAY, 13), "CARD")
-        three.store_event("STORE_DAY_CLOSE", local(DAY, 21))
-
-        self.day = self.clean.all_events() + two.all_events() + three.all_events()
-
-    def events(self) -> list[Event]:
-        return self.before + self.day
-
-    def planted(self) -> Found:
-        _, s2, s3, s4 = self.stores
-        missing = self.missing[0][1]["receipt_number"]
-        return {
-            (s2, "receipt_gap", f"T01 {missing}"),
-            (s2, "duplicate_number", f"T02 {self.duplicated}"),
-            (s3, "over_short", "T01 CASH"),
-            (s3, "till_not_closed", "T02"),
-            (s3, "late_event", f"T01 receipt {self.late}"),
-            (s4, "silent_store", s4),
-        }
 
 
 def open_flags(db: Database) -> Found:
