@@ -60,7 +60,15 @@ def page_routes(query: Query, settings: Settings) -> list[BaseRoute]:
         found, behind = await query(read)
         if found is None:
             return HTMLResponse(f"no audit of store {store} on {day}", status_code=404)
-        return _render("store_day.html", status, d=found, events=behind, error=error)
+        return _render(
+            "store_day.html",
+            status,
+            d=found,
+            events=behind,
+            by_id={e["event_id"]: e for e in behind},
+            offset=_offset(found, behind),
+            error=error,
+        )
 
     async def acknowledge(request: Request) -> Response:
         if not _same_origin(request):
@@ -83,6 +91,38 @@ def page_routes(query: Query, settings: Settings) -> list[BaseRoute]:
         Route("/audit/{store}/{day}", store_day, methods=["GET"]),
         Route("/audit/{store}/{day}/ack", acknowledge, methods=["POST"]),
     ]
+
+
+def _clock(local: str | None, day: str) -> str:
+    """A store-local ISO time as an auditor reads it: ``21:30`` on the business day itself,
+    ``2026-03-03 00:30`` on another (a till closed after midnight)."""
+    if not local:
+        return ""
+    at = datetime.fromisoformat(local)
+    shown = at.strftime("%H:%M:%S" if at.second else "%H:%M")
+    return shown if at.date().isoformat() == day else f"{at.date().isoformat()} {shown}"
+
+
+def _utc(stored: str | None) -> str:
+    """A stored UTC time (an acknowledgement's, a resolution's) as ``2026-03-03 08:15 UTC``."""
+    if not stored:
+        return ""
+    return datetime.fromisoformat(stored).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _offset(found: dict[str, Any], events: list[dict[str, Any]]) -> str | None:
+    """The store's UTC offset as shown (``UTC+01:00``), from any local time the page has."""
+    times = [found.get("closed_at"), *(t["settled_at"] for t in found["tills"])]
+    times += [e["at"] for e in events]
+    for local in times:
+        if local:
+            offset = datetime.fromisoformat(local).strftime("%z")
+            return f"UTC{offset[:3]}:{offset[3:]}"
+    return None
+
+
+_TEMPLATES.filters["clock"] = _clock
+_TEMPLATES.filters["utc"] = _utc
 
 
 def _render(template: str, status: int, **context: Any) -> HTMLResponse:

@@ -249,13 +249,20 @@ def events(db: Database, ids: list[str]) -> list[dict[str, Any]]:
         ):
             what = f"{kind} {number}" if number else str(kind)
             found.append((at, _event(event_id, "till event", terminal, what, at, offset, None)))
-        for event_id, terminal, method, status, amount, at, sale in db.fetchall(
-            "SELECT event_id, terminal_id, method, status, amount, occurred_at, sale_event_id "
-            f"FROM audit_payments WHERE event_id IN ({marks})",
+        # A payment is shown in its sale's local time; without its sale, in the store's
+        # latest offset (the payment carries none).
+        for event_id, terminal, method, status, amount, at, number, offset in db.fetchall(
+            "SELECT p.event_id, p.terminal_id, p.method, p.status, p.amount, p.occurred_at, "
+            "t.number, COALESCE(t.utc_offset_minutes, (SELECT d.utc_offset_minutes "
+            "FROM audit_days d WHERE d.store_id = p.store_id ORDER BY d.business_day DESC "
+            "LIMIT 1), 0) FROM audit_payments p "
+            "LEFT JOIN audit_transactions t ON t.event_id = p.sale_event_id "
+            f"WHERE p.event_id IN ({marks})",
             chunk,
         ):
-            what = f"{method} {status} for sale {sale}"
-            found.append((at, _event(event_id, "payment", terminal, what, at, 0, amount)))
+            sale = "a sale never received" if number is None else f"receipt {number}"
+            what = f"{method} {status} for {sale}"
+            found.append((at, _event(event_id, "payment", terminal, what, at, offset, amount)))
     return [e for _, e in sorted(found, key=lambda x: (x[0], x[1]["event_id"]))]
 
 
