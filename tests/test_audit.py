@@ -431,8 +431,16 @@ def test_a_payment_whose_sale_never_came_counts_in_the_drawer_until_the_sale_doe
     events, lost, flags = lost_receipt_day("M-1")
     harness = audited(db_url, events)
     assert open_flags(harness.db) == flags
+    # The page lists the payment behind the flag in the store's local time, by its receipt.
+    flags_shown = queries.flags(harness.db, "M-1", DAY.isoformat())
+    flag = next(f for f in flags_shown if f["kind"] == "payment_without_sale")
+    (payment,) = queries.events(harness.db, flag["events"])
+    assert payment["what"] == "CASH CAPTURED for a sale never received"
+    assert payment["at"].endswith("+01:00")  # the store's offset, not UTC
     harness.apply_events(*lost)  # backfilled
     assert open_flags(harness.db) == set()
+    (payment,) = queries.events(harness.db, flag["events"])
+    assert payment["what"] == f"CASH CAPTURED for receipt {lost[0][1]['receipt_number']}"
 
 
 # -- the auditor's page -------------------------------------------------------------------

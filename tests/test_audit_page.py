@@ -42,6 +42,7 @@ from tillstream_consumers.runtime.web import service_app
 
 SETTINGS = Settings()
 SCREENSHOT = "audit-store-day.png"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 @contextlib.contextmanager
@@ -229,6 +230,20 @@ def test_an_acknowledgement_made_on_the_page_is_kept_and_balances_the_day(
     row_of_s2 = {r["Store"]: r for r in rows(driver, "store-days")}[s2]
     assert row_of_s2["Status"] == "closed-balanced" and row_of_s2["Not acknowledged"] == "0"
 
+    # A name of blanks passes the form's own check; the service refuses it, on the page.
+    silent = chain.stores[3]
+    driver.get(store_day_url(page, silent))
+    row = flag_rows(driver)["silent_store"]
+    form = row.find_element(By.CSS_SELECTOR, "form.ack")
+    form.find_element(By.NAME, "note").send_keys("store closed for stocktaking")
+    form.find_element(By.NAME, "by").send_keys("   ")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    error = WebDriverWait(driver, 30).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "p.error"))
+    )
+    assert "needs the auditor's name" in error.text
+    assert "not acknowledged" in flag_rows(driver)["silent_store"].text
+
     # A flag can be acknowledged again; an empty note is refused by the form itself.
     driver.get(store_day_url(page, s2))
     row = driver.find_element(By.ID, f"flag-{gap_id}")
@@ -274,5 +289,7 @@ def test_the_pages_read_on_a_tablet_without_scrolling_sideways(
         full_page_screenshot(driver, shot)
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert shot.stat().st_size > 20_000
+        assert f"](images/{SCREENSHOT})" in (DOCS / "audit.md").read_text()
+        assert (DOCS / "images" / SCREENSHOT).exists()
     finally:
         desktop(driver)
