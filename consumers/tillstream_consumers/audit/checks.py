@@ -231,4 +231,8 @@ def _by_till(
 
 
 def _local(at: datetime, facts: StoreDayFacts) -> str:
-    return local_iso(at, facts.utc_offset_minutes)
+    """A time in a flag's message as the store's staff read it: ``2026-03-02 21:30 +01:00``."""
+    local = datetime.fromisoformat(local_iso(at, facts.utc_offset_minutes))
+    shown = local.strftime("%Y-%m-%d %H:%M:%S" if local.second else "%Y-%m-%d %H:%M")
+    offset = local.strftime("%z")
+    return f"{shown} {offset[:3]}:{offset[3:]}"
