@@ -47,13 +47,27 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     [
         ("check", "config", str(PROMETHEUS_CONFIG)),
         ("check", "rules", str(ALERTS)),
-        ("test", "rules", str(ALERT_TESTS)),
+        *(("test", "rules", str(path)) for path in ALERT_TESTS),
     ],
-    ids=["check-config", "check-rules", "test-rules"],
+    ids=["check-config", "check-rules", *(f"test-rules-{p.stem}" for p in ALERT_TESTS)],
 )
 def test_promtool(args: tuple[str, ...]) -> None:
     result = promtool(*args)
     assert result.returncode == 0, f"promtool {' '.join(args)}:\n{result.stdout}{result.stderr}"
+
+
+def test_every_alert_has_a_promtool_test() -> None:
+    tested = {
+        case["alertname"]
+        for path in ALERT_TESTS
+        for group in yaml.safe_load(path.read_text())["tests"]
+        for case in group.get("alert_rule_test", [])
+        if case.get("exp_alerts")
+    }
+    assert {p.name for p in ALERT_TESTS} >= {"alerts_test.yml", "audit_test.yml"}
+    audit = {r["alert"] for r in alert_rules() if r["alert"].startswith("TillstreamAudit")}
+    assert len(audit) >= 4
+    assert audit <= tested, f"audit alerts without a promtool case that fires: {audit - tested}"
 
 
 def test_scrape_jobs_and_example_store_list() -> None:
@@ -62,7 +76,7 @@ def test_scrape_jobs_and_example_store_list() -> None:
     assert set(jobs) == {"tillstream-edge", "tillstream-consumers"}
     assert jobs["tillstream-edge"]["file_sd_configs"][0]["files"] == ["stores/*.yaml"]
     targets = [t for c in jobs["tillstream-consumers"]["static_configs"] for t in c["targets"]]
-    assert targets == ["erp:9401", "crm:9402", "analytics:9403"]
+    assert targets == ["erp:9401", "crm:9402", "analytics:9403", "audit:9404"]
     assert config["rule_files"] == ["alerts.yml"]
     example = yaml.safe_load((PROMETHEUS_DIR / "stores" / "example.yaml").read_text())
     assert example and all(e["targets"] and e["labels"]["store"] for e in example)
