@@ -127,11 +127,31 @@ def test_every_panel_has_a_title_and_a_query() -> None:
         assert len(set(ids)) == len(ids), name
         for panel in board["panels"]:
             assert panel.get("title"), f"{name}: panel {panel['id']} has no title"
+            if panel["type"] == "row":  # a header: its panels follow it
+                assert panel["gridPos"]["w"] == 24 and panel["collapsed"] is False
+                continue
             targets = panel.get("targets", [])
             assert targets and all(t["expr"].strip() for t in targets), (
                 f"{name}: {panel['title']} has no query"
             )
             assert panel["datasource"]["uid"] == "prometheus"
+
+
+def test_the_business_dashboard_has_a_sales_audit_row() -> None:
+    """Below the row header, each panel queries the audit's gauges, and each of them is shown."""
+    panels = dashboards()["business.json"]["panels"]
+    (start,) = [i for i, p in enumerate(panels) if p["type"] == "row"]
+    assert panels[start]["title"] == "Sales audit"
+    audit = panels[start + 1 :]
+    assert audit and all(p["gridPos"]["y"] > panels[start]["gridPos"]["y"] for p in audit)
+    shown = {metric_name(sel) for p in audit for t in p["targets"] for sel in selectors(t["expr"])}
+    assert shown == {
+        "tillstream_audit_flags",
+        "tillstream_audit_unbalanced_store_days",
+        "tillstream_audit_store_days",
+    }
+    exprs = [t["expr"] for p in audit for t in p["targets"]]
+    assert any('kind="silent_store"' in e for e in exprs)
 
 
 def test_dashboards_and_alerts_query_only_metrics_the_code_exports() -> None:
@@ -151,6 +171,13 @@ def test_dashboards_and_alerts_query_only_metrics_the_code_exports() -> None:
     unknown = {metric: where for metric, where in used.items() if metric not in known}
     assert not unknown, f"not exported by the code: {unknown}"
     assert "tillstream_edge_device_up" in used and "tillstream_business_sales_amount" in used
+    audit = {m for m in exported_series() if m.startswith("tillstream_audit_")}
+    assert audit == {
+        "tillstream_audit_flags",
+        "tillstream_audit_unbalanced_store_days",
+        "tillstream_audit_store_days",
+    }
+    assert audit <= set(used), f"audit metrics neither alerted on nor shown: {audit - set(used)}"
 
 
 def test_selector_extraction() -> None:
