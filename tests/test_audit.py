@@ -24,9 +24,10 @@ from tests.consumer_support import ConsumerProcess, publish, wait_until
 from tillstream.cli import main
 from tillstream.core.codec import AvroCodec
 from tillstream.core.settings import Settings
-from tillstream_consumers.audit import SalesAudit, queries
+from tillstream_consumers.audit import SalesAudit, gauges, queries
 from tillstream_consumers.audit.checks import audit_day, day_end
 from tillstream_consumers.audit.facts import load_store_day
+from tillstream_consumers.audit.flags import KINDS
 from tillstream_consumers.runtime.db import Database
 from tillstream_consumers.runtime.testing import ConsumerHarness
 
@@ -507,16 +508,37 @@ def test_the_gauges_count_open_flags_until_acknowledged(db_url: str) -> None:
     def value(kind: str) -> float | None:
         return REGISTRY.get_sample_value("tillstream_audit_flags", {"kind": kind, "store": s3})
 
+    def unbalanced(store: str) -> float | None:
+        return REGISTRY.get_sample_value("tillstream_audit_unbalanced_store_days", {"store": store})
+
     assert value("over_short") == 1 and value("till_not_closed") == 1
-    flag = next(
-        f for f in queries.flags(harness.db, s3, DAY.isoformat()) if f["kind"] == "over_short"
-    )
+    assert value("receipt_gap") == 0  # every kind is there, at 0 when nothing is open
+    assert unbalanced(s3) == 1  # closed, with flags nobody acknowledged
+    s3_flags = queries.flags(harness.db, s3, DAY.isoformat(), include_resolved=False)
+    flag = next(f for f in s3_flags if f["kind"] == "over_short")
     queries.acknowledge(harness.db, flag["flag_id"], "deducted", "frank", _now())
     service.refresh(harness.db)
-    assert value("over_short") is None and value("till_not_closed") == 1
+    assert value("over_short") == 0 and value("till_not_closed") == 1
+    assert unbalanced(s3) == 1
+    for f in s3_flags:
+        queries.acknowledge(harness.db, f["flag_id"], "seen", "frank", _now())
+    service.refresh(harness.db)  # DAY is months ago: s3 has nothing open, its series go
+    assert value("till_not_closed") is None and unbalanced(s3) is None
     assert (
         REGISTRY.get_sample_value("tillstream_audit_store_days", {"status": "silent"}) is not None
     )
+    # The stores of the recent days have their series, at 0 when nothing is open, clean
+    # ones included.
+    gauges.publish(harness.db, DAY + timedelta(days=1), 7)
+    assert {value(kind) for kind in KINDS} == {0} and unbalanced(s3) == 0
+    s1 = chain.stores[0]
+    assert (
+        REGISTRY.get_sample_value("tillstream_audit_flags", {"kind": "over_short", "store": s1})
+        == 0
+    )
+    assert unbalanced(s1) == 0
+    gauges.publish(harness.db, DAY + timedelta(days=30), 7)
+    assert unbalanced(s1) is None and unbalanced(s3) is None and value("over_short") is None
 
 
 def test_two_receipts_under_one_number_keep_their_own_flags(db_url: str) -> None:

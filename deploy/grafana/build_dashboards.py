@@ -101,6 +101,17 @@ def stat(title: str, targets: list[Target], **kw: Any) -> dict[str, Any]:
     return panel(title, targets, kind="stat", **kw)
 
 
+def row(title: str) -> dict[str, Any]:
+    """A row header: the panels after it, up to the next row, are its own."""
+    return {
+        "type": "row",
+        "title": title,
+        "collapsed": False,
+        "panels": [],
+        "_size": (24, 1),
+    }
+
+
 def quantiles(metric: str, by: str, selector: str = "") -> list[Target]:
     """p50 and p99 of a histogram, per ``by``."""
     return [
@@ -501,7 +512,8 @@ def business() -> dict[str, Any]:
         "tillstream-business",
         "tillstream / Business",
         "Today's trading from the analytics consumer's store (current UTC day): sales, "
-        "transactions, payment mix, low stock, reconciliation.",
+        "transactions, payment mix, low stock, reconciliation; the sales audit's open flags, "
+        "unbalanced store-days and silent stores.",
         [
             stat(
                 "Low-stock SKUs (24h)",
@@ -587,6 +599,7 @@ def business() -> dict[str, Any]:
                 "Reconciliation flags over time",
                 [("max by (kind) (tillstream_reconciliation_flags)", "{{kind}}")],
             ),
+            *audit_row(),
         ],
         variables=[
             {
@@ -599,6 +612,76 @@ def business() -> dict[str, Any]:
             }
         ],
     )
+
+
+def audit_row() -> list[dict[str, Any]]:
+    """The sales audit's row of the Business dashboard (docs/audit.md). max by: every audit
+    instance sharing one database shows the same numbers; the flags count those nobody
+    acknowledged, of any day."""
+    flags = f"max by (store, kind) (tillstream_audit_flags{{{STORE}}})"
+    unbalanced = f"max by (store) (tillstream_audit_unbalanced_store_days{{{STORE}}})"
+    silent = f'max by (store) (tillstream_audit_flags{{kind="silent_store", {STORE}}})'
+    attention = [(None, "green"), (1, "orange")]
+    bars = {"orientation": "horizontal", "displayMode": "gradient"}
+    return [
+        row("Sales audit"),
+        stat(
+            "Open audit flags",
+            [(f"sum({flags})", "open flags")],
+            thresholds=attention,
+            description="Audit flags no auditor acknowledged, all kinds and days (an "
+            "acknowledged flag no longer counts).",
+        ),
+        stat(
+            "Unbalanced store-days",
+            [(f"sum({unbalanced})", "store-days")],
+            thresholds=attention,
+            description="Closed store-days with an open flag nobody acknowledged "
+            "(alert TillstreamAuditStoreDayUnbalanced).",
+        ),
+        stat(
+            "Silent stores",
+            [(f"sum({silent} > bool 0)", "stores")],
+            thresholds=[(None, "green"), (1, "red")],
+            description="Stores expected to trade that sent nothing for a business day "
+            "(alert TillstreamAuditStoreSilent).",
+        ),
+        stat(
+            "Store-days by status (recent days)",
+            [("max by (status) (tillstream_audit_store_days)", "{{status}}")],
+            description="Store-days of the last TILLSTREAM_AUDIT_SILENT_DAYS business days, "
+            "all stores, per audit status.",
+        ),
+        panel(
+            "Open audit flags by store",
+            [(f"sort_desc(sum by (store) ({flags}))", "{{store}}")],
+            kind="bargauge",
+            instant=True,
+            options=bars,
+            thresholds=attention,
+            description="Open flags nobody acknowledged per store; the store's days are on "
+            "the audit page (audit:9404).",
+        ),
+        panel(
+            "Open audit flags by kind",
+            [(f"sort_desc(sum by (kind) ({flags}))", "{{kind}}")],
+            kind="bargauge",
+            instant=True,
+            options=bars,
+            thresholds=attention,
+            description="receipt_gap, over_short, silent_store, ...: see docs/audit.md.",
+        ),
+        panel(
+            "Open audit flags over time",
+            [(f"sum by (kind) ({flags})", "{{kind}}")],
+            description="A step down is a flag acknowledged or resolved (the missing receipt "
+            "arrived, the day closed).",
+        ),
+        panel(
+            "Store-days by status over time",
+            [("max by (status) (tillstream_audit_store_days)", "{{status}}")],
+        ),
+    ]
 
 
 def dashboards() -> dict[str, dict[str, Any]]:
