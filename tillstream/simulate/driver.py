@@ -226,8 +226,7 @@ class Simulator:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(0.0, next_at - time.monotonic()))
             if stop.is_set():
-                await self._deliver(store, shift.close(datetime.now(UTC)))
-                return
+                break
             next_at += interval * per_tick
             now = datetime.now(UTC)
             receipts = [traffic.transaction(till, now) for _ in range(per_tick)]
@@ -246,6 +245,8 @@ class Simulator:
             paid = [p for tx in receipts if not tx.bad for p in tx.payments]
             if pickups := shift.took(paid, now):
                 await self._deliver(store, pickups)
+        # However the stop found it (waiting, or mid-delivery), the till settles.
+        await self._deliver(store, shift.close(datetime.now(UTC)))
 
     async def _deliveries(self, store: str, stop: asyncio.Event) -> None:
         traffic = self.traffic[store]
