@@ -49,7 +49,7 @@ def store_days(
     tills send them: the store-day opened, tills signing on with a float, receipts with their
     payments, pickups, then declarations, settlements and the store-day closed. In order of
     time; ``(event type, record)`` pairs."""
-    rng = random.Random(seed)
+    rng = random.Random(f"tills-{seed}")  # not the stores' seeds: other event ids
     start = datetime.now(UTC) - timedelta(hours=1)
     clocks = [store_clock(n) for n in range(stores)]
     shops = [

@@ -181,10 +181,14 @@ async def test_tills_sign_on_take_pickups_and_declare_at_close(codec: AvroCodec)
     control = [r for e, r in sink.events if e == "till_event"]
     shifts: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in control:
-        shifts.setdefault((record["store_id"], record["terminal_id"]), []).append(record)
         assert rules.event_problems("till_event", record) == []
         codec.encode("till_event", record)
         ONE_EVENT.validate_json(json.dumps({"type": "till_event", **jsonable(record)}))
+        if record["terminal_id"] != "BO":  # the back office opens and closes the store-day
+            shifts.setdefault((record["store_id"], record["terminal_id"]), []).append(record)
+    store_days = [(r["store_id"], r["kind"]) for r in control if r["terminal_id"] == "BO"]
+    assert store_days == [("S1", "STORE_DAY_OPEN"), ("S2", "STORE_DAY_OPEN"),
+                          ("S1", "STORE_DAY_CLOSE"), ("S2", "STORE_DAY_CLOSE")]  # fmt: skip
     assert len(shifts) == 6
     short = 0
     for events in shifts.values():
