@@ -159,6 +159,6 @@ def _audit_summary(stack: DemoStack, stats: Stats) -> None:
     click.echo(
         f"  planted: receipts refused by the edges ({refused or 'none'}) keep their numbers, "
         "as a real till printed them: receipt gaps unless a till's first or last; cashiers "
-        f"short ({short or 'none'}): over/short beyond the tolerance. Nothing else should be "
-        "flagged."
+        f"short ({short or 'none'}): over/short, flagged beyond the tolerance. Nothing else "
+        "should be flagged."
     )
