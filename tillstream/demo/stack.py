@@ -1,5 +1,6 @@
 """Standing up the demo's services: a local broker (unless a cluster is given), the topics,
-one edge per store with its POSLog drop folder, and the ERP, CRM and analytics consumers."""
+one edge per store with its POSLog drop folder, and the ERP, CRM, analytics and sales-audit
+consumers."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from tillstream_consumers.erp.items import import_items, read_items
 from tillstream_consumers.runtime.db import Database
 
 CONSUMERS = (("erp", "sqlite:///{dir}/erp.db"), ("crm", "sqlite:///{dir}/crm.db"),
-             ("analytics", "duckdb:///{dir}/analytics.duckdb"))  # fmt: skip
+             ("analytics", "duckdb:///{dir}/analytics.duckdb"),
+             ("audit", "sqlite:///{dir}/audit.db"))  # fmt: skip
 
 
 @dataclass

@@ -95,6 +95,9 @@ def audit_day(facts: StoreDayFacts, now: datetime, settings: Settings) -> DayAud
     balances: list[Balance] = []
     pending: list[str] = []
     paid = paid_by_sale(facts.payments)
+    paying_of: dict[str, list[str]] = defaultdict(list)  # sale event id -> its payments' ids
+    for p in facts.payments:
+        paying_of[p.sale_event_id].append(p.event_id)
     for terminal, transactions, controls in _by_till(facts):
         sessions = sorted(
             (c.occurred_at, _SESSION_RANK[c.kind], c.event_id, c.kind)
@@ -127,8 +130,7 @@ def audit_day(facts: StoreDayFacts, now: datetime, settings: Settings) -> DayAud
             )
         for t, copies, subject in receipts(transactions):
             got = sum((paid.get(c.event_id, _ZERO) for c in copies), _ZERO)
-            ids = {c.event_id for c in copies}
-            paying = sorted(p.event_id for p in facts.payments if p.sale_event_id in ids)
+            paying = sorted(i for c in copies for i in paying_of.get(c.event_id, ()))
             for flag in transaction_flags(t, subject, got, paying):
                 if flag.kind == PAYMENT_MISMATCH and not payments_due(t, sessions, due):
                     pending.append(t.event_id)  # its till trades on: payments may follow

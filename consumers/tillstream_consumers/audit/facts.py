@@ -151,8 +151,28 @@ def content_digest(value: dict[str, Any]) -> str:
 # -- writing ---------------------------------------------------------------------------
 
 
+def insert_facts(
+    db: Database, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], conflict: str
+) -> None:
+    """``db.insert_many``, but on PostgreSQL the rows go as one JSON parameter
+    (``json_populate_recordset``): a short statement psycopg parses once, where a multi-row
+    VALUES of thousands of placeholders is split in Python on every batch (the conflict
+    clause rules out COPY). The audit's columns are text and integers, which JSON keeps."""
+    if db.dialect != "postgresql" or not rows:
+        db.insert_many(table, columns, rows, conflict)
+        return
+    names = ", ".join(columns)
+    payload = json.dumps([dict(zip(columns, r, strict=True)) for r in rows])
+    db.execute(
+        f"INSERT INTO {table} ({names}) SELECT {names} "
+        f"FROM json_populate_recordset(NULL::{table}, CAST(? AS json)) {conflict}",
+        (payload,),
+    )
+
+
 def store_sales(db: Database, sales: Sequence[Sale], received_at: datetime) -> None:
-    db.insert_many(
+    insert_facts(
+        db,
         "audit_transactions",
         (
             "event_id",
@@ -192,7 +212,8 @@ def store_sales(db: Database, sales: Sequence[Sale], received_at: datetime) -> N
 
 
 def store_controls(db: Database, events: Sequence[TillEvent], received_at: datetime) -> None:
-    db.insert_many(
+    insert_facts(
+        db,
         "audit_controls",
         (
             "event_id",
@@ -229,7 +250,8 @@ def store_controls(db: Database, events: Sequence[TillEvent], received_at: datet
         ],
         "ON CONFLICT (event_id) DO NOTHING",
     )
-    db.insert_many(
+    insert_facts(
+        db,
         "audit_control_amounts",
         ("event_id", "tender", "amount"),
         [
@@ -242,7 +264,8 @@ def store_controls(db: Database, events: Sequence[TillEvent], received_at: datet
 
 
 def store_payments(db: Database, payments: Sequence[Payment], received_at: datetime) -> None:
-    db.insert_many(
+    insert_facts(
+        db,
         "audit_payments",
         (
             "event_id",
