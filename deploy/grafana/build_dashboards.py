@@ -23,6 +23,11 @@ OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}  # provisioning/datasources
 RATE = "$__rate_interval"
 STORE = 'store=~"$store"'
+RECONCILIATION = (
+    "sum by (kind) (max by (kind, store) "
+    '(tillstream_audit_flags{kind=~"payment_mismatch|payment_without_sale"}))'
+)
+"""Open sale/payment flags: the sales audit owns the reconciliation (issue 14)."""
 
 Target = tuple[str, str]  # (PromQL, legend)
 
@@ -523,11 +528,11 @@ def business() -> dict[str, Any]:
             ),
             stat(
                 "Open reconciliation flags",
-                [("max by (kind) (tillstream_reconciliation_flags)", "{{kind}}")],
+                [(RECONCILIATION, "{{kind}}")],
                 thresholds=[(None, "green"), (1, "orange")],
                 width=12,
-                description="Sales and payments that do not match "
-                "(alert TillstreamReconciliationFlags).",
+                description="Sales and payments that do not match, as the sales audit finds "
+                "them (alert TillstreamReconciliationFlags).",
             ),
             stat(
                 "Transactions today (all stores)",
@@ -597,7 +602,7 @@ def business() -> dict[str, Any]:
             ),
             panel(
                 "Reconciliation flags over time",
-                [("max by (kind) (tillstream_reconciliation_flags)", "{{kind}}")],
+                [(RECONCILIATION, "{{kind}}")],
             ),
             *audit_row(),
         ],

@@ -167,8 +167,15 @@ class Settings(BaseSettings):
     crm_points_per_unit: Decimal = Field(
         Decimal(1), ge=0, description="Loyalty points per whole currency unit spent."
     )
-    analytics_reconcile_grace_seconds: int = Field(
-        300, ge=0, description="Wait before a sale and its payments that disagree are flagged."
+    audit_api_url: str | None = Field(
+        None,
+        description="The sales audit's read API (http://HOST:PORT), where `tillstream report` "
+        "reads a store-day's payment findings.",
+    )
+    audit_db_url: str | None = Field(
+        None,
+        description="The sales audit's database, where `tillstream report` reads a store-day's "
+        "payment findings when no audit_api_url is set.",
     )
     audit_over_short_tolerance: Decimal = Field(
         Decimal("1.00"),

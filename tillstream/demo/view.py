@@ -75,11 +75,15 @@ def scrape(stack: DemoStack) -> Snapshot:
             for labels, value in s.get("tillstream_business_transactions", []):
                 snap.transactions[labels["store"]] = value
             snap.low_stock = _sum(s, "tillstream_business_low_stock_skus")
-            snap.flags = _sum(s, "tillstream_reconciliation_flags")
         if name == "audit":
             for labels, value in s.get("tillstream_audit_flags", []):
                 store = labels["store"]
                 snap.audit_flags[store] = snap.audit_flags.get(store, 0) + value
+            # The reconciliation is the audit's (issue 14): its payment flags.
+            snap.flags = sum(
+                _sum(s, "tillstream_audit_flags", kind=kind)
+                for kind in ("payment_mismatch", "payment_without_sale")
+            )
     return snap
 
 
