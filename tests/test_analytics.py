@@ -27,16 +27,19 @@ from tillstream.dev.samples import sample_payment, sample_sale
 from tillstream_consumers.analytics import Analytics, daily_summary
 from tillstream_consumers.analytics import gauges as business_gauges
 from tillstream_consumers.audit import SalesAudit
+from tillstream_consumers.runtime.db import Database
 from tillstream_consumers.runtime.testing import ConsumerHarness
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
 
 
-@pytest.fixture(params=["duckdb", "postgresql"])
+@pytest.fixture(params=["duckdb", "sqlite", "postgresql"])
 def an_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh analytics store: embedded DuckDB and a real PostgreSQL."""
+    """A fresh analytics store: embedded DuckDB, SQLite and a real PostgreSQL."""
     if request.param == "duckdb":
         return f"duckdb:///{tmp_path / 'a.duckdb'}"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'a.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
 
@@ -230,14 +233,57 @@ def test_payments_count_on_their_sales_business_day_whichever_comes_first(feed: 
     ]
     assert daily_summary(feed.db, store, "2026-03-03").tenders == []
     # The reconciliation is the audit's: analytics keeps no flags of its own.
-    tables = {
+    tables = _tables(feed.db)
+    assert "an_flags" not in tables and "an_reconcile" not in tables
+    assert "an_sales_hourly" in tables
+
+
+def _tables(db: Database) -> set[str]:
+    if db.dialect == "sqlite":
+        return {
+            str(t) for (t,) in db.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+    return {
         str(t).lower()
-        for (t,) in feed.db.fetchall(
+        for (t,) in db.fetchall(
             "SELECT table_name FROM information_schema.tables WHERE table_name LIKE ?", ("an_%",)
         )
     }
-    assert "an_flags" not in tables and "an_reconcile" not in tables
-    assert "an_sales_hourly" in tables
+
+
+def test_tables_of_utc_days_are_migrated_with_their_rows(an_url: str, codec: AvroCodec) -> None:
+    """A store kept before issue 14: its rows stay (their UTC day as the business day, their
+    UTC hour marked Z), the reconciliation tables go, and new sales land beside them."""
+    from tillstream_consumers.analytics.tables import MIGRATIONS
+
+    store = f"S-{uuid.uuid4().hex[:8]}"
+    db = Database(an_url)
+    db.migrate("analytics", MIGRATIONS[:1])
+    with db.transaction():
+        db.execute(
+            "INSERT INTO an_sales_hourly VALUES (?, '2026-03-01T09:00Z', '2026-03-01', 'EUR', "
+            "2, 3000, 50000, 4, 0)",
+            (store,),
+        )
+        db.execute(
+            "INSERT INTO an_reconcile VALUES ('sale-1', ?, 'EUR', '2026-03-01T09:10:00.000000Z', "
+            "20800, 0, 0, NULL)",
+            (store,),
+        )
+    db.close()
+    feed = Feed(an_url, codec)  # migrates to the latest
+    s1 = sale(store, datetime(2026, 3, 1, 9, 30, tzinfo=UTC))
+    feed(s1)
+    s = daily_summary(feed.db, store, "2026-03-01")
+    assert [(h.hour_start, h.transactions) for h in s.hours] == [
+        ("2026-03-01T09:00Z", 2),
+        ("2026-03-01T10:00+01:00", 1),
+    ]
+    assert feed.db.fetchall("SELECT sale_day FROM an_sale_days WHERE sale_event_id = 'sale-1'") == [
+        ("2026-03-01",)
+    ]
+    assert not {"an_flags", "an_reconcile"} & _tables(feed.db)
+    feed.db.close()
 
 
 def _gauge(name: str, **labels: str) -> float | None:
