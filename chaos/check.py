@@ -179,14 +179,17 @@ def check_crm(db: Database, expected: Expected) -> Stage:
 
 
 def check_analytics(db: Database, expected: Expected) -> Stage:
+    """Rollups per store business day and local hour; payments on their sale's day, or
+    waiting for a sale that never came. (The sale/payment reconciliation is the audit's.)"""
     payments = sum(p for _, p in expected.tenders.values())
+    payments += sum(p for _, p in expected.unplaced.values())
     sales = sum(h[0] for h in expected.hourly.values())
     stage = Stage("analytics", sales + payments)
     hourly = _rows(
         db,
-        "SELECT store_id, hour_start, currency, transactions, units, net_units, lines, "
-        "return_lines FROM an_sales_hourly",
-        3,
+        "SELECT store_id, sale_day, hour_start, currency, transactions, units, net_units, "
+        "lines, return_lines FROM an_sales_hourly",
+        4,
     )
     tenders = _rows(
         db,
@@ -197,15 +200,25 @@ def check_analytics(db: Database, expected: Expected) -> Stage:
         want, got = expected.hourly.get(key, [0] * 5), list(hourly.get(key, [0] * 5))
         _count(stage, want[0], got[0])
         stage.wrong += want[0] == got[0] and want != got
-    for key in set(expected.tenders) | set(tenders):
-        want, got = expected.tenders.get(key, [0, 0]), list(tenders.get(key, [0, 0]))
-        _count(stage, want[1], got[1])
-        stage.wrong += want[1] == got[1] and want != got
+    unplaced = _rows(
+        db,
+        "SELECT store_id, method, currency, SUM(amount_units), SUM(payments) "
+        "FROM an_unplaced_payments GROUP BY store_id, method, currency",
+        3,
+    )
+    for want_rows, got_rows in ((expected.tenders, tenders), (expected.unplaced, unplaced)):
+        for key in set(want_rows) | set(got_rows):
+            want, got = want_rows.get(key, [0, 0]), list(got_rows.get(key, [0, 0]))
+            _count(stage, want[1], got[1])
+            stage.wrong += want[1] == got[1] and want != got
     skus = _rows(
         db, "SELECT store_id, sale_day, sku, currency, units, net_units FROM an_sku_daily", 4
     )
     stage.wrong += _differences(expected.sku_daily, skus)
-    stage.note = f"{len(hourly)} hourly rows, {len(tenders)} tender rows, {len(skus)} SKU rows"
+    stage.note = (
+        f"{len(hourly)} hourly rows, {len(tenders)} tender rows, {len(skus)} SKU rows, "
+        f"{sum(p for _, p in unplaced.values())} payment(s) waiting for their sale"
+    )
     return stage
 
 
