@@ -44,7 +44,8 @@ RECEIPT_SPACING = timedelta(milliseconds=250)
 TILLS = 3
 SKIP_WITHIN = (40, 400)
 """Store receipts between which the planted skipped number falls (a store sells about
-1,600 receipts in a short run): never a till's first or last number, which no gap shows."""
+3,000 receipts in a short run; at most a third of a smaller plan's): never a till's first or
+last number, which no gap shows."""
 
 Event = tuple[str, dict[str, Any]]
 """(event type, record) as the Avro contracts describe it."""
@@ -112,7 +113,8 @@ class Plan:
         rng = random.Random(f"{self.seed}/{index}/audit")
         short_till = rng.randrange(TILLS)
         short_by = Decimal(rng.randint(200, 5000)) / 100
-        skip_at = rng.randint(*SKIP_WITHIN)
+        low, high = SKIP_WITHIN
+        skip_at = rng.randint(low, max(low, min(high, self.per_store // 6)))
         unsettled = random.Random(f"{self.seed}/unsettled").randrange(len(self.stores))
         unsettled_till = (short_till + 1) % TILLS if index == unsettled else None
         return Planted(short_till, short_by, skip_at, unsettled_till)
