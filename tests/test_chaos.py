@@ -1,9 +1,10 @@
 """The chaos run and its checker.
 
 The checker is tried first without faults: the plan applied through the real consumers
-must check out exact, and each kind of damage done to their stores afterwards must be
-counted as what it is. Then the short fault run (the CI version of ``make chaos``) runs
-end to end: 3-node cluster, PostgreSQL, edges, consumers, eight faults.
+must check out exact, the audit must hold exactly the planted flags, and each kind of damage
+done to their stores afterwards must be counted as what it is. Then the short fault run (the
+CI version of ``make chaos``) runs end to end: 3-node cluster, PostgreSQL, edges, consumers,
+the audit, eight faults.
 """
 
 from __future__ import annotations
@@ -186,4 +187,6 @@ def test_short_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     assert events >= 20_000
     assert faults == 8
     assert (lost, duplicated, wrong) == (0, 0, 0), done.stdout[-4000:]
+    audit = re.search(r"^audit +(\d+) +0 +0 +0 ", done.stdout, re.MULTILINE)
+    assert audit and int(audit[1]) > 0, "the audit holds exactly the planted flags"
     assert done.returncode == 0, done.stdout[-4000:]
