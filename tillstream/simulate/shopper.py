@@ -127,6 +127,11 @@ class StoreTraffic:
             tx.bad = True
         return tx
 
+    def skip_number(self, till: int) -> None:
+        """The next receipt number of ``till`` (0-based) is used up without a receipt: one
+        the till printed that never reaches head office (a gap the sales audit must find)."""
+        self._receipts[till] += 1
+
     def _item_lines(self, number: int, kind: str, item: Item) -> list[dict[str, Any]]:
         """The line of ``item``, then its bottle deposit if it has one."""
         line = self._line(number, kind, item)
