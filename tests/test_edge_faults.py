@@ -100,7 +100,10 @@ async def test_edge_killed_under_load_loses_no_acknowledged_event(
         asyncio.create_task(post_stream(edge.url, store, 400, accepted, delay=0.002))
         for _ in range(4)
     ]
-    await asyncio.sleep(1.5)
+    # Mid-stream, however slow the machine: after the tills' first 60 events (or 30 s).
+    deadline = asyncio.get_running_loop().time() + 30
+    while len(accepted) < 60 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
     edge.kill()  # SIGKILL mid-stream: no chance to flush anything
     await asyncio.gather(*tills)
     assert len(accepted) > 50

@@ -30,6 +30,14 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from tillstream.core.events import (  # the schema's enums: one spelling (tillstream schemas types)
+    LineKind,
+    PaymentMethod,
+    PaymentStatus,
+    QuantityType,
+    StockReason,
+    TenderType,
+)
 from tillstream.core.identifiers import (
     SKU_MAX_LENGTH,
     SKU_PATTERN,
@@ -103,7 +111,7 @@ class SaleLineIn(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     line_number: int = Field(ge=1, le=100_000)
-    kind: Literal["SALE", "RETURN", "VOID"] = "SALE"
+    kind: LineKind = "SALE"
     sku: Sku
     gtin: Gtin = None
     description: OptText = None
@@ -159,10 +167,8 @@ class PaymentIn(_Event):
     type: Literal["payment"]
     sale_event_id: UUID
     terminal_id: Text
-    method: Literal[
-        "CASH", "CARD", "MOBILE", "GIFT_CARD", "VOUCHER", "STORE_CREDIT", "LOYALTY_POINTS", "OTHER"
-    ]
-    status: Literal["AUTHORIZED", "CAPTURED", "DECLINED", "REFUNDED", "VOIDED"]
+    method: PaymentMethod
+    status: PaymentStatus
     amount: PositiveMoney
     currency: Currency
     card: CardIn | None = None
@@ -177,19 +183,10 @@ class StockMovementIn(_Event):
     type: Literal["stock_movement"]
     sku: Sku
     gtin: Gtin = None
-    quantity_type: Literal["CHANGE", "COUNT"]
+    quantity_type: QuantityType
     quantity: SignedQuantity
     unit_of_measure: Unit = "EA"
-    reason: Literal[
-        "RECEIVED",
-        "COUNTED",
-        "DAMAGED",
-        "SHRINK",
-        "TRANSFER_IN",
-        "TRANSFER_OUT",
-        "RETURN_TO_VENDOR",
-        "ADJUSTMENT",
-    ]
+    reason: StockReason
     reference: OptText = None
     source: Literal["api"] = "api"
 
@@ -200,9 +197,7 @@ class StockMovementIn(_Event):
 class TillAmountIn(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    tender: Literal[
-        "CASH", "CARD", "MOBILE", "GIFT_CARD", "VOUCHER", "STORE_CREDIT", "LOYALTY_POINTS", "OTHER"
-    ]
+    tender: TenderType
     amount: PositiveMoney
 
 

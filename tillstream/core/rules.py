@@ -50,7 +50,7 @@ LATEST = datetime(9997, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
-class LineKind:
+class LineEffect:
     """What a sale line of one kind means: the one definition every consumer reads.
 
     Each sign multiplies the line's (always positive) quantity or amount. A ``SALE`` sells,
@@ -73,10 +73,10 @@ class LineKind:
     """Goods a customer brought back (the analytics returns rate counts these lines)."""
 
 
-LINE_KINDS: Mapping[str, LineKind] = {
-    "SALE": LineKind(money=1, units=1, demand=1, stock=-1, lines=1),
-    "RETURN": LineKind(money=-1, units=-1, demand=0, stock=1, lines=1, is_return=True),
-    "VOID": LineKind(money=-1, units=-1, demand=-1, stock=1, lines=-1),
+LINE_KINDS: Mapping[str, LineEffect] = {
+    "SALE": LineEffect(money=1, units=1, demand=1, stock=-1, lines=1),
+    "RETURN": LineEffect(money=-1, units=-1, demand=0, stock=1, lines=1, is_return=True),
+    "VOID": LineEffect(money=-1, units=-1, demand=-1, stock=1, lines=-1),
 }
 """The meaning of each sale line kind (schemas/sale ``LineKind``), by name."""
 
