@@ -24,10 +24,11 @@ from tests.consumer_support import ConsumerProcess, publish, wait_until
 from tillstream.cli import main
 from tillstream.core.codec import AvroCodec
 from tillstream.core.settings import Settings
-from tillstream_consumers.audit import SalesAudit, gauges, queries
+from tillstream_consumers.audit import SalesAudit, gauges, pacing, queries
 from tillstream_consumers.audit.checks import audit_day, day_end
 from tillstream_consumers.audit.facts import load_store_day
 from tillstream_consumers.audit.flags import KINDS
+from tillstream_consumers.audit.pacing import SHARE, Pacing
 from tillstream_consumers.runtime.db import Database
 from tillstream_consumers.runtime.testing import ConsumerHarness
 
@@ -595,3 +596,88 @@ def test_a_batch_touching_many_store_days_is_audited_on_the_next_refresh(db_url:
     harness.apply_events(*chain.missing)
     service.refresh(harness.db)  # what the running service does every couple of seconds
     assert open_flags(harness.db) == {f for f in chain.planted() if f[1] != "receipt_gap"}
+
+
+class SteppingClock:
+    """A monotonic clock that moves one second each time it is read (every audit "takes"
+    a second) and jumps when told."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_a_big_store_day_is_audited_in_the_batch_once_it_grew_enough(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chain = ChainDay("P")
+    events = chain.events()
+    store = chain.stores[1]  # the one with the lost receipt
+    close = next(
+        e for e in events if e[0] == "till_event" and e[1]["store_id"] == store
+        and e[1]["kind"] == "STORE_DAY_CLOSE" and str(e[1]["business_day"]) == DAY.isoformat()
+    )  # fmt: skip
+    events.remove(close)
+    harness = ConsumerHarness(SalesAudit(SETTINGS), db_url)
+    harness.apply_events(*events)
+    [(audited,)] = harness.db.fetchall(
+        "SELECT events FROM audit_days WHERE store_id = ? AND business_day = ?",
+        (store, DAY.isoformat()),
+    )
+    # Pretend this day is big: audited again in the batch once two more events came.
+    monkeypatch.setattr(pacing, "SMALL_DAY", 1)
+    monkeypatch.setattr(pacing, "GROWTH", 2 / audited)
+    flags = open_flags(harness.db)
+    harness.apply_events(*chain.missing)  # one receipt (and its payment): too few
+    assert open_flags(harness.db) == flags
+    [(pending,)] = harness.db.fetchall(
+        "SELECT new_events FROM audit_dirty WHERE store_id = ?", (store,)
+    )
+    assert pending == 1
+    harness.apply_events(close)  # the second: audited in this batch
+    gap = {f for f in chain.planted() if f[1] == "receipt_gap"}
+    assert open_flags(harness.db) == chain.planted() - gap
+    assert harness.db.fetchall("SELECT COUNT(*) FROM audit_dirty") == [(0,)]
+
+
+def test_dirty_store_days_are_settled_once_their_wait_has_passed(db_url: str) -> None:
+    chain = ChainDay("Q")
+
+    class Deferring(SalesAudit):
+        inline_store_days = 0  # every batch leaves its store-days to the refresh
+
+    service = Deferring(SETTINGS)
+    clock = SteppingClock()
+    service._pacing = Pacing(clock)  # every audit takes a second
+    harness = ConsumerHarness(service, db_url)
+    harness.apply_events(*chain.events())
+    service.refresh(harness.db)  # never audited: due
+    assert open_flags(harness.db) == chain.planted()
+    gap = {f for f in chain.planted() if f[1] == "receipt_gap"}
+    harness.apply_events(*chain.missing)
+    service.refresh(harness.db)  # its wait: 4 x the audits of the 3 trading days
+    assert open_flags(harness.db) == chain.planted()
+    clock.now += 60
+    service.refresh(harness.db)
+    assert open_flags(harness.db) == chain.planted() - gap
+    assert harness.db.fetchall("SELECT COUNT(*) FROM audit_dirty") == [(0,)]
+
+
+def test_the_refresh_audits_dirty_days_in_at_most_a_share_of_the_time() -> None:
+    clock = SteppingClock()
+    pacing = Pacing(clock)
+    one, two = ("S1", DAY), ("S2", DAY)
+    assert pacing.due(one)
+    with pacing.timing(one):
+        pass  # a second
+    with pacing.timing(two):
+        pass  # another
+    assert pacing.wait() == 2 * (1 / SHARE - 1)
+    assert not pacing.due(one)
+    clock.now += pacing.wait()
+    assert pacing.due(one)
+    pacing.forget_due()
+    assert pacing.wait() == 0

@@ -21,7 +21,7 @@ from typing import Any
 from tillstream.core.events import Payment, Sale, TillEvent
 from tillstream.core.rules import totals_problems
 from tillstream_consumers.runtime.api import MONEY_SCALE, from_units, to_units
-from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.db import Database, chunks, marks
 
 _NOT_CONTENT = frozenset({"event_id", "source"})
 """Fields that do not make two events different transactions (a resend, a POSLog backfill)."""
@@ -142,10 +142,12 @@ def _problems(sale: Sale) -> str | None:
 
 
 def content_digest(value: dict[str, Any]) -> str:
-    """A digest of what an event says, without its id and channel."""
-    body = {k: v for k, v in value.items() if k not in _NOT_CONTENT}
-    text = json.dumps(body, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    """A digest of what an event says, without its id and channel. Over ``repr``: the
+    codec decodes every event of a type to the same fields in the same order, as strings,
+    numbers, decimals of the schema's scale, dates and UTC times, whose reprs are stable
+    (and four times faster to make than JSON)."""
+    body = [(k, v) for k, v in sorted(value.items()) if k not in _NOT_CONTENT]
+    return hashlib.sha256(repr(body).encode()).hexdigest()[:32]
 
 
 # -- writing ---------------------------------------------------------------------------
@@ -296,18 +298,29 @@ def store_payments(db: Database, payments: Sequence[Payment], received_at: datet
     )
 
 
-def days_of_sales(db: Database, sale_ids: Iterable[str]) -> set[tuple[str, date]]:
-    """The store-days of the sales with these event ids (those the audit has)."""
-    ids = sorted(set(sale_ids))
-    found: set[tuple[str, date]] = set()
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ", ".join("?" * len(chunk))
+def days_of_sales(db: Database, sale_ids: Iterable[str]) -> dict[str, tuple[str, date]]:
+    """The store-day of each sale with one of these event ids (of those the audit has)."""
+    found: dict[str, tuple[str, date]] = {}
+    for chunk in chunks(sorted(set(sale_ids))):
         found |= {
-            (str(store), date.fromisoformat(str(day)))
-            for store, day in db.fetchall(
-                "SELECT DISTINCT store_id, business_day FROM audit_transactions "
-                f"WHERE event_id IN ({marks})",
+            str(event_id): (str(store), date.fromisoformat(str(day)))
+            for event_id, store, day in db.fetchall(
+                "SELECT event_id, store_id, business_day FROM audit_transactions "
+                f"WHERE event_id IN ({marks(chunk)})",
+                chunk,
+            )
+        }
+    return found
+
+
+def payments_of_sales(db: Database, sale_ids: Iterable[str]) -> set[str]:
+    """The event ids of the payments the audit has of these sales."""
+    found: set[str] = set()
+    for chunk in chunks(sorted(set(sale_ids))):
+        found |= {
+            str(event_id)
+            for (event_id,) in db.fetchall(
+                f"SELECT event_id FROM audit_payments WHERE sale_event_id IN ({marks(chunk)})",
                 chunk,
             )
         }
@@ -404,15 +417,18 @@ def _tenders(db: Database, where: str, params: Sequence[Any]) -> list[Tender]:
     ]
 
 
-def days_around_payments(db: Database, where: str, params: Sequence[Any]) -> set[tuple[str, date]]:
-    """The store-days whose window holds a payment of ``audit_payments p WHERE ...``: where
-    a payment without its sale is counted (and must be counted no more once its sale came)."""
-    return {
-        (str(store), date.fromisoformat(str(day)))
-        for store, day in db.fetchall(
-            "SELECT DISTINCT d.store_id, d.business_day FROM audit_payments p "
-            "JOIN audit_days d ON d.store_id = p.store_id AND d.first_at <= p.occurred_at "
-            f"AND d.last_at >= p.occurred_at WHERE {where}",
-            params,
-        )
-    }
+def days_around_payments(db: Database, payment_ids: Iterable[str]) -> set[tuple[str, date]]:
+    """The store-days whose window holds one of these payments: where a payment without its
+    sale is counted (and must be counted no more once its sale came)."""
+    found: set[tuple[str, date]] = set()
+    for chunk in chunks(sorted(set(payment_ids))):
+        found |= {
+            (str(store), date.fromisoformat(str(day)))
+            for store, day in db.fetchall(
+                "SELECT DISTINCT d.store_id, d.business_day FROM audit_payments p "
+                "JOIN audit_days d ON d.store_id = p.store_id AND d.first_at <= p.occurred_at "
+                f"AND d.last_at >= p.occurred_at WHERE p.event_id IN ({marks(chunk)})",
+                chunk,
+            )
+        }
+    return found

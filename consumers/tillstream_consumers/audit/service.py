@@ -2,9 +2,11 @@
 in; per store, business day and till, what is missing, duplicated, late, unbalanced or
 unsettled out (see ``docs/audit.md``).
 
-Each batch stores its events as facts, then re-audits every store-day it touched from that
-day's facts (``store_days.recompute``), so the flags are the same whatever order the events
-arrived in, and a receipt backfilled days later closes its gap by itself.
+Each batch stores its events as facts, then re-audits the store-days it touched from their
+facts (``store_days.recompute``), so the flags are the same whatever order the events
+arrived in, and a receipt backfilled days later closes its gap by itself. A busy day is
+re-audited as often as its size allows and settled on the refresh in between
+(``pacing.py``).
 """
 
 from __future__ import annotations
@@ -21,24 +23,22 @@ from tillstream.core.settings import Settings
 from tillstream.core.topics import PAYMENTS, SALES, TILL_EVENTS
 from tillstream_consumers.audit import gauges, queries
 from tillstream_consumers.audit.checks import day_end
-from tillstream_consumers.audit.facts import (
-    days_around_payments,
-    days_of_sales,
-    store_controls,
-    store_payments,
-    store_sales,
-)
+from tillstream_consumers.audit.facts import store_controls, store_payments, store_sales
 from tillstream_consumers.audit.flags import DAY_NOT_CLOSED
+from tillstream_consumers.audit.pacing import Pacing, audit_now
 from tillstream_consumers.audit.page import page_routes
 from tillstream_consumers.audit.store_days import (
+    clear_dirty,
     days_to_check_for_silence,
     mark_dirty,
     recompute,
     recompute_silent,
     settle,
     silence_due,
+    standing,
 )
 from tillstream_consumers.audit.tables import COMPONENT, MIGRATIONS
+from tillstream_consumers.audit.touched import touched_store_days
 from tillstream_consumers.runtime.api import Consumer, Context, Query, Record
 from tillstream_consumers.runtime.db import Database
 
@@ -55,14 +55,15 @@ class SalesAudit(Consumer):
     topics = (SALES.name, PAYMENTS.name, TILL_EVENTS.name)
     migrations = MIGRATIONS
     inline_store_days: ClassVar[int] = 16
-    """A batch that touches at most this many store-days audits them at once (flags within
-    the batch's commit); one that touches more (catching up, a rebuild) marks them dirty
-    and the service audits each once on its next refresh, a couple of seconds later,
-    instead of once per batch."""
+    """A batch audits the store-days it touched at once (flags within the batch's commit),
+    except a big day that grew too little since its last audit (``pacing.py``), or all of
+    them if there are more than this many (catching up, a rebuild): those it marks dirty,
+    and the service audits each once on a refresh, a couple of seconds later."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         super().__init__(settings)
         self._silence_checked: set[date] = set()
+        self._pacing = Pacing()
 
     def apply(self, ctx: Context, records: list[Record]) -> None:
         sales: list[Sale] = []
@@ -78,33 +79,36 @@ class SalesAudit(Consumer):
         store_sales(ctx.db, sales, ctx.now)
         store_controls(ctx.db, controls, ctx.now)
         store_payments(ctx.db, payments, ctx.now)
-        touched = {(s["store_id"], s["business_day"]) for s in sales}
-        touched |= {(e["store_id"], e["business_day"]) for e in controls}
-        touched |= days_of_sales(ctx.db, (str(p["sale_event_id"]) for p in payments))
-        # Payments without their sale count on the day they were made in; when the sale
-        # comes, that day must let go of them.
-        for chunk in _chunks([p["event_id"] for p in payments]):
-            marks = ", ".join("?" * len(chunk))
-            touched |= days_around_payments(ctx.db, f"p.event_id IN ({marks})", chunk)
-        for chunk in _chunks([s["event_id"] for s in sales]):
-            marks = ", ".join("?" * len(chunk))
-            touched |= days_around_payments(ctx.db, f"p.sale_event_id IN ({marks})", chunk)
-        if len(touched) > self.inline_store_days:  # catching up: audit them once, soon
-            mark_dirty(ctx.db, touched)
-            return
-        for store, day in sorted(touched):
-            recompute(ctx.db, store, day, ctx.now, self.settings)
-        days = days_to_check_for_silence(ctx.db, {day for _, day in touched}, self.settings)
+        touched, new = touched_store_days(ctx.db, sales, controls, payments)
+        stand = standing(ctx.db, touched)
+        now = {
+            key
+            for key in touched
+            if audit_now(stand[key].audited_events, stand[key].new_events + new[key])
+        }
+        if len(now) > self.inline_store_days:  # catching up: audit them once, soon
+            now = set()
+        mark_dirty(ctx.db, {key: new[key] for key in touched - now})
+        for store, day in sorted(now):
+            with self._pacing.timing((store, day)):
+                recompute(ctx.db, store, day, ctx.now, self.settings)
+        clear_dirty(ctx.db, [(key, t) for key in now if (t := stand[key].token) is not None])
+        days = days_to_check_for_silence(ctx.db, {day for _, day in now}, self.settings)
         for day in sorted(days):
             recompute_silent(ctx.db, day, ctx.now, self.settings)
 
-    def settle(self, db: Database, now: datetime, *, lots: int | None = None) -> int:
+    def settle(
+        self, db: Database, now: datetime, *, lots: int | None = None, paced: bool = False
+    ) -> int:
         """Audit the store-days batches left dirty, :data:`SETTLE_PER_REFRESH` at a time,
-        each lot in one transaction, up to ``lots`` lots (all, without); returns how many."""
+        each lot in one transaction, up to ``lots`` lots (all, without); ``paced``: only
+        those whose :class:`~tillstream_consumers.audit.pacing.Pacing` is due. Returns how
+        many."""
         done = 0
+        pacing = self._pacing if paced else None
         while lots is None or lots > 0:
             with db.transaction():
-                n = settle(db, now, self.settings, SETTLE_PER_REFRESH)
+                n = settle(db, now, self.settings, SETTLE_PER_REFRESH, pacing)
             done += n
             lots = None if lots is None else lots - 1
             if n < SETTLE_PER_REFRESH:
@@ -115,7 +119,8 @@ class SalesAudit(Consumer):
         """Flag the days (and their tills) that never closed once their grace has passed,
         and bring the gauges up to date."""
         now = datetime.now(UTC)
-        self.settle(db, now, lots=1)  # one lot: consuming goes on between refreshes
+        self.settle(db, now, lots=1, paced=True)  # one lot: consuming goes on between
+        self._pacing.forget_due()
         self.flag_overdue(db, now)
         gauges.publish(db, now.date(), self.settings.audit_silent_days)
 
@@ -204,10 +209,6 @@ class SalesAudit(Consumer):
             Route("/v1/audit/days/{store}/{day}", store_day, methods=["GET"]),
             Route("/v1/audit/flags/{flag}/ack", acknowledge, methods=["POST"]),
         ]
-
-
-def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
-    return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
 def _day(text: str) -> date | None:

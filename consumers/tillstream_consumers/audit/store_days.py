@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import uuid
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from tillstream.core.settings import Settings
 from tillstream_consumers.audit.checks import DayAudit, audit_day, day_end
 from tillstream_consumers.audit.facts import load_store_day, ts
 from tillstream_consumers.audit.flags import SILENT_STORE, Flag, flag_id
+from tillstream_consumers.audit.pacing import Pacing, StoreDay
 from tillstream_consumers.runtime.api import MONEY_SCALE, to_units
 from tillstream_consumers.runtime.db import Database
 
@@ -220,34 +222,92 @@ def _write_flags(
     )
 
 
-def mark_dirty(db: Database, store_days: Iterable[tuple[str, date]]) -> None:
-    """Leave store-days to :func:`settle`. Each mark gets a new token, so a settle that read
-    the facts before this batch's commit does not clear it (it clears only the token it saw)."""
+def mark_dirty(db: Database, new_events: Mapping[StoreDay, int]) -> None:
+    """Leave store-days to :func:`settle`, with how many receipts and till events each got.
+    Each mark gets a new token, so a settle that read the facts before this batch's commit
+    does not clear it (it clears only the token it saw)."""
     token = uuid.uuid4().hex
     db.insert_many(
         "audit_dirty",
-        ("store_id", "business_day", "token"),
-        [(store, day.isoformat(), token) for store, day in sorted(set(store_days))],
-        "ON CONFLICT (store_id, business_day) DO UPDATE SET token = excluded.token",
+        ("store_id", "business_day", "token", "new_events"),
+        [(store, day.isoformat(), token, n) for (store, day), n in sorted(new_events.items())],
+        "ON CONFLICT (store_id, business_day) DO UPDATE SET token = excluded.token, "
+        "new_events = audit_dirty.new_events + excluded.new_events",
     )
 
 
-def settle(db: Database, now: datetime, settings: Settings, limit: int) -> int:
-    """Audit again up to ``limit`` store-days left dirty (oldest days first), then the silent
-    stores of their days; returns how many store-days."""
-    rows = db.fetchall(
-        "SELECT store_id, business_day, token FROM audit_dirty "
-        "ORDER BY business_day, store_id LIMIT ?",
-        (limit,),
-    )
-    days = set()
-    for store, day, _ in rows:
-        days.add(date.fromisoformat(str(day)))
-        recompute(db, str(store), date.fromisoformat(str(day)), now, settings)
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where a store-day stands: receipts and till events at its last audit (None: never
+    audited), and, if it is dirty, its mark and the events since."""
+
+    audited_events: int | None = None
+    token: str | None = None
+    new_events: int = 0
+
+
+def standing(db: Database, store_days: Iterable[StoreDay]) -> dict[StoreDay, Standing]:
+    """The :class:`Standing` of each of ``store_days``."""
+    wanted = set(store_days)
+    out = dict.fromkeys(wanted, Standing())
+    stores = sorted({store for store, _ in wanted})
+    for start in range(0, len(stores), 500):
+        chunk = stores[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        audited = {
+            (str(s), date.fromisoformat(str(d))): int(n)
+            for s, d, n in db.fetchall(
+                "SELECT store_id, business_day, events FROM audit_days "
+                f"WHERE store_id IN ({marks})",
+                chunk,
+            )
+        }
+        dirty = {
+            (str(s), date.fromisoformat(str(d))): (str(t), int(n))
+            for s, d, t, n in db.fetchall(
+                "SELECT store_id, business_day, token, new_events FROM audit_dirty "
+                f"WHERE store_id IN ({marks})",
+                chunk,
+            )
+        }
+        for key in wanted & (audited.keys() | dirty.keys()):
+            token, new = dirty.get(key, (None, 0))
+            out[key] = Standing(audited.get(key), token, new)
+    return out
+
+
+def clear_dirty(db: Database, marks: Iterable[tuple[StoreDay, str]]) -> None:
+    """Clear the dirty marks of store-days just audited, each only if it is still the
+    mark that was read before the audit (a newer one is another batch's, maybe unseen)."""
     db.executemany(
         "DELETE FROM audit_dirty WHERE store_id = ? AND business_day = ? AND token = ?",
-        [(str(s), str(d), str(t)) for s, d, t in rows],
+        [(store, day.isoformat(), token) for (store, day), token in marks],
     )
+
+
+def settle(
+    db: Database, now: datetime, settings: Settings, limit: int, pacing: Pacing | None = None
+) -> int:
+    """Audit again up to ``limit`` store-days left dirty (oldest days first; with ``pacing``,
+    only those it finds due), then the silent stores of their days; returns how many."""
+    rows = [
+        (str(store), date.fromisoformat(str(day)), str(token))
+        for store, day, token in db.fetchall(
+            "SELECT store_id, business_day, token FROM audit_dirty ORDER BY business_day, store_id"
+        )
+    ]
+    if pacing is not None:
+        rows = [row for row in rows if pacing.due(row[:2])]
+    rows = rows[:limit]
+    days = set()
+    for store, day, _ in rows:
+        days.add(day)
+        if pacing is None:
+            recompute(db, store, day, now, settings)
+        else:
+            with pacing.timing((store, day)):
+                recompute(db, store, day, now, settings)
+    clear_dirty(db, [((s, d), t) for s, d, t in rows])
     for day in sorted(days_to_check_for_silence(db, days, settings)):
         recompute_silent(db, day, now, settings)
     return len(rows)

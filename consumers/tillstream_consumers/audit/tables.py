@@ -117,6 +117,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         store_id     TEXT NOT NULL,
         business_day TEXT NOT NULL,
         token        TEXT NOT NULL,
+        new_events   BIGINT NOT NULL,
         PRIMARY KEY (store_id, business_day)
     )
     """,
