@@ -173,6 +173,7 @@ def insert_facts(
 
 
 def store_sales(db: Database, sales: Sequence[Sale], received_at: datetime) -> None:
+    received = ts(received_at)
     insert_facts(
         db,
         "audit_transactions",
@@ -205,7 +206,7 @@ def store_sales(db: Database, sales: Sequence[Sale], received_at: datetime) -> N
                 to_units(s["totals"]["net_amount"], MONEY_SCALE),
                 content_digest(dict(s)),
                 _problems(s),
-                ts(received_at),
+                received,
             )
             for s in sales
         ],
@@ -214,6 +215,7 @@ def store_sales(db: Database, sales: Sequence[Sale], received_at: datetime) -> N
 
 
 def store_controls(db: Database, events: Sequence[TillEvent], received_at: datetime) -> None:
+    received = ts(received_at)
     insert_facts(
         db,
         "audit_controls",
@@ -246,7 +248,7 @@ def store_controls(db: Database, events: Sequence[TillEvent], received_at: datet
                 e["currency"],
                 e["reason"],
                 content_digest(dict(e)),
-                ts(received_at),
+                received,
             )
             for e in events
         ],
@@ -266,6 +268,7 @@ def store_controls(db: Database, events: Sequence[TillEvent], received_at: datet
 
 
 def store_payments(db: Database, payments: Sequence[Payment], received_at: datetime) -> None:
+    received = ts(received_at)
     insert_facts(
         db,
         "audit_payments",
@@ -290,7 +293,7 @@ def store_payments(db: Database, payments: Sequence[Payment], received_at: datet
                 p["status"],
                 to_units(p["amount"], MONEY_SCALE),
                 ts(p["occurred_at"]),
-                ts(received_at),
+                received,
             )
             for p in payments
         ],
