@@ -35,8 +35,11 @@ audit: venv
 	$(BIN)/pip-audit --skip-editable --progress-spinner off $(if $(filter 1,$(AUDIT_STRICT)),--strict)
 
 ## make test-deps: the Debian packages whose servers the tests start (PostgreSQL, Prometheus)
+## and the headless browser the auditor's page is tested in (chromium and its driver)
 TEST_PACKAGES = $(if $(POSTGRES_URL)$(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
-                $(if $(shell command -v promtool 2>/dev/null),,prometheus)
+                $(if $(shell command -v promtool 2>/dev/null),,prometheus) \
+                $(if $(wildcard /usr/bin/chromium),,chromium) \
+                $(if $(wildcard /usr/bin/chromedriver),,chromium-driver)
 test-deps:
 	@missing="$(strip $(TEST_PACKAGES))"; \
 	if [ -n "$$missing" ]; then \

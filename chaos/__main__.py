@@ -1,9 +1,10 @@
 """``python -m chaos [--short] [--events N] [--stores N] [--seed N]``: a fault-injection run.
 
 Stands up a 3-node Kafka cluster, PostgreSQL, an edge per store and the ERP (two
-instances), CRM and analytics consumers; sells the seeded plan's events through the edges
-while brokers, edges, consumers and the database are killed and a store is cut off; then
-checks every stage against the plan. The last line is always::
+instances), CRM, analytics and sales audit consumers; sells the seeded plan's events (with
+its till books and planted audit faults) through the edges while brokers, edges, consumers
+and the database are killed and a store is cut off; then checks every stage against the plan,
+the audit's flags against the planted ones. The last line is always::
 
     chaos: events=N lost=L duplicated=D wrong=W faults=F
 

@@ -1,5 +1,5 @@
-"""The independent checker: Kafka's topics and the ERP, CRM and analytics stores against
-what the plan says they must hold.
+"""The independent checker: Kafka's topics, the ERP, CRM and analytics stores and the sales
+audit's flags against what the plan says they must hold.
 
 Per stage it counts *lost* (should be there and is not), *duplicated* (there more often than
 it happened) and *wrong* (there, with other content). Kafka itself may carry an event twice
@@ -17,6 +17,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from chaos.audit import FlagKey
 from chaos.expected import Expected, fingerprint
 from tillstream.core.codec import AvroCodec, CodecError
 from tillstream.core.kafka import make_admin, make_consumer
@@ -179,14 +180,17 @@ def check_crm(db: Database, expected: Expected) -> Stage:
 
 
 def check_analytics(db: Database, expected: Expected) -> Stage:
+    """Rollups per store business day and local hour; payments on their sale's day, or
+    waiting for a sale that never came. (The sale/payment reconciliation is the audit's.)"""
     payments = sum(p for _, p in expected.tenders.values())
+    payments += sum(p for _, p in expected.unplaced.values())
     sales = sum(h[0] for h in expected.hourly.values())
     stage = Stage("analytics", sales + payments)
     hourly = _rows(
         db,
-        "SELECT store_id, hour_start, currency, transactions, units, net_units, lines, "
-        "return_lines FROM an_sales_hourly",
-        3,
+        "SELECT store_id, sale_day, hour_start, currency, transactions, units, net_units, "
+        "lines, return_lines FROM an_sales_hourly",
+        4,
     )
     tenders = _rows(
         db,
@@ -197,15 +201,55 @@ def check_analytics(db: Database, expected: Expected) -> Stage:
         want, got = expected.hourly.get(key, [0] * 5), list(hourly.get(key, [0] * 5))
         _count(stage, want[0], got[0])
         stage.wrong += want[0] == got[0] and want != got
-    for key in set(expected.tenders) | set(tenders):
-        want, got = expected.tenders.get(key, [0, 0]), list(tenders.get(key, [0, 0]))
-        _count(stage, want[1], got[1])
-        stage.wrong += want[1] == got[1] and want != got
+    unplaced = _rows(
+        db,
+        "SELECT store_id, method, currency, SUM(amount_units), SUM(payments) "
+        "FROM an_unplaced_payments GROUP BY store_id, method, currency",
+        3,
+    )
+    for want_rows, got_rows in ((expected.tenders, tenders), (expected.unplaced, unplaced)):
+        for key in set(want_rows) | set(got_rows):
+            want, got = want_rows.get(key, [0, 0]), list(got_rows.get(key, [0, 0]))
+            _count(stage, want[1], got[1])
+            stage.wrong += want[1] == got[1] and want != got
     skus = _rows(
         db, "SELECT store_id, sale_day, sku, currency, units, net_units FROM an_sku_daily", 4
     )
     stage.wrong += _differences(expected.sku_daily, skus)
-    stage.note = f"{len(hourly)} hourly rows, {len(tenders)} tender rows, {len(skus)} SKU rows"
+    stage.note = (
+        f"{len(hourly)} hourly rows, {len(tenders)} tender rows, {len(skus)} SKU rows, "
+        f"{sum(p for _, p in unplaced.values())} payment(s) waiting for their sale"
+    )
+    return stage
+
+
+def check_audit(db: Database, planted: Mapping[FlagKey, int | None]) -> Stage:
+    """The audit's open flags must be exactly the planted ones: a planted flag absent is
+    *lost*; a flag nobody planted (a false gap, a false shortage...) or a planted one with
+    another amount is *wrong*."""
+    stage = Stage("audit", len(planted))
+    found: dict[FlagKey, int | None] = {}
+    for kind, store, day, till, subject, amount in db.fetchall(
+        "SELECT kind, store_id, business_day, terminal_id, subject, amount FROM audit_flags "
+        "WHERE is_open = 1"
+    ):
+        key = (str(kind), str(store), str(day), str(till or ""), str(subject))
+        found[key] = None if amount is None else int(amount)
+    false: list[str] = []
+    for key, amount in planted.items():
+        if key not in found:
+            stage.lost += 1
+            false.append(f"missing {key[0]} {key[1]} {key[4]}")
+        elif found[key] != amount:
+            stage.wrong += 1
+            false.append(f"{key[0]} {key[1]} {key[4]}: {found[key]} not {amount}")
+    for key in found.keys() - planted.keys():
+        stage.wrong += 1
+        false.append(f"false {key[0]} {key[1]} {key[4]}")
+    kinds = Counter(key[0] for key in found)
+    stage.note = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "no flags"
+    if false:
+        stage.note += "; " + "; ".join(sorted(false)[:3])
     return stage
 
 

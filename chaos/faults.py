@@ -87,13 +87,13 @@ async def consumer_kill(rig: Rig, timing: Timing, say: Say) -> str:
 
 
 async def consumers_kill(rig: Rig, timing: Timing, say: Say) -> str:
-    victims = [rig.consumers["crm"], rig.consumers["analytics"]]
+    victims = [rig.consumers[name] for name in ("crm", "analytics", "audit")]
     for service in victims:
         await asyncio.to_thread(service.kill)
     await asyncio.sleep(timing.down)
     for service in victims:
         await asyncio.to_thread(rig.restart, service)
-    return "SIGKILL crm and analytics together; restarted"
+    return "SIGKILL crm, analytics and the audit together; restarted"
 
 
 async def scale_out(rig: Rig, timing: Timing, say: Say) -> str:

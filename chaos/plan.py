@@ -11,6 +11,13 @@ payments), with a delivery every :data:`DELIVERY_EVERY` receipts and a stock-tak
 SKUs every :data:`COUNT_EVERY`. A stock-take is posted :data:`COUNT_LAG` receipts after the
 shelves were counted, so the ERP reads it after sales that happened later; stock on hand
 must still follow event time (docs/erp.md, "Counts"), however the topics interleave.
+
+The tills keep the books the sales audit reads (docs/audit.md): the store-day opens, each
+till signs on with its float, takes pickups as its drawer fills and, at the end, declares,
+settles and signs off; the store-day closes last. The seed plants what the audit must find
+(:class:`Planted`): a cashier short, a receipt number never sent, and in one store of the
+chain a till never settled. Refused receipts keep their numbers too, as a real till printed
+them.
 """
 
 from __future__ import annotations
@@ -19,8 +26,11 @@ import random
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+from tillstream.simulate.clock import store_clock
+from tillstream.simulate.shifts import TillShift, store_day_event
 from tillstream.simulate.shopper import StoreTraffic
 
 DELIVERY_EVERY = 200
@@ -32,6 +42,10 @@ COUNT_LAG = 12
 RECEIPT_SPACING = timedelta(milliseconds=250)
 """Time between two receipts of a store: the events' ``occurred_at`` clock."""
 TILLS = 3
+SKIP_WITHIN = (40, 400)
+"""Store receipts between which the planted skipped number falls (a store sells about
+3,000 receipts in a short run; at most a third of a smaller plan's): never a till's first or
+last number, which no gap shows."""
 
 Event = tuple[str, dict[str, Any]]
 """(event type, record) as the Avro contracts describe it."""
@@ -45,6 +59,20 @@ class Step:
     events: list[Event]
     refused: bool = False
     """Carries a card number: the edge must refuse it, and it must appear nowhere."""
+
+
+@dataclass(frozen=True)
+class Planted:
+    """What a store's tills get wrong on purpose, for the sales audit to find."""
+
+    short_till: int
+    """The till (0-based) whose cashier declares less cash than the drawer should hold."""
+    short_by: Decimal
+    """By this much: always beyond the audit's default tolerance (1.00)."""
+    skip_at: int
+    """The store's receipt (0-based) before which its till skips a number."""
+    unsettled_till: int | None
+    """A till that trades and is never settled (one store of the chain has one)."""
 
 
 @dataclass(frozen=True)
@@ -79,29 +107,59 @@ class Plan:
     def per_store(self) -> int:
         return -(-self.events // len(self.stores))
 
+    def planted(self, store: str) -> Planted:
+        """The faults the seed plants in ``store``'s tills."""
+        index = self.stores.index(store)
+        rng = random.Random(f"{self.seed}/{index}/audit")
+        short_till = rng.randrange(TILLS)
+        short_by = Decimal(rng.randint(200, 5000)) / 100
+        low, high = SKIP_WITHIN
+        skip_at = rng.randint(low, max(low, min(high, self.per_store // 6)))
+        unsettled = random.Random(f"{self.seed}/unsettled").randrange(len(self.stores))
+        unsettled_till = (short_till + 1) % TILLS if index == unsettled else None
+        return Planted(short_till, short_by, skip_at, unsettled_till)
+
     def steps(self, store: str) -> Iterator[Step]:
         """The steps of one store, in the order its edge receives them."""
         index = self.stores.index(store)
+        planted = self.planted(store)
+        clock = store_clock(index)
+        clock.open(self.start)
         traffic = StoreTraffic(
             store,
             random.Random(f"{self.seed}/{index}"),
             tills=TILLS,
             bad_ratio=self.bad_ratio,
+            clock=clock,
         )
+        shifts = [
+            TillShift(store, till, random.Random(f"{self.seed}/{index}/till/{till}"), clock=clock)
+            for till in range(TILLS)
+        ]
+        day_ids = random.Random(f"{self.seed}/{index}/day")
         at = self.start
         opening = [("stock_movement", m) for m in traffic.opening_delivery(at)]
         yield Step(store, opening)
-        planned = len(opening)
+        signed_on = [store_day_event("STORE_DAY_OPEN", store, clock, at, day_ids)]
+        for shift in shifts:
+            signed_on += shift.open(at)
+            shift.short_by = planted.short_by if shift.till == planted.short_till else Decimal(0)
+        yield Step(store, signed_on)
+        planned = len(opening) + len(signed_on)
         receipts = 0
         while planned < self.per_store:
             at += RECEIPT_SPACING
-            tx = traffic.transaction(receipts % TILLS, at)
+            till = receipts % TILLS
+            if receipts == planted.skip_at:
+                traffic.skip_number(till)
+            tx = traffic.transaction(till, at)
             receipts += 1
             if tx.bad:
                 yield Step(store, tx.events, refused=True)
                 continue
-            yield Step(store, tx.events)
-            planned += len(tx.events)
+            events = tx.events + shifts[till].took(tx.payments, at)
+            yield Step(store, events)
+            planned += len(events)
             if receipts % COUNT_EVERY == 0:
                 counted_at = at - COUNT_LAG * RECEIPT_SPACING
                 counts = [("stock_movement", m) for m in traffic.stock_take(counted_at)]
@@ -112,6 +170,13 @@ class Plan:
                 if delivery:
                     yield Step(store, delivery)
                     planned += len(delivery)
+        closing: list[Event] = []
+        for shift in shifts:
+            if shift.till != planted.unsettled_till:
+                closing += shift.close(at)
+        last = max([at, *(s.last_payment for s in shifts if s.last_payment)])
+        closing.append(store_day_event("STORE_DAY_CLOSE", store, clock, last, day_ids))
+        yield Step(store, closing)
 
     def all_steps(self) -> Iterator[Step]:
         for store in self.stores:

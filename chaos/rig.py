@@ -1,5 +1,6 @@
 """Everything a chaos run starts: the Kafka cluster, PostgreSQL, one edge per store and the
-head-office consumers (two ERP instances in one group, CRM, analytics), as processes started
+head-office consumers (two ERP instances in one group, CRM, analytics, the sales audit), as
+processes started
 the way operators start them, so they can be killed the way machines die."""
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tillstream.masterdata.publish import ITEM_KIND, publish_file
 from tillstream.simulate.catalog import items_csv
 
 PARTITIONS = 6
-DATABASES = ("erp", "crm", "analytics")
+DATABASES = ("erp", "crm", "analytics", "audit")
 OFFLINE_STORE_INDEX = -1
 """The last store reaches Kafka through the proxies, so it can be taken offline."""
 
@@ -78,7 +79,7 @@ class Rig:
         for store in self.plan.stores:
             self.edges[store] = self._edge(store).start()
         for name, kind in (("erp-1", "erp"), ("erp-2", "erp"), ("crm", "crm"),
-                           ("analytics", "analytics")):  # fmt: skip
+                           ("analytics", "analytics"), ("audit", "audit")):  # fmt: skip
             self.consumers[name] = self.consumer_service(name, kind).start()
         for service in [*self.edges.values(), *self.consumers.values()]:
             service.wait_ready(120)
@@ -112,7 +113,7 @@ class Rig:
         )  # fmt: skip
 
     def consumer_service(self, name: str, kind: str) -> Service:
-        """A consumer process (not started yet): ``kind`` is erp, crm or analytics."""
+        """A consumer process (not started yet): ``kind`` is erp, crm, analytics or audit."""
         port = free_port()
         return Service(
             name,

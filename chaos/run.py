@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from chaos.audit import planted_flags
 from chaos.check import (
     Stage,
     check_analytics,
+    check_audit,
     check_crm,
     check_erp,
     check_kafka,
@@ -94,6 +96,12 @@ async def run(rig: Rig, timing: Timing, say: Say, *, settle_within: float) -> Ou
             stages.append(await asyncio.to_thread(check, db, expected))
         finally:
             db.close()
+    db = Database(rig.db_url("audit"))
+    try:
+        planted = await asyncio.to_thread(planted_flags, rig.plan)
+        stages.append(await asyncio.to_thread(check_audit, db, planted))
+    finally:
+        db.close()
     return Outcome(
         stages,
         faults,
@@ -119,15 +127,17 @@ async def _report(driver: Driver, schedule: Schedule, say: Say, started: float) 
 
 
 async def settle(rig: Rig, say: Say, within: float) -> bool:
-    """Wait until every edge's outbox is empty and every consumer has read every partition
-    of its topics to the end. False if that did not happen within ``within`` seconds."""
+    """Wait until every edge's outbox is empty, every consumer has read every partition of
+    its topics to the end and the audit has audited every store-day it stored facts for.
+    False if that did not happen within ``within`` seconds."""
     deadline = time.monotonic() + within
     last = ""
     while time.monotonic() < deadline:
         backlog = await _edge_backlog(rig)
         lag = await _consumer_lag(rig)
-        state = f"outbox backlog {backlog}, consumer lag {lag}"
-        if backlog == 0 and lag == 0:
+        dirty = await asyncio.to_thread(_audit_dirty, rig.db_url("audit"))
+        state = f"outbox backlog {backlog}, consumer lag {lag}, store-days to audit {dirty}"
+        if backlog == 0 and lag == 0 and dirty == 0:
             say(f"chaos: settled ({state})")
             return True
         if state != last:
@@ -154,7 +164,7 @@ async def _edge_backlog(rig: Rig) -> int:
 
 async def _consumer_lag(rig: Rig) -> int:
     """Records between each consumer's stored offsets and the ends of its partitions."""
-    kinds = {kind: load_consumer(kind) for kind in ("erp", "crm", "analytics")}
+    kinds = {kind: load_consumer(kind) for kind in ("erp", "crm", "analytics", "audit")}
     topics = sorted({t for cls in kinds.values() for t in cls.topics})
     partitions = await partitions_of(rig.settings, topics)
     consumer = make_consumer(rig.settings, group_id=None)
@@ -172,6 +182,16 @@ async def _consumer_lag(rig: Rig) -> int:
             if tp.topic in cls.topics
         )
     return lag
+
+
+def _audit_dirty(url: str) -> int:
+    """Store-days whose facts the audit stored and has not audited yet (-1: unknown)."""
+    try:
+        with contextlib.closing(Database(url)) as db:
+            row = db.fetchone("SELECT COUNT(*) FROM audit_dirty")
+    except Exception:  # down, or not migrated yet: not settled
+        return -1
+    return int(row[0]) if row else -1
 
 
 def _stored_offsets(url: str, consumer: str) -> dict[tuple[str, int], int]:

@@ -260,6 +260,8 @@ def resolve_cli(args: list[str]) -> click.Command:
     ctx = main.make_context("tillstream", [], resilient_parsing=True)
     command: click.Command = main
     while isinstance(command, click.Group):
+        if command.invoke_without_command and (not rest or rest[0].startswith("-")):
+            break  # the group's own options (``tillstream audit --day D``)
         assert rest, f"tillstream {' '.join(args)}: no subcommand of {command.name}"
         name = rest.pop(0)
         sub = command.get_command(ctx, name)

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 PROMETHEUS_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 ALERTS = PROMETHEUS_DIR / "alerts.yml"
-ALERT_TESTS = PROMETHEUS_DIR / "tests" / "alerts_test.yml"
+ALERT_TESTS = tuple(sorted((PROMETHEUS_DIR / "tests").glob("*_test.yml")))
+"""The ``promtool test rules`` files: alerts_test.yml, audit_test.yml."""
 GRAFANA_DIR = ROOT / "deploy" / "grafana"
 DASHBOARDS_DIR = GRAFANA_DIR / "dashboards"
 SOURCE_DIRS = (ROOT / "producers", ROOT / "consumers", ROOT / "tillstream")

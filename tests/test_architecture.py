@@ -81,7 +81,8 @@ def test_the_wheel_owns_only_tillstream_import_names(tmp_path: Path) -> None:
 def test_production_services_never_import_the_developer_machinery() -> None:
     probe = (
         "import sys, tillstream.cli, tillstream_edge.edge, tillstream_consumers.runtime.runner, "
-        "tillstream_consumers.erp, tillstream_consumers.crm, tillstream_consumers.analytics\n"
+        "tillstream_consumers.erp, tillstream_consumers.crm, tillstream_consumers.analytics, "
+        "tillstream_consumers.audit\n"
         "from click.testing import CliRunner\n"
         "assert CliRunner().invoke(tillstream.cli.main, ['edge', '--help']).exit_code == 0\n"
         "print(sorted(m for m in sys.modules if m.split('.')[:2] in "

@@ -1,9 +1,10 @@
 """The chaos run and its checker.
 
 The checker is tried first without faults: the plan applied through the real consumers
-must check out exact, and each kind of damage done to their stores afterwards must be
-counted as what it is. Then the short fault run (the CI version of ``make chaos``) runs
-end to end: 3-node cluster, PostgreSQL, edges, consumers, eight faults.
+must check out exact, the audit must hold exactly the planted flags, and each kind of damage
+done to their stores afterwards must be counted as what it is. Then the short fault run (the
+CI version of ``make chaos``) runs end to end: 3-node cluster, PostgreSQL, edges, consumers,
+the audit, eight faults.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from chaos.check import check_analytics, check_crm, check_erp
+from chaos.audit import planted_flags
+from chaos.check import check_analytics, check_audit, check_crm, check_erp
 from chaos.driver import batches
 from chaos.expected import Expected, fingerprint
 from chaos.plan import Plan
 from tillstream_consumers.analytics import Analytics
+from tillstream_consumers.audit import SalesAudit
 from tillstream_consumers.crm import CrmProfiles
 from tillstream_consumers.erp import ErpInventory
 from tillstream_consumers.runtime.testing import ConsumerHarness
@@ -130,6 +133,43 @@ def test_the_checker_counts_each_kind_of_damage(applied: dict[str, ConsumerHarne
     assert damaged.lost >= 1 and damaged.duplicated == 0
 
 
+def test_the_plan_plants_what_the_audit_must_find() -> None:
+    flags = planted_flags(PLAN)
+    kinds = {kind for kind, *_ in flags}
+    assert kinds == {"receipt_gap", "over_short", "till_not_closed"}, flags
+    for store in PLAN.stores:
+        planted = PLAN.planted(store)
+        till = f"T{planted.short_till + 1:02d}"
+        key = ("over_short", store, PLAN.start.date().isoformat(), till, f"{till} CASH")
+        assert flags[key] == -int(planted.short_by * 10000)
+    assert sum(kind == "till_not_closed" for kind, *_ in flags) == 1
+
+
+def test_the_audit_checks_out_exact(tmp_path: Path) -> None:
+    """The plan's till books, sales and payments through the real audit: exactly the planted
+    flags; a flag lost, a false one or another amount is counted as what it is."""
+    service = SalesAudit()
+    audit = ConsumerHarness(service, f"sqlite:///{tmp_path}/audit.db")
+    events = [(k, r) for s in PLAN.all_steps() if not s.refused for k, r in s.events
+              if k in ("sale", "payment", "till_event")]  # fmt: skip
+    for start in range(0, len(events), 200):
+        audit.apply_events(*events[start : start + 200])
+    service.settle(audit.db, datetime.now(UTC))  # the busy days batches left to the refresh
+    planted = planted_flags(PLAN)
+    stage = check_audit(audit.db, planted)
+    assert (stage.expected, stage.lost, stage.wrong) == (len(planted), 0, 0), stage
+    db = audit.db
+    with db.transaction():
+        db.execute("UPDATE audit_flags SET amount = amount + 100 WHERE kind = 'over_short' "
+                   "AND store_id = 'CH01'")  # fmt: skip
+        db.execute("UPDATE audit_flags SET is_open = 0 WHERE kind = 'receipt_gap' AND subject = "
+                   "(SELECT MIN(subject) FROM audit_flags WHERE kind = 'receipt_gap')")  # fmt: skip
+        db.execute("UPDATE audit_flags SET kind = 'receipt_gap', subject = 'T01 01-999999' "
+                   "WHERE kind = 'till_not_closed'")  # fmt: skip
+    damaged = check_audit(db, planted)
+    assert (damaged.lost, damaged.wrong) == (2, 2), damaged
+
+
 @pytest.mark.timeout(1200)
 def test_short_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "chaos", "--short", "--workdir", str(tmp_path / "run")]
@@ -149,4 +189,6 @@ def test_short_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     assert events >= 20_000
     assert faults == 8
     assert (lost, duplicated, wrong) == (0, 0, 0), done.stdout[-4000:]
+    audit = re.search(r"^audit +(\d+) +0 +0 +0 ", done.stdout, re.MULTILINE)
+    assert audit and int(audit[1]) > 0, "the audit holds exactly the planted flags"
     assert done.returncode == 0, done.stdout[-4000:]

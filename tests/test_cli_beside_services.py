@@ -72,6 +72,19 @@ async def test_report_reads_a_running_analytics_service_on_duckdb(
         explicit = _cli(*report, "--api", f"http://127.0.0.1:{service.port}")
         assert explicit.returncode == 0, explicit.stderr
         assert explicit.stdout == out
+        assert "Payments (sales audit): not shown: no sales audit to ask" in out
+        # The payment findings are the audit's: read from its running service's API.
+        audit_url = f"sqlite:///{tmp_path / 'audit.db'}"
+        with _service("audit", kafka_topics, audit_url, tmp_path) as audit:
+            api = f"http://127.0.0.1:{audit.port}"
+            both = [*report, "--api", f"http://127.0.0.1:{service.port}", "--audit-api", api]
+            found = await _until(both, "Payments (sales audit, store-day")
+            assert "0 open flag(s)" in found
+        gone = _cli(*both)
+        assert gone.returncode == 0, gone.stderr
+        assert f"not shown: the sales audit is not reachable: no service answers at {api}" in (
+            gone.stdout
+        )
         # Nothing answers where it looks: the error says who holds the file and what to pass.
         nowhere = _cli(*report, TILLSTREAM_CONSUMER_LISTEN=f"127.0.0.1:{free_port()}")
         assert nowhere.returncode == 1
@@ -156,7 +169,7 @@ def test_report_sends_the_read_api_token_and_names_it_when_refused(tmp_path: Pat
     from tillstream_consumers.analytics.report import DailySummary
 
     summary = DailySummary("S-TOK", "2026-03-02", 1, {"EUR": Decimal("2.08")}, Decimal("3.734"),
-                           3, 1, [], [], [], [])  # fmt: skip
+                           3, 1, [], [], [])  # fmt: skip
     seen: list[str | None] = []
 
     class Service(BaseHTTPRequestHandler):

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from tillstream.cli import main
 from tillstream_consumers.analytics import Analytics
+from tillstream_consumers.audit import SalesAudit
 from tillstream_consumers.crm import CrmProfiles
 from tillstream_consumers.erp import ErpInventory
 from tillstream_consumers.example import VisitCounter
@@ -20,6 +21,8 @@ def test_builtins_and_module_paths_resolve() -> None:
     assert load_consumer("erp") is ErpInventory
     assert load_consumer("crm") is CrmProfiles
     assert load_consumer("analytics") is Analytics
+    assert load_consumer("audit") is SalesAudit
+    assert load_consumer("sales-audit") is SalesAudit
     assert load_consumer("tillstream_consumers.example:VisitCounter") is VisitCounter
 
 
@@ -37,7 +40,7 @@ def test_an_installed_entry_point_resolves(tmp_path: Path, monkeypatch: pytest.M
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("nope", "no consumer 'nope': use one of analytics, crm, erp"),
+        ("nope", "no consumer 'nope': use one of analytics, audit, crm, erp"),
         ("no_such_module:Thing", "cannot import 'no_such_module'"),
         ("tillstream_consumers.example:Missing", "has no 'Missing'"),
         ("tillstream.core.settings:Settings", "is not a tillstream Consumer subclass"),

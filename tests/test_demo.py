@@ -1,6 +1,6 @@
 """``tillstream demo`` (``make demo``) as a new user runs it, without a terminal: a broker of
-its own, edges, the three consumers, simulated tills, and a summary showing events flowing
-through every consumer."""
+its own, edges, the four consumers, simulated tills, and a summary showing events flowing
+through every consumer and how the sales audit closed each store-day."""
 
 from __future__ import annotations
 
@@ -26,10 +26,23 @@ def test_the_demo_runs_end_to_end_and_summarises() -> None:
     )
     assert sent, out
     assert int(sent[1].replace(",", "")) > 200 and int(sent[2].replace(",", "")) > 10
-    for consumer in ("erp", "crm", "analytics"):
+    assert re.search(r"audit_flags=\d+", out)  # the audit's open flags, live
+    for consumer in ("erp", "crm", "analytics", "audit"):
         applied = re.search(rf"{consumer}\s+applied ([\d,]+) records, lag 0, dead letters 0", out)
         assert applied and int(applied[1].replace(",", "")) > 100, out[-2000:]
     for store in ("S001", "S002"):
         assert re.search(
             rf"{store}: [\d,]+ events accepted, [\d,]+ receipts today, sales [\d,.]+ EUR", out
         )
+        # Every store opened and closed its day; the audit read through its API says how
+        # it closed: only what the simulator plants is flagged (gaps, over/short).
+        closed = re.search(
+            rf"{store} audit: \d{{4}}-\d\d-\d\d (closed-balanced|closed-unbalanced), "
+            r"(\d+) open flags?(?: \(([^)]*)\))?\n",
+            out,
+        )
+        assert closed, out[-2000:]
+        kinds = {k.split()[0] for k in closed[3].split(", ")} if closed[3] else set()
+        assert kinds <= {"receipt_gap", "over_short"}, closed[0]
+        assert (closed[1] == "closed-balanced") == (closed[2] == "0"), closed[0]
+    assert re.search(r"planted: receipts refused by the edges \(.*\) keep their numbers", out)

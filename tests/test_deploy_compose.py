@@ -14,6 +14,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 
 from tests.deploy_support import (
     _VARIABLE,
@@ -213,14 +214,14 @@ def test_hq_kafka_cluster_is_replicated() -> None:
     assert topics["TILLSTREAM_TOPIC_REPLICATION_FACTOR"] == "3"
     assert topics["TILLSTREAM_TOPIC_MIN_INSYNC_REPLICAS"] == "2"
     assert set(services["topics"]["depends_on"]) == set(brokers)
-    for consumer in ("erp", "crm", "analytics"):
+    for consumer in ("erp", "crm", "analytics", "audit"):
         service = services[consumer]
         assert service["command"][:2] == ["consume", consumer]
         assert service["environment"]["TILLSTREAM_DB_URL"].startswith("postgresql://")
         assert service["environment"]["TILLSTREAM_DB_URL"].endswith(f"@postgres:5432/{consumer}")
         assert service["depends_on"]["topics"]["condition"] == "service_completed_successfully"
-    listens = [services[c]["command"][-1] for c in ("erp", "crm", "analytics")]
-    assert len(set(listens)) == 3, "each consumer its own --listen port"
+    listens = [services[c]["command"][-1] for c in ("erp", "crm", "analytics", "audit")]
+    assert len(set(listens)) == 4, "each consumer its own --listen port"
 
 
 def test_hq_postgres_creates_a_database_per_consumer() -> None:
@@ -230,7 +231,25 @@ def test_hq_postgres_creates_a_database_per_consumer() -> None:
     init = next(v for v in postgres["volumes"] if "docker-entrypoint-initdb.d" in v)
     script = (COMPOSE_DIR / init.split(":")[0]).read_text(encoding="utf-8")
     created = set(re.findall(r"CREATE DATABASE (\w+);", script))
-    assert created == {"erp", "crm", "analytics"}
+    assert created == {"erp", "crm", "analytics", "audit"}
+
+
+def test_hq_prometheus_scrapes_every_consumer_service() -> None:
+    """Each consumer service of the compose file is a target of the consumers' scrape job,
+    at its --listen port and under its own service name."""
+    services = compose_config(COMPOSE_DIR / "hq.yaml")["services"]
+    consumers = {
+        name: s["command"][s["command"].index("--listen") + 1].rpartition(":")[2]
+        for name, s in services.items()
+        if is_tillstream_image(s) and s.get("command", [None])[0] == "consume"
+    }
+    assert set(consumers) == {"erp", "crm", "analytics", "audit"}
+    prometheus = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    (job,) = [j for j in prometheus["scrape_configs"] if j["job_name"] == "tillstream-consumers"]
+    scraped = {
+        c["labels"]["service"]: target for c in job["static_configs"] for target in c["targets"]
+    }
+    assert scraped == {name: f"{name}:{port}" for name, port in consumers.items()}
 
 
 def test_hq_monitoring_mounts_the_observability_files() -> None:

@@ -122,7 +122,7 @@ def test_k8s_workloads(monkeypatch: pytest.MonkeyPatch) -> None:
     consumers = {
         d["spec"]["template"]["spec"]["containers"][0]["args"][1] for d in k8s_kind("Deployment")
     }
-    assert consumers == {"erp", "crm", "analytics"}
+    assert consumers == {"erp", "crm", "analytics", "audit"}
 
 
 def test_k8s_services_and_budgets_select_a_deployment() -> None:

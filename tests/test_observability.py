@@ -47,13 +47,27 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     [
         ("check", "config", str(PROMETHEUS_CONFIG)),
         ("check", "rules", str(ALERTS)),
-        ("test", "rules", str(ALERT_TESTS)),
+        *(("test", "rules", str(path)) for path in ALERT_TESTS),
     ],
-    ids=["check-config", "check-rules", "test-rules"],
+    ids=["check-config", "check-rules", *(f"test-rules-{p.stem}" for p in ALERT_TESTS)],
 )
 def test_promtool(args: tuple[str, ...]) -> None:
     result = promtool(*args)
     assert result.returncode == 0, f"promtool {' '.join(args)}:\n{result.stdout}{result.stderr}"
+
+
+def test_every_alert_has_a_promtool_test() -> None:
+    tested = {
+        case["alertname"]
+        for path in ALERT_TESTS
+        for group in yaml.safe_load(path.read_text())["tests"]
+        for case in group.get("alert_rule_test", [])
+        if case.get("exp_alerts")
+    }
+    assert {p.name for p in ALERT_TESTS} >= {"alerts_test.yml", "audit_test.yml"}
+    audit = {r["alert"] for r in alert_rules() if r["alert"].startswith("TillstreamAudit")}
+    assert len(audit) >= 4
+    assert audit <= tested, f"audit alerts without a promtool case that fires: {audit - tested}"
 
 
 def test_scrape_jobs_and_example_store_list() -> None:
@@ -62,7 +76,7 @@ def test_scrape_jobs_and_example_store_list() -> None:
     assert set(jobs) == {"tillstream-edge", "tillstream-consumers"}
     assert jobs["tillstream-edge"]["file_sd_configs"][0]["files"] == ["stores/*.yaml"]
     targets = [t for c in jobs["tillstream-consumers"]["static_configs"] for t in c["targets"]]
-    assert targets == ["erp:9401", "crm:9402", "analytics:9403"]
+    assert targets == ["erp:9401", "crm:9402", "analytics:9403", "audit:9404"]
     assert config["rule_files"] == ["alerts.yml"]
     example = yaml.safe_load((PROMETHEUS_DIR / "stores" / "example.yaml").read_text())
     assert example and all(e["targets"] and e["labels"]["store"] for e in example)
@@ -113,11 +127,31 @@ def test_every_panel_has_a_title_and_a_query() -> None:
         assert len(set(ids)) == len(ids), name
         for panel in board["panels"]:
             assert panel.get("title"), f"{name}: panel {panel['id']} has no title"
+            if panel["type"] == "row":  # a header: its panels follow it
+                assert panel["gridPos"]["w"] == 24 and panel["collapsed"] is False
+                continue
             targets = panel.get("targets", [])
             assert targets and all(t["expr"].strip() for t in targets), (
                 f"{name}: {panel['title']} has no query"
             )
             assert panel["datasource"]["uid"] == "prometheus"
+
+
+def test_the_business_dashboard_has_a_sales_audit_row() -> None:
+    """Below the row header, each panel queries the audit's gauges, and each of them is shown."""
+    panels = dashboards()["business.json"]["panels"]
+    (start,) = [i for i, p in enumerate(panels) if p["type"] == "row"]
+    assert panels[start]["title"] == "Sales audit"
+    audit = panels[start + 1 :]
+    assert audit and all(p["gridPos"]["y"] > panels[start]["gridPos"]["y"] for p in audit)
+    shown = {metric_name(sel) for p in audit for t in p["targets"] for sel in selectors(t["expr"])}
+    assert shown == {
+        "tillstream_audit_flags",
+        "tillstream_audit_unbalanced_store_days",
+        "tillstream_audit_store_days",
+    }
+    exprs = [t["expr"] for p in audit for t in p["targets"]]
+    assert any('kind="silent_store"' in e for e in exprs)
 
 
 def test_dashboards_and_alerts_query_only_metrics_the_code_exports() -> None:
@@ -137,6 +171,13 @@ def test_dashboards_and_alerts_query_only_metrics_the_code_exports() -> None:
     unknown = {metric: where for metric, where in used.items() if metric not in known}
     assert not unknown, f"not exported by the code: {unknown}"
     assert "tillstream_edge_device_up" in used and "tillstream_business_sales_amount" in used
+    audit = {m for m in exported_series() if m.startswith("tillstream_audit_")}
+    assert audit == {
+        "tillstream_audit_flags",
+        "tillstream_audit_unbalanced_store_days",
+        "tillstream_audit_store_days",
+    }
+    assert audit <= set(used), f"audit metrics neither alerted on nor shown: {audit - set(used)}"
 
 
 def test_selector_extraction() -> None:

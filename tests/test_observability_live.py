@@ -1,5 +1,6 @@
 """The dashboards and alerts against a real Prometheus scraping a real pipeline on loopback:
-two store edges (one with a serial scanner), the ERP, CRM and analytics consumers, a broker.
+two store edges (one with a serial scanner), the ERP, CRM, analytics and sales audit consumers,
+a broker.
 Every dashboard query must return data; every alert expression must be valid and each metric
 it selects must have data."""
 
@@ -32,6 +33,7 @@ from tests.pipeline_support import (
 from tillstream.core.kafka import make_producer
 from tillstream.core.settings import Settings
 from tillstream.core.topics import SALES, store_key
+from tillstream_consumers.audit.flags import KINDS
 
 # Seconds for the pipeline to produce every series the dashboards show. The consumers' fresh
 # groups start from the earliest offsets: on a broker shared with other tests they first
@@ -41,13 +43,14 @@ DEADLINE = 240
 
 @pytest.fixture
 def consumers(kafka_topics: Settings, tmp_path: Path) -> Iterator[dict[str, ConsumerProcess]]:
-    """erp, crm and analytics as processes, each in a fresh consumer group."""
+    """erp, crm, analytics and the sales audit as processes, each in a fresh consumer group."""
     bootstrap = kafka_topics.kafka_bootstrap_servers
     tag = uuid.uuid4().hex[:8]
     databases = {
         "erp": f"sqlite:///{tmp_path / 'erp.db'}",
         "crm": f"sqlite:///{tmp_path / 'crm.db'}",
         "analytics": f"duckdb:///{tmp_path / 'analytics.duckdb'}",
+        "audit": f"sqlite:///{tmp_path / 'audit.db'}",
     }
     started: dict[str, ConsumerProcess] = {}
     try:
@@ -123,7 +126,7 @@ async def test_dashboards_and_alerts_have_data_from_a_live_pipeline(
         deadline = time.monotonic() + 60
         while True:
             targets = prometheus.targets()
-            if len(targets) == 5 and all(t["health"] == "up" for t in targets):
+            if len(targets) == 6 and all(t["health"] == "up" for t in targets):
                 break
             assert time.monotonic() < deadline, f"targets not all up: {targets}"
             await asyncio.sleep(0.5)
@@ -211,7 +214,19 @@ async def test_dashboards_and_alerts_have_data_from_a_live_pipeline(
             "erp": "1",
             "crm": "1",
             "analytics": "1",
+            "audit": "1",
         }
+        # The audit's gauges: our stores traded today, so every kind of flag is there for
+        # each of them (at 0 unless the audit found something).
+        expected = {(store, kind) for store in stores for kind in KINDS}
+        deadline = time.monotonic() + 60
+        while True:
+            flags = prometheus.query(f'tillstream_audit_flags{{store=~"OBS{tag}.*"}}')
+            found = {(r["metric"]["store"], r["metric"]["kind"]) for r in flags["data"]["result"]}
+            if found == expected:
+                break
+            assert time.monotonic() < deadline, f"audit flag series: {sorted(found)}"
+            await asyncio.sleep(1)
     finally:
         prometheus.kill()
         scanner.unplug()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import uuid
@@ -24,7 +25,9 @@ from tillstream.dev.processes import run_tillstream
 from tillstream.simulate.driver import Simulator
 from tillstream.simulate.poslog import poslog
 from tillstream.simulate.shopper import StoreTraffic
-from tillstream_edge.models import ONE_EVENT
+from tillstream_consumers.audit import SalesAudit, queries
+from tillstream_consumers.runtime.testing import ConsumerHarness
+from tillstream_edge.models import EVENT_LIST, ONE_EVENT
 from tillstream_edge.poslog import parse_poslog
 
 AT = datetime(2026, 11, 25, 10, 30, tzinfo=UTC)
@@ -178,10 +181,14 @@ async def test_tills_sign_on_take_pickups_and_declare_at_close(codec: AvroCodec)
     control = [r for e, r in sink.events if e == "till_event"]
     shifts: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in control:
-        shifts.setdefault((record["store_id"], record["terminal_id"]), []).append(record)
         assert rules.event_problems("till_event", record) == []
         codec.encode("till_event", record)
         ONE_EVENT.validate_json(json.dumps({"type": "till_event", **jsonable(record)}))
+        if record["terminal_id"] != "BO":  # the back office opens and closes the store-day
+            shifts.setdefault((record["store_id"], record["terminal_id"]), []).append(record)
+    store_days = [(r["store_id"], r["kind"]) for r in control if r["terminal_id"] == "BO"]
+    assert store_days == [("S1", "STORE_DAY_OPEN"), ("S2", "STORE_DAY_OPEN"),
+                          ("S1", "STORE_DAY_CLOSE"), ("S2", "STORE_DAY_CLOSE")]  # fmt: skip
     assert len(shifts) == 6
     short = 0
     for events in shifts.values():
@@ -212,3 +219,93 @@ async def test_tills_sign_on_take_pickups_and_declare_at_close(codec: AvroCodec)
         closing = {t["tender"]: t["amount"] for t in events[-2]["tenders"]}
         assert closing["CASH"] == cash
     assert 0 < short < len(shifts)  # now and then a cashier comes out short (seeded)
+
+
+class _Edge(_Recorded):
+    """Like the store's edge: a request with an invalid event (a card number typed in text)
+    is refused whole; POSLog documents are converted as the edge converts them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: list[dict[str, Any]] = []
+
+    async def send(self, store: str, events: list[tuple[str, dict[str, Any]]]) -> bool:
+        try:
+            EVENT_LIST.validate_python([{"type": e, **jsonable(r)} for e, r in events])
+        except ValidationError:
+            self.refused += [r for e, r in events if e == "sale"]
+            return False
+        return await super().send(store, events)
+
+    async def send_poslog(self, store: str, tx: Any) -> bool:
+        self.events.extend(parse_poslog(poslog(tx)).events)
+        return True
+
+
+def _gaps(numbers: set[str], refused: set[str]) -> set[str]:
+    """The audit's subjects for runs of refused numbers between numbers that arrived
+    (``T01 01-000005`` or ``T01 01-000005..01-000006``)."""
+    if not numbers:
+        return set()
+    prefix = min(numbers).rsplit("-", 1)[0] + "-"
+    seen = sorted(int(n.rsplit("-", 1)[1]) for n in numbers)
+    missing = sorted(int(n.rsplit("-", 1)[1]) for n in refused)
+    subjects = set()
+    for low, high in itertools.pairwise(seen):
+        run = [n for n in missing if low < n < high]
+        if run:
+            assert run == list(range(low + 1, high))  # nothing else went missing
+            first, last = (f"{prefix}{n:06d}" for n in (run[0], run[-1]))
+            subjects.add(first if first == last else f"{first}..{last}")
+    return subjects
+
+
+async def test_a_simulated_day_audits_to_exactly_the_faults_it_plants(db_url: str) -> None:
+    """Store-day open and close, tills that balance but for the cashiers planted short
+    (beyond the tolerance), and receipts the edge refused, whose numbers are gaps: nothing
+    else. Sales and till events of a store share its business day and offset."""
+    edge = _Edge()
+    simulator = Simulator(["S1", "S2"], edge, rate=1500, tills=3, seed=9, bad_ratio=0.04)
+    stats = await simulator.run(duration=2)
+    audited = [(e, r) for e, r in edge.events if e in ("sale", "payment", "till_event")]
+    harness = ConsumerHarness(SalesAudit(Settings()), db_url)
+    harness.apply_events(*audited)
+
+    days = {(r["store_id"], r["business_day"], r["utc_offset_minutes"])
+            for e, r in audited if e != "payment"}  # fmt: skip
+    assert {(s, offset) for s, _, offset in days} == {("S1", 60), ("S2", 0)}
+    assert len(days) == 2  # one business day a store, sales and till events alike
+    kinds = [(r["store_id"], r["kind"]) for e, r in audited if e == "till_event"]
+    assert kinds.count(("S1", "STORE_DAY_OPEN")) == kinds.count(("S1", "STORE_DAY_CLOSE")) == 1
+
+    planted: set[tuple[str, str, str]] = set()
+    tolerance = Settings().audit_over_short_tolerance
+    for (store, till), shift in simulator.shifts.items():
+        if shift.short_by > tolerance:
+            planted.add((store, "over_short", f"T{till + 1:02d} CASH"))
+        terminal = f"T{till + 1:02d}"
+        sales = [r for e, r in audited if e == "sale"]
+        numbers, refused = (
+            {
+                r["receipt_number"]
+                for r in got
+                if (r["store_id"], r["terminal_id"]) == (store, terminal)
+            }
+            for got in (sales, edge.refused)
+        )
+        planted |= {(store, "receipt_gap", f"{terminal} {g}") for g in _gaps(numbers, refused)}
+    found = {
+        (str(store), str(kind), str(subject))
+        for store, kind, subject in harness.db.fetchall(
+            "SELECT store_id, kind, subject FROM audit_flags WHERE is_open = 1"
+        )
+    }
+    assert found == planted
+    assert any(kind == "receipt_gap" for _, kind, _ in planted)  # the seed plants both
+    assert any(kind == "over_short" for _, kind, _ in planted)
+    assert stats.total("rejected") and sum(stats.refused_receipts.values()) == len(edge.refused)
+    statuses = {d.store_id: d.status for d in queries.store_days(harness.db)}
+    assert statuses == {
+        s: "closed-unbalanced" if any(p[0] == s for p in planted) else "closed-balanced"
+        for s in ("S1", "S2")
+    }

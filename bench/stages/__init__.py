@@ -6,6 +6,7 @@ STAGES = (
     "edge_publish",
     "http_ingest",
     "consumer_apply",
+    "audit_apply",
     "end_to_end",
     "ceiling",
     "growth",

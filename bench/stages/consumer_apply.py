@@ -220,11 +220,17 @@ class Databases:
 
 
 async def bare_decode_rate(
-    settings: Settings, codec: AvroCodec, topic: str, count: int, *, batch_size: int = 500
+    settings: Settings,
+    codec: AvroCodec,
+    topic: str | tuple[str, ...],
+    count: int,
+    *,
+    batch_size: int = 500,
 ) -> float:
     """A bare aiokafka consumer (the runtime's consumer settings, a fresh group) decoding
-    ``count`` records of ``topic``; events/s from its first batch."""
-    kafka = make_consumer(settings, topic, group_id=unique("bench-bare"))
+    ``count`` records of ``topic`` (or of several topics); events/s from its first batch."""
+    topics = (topic,) if isinstance(topic, str) else topic
+    kafka = make_consumer(settings, *topics, group_id=unique("bench-bare"))
     await kafka.start()
     try:
         seen = 0

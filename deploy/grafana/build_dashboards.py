@@ -23,6 +23,11 @@ OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}  # provisioning/datasources
 RATE = "$__rate_interval"
 STORE = 'store=~"$store"'
+RECONCILIATION = (
+    "sum by (kind) (max by (kind, store) "
+    '(tillstream_audit_flags{kind=~"payment_mismatch|payment_without_sale"}))'
+)
+"""Open sale/payment flags: the sales audit owns the reconciliation (issue 14)."""
 
 Target = tuple[str, str]  # (PromQL, legend)
 
@@ -99,6 +104,17 @@ def stat(title: str, targets: list[Target], **kw: Any) -> dict[str, Any]:
         },
     )
     return panel(title, targets, kind="stat", **kw)
+
+
+def row(title: str) -> dict[str, Any]:
+    """A row header: the panels after it, up to the next row, are its own."""
+    return {
+        "type": "row",
+        "title": title,
+        "collapsed": False,
+        "panels": [],
+        "_size": (24, 1),
+    }
 
 
 def quantiles(metric: str, by: str, selector: str = "") -> list[Target]:
@@ -529,7 +545,8 @@ def business() -> dict[str, Any]:
         "tillstream-business",
         "tillstream / Business",
         "Today's trading from the analytics consumer's store (current UTC day): sales, "
-        "transactions, payment mix, low stock, reconciliation.",
+        "transactions, payment mix, low stock, reconciliation; the sales audit's open flags, "
+        "unbalanced store-days and silent stores.",
         [
             stat(
                 "Low-stock SKUs (24h)",
@@ -539,11 +556,11 @@ def business() -> dict[str, Any]:
             ),
             stat(
                 "Open reconciliation flags",
-                [("max by (kind) (tillstream_reconciliation_flags)", "{{kind}}")],
+                [(RECONCILIATION, "{{kind}}")],
                 thresholds=[(None, "green"), (1, "orange")],
                 width=12,
-                description="Sales and payments that do not match "
-                "(alert TillstreamReconciliationFlags).",
+                description="Sales and payments that do not match, as the sales audit finds "
+                "them (alert TillstreamReconciliationFlags).",
             ),
             stat(
                 "Transactions today (all stores)",
@@ -613,8 +630,9 @@ def business() -> dict[str, Any]:
             ),
             panel(
                 "Reconciliation flags over time",
-                [("max by (kind) (tillstream_reconciliation_flags)", "{{kind}}")],
+                [(RECONCILIATION, "{{kind}}")],
             ),
+            *audit_row(),
         ],
         variables=[
             {
@@ -627,6 +645,76 @@ def business() -> dict[str, Any]:
             }
         ],
     )
+
+
+def audit_row() -> list[dict[str, Any]]:
+    """The sales audit's row of the Business dashboard (docs/audit.md). max by: every audit
+    instance sharing one database shows the same numbers; the flags count those nobody
+    acknowledged, of any day."""
+    flags = f"max by (store, kind) (tillstream_audit_flags{{{STORE}}})"
+    unbalanced = f"max by (store) (tillstream_audit_unbalanced_store_days{{{STORE}}})"
+    silent = f'max by (store) (tillstream_audit_flags{{kind="silent_store", {STORE}}})'
+    attention = [(None, "green"), (1, "orange")]
+    bars = {"orientation": "horizontal", "displayMode": "gradient"}
+    return [
+        row("Sales audit"),
+        stat(
+            "Open audit flags",
+            [(f"sum({flags})", "open flags")],
+            thresholds=attention,
+            description="Audit flags no auditor acknowledged, all kinds and days (an "
+            "acknowledged flag no longer counts).",
+        ),
+        stat(
+            "Unbalanced store-days",
+            [(f"sum({unbalanced})", "store-days")],
+            thresholds=attention,
+            description="Closed store-days with an open flag nobody acknowledged "
+            "(alert TillstreamAuditStoreDayUnbalanced).",
+        ),
+        stat(
+            "Silent stores",
+            [(f"sum({silent} > bool 0)", "stores")],
+            thresholds=[(None, "green"), (1, "red")],
+            description="Stores expected to trade that sent nothing for a business day "
+            "(alert TillstreamAuditStoreSilent).",
+        ),
+        stat(
+            "Store-days by status (recent days)",
+            [("max by (status) (tillstream_audit_store_days)", "{{status}}")],
+            description="Store-days of the last TILLSTREAM_AUDIT_SILENT_DAYS business days, "
+            "all stores, per audit status.",
+        ),
+        panel(
+            "Open audit flags by store",
+            [(f"sort_desc(sum by (store) ({flags}))", "{{store}}")],
+            kind="bargauge",
+            instant=True,
+            options=bars,
+            thresholds=attention,
+            description="Open flags nobody acknowledged per store; the store's days are on "
+            "the audit page (audit:9404).",
+        ),
+        panel(
+            "Open audit flags by kind",
+            [(f"sort_desc(sum by (kind) ({flags}))", "{{kind}}")],
+            kind="bargauge",
+            instant=True,
+            options=bars,
+            thresholds=attention,
+            description="receipt_gap, over_short, silent_store, ...: see docs/audit.md.",
+        ),
+        panel(
+            "Open audit flags over time",
+            [(f"sum by (kind) ({flags})", "{{kind}}")],
+            description="A step down is a flag acknowledged or resolved (the missing receipt "
+            "arrived, the day closed).",
+        ),
+        panel(
+            "Store-days by status over time",
+            [("max by (status) (tillstream_audit_store_days)", "{{status}}")],
+        ),
+    ]
 
 
 def dashboards() -> dict[str, dict[str, Any]]:

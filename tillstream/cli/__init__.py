@@ -14,6 +14,7 @@ import click
 from tillstream import __version__
 from tillstream.cli import (
     acls,
+    audit,
     consume,
     crm,
     dlq,
@@ -62,6 +63,6 @@ def main() -> None:
     """
 
 
-for module in (schemas, topics, acls, edge, consume, dlq, crm, stock, masterdata, report):
+for module in (schemas, topics, acls, edge, consume, dlq, crm, stock, masterdata, report, audit):
     for command in module.COMMANDS:
         main.add_command(command)

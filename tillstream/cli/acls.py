@@ -41,8 +41,8 @@ def _model_options(command: F) -> F:
             "--consumer",
             "consumers",
             multiple=True,
-            help="A consumer (erp, crm, analytics, an entry point or package.module:Class); "
-            "its principal is User:<its group>. Repeatable. [default: erp, crm, analytics]",
+            help="A consumer (erp, crm, analytics, audit, an entry point or package.module:Class); "
+            "its principal is User:<its group>. Repeatable. [default: erp, crm, analytics, audit]",
         ),
         click.option(
             "--publisher",

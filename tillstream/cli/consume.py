@@ -43,7 +43,7 @@ def consume(
     group: str | None,
     batch_size: int | None,
 ) -> None:
-    """Run CONSUMER until SIGTERM or Ctrl-C: erp, crm, analytics, an entry point of the
+    """Run CONSUMER until SIGTERM or Ctrl-C: erp, crm, analytics, audit, an entry point of the
     group tillstream.consumers, or package.module:Class.
 
     Each consumer is its own consumer group; start more instances to scale it out (up to

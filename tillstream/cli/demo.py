@@ -16,7 +16,7 @@ from rich.live import Live
 from tillstream.cli.common import settings
 from tillstream.cli.tills import Traffic, traffic_options
 from tillstream.demo.stack import DemoStack
-from tillstream.demo.view import Snapshot, plain_line, render, scrape
+from tillstream.demo.view import Snapshot, audit_days, plain_line, render, scrape, store_day_line
 from tillstream.dev.broker import DevKafkaError
 from tillstream.dev.processes import ServiceError
 from tillstream.simulate.driver import EdgeSink, Simulator, Stats
@@ -30,9 +30,10 @@ CATCH_UP_SECONDS = 60
 @click.option("--bootstrap-servers", help="Use this cluster instead of starting a local broker.")
 def demo(traffic: Traffic, bootstrap_servers: str | None) -> None:
     """Run the whole pipeline on this machine: a Kafka broker, an edge service per store, the
-    ERP, CRM and analytics consumers, and simulated tills posting to the edges' HTTP API and
-    dropping POSLog files. Shows live rates, lag, dead letters, low stock and sales; ends
-    with a summary after --duration seconds or Ctrl-C."""
+    ERP, CRM, analytics and sales-audit consumers, and simulated tills posting to the edges'
+    HTTP API and dropping POSLog files; each store opens and closes its day. Shows live
+    rates, lag, dead letters, low stock, sales and the audit's open flags; ends with a
+    summary (how each store-day closed) after --duration seconds or Ctrl-C."""
     cfg = settings()
     console = Console(stderr=False)
     workdir = Path(tempfile.mkdtemp(prefix="tillstream-demo-"))
@@ -139,8 +140,25 @@ def _summary(stack: DemoStack, stats: Stats, last: Snapshot, workdir: Path) -> N
             f"lag {last.lag.get(name, 0):,.0f}, dead letters {last.dlq.get(name, 0):,.0f}"
         )
     click.echo(f"  low-stock SKUs {last.low_stock:,.0f}, reconciliation flags {last.flags:,.0f}")
+    _audit_summary(stack, stats)
     click.echo(f"  try: tillstream stock S001 --db sqlite:///{workdir}/erp.db")
     click.echo(f"       tillstream report --store S001 --db duckdb:///{workdir}/analytics.duckdb")
+    click.echo(f"       tillstream audit --db sqlite:///{workdir}/audit.db")
 
 
-COMMANDS = [demo]
+def _audit_summary(stack: DemoStack, stats: Stats) -> None:
+    """How each store-day closed, read through the audit service's API, and which of its
+    flags the simulator planted."""
+    days = audit_days(stack)
+    for store in stack.stores:
+        found = days.get(store)
+        closed = "; ".join(store_day_line(d) for d in found) if found else "no answer"
+        click.echo(f"  {store} audit: {closed}")
+    refused = ", ".join(f"{s} {n}" for s, n in sorted(stats.refused_receipts.items()) if n)
+    short = ", ".join(f"{s} {n}" for s, n in sorted(stats.short_cashiers.items()) if n)
+    click.echo(
+        f"  planted: receipts refused by the edges ({refused or 'none'}) keep their numbers, "
+        "as a real till printed them: receipt gaps unless a till's first or last; cashiers "
+        f"short ({short or 'none'}): over/short, flagged beyond the tolerance. Nothing else "
+        "should be flagged."
+    )

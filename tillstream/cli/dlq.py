@@ -59,7 +59,7 @@ class Letter:
 def show(consumers: tuple[str, ...], as_json: bool, max_letters: int | None) -> None:
     """List the dead letters of CONSUMERS (default: every consumer), oldest first.
 
-    A consumer is named as for `consume` (erp, crm, analytics, an entry point,
+    A consumer is named as for `consume` (erp, crm, analytics, audit, an entry point,
     package.module:Class) or by its consumer group (erp-inventory).
     """
     cfg = settings()

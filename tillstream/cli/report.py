@@ -1,14 +1,26 @@
-"""``tillstream report``: one store's day from the analytics store, for people."""
+"""``tillstream report``: one store's business day from the analytics store, for people,
+with the sales audit's payment findings for that store-day.
+
+The reconciliation of sales and payments is the audit's (one owner, issue 14): the report
+reads its findings through the audit's read API (``GET /v1/audit/days/{store}/{day}``,
+``--audit-api``) or its database (``--audit-db``), as ``tillstream audit`` does. Services do
+not read each other; the command line, above them both, joins what they say.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 import click
 
 from tillstream.cli.common import settings
-from tillstream.cli.service_read import API_OPTION, ServiceAPI, read
+from tillstream.cli.service_read import API_OPTION, ServiceAPI, open_database, read
+from tillstream.core.settings import Settings, env_name
+
+PAYMENT_KINDS = ("payment_mismatch", "payment_without_sale")
+"""The audit's flags that say whether payments add up to their sales."""
 
 BAR_WIDTH = 30
 _EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -31,7 +43,7 @@ def _money(amounts: dict[str, Decimal]) -> str:
 @click.option(
     "--day",
     type=click.DateTime(["%Y-%m-%d"]),
-    help="UTC day, YYYY-MM-DD. [default: today]",
+    help="The store's business day, YYYY-MM-DD. [default: today (UTC)]",
 )
 @click.option(
     "--db",
@@ -40,12 +52,33 @@ def _money(amounts: dict[str, Decimal]) -> str:
     "duckdb:///analytics.duckdb]",
 )
 @API_OPTION
-def report(store_id: str, day: datetime | None, db_url: str | None, api_url: str | None) -> None:
-    """Print a store's daily summary: totals, sales per hour, tenders, top SKUs and
-    reconciliation flags.
+@click.option(
+    "--audit-api",
+    "audit_api",
+    metavar="URL",
+    help="The sales audit's read API (http://HOST:PORT), for the store-day's payment findings. "
+    "[env: TILLSTREAM_AUDIT_API_URL]",
+)
+@click.option(
+    "--audit-db",
+    "audit_db",
+    metavar="URL",
+    help="The sales audit's database, when no --audit-api. [env: TILLSTREAM_AUDIT_DB_URL]",
+)
+def report(
+    store_id: str,
+    day: datetime | None,
+    db_url: str | None,
+    api_url: str | None,
+    audit_api: str | None,
+    audit_db: str | None,
+) -> None:
+    """Print a store's business day: totals, sales per local hour, tenders, top SKUs, and
+    the sales audit's payment findings (payments that do not add up to their sale).
 
     Works while the analytics service runs: a DuckDB file the service holds is read through
-    the service's API (GET /v1/report).
+    the service's API (GET /v1/report). The payment findings come from the sales audit
+    (--audit-api or --audit-db); without it the report says so and prints the rest.
     """
     from tillstream_consumers.analytics import Analytics
     from tillstream_consumers.analytics.report import DailySummary, daily_summary
@@ -66,7 +99,7 @@ def report(store_id: str, day: datetime | None, db_url: str | None, api_url: str
 
     s = read(cfg, url, api_url, direct, remote, what="analytics")
 
-    click.echo(f"Store {s.store_id} — {s.day} (UTC)")
+    click.echo(f"Store {s.store_id} — business day {s.day} (store-local hours)")
     click.echo("")
     click.echo(f"  transactions   {s.transactions}")
     click.echo(f"  net sales      {_money(s.net)}")
@@ -99,13 +132,61 @@ def report(store_id: str, day: datetime | None, db_url: str | None, api_url: str
     if not s.top_skus:
         click.echo("  (none)")
     click.echo("")
-    click.echo(f"Reconciliation: {len(s.flags)} flag(s)")
-    for f in s.flags:
-        expected = "-" if f.expected is None else f"{f.expected:.2f}"
-        click.echo(
-            f"  {f.kind:<21} sale {f.sale_event_id} at {f.event_at[11:19]}: "
-            f"expected {expected}, paid {f.paid:.2f}"
+    _print_payment_findings(cfg, store_id, wanted, audit_api, audit_db)
+
+
+def _print_payment_findings(
+    cfg: Settings, store_id: str, day: str, api_url: str | None, db_url: str | None
+) -> None:
+    """The audit's open payment flags of the store-day, or why they cannot be shown."""
+    api_url = api_url or cfg.audit_api_url
+    db_url = db_url or cfg.audit_db_url
+    try:
+        found = audit_store_day(cfg, store_id, day, api_url, db_url)
+    except click.ClickException as exc:
+        click.echo(f"Payments (sales audit): not shown: {exc.message}")
+        return
+    if found is None:
+        click.echo(f"Payments (sales audit): the audit has no store-day {store_id} {day} yet")
+        return
+    flags = [f for f in found.get("flags", []) if f["kind"] in PAYMENT_KINDS and f["open"]]
+    pending = len(found.get("pending_payments") or [])
+    status = found.get("status", "?")
+    click.echo(f"Payments (sales audit, store-day {status}): {len(flags)} open flag(s)")
+    for f in flags:
+        acked = " (acknowledged)" if f.get("acknowledgements") else ""
+        click.echo(f"  {f['kind']:<21} {f['message']}{acked}")
+    if pending:
+        click.echo(f"  {pending} sale(s) whose payments are not due yet (till not settled)")
+
+
+def audit_store_day(
+    cfg: Settings, store_id: str, day: str, api_url: str | None, db_url: str | None
+) -> dict[str, Any] | None:
+    """The audit's detail of a store-day (``GET /v1/audit/days/{store}/{day}``), from its
+    read API or its database; a ClickException says why it cannot be read."""
+    if api_url is None and db_url is None:
+        raise click.ClickException(
+            f"no sales audit to ask: pass --audit-api http://HOST:PORT (or set "
+            f"{env_name('audit_api_url')}), or --audit-db URL"
         )
+    if api_url is not None:
+        try:
+            found: dict[str, Any] = ServiceAPI(cfg, api_url).get(f"/v1/audit/days/{store_id}/{day}")
+        except click.ClickException as exc:
+            if "has no /v1/audit/days" in exc.message:  # the audit's 404: no such store-day
+                return None
+            raise click.ClickException(f"the sales audit is not reachable: {exc.message}") from None
+        return found
+    from tillstream_consumers.audit import queries
+
+    db = open_database(str(db_url))
+    try:
+        return queries.store_day(db, store_id, date.fromisoformat(day), datetime.now(UTC), cfg)
+    except Exception as exc:  # no audit tables: not the audit's database
+        raise click.ClickException(f"cannot read the sales audit at that database: {exc}") from None
+    finally:
+        db.close()
 
 
 COMMANDS = [report]

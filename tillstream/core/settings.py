@@ -183,8 +183,34 @@ class Settings(BaseSettings):
     crm_points_per_unit: Decimal = Field(
         Decimal(1), ge=0, description="Loyalty points per whole currency unit spent."
     )
-    analytics_reconcile_grace_seconds: int = Field(
-        300, ge=0, description="Wait before a sale and its payments that disagree are flagged."
+    audit_api_url: str | None = Field(
+        None,
+        description="The sales audit's read API (http://HOST:PORT), where `tillstream report` "
+        "reads a store-day's payment findings.",
+    )
+    audit_db_url: str | None = Field(
+        None,
+        description="The sales audit's database, where `tillstream report` reads a store-day's "
+        "payment findings when no audit_api_url is set.",
+    )
+    audit_over_short_tolerance: Decimal = Field(
+        Decimal("1.00"),
+        ge=0,
+        description="Over/short per till and tender the sales audit accepts without a flag.",
+    )
+    audit_silent_days: int = Field(
+        7,
+        ge=1,
+        le=366,
+        description="A store that traded in this many days before a business day is expected "
+        "to trade on it (sales audit: silent stores).",
+    )
+    audit_close_grace_hours: int = Field(
+        6,
+        ge=0,
+        le=168,
+        description="Hours after a business day's local midnight before the sales audit flags "
+        "a day or till that never closed.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."

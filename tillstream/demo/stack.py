@@ -1,5 +1,6 @@
 """Standing up the demo's services: a local broker (unless a cluster is given), the topics,
-one edge per store with its POSLog drop folder, and the ERP, CRM and analytics consumers."""
+one edge per store with its POSLog drop folder, and the ERP, CRM, analytics and sales-audit
+consumers."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from tillstream.masterdata.publish import ITEM_KIND, publish_file
 from tillstream.simulate.catalog import items_csv
 
 CONSUMERS = (("erp", "sqlite:///{dir}/erp.db"), ("crm", "sqlite:///{dir}/crm.db"),
-             ("analytics", "duckdb:///{dir}/analytics.duckdb"))  # fmt: skip
+             ("analytics", "duckdb:///{dir}/analytics.duckdb"),
+             ("audit", "sqlite:///{dir}/audit.db"))  # fmt: skip
 
 
 @dataclass

@@ -1,11 +1,13 @@
 """What the demo shows: per-store event rates, consumer progress, lag, dead letters, low
-stock and sales, read from the services' own ``/metrics`` (as Prometheus would)."""
+stock, sales and the sales audit's open flags, read from the services' own ``/metrics`` (as
+Prometheus would); and how each store-day closed, read through the audit's read API."""
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -31,6 +33,8 @@ class Snapshot:
     transactions: dict[str, float] = field(default_factory=dict)
     low_stock: float = 0
     flags: float = 0
+    audit_flags: dict[str, float] = field(default_factory=dict)
+    """The sales audit's open flags (not acknowledged), by store."""
 
 
 def _samples(url: str) -> Samples:
@@ -71,8 +75,44 @@ def scrape(stack: DemoStack) -> Snapshot:
             for labels, value in s.get("tillstream_business_transactions", []):
                 snap.transactions[labels["store"]] = value
             snap.low_stock = _sum(s, "tillstream_business_low_stock_skus")
-            snap.flags = _sum(s, "tillstream_reconciliation_flags")
+        if name == "audit":
+            for labels, value in s.get("tillstream_audit_flags", []):
+                store = labels["store"]
+                snap.audit_flags[store] = snap.audit_flags.get(store, 0) + value
+            # The reconciliation is the audit's (issue 14): its payment flags.
+            snap.flags = sum(
+                _sum(s, "tillstream_audit_flags", kind=kind)
+                for kind in ("payment_mismatch", "payment_without_sale")
+            )
     return snap
+
+
+def audit_days(stack: DemoStack) -> dict[str, list[dict[str, Any]]]:
+    """Each store's store-days as the audit's read API gives them (status, flags by kind);
+    empty when the demo runs no audit or it does not answer."""
+    audit = stack.consumers.get("audit")
+    if audit is None:
+        return {}
+    found: dict[str, list[dict[str, Any]]] = {}
+    for store in stack.stores:
+        try:
+            response = httpx.get(f"{audit.url}/v1/audit/days", params={"store": store}, timeout=5)
+        except httpx.HTTPError:
+            continue
+        if response.status_code == 200:
+            found[store] = list(response.json())
+    return found
+
+
+def store_day_line(day: dict[str, Any]) -> str:
+    """``2026-03-02 closed-unbalanced, 3 open flags (over_short 1, receipt_gap 2)``."""
+    flags = dict(day.get("open_flags") or {})
+    count = sum(flags.values())
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(flags.items()))
+    return (
+        f"{day['business_day']} {day['status']}, {count} open flag{'' if count == 1 else 's'}"
+        + (f" ({kinds})" if kinds else "")
+    )
 
 
 def _rate(before: Snapshot | None, now: Snapshot, store: str) -> float:
@@ -83,7 +123,9 @@ def _rate(before: Snapshot | None, now: Snapshot, store: str) -> float:
 
 def render(before: Snapshot | None, now: Snapshot, stats: Stats, elapsed: float) -> Group:
     stores = Table(title=f"tillstream demo: {elapsed:,.0f} s", title_justify="left")
-    for column in ("store", "events/s", "accepted", "refused", "outbox", "receipts", "sales"):
+    columns = ("store", "events/s", "accepted", "refused", "outbox", "receipts", "sales",
+               "audit flags")  # fmt: skip
+    for column in columns:
         stores.add_column(column, justify="left" if column == "store" else "right")
     for store in now.accepted:
         stores.add_row(
@@ -94,6 +136,7 @@ def render(before: Snapshot | None, now: Snapshot, stats: Stats, elapsed: float)
             f"{now.outbox.get(store, 0):,.0f}",
             f"{now.transactions.get(store, 0):,.0f}",
             now.sales.get(store, "-"),
+            f"{now.audit_flags.get(store, 0):,.0f}",
         )
     consumers = Table(title_justify="left")
     for column in ("consumer", "applied", "lag", "dead letters"):
@@ -121,5 +164,6 @@ def plain_line(before: Snapshot | None, now: Snapshot, elapsed: float) -> str:
     return (
         f"[{elapsed:5.0f}s] ingest {rates} | applied {applied} | "
         f"lag={sum(now.lag.values()):.0f} dlq={sum(now.dlq.values()):.0f} "
-        f"low_stock={now.low_stock:.0f} flags={now.flags:.0f}"
+        f"low_stock={now.low_stock:.0f} flags={now.flags:.0f} "
+        f"audit_flags={sum(now.audit_flags.values()):.0f}"
     )

@@ -19,8 +19,9 @@ import httpx
 from tillstream.core.codec import AvroCodec
 from tillstream.core.records import jsonable
 from tillstream.core.topics import EVENT_TOPICS, store_key
+from tillstream.simulate.clock import StoreClock, store_clock
 from tillstream.simulate.poslog import poslog
-from tillstream.simulate.shifts import TillShift
+from tillstream.simulate.shifts import TillShift, store_day_event
 from tillstream.simulate.shopper import StoreTraffic, Transaction
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,11 @@ class Stats:
     failed: Counter[str] = field(default_factory=Counter)
     """Could not be delivered after retries (edge down for long)."""
     poslog_files: int = 0
+    refused_receipts: Counter[str] = field(default_factory=Counter)
+    """Receipts the edge refused, by store: their numbers are gaps in their tills' numbering
+    (the till printed them; a real POS does not give a number back)."""
+    short_cashiers: Counter[str] = field(default_factory=Counter)
+    """Shifts whose cashier came out short, by store (flagged beyond the audit's tolerance)."""
 
     def total(self, counter: str) -> int:
         return sum(getattr(self, counter).values())
@@ -144,18 +150,28 @@ class Simulator:
         count_interval: float = COUNT_INTERVAL,
     ) -> None:
         rng = random.Random(seed)
+        self.clocks: dict[str, StoreClock] = {s: store_clock(n) for n, s in enumerate(stores)}
+        """Each store's offset and business day, shared by its sales and till events."""
         self.traffic = {
             store: StoreTraffic(
-                store, random.Random(rng.getrandbits(64)), tills=tills, bad_ratio=bad_ratio
+                store,
+                random.Random(rng.getrandbits(64)),
+                tills=tills,
+                bad_ratio=bad_ratio,
+                clock=self.clocks[store],
             )
             for store in stores
         }
         # Drawn after the stores' generators, so a seed's receipts are what they were.
         self.shifts = {
-            (store, till): TillShift(store, till, random.Random(rng.getrandbits(64)))
+            (store, till): TillShift(
+                store, till, random.Random(rng.getrandbits(64)), clock=self.clocks[store]
+            )
             for store in stores
             for till in range(tills)
         }
+        self._day_rng = random.Random(rng.getrandbits(64))
+        """Event ids of the store-day events."""
         self.sink = sink
         self.rate = rate
         self.tills = tills
@@ -168,9 +184,13 @@ class Simulator:
         """Run until ``duration`` seconds have passed or ``stop`` is set."""
         stop = stop or asyncio.Event()
         started = time.monotonic()
+        opened = datetime.now(UTC)
+        for store, clock in self.clocks.items():  # before any till signs on
+            clock.open(opened)
+            await self._deliver(store, [self._store_day("STORE_DAY_OPEN", store, opened)])
         tasks = [asyncio.create_task(self._deliveries(store, stop)) for store in self.traffic]
         tasks += [asyncio.create_task(self._stock_takes(store, stop)) for store in self.traffic]
-        tasks += [
+        tills = [
             asyncio.create_task(self._till(store, till, stop, started))
             for store in self.traffic
             for till in range(self.tills)
@@ -178,9 +198,17 @@ class Simulator:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=duration)
         stop.set()
+        await asyncio.gather(*tills)
+        for store in self.traffic:  # once every till of the store has settled
+            settled = [self.shifts[(store, t)].closed_at for t in range(self.tills)]
+            closed = max([datetime.now(UTC), *(at for at in settled if at is not None)])
+            await self._deliver(store, [self._store_day("STORE_DAY_CLOSE", store, closed)])
         await asyncio.gather(*tasks)
         await self.sink.close()
         return self.stats
+
+    def _store_day(self, kind: str, store: str, at: datetime) -> tuple[str, dict[str, Any]]:
+        return store_day_event(kind, store, self.clocks[store], at, self._day_rng)
 
     async def _till(self, store: str, till: int, stop: asyncio.Event, started: float) -> None:
         traffic = self.traffic[store]
@@ -192,12 +220,13 @@ class Simulator:
         is_poslog = till >= self.tills - self.poslog_tills
         shift = self.shifts[(store, till)]  # sign-on, pickups, declaration at close
         await self._deliver(store, shift.open(datetime.now(UTC)))
+        if shift.short_by:
+            self.stats.short_cashiers[store] += 1
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(0.0, next_at - time.monotonic()))
             if stop.is_set():
-                await self._deliver(store, shift.close(datetime.now(UTC)))
-                return
+                break
             next_at += interval * per_tick
             now = datetime.now(UTC)
             receipts = [traffic.transaction(till, now) for _ in range(per_tick)]
@@ -207,12 +236,17 @@ class Simulator:
             good = [tx for tx in receipts if not tx.bad and not is_poslog]
             if good:
                 await self._deliver(store, [e for tx in good for e in tx.events])
+            # A bad receipt goes alone, so the edge's refusal concerns only it. Its number
+            # stays used (the till printed it): a gap at head office. Its money stays out of
+            # the drawer, so the gap is the refusal's one flag.
             for tx in receipts:
-                if tx.bad:  # alone, so the edge's refusal concerns only this receipt
-                    await self._deliver(store, tx.events, bad=True)
+                if tx.bad and not await self._deliver(store, tx.events, bad=True):
+                    self.stats.refused_receipts[store] += 1
             paid = [p for tx in receipts if not tx.bad for p in tx.payments]
             if pickups := shift.took(paid, now):
                 await self._deliver(store, pickups)
+        # However the stop found it (waiting, or mid-delivery), the till settles.
+        await self._deliver(store, shift.close(datetime.now(UTC)))
 
     async def _deliveries(self, store: str, stop: asyncio.Event) -> None:
         traffic = self.traffic[store]
@@ -242,7 +276,8 @@ class Simulator:
 
     async def _deliver(
         self, store: str, events: list[tuple[str, dict[str, Any]]], *, bad: bool = False
-    ) -> None:
+    ) -> bool:
+        """Send ``events``; whether they were accepted."""
         self.stats.sent[store] += len(events)
         ok = await self.sink.send(store, events)
         if ok:
@@ -251,6 +286,7 @@ class Simulator:
             self.stats.rejected[store] += len(events)
         else:
             self.stats.failed[store] += len(events)
+        return ok
 
     async def _deliver_poslog(self, store: str, tx: Transaction) -> None:
         events = len(tx.poslog_events)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta, timezone
 from decimal import Decimal
 from typing import Any
 from xml.sax.saxutils import escape
@@ -53,16 +54,21 @@ def poslog(tx: Transaction) -> bytes:
         if sale["customer_id"]
         else ""
     )
-    at = sale["occurred_at"].isoformat().replace("+00:00", "Z")
-    workstation, sequence = sale["receipt_number"].split("-")
+    # The till's local time with its offset (a UTC time would take the edge's zone).
+    zone = timezone(timedelta(minutes=sale["utc_offset_minutes"]))
+    at = sale["occurred_at"].astimezone(zone).isoformat().replace("+00:00", "Z")
+    sequence = sale["receipt_number"].rsplit("-", 1)[-1]
     total = sale["totals"]["net_amount"]
     document = (
         '<?xml version="1.0" encoding="UTF-8"?>'
         '<POSLog xmlns="http://www.nrf-arts.org/IXRetail/namespace/" MajorVersion="6">'
         "<Transaction>"
         f"<BusinessUnit><UnitID>{escape(sale['store_id'])}</UnitID></BusinessUnit>"
-        f"<WorkstationID>{int(workstation)}</WorkstationID>"
+        # The till's own id and receipt number, as its JSON events and till events name
+        # them, so the audit sees one till and one numbering whichever way a receipt came.
+        f"<WorkstationID>{escape(sale['terminal_id'])}</WorkstationID>"
         f"<SequenceNumber>{int(sequence)}</SequenceNumber>"
+        f"<ReceiptNumber>{escape(sale['receipt_number'])}</ReceiptNumber>"
         f"<OperatorID>{escape(sale['cashier_id'] or '')}</OperatorID>"
         f'<CurrencyCode>{currency}</CurrencyCode><RetailTransaction TransactionStatus="Finished">'
         + "".join(items)

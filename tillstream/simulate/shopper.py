@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from tillstream.simulate.catalog import CATALOG, DEPOSITS, Item
+from tillstream.simulate.clock import StoreClock
 
 _CENT = Decimal("0.01")
 _VAT = Decimal("0.07")
@@ -60,8 +61,11 @@ class StoreTraffic:
         currency: str = "EUR",
         customers: int = 300,
         bad_ratio: float = 0.005,
+        clock: StoreClock | None = None,
     ) -> None:
         self.store_id = store_id
+        self.clock = clock or StoreClock()
+        """The store's offset and business day, shared with its tills' shifts."""
         self.rng = rng
         self.tills = tills
         self.currency = currency
@@ -103,9 +107,9 @@ class StoreTraffic:
             "store_id": self.store_id,
             "terminal_id": f"T{till + 1:02d}",
             "receipt_number": f"{till + 1:02d}-{self._receipts[till]:06d}",
-            "business_day": at.date(),
+            "business_day": self.clock.day(at),
             "occurred_at": at,
-            "utc_offset_minutes": 0,
+            "utc_offset_minutes": self.clock.utc_offset_minutes,
             "cashier_id": f"op-{rng.randint(1, 12)}",
             "customer_id": rng.choice(self.customers) if loyal else None,
             "currency": self.currency,
@@ -122,6 +126,11 @@ class StoreTraffic:
             sale["cashier_id"] = "4111 1111 1111 1111"  # the PAN guard must refuse this
             tx.bad = True
         return tx
+
+    def skip_number(self, till: int) -> None:
+        """The next receipt number of ``till`` (0-based) is used up without a receipt: one
+        the till printed that never reaches head office (a gap the sales audit must find)."""
+        self._receipts[till] += 1
 
     def _item_lines(self, number: int, kind: str, item: Item) -> list[dict[str, Any]]:
         """The line of ``item``, then its bottle deposit if it has one."""

@@ -7,40 +7,42 @@ floats: money becomes a float only here, at the very edge, for display.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import Gauge
 
-from tillstream_consumers.analytics.reconcile import KINDS
-from tillstream_consumers.analytics.tables import day_of, ts
+from tillstream_consumers.analytics.tables import ts
 from tillstream_consumers.runtime.api import MONEY_SCALE, from_units
 from tillstream_consumers.runtime.db import Database
 
 SALES_AMOUNT = Gauge(
     "tillstream_business_sales_amount",
-    "Net sales of the current UTC day, per store and currency.",
+    "Net sales of each store's current business day, per store and currency.",
     ["store", "currency"],
 )
 TRANSACTIONS = Gauge(
     "tillstream_business_transactions",
-    "Sales transactions of the current UTC day, per store.",
+    "Sales transactions of each store's current business day, per store.",
     ["store"],
 )
 PAYMENT_AMOUNT = Gauge(
     "tillstream_business_payment_amount",
-    "Captured minus refunded payments of the current UTC day, per method and currency.",
+    "Captured minus refunded payments of each store's current business day, per method and "
+    "currency.",
     ["method", "currency"],
 )
 LOW_STOCK = Gauge(
     "tillstream_business_low_stock_skus",
     "Store and SKU pairs with a reorder suggestion in the last 24 hours.",
 )
-FLAGS = Gauge(
-    "tillstream_reconciliation_flags",
-    "Open reconciliation flags, per kind (payment_mismatch, payment_without_sale).",
-    ["kind"],
+
+_CURRENT = (
+    "(SELECT store_id AS cur_store, MAX(sale_day) AS cur_day FROM an_sales_hourly "
+    "WHERE sale_day BETWEEN ? AND ? GROUP BY store_id) cur"
 )
+"""Each store's current business day: its latest within a day of the UTC date (a store east
+of UTC is a day ahead before UTC midnight; one west still trades yesterday after it)."""
 
 # Label sets set by the previous refresh: yesterday's stores must disappear, not stay frozen.
 _shown: dict[str, set[tuple[str, ...]]] = {}
@@ -62,15 +64,17 @@ def _money(rows: list[tuple[Any, ...]]) -> dict[tuple[str, ...], float]:
 
 
 def update(db: Database, now: datetime) -> None:
-    today = day_of(now)
+    today = now.astimezone(UTC).date()
+    window = ((today - timedelta(days=1)).isoformat(), (today + timedelta(days=1)).isoformat())
     _publish(
         "sales",
         SALES_AMOUNT,
         _money(
             db.fetchall(
                 "SELECT store_id, currency, SUM(net_units) FROM an_sales_hourly "
-                "WHERE sale_day = ? GROUP BY store_id, currency",
-                (today,),
+                f"JOIN {_CURRENT} ON store_id = cur_store AND sale_day = cur_day "
+                "GROUP BY store_id, currency",
+                window,
             )
         ),
     )
@@ -80,9 +84,10 @@ def update(db: Database, now: datetime) -> None:
         {
             (str(store),): float(n)
             for store, n in db.fetchall(
-                "SELECT store_id, SUM(transactions) FROM an_sales_hourly WHERE sale_day = ? "
+                "SELECT store_id, SUM(transactions) FROM an_sales_hourly "
+                f"JOIN {_CURRENT} ON store_id = cur_store AND sale_day = cur_day "
                 "GROUP BY store_id",
-                (today,),
+                window,
             )
         },
     )
@@ -91,9 +96,10 @@ def update(db: Database, now: datetime) -> None:
         PAYMENT_AMOUNT,
         _money(
             db.fetchall(
-                "SELECT method, currency, SUM(amount_units) FROM an_tenders WHERE sale_day = ? "
+                "SELECT method, currency, SUM(amount_units) FROM an_tenders "
+                f"JOIN {_CURRENT} ON store_id = cur_store AND sale_day = cur_day "
                 "GROUP BY method, currency",
-                (today,),
+                window,
             )
         ),
     )
@@ -101,8 +107,3 @@ def update(db: Database, now: datetime) -> None:
         "SELECT COUNT(*) FROM an_reorders WHERE last_at >= ?", (ts(now - timedelta(hours=24)),)
     )
     LOW_STOCK.set(int(low[0]) if low else 0)
-    counts = dict.fromkeys(KINDS, 0)
-    for kind, n in db.fetchall("SELECT kind, COUNT(*) FROM an_flags GROUP BY kind"):
-        counts[str(kind)] = int(n)
-    for kind, n in counts.items():
-        FLAGS.labels(kind).set(n)

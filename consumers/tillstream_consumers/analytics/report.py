@@ -1,4 +1,5 @@
-"""A store's day, read from the analytics tables (what ``tillstream report`` prints)."""
+"""A store's business day, read from the analytics tables (what ``tillstream report`` prints;
+the payment findings it shows beside them are the audit's)."""
 
 from __future__ import annotations
 
@@ -37,18 +38,10 @@ class TopSku:
 
 
 @dataclass(frozen=True)
-class Flag:
-    sale_event_id: str
-    kind: str
-    event_at: str
-    expected: Decimal | None
-    paid: Decimal
-
-
-@dataclass(frozen=True)
 class DailySummary:
     store_id: str
     day: str
+    """The store's business day."""
     transactions: int
     net: dict[str, Decimal]
     """Net sales per currency."""
@@ -58,7 +51,6 @@ class DailySummary:
     hours: list[Hour]
     tenders: list[Tender]
     top_skus: list[TopSku]
-    flags: list[Flag]
 
     @property
     def returns_rate(self) -> Decimal:
@@ -106,16 +98,6 @@ class DailySummary:
                 TopSku(**{**k, "units": Decimal(k["units"]), "net": Decimal(k["net"])})
                 for k in d["top_skus"]
             ],
-            flags=[
-                Flag(
-                    **{
-                        **f,
-                        "expected": None if f["expected"] is None else Decimal(f["expected"]),
-                        "paid": Decimal(f["paid"]),
-                    }
-                )
-                for f in d["flags"]
-            ],
         )
 
 
@@ -131,7 +113,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def daily_summary(db: Database, store_id: str, day: str, top: int = 5) -> DailySummary:
-    """The summary of ``store_id`` on the UTC day ``day`` (``YYYY-MM-DD``)."""
+    """The summary of ``store_id`` on its business day ``day`` (``YYYY-MM-DD``); hours are
+    the store's local ones."""
     hours = [
         Hour(str(h), str(c), int(n), from_units(int(net), MONEY_SCALE))
         for h, c, n, net in db.fetchall(
@@ -166,20 +149,6 @@ def daily_summary(db: Database, store_id: str, day: str, top: int = 5) -> DailyS
             (store_id, day, top),
         )
     ]
-    flags = [
-        Flag(
-            str(i),
-            str(k),
-            str(at),
-            None if e is None else from_units(int(e), MONEY_SCALE),
-            from_units(int(p), MONEY_SCALE),
-        )
-        for i, k, at, e, p in db.fetchall(
-            "SELECT sale_event_id, kind, event_at, expected, paid FROM an_flags "
-            "WHERE store_id = ? AND event_at LIKE ? ORDER BY event_at, sale_event_id",
-            (store_id, f"{day}%"),
-        )
-    ]
     return DailySummary(
         store_id=store_id,
         day=day,
@@ -191,5 +160,4 @@ def daily_summary(db: Database, store_id: str, day: str, top: int = 5) -> DailyS
         hours=hours,
         tenders=tenders,
         top_skus=skus,
-        flags=flags,
     )

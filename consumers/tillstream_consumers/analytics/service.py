@@ -1,4 +1,8 @@
-"""The analytics consumer: sales, tenders, SKUs, low stock and payment reconciliation.
+"""The analytics consumer: sales, tenders, SKUs and low stock, per store business day.
+
+Payments carry no business day: each counts on its sale's, and one whose sale has not come
+yet waits in ``an_unplaced_payments`` until it does (whichever arrives first, the tender mix
+is the same). Whether payments add up to their sale is the audit's to say, not analytics'.
 
 Each batch is first summed up in memory, so a rollup row is written once per batch however
 many events touch it (fewer round trips, and DuckDB never updates one row twice in a
@@ -21,9 +25,8 @@ from tillstream.core import rules
 from tillstream.core.events import Payment, ReorderSuggestion, Sale
 from tillstream.core.topics import PAYMENTS, REORDER_SUGGESTIONS, SALES
 from tillstream_consumers.analytics import gauges
-from tillstream_consumers.analytics.reconcile import reconcile
 from tillstream_consumers.analytics.report import daily_summary
-from tillstream_consumers.analytics.tables import MIGRATIONS, day_of, hour_of, ts
+from tillstream_consumers.analytics.tables import MIGRATIONS, local_hour, ts
 from tillstream_consumers.runtime.api import (
     MONEY_SCALE,
     QTY_SCALE,
@@ -38,12 +41,6 @@ from tillstream_consumers.runtime.db import Database
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
-_RECONCILE_COLUMNS = (
-    "sale_event_id", "store_id", "currency",
-    "sale_at", "sale_net",  # from the sale
-    "paid", "payments", "first_payment_at",  # from its payments
-)  # fmt: skip
-
 _PAYMENT_SIGN = {"CAPTURED": 1, "REFUNDED": -1}  # other statuses move no money
 
 
@@ -52,13 +49,16 @@ class _Batch:
         self.hourly: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0] * 5)
         self.skus: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
         self.tenders: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
-        self.sales: list[tuple[str, str, str, str, int]] = []
-        self.payments: dict[str, list[Any]] = {}
+        self.sale_days: dict[str, tuple[str, str]] = {}
+        """Sale event id -> (store, business day)."""
+        self.payments: list[tuple[str, str, str, str, str, int]] = []
+        """(event id, sale event id, store, method, currency, signed amount) of money moved."""
         self.reorders: dict[tuple[str, str], str] = {}
 
     def sale(self, sale: Sale) -> None:
         store, currency, at = sale["store_id"], sale["currency"], sale["occurred_at"]
-        day = day_of(at)
+        day = sale["business_day"].isoformat()  # the store's trading day, not the UTC one
+        hour = local_hour(at, sale["utc_offset_minutes"])
         units = lines = returns = 0
         for line in sale["lines"]:
             # What a kind means is the core's (a VOID undoes the SALE line it cancels, in
@@ -80,22 +80,22 @@ class _Batch:
             sku[1] += to_units(line["extended_amount"], MONEY_SCALE) * kind.money
         net = to_units(rules.sale_revenue(sale), MONEY_SCALE)  # the CRM's spend too
         for i, delta in enumerate((1, units, net, lines, returns)):
-            self.hourly[(store, hour_of(at), day, currency)][i] += delta
-        self.sales.append((str(sale["event_id"]), store, currency, ts(at), net))
+            self.hourly[(store, day, hour, currency)][i] += delta
+        self.sale_days[str(sale["event_id"])] = (store, day)
 
     def payment(self, payment: Payment) -> None:
         sign = _PAYMENT_SIGN.get(payment["status"], 0)
-        amount = to_units(payment["amount"], MONEY_SCALE) * sign
-        store, currency, at = payment["store_id"], payment["currency"], ts(payment["occurred_at"])
-        if sign:
-            key = (store, day_of(payment["occurred_at"]), payment["method"], currency)
-            self.tenders[key][0] += amount
-            self.tenders[key][1] += 1
-        # Every payment counts for reconciliation: a declined one without a sale is odd too.
-        entry = self.payments.setdefault(str(payment["sale_event_id"]), [store, currency, 0, 0, at])
-        entry[2] += amount
-        entry[3] += 1
-        entry[4] = min(entry[4], at)
+        if sign:  # a declined or pending payment moves no money
+            self.payments.append(
+                (
+                    str(payment["event_id"]),
+                    str(payment["sale_event_id"]),
+                    payment["store_id"],
+                    payment["method"],
+                    payment["currency"],
+                    to_units(payment["amount"], MONEY_SCALE) * sign,
+                )
+            )
 
     def reorder(self, suggestion: ReorderSuggestion) -> None:
         key = (suggestion["store_id"], suggestion["sku"])
@@ -105,10 +105,9 @@ class _Batch:
         _add_to_totals(
             db,
             "an_sales_hourly",
-            ("store_id", "hour_start", "sale_day", "currency"),
+            ("store_id", "sale_day", "hour_start", "currency"),
             ("transactions", "units", "net_units", "lines", "return_lines"),
             [(*k, *v) for k, v in self.hourly.items()],
-            conflict=("store_id", "hour_start", "currency"),  # sale_day follows hour_start
         )
         _add_to_totals(
             db,
@@ -117,13 +116,7 @@ class _Batch:
             ("units", "net_units"),
             [(*k, *v) for k, v in self.skus.items()],
         )
-        _add_to_totals(
-            db,
-            "an_tenders",
-            ("store_id", "sale_day", "method", "currency"),
-            ("amount_units", "payments"),
-            [(*k, *v) for k, v in self.tenders.items()],
-        )
+        self._write_tenders(db)
         db.insert_many(
             "an_reorders",
             ("store_id", "sku", "last_at"),
@@ -132,27 +125,90 @@ class _Batch:
             "WHEN excluded.last_at > an_reorders.last_at THEN excluded.last_at "
             "ELSE an_reorders.last_at END",
         )
-        # Payments may arrive before their sale: whichever comes first creates the row.
+
+    def _write_tenders(self, db: Database) -> None:
+        """Payments onto their sale's business day; those whose sale is not in yet wait."""
         db.insert_many(
-            "an_reconcile",
-            _RECONCILE_COLUMNS,
-            [(*sale, 0, 0, None) for sale in self.sales],
-            "ON CONFLICT (sale_event_id) DO UPDATE SET sale_at = excluded.sale_at, "
-            "sale_net = excluded.sale_net, currency = excluded.currency",
+            "an_sale_days",
+            ("sale_event_id", "store_id", "sale_day"),
+            [(i, store, day) for i, (store, day) in self.sale_days.items()],
+            "ON CONFLICT (sale_event_id) DO NOTHING",  # a sale resent with its id: same day
         )
+        days = dict(self.sale_days)
+        wanted = {p[1] for p in self.payments} - days.keys()
+        days |= _sale_days(db, sorted(wanted))
+        tenders: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+        unplaced = []
+        for event_id, sale_id, store, method, currency, amount in self.payments:
+            if sale_id in days:
+                tender = tenders[(store, days[sale_id][1], method, currency)]
+                tender[0] += amount
+                tender[1] += 1
+            else:
+                unplaced.append((event_id, sale_id, store, method, currency, amount, 1))
+        # This batch's sales place the payments that came before them.
+        waiting = _unplaced(db, sorted(self.sale_days))
+        for sale_id, store, method, currency, amount, n in waiting:
+            tender = tenders[(store, self.sale_days[sale_id][1], method, currency)]
+            tender[0] += amount
+            tender[1] += n
+        for chunk in _chunks(sorted({w[0] for w in waiting})):
+            db.execute(
+                f"DELETE FROM an_unplaced_payments WHERE sale_event_id IN ({_marks(chunk)})",
+                chunk,
+            )
         db.insert_many(
-            "an_reconcile",
-            _RECONCILE_COLUMNS,
-            [
-                (sale_id, store, currency, None, None, paid, n, at)
-                for sale_id, (store, currency, paid, n, at) in self.payments.items()
-            ],
-            "ON CONFLICT (sale_event_id) DO UPDATE SET "
-            f"{_added('an_reconcile', ('paid', 'payments'))}, "
-            "first_payment_at = CASE WHEN an_reconcile.first_payment_at IS NULL "
-            "OR excluded.first_payment_at < an_reconcile.first_payment_at "
-            "THEN excluded.first_payment_at ELSE an_reconcile.first_payment_at END",
+            "an_unplaced_payments",
+            ("event_id", "sale_event_id", "store_id", "method", "currency", "amount_units",
+             "payments"),
+            unplaced,
+            "ON CONFLICT (event_id) DO NOTHING",
+        )  # fmt: skip
+        _add_to_totals(
+            db,
+            "an_tenders",
+            ("store_id", "sale_day", "method", "currency"),
+            ("amount_units", "payments"),
+            [(*k, *v) for k, v in tenders.items()],
         )
+
+
+def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def _marks(chunk: Sequence[str]) -> str:
+    return ", ".join("?" * len(chunk))
+
+
+def _sale_days(db: Database, sale_ids: list[str]) -> dict[str, tuple[str, str]]:
+    """Sale event id -> (store, business day), of the sales already kept."""
+    found: dict[str, tuple[str, str]] = {}
+    for chunk in _chunks(sale_ids):
+        for sale_id, store, day in db.fetchall(
+            "SELECT sale_event_id, store_id, sale_day FROM an_sale_days "
+            f"WHERE sale_event_id IN ({_marks(chunk)})",
+            chunk,
+        ):
+            found[str(sale_id)] = (str(store), str(day))
+    return found
+
+
+def _unplaced(db: Database, sale_ids: list[str]) -> list[tuple[str, str, str, str, int, int]]:
+    """The waiting payments of these sales: (sale id, store, method, currency, amount, n)."""
+    rows: list[tuple[str, str, str, str, int, int]] = []
+    for chunk in _chunks(sale_ids):
+        rows += [
+            (str(i), str(s), str(m), str(c), int(a), int(n))
+            for i, s, m, c, a, n in db.fetchall(
+                "SELECT sale_event_id, store_id, method, currency, SUM(amount_units), "
+                "SUM(payments) FROM an_unplaced_payments "
+                f"WHERE sale_event_id IN ({_marks(chunk)}) "
+                "GROUP BY sale_event_id, store_id, method, currency",
+                chunk,
+            )
+        ]
+    return rows
 
 
 def _added(table: str, totals: Sequence[str]) -> str:
@@ -216,9 +272,7 @@ class Analytics(Consumer):
     def refresh(self, db: Database) -> None:
         # From the database, not from what this instance applied: right after a restart, and
         # the same on every instance sharing one PostgreSQL store.
-        now = datetime.now(UTC)
-        reconcile(db, now, self.settings.analytics_reconcile_grace_seconds)
-        gauges.update(db, now)
+        gauges.update(db, datetime.now(UTC))
 
 
 __all__ = ["Analytics"]

@@ -13,6 +13,7 @@ BUILTIN = {
     "erp": "tillstream_consumers.erp:ErpInventory",
     "crm": "tillstream_consumers.crm:CrmProfiles",
     "analytics": "tillstream_consumers.analytics:Analytics",
+    "audit": "tillstream_consumers.audit:SalesAudit",
 }
 
 

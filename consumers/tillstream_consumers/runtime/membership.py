@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -24,6 +25,10 @@ from tillstream_consumers.runtime.partitioning import TopicPartition
 
 log = logging.getLogger(__name__)
 
+COMMIT_INTERVAL = 1.0
+"""Seconds between two commits of offsets to Kafka while batches keep coming. The
+database holds the offsets that count; Kafka's copy is for tools (consumer-group lag)."""
+
 
 class Membership:
     """One consumer's ``AIOKafkaConsumer``: reads, seeks, commits and lag."""
@@ -32,6 +37,7 @@ class Membership:
         self.name = name
         self.kafka = kafka
         self._to_commit: dict[TopicPartition, int] = {}
+        self._committed_at = 0.0
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.kafka.assignment())
@@ -60,8 +66,15 @@ class Membership:
         """Note how far a committed batch went, for the next :meth:`commit`."""
         self._to_commit.update(positions)
 
+    async def commit_due(self) -> None:
+        """:meth:`commit`, at most every :data:`COMMIT_INTERVAL`: a commit is a round trip
+        to the broker (about a tenth of a small batch's time), and only advisory."""
+        if time.monotonic() - self._committed_at >= COMMIT_INTERVAL:
+            await self.commit()
+
     async def commit(self) -> None:
         """Tell Kafka how far we are (advisory: the database is the truth)."""
+        self._committed_at = time.monotonic()
         if not self._to_commit:
             return
         assigned = self.kafka.assignment()

@@ -223,7 +223,7 @@ class ConsumerService:
             if batch:
                 async with self._batch_lock:
                     await self._handle(batch)
-                await membership.commit()
+                await membership.commit_due()
             if time.monotonic() >= next_housekeeping:
                 next_housekeeping = time.monotonic() + HOUSEKEEPING_INTERVAL
                 await self._housekeeping()
@@ -247,6 +247,7 @@ class ConsumerService:
         membership.applied(fetched.positions)
 
     async def _housekeeping(self) -> None:
+        await self._joined().commit()  # what the last batches applied, if not yet told
         await self._joined().report_lag()
         applier = self._database_applier()
         async with self._batch_lock:

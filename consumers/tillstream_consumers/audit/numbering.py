@@ -1,0 +1,83 @@
+"""Completeness of a till's numbering: gaps (numbers that never arrived) and duplicates (one
+number used by different transactions, or the same one sent twice under other ids).
+
+A till's numbers are read as series: the text before the trailing digits, and the digits
+(``01-000124``: series ``01-``, number 124). Each series is checked on its own, so a POS
+that numbers receipts and control transactions apart makes no false gaps.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections import defaultdict
+
+from tillstream_consumers.audit.facts import StoreDayFacts
+from tillstream_consumers.audit.flags import DUPLICATE_COPY, DUPLICATE_NUMBER, RECEIPT_GAP, Flag
+
+_NUMBER = re.compile(r"(.*?)(\d+)")
+
+
+def numbering_flags(facts: StoreDayFacts) -> list[Flag]:
+    """Duplicates and gaps in each till's own numbering (one series per prefix)."""
+    numbered: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for t in facts.transactions:
+        numbered[(t.terminal_id, t.number)][t.content].append(t.event_id)
+    for c in facts.controls:
+        if c.number:
+            numbered[(c.terminal_id, c.number)][c.content].append(c.event_id)
+    flags: list[Flag] = []
+    series: dict[tuple[str, str], dict[int, int]] = defaultdict(dict)
+    holders: dict[tuple[str, str, int], tuple[str, ...]] = {}
+    for (terminal, number), contents in sorted(numbered.items()):
+        ids = tuple(sorted(i for found in contents.values() for i in found))
+        if len(contents) > 1:
+            flags.append(
+                Flag(
+                    DUPLICATE_NUMBER,
+                    terminal,
+                    f"{terminal} {number}",
+                    f"till {terminal}: number {number} was used by {len(ids)} different "
+                    "transactions",
+                    events=ids,
+                )
+            )
+        elif len(ids) > 1:
+            flags.append(
+                Flag(
+                    DUPLICATE_COPY,
+                    terminal,
+                    f"{terminal} {number}",
+                    f"till {terminal}: number {number} arrived {len(ids)} times with the same "
+                    "content under different event ids (a resend that other services count twice)",
+                    events=ids,
+                )
+            )
+        match = _NUMBER.fullmatch(number)
+        if match is not None:
+            series[(terminal, match[1])][int(match[2])] = len(match[2])
+            holders[(terminal, match[1], int(match[2]))] = ids
+    for (terminal, prefix), numbers in sorted(series.items()):
+        ordered = sorted(numbers)
+        for low, high in itertools.pairwise(ordered):
+            if high - low <= 1:
+                continue
+            width = numbers[low]
+            first, last = f"{prefix}{low + 1:0{width}d}", f"{prefix}{high - 1:0{width}d}"
+            missing = high - low - 1
+            span = first if missing == 1 else f"{first}..{last}"
+            flags.append(
+                Flag(
+                    RECEIPT_GAP,
+                    terminal,
+                    f"{terminal} {span}",
+                    f"till {terminal}: "
+                    + (
+                        f"number {first} never reached head office"
+                        if missing == 1
+                        else f"numbers {first} to {last} ({missing}) never reached head office"
+                    ),
+                    events=(*holders[(terminal, prefix, low)], *holders[(terminal, prefix, high)]),
+                )
+            )
+    return flags

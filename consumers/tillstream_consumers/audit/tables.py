@@ -1,0 +1,124 @@
+"""The sales audit's tables (portable SQL: SQLite and PostgreSQL).
+
+Facts (``audit_transactions``, ``audit_controls``, ``audit_control_amounts``,
+``audit_payments``) are what the tills reported, one row per event, never changed. What the
+audit concluded (``audit_days``, ``audit_flags``) is recomputed from the facts of a store-day
+whenever a batch touches it, so it does not depend on the order the events arrived in.
+``audit_acks`` is the auditors' trail; ``audit_dirty`` the store-days whose facts changed
+and wait to be audited again (a batch that touches many store-days leaves them to
+``SalesAudit.settle``). Money is integer ten-thousandths (``MONEY_SCALE``);
+days are ISO dates; times are fixed-width UTC text (``2026-03-02T09:00:00.000000Z``).
+"""
+
+from __future__ import annotations
+
+from tillstream_consumers.runtime.db import Migration
+
+COMPONENT = "sales-audit"
+"""Migration component (and consumer group) of the service."""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS audit_transactions (
+        event_id           TEXT PRIMARY KEY,
+        store_id           TEXT NOT NULL,
+        business_day       TEXT NOT NULL,
+        terminal_id        TEXT NOT NULL,
+        number             TEXT NOT NULL,
+        cashier_id         TEXT,
+        occurred_at        TEXT NOT NULL,
+        utc_offset_minutes INTEGER NOT NULL,
+        currency           TEXT NOT NULL,
+        net_amount         BIGINT NOT NULL,
+        content            TEXT NOT NULL,
+        problems           TEXT,
+        received_at        TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS audit_transactions_day
+        ON audit_transactions (store_id, business_day);
+    CREATE TABLE IF NOT EXISTS audit_controls (
+        event_id           TEXT PRIMARY KEY,
+        store_id           TEXT NOT NULL,
+        business_day       TEXT NOT NULL,
+        terminal_id        TEXT NOT NULL,
+        kind               TEXT NOT NULL,
+        number             TEXT,
+        operator_id        TEXT,
+        occurred_at        TEXT NOT NULL,
+        utc_offset_minutes INTEGER NOT NULL,
+        currency           TEXT,
+        reason             TEXT,
+        content            TEXT NOT NULL,
+        received_at        TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS audit_controls_day ON audit_controls (store_id, business_day);
+    CREATE TABLE IF NOT EXISTS audit_control_amounts (
+        event_id TEXT NOT NULL,
+        tender   TEXT NOT NULL,
+        amount   BIGINT NOT NULL,
+        PRIMARY KEY (event_id, tender)
+    );
+    CREATE TABLE IF NOT EXISTS audit_payments (
+        event_id      TEXT PRIMARY KEY,
+        sale_event_id TEXT NOT NULL,
+        store_id      TEXT NOT NULL,
+        terminal_id   TEXT NOT NULL,
+        method        TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        amount        BIGINT NOT NULL,
+        occurred_at   TEXT NOT NULL,
+        received_at   TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS audit_payments_sale ON audit_payments (sale_event_id);
+    CREATE TABLE IF NOT EXISTS audit_days (
+        store_id           TEXT NOT NULL,
+        business_day       TEXT NOT NULL,
+        utc_offset_minutes INTEGER NOT NULL,
+        events             BIGINT NOT NULL,
+        tills              INTEGER NOT NULL,
+        tills_closed       INTEGER NOT NULL,
+        closed_at          TEXT,
+        first_at           TEXT,
+        last_at            TEXT,
+        updated_at         TEXT NOT NULL,
+        PRIMARY KEY (store_id, business_day)
+    );
+    CREATE INDEX IF NOT EXISTS audit_days_day ON audit_days (business_day);
+    CREATE INDEX IF NOT EXISTS audit_days_window ON audit_days (store_id, first_at);
+    CREATE INDEX IF NOT EXISTS audit_payments_time ON audit_payments (store_id, occurred_at);
+    CREATE TABLE IF NOT EXISTS audit_flags (
+        flag_id       TEXT PRIMARY KEY,
+        store_id      TEXT NOT NULL,
+        business_day  TEXT NOT NULL,
+        kind          TEXT NOT NULL,
+        terminal_id   TEXT,
+        subject       TEXT NOT NULL,
+        message       TEXT NOT NULL,
+        amount        BIGINT,
+        operator_id   TEXT,
+        events        TEXT NOT NULL,
+        is_open       INTEGER NOT NULL,
+        first_seen_at TEXT NOT NULL,
+        updated_at    TEXT NOT NULL,
+        resolved_at   TEXT
+    );
+    CREATE INDEX IF NOT EXISTS audit_flags_day ON audit_flags (store_id, business_day);
+    CREATE INDEX IF NOT EXISTS audit_flags_by_day ON audit_flags (business_day, kind);
+    CREATE INDEX IF NOT EXISTS audit_flags_open ON audit_flags (is_open, kind);
+    CREATE TABLE IF NOT EXISTS audit_acks (
+        ack_id   TEXT PRIMARY KEY,
+        flag_id  TEXT NOT NULL,
+        note     TEXT NOT NULL,
+        acked_by TEXT NOT NULL,
+        acked_at TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS audit_acks_flag ON audit_acks (flag_id);
+    CREATE TABLE IF NOT EXISTS audit_dirty (
+        store_id     TEXT NOT NULL,
+        business_day TEXT NOT NULL,
+        token        TEXT NOT NULL,
+        new_events   BIGINT NOT NULL,
+        PRIMARY KEY (store_id, business_day)
+    )
+    """,
+)

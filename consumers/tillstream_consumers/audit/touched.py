@@ -1,0 +1,49 @@
+"""Which store-days a batch changed: those its events belong to, and those whose count of
+payments without a sale it changed.
+
+A payment belongs to its sale's day; one whose sale the audit does not have is counted on
+the day during which it was made, until its sale comes. So a batch touches the days of its
+sales and till events, the days of its payments' sales, the days around its payments
+without a sale, and the days around earlier payments of its sales (they were counted
+there). Only the last two need a look at the store-days' windows, and they are rare: the
+batch's own sales and the sales already stored answer the rest by event id.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import date
+
+from tillstream.core.events import Payment, Sale, TillEvent
+from tillstream_consumers.audit.facts import (
+    days_around_payments,
+    days_of_sales,
+    payments_of_sales,
+)
+from tillstream_consumers.runtime.db import Database
+
+StoreDay = tuple[str, date]
+
+
+def touched_store_days(
+    db: Database, sales: Sequence[Sale], controls: Sequence[TillEvent], payments: Sequence[Payment]
+) -> tuple[set[StoreDay], Counter[StoreDay]]:
+    """The store-days the batch (already stored as facts) touched, and how many receipts
+    and till events each got."""
+    new: Counter[StoreDay] = Counter((s["store_id"], s["business_day"]) for s in sales)
+    new.update((e["store_id"], e["business_day"]) for e in controls)
+    day_of = {str(s["event_id"]): (s["store_id"], s["business_day"]) for s in sales}
+    day_of |= days_of_sales(db, {str(p["sale_event_id"]) for p in payments} - day_of.keys())
+    touched = set(new)
+    without_sale = set()
+    for p in payments:
+        sale = str(p["sale_event_id"])
+        if sale in day_of:
+            touched.add(day_of[sale])
+        else:
+            without_sale.add(str(p["event_id"]))
+    ours = {str(p["event_id"]) for p in payments}
+    earlier = payments_of_sales(db, (str(s["event_id"]) for s in sales)) - ours
+    touched |= days_around_payments(db, without_sale | earlier)
+    return touched, new
