@@ -18,7 +18,6 @@ import pytest
 from aiokafka import TopicPartition
 
 from tests.device_support import FakePort
-from tests.edge_support import EdgeProcess, new_id, sale_json
 from tests.edge_masterdata_support import (
     TcpProxy,
     get_json,
@@ -28,6 +27,7 @@ from tests.edge_masterdata_support import (
     publish,
     until,
 )
+from tests.edge_support import EdgeProcess, new_id, sale_json
 from tillstream.core.codec import AvroCodec
 from tillstream.core.kafka import create_topics, make_consumer
 from tillstream.core.settings import Settings
