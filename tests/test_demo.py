@@ -1,6 +1,7 @@
 """``tillstream demo`` (``make demo``) as a new user runs it, without a terminal: a broker of
 its own, edges, the four consumers, simulated tills, and a summary showing events flowing
-through every consumer and how the sales audit closed each store-day."""
+through every consumer, how the sales audit closed each store-day, and a price change
+head office publishes while it runs reaching every store's edge."""
 
 from __future__ import annotations
 
@@ -45,4 +46,12 @@ def test_the_demo_runs_end_to_end_and_summarises() -> None:
         kinds = {k.split()[0] for k in closed[3].split(", ")} if closed[3] else set()
         assert kinds <= {"receipt_gap", "over_short"}, closed[0]
         assert (closed[1] == "closed-balanced") == (closed[2] == "0"), closed[0]
+    # Head office changed a chain price while the demo ran; both stores' edges serve it.
+    changed = re.search(
+        r"price change (\S+) (\d+\.\d\d) -> (\d+\.\d\d) EUR: served by 2/2 stores "
+        r"after ([\d.]+) s \(S001 [\d.]+ s, S002 [\d.]+ s\)\n",
+        out,
+    )
+    assert changed, out[-2000:]
+    assert changed[2] != changed[3] and float(changed[4]) < 60
     assert re.search(r"planted: receipts refused by the edges \(.*\) keep their numbers", out)

@@ -15,6 +15,8 @@ from rich.live import Live
 
 from tillstream.cli.common import settings
 from tillstream.cli.tills import Traffic, traffic_options
+from tillstream.demo import price_change
+from tillstream.demo.price_change import PriceChange
 from tillstream.demo.stack import DemoStack
 from tillstream.demo.view import Snapshot, audit_days, plain_line, render, scrape, store_day_line
 from tillstream.dev.broker import DevKafkaError
@@ -22,6 +24,9 @@ from tillstream.dev.processes import ServiceError
 from tillstream.simulate.driver import EdgeSink, Simulator, Stats
 
 CATCH_UP_SECONDS = 60
+PRICE_CHANGE_AFTER = 5.0
+"""Seconds after the tills start that head office changes a price (a quarter of a shorter
+run)."""
 
 
 @click.command()
@@ -61,8 +66,9 @@ def demo(traffic: Traffic, bootstrap_servers: str | None) -> None:
             tills=traffic.tills,
             seed=traffic.seed,
         )
-        last = asyncio.run(_show(stack, simulator, traffic.duration, console))
-        _summary(stack, simulator.stats, last, workdir)
+        change = price_change.planned()
+        last = asyncio.run(_show(stack, simulator, traffic.duration, console, change, workdir))
+        _summary(stack, simulator.stats, last, workdir, change)
     except (DevKafkaError, ServiceError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -70,7 +76,12 @@ def demo(traffic: Traffic, bootstrap_servers: str | None) -> None:
 
 
 async def _show(
-    stack: DemoStack, simulator: Simulator, duration: float | None, console: Console
+    stack: DemoStack,
+    simulator: Simulator,
+    duration: float | None,
+    console: Console,
+    change: PriceChange,
+    workdir: Path,
 ) -> Snapshot:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -79,6 +90,10 @@ async def _show(
             loop.add_signal_handler(sig, stop.set)
     started = time.monotonic()
     running = asyncio.create_task(simulator.run(duration, stop))
+    delay = min(PRICE_CHANGE_AFTER, duration / 4) if duration else PRICE_CHANGE_AFTER
+    repricing = asyncio.create_task(
+        price_change.run(change, stack, workdir, delay=delay, started=started)
+    )
     before: Snapshot | None = None
     interval = 1.0 if console.is_terminal else 5.0
     view: contextlib.AbstractContextManager[Live | None] = (
@@ -98,7 +113,14 @@ async def _show(
             await asyncio.wait([running], timeout=interval)
         await running
         click.echo("tills closed; letting the consumers catch up ...")
-        return await _catch_up(stack, live, simulator.stats, started)
+        last = await _catch_up(stack, live, simulator.stats, started)
+        # Bounded: the watch ends by itself (price_change.WAIT_SECONDS); Ctrl-C ends it now.
+        if not stop.is_set():
+            await asyncio.wait([repricing], timeout=price_change.WAIT_SECONDS)
+        repricing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await repricing
+        return last
 
 
 async def _catch_up(stack: DemoStack, live: Live | None, stats: Stats, started: float) -> Snapshot:
@@ -120,7 +142,9 @@ async def _catch_up(stack: DemoStack, live: Live | None, stats: Stats, started: 
     return before
 
 
-def _summary(stack: DemoStack, stats: Stats, last: Snapshot, workdir: Path) -> None:
+def _summary(
+    stack: DemoStack, stats: Stats, last: Snapshot, workdir: Path, change: PriceChange
+) -> None:
     click.echo("")
     click.echo("Summary")
     click.echo(
@@ -141,6 +165,7 @@ def _summary(stack: DemoStack, stats: Stats, last: Snapshot, workdir: Path) -> N
         )
     click.echo(f"  low-stock SKUs {last.low_stock:,.0f}, reconciliation flags {last.flags:,.0f}")
     _audit_summary(stack, stats)
+    click.echo(f"  {change.summary(stack.stores)}")
     click.echo(f"  try: tillstream stock S001 --db sqlite:///{workdir}/erp.db")
     click.echo(f"       tillstream report --store S001 --db duckdb:///{workdir}/analytics.duckdb")
     click.echo(f"       tillstream audit --db sqlite:///{workdir}/audit.db")

@@ -16,8 +16,8 @@ from tillstream.core.settings import Settings
 from tillstream.dev.broker import LocalKafka, resolve_jars
 from tillstream.dev.ports import free_port
 from tillstream.dev.processes import Service
-from tillstream.masterdata.publish import ITEM_KIND, publish_file
-from tillstream.simulate.catalog import items_csv
+from tillstream.masterdata.publish import ITEM_KIND, PRICE_KIND, publish_file
+from tillstream.simulate.catalog import items_csv, prices_csv
 
 CONSUMERS = (("erp", "sqlite:///{dir}/erp.db"), ("crm", "sqlite:///{dir}/crm.db"),
              ("analytics", "duckdb:///{dir}/analytics.duckdb"),
@@ -32,6 +32,8 @@ class DemoStack:
     broker: LocalKafka | None = None
     edges: dict[str, Service] = field(default_factory=dict)
     consumers: dict[str, Service] = field(default_factory=dict)
+    settings: Settings | None = None
+    """The settings the stack runs with (its broker), once started."""
 
     @property
     def services(self) -> list[Service]:
@@ -51,6 +53,7 @@ class DemoStack:
         cfg = settings.model_copy(
             update={"kafka_bootstrap_servers": self.bootstrap, "topic_partitions": 3}
         )
+        self.settings = cfg
         asyncio.run(create_topics(cfg))
         say("topics created")
         env = {"TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, "TILLSTREAM_LOG_LEVEL": "INFO"}
@@ -64,7 +67,7 @@ class DemoStack:
                  "--outbox", str(self.workdir / store / "outbox.db"), "--poslog-dir", str(folder)],
                 port, self.workdir / store / "edge.log", env,
             ).start()  # fmt: skip
-        self._publish_item_master(cfg)
+        self._publish_master_data(cfg)
         for name, url in CONSUMERS:
             port = free_port()
             self.consumers[name] = Service(
@@ -77,12 +80,18 @@ class DemoStack:
             say(f"waiting for {service.name} ...")
             service.wait_ready()
 
-    def _publish_item_master(self, cfg: Settings) -> None:
-        """The demo's catalog on tillstream.items (reorder points, so low stock shows up)."""
-        csv_path = self.workdir / "items.csv"
-        csv_path.write_text(items_csv())
+    def _publish_master_data(self, cfg: Settings) -> None:
+        """The demo's catalog on tillstream.items (reorder points, so low stock shows up)
+        and its chain-wide list prices on tillstream.prices, as head office publishes them."""
         codec = AvroCodec(registry_from_settings(cfg))
-        asyncio.run(publish_file(cfg, codec, ITEM_KIND, csv_path))
+
+        async def publish() -> None:
+            for kind, text in ((ITEM_KIND, items_csv()), (PRICE_KIND, prices_csv())):
+                csv_path = self.workdir / f"{kind.name}.csv"
+                csv_path.write_text(text)
+                await publish_file(cfg, codec, kind, csv_path)
+
+        asyncio.run(publish())
 
     def stop(self, say: Callable[[str], None]) -> None:
         for service in self.services:  # edges first: they drain their outboxes into Kafka
