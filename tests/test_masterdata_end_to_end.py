@@ -5,10 +5,11 @@ price within its validity window only; an item left out of a ``--full`` publish 
 from the edge.
 
 The test has a broker of its own: 200,000 records on the session broker's master-data topics
-would slow every later test that reads them from the start. It is slower than the ~120 s
-aimed at: on the 2 shared cores under a load average of about 10 (a chaos run beside it) it
-took 251 s (the two publishes 163 s, the edge holding everything 18 s after them), using
-about 60 s of CPU; it keeps 100,000 of each, as the issue asks, and a timeout of its own.
+would slow every later test that reads them from the start. Measured on the 2 shared cores:
+60 s at a load average of 2 (the two publishes 27 s, the edge holding everything 8 s after
+them), 251 s at a load average of 10 with a chaos run beside it (publishes 163 s, then
+18 s); about 57 s of CPU either way. It keeps 100,000 of each, as the issue asks, with a
+timeout of its own for a loaded machine.
 The cut-off-from-Kafka and restart cases are in tests/test_edge_masterdata.py.
 """
 
