@@ -681,3 +681,15 @@ def test_the_refresh_audits_dirty_days_in_at_most_a_share_of_the_time() -> None:
     assert pacing.due(one)
     pacing.forget_due()
     assert pacing.wait() == 0
+
+
+def test_an_event_sent_again_changes_nothing_without_the_runtimes_memory(db_url: str) -> None:
+    chain = ChainDay("R")
+    harness = audited(db_url, chain.events())
+    before = open_flags(harness.db)
+    harness.apply_events(*chain.events()[:50])  # a till's resend: the same ids, new offsets
+    assert open_flags(harness.db) == before == chain.planted()
+    assert harness.db.fetchall("SELECT COUNT(*) FROM runtime_events") == [(0,)]
+    transactions = harness.db.fetchall("SELECT COUNT(*) FROM audit_transactions")
+    sales = len({r["event_id"] for e, r in chain.events() if e == "sale"})
+    assert transactions == [(sales,)]

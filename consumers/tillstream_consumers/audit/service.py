@@ -54,6 +54,9 @@ class SalesAudit(Consumer):
     name = COMPONENT
     topics = (SALES.name, PAYMENTS.name, TILL_EVENTS.name)
     migrations = MIGRATIONS
+    deduplicates = False
+    """Facts are keyed by event id and written ``ON CONFLICT DO NOTHING``, and a store-day's
+    audit is a function of its facts: an event that comes again changes nothing."""
     inline_store_days: ClassVar[int] = 16
     """A batch audits the store-days it touched at once (flags within the batch's commit),
     except a big day that grew too little since its last audit (``pacing.py``), or all of

@@ -194,6 +194,11 @@ class Consumer:
     published one. Use ``?`` placeholders, or ``{dialect: sql}`` where dialects differ."""
     publishes: ClassVar[Sequence[str]] = ()
     """Topics this consumer publishes to (created at start-up if missing)."""
+    deduplicates: ClassVar[bool] = True
+    """Whether the runtime remembers every event id applied and skips one that comes again
+    at another offset (a till's resend after a crash). A consumer whose writes are keyed by
+    event id and so take a resend as a no-op by themselves (the sales audit's facts) may set
+    this False: it saves a row and a lookup per event."""
     default_db_url: ClassVar[str | None] = None
     """Database used when neither ``--db`` nor ``TILLSTREAM_DB_URL`` names one."""
     component: ClassVar[str | None] = None

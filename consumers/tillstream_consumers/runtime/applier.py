@@ -60,7 +60,8 @@ class Applier:
         """Apply ``records`` and advance the stored offsets to ``positions``, atomically.
 
         Records below the stored offset (another instance got there first) and event ids
-        applied before are skipped, so a batch given twice has its effects once. Anything
+        applied before (unless the consumer does not ``deduplicates``: then only twice in
+        this batch) are skipped, so a batch given twice has its effects once. Anything
         raised rolls the whole transaction back.
         """
         outcome = BatchOutcome()
@@ -68,7 +69,8 @@ class Applier:
             stored = state.load_offsets(self.db, self.name, positions, lock=True)
             fresh = [r for r in records if r.offset >= stored.get(r.topic_partition, -1)]
             ids = [r.event_id for r in fresh if r.event_id is not None]
-            seen = state.seen_events(self.db, self.name, ids) if ids else set()
+            remembers = self.consumer.deduplicates
+            seen = state.seen_events(self.db, self.name, ids) if ids and remembers else set()
             for record in fresh:
                 event_id = record.event_id
                 if event_id is not None and event_id in seen:
@@ -80,9 +82,10 @@ class Applier:
             ctx = Context(self.db, datetime.now(UTC), self.encode)
             if outcome.applied:
                 self.consumer.apply(ctx, outcome.applied)
-                state.mark_events(
-                    self.db, self.name, [r.event_id for r in outcome.applied if r.event_id]
-                )
+                if remembers:
+                    state.mark_events(
+                        self.db, self.name, [r.event_id for r in outcome.applied if r.event_id]
+                    )
             if ctx.outgoing:
                 created = ctx.now.isoformat()
                 state.queue_outgoing(
