@@ -285,10 +285,13 @@ def test_a_registry_takes_sale_v2_as_backward_compatible(schema_registry: str) -
     put = httpx.put(f"{schema_registry}/config/{subject}", json={"compatibility": "BACKWARD"})
     assert put.status_code == 200
     registry = ConfluentRegistry(schema_registry)
-    v1, v2 = (v.definition for v in SchemaSet().versions["sale"])
+    v1, v2, v3 = (v.definition for v in SchemaSet().versions["sale"])
     v1_id = registry.register(subject, v1)
     assert registry.is_compatible(subject, v2)
-    assert registry.register(subject, v2) != v1_id
+    v2_id = registry.register(subject, v2)
+    assert v2_id != v1_id
+    assert registry.is_compatible(subject, v3)  # v3 adds list_price, null by default
+    assert registry.register(subject, v3) not in (v1_id, v2_id)
 
     # A v1 sale registered there decodes, through the registry, with every line stock.
     body = io.BytesIO()
