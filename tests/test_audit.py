@@ -9,7 +9,7 @@ import json
 import random
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -406,19 +406,19 @@ def test_the_business_day_is_the_stores_not_the_utc_day(db_url: str) -> None:
     assert day.closed_at == "2026-03-02T21:00:00-05:00"
 
 
-def lost_receipt_day(store: str) -> tuple[list[Event], list[Event], Found]:
+def lost_receipt_day(store: str, day: date = DAY) -> tuple[list[Event], list[Event], Found]:
     """A store-day whose cash receipt never arrives while its payment does: its events, the
     lost receipt, and the flags it gives."""
-    sd = StoreDay(store, DAY)
-    sd.store_event("STORE_DAY_OPEN", local(DAY, 7))
+    sd = StoreDay(store, day)
+    sd.store_event("STORE_DAY_OPEN", local(day, 7))
     till = sd.till("T01", "op-1")
-    till.open(local(DAY, 8))
-    till.sell(local(DAY, 9))
-    lost = till.sell(local(DAY, 10))  # the cash is in the drawer...
+    till.open(local(day, 8))
+    till.sell(local(day, 9))
+    lost = till.sell(local(day, 10))  # the cash is in the drawer...
     till.events.remove(lost[0])  # ...the receipt never reaches head office
-    till.sell(local(DAY, 11))
-    till.close(local(DAY, 20))
-    sd.store_event("STORE_DAY_CLOSE", local(DAY, 21))
+    till.sell(local(day, 11))
+    till.close(local(day, 20))
+    sd.store_event("STORE_DAY_CLOSE", local(day, 21))
     sale = lost[0][1]
     flags = {
         (store, "receipt_gap", f"T01 {sale['receipt_number']}"),
@@ -443,6 +443,44 @@ def test_a_payment_whose_sale_never_came_counts_in_the_drawer_until_the_sale_doe
     assert open_flags(harness.db) == set()
     (payment,) = queries.events(harness.db, flag["events"])
     assert payment["what"] == f"CASH CAPTURED for receipt {lost[0][1]['receipt_number']}"
+
+
+def test_payments_read_ahead_of_their_sales_wait_for_the_sales_topic(db_url: str) -> None:
+    """A consumer that catches up may read the payments topic ahead of the sales topic: a
+    payment is without a sale only once the store's sales were read past it."""
+    today = datetime.now(UTC).date()  # not over: only the reading order can clear it
+    events, lost, flags = lost_receipt_day("M-2", today)
+    harness = audited(db_url, [e for e in events if e[0] != "sale"])
+    assert {f for f in open_flags(harness.db) if f[1] == "payment_without_sale"} == set()
+    assert harness.db.fetchall("SELECT COUNT(*) FROM audit_dirty") == [(1,)]  # audited again
+    harness.apply_events(*[e for e in events if e[0] == "sale"])
+    assert open_flags(harness.db) == flags
+    assert harness.db.fetchall("SELECT COUNT(*) FROM audit_dirty") == [(0,)]
+    harness.apply_events(*lost)
+    assert open_flags(harness.db) == set()
+
+
+def test_a_payment_waiting_for_sales_is_flagged_once_a_later_sale_is_read(db_url: str) -> None:
+    today = datetime.now(UTC).date()
+    sd = StoreDay("M-3", today)
+    sd.store_event("STORE_DAY_OPEN", local(today, 7))
+    till = sd.till("T01", "op-1")
+    till.open(local(today, 8))
+    till.sell(local(today, 9))
+    lost = till.sell(local(today, 10))  # the day's last sale never arrives; its payment does
+    till.events.remove(lost[0])
+    till.close(local(today, 20))
+    sd.store_event("STORE_DAY_CLOSE", local(today, 21))
+    harness = audited(db_url, sd.all_events())  # published in this order
+    assert {f[1] for f in open_flags(harness.db)} == {"receipt_gap"}
+    tomorrow = today + timedelta(days=1)
+    next_day = StoreDay("M-3", tomorrow)
+    next_day.till("T01", "op-1").sell(local(tomorrow, 9))  # published after the payment
+    harness.apply_events(*next_day.all_events())
+    harness.consumer.settle(harness.db, datetime.now(UTC))
+    assert ("M-3", "payment_without_sale", f"T01 {lost[0][1]['event_id']}") in open_flags(
+        harness.db
+    )
 
 
 # -- the auditor's page -------------------------------------------------------------------
@@ -610,37 +648,44 @@ class SteppingClock:
         return self.now
 
 
-def test_a_big_store_day_is_audited_in_the_batch_once_it_grew_enough(
+def test_a_big_store_day_is_left_to_the_refresh(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     chain = ChainDay("P")
     events = chain.events()
     store = chain.stores[1]  # the one with the lost receipt
-    close = next(
-        e for e in events if e[0] == "till_event" and e[1]["store_id"] == store
-        and e[1]["kind"] == "STORE_DAY_CLOSE" and str(e[1]["business_day"]) == DAY.isoformat()
-    )  # fmt: skip
-    events.remove(close)
     harness = ConsumerHarness(SalesAudit(SETTINGS), db_url)
     harness.apply_events(*events)
-    [(audited,)] = harness.db.fetchall(
-        "SELECT events FROM audit_days WHERE store_id = ? AND business_day = ?",
-        (store, DAY.isoformat()),
-    )
-    # Pretend this day is big: audited again in the batch once two more events came.
-    monkeypatch.setattr(pacing, "SMALL_DAY", 1)
-    monkeypatch.setattr(pacing, "GROWTH", 2 / audited)
     flags = open_flags(harness.db)
-    harness.apply_events(*chain.missing)  # one receipt (and its payment): too few
+    monkeypatch.setattr(pacing, "SMALL_DAY", 1)  # pretend every day is big
+    harness.apply_events(*chain.missing)  # the lost receipt and its payment, backfilled
     assert open_flags(harness.db) == flags
     [(pending,)] = harness.db.fetchall(
         "SELECT new_events FROM audit_dirty WHERE store_id = ?", (store,)
     )
-    assert pending == 1
-    harness.apply_events(close)  # the second: audited in this batch
+    assert pending == 1  # one receipt waits for the audit
+    harness.consumer.settle(harness.db, datetime.now(UTC))
     gap = {f for f in chain.planted() if f[1] == "receipt_gap"}
     assert open_flags(harness.db) == chain.planted() - gap
     assert harness.db.fetchall("SELECT COUNT(*) FROM audit_dirty") == [(0,)]
+
+
+def test_a_day_of_payments_read_ahead_of_its_sales_is_big(db_url: str) -> None:
+    """What an audit reads sizes a day: a day of few receipts but many payments read ahead
+    of their sales is left to the refresh like a full one."""
+    today = datetime.now(UTC).date()
+    sd = StoreDay("B-1", today)
+    till = sd.till("T01", "op-1")
+    till.open(local(today, 8))
+    for minute in range(pacing.SMALL_DAY):
+        till.sell(local(today, 9) + timedelta(minutes=minute), "CARD")
+    till.close(local(today, 20))
+    sales = [e for e in sd.all_events() if e[0] == "sale"]
+    harness = audited(db_url, [e for e in sd.all_events() if e[0] != "sale"])
+    [(facts,)] = harness.db.fetchall("SELECT facts FROM audit_days WHERE store_id = 'B-1'")
+    assert facts > pacing.SMALL_DAY
+    harness.apply_events(sales[0])
+    assert harness.db.fetchall("SELECT new_events FROM audit_dirty") == [(1,)]
 
 
 def test_dirty_store_days_are_settled_once_their_wait_has_passed(db_url: str) -> None:

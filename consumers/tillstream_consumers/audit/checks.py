@@ -22,6 +22,7 @@ from tillstream_consumers.audit.balance import Balance, balance, till_totals_fla
 from tillstream_consumers.audit.facts import (
     Control,
     StoreDayFacts,
+    Tender,
     Transaction,
     local_iso,
 )
@@ -70,6 +71,9 @@ class DayAudit:
     """The store-day's close (its last STORE_DAY_CLOSE, if no STORE_DAY_OPEN followed)."""
     overdue: bool
     """The day ended (local midnight) more than the grace ago."""
+    waiting_for_sales: int = 0
+    """Sales whose payments would be flagged as without a sale, but the store's sales have
+    not been read past them yet (``payments.read_past``): the day is audited again."""
 
 
 def day_end(day: date, utc_offset_minutes: int) -> datetime:
@@ -94,10 +98,13 @@ def audit_day(facts: StoreDayFacts, now: datetime, settings: Settings) -> DayAud
     tills: list[Till] = []
     balances: list[Balance] = []
     pending: list[str] = []
+    waiting = 0
     paid = paid_by_sale(facts.payments)
     paying_of: dict[str, list[str]] = defaultdict(list)  # sale event id -> its payments' ids
+    taken_on: dict[str, list[Tender]] = defaultdict(list)  # till -> the payments it took
     for p in facts.payments:
         paying_of[p.sale_event_id].append(p.event_id)
+        taken_on[p.terminal_id].append(p)
     for terminal, transactions, controls in _by_till(facts):
         sessions = sorted(
             (c.occurred_at, _SESSION_RANK[c.kind], c.event_id, c.kind)
@@ -129,7 +136,12 @@ def audit_day(facts: StoreDayFacts, now: datetime, settings: Settings) -> DayAud
                 )
             )
         for t, copies, subject in receipts(transactions):
-            got = sum((paid.get(c.event_id, _ZERO) for c in copies), _ZERO)
+            if len(copies) == 1:
+                got = paid.get(t.event_id, _ZERO)
+            else:
+                got = sum((paid.get(c.event_id, _ZERO) for c in copies), _ZERO)
+            if got == t.net and not t.problems:
+                continue  # most receipts: nothing to flag
             paying = sorted(i for c in copies for i in paying_of.get(c.event_id, ()))
             for flag in transaction_flags(t, subject, got, paying):
                 if flag.kind == PAYMENT_MISMATCH and not payments_due(t, sessions, due):
@@ -137,11 +149,14 @@ def audit_day(facts: StoreDayFacts, now: datetime, settings: Settings) -> DayAud
                 else:
                     flags.append(flag)
         orphans = [p for p in facts.orphans if p.terminal_id == terminal]
-        flags += orphan_flags(terminal, orphans, sessions, due)
-        flags += till_totals_flags(terminal, controls, [*facts.payments, *orphans])
-        till_balances, balance_flags = balance(
-            terminal, controls, [*facts.payments, *orphans], settled, settings
+        orphaned, waits = orphan_flags(
+            terminal, orphans, sessions, due, overdue, facts.sales_read_ms
         )
+        flags += orphaned
+        waiting += waits
+        taken = [*taken_on[terminal], *orphans]
+        flags += till_totals_flags(terminal, controls, taken)
+        till_balances, balance_flags = balance(terminal, controls, taken, settled, settings)
         balances += till_balances
         flags += balance_flags
         operators = {c.operator_id for c in controls if c.kind == "SIGN_ON" and c.operator_id}
@@ -159,7 +174,9 @@ def audit_day(facts: StoreDayFacts, now: datetime, settings: Settings) -> DayAud
         )
     order = {kind: i for i, kind in enumerate(KINDS)}
     flags.sort(key=lambda f: (order[f.kind], f.terminal_id or "", f.subject))
-    return DayAudit(tuple(flags), tuple(tills), tuple(balances), tuple(pending), closed_at, overdue)
+    return DayAudit(
+        tuple(flags), tuple(tills), tuple(balances), tuple(pending), closed_at, overdue, waiting
+    )
 
 
 # -- the parts ---------------------------------------------------------------------------

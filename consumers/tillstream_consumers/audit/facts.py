@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from functools import cached_property
+from operator import itemgetter
 from typing import Any, cast
 
 from tillstream.core.events import Payment, Sale, TillEvent
@@ -60,6 +61,9 @@ class Control:
     """(tender, amount) pairs, amounts never negative (the kind gives the direction)."""
 
 
+_SIGN = {"CAPTURED": 1, "REFUNDED": -1}
+
+
 @dataclass(frozen=True, slots=True)
 class Tender:
     """A payment of a sale: CAPTURED moves money in, REFUNDED out, the rest nothing."""
@@ -71,12 +75,13 @@ class Tender:
     status: str
     amount: Decimal
     occurred_at: datetime
+    published_ms: int | None = None
+    """When the edge published it (its Kafka timestamp; None: stored before that was kept)."""
 
     @property
     def signed(self) -> Decimal:
         """The money it moved into the till (negative: paid back)."""
-        sign = {"CAPTURED": 1, "REFUNDED": -1}.get(self.status, 0)
-        return sign * self.amount
+        return _SIGN.get(self.status, 0) * self.amount
 
 
 @dataclass(frozen=True)
@@ -91,10 +96,17 @@ class StoreDayFacts:
     """Payments of this day's sales (on whichever till took them)."""
     orphans: Sequence[Tender] = ()
     """Payments of sales the audit does not have, made within this day's :attr:`window`."""
+    sales_read_ms: int | None = None
+    """The newest publication time of the store's sales read so far (None: none yet)."""
 
     @property
     def events(self) -> int:
         return len(self.transactions) + len(self.controls)
+
+    @property
+    def size(self) -> int:
+        """Every fact an audit of the day reads: what it costs."""
+        return self.events + len(self.payments) + len(self.orphans)
 
     @cached_property
     def window(self) -> tuple[datetime, datetime] | None:
@@ -137,7 +149,7 @@ def parse_ts(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
-def _problems(sale: Sale) -> str | None:
+def problems_text(sale: Sale) -> str | None:
     problems = [f"{field}: {message}" for field, message in totals_problems(sale)]
     return json.dumps(problems) if problems else None
 
@@ -154,6 +166,7 @@ _RECEIPT = ("terminal_id", "receipt_number", "business_day", "occurred_at",
             "utc_offset_minutes", "cashier_id", "customer_id", "currency")  # fmt: skip
 _LINE = ("line_number", "kind", "sku", "gtin", "quantity", "unit_of_measure", "unit_price",
          "discount_amount", "tax_amount", "extended_amount", "stock_item")  # fmt: skip
+_receipt_fields, _line_fields = itemgetter(*_RECEIPT), itemgetter(*_LINE)
 
 
 def receipt_digest(sale: Sale) -> str:
@@ -164,11 +177,10 @@ def receipt_digest(sale: Sale) -> str:
     till) does not make a resend another receipt, and it is three times faster to make
     than :func:`content_digest` (it is made for every sale)."""
     value = cast(dict[str, Any], sale)
-    parts = [str(value[k]) for k in _RECEIPT]
-    parts += map(str, value["totals"].values())
+    parts = [*_receipt_fields(value), *value["totals"].values()]
     for line in value["lines"]:
-        parts += [str(line[k]) for k in _LINE]
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+        parts += _line_fields(line)
+    return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:32]
 
 
 # -- writing ---------------------------------------------------------------------------
@@ -226,7 +238,7 @@ def store_sales(db: Database, sales: Sequence[Sale], received_at: datetime) -> N
                 s["currency"],
                 to_units(s["totals"]["net_amount"], MONEY_SCALE),
                 receipt_digest(s),
-                _problems(s),
+                problems_text(s),
                 received,
             )
             for s in sales
@@ -288,7 +300,10 @@ def store_controls(db: Database, events: Sequence[TillEvent], received_at: datet
     )
 
 
-def store_payments(db: Database, payments: Sequence[Payment], received_at: datetime) -> None:
+def store_payments(
+    db: Database, payments: Sequence[tuple[Payment, int]], received_at: datetime
+) -> None:
+    """Each payment with when it was published (its Kafka timestamp, milliseconds)."""
     received = ts(received_at)
     insert_facts(
         db,
@@ -303,6 +318,7 @@ def store_payments(db: Database, payments: Sequence[Payment], received_at: datet
             "amount",
             "occurred_at",
             "received_at",
+            "published_ms",
         ),
         [
             (
@@ -315,11 +331,34 @@ def store_payments(db: Database, payments: Sequence[Payment], received_at: datet
                 to_units(p["amount"], MONEY_SCALE),
                 ts(p["occurred_at"]),
                 received,
+                published_ms,
             )
-            for p in payments
+            for p, published_ms in payments
         ],
         "ON CONFLICT (event_id) DO NOTHING",
     )
+
+
+def note_sales_read(db: Database, sales: Sequence[tuple[Sale, int]]) -> None:
+    """Move each store's mark of how far its sales were read to the newest publication
+    time (Kafka timestamp, milliseconds) among ``sales``."""
+    newest: dict[str, int] = {}
+    for sale, published_ms in sales:
+        newest[sale["store_id"]] = max(published_ms, newest.get(sale["store_id"], published_ms))
+    db.insert_many(
+        "audit_sales_read",
+        ("store_id", "published_ms"),
+        sorted(newest.items()),
+        "ON CONFLICT (store_id) DO UPDATE SET published_ms = CASE WHEN "
+        "excluded.published_ms > audit_sales_read.published_ms THEN excluded.published_ms "
+        "ELSE audit_sales_read.published_ms END",
+    )
+
+
+def sales_read(db: Database, store_id: str) -> int | None:
+    """The newest publication time of ``store_id``'s sales read so far, or None."""
+    row = db.fetchone("SELECT published_ms FROM audit_sales_read WHERE store_id = ?", (store_id,))
+    return None if row is None else int(row[0])
 
 
 def days_of_sales(db: Database, sale_ids: Iterable[str]) -> dict[str, tuple[str, date]]:
@@ -337,14 +376,15 @@ def days_of_sales(db: Database, sale_ids: Iterable[str]) -> dict[str, tuple[str,
     return found
 
 
-def payments_of_sales(db: Database, sale_ids: Iterable[str]) -> set[str]:
-    """The event ids of the payments the audit has of these sales."""
-    found: set[str] = set()
+def payments_of_sales(db: Database, sale_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """The payments the audit has of these sales: event id -> (store, time as :func:`ts`)."""
+    found: dict[str, tuple[str, str]] = {}
     for chunk in chunks(sorted(set(sale_ids))):
         found |= {
-            str(event_id)
-            for (event_id,) in db.fetchall(
-                f"SELECT event_id FROM audit_payments WHERE sale_event_id IN ({marks(chunk)})",
+            str(event_id): (str(store), str(at))
+            for event_id, store, at in db.fetchall(
+                "SELECT event_id, store_id, occurred_at FROM audit_payments "
+                f"WHERE sale_event_id IN ({marks(chunk)})",
                 chunk,
             )
         }
@@ -419,7 +459,10 @@ def load_store_day(db: Database, store_id: str, day: date) -> StoreDayFacts:
         "(SELECT 1 FROM audit_transactions t WHERE t.event_id = p.sale_event_id)",
         (store_id, ts(first), ts(last)),
     )
-    return StoreDayFacts(store_id, day, transactions, controls, payments, orphans)
+    if not orphans:
+        return StoreDayFacts(store_id, day, transactions, controls, payments)
+    read = sales_read(db, store_id)
+    return StoreDayFacts(store_id, day, transactions, controls, payments, orphans, read)
 
 
 def _tenders(db: Database, where: str, params: Sequence[Any]) -> list[Tender]:
@@ -432,27 +475,35 @@ def _tenders(db: Database, where: str, params: Sequence[Any]) -> list[Tender]:
             str(status),
             money(int(amount)),
             parse_ts(at),
+            None if published is None else int(published),
         )
-        for event_id, sale_id, terminal, method, status, amount, at in db.fetchall(
+        for event_id, sale_id, terminal, method, status, amount, at, published in db.fetchall(
             "SELECT p.event_id, p.sale_event_id, p.terminal_id, p.method, p.status, p.amount, "
-            f"p.occurred_at FROM audit_payments p {where} ORDER BY p.occurred_at, p.event_id",
+            f"p.occurred_at, p.published_ms FROM audit_payments p {where} "
+            "ORDER BY p.occurred_at, p.event_id",
             params,
         )
     ]
 
 
-def days_around_payments(db: Database, payment_ids: Iterable[str]) -> set[tuple[str, date]]:
-    """The store-days whose window holds one of these payments: where a payment without its
-    sale is counted (and must be counted no more once its sale came)."""
+def days_around(db: Database, moments: Iterable[tuple[str, str]]) -> set[tuple[str, date]]:
+    """The store-days whose window (first to last event) holds one of these (store, time as
+    :func:`ts`): where a payment made then without its sale is counted (and must be counted
+    no more once its sale came). One look at the windows of the stores concerned."""
+    wanted: dict[str, list[str]] = {}
+    for store, at in moments:
+        wanted.setdefault(store, []).append(at)
+    if not wanted:
+        return set()
+    stores = sorted(wanted)
+    times = [at for ats in wanted.values() for at in ats]
     found: set[tuple[str, date]] = set()
-    for chunk in chunks(sorted(set(payment_ids))):
-        found |= {
-            (str(store), date.fromisoformat(str(day)))
-            for store, day in db.fetchall(
-                "SELECT DISTINCT d.store_id, d.business_day FROM audit_payments p "
-                "JOIN audit_days d ON d.store_id = p.store_id AND d.first_at <= p.occurred_at "
-                f"AND d.last_at >= p.occurred_at WHERE p.event_id IN ({marks(chunk)})",
-                chunk,
-            )
-        }
+    for chunk in chunks(stores):
+        for store, day, first, last in db.fetchall(
+            "SELECT store_id, business_day, first_at, last_at FROM audit_days "
+            f"WHERE store_id IN ({marks(chunk)}) AND first_at <= ? AND last_at >= ?",
+            (*chunk, max(times), min(times)),
+        ):
+            if any(first <= at <= last for at in wanted[str(store)]):
+                found.add((str(store), date.fromisoformat(str(day))))
     return found

@@ -20,18 +20,18 @@ _NUMBER = re.compile(r"(.*?)(\d+)")
 
 def numbering_flags(facts: StoreDayFacts) -> list[Flag]:
     """Duplicates and gaps in each till's own numbering (one series per prefix)."""
-    numbered: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for t in facts.transactions:
-        numbered[(t.terminal_id, t.number)][t.content].append(t.event_id)
+    numbered: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    for t in facts.transactions:  # (till, number) -> (content, event id) of each holder
+        numbered[(t.terminal_id, t.number)].append((t.content, t.event_id))
     for c in facts.controls:
         if c.number:
-            numbered[(c.terminal_id, c.number)][c.content].append(c.event_id)
+            numbered[(c.terminal_id, c.number)].append((c.content, c.event_id))
     flags: list[Flag] = []
     series: dict[tuple[str, str], dict[int, int]] = defaultdict(dict)
     holders: dict[tuple[str, str, int], tuple[str, ...]] = {}
-    for (terminal, number), contents in sorted(numbered.items()):
-        ids = tuple(sorted(i for found in contents.values() for i in found))
-        if len(contents) > 1:
+    for (terminal, number), found in sorted(numbered.items()):
+        ids = tuple(sorted(event_id for _, event_id in found))
+        if len(found) > 1 and len({content for content, _ in found}) > 1:
             flags.append(
                 Flag(
                     DUPLICATE_NUMBER,

@@ -2,18 +2,21 @@
 
 An audit reads all of a store-day's facts, so auditing a busy day after every batch costs
 more as the day grows (a big store's day holds tens of thousands of facts by evening): the
-work would grow with the square of the day. Two rules keep it linear.
+work would grow with the square of the day. Two rules keep it in bounds.
 
 - **In the batch** (:func:`audit_now`): a store-day is audited within the batch that brought
-  its events while it is small (under :data:`SMALL_DAY` receipts and till events), or once
-  the events since its last audit make up :data:`GROWTH` of those it had then. Otherwise
-  the batch marks it dirty. In the batches each fact is then read about ``1 + 1 / GROWTH``
-  times over the day, however long the day.
+  its events while it is small: its last audit read fewer than :data:`SMALL_DAY` facts
+  (receipts, till events and payments, those without a sale too). A bigger one the batch
+  marks dirty.
 - **On the refresh** (:class:`Pacing`), every couple of seconds, the dirty store-days are
   audited once their wait has passed: the time the last audits of all busy store-days took,
   times ``1 / SHARE - 1``, so auditing them takes at most :data:`SHARE` of the service's
   time, and a dirty day's flags lag by at most that wait (about a second for six stores of
   a few thousand receipts a day each).
+
+A day is small by what its audit reads, not by its receipts: payments read ahead of their
+sales (a consumer catching up reads the topics at their own pace) make a day of few
+receipts as costly to audit as a full one.
 """
 
 from __future__ import annotations
@@ -23,22 +26,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 
-SMALL_DAY = 200
-"""Receipts and till events: a store-day smaller than this is audited after every batch."""
-GROWTH = 1.0
-"""A bigger one is audited in the batch once it grew by this share since its last audit."""
+SMALL_DAY = 400
+"""Facts: a store-day whose last audit read fewer is audited after every batch."""
 SHARE = 0.2
 """The most of its time the service spends auditing dirty store-days on its refreshes."""
 
 StoreDay = tuple[str, date]
 
 
-def audit_now(audited_events: int | None, new_events: int) -> bool:
-    """Whether a batch audits a store-day that had ``audited_events`` at its last audit
-    (None: never audited) and has ``new_events`` since."""
-    if audited_events is None or audited_events < SMALL_DAY:
-        return True
-    return new_events >= GROWTH * audited_events
+def audit_now(audited_facts: int | None) -> bool:
+    """Whether a batch audits a store-day whose last audit read ``audited_facts`` (None:
+    never audited)."""
+    return audited_facts is None or audited_facts < SMALL_DAY
 
 
 class Pacing:

@@ -23,9 +23,14 @@ from tillstream.core.settings import Settings
 from tillstream.core.topics import PAYMENTS, SALES, TILL_EVENTS
 from tillstream_consumers.audit import gauges, queries
 from tillstream_consumers.audit.checks import day_end
-from tillstream_consumers.audit.facts import store_controls, store_payments, store_sales
+from tillstream_consumers.audit.facts import (
+    note_sales_read,
+    store_controls,
+    store_payments,
+    store_sales,
+)
 from tillstream_consumers.audit.flags import DAY_NOT_CLOSED
-from tillstream_consumers.audit.pacing import Pacing, audit_now
+from tillstream_consumers.audit.pacing import Pacing, StoreDay, audit_now
 from tillstream_consumers.audit.page import page_routes
 from tillstream_consumers.audit.store_days import (
     clear_dirty,
@@ -70,25 +75,24 @@ class SalesAudit(Consumer):
 
     def apply(self, ctx: Context, records: list[Record]) -> None:
         sales: list[Sale] = []
-        payments: list[Payment] = []
+        payments: list[tuple[Payment, int]] = []  # with when each was published
         controls: list[TillEvent] = []
+        published: list[tuple[Sale, int]] = []
         for r in records:
             if r.event == "sale":
                 sales.append(r.sale())
+                published.append((sales[-1], r.timestamp_ms))
             elif r.event == "payment":
-                payments.append(r.payment())
+                payments.append((r.payment(), r.timestamp_ms))
             elif r.event == "till_event":
                 controls.append(r.till_event())
         store_sales(ctx.db, sales, ctx.now)
+        note_sales_read(ctx.db, published)
         store_controls(ctx.db, controls, ctx.now)
         store_payments(ctx.db, payments, ctx.now)
-        touched, new = touched_store_days(ctx.db, sales, controls, payments)
+        touched, new = touched_store_days(ctx.db, sales, controls, [p for p, _ in payments])
         stand = standing(ctx.db, touched)
-        now = {
-            key
-            for key in touched
-            if audit_now(stand[key].audited_events, stand[key].new_events + new[key])
-        }
+        now = {key for key in touched if audit_now(stand[key].audited_facts)}
         if len(now) > self.inline_store_days:  # catching up: audit them once, soon
             now = set()
         mark_dirty(ctx.db, {key: new[key] for key in touched - now})
@@ -109,9 +113,10 @@ class SalesAudit(Consumer):
         many."""
         done = 0
         pacing = self._pacing if paced else None
+        seen: set[StoreDay] = set()  # once each: a day waiting for its sales is dirty again
         while lots is None or lots > 0:
             with db.transaction():
-                n = settle(db, now, self.settings, SETTLE_PER_REFRESH, pacing)
+                n = settle(db, now, self.settings, SETTLE_PER_REFRESH, pacing, seen)
             done += n
             lots = None if lots is None else lots - 1
             if n < SETTLE_PER_REFRESH:

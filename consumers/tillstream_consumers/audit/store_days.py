@@ -53,11 +53,12 @@ def recompute(
     facts = load_store_day(db, store_id, day)
     audit = audit_day(facts, now, settings)
     db.execute(
-        "INSERT INTO audit_days (store_id, business_day, utc_offset_minutes, events, tills, "
-        "tills_closed, closed_at, first_at, last_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "INSERT INTO audit_days (store_id, business_day, utc_offset_minutes, events, facts, "
+        "tills, tills_closed, closed_at, first_at, last_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (store_id, business_day) DO UPDATE SET "
         "utc_offset_minutes = excluded.utc_offset_minutes, events = excluded.events, "
+        "facts = excluded.facts, "
         "tills = excluded.tills, tills_closed = excluded.tills_closed, "
         "closed_at = excluded.closed_at, first_at = excluded.first_at, "
         "last_at = excluded.last_at, updated_at = excluded.updated_at",
@@ -66,6 +67,7 @@ def recompute(
             day.isoformat(),
             facts.utc_offset_minutes,
             facts.events,
+            facts.size,
             len(audit.tills),
             sum(1 for t in audit.tills if t.closed_at is not None),
             None if audit.closed_at is None else ts(audit.closed_at),
@@ -74,6 +76,8 @@ def recompute(
         ),
     )
     _write_flags(db, store_id, day, audit.flags, now, kinds_other_than=SILENT_STORE)
+    if audit.waiting_for_sales:  # audited again on a refresh, once the sales may have come
+        mark_dirty(db, {(store_id, day): 0})
     return audit
 
 
@@ -238,12 +242,11 @@ def mark_dirty(db: Database, new_events: Mapping[StoreDay, int]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Standing:
-    """Where a store-day stands: receipts and till events at its last audit (None: never
-    audited), and, if it is dirty, its mark and the events since."""
+    """Where a store-day stands: the facts its last audit read (None: never audited, or
+    before they were counted), and, if it is dirty, its mark."""
 
-    audited_events: int | None = None
+    audited_facts: int | None = None
     token: str | None = None
-    new_events: int = 0
 
 
 def standing(db: Database, store_days: Iterable[StoreDay]) -> dict[StoreDay, Standing]:
@@ -255,24 +258,22 @@ def standing(db: Database, store_days: Iterable[StoreDay]) -> dict[StoreDay, Sta
         chunk = stores[start : start + 500]
         marks = ", ".join("?" * len(chunk))
         audited = {
-            (str(s), date.fromisoformat(str(d))): int(n)
+            (str(s), date.fromisoformat(str(d))): None if n is None else int(n)
             for s, d, n in db.fetchall(
-                "SELECT store_id, business_day, events FROM audit_days "
-                f"WHERE store_id IN ({marks})",
+                f"SELECT store_id, business_day, facts FROM audit_days WHERE store_id IN ({marks})",
                 chunk,
             )
         }
         dirty = {
-            (str(s), date.fromisoformat(str(d))): (str(t), int(n))
-            for s, d, t, n in db.fetchall(
-                "SELECT store_id, business_day, token, new_events FROM audit_dirty "
+            (str(s), date.fromisoformat(str(d))): str(t)
+            for s, d, t in db.fetchall(
+                "SELECT store_id, business_day, token FROM audit_dirty "
                 f"WHERE store_id IN ({marks})",
                 chunk,
             )
         }
         for key in wanted & (audited.keys() | dirty.keys()):
-            token, new = dirty.get(key, (None, 0))
-            out[key] = Standing(audited.get(key), token, new)
+            out[key] = Standing(audited.get(key), dirty.get(key))
     return out
 
 
@@ -286,10 +287,16 @@ def clear_dirty(db: Database, marks: Iterable[tuple[StoreDay, str]]) -> None:
 
 
 def settle(
-    db: Database, now: datetime, settings: Settings, limit: int, pacing: Pacing | None = None
+    db: Database,
+    now: datetime,
+    settings: Settings,
+    limit: int,
+    pacing: Pacing | None = None,
+    done: set[StoreDay] | None = None,
 ) -> int:
     """Audit again up to ``limit`` store-days left dirty (oldest days first; with ``pacing``,
-    only those it finds due), then the silent stores of their days; returns how many."""
+    only those it finds due; none of ``done``, to which they are added), then the silent
+    stores of their days; returns how many."""
     rows = [
         (str(store), date.fromisoformat(str(day)), str(token))
         for store, day, token in db.fetchall(
@@ -298,6 +305,9 @@ def settle(
     ]
     if pacing is not None:
         rows = [row for row in rows if pacing.due(row[:2])]
+    if done is not None:
+        rows = [row for row in rows if row[:2] not in done]
+        done.update(row[:2] for row in rows[:limit])
     rows = rows[:limit]
     days = set()
     for store, day, _ in rows:

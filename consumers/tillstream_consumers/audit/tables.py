@@ -6,8 +6,9 @@ audit concluded (``audit_days``, ``audit_flags``) is recomputed from the facts o
 whenever a batch touches it, so it does not depend on the order the events arrived in.
 ``audit_acks`` is the auditors' trail; ``audit_dirty`` the store-days whose facts changed
 and wait to be audited again (a batch that touches many store-days leaves them to
-``SalesAudit.settle``). Money is integer ten-thousandths (``MONEY_SCALE``);
-days are ISO dates; times are fixed-width UTC text (``2026-03-02T09:00:00.000000Z``).
+``SalesAudit.settle``); ``audit_sales_read`` how far each store's sales were read. Money
+is integer ten-thousandths (``MONEY_SCALE``); days are ISO dates; times are fixed-width UTC
+text (``2026-03-02T09:00:00.000000Z``).
 """
 
 from __future__ import annotations
@@ -119,6 +120,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         token        TEXT NOT NULL,
         new_events   BIGINT NOT NULL,
         PRIMARY KEY (store_id, business_day)
+    )
+    """,
+    # When each payment was published (its Kafka timestamp), and the newest sale of each
+    # store read so far: a payment is without a sale only once the store's sales were read
+    # past it (``payments.orphan_flags``), not while its topic is read ahead of theirs.
+    """
+    ALTER TABLE audit_payments ADD COLUMN published_ms BIGINT;
+    ALTER TABLE audit_days ADD COLUMN facts BIGINT;
+    CREATE TABLE IF NOT EXISTS audit_sales_read (
+        store_id     TEXT PRIMARY KEY,
+        published_ms BIGINT NOT NULL
     )
     """,
 )

@@ -16,11 +16,7 @@ from collections.abc import Sequence
 from datetime import date
 
 from tillstream.core.events import Payment, Sale, TillEvent
-from tillstream_consumers.audit.facts import (
-    days_around_payments,
-    days_of_sales,
-    payments_of_sales,
-)
+from tillstream_consumers.audit.facts import days_around, days_of_sales, payments_of_sales, ts
 from tillstream_consumers.runtime.db import Database
 
 StoreDay = tuple[str, date]
@@ -36,14 +32,15 @@ def touched_store_days(
     day_of = {str(s["event_id"]): (s["store_id"], s["business_day"]) for s in sales}
     day_of |= days_of_sales(db, {str(p["sale_event_id"]) for p in payments} - day_of.keys())
     touched = set(new)
-    without_sale = set()
+    moments = set()  # (store, time) of the payments counted in a window
     for p in payments:
         sale = str(p["sale_event_id"])
         if sale in day_of:
             touched.add(day_of[sale])
         else:
-            without_sale.add(str(p["event_id"]))
+            moments.add((p["store_id"], ts(p["occurred_at"])))
     ours = {str(p["event_id"]) for p in payments}
-    earlier = payments_of_sales(db, (str(s["event_id"]) for s in sales)) - ours
-    touched |= days_around_payments(db, without_sale | earlier)
+    earlier = payments_of_sales(db, (str(s["event_id"]) for s in sales))
+    moments |= {moment for event_id, moment in earlier.items() if event_id not in ours}
+    touched |= days_around(db, moments)
     return touched, new

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
 
@@ -77,13 +78,17 @@ class BatchApplying:
 
 
 def account(name: str, outcome: BatchOutcome, started: float) -> None:
-    """Metrics of a committed batch that arrived at ``started`` (``time.perf_counter()``)."""
+    """Metrics of a committed batch that arrived at ``started`` (``time.perf_counter()``).
+    Counted per topic and observed through one child: a batch holds hundreds of records."""
     now = time.time()
+    for (topic, outcome_name), n in Counter(
+        [(r.topic, "applied") for r in outcome.applied]
+        + [(r.topic, "duplicate") for r in outcome.duplicates]
+    ).items():
+        metrics.RECORDS.labels(name, topic, outcome_name).inc(n)
+    latency = metrics.EVENT_LATENCY.labels(name)
     for record in outcome.applied:
-        metrics.RECORDS.labels(name, record.topic, "applied").inc()
-        metrics.EVENT_LATENCY.labels(name).observe(max(0.0, now - record.timestamp_ms / 1000))
-    for record in outcome.duplicates:
-        metrics.RECORDS.labels(name, record.topic, "duplicate").inc()
+        latency.observe(max(0.0, now - record.timestamp_ms / 1000))
     if outcome.applied:
         last = max(r.timestamp_ms for r in outcome.applied)
         metrics.LAST_EVENT_TIME.labels(name).set(last / 1000)

@@ -7,10 +7,13 @@ would, in a few lines::
     assert harness.db.fetchone("SELECT n FROM visits") == (2,)
 
 ``harness.delete("item", b"SKU-1")`` applies a tombstone of a compacted topic's key.
+Records carry Kafka timestamps as a producer would stamp them: one millisecond apart, in
+the order the harness is given them.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,6 +37,7 @@ class ConsumerHarness:
         self.applier = Applier(consumer, self.db, self.codec.encode)
         self.applier.prepare()
         self._offsets: dict[str, int] = {}
+        self._published_ms = int(time.time() * 1000)
 
     def apply(self, event: str, *records: Mapping[str, Any]) -> BatchOutcome:
         """Apply ``records`` of type ``event`` as one batch, as if read from its topic."""
@@ -47,7 +51,10 @@ class ConsumerHarness:
             offset = self._offsets.get(topic, 0)
             self._offsets[topic] = offset + 1
             decoded = self.codec.decode(self.codec.encode(event, dict(record)))
-            batch.append(Record.decoded(topic, 0, offset, None, event, decoded.record, 0))
+            self._published_ms += 1
+            batch.append(
+                Record.decoded(topic, 0, offset, None, event, decoded.record, self._published_ms)
+            )
         positions = {r.topic_partition: self._offsets[r.topic] for r in batch}
         return self.applier.apply(batch, positions)
 
