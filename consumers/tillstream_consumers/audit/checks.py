@@ -31,8 +31,10 @@ from tillstream_consumers.audit.flags import (
     DAY_NOT_CLOSED,
     KINDS,
     LATE_EVENT,
+    OVER_SHORT,
     PAYMENT_MISMATCH,
     TILL_NOT_CLOSED,
+    TILL_TOTALS_MISMATCH,
     Flag,
 )
 from tillstream_consumers.audit.numbering import numbering_flags
@@ -43,10 +45,13 @@ from tillstream_consumers.audit.payments import (
     receipts,
     transaction_flags,
 )
+from tillstream_consumers.audit.reading import read_past
 
 STORE_DAY_KINDS = frozenset({"STORE_DAY_OPEN", "STORE_DAY_CLOSE"})
 """Control events about the store's day, not about the till they were keyed on."""
 _SESSION_RANK = {"TILL_OPEN": 0, "TILL_CLOSE": 1}
+_COUNTS = frozenset({"TENDER_DECLARATION", "TILL_CLOSE"})
+"""A till's own counts of its money, compared with the payments it took."""
 _DAY_RANK = {"STORE_DAY_OPEN": 0, "STORE_DAY_CLOSE": 1}
 _ZERO = Decimal(0)
 
@@ -71,9 +76,9 @@ class DayAudit:
     """The store-day's close (its last STORE_DAY_CLOSE, if no STORE_DAY_OPEN followed)."""
     overdue: bool
     """The day ended (local midnight) more than the grace ago."""
-    waiting_for_sales: int = 0
-    """Sales whose payments would be flagged as without a sale, but the store's sales have
-    not been read past them yet (``payments.read_past``): the day is audited again."""
+    waiting: int = 0
+    """Findings held back until the store's other topics are read past them
+    (``reading.py``): the day is audited again until none is."""
 
 
 def day_end(day: date, utc_offset_minutes: int) -> datetime:
@@ -82,10 +87,14 @@ def day_end(day: date, utc_offset_minutes: int) -> datetime:
     return midnight - timedelta(minutes=utc_offset_minutes)
 
 
-def audit_day(facts: StoreDayFacts, now: datetime, settings: Settings) -> DayAudit:
-    """Every check of one store-day."""
+def audit_day(
+    facts: StoreDayFacts, now: datetime, settings: Settings, *, hold: bool = True
+) -> DayAudit:
+    """Every check of one store-day; with ``hold``, findings that events not read yet could
+    take back wait for them (``reading.py``), unless the day is over."""
     end = day_end(facts.business_day, facts.utc_offset_minutes)
     overdue = now >= end + timedelta(hours=settings.audit_close_grace_hours)
+    read = facts.read if hold and not overdue else None
     closed_at = _closed_at(facts.controls)
     due = overdue or closed_at is not None
     flags: list[Flag] = []
@@ -94,11 +103,11 @@ def audit_day(facts: StoreDayFacts, now: datetime, settings: Settings) -> DayAud
         Flag(LATE_EVENT, terminal, f"{terminal} {label}", message, events=(event_id,))
         for _, terminal, label, event_id, message in sorted(late)
     ]
-    flags += numbering_flags(facts)
+    numbering, waiting = numbering_flags(facts, read)
+    flags += numbering
     tills: list[Till] = []
     balances: list[Balance] = []
     pending: list[str] = []
-    waiting = 0
     paid = paid_by_sale(facts.payments)
     paying_of: dict[str, list[str]] = defaultdict(list)  # sale event id -> its payments' ids
     taken_on: dict[str, list[Tender]] = defaultdict(list)  # till -> the payments it took
@@ -146,19 +155,27 @@ def audit_day(facts: StoreDayFacts, now: datetime, settings: Settings) -> DayAud
             for flag in transaction_flags(t, subject, got, paying):
                 if flag.kind == PAYMENT_MISMATCH and not payments_due(t, sessions, due):
                     pending.append(t.event_id)  # its till trades on: payments may follow
+                elif flag.kind == PAYMENT_MISMATCH and not read_past(
+                    read, "payment", t.published_ms
+                ):
+                    waiting += 1  # its payments are published after it: not read yet
                 else:
                     flags.append(flag)
         orphans = [p for p in facts.orphans if p.terminal_id == terminal]
-        orphaned, waits = orphan_flags(
-            terminal, orphans, sessions, due, overdue, facts.sales_read_ms
-        )
+        orphaned, waits = orphan_flags(terminal, orphans, sessions, due, read)
         flags += orphaned
         waiting += waits
         taken = [*taken_on[terminal], *orphans]
-        flags += till_totals_flags(terminal, controls, taken)
         till_balances, balance_flags = balance(terminal, controls, taken, settled, settings)
         balances += till_balances
-        flags += balance_flags
+        counted = till_totals_flags(terminal, controls, taken) + balance_flags
+        held = [f for f in counted if f.kind in (OVER_SHORT, TILL_TOTALS_MISMATCH)]
+        if held and not all(
+            read_past(read, "payment", c.published_ms) for c in controls if c.kind in _COUNTS
+        ):  # the payments its counts cover are published before them: not all read yet
+            counted = [f for f in counted if f not in held]
+            waiting += 1
+        flags += counted
         operators = {c.operator_id for c in controls if c.kind == "SIGN_ON" and c.operator_id}
         operators |= {t.cashier_id for t in transactions if t.cashier_id}
         tills.append(Till(terminal, tuple(sorted(operators)), len(transactions), settled))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from functools import cached_property
@@ -22,6 +22,7 @@ from typing import Any, cast
 
 from tillstream.core.events import Payment, Sale, TillEvent
 from tillstream.core.rules import totals_problems
+from tillstream_consumers.audit.reading import ReadMarks, read_marks
 from tillstream_consumers.runtime.api import MONEY_SCALE, from_units, to_units
 from tillstream_consumers.runtime.db import Database, chunks, marks
 
@@ -43,6 +44,8 @@ class Transaction:
     content: str
     problems: tuple[str, ...]
     """Where its totals disagree with its lines (``tillstream.core.rules.totals_problems``)."""
+    published_ms: int | None = None
+    """When the edge published it (its Kafka timestamp; None: stored before that was kept)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,8 @@ class Control:
     content: str
     amounts: tuple[tuple[str, Decimal], ...] = ()
     """(tender, amount) pairs, amounts never negative (the kind gives the direction)."""
+    published_ms: int | None = None
+    """When the edge published it (its Kafka timestamp; None: stored before that was kept)."""
 
 
 _SIGN = {"CAPTURED": 1, "REFUNDED": -1}
@@ -96,8 +101,8 @@ class StoreDayFacts:
     """Payments of this day's sales (on whichever till took them)."""
     orphans: Sequence[Tender] = ()
     """Payments of sales the audit does not have, made within this day's :attr:`window`."""
-    sales_read_ms: int | None = None
-    """The newest publication time of the store's sales read so far (None: none yet)."""
+    read: ReadMarks = field(default_factory=dict)
+    """How far the store's events of each type were read (``reading.py``)."""
 
     @property
     def events(self) -> int:
@@ -205,7 +210,7 @@ def insert_facts(
     )
 
 
-def store_sales(db: Database, sales: Sequence[Sale], received_at: datetime) -> None:
+def store_sales(db: Database, sales: Sequence[tuple[Sale, int]], received_at: datetime) -> None:
     received = ts(received_at)
     insert_facts(
         db,
@@ -224,6 +229,7 @@ def store_sales(db: Database, sales: Sequence[Sale], received_at: datetime) -> N
             "content",
             "problems",
             "received_at",
+            "published_ms",
         ),
         [
             (
@@ -240,14 +246,17 @@ def store_sales(db: Database, sales: Sequence[Sale], received_at: datetime) -> N
                 receipt_digest(s),
                 problems_text(s),
                 received,
+                published_ms,
             )
-            for s in sales
+            for s, published_ms in sales
         ],
         "ON CONFLICT (event_id) DO NOTHING",
     )
 
 
-def store_controls(db: Database, events: Sequence[TillEvent], received_at: datetime) -> None:
+def store_controls(
+    db: Database, events: Sequence[tuple[TillEvent, int]], received_at: datetime
+) -> None:
     received = ts(received_at)
     insert_facts(
         db,
@@ -266,6 +275,7 @@ def store_controls(db: Database, events: Sequence[TillEvent], received_at: datet
             "reason",
             "content",
             "received_at",
+            "published_ms",
         ),
         [
             (
@@ -282,8 +292,9 @@ def store_controls(db: Database, events: Sequence[TillEvent], received_at: datet
                 e["reason"],
                 content_digest(dict(e)),
                 received,
+                published_ms,
             )
-            for e in events
+            for e, published_ms in events
         ],
         "ON CONFLICT (event_id) DO NOTHING",
     )
@@ -293,7 +304,7 @@ def store_controls(db: Database, events: Sequence[TillEvent], received_at: datet
         ("event_id", "tender", "amount"),
         [
             (e["event_id"], t["tender"], to_units(t["amount"], MONEY_SCALE))
-            for e in events
+            for e, _ in events
             for t in e["tenders"]
         ],
         "ON CONFLICT (event_id, tender) DO NOTHING",
@@ -303,7 +314,8 @@ def store_controls(db: Database, events: Sequence[TillEvent], received_at: datet
 def store_payments(
     db: Database, payments: Sequence[tuple[Payment, int]], received_at: datetime
 ) -> None:
-    """Each payment with when it was published (its Kafka timestamp, milliseconds)."""
+    """Each payment with when it was published (its Kafka timestamp, milliseconds); the
+    same for :func:`store_sales` and :func:`store_controls`."""
     received = ts(received_at)
     insert_facts(
         db,
@@ -337,28 +349,6 @@ def store_payments(
         ],
         "ON CONFLICT (event_id) DO NOTHING",
     )
-
-
-def note_sales_read(db: Database, sales: Sequence[tuple[Sale, int]]) -> None:
-    """Move each store's mark of how far its sales were read to the newest publication
-    time (Kafka timestamp, milliseconds) among ``sales``."""
-    newest: dict[str, int] = {}
-    for sale, published_ms in sales:
-        newest[sale["store_id"]] = max(published_ms, newest.get(sale["store_id"], published_ms))
-    db.insert_many(
-        "audit_sales_read",
-        ("store_id", "published_ms"),
-        sorted(newest.items()),
-        "ON CONFLICT (store_id) DO UPDATE SET published_ms = CASE WHEN "
-        "excluded.published_ms > audit_sales_read.published_ms THEN excluded.published_ms "
-        "ELSE audit_sales_read.published_ms END",
-    )
-
-
-def sales_read(db: Database, store_id: str) -> int | None:
-    """The newest publication time of ``store_id``'s sales read so far, or None."""
-    row = db.fetchone("SELECT published_ms FROM audit_sales_read WHERE store_id = ?", (store_id,))
-    return None if row is None else int(row[0])
 
 
 def days_of_sales(db: Database, sale_ids: Iterable[str]) -> dict[str, tuple[str, date]]:
@@ -408,10 +398,22 @@ def load_store_day(db: Database, store_id: str, day: date) -> StoreDayFacts:
             money(int(net)),
             str(content),
             tuple(json.loads(problems)) if problems else (),
+            published,
         )
-        for event_id, terminal, number, cashier, at, offset, net, content, problems in db.fetchall(
+        for (
+            event_id,
+            terminal,
+            number,
+            cashier,
+            at,
+            offset,
+            net,
+            content,
+            problems,
+            published,
+        ) in db.fetchall(
             "SELECT event_id, terminal_id, number, cashier_id, occurred_at, utc_offset_minutes, "
-            "net_amount, content, problems FROM audit_transactions "
+            "net_amount, content, problems, published_ms FROM audit_transactions "
             "WHERE store_id = ? AND business_day = ? ORDER BY occurred_at, event_id",
             key,
         )
@@ -435,12 +437,15 @@ def load_store_day(db: Database, store_id: str, day: date) -> StoreDayFacts:
             int(offset),
             str(content),
             tuple(amounts.get(str(event_id), ())),
+            published,
         )
-        for event_id, terminal, kind, number, operator, at, offset, content in db.fetchall(
-            "SELECT event_id, terminal_id, kind, number, operator_id, occurred_at, "
-            "utc_offset_minutes, content FROM audit_controls "
-            "WHERE store_id = ? AND business_day = ? ORDER BY occurred_at, event_id",
-            key,
+        for event_id, terminal, kind, number, operator, at, offset, content, published in (
+            db.fetchall(
+                "SELECT event_id, terminal_id, kind, number, operator_id, occurred_at, "
+                "utc_offset_minutes, content, published_ms FROM audit_controls "
+                "WHERE store_id = ? AND business_day = ? ORDER BY occurred_at, event_id",
+                key,
+            )
         )
     ]
     payments = _tenders(
@@ -459,9 +464,7 @@ def load_store_day(db: Database, store_id: str, day: date) -> StoreDayFacts:
         "(SELECT 1 FROM audit_transactions t WHERE t.event_id = p.sale_event_id)",
         (store_id, ts(first), ts(last)),
     )
-    if not orphans:
-        return StoreDayFacts(store_id, day, transactions, controls, payments)
-    read = sales_read(db, store_id)
+    read = read_marks(db, store_id)
     return StoreDayFacts(store_id, day, transactions, controls, payments, orphans, read)
 
 

@@ -14,18 +14,27 @@ from collections import defaultdict
 
 from tillstream_consumers.audit.facts import StoreDayFacts
 from tillstream_consumers.audit.flags import DUPLICATE_COPY, DUPLICATE_NUMBER, RECEIPT_GAP, Flag
+from tillstream_consumers.audit.reading import ReadMarks, read_past
 
 _NUMBER = re.compile(r"(.*?)(\d+)")
 
 
-def numbering_flags(facts: StoreDayFacts) -> list[Flag]:
-    """Duplicates and gaps in each till's own numbering (one series per prefix)."""
+def numbering_flags(facts: StoreDayFacts, read: ReadMarks | None) -> tuple[list[Flag], int]:
+    """Duplicates and gaps in each till's own numbering (one series per prefix), and how
+    many gaps wait for the store's sales to be read: a gap below a till event the audit read
+    ahead of the sales published before it (``reading.py``) may close as they are read."""
     numbered: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    published: dict[str, int] = {}
     for t in facts.transactions:  # (till, number) -> (content, event id) of each holder
         numbered[(t.terminal_id, t.number)].append((t.content, t.event_id))
+        if t.published_ms is not None:
+            published[t.event_id] = t.published_ms
     for c in facts.controls:
         if c.number:
             numbered[(c.terminal_id, c.number)].append((c.content, c.event_id))
+            if c.published_ms is not None:
+                published[c.event_id] = c.published_ms
+    waiting = 0
     flags: list[Flag] = []
     series: dict[tuple[str, str], dict[int, int]] = defaultdict(dict)
     holders: dict[tuple[str, str, int], tuple[str, ...]] = {}
@@ -66,6 +75,11 @@ def numbering_flags(facts: StoreDayFacts) -> list[Flag]:
             first, last = f"{prefix}{low + 1:0{width}d}", f"{prefix}{high - 1:0{width}d}"
             missing = high - low - 1
             span = first if missing == 1 else f"{first}..{last}"
+            after = holders[(terminal, prefix, high)]
+            newest = max((published[i] for i in after if i in published), default=None)
+            if not read_past(read, "sale", _at_least(newest)):
+                waiting += 1
+                continue
             flags.append(
                 Flag(
                     RECEIPT_GAP,
@@ -80,4 +94,9 @@ def numbering_flags(facts: StoreDayFacts) -> list[Flag]:
                     events=(*holders[(terminal, prefix, low)], *holders[(terminal, prefix, high)]),
                 )
             )
-    return flags
+    return flags, waiting
+
+
+def _at_least(published_ms: int | None) -> int | None:
+    """For :func:`read_past`: read up to and including ``published_ms``."""
+    return None if published_ms is None else published_ms - 1

@@ -15,6 +15,7 @@ from tillstream_consumers.audit.flags import (
     TOTALS_MISMATCH,
     Flag,
 )
+from tillstream_consumers.audit.reading import ReadMarks, read_past
 
 _ZERO = Decimal(0)
 Session = tuple[datetime, int, str, str]
@@ -84,13 +85,12 @@ def orphan_flags(
     orphans: Sequence[Tender],
     sessions: Sequence[Session],
     due: bool,
-    overdue: bool,
-    sales_read_ms: int | None,
+    read: ReadMarks | None,
 ) -> tuple[list[Flag], int]:
     """Payments on this till whose sale never arrived, once the till settled after them or
-    the day is due, and the store's sales were read past them or the day is over: money
-    taken for a receipt head office does not have. Also how many sales' payments wait only
-    for the store's sales to be read (their topic read ahead of the sales topic)."""
+    the day is due, and the store's sales were read past them (a sale is published before
+    its payments; ``reading.py``): money taken for a receipt head office does not have.
+    Also how many sales' payments wait only for the store's sales to be read."""
     by_sale: dict[str, list[Tender]] = defaultdict(list)
     for p in orphans:
         by_sale[p.sale_event_id].append(p)
@@ -101,7 +101,8 @@ def orphan_flags(
         settled_after = any(k == "TILL_CLOSE" and at >= last for at, _, _, k in sessions)
         if not (due or settled_after):
             continue
-        if not (overdue or read_past(found, sales_read_ms)):
+        first = min((p.published_ms for p in found if p.published_ms is not None), default=None)
+        if not read_past(read, "sale", first):
             waiting += 1
             continue
         paid = sum((p.signed for p in found), _ZERO)
@@ -117,16 +118,6 @@ def orphan_flags(
             )
         )
     return flags, waiting
-
-
-def read_past(payments: Sequence[Tender], sales_read_ms: int | None) -> bool:
-    """Whether the store's sales were read past these payments of one sale. The edge
-    publishes a sale before its payments, and a store's sales in order on one partition:
-    once a sale published after one of them was read, their sale would have been too."""
-    published = [p.published_ms for p in payments if p.published_ms is not None]
-    if not published:
-        return True  # stored before publication times were kept: as before
-    return sales_read_ms is not None and sales_read_ms > min(published)
 
 
 def paid_by_sale(payments: Iterable[Tender]) -> dict[str, Decimal]:

@@ -23,15 +23,11 @@ from tillstream.core.settings import Settings
 from tillstream.core.topics import PAYMENTS, SALES, TILL_EVENTS
 from tillstream_consumers.audit import gauges, queries
 from tillstream_consumers.audit.checks import day_end
-from tillstream_consumers.audit.facts import (
-    note_sales_read,
-    store_controls,
-    store_payments,
-    store_sales,
-)
+from tillstream_consumers.audit.facts import store_controls, store_payments, store_sales
 from tillstream_consumers.audit.flags import DAY_NOT_CLOSED
 from tillstream_consumers.audit.pacing import Pacing, StoreDay, audit_now
 from tillstream_consumers.audit.page import page_routes
+from tillstream_consumers.audit.reading import note_read
 from tillstream_consumers.audit.store_days import (
     clear_dirty,
     days_to_check_for_silence,
@@ -74,23 +70,25 @@ class SalesAudit(Consumer):
         self._pacing = Pacing()
 
     def apply(self, ctx: Context, records: list[Record]) -> None:
-        sales: list[Sale] = []
-        payments: list[tuple[Payment, int]] = []  # with when each was published
-        controls: list[TillEvent] = []
-        published: list[tuple[Sale, int]] = []
+        sales: list[tuple[Sale, int]] = []  # each with when it was published
+        payments: list[tuple[Payment, int]] = []
+        controls: list[tuple[TillEvent, int]] = []
         for r in records:
             if r.event == "sale":
-                sales.append(r.sale())
-                published.append((sales[-1], r.timestamp_ms))
+                sales.append((r.sale(), r.timestamp_ms))
             elif r.event == "payment":
                 payments.append((r.payment(), r.timestamp_ms))
             elif r.event == "till_event":
-                controls.append(r.till_event())
+                controls.append((r.till_event(), r.timestamp_ms))
         store_sales(ctx.db, sales, ctx.now)
-        note_sales_read(ctx.db, published)
         store_controls(ctx.db, controls, ctx.now)
         store_payments(ctx.db, payments, ctx.now)
-        touched, new = touched_store_days(ctx.db, sales, controls, [p for p, _ in payments])
+        note_read(ctx.db, [(s["store_id"], "sale", ms) for s, ms in sales])
+        note_read(ctx.db, [(p["store_id"], "payment", ms) for p, ms in payments])
+        note_read(ctx.db, [(c["store_id"], "till_event", ms) for c, ms in controls])
+        touched, new = touched_store_days(
+            ctx.db, [s for s, _ in sales], [c for c, _ in controls], [p for p, _ in payments]
+        )
         stand = standing(ctx.db, touched)
         now = {key for key in touched if audit_now(stand[key].audited_facts)}
         if len(now) > self.inline_store_days:  # catching up: audit them once, soon

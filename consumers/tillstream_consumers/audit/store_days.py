@@ -17,9 +17,10 @@ from datetime import date, datetime, timedelta
 
 from tillstream.core.settings import Settings
 from tillstream_consumers.audit.checks import DayAudit, audit_day, day_end
-from tillstream_consumers.audit.facts import load_store_day, ts
+from tillstream_consumers.audit.facts import load_store_day, parse_ts, ts
 from tillstream_consumers.audit.flags import SILENT_STORE, Flag, flag_id
 from tillstream_consumers.audit.pacing import Pacing, StoreDay
+from tillstream_consumers.audit.reading import HOLD_SECONDS
 from tillstream_consumers.runtime.api import MONEY_SCALE, to_units
 from tillstream_consumers.runtime.db import Database
 
@@ -51,14 +52,21 @@ def recompute(
     """Audit one store-day from its facts and store the result."""
     lock(db, _STORE_DAY_LOCK, f"{store_id}\x1f{day.isoformat()}")
     facts = load_store_day(db, store_id, day)
-    audit = audit_day(facts, now, settings)
+    row = db.fetchone(
+        "SELECT waiting_since FROM audit_days WHERE store_id = ? AND business_day = ?",
+        (store_id, day.isoformat()),
+    )
+    since = None if row is None or row[0] is None else parse_ts(str(row[0]))
+    hold = since is None or now - since < timedelta(seconds=HOLD_SECONDS)
+    audit = audit_day(facts, now, settings, hold=hold)
+    waiting_since = (since or now) if audit.waiting else None
     db.execute(
         "INSERT INTO audit_days (store_id, business_day, utc_offset_minutes, events, facts, "
-        "tills, tills_closed, closed_at, first_at, last_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "tills, tills_closed, closed_at, first_at, last_at, updated_at, waiting_since) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (store_id, business_day) DO UPDATE SET "
         "utc_offset_minutes = excluded.utc_offset_minutes, events = excluded.events, "
-        "facts = excluded.facts, "
+        "facts = excluded.facts, waiting_since = excluded.waiting_since, "
         "tills = excluded.tills, tills_closed = excluded.tills_closed, "
         "closed_at = excluded.closed_at, first_at = excluded.first_at, "
         "last_at = excluded.last_at, updated_at = excluded.updated_at",
@@ -73,10 +81,11 @@ def recompute(
             None if audit.closed_at is None else ts(audit.closed_at),
             *((None, None) if facts.window is None else map(ts, facts.window)),
             ts(now),
+            None if waiting_since is None else ts(waiting_since),
         ),
     )
     _write_flags(db, store_id, day, audit.flags, now, kinds_other_than=SILENT_STORE)
-    if audit.waiting_for_sales:  # audited again on a refresh, once the sales may have come
+    if audit.waiting:  # audited again on a refresh, once what it waits for may have come
         mark_dirty(db, {(store_id, day): 0})
     return audit
 

@@ -6,7 +6,7 @@ audit concluded (``audit_days``, ``audit_flags``) is recomputed from the facts o
 whenever a batch touches it, so it does not depend on the order the events arrived in.
 ``audit_acks`` is the auditors' trail; ``audit_dirty`` the store-days whose facts changed
 and wait to be audited again (a batch that touches many store-days leaves them to
-``SalesAudit.settle``); ``audit_sales_read`` how far each store's sales were read. Money
+``SalesAudit.settle``); ``audit_read`` how far each store's events were read. Money
 is integer ten-thousandths (``MONEY_SCALE``); days are ISO dates; times are fixed-width UTC
 text (``2026-03-02T09:00:00.000000Z``).
 """
@@ -122,15 +122,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         PRIMARY KEY (store_id, business_day)
     )
     """,
-    # When each payment was published (its Kafka timestamp), and the newest sale of each
-    # store read so far: a payment is without a sale only once the store's sales were read
-    # past it (``payments.orphan_flags``), not while its topic is read ahead of theirs.
+    # When each fact was published (its Kafka timestamp), and how far each store's events
+    # of each type were read: a check waits for what the audit has not read *yet*
+    # (``reading.py``). And what each store-day's last audit read (``pacing.py``).
     """
+    ALTER TABLE audit_transactions ADD COLUMN published_ms BIGINT;
+    ALTER TABLE audit_controls ADD COLUMN published_ms BIGINT;
     ALTER TABLE audit_payments ADD COLUMN published_ms BIGINT;
     ALTER TABLE audit_days ADD COLUMN facts BIGINT;
-    CREATE TABLE IF NOT EXISTS audit_sales_read (
-        store_id     TEXT PRIMARY KEY,
-        published_ms BIGINT NOT NULL
+    ALTER TABLE audit_days ADD COLUMN waiting_since TEXT;
+    CREATE TABLE IF NOT EXISTS audit_read (
+        store_id     TEXT NOT NULL,
+        event        TEXT NOT NULL,
+        published_ms BIGINT NOT NULL,
+        PRIMARY KEY (store_id, event)
     )
     """,
 )

@@ -14,7 +14,7 @@ the order the harness is given them.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tillstream.core.codec import AvroCodec
@@ -43,18 +43,21 @@ class ConsumerHarness:
         """Apply ``records`` of type ``event`` as one batch, as if read from its topic."""
         return self.apply_events(*((event, record) for record in records))
 
-    def apply_events(self, *events: tuple[str, Mapping[str, Any]]) -> BatchOutcome:
-        """Apply ``(event type, record)`` pairs, of any types, as one batch in this order."""
+    def apply_events(
+        self, *events: tuple[str, Mapping[str, Any]], published_ms: Sequence[int] = ()
+    ) -> BatchOutcome:
+        """Apply ``(event type, record)`` pairs, of any types, as one batch in this order;
+        ``published_ms``: their Kafka timestamps, where a test reads topics in another
+        order than they were published in."""
         batch = []
-        for event, record in events:
+        for i, (event, record) in enumerate(events):
             topic = EVENT_TOPICS[event].name
             offset = self._offsets.get(topic, 0)
             self._offsets[topic] = offset + 1
             decoded = self.codec.decode(self.codec.encode(event, dict(record)))
             self._published_ms += 1
-            batch.append(
-                Record.decoded(topic, 0, offset, None, event, decoded.record, self._published_ms)
-            )
+            stamp = published_ms[i] if published_ms else self._published_ms
+            batch.append(Record.decoded(topic, 0, offset, None, event, decoded.record, stamp))
         positions = {r.topic_partition: self._offsets[r.topic] for r in batch}
         return self.applier.apply(batch, positions)
 
