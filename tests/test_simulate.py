@@ -8,7 +8,7 @@ import itertools
 import json
 import random
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +26,7 @@ from tillstream.simulate.driver import Simulator
 from tillstream.simulate.poslog import poslog
 from tillstream.simulate.shopper import StoreTraffic
 from tillstream_consumers.audit import SalesAudit, queries
+from tillstream_consumers.audit.reading import HOLD_SECONDS
 from tillstream_consumers.runtime.testing import ConsumerHarness
 from tillstream_edge.models import EVENT_LIST, ONE_EVENT
 from tillstream_edge.poslog import parse_poslog
@@ -270,6 +271,10 @@ async def test_a_simulated_day_audits_to_exactly_the_faults_it_plants(db_url: st
     audited = [(e, r) for e, r in edge.events if e in ("sale", "payment", "till_event")]
     harness = ConsumerHarness(SalesAudit(Settings()), db_url)
     harness.apply_events(*audited)
+    # A till's declaration is the last it publishes: its short waits for payments published
+    # after it, none come, and the refresh flags it once the hold is over.
+    later = datetime.now(UTC) + timedelta(seconds=HOLD_SECONDS + 1)
+    harness.consumer.settle(harness.db, later)
 
     days = {(r["store_id"], r["business_day"], r["utc_offset_minutes"])
             for e, r in audited if e != "payment"}  # fmt: skip
