@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -218,10 +219,10 @@ def test_the_cli_lists_details_and_acknowledges(tmp_path: Path) -> None:
     assert unknown.exit_code != 0 and "no flag 'nope'" in unknown.output
 
 
-async def test_the_read_api_lists_details_and_acknowledges(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'audit.db'}"
-    chain = ChainDay("R")
-    harness = audited(url, chain.events())
+@asynccontextmanager
+async def audit_api(harness: ConsumerHarness) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the audit service's routes (read API and page) over ``harness``'s
+    database."""
 
     async def query(fn: Callable[[Database], Any]) -> Any:
         return fn(harness.db)
@@ -229,6 +230,14 @@ async def test_the_read_api_lists_details_and_acknowledges(tmp_path: Path) -> No
     app = Starlette(routes=SalesAudit(SETTINGS).routes(query))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://audit") as client:
+        yield client
+
+
+async def test_the_read_api_lists_details_and_acknowledges(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    chain = ChainDay("R")
+    harness = audited(url, chain.events())
+    async with audit_api(harness) as client:
         days = (await client.get("/v1/audit/days", params={"day": DAY.isoformat()})).json()
         assert {d["store_id"] for d in days} == set(chain.stores)
         latest = (await client.get("/v1/audit/days")).json()
@@ -519,13 +528,7 @@ async def test_the_auditors_page_shows_the_chain_and_takes_an_acknowledgement(
     url = f"sqlite:///{tmp_path / 'audit.db'}"
     chain = ChainDay("H")
     harness = audited(url, chain.events())
-
-    async def query(fn: Callable[[Database], Any]) -> Any:
-        return fn(harness.db)
-
-    app = Starlette(routes=SalesAudit(SETTINGS).routes(query))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://audit") as client:
+    async with audit_api(harness) as client:
         page = await client.get("/")
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
         for store, status in zip(
