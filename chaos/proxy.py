@@ -23,6 +23,7 @@ class Proxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._cuts = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -37,7 +38,7 @@ class Proxy:
 
     def close(self) -> None:
         if self._thread.is_alive():
-            self._call(self._cut())
+            self._call(self._close())
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
 
@@ -51,6 +52,7 @@ class Proxy:
             )
 
     async def _cut(self) -> None:
+        self._cuts += 1
         if self._server is not None:
             self._server.close()
             self._server = None
@@ -58,13 +60,35 @@ class Proxy:
             writer.transport.abort()
         self._writers.clear()
 
+    async def _close(self) -> None:
+        """Cut, and end the connections still being set up, before the loop stops."""
+        await self._cut()
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _connect_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection("127.0.0.1", self.target_port)
+
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
+        if self._server is None:  # accepted just before a cut
             writer.transport.abort()
             return
-        self._writers |= {writer, up_writer}
+        cuts = self._cuts
+        self._writers.add(writer)
+        try:
+            up_reader, up_writer = await self._connect_upstream()
+        except OSError:
+            writer.transport.abort()
+            self._writers.discard(writer)
+            return
+        if self._cuts != cuts:  # cut while connecting: this connection was never through
+            for side in (writer, up_writer):
+                side.transport.abort()
+            self._writers.discard(writer)
+            return
+        self._writers.add(up_writer)
         await asyncio.gather(_copy(reader, up_writer), _copy(up_reader, writer))
         self._writers -= {writer, up_writer}
 

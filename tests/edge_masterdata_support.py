@@ -1,13 +1,9 @@
 """Master-data tests' helpers: item and price records, publishing them to the compacted topics
-as head office does (the project's codec and producer, keyed with item_key/price_key), and a
-TCP proxy that cuts one edge off from Kafka while head office keeps publishing."""
+as head office does (the project's codec and producer, keyed with item_key/price_key)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -122,67 +118,3 @@ async def get_json(url: str, token: str | None = None) -> tuple[int, Any]:
     async with httpx.AsyncClient(timeout=10) as http:
         answer = await http.get(url, headers=headers)
         return answer.status_code, answer.json()
-
-
-class TcpProxy:
-    """Forwards ``listen_port`` to ``target_port`` on 127.0.0.1 in threads of its own (the
-    test's event loop may block); ``cut()`` closes the door and every open connection, as a
-    store's uplink going down does; ``restore()`` opens it again on the same port."""
-
-    def __init__(self, listen_port: int, target_port: int) -> None:
-        self.listen_port, self.target_port = listen_port, target_port
-        self._server: socket.socket | None = None
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-
-    def start(self) -> TcpProxy:
-        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", self.listen_port))
-        server.listen(64)
-        self._server = server
-        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
-        return self
-
-    def _accept(self, server: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = server.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        with self._lock:
-            sockets, self._sockets = self._sockets, []
-        for s in sockets:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                s.close()
-
-    def restore(self) -> None:
-        self.start()

@@ -4,6 +4,7 @@ used on sales and scans, kept while Kafka is away, never re-read from the start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -17,9 +18,9 @@ import httpx
 import pytest
 from aiokafka import TopicPartition
 
+from chaos.proxy import Proxy
 from tests.device_support import FakePort
 from tests.edge_masterdata_support import (
-    TcpProxy,
     get_json,
     gtin13,
     item,
@@ -34,6 +35,8 @@ from tillstream.core.settings import Settings
 from tillstream.core.topics import SALES, STOCK_MOVEMENTS
 from tillstream.dev.broker import LocalKafka
 from tillstream.dev.ports import free_port
+from tillstream_edge.masterdata_copy import Applied, MasterDataCopy, RawRecord
+from tillstream_edge.masterdata_sync import MasterDataSync
 
 pytestmark = pytest.mark.usefixtures("kafka_topics")
 
@@ -429,7 +432,8 @@ async def test_an_edge_cut_off_from_kafka_serves_its_copy_and_catches_up_when_ba
         },
     )
     broker.start()
-    uplink = TcpProxy(uplink_port, edge_port).start()
+    uplink = Proxy(uplink_port, edge_port)
+    uplink.start()
     hq = Settings(kafka_bootstrap_servers=broker.bootstrap, topic_partitions=3)
     work = tmp_path / "edge"
     work.mkdir()
@@ -479,8 +483,33 @@ async def test_an_edge_cut_off_from_kafka_serves_its_copy_and_catches_up_when_ba
         print(f"caught up {took:.1f}s after the uplink returned ({changes} changes)")
     finally:
         edge.kill()
-        uplink.cut()
+        uplink.close()
         broker.stop()
+
+
+async def test_the_copy_is_not_called_caught_up_once_reading_fails(
+    settings: Settings, codec: AvroCodec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What was known before a failure is not known after it: /readyz must not go on saying
+    caught up while every attempt to apply what comes in fails."""
+    copy = MasterDataCopy(tmp_path / "md.db", f"S-MDF{RUN}", ZoneInfo(ZONE), codec)
+    await copy.open()
+    sync = MasterDataSync(settings, copy, rebuild_after=timedelta(days=1))
+    reading = asyncio.create_task(sync.run())
+    try:
+        await until(60, lambda: sync.health()["caught_up"], "caught up")
+
+        async def broken(records: list[RawRecord]) -> Applied:
+            raise OSError("disk gone")
+
+        monkeypatch.setattr(copy, "apply", broken)
+        await publish(settings, codec, items=[item(sku("F-1"))])
+        await until(15, lambda: not sync.health()["caught_up"], "not caught up any more")
+    finally:
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+        await copy.close()
 
 
 async def _not(value: Any) -> bool:

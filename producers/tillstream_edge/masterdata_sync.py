@@ -129,6 +129,7 @@ class MasterDataSync:
             )
             await self._read(consumer, partitions)
         finally:
+            self.behind = None  # known again at the next session's first check
             with contextlib.suppress(Exception):
                 await consumer.stop()
 
