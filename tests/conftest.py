@@ -76,6 +76,13 @@ def kafka_broker(
     broker.stop()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that fill the session broker's master-data topics with 100,000 records run
+    last: the tests that read those topics whole (a full publish, a new edge's copy, a new
+    ERP group) then read thousands of records, not hundreds of thousands."""
+    items.sort(key=lambda item: item.get_closest_marker("fills_topics") is not None)
+
+
 _BROKER_LOG = pytest.StashKey[Path]()
 
 

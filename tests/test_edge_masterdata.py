@@ -522,6 +522,7 @@ async def _amount_open(edge: EdgeProcess, code: str) -> str | None:
     return None if body["price"] is None else str(body["price"]["amount"])
 
 
+@pytest.mark.fills_topics
 async def test_100000_items_and_prices_are_applied(
     kafka_broker: str, settings: Settings, codec: AvroCodec, tmp_path: Path
 ) -> None:

@@ -37,11 +37,11 @@ def empty_topics(settings: Settings, tmp_path: Path) -> Settings:
     return settings
 
 
-# -- files with problems ------------------------------------------------------------------
+# -- files with problems (what the topics hold does not matter: nothing is published) ---
 
 
 def test_a_file_with_problems_publishes_nothing_and_names_each_row_and_column(
-    empty_topics: Settings, tmp_path: Path
+    kafka_topics: Settings, tmp_path: Path
 ) -> None:
     bad = write(
         tmp_path / "items.csv",
@@ -60,8 +60,8 @@ def test_a_file_with_problems_publishes_nothing_and_names_each_row_and_column(
             "SKU-9,,Short row",
         ],
     )
-    before = end_offsets(empty_topics, ITEMS.name)
-    result = publish(empty_topics, "items", str(bad))
+    before = end_offsets(kafka_topics, ITEMS.name)
+    result = publish(kafka_topics, "items", str(bad))
     assert result.exit_code == 1
     out = result.output
     for where in [
@@ -80,7 +80,7 @@ def test_a_file_with_problems_publishes_nothing_and_names_each_row_and_column(
         assert where in out, (where, out)
     assert "nothing published" in out
     assert "1111" not in out  # never the value
-    assert end_offsets(empty_topics, ITEMS.name) == before
+    assert end_offsets(kafka_topics, ITEMS.name) == before
 
 
 @pytest.mark.parametrize(
@@ -98,27 +98,27 @@ def test_a_file_with_problems_publishes_nothing_and_names_each_row_and_column(
     ],
 )  # fmt: skip
 def test_a_bad_price_names_row_and_column_and_publishes_nothing(
-    empty_topics: Settings, tmp_path: Path, row: str, where: str
+    kafka_topics: Settings, tmp_path: Path, row: str, where: str
 ) -> None:
     bad = write(tmp_path / "prices.csv", PRICES_HEADER, [row])
-    before = end_offsets(empty_topics, PRICES.name)
-    result = publish(empty_topics, "prices", str(bad))
+    before = end_offsets(kafka_topics, PRICES.name)
+    result = publish(kafka_topics, "prices", str(bad))
     assert result.exit_code == 1
     assert where in result.output and "nothing published" in result.output
-    assert end_offsets(empty_topics, PRICES.name) == before
+    assert end_offsets(kafka_topics, PRICES.name) == before
 
 
 def test_a_header_without_a_required_column_names_it(
-    empty_topics: Settings, tmp_path: Path
+    kafka_topics: Settings, tmp_path: Path
 ) -> None:
     bad = write(tmp_path / "prices.csv", "sku,amount,currency,valid_from,valid_until,note", [])
-    result = publish(empty_topics, "prices", str(bad))
+    result = publish(kafka_topics, "prices", str(bad))
     assert result.exit_code == 1
     assert "row 1, column 'store_id': the header has no store_id column" in result.output
 
 
 def test_the_same_store_sku_and_start_twice_is_a_problem(
-    empty_topics: Settings, tmp_path: Path
+    kafka_topics: Settings, tmp_path: Path
 ) -> None:
     bad = write(
         tmp_path / "prices.csv",
@@ -129,7 +129,7 @@ def test_the_same_store_sku_and_start_twice_is_a_problem(
             "SKU-1,,2.09,EUR,2026-03-01,2026-04-01",
         ],
     )
-    result = publish(empty_topics, "prices", str(bad))
+    result = publish(kafka_topics, "prices", str(bad))
     assert result.exit_code == 1
     assert "row 4, column 'valid_from': the same store, SKU and start as row 2" in result.output
 
@@ -312,6 +312,7 @@ def test_a_full_file_that_would_delete_much_needs_allow_mass_delete(
 
 
 @pytest.mark.slow
+@pytest.mark.fills_topics
 def test_a_hundred_thousand_items_publish_and_publish_again_as_nothing(
     empty_topics: Settings, tmp_path: Path
 ) -> None:
@@ -334,6 +335,7 @@ def test_a_hundred_thousand_items_publish_and_publish_again_as_nothing(
 
 
 @pytest.mark.slow
+@pytest.mark.fills_topics
 def test_a_hundred_thousand_prices_publish_and_one_change_publishes_one(
     empty_topics: Settings, tmp_path: Path
 ) -> None:
