@@ -125,6 +125,16 @@ def test_k8s_workloads(monkeypatch: pytest.MonkeyPatch) -> None:
     assert consumers == {"erp", "crm", "analytics", "audit"}
 
 
+def test_k8s_consumers_guard_their_read_apis_with_the_token_of_the_secret() -> None:
+    """Open read APIs inside a cluster would hand the CRM's profiles to any pod."""
+    for deployment in k8s_kind("Deployment"):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = {item["name"]: item for item in container.get("env", [])}
+        token = env.get("TILLSTREAM_CONSUMER_API_TOKEN")
+        assert token is not None, deployment["metadata"]["name"]
+        assert token["valueFrom"]["secretKeyRef"]["name"] == "tillstream-credentials"
+
+
 def test_k8s_services_and_budgets_select_a_deployment() -> None:
     templates = [d["spec"]["template"] for d in k8s_kind("Deployment")]
     for service in k8s_kind("Service"):
