@@ -17,6 +17,7 @@ from tillstream.core.codec import AvroCodec
 from tillstream.core.kafka import make_producer
 from tillstream.core.settings import Settings
 from tillstream.core.topics import ITEMS, PRICES, item_key, price_key
+from tillstream_edge.masterdata_copy import RawRecord
 
 
 def gtin13(body: str) -> str:
@@ -118,3 +119,29 @@ async def get_json(url: str, token: str | None = None) -> tuple[int, Any]:
     async with httpx.AsyncClient(timeout=10) as http:
         answer = await http.get(url, headers=headers)
         return answer.status_code, answer.json()
+
+
+class Topics:
+    """Records as the topics would hand them out, with offsets."""
+
+    def __init__(self, codec: AvroCodec) -> None:
+        self.codec = codec
+        self.offsets = {ITEMS.name: 0, PRICES.name: 0}
+
+    def _next(self, topic: str, key: bytes, value: bytes | None) -> RawRecord:
+        offset = self.offsets[topic]
+        self.offsets[topic] += 1
+        return RawRecord(topic, 0, offset, key, value, 1_700_000_000_000 + offset)
+
+    def item(self, record: dict[str, Any]) -> RawRecord:
+        value = self.codec.encode("item", record)
+        return self._next(ITEMS.name, item_key(record["sku"]), value)
+
+    def item_gone(self, sku: str) -> RawRecord:
+        return self._next(ITEMS.name, item_key(sku), None)
+
+    def price(self, record: dict[str, Any]) -> RawRecord:
+        return self._next(PRICES.name, key_of_price(record), self.codec.encode("price", record))
+
+    def price_gone(self, record: dict[str, Any]) -> RawRecord:
+        return self._next(PRICES.name, key_of_price(record), None)

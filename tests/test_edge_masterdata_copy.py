@@ -12,38 +12,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.edge_masterdata_support import gtin13, item, key_of_price, price
+from tests.edge_masterdata_support import Topics, gtin13, item, price
 from tillstream.core.codec import AvroCodec
-from tillstream.core.topics import ITEMS, PRICES, item_key
-from tillstream_edge.masterdata_copy import MasterDataCopy, RawRecord, TokenError
+from tillstream.core.topics import ITEMS, PRICES
+from tillstream_edge.masterdata_copy import MasterDataCopy, TokenError
 
 STORE = "S001"
-
-
-class Topics:
-    """Records as the topics would hand them out, with offsets."""
-
-    def __init__(self, codec: AvroCodec) -> None:
-        self.codec = codec
-        self.offsets = {ITEMS.name: 0, PRICES.name: 0}
-
-    def _next(self, topic: str, key: bytes, value: bytes | None) -> RawRecord:
-        offset = self.offsets[topic]
-        self.offsets[topic] += 1
-        return RawRecord(topic, 0, offset, key, value, 1_700_000_000_000 + offset)
-
-    def item(self, record: dict[str, Any]) -> RawRecord:
-        value = self.codec.encode("item", record)
-        return self._next(ITEMS.name, item_key(record["sku"]), value)
-
-    def item_gone(self, sku: str) -> RawRecord:
-        return self._next(ITEMS.name, item_key(sku), None)
-
-    def price(self, record: dict[str, Any]) -> RawRecord:
-        return self._next(PRICES.name, key_of_price(record), self.codec.encode("price", record))
-
-    def price_gone(self, record: dict[str, Any]) -> RawRecord:
-        return self._next(PRICES.name, key_of_price(record), None)
 
 
 @pytest.fixture

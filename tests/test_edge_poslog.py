@@ -5,21 +5,25 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
+from tests.edge_masterdata_support import Topics, item, price
 from tests.edge_support import EdgeProcess, dumps, live_poslog, payment_json, sale_json
 from tillstream.core.codec import AvroCodec
 from tillstream.core.kafka import make_consumer
 from tillstream.core.settings import Settings
 from tillstream.core.topics import PAYMENTS, SALES, TILL_EVENTS
 from tillstream.dev.processes import run_tillstream
+from tillstream_edge.masterdata_copy import MasterDataCopy
 from tillstream_edge.poslog import parse_poslog
 
 pytestmark = pytest.mark.usefixtures("kafka_topics")
@@ -277,3 +281,55 @@ def test_import_reports_skipped_transactions_and_fails_a_file_without_a_sale(
     ) in done.stdout
     assert f"failed: {archive / 'controls.xml'}: nothing to publish" in done.stderr
     assert "1 file(s) could not be imported" in done.stderr
+
+
+async def test_import_marks_stock_items_from_the_stores_copy_but_compares_no_old_prices(
+    settings: Settings, tmp_path: Path, codec: AvroCodec
+) -> None:
+    """A backfilled deposit must not move stock at head office any more than a live one;
+    an old sale is not a price override because today's list price differs."""
+    copy = MasterDataCopy(tmp_path / "import.masterdata.db", "300", ZoneInfo("UTC"), codec)
+    await copy.open()
+    topics = Topics(codec)
+    await copy.apply([
+        topics.item(item("SKU-SOCKS-3P", stock_item=False)),
+        topics.item(item("4025929673704")),
+        topics.price(price("4025929673704", "3.49")),  # the file's line is at 2.99
+    ])  # fmt: skip
+    await copy.close()
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / "day1.xml").write_bytes((DATA / "return_negative_qty.xml").read_bytes())
+    command = ["edge", "import", str(archive), "--store", "300"]
+    env = {"TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers}
+    command += ["--outbox", str(tmp_path / "import.db"), "--no-forward"]
+    done = run_tillstream(*command, env=env, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with sqlite3.connect(tmp_path / "import.db") as outbox:
+        values = [v for (v,) in outbox.execute("SELECT value FROM events WHERE event_type='sale'")]
+    lines = {
+        line["sku"]: line
+        for value in values
+        for line in codec.decode(value).record["lines"]
+        if line["sku"] in ("SKU-SOCKS-3P", "4025929673704")
+    }
+    assert lines["SKU-SOCKS-3P"]["stock_item"] is False
+    assert lines["4025929673704"]["stock_item"] is True
+    assert lines["4025929673704"]["list_price"] is None
+
+
+def test_import_without_a_copy_says_so_and_imports_as_sent(
+    settings: Settings, tmp_path: Path
+) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / "day1.xml").write_bytes((DATA / "return_negative_qty.xml").read_bytes())
+    outbox = tmp_path / "import.db"
+    command = ["edge", "import", str(archive), "--store", "300", "--outbox", str(outbox)]
+    env = {"TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers}
+    done = run_tillstream(*command, "--no-forward", env=env, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"no item copy at {tmp_path / 'import.masterdata.db'}: sales imported as sent" in (
+        done.stdout
+    )
+    assert not (tmp_path / "import.masterdata.db").exists()  # none made up

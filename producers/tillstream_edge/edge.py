@@ -14,12 +14,9 @@ import signal
 import sqlite3
 import time
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from tillstream.core.codec import AvroCodec
 from tillstream.core.http import TlsFiles, embedded_server
 from tillstream.core.pan import mask_pans
-from tillstream.core.registry import registry_from_settings
 from tillstream.core.settings import Settings, split_host_port
 from tillstream.core.topics import STORE_TOPICS
 from tillstream_edge import metrics
@@ -36,7 +33,7 @@ from tillstream_edge.ingest import (
 )
 from tillstream_edge.limits import RecordLimits, keep_limits_current
 from tillstream_edge.masterdata_api import master_data_router
-from tillstream_edge.masterdata_copy import MasterDataCopy, masterdata_path
+from tillstream_edge.masterdata_copy import copy_from_settings
 from tillstream_edge.masterdata_sync import MasterDataSync
 from tillstream_edge.outbox import OutboxFullError, outbox_from_settings
 
@@ -89,12 +86,7 @@ class EdgeService:
         self.ingestor.on_accepted.append(self.forwarder.notify)
         # The store's copy of the item master and prices (issue 15): read by the tills' API,
         # the sales path (stock_item, list_price) and the devices (GTIN -> SKU).
-        self.masterdata = MasterDataCopy(
-            masterdata_path(settings),
-            self.store_id,
-            ZoneInfo(settings.store_timezone),
-            AvroCodec(registry_from_settings(settings)),
-        )
+        self.masterdata = copy_from_settings(settings)
         self.masterdata_sync = MasterDataSync(
             settings, self.masterdata, rebuild_after=settings.edge_masterdata_rebuild_after
         )

@@ -77,6 +77,7 @@ class Ingestor:
         window: rules.TimeWindow | None = None,
         limits: RecordLimits | None = None,
         currency: str = "EUR",
+        backfill: bool = False,
     ) -> None:
         self.store_id = store_id
         self.currency = currency
@@ -85,6 +86,8 @@ class Ingestor:
         """Zone of POSLog times written without an offset (store-local times)."""
         self.window = window
         """Plausibility window of live channels; None for a backfill (``edge import``)."""
+        self.backfill = backfill
+        """Old sales (``edge import``): not compared with the copy's prices, which are today's."""
         self._codec = codec
         self._outbox = outbox
         self.on_accepted: list[Any] = []  # callbacks (e.g. wake the forwarder)
@@ -153,7 +156,7 @@ class Ingestor:
         if self.master is None or event_type != "sale":
             return None
         try:
-            annotated = self.master.annotate_sale(record)
+            annotated = self.master.annotate_sale(record, list_prices=not self.backfill)
         except Exception as exc:  # a broken copy is logged once per failure spell
             if not self._master_failing:
                 log.error("item master not readable; sales are taken as sent: %s", exc)
@@ -234,7 +237,7 @@ def ingestor_from_settings(
 ) -> Ingestor:
     """The ingestor of the store the settings name, writing to ``outbox``: its currency, its
     zone for POSLog local times and, on ``live`` channels (not a backfill), the plausibility
-    window."""
+    window and the comparison of sale lines with the list prices."""
     if settings.store_id is None:
         raise ValueError("a store id is needed: TILLSTREAM_STORE_ID")
     window = rules.TimeWindow(settings.edge_max_event_age, settings.edge_max_future)
@@ -246,6 +249,7 @@ def ingestor_from_settings(
         window=window if live else None,
         limits=limits,
         currency=settings.store_currency,
+        backfill=not live,
     )
 
 

@@ -39,9 +39,11 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tillstream.core.codec import AvroCodec, CodecError
 from tillstream.core.prices import format_amount, valid_price
+from tillstream.core.registry import registry_from_settings
 from tillstream.core.settings import Settings
 from tillstream.core.topics import ITEMS, PRICES
 
@@ -752,12 +754,16 @@ class MasterDataCopy:
             if sku in stock or sku in prices
         }
 
-    def annotate_sale(self, sale: dict[str, Any]) -> dict[str, Any] | None:
+    def annotate_sale(
+        self, sale: dict[str, Any], *, list_prices: bool = True
+    ) -> dict[str, Any] | None:
         """The sale with what the item master says of its lines, or None if it says nothing
         new: ``stock_item`` false for an item head office marks as no stock item (a deposit,
         a fee), and ``list_price`` for a line whose unit price differs from the list price
         valid for this store when the sale was made (a price override). A line of an
-        unknown or unpriced SKU, or priced in another currency, keeps ``list_price`` null."""
+        unknown or unpriced SKU, or priced in another currency, keeps ``list_price`` null.
+        Without ``list_prices`` (a backfill of old sales: the copy holds today's prices, not
+        the ones they replaced) only ``stock_item`` is marked."""
         lines = sale.get("lines")
         at = sale.get("occurred_at")
         if not self._opened or not isinstance(lines, list) or not isinstance(at, datetime):
@@ -775,7 +781,7 @@ class MasterDataCopy:
             new = dict(line)
             if fact.stock_item is False and new.get("stock_item", True) is not False:
                 new["stock_item"] = False
-            price = valid_price(fact.prices, self.store_id, at, self.zone)
+            price = valid_price(fact.prices, self.store_id, at, self.zone) if list_prices else None
             unit_price = new.get("unit_price")
             if (
                 price is not None
@@ -900,6 +906,18 @@ def _price_json(row: tuple[Any, ...]) -> dict[str, Any]:
         "valid_until_day": valid_until_day,
         "published_at": _iso(published),
     }
+
+
+def copy_from_settings(settings: Settings) -> MasterDataCopy:
+    """The store's copy, as the settings place it (not opened)."""
+    if settings.store_id is None:
+        raise ValueError("a store id is needed: TILLSTREAM_STORE_ID")
+    return MasterDataCopy(
+        masterdata_path(settings),
+        settings.store_id,
+        ZoneInfo(settings.store_timezone),
+        AvroCodec(registry_from_settings(settings)),
+    )
 
 
 def masterdata_path(settings: Settings) -> Path:

@@ -18,6 +18,7 @@ from tillstream_edge.forwarder import Forwarder, forwarder_from_settings
 from tillstream_edge.importer import ImportReport, import_files, poslog_files
 from tillstream_edge.ingest import ingestor_from_settings
 from tillstream_edge.limits import RecordLimits, read_topic_limits
+from tillstream_edge.masterdata_copy import MasterDataCopy, copy_from_settings, masterdata_path
 from tillstream_edge.outbox import Outbox, outbox_from_settings
 
 
@@ -117,8 +118,10 @@ async def _import(cfg: Settings, paths: list[Path], *, forward: bool) -> ImportR
     files = list(poslog_files(paths))
     outbox = outbox_from_settings(cfg)
     await outbox.open()
-    try:  # a backfill: no plausibility window
+    copy = None
+    try:  # a backfill: no plausibility window, no comparison with today's prices
         ingestor = ingestor_from_settings(cfg, outbox, await _record_limits(cfg), live=False)
+        ingestor.master = copy = await _item_copy(cfg)
         with Progress() as progress:
             task = progress.add_task("importing POSLog", total=len(files))
             report = await import_files(
@@ -146,7 +149,26 @@ async def _import(cfg: Settings, paths: list[Path], *, forward: bool) -> ImportR
                 )
     finally:
         await outbox.close()
+        if copy is not None:
+            await copy.close()
     return report
+
+
+async def _item_copy(cfg: Settings) -> MasterDataCopy | None:
+    """The store's item copy (kept by its edge service), to mark sales as the edge does:
+    lines of items head office keeps no stock of. None, said once, if there is none."""
+    path = masterdata_path(cfg)
+    if not path.exists():
+        click.echo(f"no item copy at {path}: sales imported as sent")
+        return None
+    copy = copy_from_settings(cfg)
+    try:
+        await copy.open()
+    except Exception as exc:  # as the edge does: a damaged copy never stops sales
+        click.echo(f"the item copy at {path} cannot be opened ({exc}): sales imported as sent")
+        await copy.close()
+        return None
+    return copy
 
 
 async def _record_limits(cfg: Settings) -> RecordLimits:
