@@ -477,6 +477,50 @@ def test_a_topic_read_ahead_of_the_others_flags_nothing_not_read_yet(
     assert open_flags(harness.db) == flags
 
 
+def test_sales_read_ahead_of_a_till_event_numbered_between_them_show_no_gap(
+    db_url: str,
+) -> None:
+    """Most tills number receipts and till events with one counter: a pickup between two
+    sales holds the number between theirs. Sales read ahead of the till events must not
+    flag that number as a gap; a number that truly never came is flagged, after the hold."""
+    today = datetime.now(UTC).date()
+    sd = StoreDay("RA-P", today)
+    till = sd.till("T01", "op-1")
+    till.open(local(today, 8))
+    till.sell(local(today, 9))
+    till.pickup(local(today, 10), Decimal("100.00"))  # a till event, numbered
+    pickup = f"T01 {till.number:06d}"
+    till.sell(local(today, 11))
+    lost = till.sell(local(today, 12))
+    till.events.remove(lost[0])  # never reaches head office
+    missing = f"T01 {lost[0][1]['receipt_number']}"
+    till.sell(local(today, 13))
+    start = int(datetime.now(UTC).timestamp() * 1000)
+    published = sorted(sd.all_events(), key=lambda e: e[1]["occurred_at"])
+    stamped = [(event, record, start + i) for i, (event, record) in enumerate(published)]
+    harness = ConsumerHarness(SalesAudit(SETTINGS), db_url)
+    for topic in ("sale", "payment"):  # the till events come later
+        batch = [s for s in stamped if s[0] == topic]
+        harness.apply_events(*((e, r) for e, r, _ in batch), published_ms=[m for *_, m in batch])
+    harness.consumer.settle(harness.db, datetime.now(UTC))
+    gaps = {subject for _, kind, subject in open_flags(harness.db) if kind == "receipt_gap"}
+    assert gaps == set(), "the pickup's number is not read yet, so no gap can be told"
+    later = datetime.now(UTC) + timedelta(seconds=HOLD_SECONDS + 1)
+    harness.consumer.settle(harness.db, later)  # the till events never come: the hold ends
+    gaps = {subject for _, kind, subject in open_flags(harness.db) if kind == "receipt_gap"}
+    assert gaps == {pickup, missing}
+    # The till sells on: its day is audited again, the gaps wait again, and stay shown.
+    more = [e for e in till.sell(local(today, 14)) if e[0] == "sale"]
+    harness.apply_events(*more, published_ms=[start + len(stamped)])
+    harness.consumer.settle(harness.db, datetime.now(UTC))
+    gaps = {subject for _, kind, subject in open_flags(harness.db) if kind == "receipt_gap"}
+    assert gaps == {pickup, missing}, "a flag shown is not taken back by a new hold"
+    batch = [s for s in stamped if s[0] == "till_event"]
+    harness.apply_events(*((e, r) for e, r, _ in batch), published_ms=[m for *_, m in batch])
+    gaps = {subject for _, kind, subject in open_flags(harness.db) if kind == "receipt_gap"}
+    assert gaps == {missing}
+
+
 def test_a_finding_waits_for_other_topics_no_longer_than_the_hold(db_url: str) -> None:
     """A till's count is the last thing it publishes for the day: no payment follows it to
     move the payments' mark past it. A short waits for the payments, but not for long."""

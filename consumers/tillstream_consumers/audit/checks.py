@@ -76,9 +76,14 @@ class DayAudit:
     """The store-day's close (its last STORE_DAY_CLOSE, if no STORE_DAY_OPEN followed)."""
     overdue: bool
     """The day ended (local midnight) more than the grace ago."""
-    waiting: int = 0
+    held: tuple[Flag, ...] = ()
     """Findings held back until the store's other topics are read past them
-    (``reading.py``): the day is audited again until none is."""
+    (``reading.py``): the day is audited again until none is. One already flagged stays
+    flagged meanwhile (a new hold does not take back what an auditor was shown)."""
+
+    @property
+    def waiting(self) -> int:
+        return len(self.held)
 
 
 def day_end(day: date, utc_offset_minutes: int) -> datetime:
@@ -103,7 +108,7 @@ def audit_day(
         Flag(LATE_EVENT, terminal, f"{terminal} {label}", message, events=(event_id,))
         for _, terminal, label, event_id, message in sorted(late)
     ]
-    numbering, waiting = numbering_flags(facts, read)
+    numbering, held = numbering_flags(facts, read)
     flags += numbering
     tills: list[Till] = []
     balances: list[Balance] = []
@@ -158,23 +163,23 @@ def audit_day(
                 elif flag.kind == PAYMENT_MISMATCH and not read_past(
                     read, "payment", t.published_ms
                 ):
-                    waiting += 1  # its payments are published after it: not read yet
+                    held.append(flag)  # its payments are published after it: not read yet
                 else:
                     flags.append(flag)
         orphans = [p for p in facts.orphans if p.terminal_id == terminal]
         orphaned, waits = orphan_flags(terminal, orphans, sessions, due, read)
         flags += orphaned
-        waiting += waits
+        held += waits
         taken = [*taken_on[terminal], *orphans]
         till_balances, balance_flags = balance(terminal, controls, taken, settled, settings)
         balances += till_balances
         counted = till_totals_flags(terminal, controls, taken) + balance_flags
-        held = [f for f in counted if f.kind in (OVER_SHORT, TILL_TOTALS_MISMATCH)]
-        if held and not all(
+        counts = [f for f in counted if f.kind in (OVER_SHORT, TILL_TOTALS_MISMATCH)]
+        if counts and not all(
             read_past(read, "payment", c.published_ms) for c in controls if c.kind in _COUNTS
         ):  # the payments its counts cover are published before them: not all read yet
-            counted = [f for f in counted if f not in held]
-            waiting += 1
+            counted = [f for f in counted if f not in counts]
+            held += counts
         flags += counted
         operators = {c.operator_id for c in controls if c.kind == "SIGN_ON" and c.operator_id}
         operators |= {t.cashier_id for t in transactions if t.cashier_id}
@@ -192,7 +197,7 @@ def audit_day(
     order = {kind: i for i, kind in enumerate(KINDS)}
     flags.sort(key=lambda f: (order[f.kind], f.terminal_id or "", f.subject))
     return DayAudit(
-        tuple(flags), tuple(tills), tuple(balances), tuple(pending), closed_at, overdue, waiting
+        tuple(flags), tuple(tills), tuple(balances), tuple(pending), closed_at, overdue, tuple(held)
     )
 
 

@@ -17,12 +17,15 @@ from tillstream_consumers.audit.flags import DUPLICATE_COPY, DUPLICATE_NUMBER, R
 from tillstream_consumers.audit.reading import ReadMarks, read_past
 
 _NUMBER = re.compile(r"(.*?)(\d+)")
+_NUMBERED = ("sale", "till_event")
+"""The topics whose events hold a till's numbers."""
 
 
-def numbering_flags(facts: StoreDayFacts, read: ReadMarks | None) -> tuple[list[Flag], int]:
-    """Duplicates and gaps in each till's own numbering (one series per prefix), and how
-    many gaps wait for the store's sales to be read: a gap below a till event the audit read
-    ahead of the sales published before it (``reading.py``) may close as they are read."""
+def numbering_flags(facts: StoreDayFacts, read: ReadMarks | None) -> tuple[list[Flag], list[Flag]]:
+    """Duplicates and gaps in each till's own numbering (one series per prefix); and the gaps
+    held back, which events not read yet may fill (``reading.py``): most tills number
+    receipts and till events with one counter, so a gap waits until both the store's sales
+    and its till events were read past the number above it."""
     numbered: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
     published: dict[str, int] = {}
     for t in facts.transactions:  # (till, number) -> (content, event id) of each holder
@@ -34,8 +37,8 @@ def numbering_flags(facts: StoreDayFacts, read: ReadMarks | None) -> tuple[list[
             numbered[(c.terminal_id, c.number)].append((c.content, c.event_id))
             if c.published_ms is not None:
                 published[c.event_id] = c.published_ms
-    waiting = 0
     flags: list[Flag] = []
+    held: list[Flag] = []
     series: dict[tuple[str, str], dict[int, int]] = defaultdict(dict)
     holders: dict[tuple[str, str, int], tuple[str, ...]] = {}
     for (terminal, number), found in sorted(numbered.items()):
@@ -76,11 +79,9 @@ def numbering_flags(facts: StoreDayFacts, read: ReadMarks | None) -> tuple[list[
             missing = high - low - 1
             span = first if missing == 1 else f"{first}..{last}"
             after = holders[(terminal, prefix, high)]
-            newest = max((published[i] for i in after if i in published), default=None)
-            if not read_past(read, "sale", _at_least(newest)):
-                waiting += 1
-                continue
-            flags.append(
+            newest = _at_least(max((published[i] for i in after if i in published), default=None))
+            read_through = all(read_past(read, kind, newest) for kind in _NUMBERED)
+            (flags if read_through else held).append(
                 Flag(
                     RECEIPT_GAP,
                     terminal,
@@ -94,7 +95,7 @@ def numbering_flags(facts: StoreDayFacts, read: ReadMarks | None) -> tuple[list[
                     events=(*holders[(terminal, prefix, low)], *holders[(terminal, prefix, high)]),
                 )
             )
-    return flags, waiting
+    return flags, held
 
 
 def _at_least(published_ms: int | None) -> int | None:

@@ -86,27 +86,24 @@ def orphan_flags(
     sessions: Sequence[Session],
     due: bool,
     read: ReadMarks | None,
-) -> tuple[list[Flag], int]:
+) -> tuple[list[Flag], list[Flag]]:
     """Payments on this till whose sale never arrived, once the till settled after them or
     the day is due, and the store's sales were read past them (a sale is published before
     its payments; ``reading.py``): money taken for a receipt head office does not have.
-    Also how many sales' payments wait only for the store's sales to be read."""
+    And those held back only until the store's sales are read past them."""
     by_sale: dict[str, list[Tender]] = defaultdict(list)
     for p in orphans:
         by_sale[p.sale_event_id].append(p)
-    flags = []
-    waiting = 0
+    flags: list[Flag] = []
+    held: list[Flag] = []
     for sale_id, found in sorted(by_sale.items()):
         last = max(p.occurred_at for p in found)
         settled_after = any(k == "TILL_CLOSE" and at >= last for at, _, _, k in sessions)
         if not (due or settled_after):
             continue
         first = min((p.published_ms for p in found if p.published_ms is not None), default=None)
-        if not read_past(read, "sale", first):
-            waiting += 1
-            continue
         paid = sum((p.signed for p in found), _ZERO)
-        flags.append(
+        (flags if read_past(read, "sale", first) else held).append(
             Flag(
                 PAYMENT_WITHOUT_SALE,
                 terminal,
@@ -117,7 +114,7 @@ def orphan_flags(
                 events=tuple(sorted(p.event_id for p in found)),
             )
         )
-    return flags, waiting
+    return flags, held
 
 
 def paid_by_sale(payments: Iterable[Tender]) -> dict[str, Decimal]:

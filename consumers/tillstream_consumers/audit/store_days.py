@@ -84,7 +84,9 @@ def recompute(
             None if waiting_since is None else ts(waiting_since),
         ),
     )
-    _write_flags(db, store_id, day, audit.flags, now, kinds_other_than=SILENT_STORE)
+    _write_flags(
+        db, store_id, day, audit.flags, now, kinds_other_than=SILENT_STORE, kept_if_open=audit.held
+    )
     if audit.waiting:  # audited again on a refresh, once what it waits for may have come
         mark_dirty(db, {(store_id, day): 0})
     return audit
@@ -192,8 +194,10 @@ def _write_flags(
     *,
     kinds_other_than: str | None = None,
     only_kind: str | None = None,
+    kept_if_open: Iterable[Flag] = (),
 ) -> None:
-    """Make the store-day's open flags (of the kinds given) exactly ``flags``."""
+    """Make the store-day's open flags (of the kinds given) exactly ``flags``, and those of
+    ``kept_if_open`` (findings held back for now) that are open already."""
     where = "store_id = ? AND business_day = ?"
     params: list[str] = [store_id, day.isoformat()]
     if kinds_other_than is not None:
@@ -215,6 +219,10 @@ def _write_flags(
         amount = None if f.amount is None else to_units(f.amount, MONEY_SCALE)
         row = (f.kind, f.subject, f.message, amount, f.operator_id, json.dumps(f.events), 1)
         wanted[flag_id(store_id, day, f.kind, f.subject)] = (f.terminal_id, row)
+    for f in kept_if_open:
+        fid = flag_id(store_id, day, f.kind, f.subject)
+        if fid in existing and existing[fid][6]:
+            wanted[fid] = (f.terminal_id, existing[fid])
     stamp = ts(now)
     db.executemany(
         "UPDATE audit_flags SET is_open = 0, resolved_at = ?, updated_at = ? WHERE flag_id = ?",
