@@ -284,6 +284,54 @@ class Sale(TypedDict):
     """Receipt totals as computed by the till."""
 
 
+class SaleVoid(TypedDict):
+    """A post-void: a completed sale cancelled afterwards at the till (wrong tender, customer
+    walked away). Every consumer undoes the sale it names, as if it had never happened,
+    whichever of the two it reads first; the sales audit also counts the post-void per till and
+    cashier.
+    """
+
+    event_id: str
+    """Unique id of this post-void (POSLog: uuid5 of the voiding transaction's store, workstation,
+    sequence number and business day).
+    """
+    voided_event_id: UUID
+    """event_id of the sale this post-void cancels. A sale is cancelled at most once: a second
+    post-void of the same sale changes nothing.
+    """
+    store_id: str
+    """Store identifier; the Kafka message key. The cancelled sale is of the same store."""
+    terminal_id: str
+    """POS terminal (workstation) on which the post-void was done."""
+    receipt_number: str | None
+    """The post-void transaction's own receipt or sequence number, where the till numbers it (it
+    then takes a number of the till's sequence, so the audit sees no gap).
+    """
+    voided_terminal_id: str | None
+    """Terminal of the cancelled sale, as the post-void names it; null: terminal_id."""
+    voided_receipt_number: str | None
+    """Receipt or sequence number of the cancelled sale, as the post-void names it, if it does."""
+    business_day: date
+    """Business day of the post-void (the cancelled sale keeps its own)."""
+    occurred_at: datetime
+    """When the sale was voided, in UTC."""
+    utc_offset_minutes: int
+    """The till's offset from UTC at occurred_at, in minutes (local time = occurred_at + offset)."""
+    cashier_id: str | None
+    """Operator (cashier or supervisor) who voided the sale, if known; never a name."""
+    reason: str | None
+    """Reason code the till gives, if any."""
+    currency: str | None
+    """ISO 4217 code of voided_amount; null when there is none."""
+    voided_amount: Decimal | None
+    """The cancelled sale's net amount (what the customer was due) as the post-void states it, if
+    it does: shown by the audit before the sale itself is read. Consumers undo the sale from the
+    sale's own record.
+    """
+    source: str
+    """Channel that produced the event: api, poslog."""
+
+
 QuantityType = Literal["CHANGE", "COUNT"]
 """CHANGE adds quantity (signed) to stock on hand; COUNT sets stock on hand to quantity."""
 
@@ -423,6 +471,7 @@ EVENT_TYPES: dict[str, type] = {
     "price": Price,
     "reorder_suggestion": ReorderSuggestion,
     "sale": Sale,
+    "sale_void": SaleVoid,
     "stock_movement": StockMovement,
     "till_event": TillEvent,
 }

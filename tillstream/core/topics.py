@@ -48,7 +48,12 @@ TILL_EVENTS = TopicSpec(
     "tillstream.till-events", "till_event", {**_DURABLE, "retention.ms": _MONTH_MS}
 )
 
-STORE_TOPICS: tuple[TopicSpec, ...] = (SALES, PAYMENTS, STOCK_MOVEMENTS, TILL_EVENTS)
+# Post-voids: a completed sale cancelled afterwards; every consumer undoes the sale it names.
+SALE_VOIDS = TopicSpec(
+    "tillstream.sale-voids", "sale_void", {**_DURABLE, "retention.ms": _MONTH_MS}
+)
+
+STORE_TOPICS: tuple[TopicSpec, ...] = (SALES, PAYMENTS, STOCK_MOVEMENTS, TILL_EVENTS, SALE_VOIDS)
 """Topics written by the edge services, keyed by store id."""
 
 REORDER_SUGGESTIONS = TopicSpec(
@@ -125,6 +130,7 @@ __all__ = [
     "PRICES",
     "REORDER_SUGGESTIONS",
     "SALES",
+    "SALE_VOIDS",
     "STOCK_MOVEMENTS",
     "STORE_TOPICS",
     "TILL_EVENTS",

@@ -17,6 +17,7 @@ from tillstream.core.events import (
     Price,
     ReorderSuggestion,
     Sale,
+    SaleVoid,
     StockMovement,
     TillEvent,
 )
@@ -90,6 +91,9 @@ class Record:
 
     def payment(self) -> Payment:
         return cast(Payment, self._value_of("payment"))
+
+    def sale_void(self) -> SaleVoid:
+        return cast(SaleVoid, self._value_of("sale_void"))
 
     def stock_movement(self) -> StockMovement:
         return cast(StockMovement, self._value_of("stock_movement"))
