@@ -159,7 +159,9 @@ async def test_pan_guard_holds_on_every_channel_and_the_edge_leaks_nothing(
         for document in broken_poslogs().values():
             answers.append(await http.post("/v1/poslog", content=document))
         converted = await http.post("/v1/poslog", content=journal().encode())
-        assert [a.status_code for a in answers] == [422] * 5
+        # The POSLog documents' transactions are set aside (kept at the edge, masked).
+        assert [a.status_code for a in answers] == [422, 422, 202, 202, 202]
+        assert all(a.json()["set_aside"] for a in answers[2:])
         assert "lines[0].description" in answers[0].text
         assert "events[1].card.token" in answers[1].text
         assert converted.status_code == 202  # the PAN masked, personal data dropped
@@ -174,7 +176,7 @@ async def test_pan_guard_holds_on_every_channel_and_the_edge_leaks_nothing(
         scanner.send(f"]C1010400638133393110{PAN}\r".encode())  # a PAN as the lot number
         async with asyncio.timeout(30):
             while (
-                len(list((folder / "rejected").glob("*.xml"))) < 3
+                len(list((folder / "processed").glob("*.result.json"))) < 3
                 or b"4006381333931" not in outbox_values(outbox)  # the lot scan
             ):
                 await asyncio.sleep(0.2)
@@ -187,7 +189,12 @@ async def test_pan_guard_holds_on_every_channel_and_the_edge_leaks_nothing(
     assert set(converted.json()["event_ids"]) <= outbox_ids(outbox)
     assert leaks(stored) == []
     assert leaks(log_text(caplog)) == []
-    assert "set aside" in log_text(caplog)  # the drop folder did log its refusals
+    assert "set aside" in log_text(caplog)  # the drop folder did log its set-aside ones
+    for result in (folder / "processed").glob("*.result.json"):
+        assert leaks(result.read_text()) == []
+    with sqlite3.connect(outbox) as db:  # kept to be re-run: masked
+        documents = b"".join(bytes(d) for (d,) in db.execute("SELECT document FROM set_aside"))
+    assert documents and leaks(documents) == []
     assert leaks(scraped) == []
     assert 'tillstream_edge_events_rejected_total{channel="dropfolder"' in scraped
     assert metric("tillstream_edge_device_rejected_total", device="dock") == 1  # the swipe

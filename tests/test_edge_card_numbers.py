@@ -12,6 +12,7 @@ valid events are sent, and they are the only events of this store that reach Kaf
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -142,8 +143,13 @@ async def test_card_numbers_in_any_spelling_and_field_reach_no_topic(
             ("X" * 5000, "invalid_poslog"),  # the HTTP channel's SKU rule holds here too
             ("A'; DROP TABLE erp_stock; --", "invalid_poslog"),
         ]:
+            # The transaction is set aside (kept at the edge, masked), the rest of its file not
+            # held back; counted as a refusal under its cause.
             answer = await http.post("/v1/poslog", content=document(store, item_id))
-            assert (answer.status_code, answer.json()["error"]) == (422, error), answer.text
+            assert answer.status_code == 202, answer.text
+            [kept] = answer.json()["set_aside"]
+            cause = {"card_number": "card_number", "invalid_poslog": "invalid"}[error]
+            assert kept["cause"] == cause, answer.text
             assert "5555" not in answer.text and "DROP" not in answer.text
 
         old = time.time() - 10
@@ -164,13 +170,14 @@ async def test_card_numbers_in_any_spelling_and_field_reach_no_topic(
 
         found = await records_of(kafka_topics, codec, store, arrived)
         async with asyncio.timeout(15):
-            while not (folder / "rejected" / "card.xml.reason.txt").exists():
+            while not (folder / "processed" / "card.xml.result.json").exists():
                 await asyncio.sleep(0.1)
 
     assert len(found) == 2, [r["event_id"] for r in found]  # the two valid events, nothing else
     assert {r["sku"] for r in found} == {REAL_GTIN_14, SCANNED}
-    reason = (folder / "rejected" / "card.xml.reason.txt").read_text()
-    assert "card number" in reason and "1111" not in reason
+    result = (folder / "processed" / "card.xml.result.json").read_text()
+    [kept] = json.loads(result)["set_aside"]
+    assert "card number" in kept["reason"] and "1111" not in result
 
     after = counts(scanner_name)
     delta = {k: after[k] - before[k] for k in after}
@@ -186,7 +193,9 @@ async def test_card_numbers_in_any_spelling_and_field_reach_no_topic(
 
     logged = [r.getMessage() for r in caplog.records]
     refusals = [m for m in logged if "request refused with 422" in m]
-    assert len(refusals) == len(cases) + 4  # one line per refused HTTP request
+    assert len(refusals) == len(cases)  # one line per refused HTTP request
+    set_aside = [m for m in logged if " set aside" in m]
+    assert len(set_aside) == 4 + 1  # one line per POSLog document or file with one set aside
     for (_, field, _), line in zip(cases, refusals, strict=False):
         assert line.endswith(f"(card_number): {field}"), line
     text = "\n".join(logged)

@@ -140,8 +140,9 @@ async def test_a_poslog_sale_is_marked_in_the_one_accept_path(
 ) -> None:
     """POSLog passes the same Ingestor.encode as HTTP: the item master marks its lines."""
     from tests.test_edge_poslog import live
-    from tillstream_edge.ingest import Ingestor, poslog_events
+    from tillstream_edge.ingest import Ingestor
     from tillstream_edge.outbox import Outbox
+    from tillstream_edge.poslog_intake import poslog_events
 
     topics = Topics(codec)
     await copy.apply(

@@ -138,25 +138,28 @@ async def test_drop_folder_sets_bad_files_aside_and_goes_on(
     counts, _ = await events_of(settings, codec, "9", want)
     assert set(counts) == want
     async with asyncio.timeout(20):
-        while not (folder / "rejected" / "e-nothing.xml.reason.txt").exists():
+        while not (folder / "processed" / "e-nothing.xml.result.json").exists():
             await asyncio.sleep(0.2)
         while not (folder / "processed" / "d-controls.xml.result.json").exists():
             await asyncio.sleep(0.2)
-    for name in ("a-bomb.xml", "b-broken.xml", "e-nothing.xml"):
+    for name in ("a-bomb.xml", "b-broken.xml"):
         assert (folder / "rejected" / name).exists()
         reason = (folder / "rejected" / f"{name}.reason.txt").read_text()
         assert reason.strip()
     assert "DTD" in (folder / "rejected" / "a-bomb.xml.reason.txt").read_text()
-    # A file with nothing to publish is set aside naming every transaction, kind and reason.
-    nothing = (folder / "rejected" / "e-nothing.xml.reason.txt").read_text().splitlines()
-    assert nothing[0] == "nothing to publish, no transaction is a sale or a till event"
-    assert nothing[1] == "transaction 301 (#1): Training: training mode (not a real sale)"
-    assert nothing[2].startswith("transaction 302 (#2): RetailTransaction:Suspended: ")
-    assert len(nothing) == 3
+    # A file with nothing to publish is read all the same, every transaction named with its
+    # kind and reason: nothing in it is lost, nothing holds the folder back.
+    nothing = json.loads((folder / "processed" / "e-nothing.xml.result.json").read_text())
+    assert nothing["accepted"] == 0 and nothing["set_aside"] == []
+    assert [(s["sequence_number"], s["kind"]) for s in nothing["skipped"]] == [
+        ("301", "Training"),
+        ("302", "RetailTransaction:Suspended"),
+    ]
     # The converted files' records: what was published, and every transaction skipped. The
     # control transactions are published as till events, not skipped.
     record = json.loads((folder / "processed" / "c-good.xml.result.json").read_text())
     assert set(record["event_ids"]) == expected_ids(live("ncr_2x.xml")) and record["skipped"] == []
+    assert record["dialect"] == "ncr-acs"  # detected from its acs: namespace
     controls = json.loads((folder / "processed" / "d-controls.xml.result.json").read_text())
     till_events = sum(
         1
@@ -167,12 +170,70 @@ async def test_drop_folder_sets_bad_files_aside_and_goes_on(
     assert edge.metric("tillstream_edge_events_accepted_total", 'event_type="till_event"') == (
         till_events
     )
-    assert edge.metric("tillstream_edge_poslog_files_total", 'outcome="failed"') == 3
-    assert edge.metric("tillstream_edge_events_rejected_total", 'reason="nothing_converted"') == 1
-    # Only accepted files' skipped transactions are counted, not the refused file's two.
+    assert edge.metric("tillstream_edge_poslog_files_total", 'outcome="failed"') == 2
+    # Only read files' skipped transactions are counted.
     assert edge.metric("tillstream_edge_poslog_transactions_skipped_total") == len(
         controls["skipped"]
-    )
+    ) + len(nothing["skipped"])
+
+
+async def test_set_aside_transactions_are_published_exactly_once_after_the_fix(
+    kafka_broker: str, settings: Settings, codec: AvroCodec, tmp_path: Path
+) -> None:
+    """Store 9 sells in dollars; its edge was set up for euros. Its till's transactions are
+    set aside (kept at the edge, not lost); once the setting is fixed, a retry beside the
+    running edge publishes each of them, once, however often it is run."""
+    work = tmp_path / "edge-9R"
+    work.mkdir()
+    edge = EdgeProcess("9R", kafka_broker, work, env={"TILLSTREAM_STORE_CURRENCY": "EUR"})
+    edge.start()
+    try:  # the sample as store 9R's: no other test of the session sells as 9R
+        document = live("ncr_2x.xml").replace(b">9</RetailStoreID>", b">9R</RetailStoreID>")
+        async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
+            answer = await http.post("/v1/poslog", content=document)
+        assert answer.status_code == 202, answer.text
+        # The till events without money (sign-on, sign-off) name no currency: published.
+        moneyless = [
+            r
+            for kind, r in parse_poslog(document, default_currency="USD").events
+            if kind == "till_event" and not r["tenders"]
+        ]
+        assert answer.json()["accepted"] == len(moneyless) > 0
+        kept = answer.json()["set_aside"]
+        assert kept and all("USD is not this store's currency EUR" in k["reason"] for k in kept)
+        assert edge.metric("tillstream_edge_poslog_transactions_set_aside_total") == len(kept)
+        listed = run_tillstream("edge", "set-aside", "list", "--json", "--outbox", str(edge.outbox))
+        rows = [json.loads(line) for line in listed.stdout.splitlines()]
+        assert [r["cause"] for r in rows] == ["rule"] * len(kept)
+        fixed = {
+            "TILLSTREAM_STORE_CURRENCY": "USD",
+            "TILLSTREAM_KAFKA_BOOTSTRAP_SERVERS": kafka_broker,
+        }
+        retry = [
+            "edge",
+            "set-aside",
+            "retry",
+            "--all",
+            "--store",
+            "9R",
+            "--outbox",
+            str(edge.outbox),
+        ]
+        first = run_tillstream(*retry, env=fixed, timeout=120)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert f"{len(kept)} of {len(kept)} transaction(s) now in the queue" in first.stderr
+        again = run_tillstream(*retry, env=fixed, timeout=120)
+        assert again.returncode == 0 and "0 of 0 transaction(s)" in again.stderr
+        want = expected_ids(document)
+        counts, _ = await events_of(settings, codec, "9R", want)
+        assert set(counts) == want and max(counts.values()) == 1
+        resolved = run_tillstream(
+            "edge", "set-aside", "list", "--all", "--json", "--outbox", str(edge.outbox)
+        )
+        rows = [json.loads(line) for line in resolved.stdout.splitlines()]
+        assert all(r["resolved_at"] and r["resolution"]["event_ids"] for r in rows)
+    finally:
+        edge.kill()
 
 
 def test_import_is_resumable_and_publishes_nothing_twice(
@@ -202,32 +263,34 @@ def problems_of(answer: httpx.Response) -> dict[str, str]:
     return {p["field"]: p["message"] for p in answer.json()["problems"]}
 
 
-async def test_poslog_answer_lists_skipped_transactions_and_a_document_without_a_sale_is_422(
+async def test_poslog_answer_lists_skipped_and_set_aside_transactions(
     edge_factory: Any, settings: Settings, codec: AvroCodec
 ) -> None:
     """The kiosk chain's 2.2 file: its sale sits behind an <OriginalTransaction> (it was
-    answered {"accepted": 0}); a document of nothing to publish was a silent 202."""
+    answered {"accepted": 0}); a document of nothing to publish names every transaction."""
     suspended = NOTHING_TO_PUBLISH.split(b"</Transaction>", 1)[1].removesuffix(b"</POSLog>")
     kiosk = live("kiosk_22_nonamespace_original_tx.xml").replace(
         b"</POSLog>", suspended + b"</POSLog>"
     )
-    in_dollars = kiosk.replace(
-        b"<OperatorID>KIOSK", b"<CurrencyCode>USD</CurrencyCode><OperatorID>"
+    in_dollars = kiosk.replace(  # the sale only: the no-sale after it is the same
+        b"<OperatorID>KIOSK", b"<CurrencyCode>USD</CurrencyCode><OperatorID>", 1
     )
     published = parse_poslog(kiosk).events
     assert [kind for kind, _ in published].count("till_event") == 1  # its no-sale
     edge = edge_factory("K17")
     async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
-        refused = await http.post("/v1/poslog", content=NOTHING_TO_PUBLISH)
-        assert refused.status_code == 422, refused.text
-        assert refused.json()["error"] == "nothing_converted"
-        assert problems_of(refused)["transaction 301 (#1)"] == (
-            "Training: training mode (not a real sale)"
-        )
-        assert len(problems_of(refused)) == 2
+        nothing = await http.post("/v1/poslog", content=NOTHING_TO_PUBLISH)
+        assert nothing.status_code == 202, nothing.text
+        assert nothing.json()["accepted"] == 0 and nothing.json()["set_aside"] == []
+        assert [(s["transaction"], s["kind"], s["reason"]) for s in nothing.json()["skipped"]] == [
+            (1, "Training", "training mode (not a real sale)"),
+            (2, "RetailTransaction:Suspended", "status Suspended is not a completed sale"),
+        ]
+        # Another store's currency: each of its transactions is set aside, kept at the edge.
         dollars = await http.post("/v1/poslog", content=in_dollars)
-        assert dollars.status_code == 422, dollars.text
-        assert "USD is not this store's currency EUR" in problems_of(dollars)["poslog"]
+        assert dollars.status_code == 202, dollars.text
+        kept = dollars.json()["set_aside"]
+        assert kept and all("USD is not this store's currency EUR" in k["reason"] for k in kept)
         first = await http.post("/v1/poslog", content=kiosk)
         assert first.status_code == 202, first.text
         assert first.json()["accepted"] == len(published)
@@ -239,10 +302,9 @@ async def test_poslog_answer_lists_skipped_transactions_and_a_document_without_a
     counts, _ = await events_of(settings, codec, "K17", want)
     # (Other tests of the session may sell as K17 too: only this document's ids count.)
     assert want <= set(counts) and max(counts[i] for i in want) == 1
-    # Counted for the accepted document (twice sent, twice counted), never for the refused one.
+    # Counted per document read: the kiosk file twice, the nothing-to-publish one once.
     skipped = "tillstream_edge_poslog_transactions_skipped_total"
-    assert edge.metric(skipped, 'kind="RetailTransaction:Suspended"') == 2
-    assert edge.metric(skipped) == 2
+    assert edge.metric(skipped, 'kind="RetailTransaction:Suspended"') == 4
 
 
 async def test_one_currency_per_store_on_the_json_channel_too(edge_factory: Any) -> None:
@@ -263,24 +325,39 @@ async def test_one_currency_per_store_on_the_json_channel_too(edge_factory: Any)
         assert good.status_code == 202, good.text
 
 
-def test_import_reports_skipped_transactions_and_fails_a_file_without_a_sale(
-    tmp_path: Path,
-) -> None:
+def test_import_reports_skipped_and_set_aside_transactions(tmp_path: Path) -> None:
     archive = tmp_path / "archive"
     archive.mkdir()
     (archive / "orders.xml").write_bytes((DATA / "v6_online_order_shipped.xml").read_bytes())
     (archive / "controls.xml").write_bytes(NOTHING_TO_PUBLISH)
+    odd = (
+        (DATA / "v6_online_order_shipped.xml")
+        .read_bytes()
+        .replace(b'UnitOfMeasureCode="EA"', b'UnitOfMeasureCode="BAG"', 1)
+    )
+    (archive / "odd.xml").write_bytes(odd)
+    (archive / "broken.xml").write_bytes(b"<POSLog><Transaction>")
     command = ["edge", "import", str(archive)]
     command += ["--store", "WEB1", "--outbox", str(tmp_path / "import.db"), "--no-forward"]
     done = run_tillstream(*command, timeout=120)
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "1 file(s) imported (2 events, 0 already known, 1 transaction(s) skipped)" in done.stdout
+    assert done.returncode == 1, done.stdout + done.stderr  # broken.xml cannot be parsed
+    assert (
+        "3 file(s) imported (2 events, 0 already known, 4 transaction(s) skipped, 1 set aside)"
+    ) in done.stdout
     assert (
         f"skipped: {archive / 'orders.xml'}: transaction 880124 (#2): "
         "RetailTransaction:Ordered: status Ordered is not a completed sale"
     ) in done.stdout
-    assert f"failed: {archive / 'controls.xml'}: nothing to publish" in done.stderr
+    assert f"set aside: {archive / 'odd.xml'}: transaction 880123 (#1): RetailTransaction: " in (
+        done.stderr
+    )
+    assert "unit of measure 'BAG'" in done.stderr
+    assert "'tillstream edge set-aside retry --all'" in done.stderr
+    assert f"failed: {archive / 'broken.xml'}: malformed XML" in done.stderr
     assert "1 file(s) could not be imported" in done.stderr
+    listed = run_tillstream("edge", "set-aside", "list", "--outbox", str(tmp_path / "import.db"))
+    assert listed.returncode == 0, listed.stderr
+    assert "odd.xml  transaction 880123 (#1)  RetailTransaction  [unreadable]" in listed.stdout
 
 
 async def test_import_marks_stock_items_from_the_stores_copy_but_compares_no_old_prices(

@@ -317,12 +317,12 @@ async def test_poslog_till_events_need_the_token_of_their_workstation(
             headers={"authorization": "Bearer till-34-secret-token-0a1b2c"},
         )
     assert other.status_code == 403, other.text
-    assert other.json()["problems"][0]["field"] == "transaction 200.terminal_id"
+    assert other.json()["problems"][0]["field"] == "transaction 200 (#1).terminal_id"
     assert own.status_code == 202, own.text
     assert own.json()["accepted"] == 8
 
 
-async def test_a_poslog_pickup_without_amount_refuses_its_document_naming_it(
+async def test_a_poslog_pickup_without_amount_is_set_aside_naming_it(
     edge_factory: Any,
 ) -> None:
     store = "S-TILL-PBAD"
@@ -331,8 +331,10 @@ async def test_a_poslog_pickup_without_amount_refuses_its_document_naming_it(
     edge = edge_factory(store)
     async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
         response = await http.post("/v1/poslog", content=live_poslog(broken).encode())
-    assert response.status_code == 422, response.text
-    [problem] = response.json()["problems"]
-    assert "transaction 7005.tenders" in problem["message"]
-    assert "needs at least one tender amount" in problem["message"]
-    assert outbox_ids(edge.outbox) == set()  # the whole document, as for sales
+    assert response.status_code == 202, response.text
+    [kept] = response.json()["set_aside"]
+    assert (kept["sequence_number"], kept["cause"]) == ("7005", "rule")
+    assert "transaction 7005 (#5).tenders" in kept["reason"]
+    assert "needs at least one tender amount" in kept["reason"]
+    # The other transactions of the till-day are not held back.
+    assert len(outbox_ids(edge.outbox)) == response.json()["accepted"] > 0

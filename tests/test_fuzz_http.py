@@ -50,10 +50,10 @@ from tillstream.core.pan import digits_of
 from tillstream.core.records import jsonable
 from tillstream.dev.ports import free_port
 from tillstream_edge.http_api import MAX_EVENTS_BODY, MAX_POSLOG_BODY
-from tillstream_edge.ingest import poslog_events
 from tillstream_edge.limits import record_size
 from tillstream_edge.models import ONE_EVENT
 from tillstream_edge.poslog import parse_poslog
+from tillstream_edge.poslog_intake import poslog_events
 
 STORE = "S-FUZZ"
 pytestmark = pytest.mark.timeout(TIMEOUT)
@@ -481,30 +481,27 @@ def test_damaged_poslog_is_refused_clearly_and_stores_nothing(
 ) -> None:
     body = poslog_body(data)
     answer, nothing_stored = around(edge, "/v1/poslog", body)
-    if answer.status_code == 202:
+    if answer.status_code == 202:  # each transaction converted, skipped or set aside with why
         stored = edge.stored()
         assert all(i in stored for i in answer.json()["event_ids"])
+        assert all(k["reason"].strip() for k in answer.json()["set_aside"])
         return
-    if answer.status_code == 409:  # a transaction twice in one file, changed the second time
-        assert_clear(answer, 409, field_prefix="events[")
-    elif answer.json().get("error") == "nothing_converted":  # each transaction named, and why
-        assert_clear(answer, 422)
-        fields = [p["field"] for p in answer.json()["problems"]]
-        assert all(f.startswith(("transaction ", "poslog")) for f in fields), fields
-    else:
-        assert_clear(answer, 422, field_prefix="poslog")
+    assert_clear(answer, 422, field_prefix="poslog")  # a document that cannot be parsed
     assert nothing_stored
 
 
-def test_poslog_with_one_bad_transaction_stores_none_of_the_file(edge: EdgeIntake) -> None:
+def test_poslog_with_one_bad_transaction_sets_it_aside_and_stores_the_rest(
+    edge: EdgeIntake,
+) -> None:
     good = retail_tx(STORE, next(_sequence))
     bad = retail_tx(STORE, next(_sequence)).replace(b"<Amount>4.57", b"<Amount>4,57")
-    answer, nothing_stored = around(edge, "/v1/poslog", poslog(good, bad))
-    assert_clear(answer, 422, field_prefix="poslog")
-    assert "Tender/Amount" in answer.text and "'4,57' is not a decimal number" in answer.text
-    assert nothing_stored
+    answer, _ = around(edge, "/v1/poslog", poslog(good, bad))
+    assert answer.status_code == 202, answer.text
+    [kept] = answer.json()["set_aside"]
+    assert kept["transaction"] == 2
+    assert "Tender/Amount" in kept["reason"] and "'4,57' is not a decimal number" in kept["reason"]
     good_ids = {r["event_id"] for _, r in parse_poslog(poslog(good)).events}
-    assert not good_ids & set(edge.stored())
+    assert good_ids <= set(edge.stored())
 
 
 # --- events larger than Kafka takes ---------------------------------------------------------
@@ -557,20 +554,24 @@ def test_an_event_larger_than_kafka_takes_is_refused_413_naming_the_limit(
 @FUZZ
 @given(lines=st.integers(1, 300), text=st.integers(0, 500))
 @example(lines=300, text=500).via("always one refusal")
-def test_a_poslog_transaction_larger_than_kafka_takes_is_refused_413(
+def test_a_poslog_transaction_larger_than_kafka_takes_is_set_aside_naming_the_limit(
     edge: EdgeIntake, lines: int, text: int
 ) -> None:
     sequence = next(_sequence)
-    document = poslog(
-        retail_tx(STORE, next(_sequence)), long_transaction(STORE, sequence, lines, text)
-    )
-    answer, nothing_stored = around(edge, "/v1/poslog", document)
+    small = retail_tx(STORE, next(_sequence))
+    document = poslog(small, long_transaction(STORE, sequence, lines, text))
+    answer, _ = around(edge, "/v1/poslog", document)
+    assert answer.status_code == 202, answer.text
     events = poslog_events(edge.unlimited, document, "poslog").events
     if max(record_size(e.key, e.value) for e in events) <= DOOR_LIMIT:
-        assert answer.status_code == 202, answer.text
+        assert answer.json()["set_aside"] == []
         return
-    assert_oversize(answer, f"transaction {sequence}")
-    assert nothing_stored, "a refused document left events in the outbox"
+    [kept] = answer.json()["set_aside"]
+    assert kept["sequence_number"] == str(sequence)
+    assert f"at most {DOOR_LIMIT} bytes per record" in kept["reason"]
+    assert "long item description" not in answer.text  # sizes, never content
+    small_ids = {r["event_id"] for _, r in parse_poslog(poslog(small)).events}
+    assert small_ids <= set(edge.stored()), "the small transaction was held back"
 
 
 # --- a real edge process, garbage on its socket ------------------------------------------

@@ -9,6 +9,7 @@ anywhere in a file never reach the outbox, a reason file or an error message.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import time
 import xml.etree.ElementTree as ET
@@ -38,9 +39,9 @@ from tests.fuzz_support import (
 from tillstream.core import rules
 from tillstream_edge.dropfolder import MAX_FILE_BYTES, DropFolder
 from tillstream_edge.importer import import_files
-from tillstream_edge.ingest import IngestError, poslog_events
 from tillstream_edge.models import CardIn
-from tillstream_edge.poslog import NothingConverted, PoslogError, parse_poslog
+from tillstream_edge.poslog import PoslogError, parse_poslog
+from tillstream_edge.poslog_intake import poslog_events
 
 STORE = "S-FUZZ"
 pytestmark = pytest.mark.timeout(TIMEOUT)
@@ -69,9 +70,10 @@ def convert(intake: EdgeIntake, data: bytes) -> None:
     started = time.process_time()
     reason = ""
     try:
-        poslog_events(intake.ingestor, data, "poslog")
+        batch = poslog_events(intake.ingestor, data, "poslog")
         reason = "converted"
-    except (PoslogError, IngestError) as exc:
+        assert all(k.reason.strip() for k in batch.set_aside), "a set-aside must say why"
+    except PoslogError as exc:
         reason = str(exc)
     assert reason.strip(), "a refusal must say why"
     assert time.process_time() - started < 10, "conversion took too long"
@@ -123,12 +125,12 @@ def test_awkward_values_in_every_field_fail_with_a_reason(zone: str) -> None:
         for value in AWKWARD:
             root = ET.fromstring(template)
             list(root.iter())[position].text = value
-            try:
-                parse_poslog(ET.tostring(root), default_timezone=ZoneInfo(zone))
+            result = parse_poslog(ET.tostring(root), default_timezone=ZoneInfo(zone))
+            if result.converted:
                 outcomes.add("converted")
-            except PoslogError as exc:
-                outcomes.add("refused" if str(exc).strip() else "refused without a reason")
-    assert outcomes == {"converted", "refused"}
+            for kept in result.set_aside:
+                outcomes.add("set aside" if kept.reason.strip() else "set aside without a reason")
+    assert outcomes == {"converted", "set aside"}
 
 
 _DTD = "a DTD"
@@ -167,12 +169,8 @@ HOSTILE = {  # name: (document, what the reason must say)
     "not XML": (b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "malformed XML"),
     "wrong root": (b"<html><body>POSLog</body></html>", "<html> is neither"),
     "huge name": (b"<" + b"P" * 1_000_000 + b"/>", "is neither POSLog nor Transaction"),
-    "huge amount": (
-        poslog(retail_tx(STORE, 1).replace(b"<Amount>4.57", b"<Amount>" + b"x" * 5_000_000)),
-        "Tender/Amount: 'xxx",
-    ),
 }
-HARMLESS = {  # big but well formed: no sale in them, refused quickly
+HARMLESS = {  # big but well formed, nothing tillstream reads in them: refused quickly
     "many empty transactions": b"<POSLog>" + b"<Transaction/>" * 50_000 + b"</POSLog>",
     "huge attribute": b'<POSLog a="' + b"x" * 5_000_000 + b'"/>',
     # One giant token: expat 2.5 fed 16 KiB at a time rescans it each feed (minutes).
@@ -194,14 +192,28 @@ def test_hostile_xml_is_refused_quickly_with_a_reason(intake: EdgeIntake, name: 
 
 
 @pytest.mark.parametrize("name", list(HARMLESS))
-def test_big_but_harmless_xml_is_refused_quickly_as_holding_no_sale(
+def test_big_but_harmless_xml_is_refused_quickly_as_nothing_tillstream_reads(
     intake: EdgeIntake, name: str
 ) -> None:
+    """No transaction, or thousands it cannot read: refused whole, never thousands of
+    set-aside transactions filling the store's disk."""
     started = time.process_time()
-    with pytest.raises(NothingConverted) as refused:
+    with pytest.raises(PoslogError) as refused:
         poslog_events(intake.ingestor, HARMLESS[name], "poslog")
     assert time.process_time() - started < 5, f"{name} took too long"
     assert len(str(refused.value)) < 1000, "a reason must be readable, not every transaction"
+
+
+def test_a_huge_value_sets_its_transaction_aside_with_a_short_reason(intake: EdgeIntake) -> None:
+    document = poslog(
+        retail_tx(STORE, 1).replace(b"<Amount>4.57", b"<Amount>" + b"x" * 5_000_000), tx()
+    )
+    started = time.process_time()
+    batch = poslog_events(intake.ingestor, document, "poslog")
+    assert time.process_time() - started < 5
+    [kept] = batch.set_aside
+    assert "Tender/Amount: 'xxx" in kept.reason and len(kept.reason) < 1000
+    assert len(batch.units) == 1  # the other transaction is not held back
 
 
 def test_xinclude_is_never_followed() -> None:
@@ -274,9 +286,14 @@ def test_a_card_number_as_an_item_id_is_refused_as_one(
         stored = b"".join(p.value for p in intake.loop.run(intake.outbox.pending(1_000_000)))
         assert digits.encode() not in stored and written.encode() not in stored
         return
-    assert (answer.status_code, answer.json()["error"]) == (422, "card_number"), answer.text
+    # The transaction is set aside, not published; nothing of the number is kept or answered.
+    assert answer.status_code == 202, answer.text
+    [kept] = answer.json()["set_aside"]
+    assert kept["reason"].startswith("transaction ") and "card number" in kept["reason"]
     assert digits not in answer.text and written not in answer.text
     assert intake.stored() == before
+    documents = b"".join(k.document for k in intake.loop.run(intake.outbox.kept(resolved=True)))
+    assert digits.encode() not in documents and written.encode() not in documents
 
 
 # --- the drop folder --------------------------------------------------------------------------
@@ -391,17 +408,27 @@ def test_a_file_with_a_transaction_kafka_cannot_take_is_set_aside_or_failed_with
     settle(folder)
     before = set(intake.stored())
     assert intake.loop.run(DropFolder(intake.ingestor, folder).scan_once()) == 2
-    reason = (folder / "rejected" / "a-big.xml.reason.txt").read_text()
-    assert f"transaction {sequence}" in reason
-    assert f"at most {DOOR_LIMIT} bytes per record" in reason
-    assert "long item description" not in reason
-    assert set(intake.stored()) - before == event_ids(good), "the big file stored something"
+    record = json.loads((folder / "processed" / "a-big.xml.result.json").read_text())
+    [kept] = record["set_aside"]
+    assert kept["sequence_number"] == str(sequence)
+    assert f"at most {DOOR_LIMIT} bytes per record" in kept["reason"]
+    assert "long item description" not in kept["reason"]
+    # The big transaction is set aside; the small one beside it is not held back.
+    first = event_ids(poslog(big_first(big)))
+    assert set(intake.stored()) - before == event_ids(good) | first
 
     archive = folder / "archive.xml"
     archive.write_bytes(big)
     report = intake.loop.run(import_files(intake.ingestor, intake.outbox, [archive]))
-    assert report.imported == 0
-    assert f"at most {DOOR_LIMIT} bytes per record" in report.failed[str(archive)]
+    assert report.imported == 1 and not report.failed
+    [kept_again] = report.set_aside[str(archive)]
+    assert f"at most {DOOR_LIMIT} bytes per record" in kept_again.reason
+
+
+def big_first(document: bytes) -> bytes:
+    """The first transaction of a document."""
+    root = ET.fromstring(document)
+    return ET.tostring(root[0])
 
 
 # --- any sale the converter accepts adds up -------------------------------------------------
@@ -592,10 +619,9 @@ def test_any_sale_the_converter_accepts_adds_up_and_is_paid_in_full(
     the sale's net amount; change handed back is never a refund; cards are the HTTP shape."""
     document, style = receipt
     event(style)
-    try:
-        result = parse_poslog(document)
-    except PoslogError as exc:  # refused with its reason: nothing to check
-        event(f"refused: {str(exc).split(': ', 2)[-1][:40]}")
+    result = parse_poslog(document)
+    if result.set_aside:  # set aside with its reason: nothing to check
+        event(f"set aside: {result.set_aside[0].reason[:40]}")
         return
     [sale] = [r for kind, r in result.events if kind == "sale"]
     payments = [r for kind, r in result.events if kind == "payment"]
@@ -659,16 +685,13 @@ def test_every_transaction_is_converted_or_listed_never_lost(
     drawn = [data.draw(_transaction(n)) for n in range(1, count + 1)]
     document = poslog(*(tx for tx, _ in drawn))
     sales = [n for n, (_, sale) in enumerate(drawn, 1) if sale]
-    if not sales and not any(b"ControlTransaction>" in tx for tx, _ in drawn):
-        with pytest.raises(NothingConverted) as refused:
-            parse_poslog(document)
-        assert [s.index for s in refused.value.skipped] == list(range(1, count + 1))
-        return
     result = parse_poslog(document)  # control transactions are till events
+    assert result.set_aside == []
     converted = [r["receipt_number"] for event, r in result.events if event == "sale"]
     assert converted == [str(n) for n in sales]
     till_events = [int(r["sequence_number"]) for e, r in result.events if e == "till_event"]
+    post_voids = [int(r["voided_receipt_number"]) for e, r in result.events if e == "sale_void"]
     skipped = [s.index for s in result.skipped]
-    every = sorted(skipped + sales + till_events)
+    every = sorted(skipped + sales + till_events + post_voids)
     assert every == list(range(1, count + 1)), "a transaction was lost"
     assert all(s.kind and s.reason for s in result.skipped)

@@ -19,7 +19,7 @@ from tillstream.core.codec import AvroCodec
 from tillstream.core.registry import FileRegistry
 from tillstream.core.schemas import SchemaSet
 from tillstream.core.till_events import WITH_AMOUNTS
-from tillstream_edge.poslog import NothingConverted, PoslogError, parse_poslog
+from tillstream_edge.poslog import PoslogError, PoslogResult, parse_poslog
 from tillstream_edge.poslog_control import KINDS
 from tillstream_edge.poslog_header import read_header
 from tillstream_edge.poslog_xml import parse_xml
@@ -138,9 +138,8 @@ def test_every_till_event_encodes_and_keeps_the_rules(name: str, codec: AvroCode
 def test_training_and_cancelled_control_transactions_are_not_till_events() -> None:
     pickup = "<TenderControlTransaction><TenderPickup><Amount>5</Amount></TenderPickup>"
     for flag in ("<TrainingModeFlag>true</TrainingModeFlag>", "<CancelFlag>true</CancelFlag>"):
-        with pytest.raises(NothingConverted) as nothing:
-            parse_poslog(one(pickup + "</TenderControlTransaction>", header=flag))
-        assert len(nothing.value.skipped) == 1
+        result = parse_poslog(one(pickup + "</TenderControlTransaction>", header=flag))
+        assert result.events == [] and len(result.skipped) == 1
 
 
 def test_card_detail_gives_the_tender_and_the_operator_pan_is_masked() -> None:
@@ -175,18 +174,21 @@ def test_card_detail_gives_the_tender_and_the_operator_pan_is_masked() -> None:
         ),
     ],
 )
-def test_bad_amounts_fail_the_document_naming_the_transaction(body: str, message: str) -> None:
-    with pytest.raises(PoslogError) as caught:
-        parse_poslog(one(body))
-    assert "transaction 9" in str(caught.value) and message in str(caught.value)
+def test_bad_amounts_set_the_transaction_aside_naming_it(body: str, message: str) -> None:
+    [kept] = parse_poslog(one(body)).set_aside
+    assert kept.label == "9 (#1)" and message in kept.reason
 
 
-def test_a_control_transaction_without_sequence_number_is_refused() -> None:
+def set_aside_reason(result: PoslogResult) -> str:
+    [kept] = result.set_aside
+    return kept.reason
+
+
+def test_a_control_transaction_without_sequence_number_is_set_aside() -> None:
     data = one("<ControlTransaction><NoSale/></ControlTransaction>").replace(
         b"<SequenceNumber>9</SequenceNumber>", b""
     )
-    with pytest.raises(PoslogError, match="no SequenceNumber"):
-        parse_poslog(data)
+    assert "no SequenceNumber" in set_aside_reason(parse_poslog(data))
 
 
 def test_amounts_against_the_kind() -> None:
@@ -228,10 +230,9 @@ def test_any_control_transaction_converted_keeps_the_rules_and_encodes(
         for kind, amount in tenders
     )
     inner += f"<Amount>{own_amount}</Amount>" if own_amount is not None else ""
-    try:
-        result = parse_poslog(one(f"<{body}><{name}>{inner}</{name}></{body}>"))
-    except PoslogError:
-        return  # refused with its reason: fine
+    result = parse_poslog(one(f"<{body}><{name}>{inner}</{name}></{body}>"))
+    if result.set_aside:
+        return  # set aside with its reason: fine
     [(event_type, record)] = result.events
     assert event_type == "till_event"
     problems = rules.event_problems("till_event", record)

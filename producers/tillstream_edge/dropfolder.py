@@ -1,10 +1,11 @@
 """The POSLog drop folder: tills (or their back-office software) write files, we pick them up.
 
-A file is taken once it has stopped changing. Converted files move to ``processed/`` with
-``<name>.result.json`` beside them (events accepted, every transaction skipped and why); a
-file that cannot be converted, or holds no sale, moves to ``rejected/`` with
-``<name>.reason.txt`` beside it and is counted, so nothing is silently dropped and one bad
-file never blocks the rest.
+A file is taken once it has stopped changing. Read files move to ``processed/`` with
+``<name>.result.json`` beside them (events accepted, every transaction skipped and why,
+every transaction set aside and why: those are kept in the outbox to be re-run, see
+``tillstream edge set-aside``); a file that cannot be parsed at all moves to ``rejected/``
+with ``<name>.reason.txt`` beside it and is counted, so nothing is silently dropped and one
+bad file never blocks the rest.
 If the outbox is full the file stays where it is and is tried again later.
 """
 
@@ -16,18 +17,12 @@ import logging
 import time
 from pathlib import Path
 
+from tillstream.core.pan import mask_pans
 from tillstream_edge import metrics
-from tillstream_edge.ingest import (
-    IngestError,
-    Ingestor,
-    PoslogBatch,
-    accept_poslog,
-    count_refusal,
-    nothing_converted_problems,
-    refusal_reason,
-)
+from tillstream_edge.ingest import Ingestor, count_refusal, refusal_reason
 from tillstream_edge.outbox import OutboxFullError
-from tillstream_edge.poslog import NothingConverted, PoslogError
+from tillstream_edge.poslog import PoslogError
+from tillstream_edge.poslog_intake import PoslogBatch, accept_poslog
 
 log = logging.getLogger(__name__)
 
@@ -70,20 +65,29 @@ class DropFolder:
         try:
             data = await asyncio.to_thread(_read, path)  # the folder's own limit, not HTTP's
             batch, accepted = await accept_poslog(
-                self.ingestor, data, "dropfolder", max_bytes=MAX_FILE_BYTES
+                self.ingestor,
+                data,
+                "dropfolder",
+                source=mask_pans(path.name),
+                max_bytes=MAX_FILE_BYTES,
             )
         except OutboxFullError:
             log.warning("outbox full: leaving %s for later", path.name)
             return False
-        except (PoslogError, IngestError, OSError) as exc:
+        except (PoslogError, OSError) as exc:
             self._reject(path, exc)
             return True
         await asyncio.to_thread(self._processed, path, batch, accepted.duplicates)
-        log.info(
-            "poslog file %s: %d events accepted, %d transactions skipped",
+        kept = batch.all_set_aside
+        log.log(
+            logging.WARNING if kept else logging.INFO,
+            "poslog file %s: %d events accepted, %d transactions skipped, %d set aside%s",
             path.name,
             len(batch.events),
             len(batch.skipped),
+            len(kept),
+            # The cause only: a reason may quote the document ('tillstream edge set-aside').
+            "".join(f"; transaction {k.label} ({k.cause})" for k in kept[:5]),
         )
         return True
 
@@ -92,11 +96,11 @@ class DropFolder:
         The record is written first: a crash between the two leaves the file to be taken
         again (its events are already known, so nothing is published twice)."""
         record = {
-            "file": path.name,
+            "file": mask_pans(path.name),  # a till may name a file anything
             "accepted": len(batch.events),
             "duplicates": duplicates,
             "event_ids": [e.event_id for e in batch.events],
-            "skipped": batch.report(),
+            **batch.report(),
         }
         result = self.processed / f"{path.name}.result.json"
         result.write_text(json.dumps(record, indent=1) + "\n")
@@ -106,13 +110,10 @@ class DropFolder:
         metrics.POSLOG_FILES.labels("failed").inc()
         count_refusal("dropfolder", refusal_reason(exc, poslog=True))
         reason = str(exc)
-        if isinstance(exc, NothingConverted):  # each transaction and why it was skipped
-            lines = [f"{field}: {message}" for field, message in nothing_converted_problems(exc)]
-            reason = "\n".join([reason.split(":", 1)[0], *lines])
         target = self.rejected / path.name
         path.replace(target)
         (self.rejected / f"{path.name}.reason.txt").write_text(reason + "\n")
-        log.error("poslog file %s set aside: %s", path.name, reason)
+        log.error("poslog file %s rejected: %s", path.name, reason)
 
 
 def _read(path: Path) -> bytes:

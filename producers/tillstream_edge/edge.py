@@ -250,12 +250,14 @@ class EdgeService:
             metrics.OUTBOX_BYTES.set(backlog.size_bytes)
             metrics.OUTBOX_UNSENT_BYTES.set(backlog.unsent_bytes)
             metrics.QUARANTINE_DEPTH.set(backlog.quarantined)
+            metrics.SET_ASIDE_OPEN.set(backlog.set_aside)
             self._last_backlog = {
                 "depth": backlog.depth,
                 "oldest_unsent_age_s": round(age, 1),
                 "bytes": backlog.size_bytes,
                 "unsent_bytes": backlog.unsent_bytes,
                 "quarantined": backlog.quarantined,
+                "poslog_set_aside": backlog.set_aside,
             }
             limit = self.outbox.max_bytes
             high = backlog.unsent_bytes >= DISK_ALARM_RATIO * limit

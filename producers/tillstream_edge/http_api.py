@@ -29,25 +29,22 @@ from tillstream.core.pan import mask_pans
 from tillstream_edge import metrics
 from tillstream_edge.auth import STOCK_ONLY, TillTokens, foreign_tills
 from tillstream_edge.ingest import (
-    CONFLICT,
     Accepted,
     EventTooLarge,
     IngestError,
     Ingestor,
-    accept_poslog,
     count_refusal,
-    nothing_converted_problems,
     refusal_reason,
-    transaction_label,
 )
 from tillstream_edge.models import EVENT_LIST, ONE_EVENT, StockMovementIn
 from tillstream_edge.outbox import OutboxEvent, OutboxFullError
-from tillstream_edge.poslog import NothingConverted, PoslogError, parse_poslog
+from tillstream_edge.poslog import PoslogError, parse_poslog
+from tillstream_edge.poslog_intake import MAX_POSLOG_BYTES, accept_poslog
 
 log = logging.getLogger(__name__)
 
 MAX_EVENTS_BODY = 10 * 1024 * 1024
-MAX_POSLOG_BODY = 20 * 1024 * 1024
+MAX_POSLOG_BODY = MAX_POSLOG_BYTES
 
 
 REALM = 'Bearer realm="tillstream-edge"'
@@ -180,13 +177,15 @@ def create_app(
             }
         },
         responses={
+            202: {
+                "description": "Every converted transaction's events are durable; the answer "
+                "lists each transaction skipped (not a sale by its nature) and each set aside "
+                "(kept at the edge with its reason, to be re-run after a fix)"
+            },
             401: {"description": "Till tokens are required and none known was given"},
             403: {"description": "A transaction names another till, or the token is stock-only"},
-            413: {"description": "Document too large, or a transaction larger than Kafka takes"},
-            422: {
-                "description": "Not convertible, or no transaction in it is a sale; each "
-                "transaction not converted is named with its kind and reason"
-            },
+            413: {"description": "Document too large"},
+            422: {"description": "Not a POSLog document that can be parsed at all"},
         },
     )
     async def post_poslog(request: Request, till: str | None = Depends(poslog_till)) -> Response:
@@ -199,20 +198,20 @@ def create_app(
                 named, paths = await asyncio.to_thread(_poslog_tills, ingestor, body)
                 if refused := _foreign(till, named, paths, "poslog"):
                     return refused
-            batch, accepted = await accept_poslog(ingestor, body, "poslog")
+            batch, accepted = await accept_poslog(ingestor, body, "poslog", source="upload")
         except OutboxFullError as exc:
             return _not_stored("poslog", exc)
-        except (PoslogError, IngestError) as exc:
-            if isinstance(exc, IngestError) and exc.reason == CONFLICT:
-                return _not_stored("poslog", exc)
+        except PoslogError as exc:
             metrics.POSLOG_FILES.labels("failed").inc()
-            reason = refusal_reason(exc, poslog=True)
-            if isinstance(exc, NothingConverted):
-                return _reject("poslog", 422, reason, nothing_converted_problems(exc))
-            if isinstance(exc, EventTooLarge):
-                return _reject("poslog", 413, reason, exc.problems)
-            return _reject("poslog", 422, reason, [("poslog", str(exc))])
-        return _accepted(accepted, skipped=batch.report())
+            return _reject("poslog", 422, refusal_reason(exc, poslog=True), [("poslog", str(exc))])
+        kept = batch.all_set_aside
+        if kept:  # the store's IT acts from the log: which transaction, and the cause
+            log.warning(
+                "poslog document: %d transaction(s) set aside (tillstream edge set-aside): %s",
+                len(kept),
+                ", ".join(f"{k.label} ({k.cause})" for k in kept[:10]),
+            )
+        return _accepted(accepted, **batch.report())
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> dict[str, Any]:
@@ -267,14 +266,21 @@ def _authenticator(tokens: TillTokens | None, channel: str) -> Callable[..., Awa
 
 
 def _poslog_tills(ingestor: Ingestor, body: bytes) -> tuple[list[str | None], list[str]]:
-    """The till each transaction names, and where it is. A second read of the document, and
-    only with tokens: the conversion to events does not hand its records out."""
+    """The till each converted transaction's events name, and where it is. A second read of
+    the document, and only with tokens: the conversion to events does not hand them out."""
     result = parse_poslog(
-        body, default_currency=ingestor.currency, default_timezone=ingestor.timezone
+        body,
+        default_currency=ingestor.currency,
+        default_timezone=ingestor.timezone,
+        dialect=ingestor.poslog_dialect,
     )
-    records = [r for _, r in result.events]
-    paths = [f"{transaction_label(r, i)}." for i, r in enumerate(records)]
-    return [r.get("terminal_id") for r in records], paths
+    named: list[str | None] = []
+    paths: list[str] = []
+    for unit in result.converted:
+        for _, record in unit.events:
+            named.append(record.get("terminal_id"))
+            paths.append(f"transaction {unit.label}.")
+    return named, paths
 
 
 def _out_of_scope(

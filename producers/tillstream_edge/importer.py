@@ -3,9 +3,10 @@
 Each file's content hash is recorded in the outbox once its events are durable, so an
 interrupted import resumes where it stopped and a second run skips what the first did.
 Event ids come from the transactions themselves, so even a file renamed or copied and
-imported again publishes nothing twice. Every transaction a file holds that is not a sale
-is reported with its kind and reason; a file with no sale in it fails (it is not marked done,
-so a later import, once such transactions are published, takes it).
+imported again publishes nothing twice. Every transaction a file holds that is not
+converted is reported: skipped (with its kind and reason) or set aside (kept in the outbox
+with its reason, to be re-run after a fix: ``tillstream edge set-aside``). Only a file that
+cannot be read or parsed at all fails, and is not marked done.
 """
 
 from __future__ import annotations
@@ -15,15 +16,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tillstream_edge.ingest import (
-    IngestError,
-    Ingestor,
-    accept_poslog,
-    count_refusal,
-    refusal_reason,
-)
+from tillstream.core.pan import mask_pans
+from tillstream_edge.ingest import Ingestor, count_refusal, refusal_reason
 from tillstream_edge.outbox import Outbox
-from tillstream_edge.poslog import PoslogError, Skipped
+from tillstream_edge.poslog import PoslogError, SetAside, Skipped
+from tillstream_edge.poslog_intake import accept_poslog
 
 
 @dataclass
@@ -35,7 +32,9 @@ class ImportReport:
     duplicates: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, list[Skipped]] = field(default_factory=dict)
-    """Transactions not converted, by file (files imported in this run only)."""
+    """Transactions not converted by their nature, by file (files imported in this run)."""
+    set_aside: dict[str, list[SetAside]] = field(default_factory=dict)
+    """Transactions kept to be re-run after a fix, by file (files imported in this run)."""
 
 
 def poslog_files(paths: Iterable[Path]) -> Iterator[Path]:
@@ -64,14 +63,17 @@ async def import_files(
             if await outbox.get_progress(marker) is not None:
                 report.already_done += 1
             else:
-                batch, accepted = await accept_poslog(ingestor, data, "import")
+                source = mask_pans(path.name)
+                batch, accepted = await accept_poslog(ingestor, data, "import", source=source)
                 await outbox.set_progress(marker, str(path))
                 report.imported += 1
                 report.events += len(batch.events)
                 report.duplicates += accepted.duplicates
                 if batch.skipped:
                     report.skipped[str(path)] = batch.skipped
-        except (OSError, PoslogError, IngestError) as exc:
+                if batch.all_set_aside:
+                    report.set_aside[str(path)] = batch.all_set_aside
+        except (OSError, PoslogError) as exc:
             count_refusal("import", refusal_reason(exc, poslog=True))
             report.failed[str(path)] = str(exc)
         advance(path)

@@ -6,12 +6,10 @@ undecodable is ever published) and appended to the outbox. Only then is it accep
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import re
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -34,8 +32,7 @@ from tillstream_edge import metrics
 from tillstream_edge.limits import RecordLimits
 from tillstream_edge.masterdata_copy import MasterDataCopy
 from tillstream_edge.outbox import Outbox, OutboxEvent, OutboxFullError, Outcome
-from tillstream_edge.poslog import NothingConverted, Skipped, parse_poslog
-from tillstream_edge.poslog_kinds import MAX_LISTED
+from tillstream_edge.poslog_dialect import BY_NAME as POSLOG_DIALECTS
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +75,7 @@ class Ingestor:
         limits: RecordLimits | None = None,
         currency: str = "EUR",
         backfill: bool = False,
+        poslog_dialect: str | None = None,
     ) -> None:
         self.store_id = store_id
         self.currency = currency
@@ -87,9 +85,17 @@ class Ingestor:
         self.window = window
         """Plausibility window of live channels; None for a backfill (``edge import``)."""
         self.backfill = backfill
+        if poslog_dialect is not None and poslog_dialect not in POSLOG_DIALECTS:
+            known = ", ".join(POSLOG_DIALECTS)
+            raise ValueError(
+                f"TILLSTREAM_EDGE_POSLOG_DIALECT: no POSLog dialect {poslog_dialect!r}; "
+                f"known: {known}"
+            )
+        self.poslog_dialect = poslog_dialect
+        """The POSLog dialect forced on every document (None: detected per document)."""
         """Old sales (``edge import``): not compared with the copy's prices, which are today's."""
         self._codec = codec
-        self._outbox = outbox
+        self.outbox = outbox
         self.on_accepted: list[Any] = []  # callbacks (e.g. wake the forwarder)
         self.limits = limits
         """The largest record each topic takes (None: no size check)."""
@@ -206,7 +212,7 @@ class Ingestor:
                 ``conflict``, one problem per event; then none of ``events`` is stored).
             OutboxFullError: the outbox is at its disk limit.
         """
-        outcomes = await self._outbox.append(events)
+        outcomes = await self.outbox.append(events)
         conflicts = [
             (f"events[{i}].event_id", f"{e.event_id} was already accepted with different content")
             for i, (e, o) in enumerate(zip(events, outcomes, strict=True))
@@ -214,22 +220,29 @@ class Ingestor:
         ]
         if conflicts:  # counted by the channel, as every refusal
             raise IngestError(conflicts, reason=CONFLICT)
-        duplicates = 0
-        for event, outcome in zip(events, outcomes, strict=True):
-            if outcome is Outcome.ACCEPTED:
-                metrics.EVENTS_ACCEPTED.labels(event.channel, event.event_type).inc()
-            elif outcome is Outcome.DUPLICATE:
-                duplicates += 1
-                metrics.EVENTS_DUPLICATE.labels(event.channel).inc()
-        if events:
-            metrics.LAST_EVENT_TIME.set(time.time())
-        for callback in self.on_accepted:
-            callback()
-        return Accepted([e.event_id for e in events], duplicates)
+        return count_accepted(self, events, outcomes)
 
 
 CONFLICT = "conflict"
 """The reason of a refusal because an event id was already accepted with other content."""
+
+
+def count_accepted(
+    ingestor: Ingestor, events: Sequence[OutboxEvent], outcomes: Sequence[Outcome]
+) -> Accepted:
+    """Count stored events (new ones and duplicates), wake who waits for them."""
+    duplicates = 0
+    for event, outcome in zip(events, outcomes, strict=True):
+        if outcome is Outcome.ACCEPTED:
+            metrics.EVENTS_ACCEPTED.labels(event.channel, event.event_type).inc()
+        elif outcome is Outcome.DUPLICATE:
+            duplicates += 1
+            metrics.EVENTS_DUPLICATE.labels(event.channel).inc()
+    if events:
+        metrics.LAST_EVENT_TIME.set(time.time())
+    for callback in ingestor.on_accepted:
+        callback()
+    return Accepted([e.event_id for e in events], duplicates)
 
 
 def ingestor_from_settings(
@@ -250,6 +263,7 @@ def ingestor_from_settings(
         limits=limits,
         currency=settings.store_currency,
         backfill=not live,
+        poslog_dialect=settings.edge_poslog_dialect,
     )
 
 
@@ -300,80 +314,12 @@ def _join(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
-@dataclass(frozen=True, slots=True)
-class PoslogBatch:
-    """A POSLog document's encoded events and the transactions it skipped."""
-
-    events: list[OutboxEvent]
-    skipped: list[Skipped]
-
-    def report(self) -> list[dict[str, Any]]:
-        """The skipped transactions as a channel reports them (the first MAX_LISTED)."""
-        return [s.as_dict() for s in self.skipped[:MAX_LISTED]]
-
-
-def poslog_events(
-    ingestor: Ingestor, data: bytes, channel: str, *, max_bytes: int = 20 * 1024 * 1024
-) -> PoslogBatch:
-    """Convert a POSLog document into encoded events for this store (runs in a thread)."""
-    result = parse_poslog(
-        data,
-        default_currency=ingestor.currency,
-        default_timezone=ingestor.timezone,
-        max_bytes=max_bytes,
-    )
-    events = [
-        ingestor.encode(event_type, record, channel, where=transaction_label(record, i))
-        for i, (event_type, record) in enumerate(result.events)
-    ]
-    return PoslogBatch(events, result.skipped)
-
-
-async def accept_poslog(
-    ingestor: Ingestor, data: bytes, channel: str, *, max_bytes: int = 20 * 1024 * 1024
-) -> tuple[PoslogBatch, Accepted]:
-    """Convert a POSLog document (in a thread) and accept its events: the POSLog path of every
-    channel (upload, drop folder, import). A document accepted is counted as converted, with
-    the transactions it skipped, once its events are on disk; a refused one counts nothing
-    here (its channel counts the refusal), so nothing is counted twice when it comes again.
-
-    Raises:
-        PoslogError, IngestError: as :func:`poslog_events` and :meth:`Ingestor.accept`.
-        OutboxFullError: the outbox is at its disk limit.
-    """
-    batch = await asyncio.to_thread(poslog_events, ingestor, data, channel, max_bytes=max_bytes)
-    accepted = await ingestor.accept(batch.events)
-    metrics.POSLOG_FILES.labels("converted").inc()
-    for kind, count in Counter(s.metric_kind for s in batch.skipped).items():
-        metrics.POSLOG_SKIPPED.labels(kind).inc(count)
-    return batch, accepted
-
-
-def nothing_converted_problems(exc: NothingConverted) -> list[tuple[str, str]]:
-    """One (field, message) per transaction of a document refused for having no sale."""
-    if not exc.skipped:
-        return [("poslog", str(exc))]
-    problems = [
-        (f"transaction {s.label}", f"{s.kind}: {s.reason}") for s in exc.skipped[:MAX_LISTED]
-    ]
-    if len(exc.skipped) > MAX_LISTED:
-        problems.append(("poslog", f"and {len(exc.skipped) - MAX_LISTED} more not listed"))
-    return problems
-
-
-def transaction_label(record: dict[str, Any], index: int) -> str:
-    """How a converted POSLog transaction is named in a refusal: receipt or sequence number."""
-    return f"transaction {record.get('receipt_number', record.get('sequence_number') or index)}"
-
-
 def refusal_reason(exc: Exception, *, poslog: bool = False) -> str:
     """What a refusal raised on the way in is counted as: the reason an :class:`IngestError`
     names (a POSLog channel counts a plain ``invalid`` as ``invalid_poslog``), a full outbox,
-    a POSLog document with nothing to convert, or one that could not be read."""
+    or a POSLog document that could not be parsed."""
     if isinstance(exc, OutboxFullError):
         return "outbox_full"
-    if isinstance(exc, NothingConverted):
-        return "nothing_converted"
     reason = exc.reason if isinstance(exc, IngestError) else "invalid"
     return "invalid_poslog" if poslog and reason == "invalid" else reason
 

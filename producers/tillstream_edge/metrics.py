@@ -30,6 +30,20 @@ POSLOG_SKIPPED = Counter(
     "by kind; counted once their document is accepted.",
     ["kind"],
 )
+POSLOG_SET_ASIDE = Counter(
+    "tillstream_edge_poslog_transactions_set_aside_total",
+    "POSLog transactions set aside (kept at the edge to be re-run after a fix), by cause: "
+    "unreadable, unknown (no body read), rule, card_number, too_large, invalid, conflict...",
+    ["cause"],
+)
+POSLOG_RETRIED = Counter(
+    "tillstream_edge_poslog_set_aside_published_total",
+    "Set-aside POSLog transactions published by a retry after a fix.",
+)
+SET_ASIDE_OPEN = Gauge(
+    "tillstream_edge_poslog_set_aside_open",
+    "POSLog transactions set aside and not resolved yet ('tillstream edge set-aside').",
+)
 OUTBOX_DEPTH = Gauge(
     "tillstream_edge_outbox_depth", "Events accepted but not yet acknowledged by Kafka."
 )

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tillstream.core.settings import Settings
+from tillstream_edge import set_aside
+from tillstream_edge.set_aside import KeptTransaction, SetAsideRow
 
 T = TypeVar("T")
 
@@ -87,6 +89,18 @@ class OutboxEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Unit:
+    """Events stored all or nothing: a request's batch, one POSLog transaction."""
+
+    events: Sequence[OutboxEvent]
+    if_conflict: SetAsideRow | None = None
+    """Kept instead when one of its event ids is taken by other content (a POSLog
+    transaction resent changed): the unit is set aside, the rest of its document stored."""
+    resolves: int | None = None
+    """The set-aside transaction these events re-run: marked resolved with them."""
+
+
+@dataclass(frozen=True, slots=True)
 class PendingEvent:
     seq: int
     event_id: str
@@ -104,8 +118,11 @@ class Backlog:
     size_bytes: int
     """The outbox files on disk, sent events kept for de-duplication included."""
     unsent_bytes: int = 0
-    """Keys and values of every unsent event: what the disk limit counts."""
+    """Keys and values of every unsent event and the documents of open set-aside POSLog
+    transactions: what the disk limit counts."""
     quarantined: int = 0
+    set_aside: int = 0
+    """POSLog transactions set aside and not resolved yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +150,7 @@ class Outbox:
         self.dedupe_seconds = dedupe_hours * 3600
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._db: sqlite3.Connection | None = None
-        self._queue: list[tuple[Sequence[OutboxEvent], asyncio.Future[list[Outcome]]]] = []
+        self._queue: list[tuple[_Write, asyncio.Future[list[list[Outcome]]]]] = []
         self._writer_wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._full = False
@@ -158,6 +175,7 @@ class Outbox:
         _add_quarantine_columns(db)  # outboxes made before quarantine existed
         _add_digest_column(db)  # outboxes made before the edge added master data
         db.executescript(_SCHEMA)
+        db.executescript(set_aside.SCHEMA)
         self._db = db
 
     async def close(self) -> None:
@@ -187,13 +205,25 @@ class Outbox:
         Raises:
             OutboxFullError: the backlog is at the disk limit (nothing was stored).
         """
+        return (await self.store([Unit(events)]))[0]
+
+    async def store(
+        self, units: Sequence[Unit], kept: Sequence[SetAsideRow] = ()
+    ) -> list[list[Outcome]]:
+        """Store units (each all or nothing) and set-aside transactions in one transaction;
+        one outcome per event of each unit, once everything is on disk.
+
+        Raises:
+            OutboxFullError: the backlog is at the disk limit (nothing was stored).
+        """
         if self._full:
             raise OutboxFullError(
                 f"outbox {self.path} holds more unsent events than its limit of "
                 f"{self.max_bytes} bytes; Kafka has been unreachable too long"
             )
-        future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
-        self._queue.append((events, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[list[Outcome]]] = loop.create_future()
+        self._queue.append((_Write(units, kept), future))
         self._writer_wakeup.set()
         return await future
 
@@ -205,7 +235,7 @@ class Outbox:
             if not batch:
                 continue
             try:
-                results = await self._run(self._write, [events for events, _ in batch])
+                results = await self._run(self._write, [write for write, _ in batch])
             except Exception as exc:  # a disk error fails the waiting requests, not the loop
                 for _, future in batch:
                     if not future.done():
@@ -215,13 +245,17 @@ class Outbox:
                 if not future.done():
                     future.set_result(outcome)
 
-    def _write(self, groups: list[Sequence[OutboxEvent]]) -> list[list[Outcome]]:
+    def _write(self, writes: list[_Write]) -> list[list[list[Outcome]]]:
         assert self._db is not None
         now = time.time()
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            results = [self._insert_group(db, events, now) for events in groups]
+            results = []
+            for write in writes:
+                results.append([self._insert_unit(db, unit, now) for unit in write.units])
+                for row in write.kept:
+                    set_aside.insert(db, row, now)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -229,16 +263,20 @@ class Outbox:
         return results
 
     @classmethod
-    def _insert_group(
-        cls, db: sqlite3.Connection, events: Sequence[OutboxEvent], now: float
-    ) -> list[Outcome]:
-        # One caller's batch shares the group commit but not its fate: a conflict refuses the
-        # whole batch, and a refused batch must leave nothing behind to be published.
-        db.execute("SAVEPOINT batch")
-        outcomes = [cls._insert(db, e, now) for e in events]
+    def _insert_unit(cls, db: sqlite3.Connection, unit: Unit, now: float) -> list[Outcome]:
+        # One caller's unit shares the group commit but not its fate: a conflict refuses the
+        # whole unit, and a refused unit must leave nothing behind to be published.
+        db.execute("SAVEPOINT unit")
+        outcomes = [cls._insert(db, e, now) for e in unit.events]
         if Outcome.CONFLICT in outcomes:
-            db.execute("ROLLBACK TO batch")
-        db.execute("RELEASE batch")
+            db.execute("ROLLBACK TO unit")
+            if unit.if_conflict is not None:
+                set_aside.insert(db, unit.if_conflict, now)
+            if unit.resolves is not None:
+                set_aside.still_set_aside(db, unit.resolves, _CONFLICT, "conflict")
+        elif unit.resolves is not None:
+            set_aside.resolve(db, unit.resolves, {"event_ids": [e.event_id for e in unit.events]})
+        db.execute("RELEASE unit")
         return outcomes
 
     @staticmethod
@@ -353,6 +391,31 @@ class Outbox:
             raise
         return ids
 
+    # -- set-aside POSLog transactions (tillstream_edge.set_aside) ------------------------
+
+    async def kept(
+        self, ids: list[int] | None = None, *, resolved: bool = False
+    ) -> list[KeptTransaction]:
+        """Set-aside transactions, oldest first: the open ones (``resolved``: all)."""
+        rows: list[KeptTransaction] = await self._run(
+            lambda: set_aside.select(self._connection(), ids=ids, resolved=resolved)
+        )
+        return rows
+
+    async def still_set_aside(self, row_id: int, reason: str, cause: str) -> None:
+        """A retried transaction that still cannot be read: why, now."""
+        await self._run(
+            lambda: set_aside.still_set_aside(self._connection(), row_id, reason, cause)
+        )
+
+    async def resolve_without_events(self, row_id: int, resolution: dict[str, Any]) -> None:
+        """A retried transaction that turned out to be nothing to publish (skipped)."""
+        await self._run(lambda: set_aside.resolve(self._connection(), row_id, resolution))
+
+    def _connection(self) -> sqlite3.Connection:
+        assert self._db is not None
+        return self._db
+
     # -- housekeeping -------------------------------------------------------------------
 
     async def backlog(self) -> Backlog:
@@ -376,7 +439,9 @@ class Outbox:
             " FROM events WHERE sent_at IS NULL"
         ).fetchone()
         size = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*"))
-        return Backlog(int(depth), oldest, size, int(unsent), int(quarantined))
+        kept, kept_bytes = set_aside.open_counts(self._db)
+        unsent = int(unsent) + kept_bytes
+        return Backlog(int(depth), oldest, size, unsent, int(quarantined), kept)
 
     async def prune(self) -> int:
         """Forget sent events older than the dedupe window; returns how many."""
@@ -414,6 +479,15 @@ class Outbox:
             " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             (name, value),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    units: Sequence[Unit]
+    kept: Sequence[SetAsideRow]
+
+
+_CONFLICT = "an event id of this transaction was accepted with other content"
 
 
 def _add_quarantine_columns(db: sqlite3.Connection) -> None:

@@ -1,76 +1,148 @@
-"""ARTS POSLog XML → sale and payment events.
+"""ARTS POSLog XML → sale, payment, post-void and till events, one transaction at a time.
 
-One document holds one or many ``Transaction``s (root ``POSLog`` or a bare ``Transaction``).
-Each completed ``RetailTransaction`` becomes one sale event plus one payment event per
-tender; control and tender control transactions become till events
-(:mod:`tillstream_edge.poslog_control`); every other transaction (suspended, training, a control
-operation that is no till event, ...) is listed with its kind and the reason it was skipped
-(:mod:`tillstream_edge.poslog_kinds`).
-Conversion is atomic per document: one bad transaction fails the whole file, so a file is
-either sent completely or fixed and resent, and resending yields the same event ids. A
-document with no sale in it is refused too (:class:`NothingConverted`), each transaction named.
+A document holds one or many ``Transaction``s: under a ``POSLog`` root, a bare
+``Transaction``, or inside an envelope (:mod:`tillstream_edge.poslog_envelope`). **The
+transaction is the unit**: each one becomes its events, or is skipped (by its nature not a
+sale: training, suspended, a report request: :mod:`tillstream_edge.poslog_kinds`), or is
+set aside with its reason (it should be a sale or till event but cannot be read: a missing
+time, lines that do not add up, a body tillstream does not know). One odd transaction never
+costs the others; a document is refused whole only when it cannot be parsed at all.
 
-Vendors differ (V6 ``BusinessUnit/UnitID`` vs 2.x ``RetailStoreID``, ``fu:``/``acs:``
-extensions, element order), so elements are matched by local name wherever they are. Only
-ids leave: customer names/addresses and operator names are never read; card numbers are
-reduced to brand and last four digits, and any kept free text has card numbers masked.
+- a completed ``RetailTransaction``: one sale event plus one payment event per tender
+  (:mod:`tillstream_edge.poslog_sale`);
+- a post-void: one ``sale_void`` event naming the sale it cancels
+  (:mod:`tillstream_edge.poslog_void`);
+- ``ControlTransaction`` / ``TenderControlTransaction``: till events
+  (:mod:`tillstream_edge.poslog_control`).
+
+Vendors differ; what differs is written once as data, a dialect
+(:mod:`tillstream_edge.poslog_dialect`), detected from the document or forced by the edge's
+setting. Elements are matched by local name wherever they are. Only ids leave: customer
+names and addresses and operator names are never read; card numbers are reduced to brand and
+last four digits, and any kept free text has card numbers masked.
 """
 
 from __future__ import annotations
 
-import uuid
+import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
-from decimal import Decimal
 from typing import Any
 from xml.etree.ElementTree import Element
 
-from tillstream.core.rules import LINE_SIGNS
 from tillstream_edge.poslog_control import convert_control
-from tillstream_edge.poslog_header import NAMESPACE, currency_of, parse_time, read_header
-from tillstream_edge.poslog_items import Items, ParseContext, read_items
-from tillstream_edge.poslog_kinds import NothingConverted, Skipped, body, skipped
-from tillstream_edge.poslog_xml import (
-    PoslogError,
-    attr,
-    child_text,
-    children,
-    is_true,
-    local,
-    parse_xml,
-    text,
+from tillstream_edge.poslog_dialect import Dialect, choose_dialect
+from tillstream_edge.poslog_envelope import Document, find_transactions, standalone
+from tillstream_edge.poslog_header import NAMESPACE, currency_of
+from tillstream_edge.poslog_items import ParseContext
+from tillstream_edge.poslog_kinds import (
+    Kind,
+    Skipped,
+    body,
+    classify,
+    control_skipped,
+    label,
+    shown,
 )
+from tillstream_edge.poslog_sale import convert_sale
+from tillstream_edge.poslog_void import convert_post_void
+from tillstream_edge.poslog_xml import PoslogError, child_text, parse_xml
 
 __all__ = [
     "NAMESPACE",
-    "NothingConverted",
+    "Converted",
     "PoslogError",
     "PoslogResult",
+    "SetAside",
     "Skipped",
     "parse_poslog",
 ]
 
-_ZERO = Decimal("0.0000")
-# The ARTS totals a sale needs; vendor totals (acs:GrossPositive, fu:..., text values) are
-# never read, so one a vendor fills with text cannot refuse a document.
-_TOTALS = ("TransactionGrossAmount", "TransactionTaxAmount", "TransactionGrandAmount")
+log = logging.getLogger(__name__)
+
+Events = list[tuple[str, dict[str, Any]]]
+MAX_SET_ASIDE = 1000
+"""More transactions of one document than this set aside, and the document is refused whole:
+it is not one tillstream reads (or not in the dialect forced), and keeping each would only
+fill the store's disk."""
+_NO_BODY = "no transaction body tillstream reads (RetailTransaction, ControlTransaction, ...)"
+
+
+@dataclass(frozen=True)
+class Converted:
+    """A transaction turned into events (``("sale", record)``, ``("payment", ...)``,
+    ``("sale_void", ...)``, ``("till_event", ...)``, in document order)."""
+
+    index: int
+    sequence_number: str | None
+    element: Element
+    events: Events
+
+    @property
+    def label(self) -> str:
+        return label(self.sequence_number, self.index)
+
+
+@dataclass(frozen=True, slots=True)
+class SetAside:
+    """A transaction that should be a sale or till event but cannot be read, and why; kept at
+    the edge as a document of its own to be re-run after a fix
+    (``tillstream edge set-aside``)."""
+
+    index: int
+    sequence_number: str | None
+    kind: str
+    """Its body (``RetailTransaction``...) or what stood instead of one."""
+    reason: str
+    cause: str
+    """What the set-aside metric counts it as: ``unreadable`` (the converter cannot read it),
+    ``unknown`` (no body tillstream reads), or a refusal reason of the edge (``rule``,
+    ``card_number``, ``too_large``, ``invalid``, ``conflict``...)."""
+    document: bytes
+    """The transaction as a POSLog document of its own, card numbers masked."""
+
+    @property
+    def label(self) -> str:
+        return label(self.sequence_number, self.index)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "transaction": self.index,
+            "sequence_number": self.sequence_number,
+            "kind": self.kind,
+            "cause": self.cause,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)
 class PoslogResult:
-    events: list[tuple[str, dict[str, Any]]]
-    """``("sale", record)``, ``("payment", record)`` and ``("till_event", record)``, in
-    document order."""
+    converted: list[Converted]
     skipped: list[Skipped]
-    """Transactions not converted, in document order, each with its kind and reason."""
+    """Transactions not converted by their nature, in document order, each with its kind
+    and reason."""
+    set_aside: list[SetAside]
     masked_pans: int
     """Card numbers masked (full PANs in tenders or in free text that was kept)."""
+    dialect: Dialect
+    document: Document = field(repr=False)
+
+    @property
+    def events(self) -> Events:
+        """Every converted transaction's events, in document order."""
+        return [event for unit in self.converted for event in unit.events]
 
     @property
     def skipped_kinds(self) -> dict[str, int]:
         """How many transactions were skipped, by kind, e.g. ``{"SignOn": 1}``."""
         return dict(Counter(s.kind for s in self.skipped))
+
+    def set_aside_later(self, unit: Converted, reason: str, cause: str) -> SetAside:
+        """A converted transaction the edge refuses after all (a rule, its size...)."""
+        kind = _kind_name(unit.element)
+        document = standalone(self.document, unit.element)
+        return SetAside(unit.index, unit.sequence_number, kind, reason, cause, document)
 
 
 def parse_poslog(
@@ -79,167 +151,98 @@ def parse_poslog(
     default_currency: str = "EUR",
     default_timezone: tzinfo = UTC,
     max_bytes: int = 20 * 1024 * 1024,
+    dialect: str | None = None,
 ) -> PoslogResult:
-    """Convert a POSLog document; raises :class:`PoslogError` if any part cannot be, and
-    :class:`NothingConverted` if no transaction of it is a sale.
+    """Convert a POSLog document, transaction by transaction (see the module); raises
+    :class:`PoslogError` only when the document cannot be parsed at all.
 
-    ``default_currency`` is the store's: the currency of transactions that name none."""
+    ``default_currency`` is the store's: the currency of transactions that name none.
+    ``dialect`` forces a vendor dialect by name (None: detected from the document)."""
     root = parse_xml(data, max_bytes=max_bytes)
-    root_name = local(root.tag)
-    if root_name == "Transaction":
-        transactions = [root]
-    elif root_name == "POSLog":
-        transactions = list(children(root, "Transaction"))
-    else:
-        raise PoslogError(f"root element <{root_name}> is neither POSLog nor Transaction")
-    events: list[tuple[str, dict[str, Any]]] = []
-    skips: list[Skipped] = []
-    masked = 0
-    for index, tx in enumerate(transactions, 1):
-        sequence = child_text(tx, "SequenceNumber")
-        label = f"{sequence} (#{index})" if sequence else f"#{index} (no SequenceNumber)"
+    document = find_transactions(root)
+    if not document.transactions:
+        raise PoslogError("nothing to convert: the document holds no Transaction")
+    chosen = choose_dialect(root, dialect)
+    reader = _Reader(document, chosen, default_currency, default_timezone)
+    for index, tx in enumerate(document.transactions, 1):
+        reader.read(index, tx)
+        if len(reader.unread) > MAX_SET_ASIDE:
+            raise PoslogError(
+                f"more than {MAX_SET_ASIDE} of its {len(document.transactions)} transactions "
+                f"cannot be read (the first: transaction {reader.unread[0][0].label}: "
+                f"{reader.unread[0][0].reason}); check it with 'tillstream poslog check'"
+            )
+    set_aside = [
+        SetAside(k.index, k.sequence_number, k.kind, k.reason, k.cause, standalone(document, tx))
+        for k, tx in reader.unread
+    ]
+    return PoslogResult(
+        reader.converted, reader.skipped, set_aside, reader.masked, chosen, document
+    )
+
+
+@dataclass
+class _Reader:
+    document: Document
+    dialect: Dialect
+    currency: str
+    timezone: tzinfo
+    converted: list[Converted] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    unread: list[tuple[SetAside, Element]] = field(default_factory=list)
+    """Set aside, with their elements: each made a document of its own at the end."""
+    masked: int = 0
+
+    def read(self, index: int, tx: Element) -> None:
+        sequence = shown(child_text(tx, "SequenceNumber"))
         try:
-            control = convert_control(tx, default_currency, default_timezone)
-            if control is not None:  # sign-on, pickup, declaration...: till events
-                events += control.events
-                masked += control.masked_pans
-                continue
-            skip = skipped(tx, index)
-            if skip is not None:
-                skips.append(skip)
-                continue
-            ctx = ParseContext(currency_of(tx, default_currency))
-            events += _convert(tx, ctx, default_timezone)
+            events = self._convert(index, tx)
         except PoslogError as exc:
-            raise PoslogError(f"transaction {label}: {exc}") from exc
-        masked += ctx.masked_pans
-    if not events:
-        raise NothingConverted(skips)
-    return PoslogResult(events, skips, masked)
+            self._set_aside(index, tx, str(exc), "unreadable")
+            return
+        except Exception as exc:  # a converter defect costs this transaction, not the file
+            log.exception("POSLog transaction %s could not be converted", label(sequence, index))
+            self._set_aside(index, tx, f"not converted ({type(exc).__name__})", "unreadable")
+            return
+        if events is not None:
+            self.converted.append(Converted(index, sequence, tx, events))
 
-
-def _convert(tx: Element, ctx: ParseContext, tz: tzinfo) -> list[tuple[str, dict[str, Any]]]:
-    retail = body(tx)
-    assert retail is not None  # not skipped, so there is a RetailTransaction
-    header = read_header(tx, retail, tz)
-    occurred_at, sequence = header.occurred_at, header.sequence
-    items = read_items(retail, ctx)
-    if not items.lines:
-        raise PoslogError("RetailTransaction has no Sale or Return line items")
-    for number, line in enumerate(items.lines, 1):
-        line.record["line_number"] = number
-    _apply_change(items)
-
-    key = header.key
-    sale_id = uuid.uuid5(NAMESPACE, key)
-    store_id = ctx.clean(header.store) or header.store
-    terminal_id = ctx.clean(header.workstation) or header.workstation
-    receipt = child_text(tx, "ReceiptNumber") or child_text(retail, "ReceiptNumber") or sequence
-    sale = {
-        "event_id": str(sale_id),
-        "store_id": store_id,
-        "terminal_id": terminal_id,
-        "receipt_number": ctx.clean(receipt),
-        "business_day": header.business_day,
-        "occurred_at": occurred_at,
-        "utc_offset_minutes": header.offset,
-        "cashier_id": ctx.clean(child_text(tx, "OperatorID") or child_text(retail, "OperatorID")),
-        "customer_id": ctx.clean(_customer(tx)),
-        "currency": ctx.currency,
-        "lines": [line.record for line in items.lines],
-        "totals": _totals(retail, items, ctx),
-    }
-    events: list[tuple[str, dict[str, Any]]] = [("sale", sale)]
-    for n, tender in enumerate(items.tenders, 1):
-        at = parse_time(text(tender.at), tz)[0] if text(tender.at) else occurred_at
-        payment = {
-            "event_id": str(uuid.uuid5(NAMESPACE, f"{key}|tender|{n}")),
-            "sale_event_id": str(sale_id),
-            "store_id": store_id,
-            "terminal_id": terminal_id,
-            "occurred_at": at,
-            "method": tender.method,
-            "status": tender.status,
-            "amount": tender.amount,
-            "currency": ctx.currency,
-            "card": tender.card,
-        }
-        events.append(("payment", payment))
-    return events
-
-
-def _customer(tx: Element) -> str | None:
-    """The customer's id only; names, addresses, birthdays next to it are never read."""
-    for holder, ids in (
-        ("Customer", ("CustomerID",)),
-        ("LoyaltyAccount", ("LoyaltyAccountID", "CustomerID")),
-        ("CustomerAccount", ("CustomerAccountID", "CustomerID")),
-    ):
-        for element in tx.iter():
-            if local(element.tag) == holder:
-                found = child_text(element, *ids)
-                if found is not None:
-                    return found
-    return None
-
-
-def _apply_change(items: Items) -> None:
-    """Net change handed back into the tender it was given from, so payments add up to what
-    the store kept (a 27.00 cash tender with 0.01 change is a 26.99 cash payment)."""
-    for method, amount in items.change:
-        if not amount:
-            continue
-        captured = [t for t in items.tenders if t.status == "CAPTURED"]
-        same = [t for t in captured if t.method == method]
-        candidates = same or captured
-        target = candidates[-1] if candidates else None
-        if target is None or target.amount < amount:
-            raise PoslogError(f"change of {amount} exceeds the tender it is given from")
-        target.amount -= amount
-
-
-def _totals(retail: Element, items: Items, ctx: ParseContext) -> dict[str, Decimal]:
-    """The till's totals where it gives them, else computed from the lines and tenders.
-
-    ARTS ``TransactionNetAmount`` is the amount before tax, so the amount due (our
-    ``net_amount``) is ARTS ``TransactionGrandAmount``.
-    """
-    given: dict[str, Decimal | None] = {}
-    for total in children(retail, "Total"):
-        kind = attr(total, "TotalType")
-        if kind in _TOTALS and kind not in given:
-            given[kind] = ctx.amount(total, f"Total {kind}")
-    signs = LINE_SIGNS  # the shared totals rule: a VOID line cancels an earlier SALE line
-    records = [line.record for line in items.lines]
-    gross = given.get("TransactionGrossAmount")
-    if gross is None:
-        gross = sum((r["extended_amount"] * signs[r["kind"]] for r in records), _ZERO)
-    tax = given.get("TransactionTaxAmount")
-    if tax is None:
-        tax = items.tax_lines
-    if tax is None:
-        tax = sum((r["tax_amount"] * signs[r["kind"]] for r in records), _ZERO)
-    net = given.get("TransactionGrandAmount")
-    paid = [t for t in items.tenders if t.status in ("CAPTURED", "REFUNDED")]
-    if net is None and paid:
-        net = sum((t.amount if t.status == "CAPTURED" else -t.amount for t in paid), _ZERO)
-    if net is None:
-        net = gross - items.discount + (tax if _tax_added(retail) else _ZERO)
-    return {
-        "gross_amount": gross,
-        "discount_amount": items.discount,
-        "tax_amount": tax,
-        "net_amount": net,
-    }
-
-
-def _tax_added(retail: Element) -> bool:
-    """Whether the till says prices exclude tax (US sales tax); EU-style inclusive otherwise."""
-    for element in retail.iter():
-        if local(element.tag) == "TaxIncludedInPriceFlag":
-            value = text(element)
+    def _convert(self, index: int, tx: Element) -> Events | None:
+        """The transaction's events, or None when it was skipped or set aside."""
+        found = classify(tx, index, voided_is_post_void=self.dialect.voided_status_is_post_void)
+        context = self.document.context(tx)
+        if found.kind is Kind.SKIPPED:
+            assert found.skipped is not None
+            self.skipped.append(found.skipped)
+            return None
+        if found.kind is Kind.UNKNOWN:
+            assert found.skipped is not None
+            self._set_aside(index, tx, _NO_BODY, "unknown", kind=found.skipped.kind)
+            return None
+        assert found.body is not None
+        if found.kind is Kind.CONTROL:
+            control = convert_control(tx, self.currency, self.timezone, context)
+            if control is None:
+                self.skipped.append(control_skipped(tx, found.body, index))
+                return None
+            self.masked += control.masked_pans
+            return control.events
+        ctx = ParseContext(currency_of(tx, self.currency))
+        if found.kind is Kind.POST_VOID:
+            events = convert_post_void(tx, found.body, found.link, ctx, self.timezone, context)
         else:
-            value = attr(element, "TaxIncludedInPriceFlag")
-        if value is not None and not is_true(value):
-            return True
-    return False
+            events = convert_sale(tx, found.body, ctx, self.timezone, context, self.dialect)
+        self.masked += ctx.masked_pans
+        return events
+
+    def _set_aside(
+        self, index: int, tx: Element, reason: str, cause: str, *, kind: str | None = None
+    ) -> None:
+        sequence = shown(child_text(tx, "SequenceNumber"))
+        kept = SetAside(index, sequence, kind or _kind_name(tx), reason, cause, b"")
+        self.unread.append((kept, tx))
+
+
+def _kind_name(tx: Element) -> str:
+    found = body(tx)
+    return found.tag.rsplit("}", 1)[-1] if found is not None else "Unknown"

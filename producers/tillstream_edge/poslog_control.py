@@ -14,6 +14,7 @@ the same identity, so a resent file gives the same events.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import tzinfo
@@ -25,7 +26,15 @@ from tillstream.core.till_events import MAY_HAVE_AMOUNTS
 from tillstream_edge.poslog_header import NAMESPACE, currency_of, read_header
 from tillstream_edge.poslog_items import ParseContext
 from tillstream_edge.poslog_tenders import method_of as tender_method  # one tender mapping for all
-from tillstream_edge.poslog_xml import PoslogError, attr, child, child_text, flag, local
+from tillstream_edge.poslog_xml import (
+    PoslogError,
+    attr,
+    child,
+    child_text,
+    flag,
+    local,
+    mark_read,
+)
 
 KINDS: dict[str, dict[str, str]] = {
     "ControlTransaction": {
@@ -33,6 +42,8 @@ KINDS: dict[str, dict[str, str]] = {
         "SignOn": "SIGN_ON",
         "OperatorSignOff": "SIGN_OFF",
         "SignOff": "SIGN_OFF",
+        "AutoSignoff": "SIGN_OFF",
+        "AutoSignOff": "SIGN_OFF",
         "NoSale": "NO_SALE",
         "TillOpen": "TILL_OPEN",
         "OpenTill": "TILL_OPEN",
@@ -48,24 +59,33 @@ KINDS: dict[str, dict[str, str]] = {
         "EndOfDay": "STORE_DAY_CLOSE",
     },
     "TenderControlTransaction": {
-        "TillSettle": "TILL_CLOSE",
+        "TillSettle": "TILL_CLOSE",  # OPENING_FLOAT when it settles the start of day
         "OpeningFloat": "OPENING_FLOAT",
         "StartingFloat": "OPENING_FLOAT",
         "TillFloat": "OPENING_FLOAT",
         "TenderPickup": "PICKUP",
         "TenderLoan": "LOAN",
         "PaidIn": "PAID_IN",
+        "PayIn": "PAID_IN",
         "PaidOut": "PAID_OUT",
+        "PayOut": "PAID_OUT",
         "TenderDeclaration": "TENDER_DECLARATION",
     },
 }
 """Control body -> {child element's local name: till event kind}."""
 
 # Where the amounts of a kind are: a settlement's TenderSummary/Ending (what the till
-# expected at close; its Sales, Loan... siblings are the till's own sums of other events),
-# else one Tender per tender type, else the element's own Amount.
-_SETTLEMENT_AMOUNTS = ("Ending",)
-_AMOUNTS = ("Tender", "Ending")
+# expected at close; its Sales, Loan... siblings are the till's own sums of other events) or
+# Beginning (a start-of-day settlement: the float), else one Tender (or 2.2's
+# TenderControlTransactionTenderLineItem) per tender type, else the element's own Amount
+# (``TenderAmount`` for some vendors' PayIn/PayOut).
+_SETTLEMENT_AMOUNTS = {"TILL_CLOSE": ("Ending",), "OPENING_FLOAT": ("Beginning",)}
+_AMOUNTS = ("Tender", "TenderControlTransactionTenderLineItem", "Ending")
+_AMOUNT = ("Amount", "TenderAmount")
+_TENDER_TYPE = ("TenderType", "TenderTypeCode")
+# A TillSettle of the start of day, by the TransactionType written beside it.
+_START_OF_DAY = frozenset({"sod", "startofday", "beginofday", "open", "opening"})
+_REASONS = ("ReasonCode", "Reason", "NoSaleReasonCode", "PaidInReasonCode", "PaidOutReasonCode")
 
 
 @dataclass(frozen=True)
@@ -75,13 +95,15 @@ class ControlResult:
     masked_pans: int
 
 
-def convert_control(tx: Element, default_currency: str, tz: tzinfo) -> ControlResult | None:
+def convert_control(
+    tx: Element, default_currency: str, tz: tzinfo, context: Element | None = None
+) -> ControlResult | None:
     """The till events of a control transaction, or None when ``tx`` holds none (a sale, a
     training or cancelled transaction, a control act tillstream does not keep)."""
     if flag(tx, "TrainingModeFlag") or flag(tx, "CancelFlag"):
         return None
     acts = [
-        (element, KINDS[local(body.tag)][local(element.tag)])
+        (element, _kind(tx, element, KINDS[local(body.tag)][local(element.tag)]))
         for body in tx
         if local(body.tag) in KINDS
         for element in body
@@ -90,16 +112,21 @@ def convert_control(tx: Element, default_currency: str, tz: tzinfo) -> ControlRe
     if not acts:
         return None
     body = next(b for b in tx if local(b.tag) in KINDS)
+    for element, _ in acts:
+        mark_read(element)
     ctx = ParseContext(currency_of(tx, default_currency))
-    header = read_header(tx, body, tz)
+    header = read_header(tx, body, tz, context)
     operator = child_text(tx, "OperatorID") or child_text(body, "OperatorID")
     events = []
     for n, (element, kind) in enumerate(acts, 1):
         # A sign-on or no-sale has no money: vendor amounts there (totals so far) are not read.
         tenders = _amounts(element, kind, ctx) if kind in MAY_HAVE_AMOUNTS else []
-        reason = child_text(element, "ReasonCode", "Reason") or child_text(body, "ReasonCode")
+        reason = child_text(element, *_REASONS) or child_text(body, *_REASONS)
+        # The kind and time are in the id: some tills number the start of day, the loan, the
+        # pickups and the end of day of a till with one sequence number.
+        at = header.occurred_at.isoformat()
         record = {
-            "event_id": str(uuid.uuid5(NAMESPACE, f"{header.key}|control|{n}")),
+            "event_id": str(uuid.uuid5(NAMESPACE, f"{header.key}|control|{kind}|{at}|{n}")),
             "store_id": ctx.clean(header.store) or header.store,
             "terminal_id": ctx.clean(header.workstation) or header.workstation,
             "kind": kind,
@@ -117,16 +144,32 @@ def convert_control(tx: Element, default_currency: str, tz: tzinfo) -> ControlRe
     return ControlResult(events, ctx.masked_pans)
 
 
+def _kind(tx: Element, element: Element, kind: str) -> str:
+    """A TillSettle settles the start of day (the float) when its summary holds only a
+    ``Beginning``, or its transaction type says so; else it closes the till."""
+    if local(element.tag) != "TillSettle":
+        return kind
+    names = {local(e.tag) for e in element.iter()}
+    types = [child_text(tx, "TransactionType"), attr(tx, "TransactionType")]
+    start = any(re.sub(r"[^a-z]", "", (t or "").lower()) in _START_OF_DAY for t in types)
+    if start or ("Beginning" in names and "Ending" not in names):
+        return "OPENING_FLOAT"
+    return kind
+
+
 def _amounts(element: Element, kind: str, ctx: ParseContext) -> list[dict[str, Any]]:
     """Amount per tender type (summed: two cash bags are one cash pickup), positive."""
-    names = _SETTLEMENT_AMOUNTS if kind == "TILL_CLOSE" else _AMOUNTS
-    holders = [e for e in element.iter() if e is not element and local(e.tag) in names]
-    if not holders and child(element, "Amount") is not None:
+    names = (
+        _SETTLEMENT_AMOUNTS.get(kind, _AMOUNTS) if local(element.tag) == "TillSettle" else _AMOUNTS
+    )
+    holders = _outermost(element, names)
+    if not holders and child(element, *_AMOUNT) is not None:
         holders = [element]
     totals: dict[str, Decimal] = {}
     for holder in holders:
+        mark_read(holder)
         what = f"{local(element.tag)}/{local(holder.tag)}/Amount"
-        amount = ctx.amount(child(holder, "Amount"), what)
+        amount = ctx.amount(child(holder, *_AMOUNT), what)
         if amount is None:
             raise PoslogError(f"{local(element.tag)}: {local(holder.tag)} has no Amount")
         tender = _tender(holder, element)
@@ -135,10 +178,25 @@ def _amounts(element: Element, kind: str, ctx: ParseContext) -> list[dict[str, A
     return [{"tender": tender, "amount": amount} for tender, amount in totals.items()]
 
 
+def _outermost(element: Element, names: tuple[str, ...]) -> list[Element]:
+    """Amount holders below ``element``, not those inside another (one amount, counted once)."""
+    found: list[Element] = []
+
+    def visit(parent: Element) -> None:
+        for child_el in parent:
+            if local(child_el.tag) in names:
+                found.append(child_el)
+            else:
+                visit(child_el)
+
+    visit(element)
+    return found
+
+
 def _tender(holder: Element, element: Element) -> str:
     """The tender type of an amount; cash when nothing says (floats, paid in/out)."""
     for source in (holder, element):
-        named = attr(source, "TenderType") or child_text(source, "TenderType")
+        named = attr(source, "TenderType") or child_text(source, *_TENDER_TYPE)
         if named is not None:
             return tender_method(Element("Tender", {"TenderType": named}))
         if source is holder and (found := tender_method(holder)) != "OTHER":

@@ -36,13 +36,40 @@ class Header:
     @property
     def key(self) -> str:
         """What the transaction's event ids derive from (uuid5 in :data:`NAMESPACE`)."""
-        return f"{self.store}|{self.workstation}|{self.sequence}|{self.business_day.isoformat()}"
+        return transaction_key(self.store, self.workstation, self.sequence, self.business_day)
 
 
-def read_header(tx: Element, holder: Element, tz: tzinfo) -> Header:
+def transaction_key(store: str, workstation: str, sequence: str, business_day: date) -> str:
+    """A POSLog transaction's identity: a sale's event id is uuid5 of it, so a post-void
+    naming the sale's store, workstation, sequence number and day finds its id."""
+    return f"{store}|{workstation}|{sequence}|{business_day.isoformat()}"
+
+
+def store_of(holder: Element) -> str | None:
+    """The store a transaction (or a ``TransactionLink``, a POSLog root) names, if any."""
+    return _store(holder)
+
+
+def business_day_of(holder: Element) -> date | None:
+    """``BusinessDayDate`` of a transaction or link, if it has one."""
+    value = child_text(holder, "BusinessDayDate")
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError as exc:
+        raise PoslogError(f"BusinessDayDate {value!r} is not a date") from exc
+
+
+def read_header(tx: Element, holder: Element, tz: tzinfo, context: Element | None = None) -> Header:
     """The header of ``tx``, whose body ``holder`` (a RetailTransaction, ControlTransaction...)
-    may carry its times too; zone-less times are local to ``tz``."""
-    store = _store(tx)
+    may carry its times too; zone-less times are local to ``tz``. ``context`` is the POSLog
+    element holding ``tx``: some vendors write the store and business day there, once."""
+    store = _store(tx) or (_store(context) if context is not None else None)
+    if store is None:
+        raise PoslogError(
+            "no store id (BusinessUnit/UnitID, BusinessUnit/BusinessUnitNumber or RetailStoreID)"
+        )
     workstation = child_text(tx, "WorkstationID")
     if workstation is None:
         raise PoslogError("no WorkstationID")
@@ -50,21 +77,22 @@ def read_header(tx: Element, holder: Element, tz: tzinfo) -> Header:
     if sequence is None:
         raise PoslogError("no SequenceNumber")
     occurred_at, offset = _moment(tx, holder, tz)
-    business_day = _business_day(tx, occurred_at, offset)
+    business_day = _business_day(tx, context, occurred_at, offset)
     return Header(store, workstation, sequence, occurred_at, offset, business_day)
 
 
-def _store(tx: Element) -> str:
-    units = [u for bu in children(tx, "BusinessUnit") for u in children(bu, "UnitID")]
+def _store(holder: Element) -> str | None:
+    units = [
+        u
+        for bu in children(holder, "BusinessUnit")
+        for u in children(bu, "UnitID", "BusinessUnitNumber")
+    ]
     # V6 files may list several business units (store, country); the store is the one typed
     # RetailStore, or the only/first one.
     for unit in units:
         if attr(unit, "TypeCode") in (None, "RetailStore") and text(unit):
             return text(unit) or ""
-    store = (text(units[0]) if units else None) or child_text(tx, "RetailStoreID")
-    if store is None:
-        raise PoslogError("no store id (BusinessUnit/UnitID or RetailStoreID)")
-    return store
+    return (text(units[0]) if units else None) or child_text(holder, "RetailStoreID")
 
 
 def currency_of(tx: Element, default: str) -> str:
@@ -120,11 +148,8 @@ def _moment(tx: Element, retail: Element, tz: tzinfo) -> tuple[datetime, int]:
     raise PoslogError(f"no time: none of {', '.join(_TIMES)} (BusinessDayDate has no time)")
 
 
-def _business_day(tx: Element, occurred_at: datetime, offset: int) -> date:
-    value = child_text(tx, "BusinessDayDate")
-    if value is None:  # fall back to the local calendar date of the sale
+def _business_day(tx: Element, context: Element | None, occurred_at: datetime, offset: int) -> date:
+    day = business_day_of(tx) or (business_day_of(context) if context is not None else None)
+    if day is None:  # fall back to the local calendar date of the sale
         return (occurred_at + timedelta(minutes=offset)).date()
-    try:
-        return date.fromisoformat(value[:10])
-    except ValueError as exc:
-        raise PoslogError(f"BusinessDayDate {value!r} is not a date") from exc
+    return day

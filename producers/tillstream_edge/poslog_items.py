@@ -44,10 +44,11 @@ from tillstream_edge.poslog_xml import (
     flag,
     is_true,
     local,
+    mark_read,
     text,
 )
 
-__all__ = ["Items", "Line", "ParseContext", "Tender", "read_items"]
+__all__ = ["Choices", "Items", "Line", "ParseContext", "Tender", "read_items"]
 
 _AMOUNT = Decimal("0.0001")
 _QUANTITY = Decimal("0.001")
@@ -81,7 +82,7 @@ _NOT_STOCK_TYPES = frozenset(
 _TYPE_ELEMENTS = ("LineType", "ItemCategory", "ItemTypeCode", "SalesMode")
 _NOT_STOCK_WORDS = re.compile(
     r"deposit|bottle\s*(refund|return)|pfand|leergut|consigne|statiegeld|giftcard|gift\s+card"
-    r"|_fee\b|^fee\b|coupon",
+    r"|_fee\b|^fee\b|coupon|^rounding$|avrundning|rundung",
     re.IGNORECASE,
 )
 
@@ -139,15 +140,39 @@ class Line:
     """One of the SALE + VOID pair of a voided LineItem."""
 
 
+@dataclass(frozen=True, slots=True)
+class Choices:
+    """How to read what vendors mean differently (``tillstream_edge.poslog_dialect``)."""
+
+    discount_in_lines: bool = False
+    """Receipt-level ``Discount`` line items are already inside the lines' amounts."""
+    line_discount_per_unit: bool = False
+    """A line's ``DiscountAmount`` is per unit."""
+    recycling_in_lines: bool = False
+    """A line's ``RecyclingAmount`` (a deposit, Swedish digital receipts) is inside its
+    ``ExtendedAmount`` and again a deposit line of its own."""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Change handed back: from ``tender`` when it was written inside one, else from the
+    last captured tender of ``method`` (or of any method)."""
+
+    method: str
+    amount: Decimal
+    tender: Tender | None = None
+
+
 @dataclass
 class Items:
     """What a RetailTransaction's line items add up to."""
 
     lines: list[Line] = field(default_factory=list)
     tenders: list[Tender] = field(default_factory=list)
+    """Net of the change handed back from them."""
     tax_lines: Decimal | None = None  # sum of separate Tax line items, if any
     discount: Decimal = _ZERO  # receipt-level Discount, price modifier and reward line items
-    change: list[tuple[str, Decimal]] = field(default_factory=list)
+    change: list[Change] = field(default_factory=list)
 
 
 @dataclass
@@ -157,7 +182,13 @@ class _Reward:
     summary_only: bool
 
 
-def read_items(retail: Element, ctx: ParseContext) -> Items:
+_READ_IN_LINE_ITEMS = frozenset(
+    {"Sale", "Return", "Tender", "TenderChange", "Tax", "Discount", "RetailPriceModifier",
+     "LoyaltyReward", "SequenceNumber", "VoidFlag", "CancelFlag", "DateTime"}
+)  # fmt: skip
+
+
+def read_items(retail: Element, ctx: ParseContext, choices: Choices = Choices()) -> Items:
     """Read every LineItem; unknown ones (vendor extensions) are ignored."""
     items = Items()
     taxes: list[tuple[Element, Decimal, Line | None]] = []
@@ -169,32 +200,54 @@ def read_items(retail: Element, ctx: ParseContext) -> Items:
         owner: Line | None = None  # the sale/return line of this LineItem, if any
         for element in line_item:
             name = local(element.tag)
+            if name in _READ_IN_LINE_ITEMS:
+                mark_read(element)
             if name in ("Sale", "Return"):
-                owner = _line(element, line_item, seq, ctx, where)
+                owner = _line(element, line_item, seq, ctx, where, choices)
                 items.lines += _voided(owner) if voided else [owner]
             elif name == "Tender":
                 _read_tender(element, line_item, seq, voided, ctx, items)
             elif name == "TenderChange" and not voided:
                 inner = child(element, "TenderChange")
-                items.change.append(
-                    change(inner if inner is not None else element, None, ctx, where)
-                )
+                method, amount = change(inner if inner is not None else element, None, ctx, where)
+                items.change.append(Change(method, amount))
             elif name == "Tax" and not voided:
                 tax = ctx.amount(child(element, "Amount"), f"{where}: Tax/Amount") or _ZERO
                 if attr(element, "TypeCode") == "Refund" and tax > 0:
                     tax = -tax
                 taxes.append((element, tax, owner))
             elif name in ("Discount", "RetailPriceModifier") and not voided:
-                items.discount += _money_off(element, ctx, f"{where}: {name}/Amount")
+                if not choices.discount_in_lines:
+                    items.discount += _money_off(element, ctx, f"{where}: {name}/Amount")
             elif name == "LoyaltyReward" and not voided:
                 rewards += _reward(element, ctx, where)
     if taxes:
         items.tax_lines = sum((amount for _, amount, _ in taxes), _ZERO)
         _attribute_taxes(items.lines, taxes)
-    items.discount += _rewards_off(rewards)
+    if not choices.discount_in_lines:
+        items.discount += _rewards_off(rewards)
     for line in items.lines:  # deposits, fees, gift cards: money, not goods (sale v2)
         line.record["stock_item"] = line.stock_item
+    _apply_change(items)
     return items
+
+
+def _apply_change(items: Items) -> None:
+    """Net change handed back into the tender it was given from, so payments add up to what
+    the store kept (a 27.00 cash tender with 0.01 change is a 26.99 cash payment; a 20.00
+    refund tender holding 4.52 change paid 15.48 back)."""
+    for given in items.change:
+        if not given.amount:
+            continue
+        target = given.tender
+        if target is None:
+            captured = [t for t in items.tenders if t.status == "CAPTURED"]
+            same = [t for t in captured if t.method == given.method]
+            candidates = same or captured
+            target = candidates[-1] if candidates else None
+        if target is None or target.amount < given.amount:
+            raise PoslogError(f"change of {given.amount} exceeds the tender it is given from")
+        target.amount -= given.amount
 
 
 def _voided(line: Line) -> list[Line]:
@@ -220,13 +273,14 @@ def _read_tender(
     inner = child(element, "TenderChange")
     if is_change(element, amount):  # NCR: change logged as a tender of -2.62, not a refund
         if not voided:
-            items.change.append((method_of(element), abs(amount)))
+            items.change.append(Change(method_of(element), abs(amount)))
         return
     paid = tender(element, amount, voided, ctx)
     paid.seq, paid.at = seq, child(line_item, "DateTime")
     items.tenders.append(paid)
     if inner is not None and not voided:
-        items.change.append(change(inner, paid.method, ctx, where))
+        method, given = change(inner, paid.method, ctx, where)
+        items.change.append(Change(method, given, paid))
 
 
 def _money_off(element: Element, ctx: ParseContext, what: str) -> Decimal:
@@ -235,6 +289,29 @@ def _money_off(element: Element, ctx: ParseContext, what: str) -> Decimal:
     if attr(amount_el if amount_el is not None else element, "Action") == "Add":
         return _ZERO
     return abs(ctx.amount(amount_el, what) or _ZERO)
+
+
+def _modifier_off(
+    modifier: Element, qty: Decimal, regular: Decimal | None, ctx: ParseContext, where: str
+) -> Decimal:
+    """A price modifier in a line, as money off the line: ``Action="Replace"`` gives the new
+    unit price (off: the previous price less the new one, per unit), ``Subtract`` the money
+    off, a ``Percent`` alone a share of the line; a surcharge (``Add``) is none."""
+    what = f"{where}: RetailPriceModifier"
+    amount_el = child(modifier, "Amount")
+    action = attr(amount_el if amount_el is not None else modifier, "Action")
+    if action == "Replace":
+        new = ctx.amount(amount_el, f"{what}/Amount")
+        previous = ctx.amount(child(modifier, "PreviousPrice"), f"{what}/PreviousPrice")
+        previous = previous if previous is not None else regular
+        if new is None or previous is None:
+            raise PoslogError(f"{what}: a Replace needs the new Amount and a PreviousPrice")
+        return money(max(previous - new, _ZERO) * qty, f"{what}/Amount")
+    if amount_el is None and (percent := child(modifier, "Percent")) is not None:
+        share = decimal(text(percent) or "0", f"{what}/Percent")
+        base = (regular or _ZERO) * qty
+        return money(abs(base * share / 100), f"{what}/Percent")
+    return _money_off(modifier, ctx, f"{what}/Amount")
 
 
 def _reward(element: Element, ctx: ParseContext, where: str) -> list[_Reward]:
@@ -271,43 +348,69 @@ def _in_sequence(line_items: list[Element]) -> list[Element]:
 
 
 def _line(
-    item: Element, line_item: Element, seq: str | None, ctx: ParseContext, where: str
+    item: Element,
+    line_item: Element,
+    seq: str | None,
+    ctx: ParseContext,
+    where: str,
+    choices: Choices,
 ) -> Line:
     name = local(item.tag)
     sku_text = child_text(item, "ItemID")
     identity = child(item, "POSIdentity")
     if sku_text is None and identity is not None:
         sku_text = child_text(identity, "POSItemID")
+    described = child(item, "Item")
+    if sku_text is None and described is not None:
+        sku_text = child_text(described, "ItemNumber", "ItemID")
     if sku_text is None:
-        raise PoslogError(f"{where}: {name} has no ItemID or POSIdentity/POSItemID")
+        raise PoslogError(
+            f"{where}: {name} has no ItemID, POSIdentity/POSItemID or Item/ItemNumber"
+        )
     qty_el = child(item, "Quantity")
     raw_qty = decimal(text(qty_el) or "1", f"{where}: Quantity")
     unit, factor = unit_of(qty_el, where)
     regular = ctx.amount(child(item, "RegularSalesUnitPrice"), f"{where}: RegularSalesUnitPrice")
     actual = ctx.amount(child(item, "ActualSalesUnitPrice"), f"{where}: ActualSalesUnitPrice")
-    extended = ctx.amount(child(item, "ExtendedAmount"), f"{where}: ExtendedAmount")
+    extended_el = child(item, "ExtendedAmount")
+    extended = ctx.amount(extended_el, f"{where}: ExtendedAmount")
+    if (
+        extended is not None
+        and extended_el is not None
+        and attr(extended_el, "Action") == "Subtract"
+    ):
+        extended = -extended  # ARTS V6 amounts may carry their sign as an Action (a rounding line)
+    is_return = name == "Return" or raw_qty < 0 or (extended is not None and extended < 0)
+    qty = abs(raw_qty)
     discount = _ZERO
     for modifier in children(item, "RetailPriceModifier"):
-        discount += _money_off(modifier, ctx, f"{where}: RetailPriceModifier/Amount")
+        discount += _modifier_off(modifier, qty, regular, ctx, where)
     if not discount:
         discount = abs(
             ctx.amount(child(item, "DiscountAmount"), f"{where}: DiscountAmount") or _ZERO
         )
-    is_return = name == "Return" or raw_qty < 0 or (extended is not None and extended < 0)
-    qty = abs(raw_qty)
-    price = regular if regular is not None else actual
-    if price is None:
-        if extended is None or not qty:
-            raise PoslogError(f"{where}: {name} has neither a unit price nor an ExtendedAmount")
+        if choices.line_discount_per_unit:
+            discount = money(discount * qty, f"{where}: DiscountAmount")
+    # The unit price before discount: the regular price, else the actual (discounted) price
+    # with the line's discount added back, else what the amount says.
+    if regular is not None:
+        price = abs(regular)
+    elif actual is not None:
+        price = abs(actual) + (money(discount / qty, f"{where}: unit price") if qty else _ZERO)
+    elif extended is not None and qty:
         price = money((abs(extended) + discount) / qty, f"{where}: unit price")
-    price = abs(price)
+    else:
+        raise PoslogError(f"{where}: {name} has neither a unit price nor an ExtendedAmount")
     gross = money(qty * price, f"{where}: amount")
     if extended is None:
         amount = gross - discount
-    elif discount and abs(extended) == gross:
+    elif discount and regular is not None and abs(extended) == gross:
         amount = abs(extended) - discount  # this vendor's ExtendedAmount is before discount
     else:
         amount = abs(extended)
+    recycling = ctx.amount(child(item, "RecyclingAmount"), f"{where}: RecyclingAmount")
+    if choices.recycling_in_lines and recycling:
+        amount -= abs(recycling)  # the deposit, inside the item's amount and a line of its own
     if factor != ONE:  # pounds to kilograms...: the amount stays, quantity and price move
         qty, price = qty * factor, money(price / factor, f"{where}: unit price")
         if qty and not quantity(qty, f"{where}: Quantity"):

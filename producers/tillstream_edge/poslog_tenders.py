@@ -12,6 +12,7 @@ the till does not give four trailing digits the payment carries no card at all.
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -63,6 +64,8 @@ _BRANDS = (  # (pattern over a brand name as vendors write it, canonical brand)
 # Where vendors write the card number, masked or not ("************4242", "XXXX1234").
 _CARD_NUMBERS = ("PrimaryAccountNumber", "PAN", "CardNumber", "MaskedPAN", "MaskedCardNumber")
 _FOUR_DIGITS_AT_END = re.compile(r"\d{4}$")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{8,}={0,2}")
+_MASKED = re.compile(r"[0-9*Xx# -]{8,23}")
 
 
 @dataclass
@@ -100,7 +103,10 @@ def tender_amount(element: Element, ctx: Reader, where: str) -> Decimal:
 
 def tender(element: Element, amount: Decimal, voided: bool, ctx: Reader) -> Tender:
     method = method_of(element)
-    refund = attr(element, "TypeCode") == "Refund" or amount < 0
+    type_code = attr(element, "TypeCode")
+    # NCR writes a coupon redeemed in a sale as a tender of -1.00 (TypeCode Sale): it pays.
+    coupon_paid = method == "VOUCHER" and type_code == "Sale"
+    refund = type_code == "Refund" or (amount < 0 and not coupon_paid)
     status = "VOIDED" if voided else ("REFUNDED" if refund else "CAPTURED")
     card = _card(element, ctx) if method == "CARD" else None
     return Tender(None, method, status, abs(amount), card, None)
@@ -132,7 +138,7 @@ def _card(element: Element, ctx: Reader) -> dict[str, Any] | None:
     those and is counted."""
     card = child(element, "CreditDebit", "DebitCard", "CreditCard") or element
     # Read as the guard reads it: any separators, any Unicode digits ('４１１１.１１１１...').
-    written = child_text(card, *_CARD_NUMBERS) or child_text(element, *_CARD_NUMBERS) or ""
+    written = _unwrapped(child_text(card, *_CARD_NUMBERS) or child_text(element, *_CARD_NUMBERS))
     pan = digits_of(written)
     if len(pan) >= 12 or is_pan(pan):
         ctx.masked_pans += 1
@@ -152,6 +158,21 @@ def _card(element: Element, ctx: Reader) -> dict[str, Any] | None:
     )
     token = child_text(card, "Token", "CardToken", "PaymentToken", "TokenValue")
     return {"brand": brand, "last_four": pan[-4:], "token": ctx.clean(token)}
+
+
+def _unwrapped(written: str | None) -> str:
+    """A card number as written; some vendors base64 the masked number (the Swedish digital
+    receipt: ``KioqKioqKioqKioqNDA0NA==`` is ``************4044``)."""
+    if not written:
+        return ""
+    if _BASE64.fullmatch(written) and not written.isdigit():
+        try:
+            decoded = base64.b64decode(written, validate=True).decode("ascii")
+        except (ValueError, UnicodeDecodeError):
+            return written
+        if _MASKED.fullmatch(decoded):
+            return decoded
+    return written
 
 
 def _attr_of(element: Element, child_name: str, name: str) -> str | None:

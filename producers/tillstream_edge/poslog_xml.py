@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
+from contextvars import ContextVar, Token
 from decimal import Decimal, InvalidOperation
 from xml.etree.ElementTree import Element, ParseError
 
@@ -34,6 +35,9 @@ _MESSAGE_PART = 300
 # Digits and what may separate them in a card number (tillstream.core.pan): cut off at a cut.
 _NUMBER_END = re.compile(r"[\W_\d]+$")
 _NUMBER_START = re.compile(r"^[\W_\d]+")
+# Elements the converter looked at, while ``tillstream poslog check`` asks (None: nobody asks,
+# and reading costs one lookup more per element).
+_READ: ContextVar[set[int] | None] = ContextVar("poslog_read", default=None)
 
 
 class PoslogError(ValueError):
@@ -110,9 +114,30 @@ def local(tag: object) -> str:
 
 def children(element: Element, *names: str) -> Iterator[Element]:
     """Direct children whose local name is one of ``names`` (any namespace), in order."""
+    read = _READ.get()
     for child in element:
         if local(child.tag) in names:
+            if read is not None:
+                read.add(id(child))
             yield child
+
+
+def mark_read(element: Element) -> None:
+    """Count ``element`` as read (for what is found without :func:`children`)."""
+    read = _READ.get()
+    if read is not None:
+        read.add(id(element))
+
+
+def reading() -> tuple[set[int], Token[set[int] | None]]:
+    """Start recording the elements read in this context: (the set, a token for
+    :func:`stop_reading`)."""
+    read: set[int] = set()
+    return read, _READ.set(read)
+
+
+def stop_reading(token: Token[set[int] | None]) -> None:
+    _READ.reset(token)
 
 
 def child(element: Element, *names: str) -> Element | None:

@@ -20,6 +20,7 @@ from tillstream.cli import (
     dlq,
     edge,
     masterdata,
+    poslog,
     report,
     schemas,
     stock,
@@ -63,6 +64,8 @@ def main() -> None:
     """
 
 
-for module in (schemas, topics, acls, edge, consume, dlq, crm, stock, masterdata, report, audit):
+for module in (
+    schemas, topics, acls, edge, poslog, consume, dlq, crm, stock, masterdata, report, audit
+):  # fmt: skip
     for command in module.COMMANDS:
         main.add_command(command)

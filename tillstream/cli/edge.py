@@ -6,19 +6,17 @@ import asyncio
 from pathlib import Path
 
 import click
-from aiokafka.errors import KafkaError
 from rich.progress import Progress
 
 from tillstream.cli.common import run, settings
+from tillstream.cli.edge_support import item_copy, record_limits
 from tillstream.cli.quarantine import quarantine
+from tillstream.cli.set_aside import set_aside
 from tillstream.core.logs import configure_logging
 from tillstream.core.settings import Settings
-from tillstream.core.topics import STORE_TOPICS
 from tillstream_edge.forwarder import Forwarder, forwarder_from_settings
 from tillstream_edge.importer import ImportReport, import_files, poslog_files
 from tillstream_edge.ingest import ingestor_from_settings
-from tillstream_edge.limits import RecordLimits, read_topic_limits
-from tillstream_edge.masterdata_copy import MasterDataCopy, copy_from_settings, masterdata_path
 from tillstream_edge.outbox import Outbox, outbox_from_settings
 
 
@@ -120,23 +118,35 @@ async def _import(cfg: Settings, paths: list[Path], *, forward: bool) -> ImportR
     await outbox.open()
     copy = None
     try:  # a backfill: no plausibility window, no comparison with today's prices
-        ingestor = ingestor_from_settings(cfg, outbox, await _record_limits(cfg), live=False)
-        ingestor.master = copy = await _item_copy(cfg)
+        ingestor = ingestor_from_settings(cfg, outbox, await record_limits(cfg), live=False)
+        ingestor.master = copy = await item_copy(cfg)
         with Progress() as progress:
             task = progress.add_task("importing POSLog", total=len(files))
             report = await import_files(
                 ingestor, outbox, files, advance=lambda _p: progress.advance(task)
             )
         skipped = sum(len(s) for s in report.skipped.values())
+        kept = sum(len(s) for s in report.set_aside.values())
         click.echo(
             f"{report.imported} file(s) imported ({report.events} events, "
-            f"{report.duplicates} already known, {skipped} transaction(s) skipped), "
+            f"{report.duplicates} already known, {skipped} transaction(s) skipped, "
+            f"{kept} set aside), "
             f"{report.already_done} already done, {len(report.failed)} failed"
         )
         for path, skips in report.skipped.items():
             for skip in skips:
                 where = f"{path}: transaction {skip.label}"
                 click.echo(f"  skipped: {where}: {skip.kind}: {skip.reason}")
+        for path, kept_ones in report.set_aside.items():
+            for one in kept_ones:
+                where = f"{path}: transaction {one.label}"
+                click.echo(f"  set aside: {where}: {one.kind}: {one.reason}", err=True)
+        if kept:
+            click.echo(
+                f"{kept} transaction(s) set aside, kept in the outbox: fix the cause, then "
+                "'tillstream edge set-aside retry --all' (list: 'tillstream edge set-aside list')",
+                err=True,
+            )
         for path, reason in report.failed.items():
             click.echo(f"  failed: {path}: {reason}", err=True)
         if forward:
@@ -152,34 +162,6 @@ async def _import(cfg: Settings, paths: list[Path], *, forward: bool) -> ImportR
         if copy is not None:
             await copy.close()
     return report
-
-
-async def _item_copy(cfg: Settings) -> MasterDataCopy | None:
-    """The store's item copy (kept by its edge service), to mark sales as the edge does:
-    lines of items head office keeps no stock of. None, said once, if there is none."""
-    path = masterdata_path(cfg)
-    if not path.exists():
-        click.echo(f"no item copy at {path}: sales imported as sent")
-        return None
-    copy = copy_from_settings(cfg)
-    try:
-        await copy.open()
-    except Exception as exc:  # as the edge does: a damaged copy never stops sales
-        click.echo(f"the item copy at {path} cannot be opened ({exc}): sales imported as sent")
-        await copy.close()
-        return None
-    return copy
-
-
-async def _record_limits(cfg: Settings) -> RecordLimits:
-    """The topics' record limits from the broker; Kafka's defaults if it cannot be asked."""
-    limits = RecordLimits(cfg.kafka_max_request_bytes)
-    try:
-        topics = [t.name for t in STORE_TOPICS]
-        limits.topic_bytes.update(await asyncio.wait_for(read_topic_limits(cfg, topics), 10))
-    except (KafkaError, OSError, TimeoutError):
-        pass  # offline backfill: the defaults apply, the forwarder quarantines the rest
-    return limits
 
 
 async def _drain(outbox: Outbox, forwarder: Forwarder) -> None:
@@ -198,5 +180,6 @@ async def _drain(outbox: Outbox, forwarder: Forwarder) -> None:
 
 
 edge.add_command(quarantine)
+edge.add_command(set_aside)
 
 COMMANDS = [edge]

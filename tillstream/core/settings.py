@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     edge_outbox_max_mb: int = Field(2048, ge=1, description="Outbox disk limit (MiB).")
     edge_devices: Path | None = Field(None, description="TOML file listing serial devices.")
     edge_poslog_dir: Path | None = Field(None, description="POSLog drop folder to watch.")
+    edge_poslog_dialect: str | None = Field(
+        None,
+        description="POSLog vendor dialect forced on every document (names: docs/edge.md, "
+        "'tillstream poslog check --help'); unset: detected per document.",
+    )
     edge_tokens: Path | None = Field(
         None, description="TOML file of till ids and their bearer tokens; set: tokens required."
     )
