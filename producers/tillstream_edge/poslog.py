@@ -209,7 +209,7 @@ class _Reader:
 
     def _convert(self, index: int, tx: Element) -> Events | None:
         """The transaction's events, or None when it was skipped or set aside."""
-        found = classify(tx, index, voided_is_post_void=self.dialect.voided_status_is_post_void)
+        found = classify(tx, index, self.dialect)
         context = self.document.context(tx)
         if found.kind is Kind.SKIPPED:
             assert found.skipped is not None
@@ -221,7 +221,7 @@ class _Reader:
             return None
         assert found.body is not None
         if found.kind is Kind.CONTROL:
-            control = convert_control(tx, self.currency, self.timezone, context)
+            control = convert_control(tx, self.currency, self.timezone, context, self.dialect)
             if control is None:
                 self.skipped.append(control_skipped(tx, found.body, index))
                 return None

@@ -23,6 +23,7 @@ from typing import Any
 from xml.etree.ElementTree import Element
 
 from tillstream.core.till_events import MAY_HAVE_AMOUNTS
+from tillstream_edge.poslog_dialect import GENERIC, Dialect
 from tillstream_edge.poslog_header import NAMESPACE, currency_of, read_header
 from tillstream_edge.poslog_items import ParseContext
 from tillstream_edge.poslog_tenders import method_of as tender_method  # one tender mapping for all
@@ -80,11 +81,24 @@ KINDS: dict[str, dict[str, str]] = {
 # TenderControlTransactionTenderLineItem) per tender type, else the element's own Amount
 # (``TenderAmount`` for some vendors' PayIn/PayOut).
 _SETTLEMENT_AMOUNTS = {"TILL_CLOSE": ("Ending",), "OPENING_FLOAT": ("Beginning",)}
-_AMOUNTS = ("Tender", "TenderControlTransactionTenderLineItem", "Ending")
+_AMOUNTS = (
+    "Tender",
+    "TenderControlTransactionTenderLineItem",
+    "Ending",
+    "PayIn",
+    "PayOut",
+    "Totals",  # NCR Retalix
+    "TenderTypeCount",  # Oracle Xstore
+)
 _AMOUNT = ("Amount", "TenderAmount")
 _TENDER_TYPE = ("TenderType", "TenderTypeCode")
-# A TillSettle of the start of day, by the TransactionType written beside it.
-_START_OF_DAY = frozenset({"sod", "startofday", "beginofday", "open", "opening"})
+# What a TillSettle settles, by the TransactionType (or DayPart) written beside it: the start
+# of day (the float), or, as NCR RES 3.2 writes them, a paid-in or paid-out; else the close.
+_SETTLES = {
+    **dict.fromkeys(("sod", "startofday", "beginofday", "open", "opening"), "OPENING_FLOAT"),
+    **dict.fromkeys(("payin", "paidin"), "PAID_IN"),
+    **dict.fromkeys(("payout", "paidout"), "PAID_OUT"),
+}
 _REASONS = ("ReasonCode", "Reason", "NoSaleReasonCode", "PaidInReasonCode", "PaidOutReasonCode")
 
 
@@ -96,22 +110,30 @@ class ControlResult:
 
 
 def convert_control(
-    tx: Element, default_currency: str, tz: tzinfo, context: Element | None = None
+    tx: Element,
+    default_currency: str,
+    tz: tzinfo,
+    context: Element | None = None,
+    dialect: Dialect = GENERIC,
 ) -> ControlResult | None:
     """The till events of a control transaction, or None when ``tx`` holds none (a sale, a
     training or cancelled transaction, a control act tillstream does not keep)."""
     if flag(tx, "TrainingModeFlag") or flag(tx, "CancelFlag"):
         return None
+    kinds = {
+        name: {**KINDS.get(name, {}), **dialect.control_kinds.get(name, {})}
+        for name in {*KINDS, *dialect.control_kinds}
+    }
     acts = [
-        (element, _kind(tx, element, KINDS[local(body.tag)][local(element.tag)]))
+        (element, _kind(tx, element, kinds[local(body.tag)][local(element.tag)]))
         for body in tx
-        if local(body.tag) in KINDS
+        if local(body.tag) in kinds
         for element in body
-        if local(element.tag) in KINDS[local(body.tag)]
+        if local(element.tag) in kinds[local(body.tag)]
     ]
     if not acts:
         return None
-    body = next(b for b in tx if local(b.tag) in KINDS)
+    body = next(b for b in tx if local(b.tag) in kinds)
     for element, _ in acts:
         mark_read(element)
     ctx = ParseContext(currency_of(tx, default_currency))
@@ -120,7 +142,7 @@ def convert_control(
     events = []
     for n, (element, kind) in enumerate(acts, 1):
         # A sign-on or no-sale has no money: vendor amounts there (totals so far) are not read.
-        tenders = _amounts(element, kind, ctx) if kind in MAY_HAVE_AMOUNTS else []
+        tenders = _amounts(element, kind, ctx, dialect) if kind in MAY_HAVE_AMOUNTS else []
         reason = child_text(element, *_REASONS) or child_text(body, *_REASONS)
         # The kind and time are in the id: some tills number the start of day, the loan, the
         # pickups and the end of day of a till with one sequence number.
@@ -146,33 +168,47 @@ def convert_control(
 
 def _kind(tx: Element, element: Element, kind: str) -> str:
     """A TillSettle settles the start of day (the float) when its summary holds only a
-    ``Beginning``, or its transaction type says so; else it closes the till."""
+    ``Beginning``; its transaction type (or day part) may say what it settles; else it
+    closes the till."""
     if local(element.tag) != "TillSettle":
         return kind
-    names = {local(e.tag) for e in element.iter()}
+    body = next((b for b in tx if local(b.tag) in KINDS), tx)
     types = [child_text(tx, "TransactionType"), attr(tx, "TransactionType")]
-    start = any(re.sub(r"[^a-z]", "", (t or "").lower()) in _START_OF_DAY for t in types)
-    if start or ("Beginning" in names and "Ending" not in names):
+    types.append(child_text(body, "DayPart"))
+    for written in types:
+        settles = _SETTLES.get(re.sub(r"[^a-z]", "", (written or "").lower()))
+        if settles is not None:
+            return settles
+    names = {local(e.tag) for e in element.iter()}
+    if "Beginning" in names and "Ending" not in names:
         return "OPENING_FLOAT"
     return kind
 
 
-def _amounts(element: Element, kind: str, ctx: ParseContext) -> list[dict[str, Any]]:
+def _amounts(
+    element: Element, kind: str, ctx: ParseContext, dialect: Dialect
+) -> list[dict[str, Any]]:
     """Amount per tender type (summed: two cash bags are one cash pickup), positive."""
     names = (
         _SETTLEMENT_AMOUNTS.get(kind, _AMOUNTS) if local(element.tag) == "TillSettle" else _AMOUNTS
     )
     holders = _outermost(element, names)
+    if not holders and names != _AMOUNTS and kind != "TILL_CLOSE":
+        holders = _outermost(element, _AMOUNTS)  # a float settled as plain tender amounts
     if not holders and child(element, *_AMOUNT) is not None:
         holders = [element]
     totals: dict[str, Decimal] = {}
     for holder in holders:
         mark_read(holder)
         what = f"{local(element.tag)}/{local(holder.tag)}/Amount"
-        amount = ctx.amount(child(holder, *_AMOUNT), what)
+        amount_el = child(holder, *_AMOUNT)
+        if amount_el is None:  # Xstore: TenderTypeCount/TenderTypeTotal/Amount
+            totals_el = next((c for c in holder if local(c.tag).endswith("Total")), None)
+            amount_el = child(totals_el, *_AMOUNT) if totals_el is not None else None
+        amount = ctx.amount(amount_el, what)
         if amount is None:
             raise PoslogError(f"{local(element.tag)}: {local(holder.tag)} has no Amount")
-        tender = _tender(holder, element)
+        tender = _tender(holder, element, dialect)
         # Vendors sign pickups and paid-outs either way; the kind gives the direction.
         totals[tender] = totals.get(tender, Decimal("0.0000")) + abs(amount)
     return [{"tender": tender, "amount": amount} for tender, amount in totals.items()]
@@ -193,8 +229,14 @@ def _outermost(element: Element, names: tuple[str, ...]) -> list[Element]:
     return found
 
 
-def _tender(holder: Element, element: Element) -> str:
-    """The tender type of an amount; cash when nothing says (floats, paid in/out)."""
+def _tender(holder: Element, element: Element, dialect: Dialect) -> str:
+    """The tender type of an amount; cash when nothing says (floats, paid in/out), unless the
+    dialect knows the act's type code (a card terminal's reconciliation)."""
+    known = dialect.pickup_tenders.get(
+        re.sub(r"[^a-z]", "", (attr(element, "TypeCode") or "").lower())
+    )
+    if known is not None:
+        return known
     for source in (holder, element):
         named = attr(source, "TenderType") or child_text(source, *_TENDER_TYPE)
         if named is not None:

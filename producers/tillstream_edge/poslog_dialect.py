@@ -12,8 +12,8 @@ A document's dialect is detected from what it is written with (namespaces, vendo
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from xml.etree.ElementTree import Element
 
 from tillstream_edge.poslog_xml import PoslogError, local
@@ -40,6 +40,22 @@ class Dialect:
     voided_status_is_post_void: bool = False
     """A ``RetailTransaction`` with ``TransactionStatus`` ``Voided`` and no link is the
     original sale resent after a post-void (not a receipt abandoned before completion)."""
+    sale_statuses: frozenset[str] = frozenset()
+    """Statuses (lower case, letters only) this vendor gives completed sales besides the ARTS
+    ones (Wincor's ``Replaced``: the corrected sale re-entered after a post-void)."""
+    skipped_bodies: Mapping[str, str] = field(default_factory=dict)
+    """Vendor transaction bodies that are by their nature no sale or till event (skipped with
+    this reason, not set aside as unknown)."""
+    customer_holders: tuple[str, ...] = ()
+    """Where the member's own id is, when only some of the usual places hold it (NCR Retalix:
+    only ``Customer``; its ``LoyaltyAccountID``s are the programme's points accounts, the
+    same for every shopper). Empty: every usual place, loyalty accounts first."""
+    control_kinds: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """The vendor's own till operations: control body -> {element: till event kind}, beside
+    the ARTS ones (``poslog_control.KINDS``)."""
+    pickup_tenders: Mapping[str, str] = field(default_factory=dict)
+    """A pickup's tender type by its ``TypeCode`` (lower case, letters only) where the vendor
+    writes none (NCR Retalix's ``AutoReconcileTender``: the card terminal's totals)."""
     detect: Callable[[Element, frozenset[str]], bool] = lambda _root, _ns: False
 
 
@@ -79,8 +95,46 @@ DIALECTS: tuple[Dialect, ...] = (
     Dialect(
         "wincor-tpnet",
         "Wincor Nixdorf / Diebold Nixdorf TP.net POSLog 2.2",
-        "a Wincor or Diebold namespace, or TP.net's `wn:` elements",
+        "a Wincor or Diebold namespace (`WN:`)",
+        sale_statuses=frozenset({"replaced"}),
+        skipped_bodies={"BSCMTransaction": "back-office safe and cash management (no till)"},
         detect=lambda root, ns: _uses("wincor")(root, ns) or _uses("dieboldnixdorf")(root, ns),
+    ),
+    Dialect(
+        "oracle-xstore",
+        "Oracle Retail Xstore POSLog",
+        "Xstore's namespace (`dtv:`, datavantagecorp)",
+        control_kinds={
+            "POSLogControlTransaction": {"AttachTill": "TILL_OPEN"},
+            "TenderControlTransaction": {"BeginTillCount": "OPENING_FLOAT"},
+        },
+        detect=_uses("datavantagecorp"),
+    ),
+    Dialect(
+        "ncr-retalix",
+        "NCR Retalix R10 POSLog V6",
+        "a Retalix namespace (`r10Ex:`)",
+        customer_holders=("Customer",),
+        pickup_tenders={"xautoreconciletender": "CARD", "autoreconciletender": "CARD"},
+        detect=_uses("retalix"),
+    ),
+    Dialect(
+        "visma-retail",
+        "Visma Retail / Extenda HiiRetail POSLog V6",
+        "Visma Retail's namespace (`VRArtsPoslogExt:`)",
+        detect=_uses("vismaretail"),
+    ),
+    Dialect(
+        "fgl-exchange",
+        "A sporting-goods chain's POSLog in an integration bus `Exchange`",
+        "its own ARTS namespace (`http://www.fgl.com/ARTS`)",
+        detect=_uses("fgl.com"),
+    ),
+    Dialect(
+        "se-digital-receipt",
+        "ARTS Digital Receipt, Swedish profile",
+        "a `DigitalReceipt` root",
+        detect=lambda root, _ns: local(root.tag) == "DigitalReceipt",
     ),
     GENERIC,
 )

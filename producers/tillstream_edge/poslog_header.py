@@ -90,9 +90,12 @@ def _store(holder: Element) -> str | None:
     # V6 files may list several business units (store, country); the store is the one typed
     # RetailStore, or the only/first one.
     for unit in units:
-        if attr(unit, "TypeCode") in (None, "RetailStore") and text(unit):
-            return text(unit) or ""
-    return (text(units[0]) if units else None) or child_text(holder, "RetailStoreID")
+        # Extenda writes the id as the Name of an empty <UnitID Name="014"/>.
+        named = text(unit) or attr(unit, "Name")
+        if attr(unit, "TypeCode") in (None, "RetailStore") and named:
+            return named
+    first = (text(units[0]) or attr(units[0], "Name")) if units else None
+    return first or child_text(holder, "RetailStoreID")
 
 
 def currency_of(tx: Element, default: str) -> str:

@@ -25,6 +25,7 @@ from xml.etree.ElementTree import Element
 
 from tillstream.core.identifiers import is_gtin
 from tillstream.core.pan import find_pans, mask_pans
+from tillstream.core.rules import LINE_SIGNS
 from tillstream_edge.poslog_tenders import (
     Tender,
     change,
@@ -48,7 +49,16 @@ from tillstream_edge.poslog_xml import (
     text,
 )
 
-__all__ = ["Choices", "Items", "Line", "ParseContext", "Tender", "read_items"]
+__all__ = [
+    "REWARDS",
+    "Choices",
+    "Items",
+    "Line",
+    "ParseContext",
+    "Tender",
+    "money_off_items",
+    "read_items",
+]
 
 _AMOUNT = Decimal("0.0001")
 _QUANTITY = Decimal("0.001")
@@ -140,12 +150,18 @@ class Line:
     """One of the SALE + VOID pair of a voided LineItem."""
 
 
+REWARDS = -1
+"""The loyalty rewards' place in ``Choices.in_lines``."""
+
+
 @dataclass(frozen=True, slots=True)
 class Choices:
     """How to read what vendors mean differently (``tillstream_edge.poslog_dialect``)."""
 
-    discount_in_lines: bool = False
-    """Receipt-level ``Discount`` line items are already inside the lines' amounts."""
+    in_lines: frozenset[int] = frozenset()
+    """Receipt-level money off already inside the lines' amounts (a summary, not more off):
+    the positions, in document order, of ``Discount`` / ``RetailPriceModifier`` line items,
+    and :data:`REWARDS` for the loyalty rewards."""
     line_discount_per_unit: bool = False
     """A line's ``DiscountAmount`` is per unit."""
     recycling_in_lines: bool = False
@@ -193,6 +209,7 @@ def read_items(retail: Element, ctx: ParseContext, choices: Choices = Choices())
     items = Items()
     taxes: list[tuple[Element, Decimal, Line | None]] = []
     rewards: list[_Reward] = []
+    money_off = 0  # receipt-level money-off items read so far
     for line_item in _in_sequence(list(children(retail, "LineItem"))):
         seq = child_text(line_item, "SequenceNumber")
         voided = flag(line_item, "VoidFlag") or flag(line_item, "CancelFlag")
@@ -212,19 +229,22 @@ def read_items(retail: Element, ctx: ParseContext, choices: Choices = Choices())
                 method, amount = change(inner if inner is not None else element, None, ctx, where)
                 items.change.append(Change(method, amount))
             elif name == "Tax" and not voided:
-                tax = ctx.amount(child(element, "Amount"), f"{where}: Tax/Amount") or _ZERO
+                tax = ctx.amount(child(element, "Amount"), f"{where}: Tax/Amount")
+                if tax is None:
+                    continue  # Xstore: a Tax line item naming the rate, its amounts in lines
                 if attr(element, "TypeCode") == "Refund" and tax > 0:
                     tax = -tax
                 taxes.append((element, tax, owner))
             elif name in ("Discount", "RetailPriceModifier") and not voided:
-                if not choices.discount_in_lines:
+                if money_off not in choices.in_lines:
                     items.discount += _money_off(element, ctx, f"{where}: {name}/Amount")
+                money_off += 1
             elif name == "LoyaltyReward" and not voided:
                 rewards += _reward(element, ctx, where)
     if taxes:
         items.tax_lines = sum((amount for _, amount, _ in taxes), _ZERO)
         _attribute_taxes(items.lines, taxes)
-    if not choices.discount_in_lines:
+    if REWARDS not in choices.in_lines:
         items.discount += _rewards_off(rewards)
     for line in items.lines:  # deposits, fees, gift cards: money, not goods (sale v2)
         line.record["stock_item"] = line.stock_item
@@ -232,10 +252,30 @@ def read_items(retail: Element, ctx: ParseContext, choices: Choices = Choices())
     return items
 
 
+def money_off_items(retail: Element) -> int:
+    """How many receipt-level money-off line items a transaction has (``Choices.in_lines``)."""
+    return sum(
+        1
+        for line_item in children(retail, "LineItem")
+        if not (flag(line_item, "VoidFlag") or flag(line_item, "CancelFlag"))
+        for element in line_item
+        if local(element.tag) in ("Discount", "RetailPriceModifier")
+    )
+
+
 def _apply_change(items: Items) -> None:
     """Net change handed back into the tender it was given from, so payments add up to what
     the store kept (a 27.00 cash tender with 0.01 change is a 26.99 cash payment; a 20.00
-    refund tender holding 4.52 change paid 15.48 back)."""
+    refund tender holding 4.52 change paid 15.48 back). In a sale (its lines come to zero or
+    more), a cash refund line beside cash taken in is the change (Wincor writes it so)."""
+    gross = sum((line.record["extended_amount"] * LINE_SIGNS[line.record["kind"]]
+                 for line in items.lines), _ZERO)  # fmt: skip
+    if gross >= 0:
+        for refund in [t for t in items.tenders if t.status == "REFUNDED" and t.method == "CASH"]:
+            taken = [t for t in items.tenders if t.status == "CAPTURED" and t.method == "CASH"]
+            if taken and max(t.amount for t in taken) >= refund.amount:
+                items.tenders.remove(refund)
+                items.change.append(Change("CASH", refund.amount))
     for given in items.change:
         if not given.amount:
             continue
@@ -269,11 +309,21 @@ def _read_tender(
     items: Items,
 ) -> None:
     where = f"line item {seq}" if seq else "line item"
+    rounding = child(element, "Rounding")
+    if rounding is not None and child(element, "Amount") is None:
+        # Visma: cash rounded to whole kronor, the difference a tender line of its own; up
+        # (the customer paid more than due) is money back, down money in.
+        amount = abs(ctx.amount(rounding, f"{where}: Tender/Rounding") or _ZERO)
+        up = (attr(rounding, "RoundingDirection") or "").lower() == "up"
+        status = "VOIDED" if voided else ("REFUNDED" if up else "CAPTURED")
+        items.tenders.append(Tender(seq, "OTHER", status, amount, None, None))
+        return
     amount = tender_amount(element, ctx, where)
     inner = child(element, "TenderChange")
-    if is_change(element, amount):  # NCR: change logged as a tender of -2.62, not a refund
+    if is_change(element, amount):  # change logged as a tender line of its own, no refund
         if not voided:
-            items.change.append(Change(method_of(element), abs(amount)))
+            given = change(inner, None, ctx, where)[1] if inner is not None else _ZERO
+            items.change.append(Change(method_of(element), given or abs(amount)))
         return
     paid = tender(element, amount, voided, ctx)
     paid.seq, paid.at = seq, child(line_item, "DateTime")
@@ -292,7 +342,12 @@ def _money_off(element: Element, ctx: ParseContext, what: str) -> Decimal:
 
 
 def _modifier_off(
-    modifier: Element, qty: Decimal, regular: Decimal | None, ctx: ParseContext, where: str
+    modifier: Element,
+    qty: Decimal,
+    regular: Decimal | None,
+    ctx: ParseContext,
+    where: str,
+    choices: Choices,
 ) -> Decimal:
     """A price modifier in a line, as money off the line: ``Action="Replace"`` gives the new
     unit price (off: the previous price less the new one, per unit), ``Subtract`` the money
@@ -311,7 +366,8 @@ def _modifier_off(
         share = decimal(text(percent) or "0", f"{what}/Percent")
         base = (regular or _ZERO) * qty
         return money(abs(base * share / 100), f"{what}/Percent")
-    return _money_off(modifier, ctx, f"{what}/Amount")
+    off = _money_off(modifier, ctx, f"{what}/Amount")
+    return money(off * qty, f"{what}/Amount") if choices.line_discount_per_unit else off
 
 
 def _reward(element: Element, ctx: ParseContext, where: str) -> list[_Reward]:
@@ -363,9 +419,13 @@ def _line(
     described = child(item, "Item")
     if sku_text is None and described is not None:
         sku_text = child_text(described, "ItemNumber", "ItemID")
+    service = child(item, "NonSKUItem")  # a service sold without an item (alterations)
+    if sku_text is None and service is not None:
+        sku_text = child_text(service, "ServiceItemTypeCode", "ItemID")
     if sku_text is None:
         raise PoslogError(
-            f"{where}: {name} has no ItemID, POSIdentity/POSItemID or Item/ItemNumber"
+            f"{where}: {name} has no ItemID, POSIdentity/POSItemID, Item/ItemNumber or "
+            "NonSKUItem/ServiceItemTypeCode"
         )
     qty_el = child(item, "Quantity")
     raw_qty = decimal(text(qty_el) or "1", f"{where}: Quantity")
@@ -384,7 +444,7 @@ def _line(
     qty = abs(raw_qty)
     discount = _ZERO
     for modifier in children(item, "RetailPriceModifier"):
-        discount += _modifier_off(modifier, qty, regular, ctx, where)
+        discount += _modifier_off(modifier, qty, regular, ctx, where, choices)
     if not discount:
         discount = abs(
             ctx.amount(child(item, "DiscountAmount"), f"{where}: DiscountAmount") or _ZERO
@@ -402,7 +462,10 @@ def _line(
     else:
         raise PoslogError(f"{where}: {name} has neither a unit price nor an ExtendedAmount")
     gross = money(qty * price, f"{where}: amount")
-    if extended is None:
+    if extended is None and actual is not None and regular is not None:
+        amount = money(qty * abs(actual), f"{where}: amount")  # the price paid, per unit
+        discount = max(discount, gross - amount)
+    elif extended is None:
         amount = gross - discount
     elif discount and regular is not None and abs(extended) == gross:
         amount = abs(extended) - discount  # this vendor's ExtendedAmount is before discount
@@ -416,9 +479,13 @@ def _line(
         if qty and not quantity(qty, f"{where}: Quantity"):
             raise PoslogError(f"{where}: Quantity is less than 0.001 {unit} once converted")
     tax_els = list(children(item, "Tax"))
-    tax = sum(
-        (abs(ctx.amount(child(t, "Amount"), f"{where}: Tax/Amount") or _ZERO) for t in tax_els),
-        _ZERO,
+    # Signed, then its size: a rounding adjustment (-1) lowers the line's tax; a return line
+    # whose taxes a vendor writes negative has the same tax as written positive.
+    tax = abs(
+        sum(
+            (ctx.amount(child(t, "Amount"), f"{where}: Tax/Amount") or _ZERO for t in tax_els),
+            _ZERO,
+        )
     )
     description = ctx.clean(child_text(item, *_DESCRIPTIONS))
     record = {

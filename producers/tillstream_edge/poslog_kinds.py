@@ -25,6 +25,7 @@ from typing import Any
 from xml.etree.ElementTree import Element
 
 from tillstream.core.pan import mask_pans
+from tillstream_edge.poslog_dialect import GENERIC, Dialect
 from tillstream_edge.poslog_xml import attr, child_text, children, flag, local, mark_read
 
 RETAIL = "RetailTransaction"
@@ -39,8 +40,11 @@ _BODIES = (
     "StoredValueInstrumentTransaction",
     "CustomerAccountTransaction",
     "POSLogTransaction",
+    "POSLogControlTransaction",  # Oracle Xstore's
 )
-CONTROL_BODIES = frozenset({"ControlTransaction", "TenderControlTransaction"})
+CONTROL_BODIES = frozenset(
+    {"ControlTransaction", "TenderControlTransaction", "POSLogControlTransaction"}
+)
 # Bodies that are by their nature no sale: skipped, not set aside.
 _NOT_SALES = frozenset(_BODIES) - CONTROL_BODIES - {RETAIL}
 # TransactionStatus values of a receipt whose goods and money changed hands (compared in
@@ -140,8 +144,8 @@ def body(tx: Element) -> Element | None:
     return None
 
 
-def classify(tx: Element, index: int, *, voided_is_post_void: bool = False) -> Classified:
-    """What ``tx`` is (see the module)."""
+def classify(tx: Element, index: int, dialect: Dialect = GENERIC) -> Classified:
+    """What ``tx`` is (see the module), as ``dialect`` writes it."""
     sequence = shown(child_text(tx, "SequenceNumber"))
 
     def skip(kind: str, reason: str, counted_as: str | None = None) -> Classified:
@@ -156,6 +160,9 @@ def classify(tx: Element, index: int, *, voided_is_post_void: bool = False) -> C
         return skip("Training", "training mode (not a real sale)")
     if found is None:
         others = [local(e.tag) for e in tx if local(e.tag).endswith("Transaction")]
+        for other in others:
+            if other in dialect.skipped_bodies:
+                return skip(other, dialect.skipped_bodies[other], "Unknown")
         kind = shown(others[0] if others else attr(tx, "TypeCode")) or "Unknown"
         return Classified(Kind.UNKNOWN, None, Skipped(index, sequence, kind, "", "Unknown"))
     name = local(found.tag)
@@ -165,13 +172,13 @@ def classify(tx: Element, index: int, *, voided_is_post_void: bool = False) -> C
     link = void_link(tx, found)
     if link is not None or normal in _POST_VOID_STATUSES:
         return Classified(Kind.POST_VOID, found, link=link)
-    if normal == "voided" and voided_is_post_void and name == RETAIL:
+    if normal == "voided" and dialect.voided_status_is_post_void and name == RETAIL:
         return Classified(Kind.POST_VOID, found)
     if name in CONTROL_BODIES:
         return Classified(Kind.CONTROL, found)
     if name in _NOT_SALES:
         return skip(name, "not a sale (this kind is not converted)")
-    if status is not None and normal not in SALE_STATUSES:
+    if status is not None and normal not in SALE_STATUSES | dialect.sale_statuses:
         status = shown(status)
         counted = f"{RETAIL}:{status}" if normal in _COUNTED_STATUSES else f"{RETAIL}:Other"
         return skip(f"{RETAIL}:{status}", f"status {status} is not a completed sale", counted)

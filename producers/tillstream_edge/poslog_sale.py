@@ -20,9 +20,16 @@ from xml.etree.ElementTree import Element
 from tillstream.core import rules
 from tillstream_edge.poslog_dialect import Dialect
 from tillstream_edge.poslog_header import NAMESPACE, Header, parse_time, read_header
-from tillstream_edge.poslog_items import Choices, Items, ParseContext, read_items
+from tillstream_edge.poslog_items import (
+    REWARDS,
+    Choices,
+    Items,
+    ParseContext,
+    money_off_items,
+    read_items,
+)
 from tillstream_edge.poslog_totals import paid, totals
-from tillstream_edge.poslog_xml import PoslogError, child, child_text, local, text
+from tillstream_edge.poslog_xml import PoslogError, child_text, local, mark_read, text
 
 Events = list[tuple[str, dict[str, Any]]]
 
@@ -55,7 +62,7 @@ def convert_sale(
         items = read_items(retail, attempt, choices)
         if not items.lines:
             raise PoslogError("RetailTransaction has no Sale or Return line items")
-        sale = _sale(tx, retail, header, items, attempt)
+        sale = _sale(tx, retail, header, items, attempt, dialect)
         problems = rules.sale_problems(sale)
         net = sale["totals"]["net_amount"]
         if not problems and items.tenders and abs(paid(items.tenders) - net) > _tolerance(sale):
@@ -80,11 +87,24 @@ def _readings(dialect: Dialect, retail: Element) -> list[Choices]:
         return [False, True] if any(n in names for n in needs) else [False]
 
     combinations = itertools.product(
-        options(dialect.discount_in_lines, "Discount", "RetailPriceModifier", "LoyaltyReward"),
-        options(dialect.line_discount_per_unit, "DiscountAmount"),
+        _in_lines(dialect.discount_in_lines, money_off_items(retail), "LoyaltyReward" in names),
+        options(dialect.line_discount_per_unit, "DiscountAmount", "RetailPriceModifier"),
         options(dialect.recycling_in_lines, "RecyclingAmount"),
     )
     return [Choices(*combination) for combination in combinations]
+
+
+def _in_lines(pinned: bool | None, count: int, rewards: bool) -> list[frozenset[int]]:
+    """Which receipt-level money off may already be in the lines: none (the usual), all,
+    then each one alone and all but each one (a store coupon beside a spread discount)."""
+    every = frozenset(range(count)) | ({REWARDS} if rewards else frozenset())
+    if pinned is not None:
+        return [every if pinned else frozenset()]
+    readings = [frozenset(), every]
+    if len(every) > 1:
+        readings += [frozenset({i}) for i in sorted(every)]
+        readings += [every - {i} for i in sorted(every)]
+    return list(dict.fromkeys(readings))  # in order, once each
 
 
 def _tolerance(sale: dict[str, Any]) -> Decimal:
@@ -92,7 +112,7 @@ def _tolerance(sale: dict[str, Any]) -> Decimal:
 
 
 def _sale(
-    tx: Element, retail: Element, header: Header, items: Items, ctx: ParseContext
+    tx: Element, retail: Element, header: Header, items: Items, ctx: ParseContext, dialect: Dialect
 ) -> dict[str, Any]:
     for number, line in enumerate(items.lines, 1):
         line.record["line_number"] = number
@@ -108,7 +128,7 @@ def _sale(
         "occurred_at": header.occurred_at,
         "utc_offset_minutes": header.offset,
         "cashier_id": ctx.clean(child_text(tx, "OperatorID") or child_text(retail, "OperatorID")),
-        "customer_id": ctx.clean(customer_of(tx)),
+        "customer_id": ctx.clean(customer_of(tx, dialect.customer_holders)),
         "currency": ctx.currency,
         "lines": [line.record for line in items.lines],
         "totals": totals(retail, items, ctx),
@@ -137,17 +157,21 @@ def _payments(
     return events
 
 
-def customer_of(tx: Element) -> str | None:
+def customer_of(tx: Element, holders: tuple[str, ...] = ()) -> str | None:
     """The customer's own id only; names, addresses, birthdays next to it are never read, and
-    a value that is the loyalty programme's name (written beside the member's id) is not one."""
-    for holder_name, ids in _CUSTOMER_IDS:
+    a value that is the loyalty programme's name (written beside the member's id) is not one.
+    ``holders``: the only places the dialect keeps the member's id (empty: every usual one)."""
+    order = [h for h in _CUSTOMER_IDS if not holders or h[0] in holders]
+    for holder_name, ids in order:
         for holder in tx.iter():
             if local(holder.tag) != holder_name:
                 continue
-            programme = {child_text(holder, name) for name in _PROGRAMME_NAME} - {None}
-            for name in ids:
-                found = child(holder, name)
-                value = text(found)
-                if value is not None and value not in programme:
-                    return value
+            inside = [e for e in holder.iter() if e is not holder]
+            programme = {text(e) for e in inside if local(e.tag) in _PROGRAMME_NAME} - {None}
+            for name in ids:  # the id may sit deeper (LoyaltyAccount/LoyaltyProgram/...)
+                for found in (e for e in inside if local(e.tag) == name):
+                    value = text(found)
+                    if value is not None and value not in programme:
+                        mark_read(found)
+                        return value
     return None

@@ -20,7 +20,16 @@ from typing import Any, Protocol
 from xml.etree.ElementTree import Element
 
 from tillstream.core.pan import brand_of, digits_of, is_pan
-from tillstream_edge.poslog_xml import PoslogError, attr, child, child_text, local
+from tillstream_edge.poslog_xml import (
+    PoslogError,
+    attr,
+    child,
+    child_text,
+    children,
+    flag,
+    local,
+    text,
+)
 
 _TENDER_METHODS = (  # (substring of the lower-cased TenderType, method); first match wins
     ("giftcert", "VOUCHER"),
@@ -39,6 +48,7 @@ _TENDER_METHODS = (  # (substring of the lower-cased TenderType, method); first 
     ("debit", "CARD"),
     ("card", "CARD"),
     ("cash", "CASH"),
+    ("currency", "CASH"),  # Xstore's CURRENCY
 )
 # ARTS tender detail elements, for tenders whose TenderType says nothing we know.
 _TENDER_ELEMENTS = {
@@ -62,7 +72,16 @@ _BRANDS = (  # (pattern over a brand name as vendors write it, canonical brand)
     (re.compile(r"girocard|^ec$"), "GIROCARD"),
 )
 # Where vendors write the card number, masked or not ("************4242", "XXXX1234").
-_CARD_NUMBERS = ("PrimaryAccountNumber", "PAN", "CardNumber", "MaskedPAN", "MaskedCardNumber")
+_CARD_NUMBERS = (
+    "PrimaryAccountNumber",
+    "PAN",
+    "CardNumber",
+    "MaskedPAN",
+    "MaskedCardNumber",
+    "AccountNumber",  # NCR RES
+    "MaskedAccountId",  # NCR Retalix (r10Ex:)
+    "MaskedAccountID",
+)
 _FOUR_DIGITS_AT_END = re.compile(r"\d{4}$")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{8,}={0,2}")
 _MASKED = re.compile(r"[0-9*Xx# -]{8,23}")
@@ -90,8 +109,11 @@ class Reader(Protocol):
 
 
 def is_change(element: Element, amount: Decimal) -> bool:
-    """An NCR-style change line: a tender of a negative amount holding ``TenderChange``."""
-    return amount < 0 and child(element, "TenderChange") is not None
+    """A tender line that is the change handed back: NCR ACS logs a tender of -2.62 holding
+    ``TenderChange``, NCR Retalix a tender of 0 holding it (linked to the one it is from),
+    Oracle Xstore a negative cash tender flagged ``ChangeFlag``."""
+    holds_change = child(element, "TenderChange") is not None
+    return (amount <= 0 and holds_change) or (amount < 0 and flag(element, "ChangeFlag"))
 
 
 def tender_amount(element: Element, ctx: Reader, where: str) -> Decimal:
@@ -138,12 +160,22 @@ def _card(element: Element, ctx: Reader) -> dict[str, Any] | None:
     those and is counted."""
     card = child(element, "CreditDebit", "DebitCard", "CreditCard") or element
     # Read as the guard reads it: any separators, any Unicode digits ('４１１１.１１１１...').
-    written = _unwrapped(child_text(card, *_CARD_NUMBERS) or child_text(element, *_CARD_NUMBERS))
+    # The first number written that shows four trailing digits (Xstore writes an encrypted
+    # PrimaryAccountNumber beside its MaskedCardNumber), else the first written at all.
+    written_all = [
+        _unwrapped(text(found))
+        for holder in (card, element)
+        for name in _CARD_NUMBERS
+        for found in children(holder, name)
+        if text(found)
+    ]
+    shows = [w for w in written_all if _FOUR_DIGITS_AT_END.search(w)]
+    written = (shows or written_all or [""])[0]
     pan = digits_of(written)
     if len(pan) >= 12 or is_pan(pan):
         ctx.masked_pans += 1
-    if not _FOUR_DIGITS_AT_END.search(written):  # "", "***123", "XXXX": no last four known
-        return None
+    if not _FOUR_DIGITS_AT_END.search(written) or not pan.strip("0"):
+        return None  # "", "***123", "XXXX", Xstore's "0000000000" of a timed-out card
     brand = (
         _brand_name(attr(card, "CardBrand") or attr(element, "CardBrand"))
         or _brand_name(child_text(card, "CardBrand", "Brand", "CreditCardCompanyCode"))

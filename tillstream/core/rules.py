@@ -20,7 +20,7 @@ may be a card number typed in the wrong place).
   receipt discount, plus the tax when tax is added to prices rather than included in them
   (the record does not say which, so either is accepted); discount and tax are each at most
   the lines' amounts; when every line states its tax, ``tax_amount`` is their tax, signed
-  the same way. Each comparison allows :data:`ROUNDING_PER_LINE` per line for rounding.
+  the same way, less at most the receipt discount (a discount lowers the tax on it too). Each comparison allows :data:`ROUNDING_PER_LINE` per line for rounding.
 """
 
 from __future__ import annotations
@@ -221,12 +221,14 @@ def totals_problems(sale: Mapping[str, Any]) -> list[Problem]:
         problems.append(
             ("totals.tax_amount", "cannot be more than the sum of the lines' extended amounts")
         )
-    elif every_line_taxed and abs(tax - line_tax) > tolerance:
+    elif every_line_taxed and not line_tax - discount - tolerance <= tax <= line_tax + tolerance:
+        # A receipt discount lowers the tax too (by at most its own amount): the tax on it
+        # comes off the lines' tax.
         problems.append(
             (
                 "totals.tax_amount",
-                "does not match the lines' tax (SALE lines less RETURN and VOID lines), "
-                f"within {tolerance} for rounding",
+                "does not match the lines' tax (SALE lines less RETURN and VOID lines, less "
+                f"the tax on a receipt discount), within {tolerance} for rounding",
             )
         )
     due = given_gross - discount
