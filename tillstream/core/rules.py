@@ -20,7 +20,8 @@ may be a card number typed in the wrong place).
   receipt discount, plus the tax when tax is added to prices rather than included in them
   (the record does not say which, so either is accepted); discount and tax are each at most
   the lines' amounts; when every line states its tax, ``tax_amount`` is their tax, signed
-  the same way, less at most the receipt discount (a discount lowers the tax on it too). Each comparison allows :data:`ROUNDING_PER_LINE` per line for rounding.
+  the same way, less at most the receipt discount (a discount lowers the tax on it too).
+  Each comparison allows :data:`ROUNDING_PER_LINE` per line for rounding.
 """
 
 from __future__ import annotations
