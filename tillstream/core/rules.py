@@ -254,9 +254,7 @@ def sale_void_problems(void: Mapping[str, Any]) -> list[Problem]:
         )
     amount, currency = void.get("voided_amount"), void.get("currency")
     if amount is not None and (not Decimal(amount).is_finite() or Decimal(amount) < 0):
-        problems.append(
-            ("voided_amount", "must be zero or positive: the voided sale's net amount")
-        )
+        problems.append(("voided_amount", "must be zero or positive: the voided sale's net amount"))
     if amount is not None and not currency:
         problems.append(("currency", "required when voided_amount is given"))
     if amount is None and currency:
