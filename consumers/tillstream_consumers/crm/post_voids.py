@@ -14,9 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tillstream.core import rules
 from tillstream.core.events import SaleVoid
-from tillstream_consumers.runtime.api import PermanentError
 from tillstream_consumers.runtime.db import Database, chunks, marks
 
 Voided = tuple[str, str]
@@ -34,15 +32,6 @@ class SaleEffect:
     occurred_at: str
     net_units: int
     points: int
-
-
-def checked(void: SaleVoid) -> SaleVoid:
-    """``void``, or a PermanentError naming the rule it breaks."""
-    problems = rules.event_problems("sale_void", void)
-    if problems:
-        named = "; ".join(f"{where}: {message}" for where, message in problems)
-        raise PermanentError(f"sale_void {void['event_id']}: {named}")
-    return void
 
 
 def voided_among(db: Database, sales: Iterable[Voided]) -> set[Voided]:

@@ -12,7 +12,6 @@ from tillstream_consumers.crm import erasure
 from tillstream_consumers.crm.post_voids import (
     SaleEffect,
     apply_void,
-    checked,
     remember,
     voided_among,
 )
@@ -23,6 +22,7 @@ from tillstream_consumers.runtime.api import (
     Context,
     PermanentError,
     Record,
+    require_valid,
     to_units,
 )
 from tillstream_consumers.runtime.db import Database
@@ -58,7 +58,8 @@ class CrmProfiles(Consumer):
                 if (record.value["store_id"], str(record.event_id)) not in voided:
                     self._sale(ctx.db, record.sale())
             elif record.event == "sale_void":
-                apply_void(ctx.db, checked(record.sale_void()), voided)
+                require_valid(record)  # dead-lettered, naming the rule
+                apply_void(ctx.db, record.sale_void(), voided)
             elif record.event == "customer_request":
                 self._request(ctx.db, record.customer_request())
             else:

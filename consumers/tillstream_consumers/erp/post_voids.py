@@ -20,7 +20,7 @@ from tillstream.core import rules
 from tillstream.core.events import SaleVoid
 from tillstream.core.topics import SALES
 from tillstream_consumers.erp.movements import Movement, StockEvent
-from tillstream_consumers.runtime.api import PermanentError, Record
+from tillstream_consumers.runtime.api import Record, require_valid
 from tillstream_consumers.runtime.db import Database, chunks, marks
 
 POST_VOID = "post_void"
@@ -46,23 +46,14 @@ class PostVoids:
         return (record.value["store_id"], str(record.event_id)) not in self.skipped
 
 
-def valid_void(record: Record) -> SaleVoid:
-    """The post-void of ``record``, or a PermanentError naming the rule it breaks."""
-    void = record.sale_void()
-    problems = rules.event_problems("sale_void", void)
-    if problems:
-        named = "; ".join(f"{where}: {message}" for where, message in problems)
-        raise PermanentError(f"sale_void {void['event_id']}: {named}")
-    return void
-
-
 def post_voids(db: Database, voids: list[Record], sales: Iterable[Record]) -> PostVoids:
     """Remember this batch's post-voids and work out their effect on the batch and on the
     sales applied before (``sales``: the batch's sale records)."""
     batch_sales = {(r.value["store_id"], str(r.event_id)) for r in sales}
     fresh: dict[Voided, SaleVoid] = {}
     for record in voids:
-        void = valid_void(record)
+        require_valid(record)  # dead-lettered, naming the rule
+        void = record.sale_void()
         fresh.setdefault((void["store_id"], str(void["voided_event_id"])), void)
     known = _known(db, fresh.keys() | batch_sales)
     new = {key: void for key, void in fresh.items() if key not in known}  # once per sale
