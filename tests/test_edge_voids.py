@@ -14,11 +14,13 @@ import pytest
 
 from tests.edge_support import dumps, payment_json, read_topic, sale_json, void_json
 from tests.test_edge_auth import TOKEN_10001, TOKEN_10002, TOKEN_BACKOFFICE, bearer, tokens_file
+from tillstream.core import rules
 from tillstream.core.codec import AvroCodec
 from tillstream.core.settings import Settings
 from tillstream.core.topics import SALE_VOIDS, SALES
 from tillstream.dev.samples import sample_sale, sample_sale_void
 from tillstream_edge.ingest import IngestError, Ingestor
+from tillstream_edge.models import ONE_EVENT, SaleVoidIn
 from tillstream_edge.outbox import Outbox
 
 pytestmark = pytest.mark.usefixtures("kafka_topics")
@@ -111,3 +113,12 @@ async def test_every_channel_encodes_a_void_through_the_one_accept_path(
         assert accepted.event_ids == [void["event_id"]]
     finally:
         await outbox.close()
+
+
+def test_the_example_in_docs_edge_is_a_valid_post_void() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "edge.md").read_text()
+    section = doc.split("## Post-voids", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    body = section.split("-d '", 1)[1].rsplit("'", 1)[0]
+    event = ONE_EVENT.validate_json(body)
+    assert isinstance(event, SaleVoidIn)
+    assert rules.event_problems("sale_void", event.record()) == []

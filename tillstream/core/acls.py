@@ -3,7 +3,7 @@
 The model (:func:`acl_bindings`) is a pure function of the stores and the consumers:
 
 - a store's edge (principal ``User:store-<id>``) may WRITE the store topics (sales,
-  payments, stock movements, till events) and READ the master-data topics (items, prices:
+  payments, stock movements, till events, post-voids) and READ the master-data topics (items, prices:
   each edge keeps a copy, reading every partition by assignment, without a consumer group);
   nothing else;
 - head office's master-data publisher (``User:hq-masterdata`` unless named otherwise) may
