@@ -5,9 +5,10 @@ the audit's own code would agree with its bugs): a till's numbers of the day, re
 series (the text before the trailing digits) and a number, must have no hole between two
 that arrived; a settled till's declared tenders must match opening float + payments taken -
 refunded - pickups + loans + paid in - paid out, as of the declaration, within the
-tolerance; a till that traded must be settled. The plan keeps everything else clean
-(balanced receipts, payments before each settlement, the store-day closed last), so any
-other flag is a false one.
+tolerance; a till that traded must be settled. A post-voided sale is out of the money (its
+payments in no drawer), and a post-void's own number is used like a receipt's. The plan
+keeps everything else clean (balanced receipts, payments and post-voids before each
+settlement, the store-day closed last), so any other flag is a false one.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def planted_flags(plan: Plan) -> dict[FlagKey, int | None]:
         if step.refused:  # refused at the edge: its number is a hole, its money nowhere
             continue
         for kind, record in step.events:
+            if kind == "payment" and str(record["sale_event_id"]) in step.voided:
+                continue  # post-voided: given back, in no drawer
             _read(kind, record, tills, sale_till)
     flags: dict[FlagKey, int | None] = {}
     for (store, day, terminal), till in tills.items():
@@ -73,7 +76,7 @@ def _read(
     tills: dict[tuple[str, str, str], _Till],
     sale_till: dict[str, tuple[str, str, str]],
 ) -> None:
-    if kind == "sale":
+    if kind in ("sale", "sale_void"):  # a post-void takes a number of its till's too
         key = (record["store_id"], record["business_day"].isoformat(), record["terminal_id"])
         sale_till[str(record["event_id"])] = key
         tills[key].numbers.append(record["receipt_number"])

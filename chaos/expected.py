@@ -7,6 +7,10 @@ quantity, in compact arrays) and its counts, and once the plan is read, the chan
 put in the windows between counts (a change at a count's instant before it, counts at one
 instant by event id): on hand = last count + the window after it, and a count's ledger row
 = counted - (previous count + its window).
+
+A post-voided sale and its payments count nowhere (docs/topics.md, "Post-voids"): each stage
+must hold what it would without them. Only the ERP's ledger may show it, either way: the
+sale's rows and the post-void's opposite ones (the sale read first), or neither.
 """
 
 from __future__ import annotations
@@ -127,6 +131,16 @@ class Expected:
     wait for it and count on no day. (Whether payments add up to their sale is the audit's.)"""
     sale_days: dict[str, str] = field(default_factory=dict)
     """Sale event id -> its business day."""
+    # Post-voids
+    voids: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Voided sale's event id -> (store, the post-void's event id)."""
+    voided_ledger: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Voided sale's event id -> the ledger rows it would have had (rows, sum of changes)."""
+    void_totals: dict[tuple[str, str, str], list[int]] = field(
+        default_factory=lambda: defaultdict(_pair)
+    )
+    """(store, business day, till) of the post-void -> [post-voids, amount voided]: the
+    audit's figures per till."""
     payments: list[tuple[str, str, str, str, int]] = field(default_factory=list)
     """(sale event id, store, method, currency, signed amount) of money moved."""
 
@@ -143,6 +157,11 @@ class Expected:
                     expected.refused.add(str(record["event_id"]))
                     continue
                 expected.events[kind][str(record["event_id"])] = fingerprint(record)
+                sale = record["event_id"] if kind == "sale" else record.get("sale_event_id")
+                if str(sale) in step.voided:  # as if never rung up (nor paid)
+                    if kind == "sale":
+                        expected.voided_ledger[str(sale)] = _ledger_of(record)
+                    continue
                 getattr(expected, f"_{kind}")(record)
         expected._settle_stock()
         expected._place_payments()
@@ -186,6 +205,13 @@ class Expected:
             spend[0] += 1
             spend[1] += net
             self.store_visits[(customer, store)] += 1
+
+    def _sale_void(self, void: dict[str, Any]) -> None:
+        store = void["store_id"]
+        self.voids[str(void["voided_event_id"])] = (store, str(void["event_id"]))
+        totals = self.void_totals[(store, void["business_day"].isoformat(), void["terminal_id"])]
+        totals[0] += 1
+        totals[1] += _units(void["voided_amount"], MONEY)
 
     def _payment(self, payment: dict[str, Any]) -> None:
         sign = TENDER_SIGN.get(payment["status"], 0)
@@ -245,3 +271,10 @@ class Expected:
 
 def _pair() -> list[int]:
     return [0, 0]
+
+
+def _ledger_of(sale: dict[str, Any]) -> tuple[int, int]:
+    """(rows, sum of changes) of a sale's ledger rows: its lines of stock items."""
+    lines = [ln for ln in sale["lines"] if ln.get("stock_item", True)]
+    change = sum(ERP_STOCK_SIGN[ln["kind"]] * _units(ln["quantity"], QTY) for ln in lines)
+    return len(lines), change

@@ -18,6 +18,11 @@ settles and signs off; the store-day closes last. The seed plants what the audit
 (:class:`Planted`): a cashier short, a receipt number never sent, and in one store of the
 chain a till never settled. Refused receipts keep their numbers too, as a real till printed
 them.
+
+Every :data:`VOID_EVERY` receipts a till post-voids a purchase it rang up (docs/topics.md,
+"Post-voids"): :data:`VOID_LAG` receipts later, or, one in :data:`VOID_FIRST_EVERY`, posted
+before the sale itself. The post-void takes the till's next number and gives the money back
+out of the drawer; every stage must hold the sale as if it had never been rung up.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import Any
 
 from tillstream.simulate.clock import store_clock
 from tillstream.simulate.shifts import TillShift, store_day_event
-from tillstream.simulate.shopper import StoreTraffic
+from tillstream.simulate.shopper import StoreTraffic, Transaction
 
 DELIVERY_EVERY = 200
 """Receipts between two deliveries of a store."""
@@ -42,6 +47,12 @@ COUNT_LAG = 12
 RECEIPT_SPACING = timedelta(milliseconds=250)
 """Time between two receipts of a store: the events' ``occurred_at`` clock."""
 TILLS = 3
+VOID_EVERY = 97
+"""Receipts of a store between two post-voids."""
+VOID_LAG = 5
+"""Receipts rung up between a sale and its post-void."""
+VOID_FIRST_EVERY = 3
+"""One post-void in this many is posted before its sale."""
 SKIP_WITHIN = (40, 400)
 """Store receipts between which the planted skipped number falls (a store sells about
 3,000 receipts in a short run; at most a third of a smaller plan's): never a till's first or
@@ -59,6 +70,8 @@ class Step:
     events: list[Event]
     refused: bool = False
     """Carries a card number: the edge must refuse it, and it must appear nowhere."""
+    voided: tuple[str, ...] = ()
+    """Event ids of its sales that a post-void of the plan cancels (before or after)."""
 
 
 @dataclass(frozen=True)
@@ -146,7 +159,14 @@ class Plan:
             shift.short_by = planted.short_by if shift.till == planted.short_till else Decimal(0)
         yield Step(store, signed_on)
         planned = len(opening) + len(signed_on)
-        receipts = 0
+        receipts = voids = 0
+        pending: list[tuple[int, Transaction]] = []  # (receipt due, sale) of post-voids to come
+
+        def post_void(tx: Transaction, at: datetime) -> Step:
+            void = traffic.post_void(tx, at)
+            shifts[tx.till].gave_back(tx.payments, void["occurred_at"])
+            return Step(store, [("sale_void", void)])
+
         while planned < self.per_store:
             at += RECEIPT_SPACING
             till = receipts % TILLS
@@ -158,8 +178,19 @@ class Plan:
                 yield Step(store, tx.events, refused=True)
                 continue
             events = tx.events + shifts[till].took(tx.payments, at)
-            yield Step(store, events)
+            voided = receipts % VOID_EVERY == 0 and tx.sale["totals"]["net_amount"] > 0
+            if voided:
+                voids += 1
+                if voids % VOID_FIRST_EVERY == 0:  # the driver sends it before the sale
+                    yield post_void(tx, at)
+                    planned += 1
+                else:
+                    pending.append((receipts + VOID_LAG, tx))
+            yield Step(store, events, voided=(tx.sale["event_id"],) if voided else ())
             planned += len(events)
+            while pending and pending[0][0] <= receipts:
+                yield post_void(pending.pop(0)[1], at)
+                planned += 1
             if receipts % COUNT_EVERY == 0:
                 counted_at = at - COUNT_LAG * RECEIPT_SPACING
                 counts = [("stock_movement", m) for m in traffic.stock_take(counted_at)]
@@ -170,6 +201,8 @@ class Plan:
                 if delivery:
                     yield Step(store, delivery)
                     planned += len(delivery)
+        for _, tx in pending:  # voided before the tills settle
+            yield post_void(tx, at)
         closing: list[Event] = []
         for shift in shifts:
             if shift.till != planted.unsettled_till:

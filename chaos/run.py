@@ -99,7 +99,7 @@ async def run(rig: Rig, timing: Timing, say: Say, *, settle_within: float) -> Ou
     db = Database(rig.db_url("audit"))
     try:
         planted = await asyncio.to_thread(planted_flags, rig.plan)
-        stages.append(await asyncio.to_thread(check_audit, db, planted))
+        stages.append(await asyncio.to_thread(check_audit, db, planted, expected))
     finally:
         db.close()
     return Outcome(

@@ -112,6 +112,36 @@ class Till:
         self.events += made
         return made
 
+    def post_void(self, at: datetime, made: list[Event], *, number: bool = True) -> Event:
+        """A post-void of the receipt ``made`` (its sale and payments), with a number of the
+        till's own (or none): its cash goes back out of the drawer."""
+        sale = made[0][1]
+        own = self._next() if number else None
+        void = {
+            "event_id": event_id(self.store, self.day, self.terminal, "void", sale["event_id"]),
+            "voided_event_id": sale["event_id"],
+            "store_id": self.store,
+            "terminal_id": self.terminal,
+            "receipt_number": own,
+            "voided_terminal_id": sale["terminal_id"],
+            "voided_receipt_number": sale["receipt_number"],
+            "business_day": self.day,
+            "occurred_at": at,
+            "utc_offset_minutes": OFFSET,
+            "cashier_id": self.operator,
+            "reason": "WRONG_TENDER",
+            "currency": "EUR",
+            "voided_amount": sale["totals"]["net_amount"],
+            "source": "api",
+        }
+        for kind, record in made:
+            if kind == "payment" and record["method"] == "CASH":
+                self.cash -= {"CAPTURED": 1, "REFUNDED": -1}.get(record["status"], 0) * record[
+                    "amount"
+                ]
+        self.events.append(("sale_void", void))
+        return "sale_void", void
+
     def pickup(self, at: datetime, amount: Decimal) -> None:
         self.control("PICKUP", at, {"CASH": amount})
         self.cash -= amount

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tillstream.core.codec import AvroCodec
+from tillstream.core.kafka import make_consumer
 from tillstream.core.records import jsonable
+from tillstream.core.settings import Settings
 from tillstream.dev.ports import free_port
 from tillstream.dev.processes import Service
-from tillstream.dev.samples import sample_payment, sample_sale, sample_stock_movement
+from tillstream.dev.samples import (
+    sample_payment,
+    sample_sale,
+    sample_sale_void,
+    sample_stock_movement,
+)
 
 
 def sale_json(store: str, **changes: Any) -> dict[str, Any]:
@@ -30,6 +41,20 @@ def payment_json(sale: dict[str, Any]) -> dict[str, Any]:
         }
     )
     return {"type": "payment", **jsonable(record), "sale_event_id": sale["event_id"]}
+
+
+def void_json(sale: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A post-void of ``sale`` (a till's JSON, as :func:`sale_json` makes it), a minute later."""
+    record = sample_sale_void(
+        {
+            **sale,
+            "business_day": date.fromisoformat(sale["business_day"]),
+            "occurred_at": datetime.fromisoformat(sale["occurred_at"]),
+            "totals": {"net_amount": Decimal(sale["totals"]["net_amount"])},
+        },
+        at=datetime.fromisoformat(sale["occurred_at"]) + timedelta(minutes=1),
+    )
+    return {"type": "sale_void", **jsonable(record), **changes}
 
 
 def stock_json(store: str, **changes: Any) -> dict[str, Any]:
@@ -105,3 +130,32 @@ def live_poslog(document: str) -> str:
         return (date(*map(int, m.groups())) + shift).isoformat()
 
     return _DATE.sub(moved, document)
+
+
+async def read_topic(
+    settings: Settings, codec: AvroCodec, topic: str, store: str, want: int, timeout: float = 60
+) -> list[tuple[int, dict[str, Any]]]:
+    """(partition, decoded record) of ``store``'s events on ``topic``, once ``want`` are there
+    (and a short wait for any duplicate after them)."""
+    consumer = make_consumer(
+        settings, topic, group_id=f"till-{time.time_ns()}", auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    found: list[tuple[int, dict[str, Any]]] = []
+
+    async def poll(ms: int) -> None:
+        for batch in (await consumer.getmany(timeout_ms=ms)).values():
+            found.extend(
+                (m.partition, codec.decode(m.value).record)
+                for m in batch
+                if m.key == store.encode()
+            )
+
+    try:
+        async with asyncio.timeout(timeout):
+            while len(found) < want:
+                await poll(500)
+        await poll(2000)
+    finally:
+        await consumer.stop()
+    return found

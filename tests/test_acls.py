@@ -32,6 +32,7 @@ from tillstream.core.topics import (
     PAYMENTS,
     PRICES,
     REORDER_SUGGESTIONS,
+    SALE_VOIDS,
     SALES,
     STOCK_MOVEMENTS,
     STORE_TOPICS,
@@ -80,6 +81,7 @@ def test_a_consumer_reads_its_topics_and_group_and_writes_what_it_publishes() ->
         AclBinding(principal, topic, SALES.name, Operation.READ),
         AclBinding(principal, topic, STOCK_MOVEMENTS.name, Operation.READ),
         AclBinding(principal, topic, ITEMS.name, Operation.READ),
+        AclBinding(principal, topic, SALE_VOIDS.name, Operation.READ),  # post-voids undo sales
         AclBinding(principal, group, "erp-inventory", Operation.READ),
         AclBinding(principal, topic, "tillstream.dlq.erp-inventory", Operation.WRITE),
         AclBinding(principal, topic, "tillstream.dlq.erp-inventory", Operation.CREATE),

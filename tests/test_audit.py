@@ -27,8 +27,8 @@ from tillstream.core.codec import AvroCodec
 from tillstream.core.settings import Settings
 from tillstream_consumers.audit import SalesAudit, gauges, pacing, queries
 from tillstream_consumers.audit.checks import audit_day, day_end
-from tillstream_consumers.audit.facts import load_store_day
 from tillstream_consumers.audit.flags import KINDS
+from tillstream_consumers.audit.loading import load_store_day
 from tillstream_consumers.audit.pacing import SHARE, Pacing
 from tillstream_consumers.audit.reading import HOLD_SECONDS
 from tillstream_consumers.runtime.db import Database
@@ -417,8 +417,8 @@ def test_the_business_day_is_the_stores_not_the_utc_day(db_url: str) -> None:
 
 
 def lost_receipt_day(store: str, day: date = DAY) -> tuple[list[Event], list[Event], Found]:
-    """A store-day whose cash receipt never arrives while its payment does: its events, the
-    lost receipt, and the flags it gives."""
+    """A store-day whose cash receipt never arrives while its payment does, and whose last
+    receipt is post-voided: its events, the lost receipt, and the flags it gives."""
     sd = StoreDay(store, day)
     sd.store_event("STORE_DAY_OPEN", local(day, 7))
     till = sd.till("T01", "op-1")
@@ -426,7 +426,8 @@ def lost_receipt_day(store: str, day: date = DAY) -> tuple[list[Event], list[Eve
     till.sell(local(day, 9))
     lost = till.sell(local(day, 10))  # the cash is in the drawer...
     till.events.remove(lost[0])  # ...the receipt never reaches head office
-    till.sell(local(day, 11))
+    voided = till.sell(local(day, 11))
+    till.post_void(local(day, 11, 30), voided)  # the cashier rang the wrong tender
     till.close(local(day, 20))
     sd.store_event("STORE_DAY_CLOSE", local(day, 21))
     sale = lost[0][1]
@@ -455,7 +456,7 @@ def test_a_payment_whose_sale_never_came_counts_in_the_drawer_until_the_sale_doe
     assert payment["what"] == f"CASH CAPTURED for receipt {lost[0][1]['receipt_number']}"
 
 
-@pytest.mark.parametrize("first", ["payment", "till_event", "sale"])
+@pytest.mark.parametrize("first", ["payment", "till_event", "sale", "sale_void"])
 def test_a_topic_read_ahead_of_the_others_flags_nothing_not_read_yet(
     db_url: str, first: str
 ) -> None:
@@ -469,7 +470,8 @@ def test_a_topic_read_ahead_of_the_others_flags_nothing_not_read_yet(
     start = int(datetime.now(UTC).timestamp() * 1000)
     stamped = [(event, record, start + i) for i, (event, record) in enumerate(published)]
     harness = ConsumerHarness(SalesAudit(SETTINGS), db_url)
-    for topic in [first, *(t for t in ("sale", "payment", "till_event") if t != first)]:
+    topics = ("sale", "payment", "till_event", "sale_void")
+    for topic in [first, *(t for t in topics if t != first)]:
         batch = [s for s in stamped if s[0] == topic]
         harness.apply_events(*((e, r) for e, r, _ in batch), published_ms=[m for *_, m in batch])
         assert open_flags(harness.db) <= flags, f"after the {topic} topic"
@@ -557,6 +559,11 @@ def test_a_payment_waiting_for_sales_is_flagged_once_a_later_sale_is_read(db_url
     next_day.till("T01", "op-1").sell(local(tomorrow, 9))  # published after the payment
     harness.apply_events(*next_day.all_events())
     harness.consumer.settle(harness.db, datetime.now(UTC))
+    assert {(kind, subject) for _, kind, subject in open_flags(harness.db)} == {
+        ("payment_without_sale", f"T01 {lost[0][1]['event_id']}"),
+    }  # the gap waits for the store's post-voids too (its number may be a post-void's)
+    later = datetime.now(UTC) + timedelta(seconds=HOLD_SECONDS + 1)
+    harness.consumer.settle(harness.db, later)  # none comes: the hold ends
     assert {(kind, subject) for _, kind, subject in open_flags(harness.db)} == {
         ("receipt_gap", f"T01 {lost[0][1]['receipt_number']}"),
         ("payment_without_sale", f"T01 {lost[0][1]['event_id']}"),

@@ -53,6 +53,16 @@ def test_a_plan_is_decided_by_its_seed() -> None:
     lines = [ln for s in PLAN.all_steps() for k, r in s.events if k == "sale" for ln in r["lines"]]
     deposits = {ln["kind"] for ln in lines if not ln["stock_item"]}
     assert deposits >= {"SALE", "VOID"}, "bottle deposits sold and voided: money, not stock"
+    # Post-voids of sales sent before, and a few sent before their sale.
+    sent: list[str] = []
+    first = 0
+    for step in PLAN.all_steps():
+        for kind, record in step.events:
+            if kind == "sale_void":
+                first += str(record["voided_event_id"]) not in sent
+            elif kind == "sale":
+                sent.append(str(record["event_id"]))
+    assert len(expected.voids) >= 4 and 0 < first < len(expected.voids)
 
 
 def test_refused_events_travel_alone() -> None:
@@ -73,7 +83,11 @@ def applied(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ConsumerHarne
         "crm": ConsumerHarness(CrmProfiles(), f"sqlite:///{root}/crm.db"),
         "analytics": ConsumerHarness(Analytics(), f"sqlite:///{root}/analytics.db"),
     }
-    wanted = {"erp": {"sale", "stock_movement"}, "crm": {"sale"}, "analytics": {"sale", "payment"}}
+    wanted = {
+        "erp": {"sale", "stock_movement", "sale_void"},
+        "crm": {"sale", "sale_void"},
+        "analytics": {"sale", "payment", "sale_void"},
+    }
     for step in PLAN.all_steps():
         if step.refused:
             continue
@@ -92,15 +106,16 @@ def test_the_consumers_check_out_exact(applied: dict[str, ConsumerHarness]) -> N
         assert (stage.lost, stage.duplicated, stage.wrong) == (0, 0, 0), (name, stage)
 
 
-@pytest.mark.parametrize("first", ["stock_movement", "sale"])
+@pytest.mark.parametrize("first", ["stock_movement", "sale", "sale_void"])
 def test_the_erp_checks_out_exact_whichever_topic_is_read_first(tmp_path: Path, first: str) -> None:
-    """The plan's stock-takes are posted after later sales; stock must follow event time
-    however the two topics interleave (each topic's own order kept)."""
+    """The plan's stock-takes are posted after later sales, its post-voids after (or before)
+    their sales; stock must follow event time however the topics interleave (each topic's
+    own order kept)."""
     counts = [r for s in PLAN.all_steps() for k, r in s.events
               if k == "stock_movement" and r["quantity_type"] == "COUNT"]  # fmt: skip
     assert len(counts) >= 6, "the plan takes stock now and then"
     events = [(k, r) for s in PLAN.all_steps() if not s.refused for k, r in s.events
-              if k in ("sale", "stock_movement")]  # fmt: skip
+              if k in ("sale", "stock_movement", "sale_void")]  # fmt: skip
     ordered = sorted(events, key=lambda e: e[0] != first)  # stable
     erp = ConsumerHarness(ErpInventory(), f"sqlite:///{tmp_path}/erp.db")
     for start in range(0, len(ordered), 100):
@@ -131,6 +146,10 @@ def test_the_checker_counts_each_kind_of_damage(applied: dict[str, ConsumerHarne
         analytics.execute("UPDATE an_tenders SET payments = payments - 1 WHERE method = 'CASH'")
     damaged = check_analytics(analytics, expected)
     assert damaged.lost >= 1 and damaged.duplicated == 0
+    with crm.transaction():  # a post-void the CRM never read
+        crm.execute("DELETE FROM crm_voids WHERE voided_event_id = "
+                    "(SELECT MIN(voided_event_id) FROM crm_voids)")  # fmt: skip
+    assert check_crm(crm, expected).lost == 1
 
 
 def test_the_plan_plants_what_the_audit_must_find() -> None:
@@ -151,13 +170,18 @@ def test_the_audit_checks_out_exact(tmp_path: Path) -> None:
     service = SalesAudit()
     audit = ConsumerHarness(service, f"sqlite:///{tmp_path}/audit.db")
     events = [(k, r) for s in PLAN.all_steps() if not s.refused for k, r in s.events
-              if k in ("sale", "payment", "till_event")]  # fmt: skip
+              if k in ("sale", "payment", "till_event", "sale_void")]  # fmt: skip
     for start in range(0, len(events), 200):
         audit.apply_events(*events[start : start + 200])
     service.settle(audit.db, datetime.now(UTC))  # the busy days batches left to the refresh
     planted = planted_flags(PLAN)
-    stage = check_audit(audit.db, planted)
-    assert (stage.expected, stage.lost, stage.wrong) == (len(planted), 0, 0), stage
+    expected = Expected.of(PLAN)
+    stage = check_audit(audit.db, planted, expected)
+    assert (stage.expected, stage.lost, stage.wrong) == (
+        len(planted) + len(expected.voids),
+        0,
+        0,
+    ), stage
     db = audit.db
     with db.transaction():
         db.execute("UPDATE audit_flags SET amount = amount + 100 WHERE kind = 'over_short' "
@@ -166,8 +190,10 @@ def test_the_audit_checks_out_exact(tmp_path: Path) -> None:
                    "(SELECT MIN(subject) FROM audit_flags WHERE kind = 'receipt_gap')")  # fmt: skip
         db.execute("UPDATE audit_flags SET kind = 'receipt_gap', subject = 'T01 01-999999' "
                    "WHERE kind = 'till_not_closed'")  # fmt: skip
-    damaged = check_audit(db, planted)
-    assert (damaged.lost, damaged.wrong) == (2, 2), damaged
+        db.execute("DELETE FROM audit_voids WHERE event_id = (SELECT MIN(event_id) FROM "
+                   "audit_voids)")  # fmt: skip
+    damaged = check_audit(db, planted, expected)
+    assert (damaged.lost, damaged.wrong) == (3, 2), damaged
 
 
 @pytest.mark.timeout(1200)

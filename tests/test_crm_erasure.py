@@ -17,6 +17,7 @@ from tillstream.core.codec import AvroCodec
 from tillstream.core.settings import Settings
 from tillstream.dev.samples import sample_sale
 from tillstream_consumers.crm import CrmProfiles, load_profile
+from tillstream_consumers.crm.tables import PERSONAL_TABLES
 from tillstream_consumers.runtime.db import Database
 from tillstream_consumers.runtime.testing import ConsumerHarness
 
@@ -80,13 +81,13 @@ def test_no_table_names_the_customer_after_erasure(harness: ConsumerHarness) -> 
     harness.apply_events(*sales(c, 4), *sales(other, 2), *sales(c, 2, store="S-B"))
     everything = set(tables(harness.db))
     assert {"crm_profiles", "runtime_events", "runtime_outbox", "runtime_offsets"} <= everything
-    assert traces(harness.db, c) == {"crm_profiles", "crm_spend", "crm_store_visits"}
+    assert traces(harness.db, c) == set(PERSONAL_TABLES)
 
     harness.apply_events(erase(c), *sales(c, 1, store="S-C"))  # a later sale is ignored
     harness.applier.refresh()  # what the runtime does between batches
     assert traces(harness.db, *identifying(c)) == set()
     assert load_profile(harness.db, c) is None
-    assert traces(harness.db, other) == {"crm_profiles", "crm_spend", "crm_store_visits"}
+    assert traces(harness.db, other) == set(PERSONAL_TABLES)
 
 
 def test_sqlite_files_keep_no_bytes_of_an_erased_customer(tmp_path: Path, codec: AvroCodec) -> None:
@@ -131,7 +132,7 @@ def test_postgres_keeps_no_dead_rows_or_statistics_of_an_erased_customer(
     def in_row_versions(customer: str) -> list[str]:
         """Tables with a row version (live or dead) holding ``customer``, page by page."""
         found = []
-        for table in ("crm_profiles", "crm_spend", "crm_store_visits"):
+        for table in PERSONAL_TABLES:
             pages = db.fetchone(f"SELECT pg_relation_size('{table}') / 8192")[0]  # type: ignore[index]
             for page in range(int(pages)):
                 rows = db.fetchall(
@@ -143,12 +144,13 @@ def test_postgres_keeps_no_dead_rows_or_statistics_of_an_erased_customer(
                     found.append(table)
         return found
 
-    assert len(in_stats(c)) == 3 and len(in_row_versions(c)) == 3
+    every = len(PERSONAL_TABLES)
+    assert len(in_stats(c)) == every and len(in_row_versions(c)) == every
     harness.apply_events(erase(c))
-    assert len(in_row_versions(c)) == 3  # deleted, yet still in the pages as dead rows
+    assert len(in_row_versions(c)) == every  # deleted, yet still in the pages as dead rows
     harness.applier.refresh()
     assert in_stats(c) == [] and in_row_versions(c) == []
-    assert len(in_stats(other)) == 3 and len(in_row_versions(other)) == 3
+    assert len(in_stats(other)) == every and len(in_row_versions(other)) == every
     db.close()
 
 

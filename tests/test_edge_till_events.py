@@ -7,7 +7,6 @@ token rules of sales hold; ``tillstream tail`` shows them.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sqlite3
@@ -21,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.edge_support import dumps, live_poslog, sale_json
+from tests.edge_support import dumps, live_poslog, read_topic, sale_json
 from tillstream.core.codec import AvroCodec
-from tillstream.core.kafka import make_admin, make_consumer
+from tillstream.core.kafka import make_admin
 from tillstream.core.settings import Settings
 from tillstream.core.topics import SALES, TILL_EVENTS
 from tillstream.dev.processes import run_tillstream
@@ -53,35 +52,6 @@ def till_event(store: str, kind: str, **changes: Any) -> dict[str, Any]:
 
 def cash(amount: str) -> dict[str, Any]:
     return {"currency": "EUR", "tenders": [{"tender": "CASH", "amount": amount}]}
-
-
-async def read_topic(
-    settings: Settings, codec: AvroCodec, topic: str, store: str, want: int, timeout: float = 60
-) -> list[tuple[int, dict[str, Any]]]:
-    """(partition, decoded record) of ``store``'s events on ``topic``, once ``want`` are there
-    (and a short wait for any duplicate after them)."""
-    consumer = make_consumer(
-        settings, topic, group_id=f"till-{time.time_ns()}", auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    found: list[tuple[int, dict[str, Any]]] = []
-
-    async def poll(ms: int) -> None:
-        for batch in (await consumer.getmany(timeout_ms=ms)).values():
-            found.extend(
-                (m.partition, codec.decode(m.value).record)
-                for m in batch
-                if m.key == store.encode()
-            )
-
-    try:
-        async with asyncio.timeout(timeout):
-            while len(found) < want:
-                await poll(500)
-        await poll(2000)
-    finally:
-        await consumer.stop()
-    return found
 
 
 def outbox_ids(path: Path) -> set[str]:

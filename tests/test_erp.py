@@ -64,6 +64,7 @@ def records(*values: dict[str, Any]) -> list[Record]:
     out = []
     for value in values:
         event = "sale" if "lines" in value else "stock_movement"
+        event = "sale_void" if "voided_event_id" in value else event
         topic = EVENT_TOPICS[event].name
         key = store_key(value["store_id"])
         out.append(Record(topic, 0, next(_offsets), key, event, value, 0))

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tests.edge_support import EdgeProcess, payment_json, sale_json, stock_json
+from tests.edge_support import EdgeProcess, payment_json, sale_json, stock_json, void_json
 from tests.fuzz_support import (
     DAY30,
     DOOR_LIMIT,
@@ -74,6 +74,8 @@ def valid(kind: str) -> dict[str, Any]:
     if kind == "till_event":
         return till_json(STORE)
     sale = sale_json(STORE)
+    if kind == "sale_void":
+        return void_json(sale)
     return sale if kind == "sale" else payment_json(sale)
 
 
@@ -96,7 +98,7 @@ def till_json(store: str) -> dict[str, Any]:
     }
 
 
-kinds = st.sampled_from(["sale", "payment", "stock_movement", "till_event"])
+kinds = st.sampled_from(["sale", "payment", "stock_movement", "till_event", "sale_void"])
 
 
 def accepted(edge: EdgeIntake, event: dict[str, Any]) -> str:
@@ -189,6 +191,8 @@ free_text = st.sampled_from(
         ("sale", ("lines", 0, "description")),
         ("till_event", ("operator_id",)),
         ("till_event", ("reason",)),
+        ("sale_void", ("reason",)),
+        ("sale_void", ("voided_receipt_number",)),
     ]
 )
 

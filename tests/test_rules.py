@@ -17,7 +17,12 @@ from tillstream.cli import main
 from tillstream.core import rules
 from tillstream.core.settings import Settings
 from tillstream.core.topics import EVENT_TOPICS
-from tillstream.dev.samples import sample_payment, sample_sale, sample_stock_movement
+from tillstream.dev.samples import (
+    sample_payment,
+    sample_sale,
+    sample_sale_void,
+    sample_stock_movement,
+)
 from tillstream.simulate.poslog import poslog
 from tillstream.simulate.shopper import StoreTraffic
 from tillstream_consumers.analytics import Analytics
@@ -110,6 +115,25 @@ def test_quantities_follow_the_line_kind_and_the_quantity_type() -> None:
     assert negative == [("quantity", "a COUNT sets stock on hand, so it cannot be negative")]
     change = count | {"quantity_type": "CHANGE", "quantity": Decimal(-3)}
     assert rules.event_problems("stock_movement", change) == []  # stock going out
+
+
+def test_a_post_void_names_another_event_and_states_its_amount_in_a_currency() -> None:
+    void = sample_sale_void(sale())
+    assert rules.event_problems("sale_void", void) == []
+    assert rules.event_problems("sale_void", void | {"voided_amount": None, "currency": None}) == []
+
+    def broken(**changes: Any) -> list[str]:
+        return fields(rules.event_problems("sale_void", void | changes))
+
+    assert broken(voided_event_id=void["event_id"]) == ["voided_event_id"]
+    assert broken(voided_amount=Decimal("-2.08")) == ["voided_amount"]
+    assert broken(voided_amount=Decimal("NaN")) == ["voided_amount"]
+    assert broken(currency=None) == ["currency"]  # an amount needs its currency
+    assert broken(voided_amount=None) == ["currency"]  # and a currency its amount
+    assert broken(receipt_number=void["voided_receipt_number"]) == ["receipt_number"]
+    # The same number on another till is that till's own number.
+    assert broken(receipt_number=void["voided_receipt_number"], voided_terminal_id="T09") == []
+    assert broken(occurred_at=datetime(1, 1, 1, tzinfo=UTC)) == ["occurred_at"]
 
 
 @pytest.mark.parametrize(

@@ -203,13 +203,17 @@ async def test_tills_sign_on_take_pickups_and_declare_at_close(codec: AvroCodec)
         assert declared["CARD"] == expected["CARD"]
         short += declared["CASH"] < expected["CASH"]
     assert "PICKUP" in {r["kind"] for r in control}
-    # The drawer follows the cash taken: float + cash payments - pickups = expected at close.
+    # The drawer follows the cash taken: float + cash payments - pickups = expected at close,
+    # but for the receipts post-voided (their cash given back).
+    voided = {str(r["voided_event_id"]) for e, r in sink.events if e == "sale_void"}
+    assert voided and sum(simulator.stats.post_voids.values()) == len(voided)
     for (store, till), events in shifts.items():
         cash = sum(
             (
                 p["amount"] * (1 if p["status"] == "CAPTURED" else -1)
                 for e, p in sink.events
                 if e == "payment"
+                and str(p["sale_event_id"]) not in voided
                 and p["store_id"] == store
                 and p["terminal_id"] == till
                 and p["method"] == "CASH"
@@ -268,7 +272,9 @@ async def test_a_simulated_day_audits_to_exactly_the_faults_it_plants(db_url: st
     edge = _Edge()
     simulator = Simulator(["S1", "S2"], edge, rate=1500, tills=3, seed=9, bad_ratio=0.04)
     stats = await simulator.run(duration=2)
-    audited = [(e, r) for e, r in edge.events if e in ("sale", "payment", "till_event")]
+    audited = [
+        (e, r) for e, r in edge.events if e in ("sale", "payment", "till_event", "sale_void")
+    ]
     harness = ConsumerHarness(SalesAudit(Settings()), db_url)
     harness.apply_events(*audited)
     # A till's declaration is the last it publishes: its short waits for payments published
@@ -289,14 +295,14 @@ async def test_a_simulated_day_audits_to_exactly_the_faults_it_plants(db_url: st
         if shift.short_by > tolerance:
             planted.add((store, "over_short", f"T{till + 1:02d} CASH"))
         terminal = f"T{till + 1:02d}"
-        sales = [r for e, r in audited if e == "sale"]
+        numbered = [r for e, r in audited if e in ("sale", "sale_void")]  # a void's own too
         numbers, refused = (
             {
                 r["receipt_number"]
                 for r in got
                 if (r["store_id"], r["terminal_id"]) == (store, terminal)
             }
-            for got in (sales, edge.refused)
+            for got in (numbered, edge.refused)
         )
         planted |= {(store, "receipt_gap", f"{terminal} {g}") for g in _gaps(numbers, refused)}
     found = {
@@ -309,6 +315,7 @@ async def test_a_simulated_day_audits_to_exactly_the_faults_it_plants(db_url: st
     assert any(kind == "receipt_gap" for _, kind, _ in planted)  # the seed plants both
     assert any(kind == "over_short" for _, kind, _ in planted)
     assert stats.total("rejected") and sum(stats.refused_receipts.values()) == len(edge.refused)
+    assert sum(stats.post_voids.values()) > 0  # post-voided sales: out of the money, no flag
     statuses = {d.store_id: d.status for d in queries.store_days(harness.db)}
     assert statuses == {
         s: "closed-unbalanced" if any(p[0] == s for p in planted) else "closed-balanced"

@@ -105,7 +105,8 @@ def create_app(
     @app.post(
         "/v1/events",
         status_code=202,
-        summary="Submit one event or a JSON array of sale, payment, stock and till events",
+        summary="Submit one event or a JSON array of sale, payment, stock, till and post-void "
+        "events",
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -299,7 +300,7 @@ def _out_of_scope(
         return None
     message = (
         f"this token's scope is {STOCK_ONLY} (stock movements only); sales, payments, "
-        "till events and POSLog need a till's own token"
+        "till events, post-voids and POSLog need a till's own token"
     )
     return _reject(channel, 403, "forbidden", [(f"{paths[i]}type", message) for i in refused])
 
@@ -360,6 +361,10 @@ async def _read_body(request: Request, channel: str, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+_EVENT_TAGS = frozenset({"sale", "payment", "stock_movement", "till_event", "sale_void"})
+"""The ``type`` values: pydantic puts the discriminator's tag in an error's path."""
+
+
 def _problems(exc: ValidationError) -> list[tuple[str, str]]:
     """(field path, message) for each error; the offending value is never echoed (PANs)."""
     problems = []
@@ -368,7 +373,7 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
         for i, part in enumerate(error["loc"]):
             if isinstance(part, int):
                 parts.append(f"[{part}]" if parts or i else f"events[{part}]")
-            elif part in ("sale", "payment", "stock_movement", "till_event") and i <= 1:
+            elif part in _EVENT_TAGS and i <= 1:
                 continue  # the discriminator tag pydantic adds to the path
             elif "[" in str(part):  # union/list wrappers such as 'list[...]'
                 continue

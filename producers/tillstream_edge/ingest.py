@@ -269,7 +269,7 @@ def ingestor_from_settings(
 
 _ISO_CODE = re.compile(r"[A-Z]{3}")
 # Event identifiers: UUIDs, checked by the codec, never read as card numbers.
-_EVENT_IDS = frozenset({"event_id", "sale_event_id"})
+_EVENT_IDS = frozenset({"event_id", "sale_event_id", "voided_event_id"})
 # Item identifiers: the SKU and GTIN rules of ``tillstream.core.identifiers`` (every channel).
 _ITEM_IDS = {"sku": sku_problem, "gtin": gtin_problem}
 

@@ -230,7 +230,31 @@ class ControlEventIn(_Event):
     source: Literal["api"] = "api"
 
 
-AnyEventIn = SaleIn | PaymentIn | StockMovementIn | ControlEventIn
+class SaleVoidIn(_Event):
+    """A post-void: a completed sale cancelled afterwards at the till (``voided_event_id``);
+    its rules are :func:`tillstream.core.rules.sale_void_problems`."""
+
+    type: Literal["sale_void"]
+    voided_event_id: UUID
+    terminal_id: Text
+    receipt_number: OptText = None
+    voided_terminal_id: OptText = None
+    voided_receipt_number: OptText = None
+    business_day: date
+    utc_offset_minutes: int = Field(0, ge=-14 * 60, le=14 * 60)
+    cashier_id: OptText = None
+    reason: OptText = None
+    currency: Annotated[Currency | None, Field(default=None)] = None
+    voided_amount: PositiveMoney | None = None
+    source: Literal["api"] = "api"
+
+    def record(self) -> dict[str, Any]:
+        data = super().record()
+        data["voided_event_id"] = str(self.voided_event_id)
+        return data
+
+
+AnyEventIn = SaleIn | PaymentIn | StockMovementIn | ControlEventIn | SaleVoidIn
 EventIn = Annotated[AnyEventIn, Field(discriminator="type")]
 ONE_EVENT: TypeAdapter[AnyEventIn] = TypeAdapter(EventIn)
 EVENT_LIST: TypeAdapter[list[AnyEventIn]] = TypeAdapter(

@@ -181,9 +181,14 @@ def _audit_summary(stack: DemoStack, stats: Stats) -> None:
         click.echo(f"  {store} audit: {closed}")
     refused = ", ".join(f"{s} {n}" for s, n in sorted(stats.refused_receipts.items()) if n)
     short = ", ".join(f"{s} {n}" for s, n in sorted(stats.short_cashiers.items()) if n)
+    voided = ", ".join(f"{s} {n}" for s, n in sorted(stats.post_voids.items()) if n)
     click.echo(
         f"  planted: receipts refused by the edges ({refused or 'none'}) keep their numbers, "
         "as a real till printed them: receipt gaps unless a till's first or last; cashiers "
         f"short ({short or 'none'}): over/short, flagged beyond the tolerance. Nothing else "
         "should be flagged."
+    )
+    click.echo(
+        f"  post-voids ({voided or 'none'}): undone by every service as if never sold, shown "
+        "per till and cashier by `tillstream audit --store S --day D`."
     )

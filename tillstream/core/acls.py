@@ -3,9 +3,9 @@
 The model (:func:`acl_bindings`) is a pure function of the stores and the consumers:
 
 - a store's edge (principal ``User:store-<id>``) may WRITE the store topics (sales,
-  payments, stock movements, till events) and READ the master-data topics (items, prices:
-  each edge keeps a copy, reading every partition by assignment, without a consumer group);
-  nothing else;
+  payments, stock movements, till events, post-voids) and READ the master-data topics
+  (items, prices: each edge keeps a copy, reading every partition by assignment, without a
+  consumer group); nothing else;
 - head office's master-data publisher (``User:hq-masterdata`` unless named otherwise) may
   READ, WRITE and CREATE the master-data topics (``tillstream items|prices publish`` reads
   what a topic holds before it publishes the changes);

@@ -22,6 +22,9 @@ may be a card number typed in the wrong place).
   the lines' amounts; when every line states its tax, ``tax_amount`` is their tax, signed
   the same way, less at most the receipt discount (a discount lowers the tax on it too).
   Each comparison allows :data:`ROUNDING_PER_LINE` per line for rounding.
+- Post-voids (``sale_void``): name another event than themselves, state the voided amount
+  as zero or more and in a currency (the currency only with an amount), and do not take the
+  voided receipt's own number on its till (:func:`sale_void_problems`).
 """
 
 from __future__ import annotations
@@ -245,6 +248,33 @@ def totals_problems(sale: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
+def sale_void_problems(void: Mapping[str, Any]) -> list[Problem]:
+    """Every rule a post-void record breaks (its time is :func:`event_problems`' rule)."""
+    problems: list[Problem] = []
+    if str(void["voided_event_id"]) == str(void["event_id"]):
+        problems.append(
+            ("voided_event_id", "names the post-void itself; it must be the voided sale's event_id")
+        )
+    amount, currency = void.get("voided_amount"), void.get("currency")
+    if amount is not None and (not Decimal(amount).is_finite() or Decimal(amount) < 0):
+        problems.append(("voided_amount", "must be zero or positive: the voided sale's net amount"))
+    if amount is not None and not currency:
+        problems.append(("currency", "required when voided_amount is given"))
+    if amount is None and currency:
+        problems.append(("currency", "only with voided_amount (the currency of that amount)"))
+    number, voided = void.get("receipt_number"), void.get("voided_receipt_number")
+    same_till = (void.get("voided_terminal_id") or void["terminal_id"]) == void["terminal_id"]
+    if number and number == voided and same_till:
+        problems.append(
+            (
+                "receipt_number",
+                "is the voided receipt's number on the same till; a post-void takes its own "
+                "number (or none)",
+            )
+        )
+    return problems
+
+
 def event_problems(event_type: str, record: Mapping[str, Any]) -> list[Problem]:
     """Every rule ``record`` (an Avro-shaped event of ``event_type``) breaks."""
     problems: list[Problem] = []
@@ -253,6 +283,8 @@ def event_problems(event_type: str, record: Mapping[str, Any]) -> list[Problem]:
         problems.append(("occurred_at", problem))
     if event_type == "sale":
         problems += sale_problems(record)
+    elif event_type == "sale_void":
+        problems += sale_void_problems(record)
     elif event_type == "till_event":  # the kinds' own rules live with their vocabulary
         problems += till_event_problems(record)
     elif event_type == "stock_movement":

@@ -1,8 +1,9 @@
 """Topic names, keys and partitioning: decided once, here.
 
 Every store-originated topic is keyed by the store id (UTF-8 bytes) and has the same
-partition count, so one store's sales, payments, stock movements and till events land on
-the same partition number of each topic (co-partitioned) and stay in order per store.
+partition count, so one store's sales, payments, stock movements, till events and
+post-voids land on the same partition number of each topic (co-partitioned) and stay in
+order per store.
 Values are Avro in the Confluent wire format; subjects follow the TopicNameStrategy
 (``<topic>-value``).
 """

@@ -63,6 +63,29 @@ def sample_payment(sale: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def sample_sale_void(
+    sale: dict[str, Any], *, at: datetime | None = None, number: str | None = "000124"
+) -> dict[str, Any]:
+    """A post-void of ``sale``, on its till, with the void's own receipt ``number``."""
+    return {
+        "event_id": str(uuid.uuid4()),
+        "voided_event_id": sale["event_id"],
+        "store_id": sale["store_id"],
+        "terminal_id": sale["terminal_id"],
+        "receipt_number": number,
+        "voided_terminal_id": sale["terminal_id"],
+        "voided_receipt_number": sale["receipt_number"],
+        "business_day": sale["business_day"],
+        "occurred_at": at or sale["occurred_at"] + timedelta(minutes=2),
+        "utc_offset_minutes": sale["utc_offset_minutes"],
+        "cashier_id": "sup-1",
+        "reason": "WRONG_TENDER",
+        "currency": sale["currency"],
+        "voided_amount": abs(sale["totals"]["net_amount"]),
+        "source": "api",
+    }
+
+
 def sample_stock_movement(store_id: str = "S001", *, at: datetime | None = None) -> dict[str, Any]:
     return {
         "event_id": str(uuid.uuid4()),

@@ -34,6 +34,8 @@ COUNT_INTERVAL = 15.0
 COUNT_LAG = 3.0
 """Most seconds between counting a shelf and posting the count."""
 MIN_TICK = 0.02
+VOID_RATIO = 0.01
+"""Share of an HTTP till's receipts post-voided right after (a wrong tender rung up)."""
 
 
 @dataclass
@@ -52,6 +54,8 @@ class Stats:
     (the till printed them; a real POS does not give a number back)."""
     short_cashiers: Counter[str] = field(default_factory=Counter)
     """Shifts whose cashier came out short, by store (flagged beyond the audit's tolerance)."""
+    post_voids: Counter[str] = field(default_factory=Counter)
+    """Sales post-voided at their till, by store: undone by every service, never flagged."""
 
     def total(self, counter: str) -> int:
         return sum(getattr(self, counter).values())
@@ -245,8 +249,20 @@ class Simulator:
             paid = [p for tx in receipts if not tx.bad for p in tx.payments]
             if pickups := shift.took(paid, now):
                 await self._deliver(store, pickups)
+            if good and traffic.rng.random() < VOID_RATIO * len(good):
+                await self._post_void(store, shift, good[-1], now)
         # However the stop found it (waiting, or mid-delivery), the till settles.
         await self._deliver(store, shift.close(datetime.now(UTC)))
+
+    async def _post_void(self, store: str, shift: TillShift, tx: Transaction, at: datetime) -> None:
+        """The till voids a purchase it just rang up (HTTP tills: POSLog post-voids are the
+        converter's); its money goes back out of the drawer once the edge has the void."""
+        if tx.sale["totals"]["net_amount"] <= 0:
+            return
+        void = self.traffic[store].post_void(tx, at)
+        if await self._deliver(store, [("sale_void", void)]):
+            shift.gave_back(tx.payments, void["occurred_at"])
+            self.stats.post_voids[store] += 1
 
     async def _deliveries(self, store: str, stop: asyncio.Event) -> None:
         traffic = self.traffic[store]

@@ -47,7 +47,7 @@ class TillShift:
     clock: StoreClock | None = None
     """The store's clock (its business day and offset); UTC without one."""
     last_payment: datetime | None = None
-    """The latest payment the drawer took: the till settles no earlier."""
+    """The latest payment the drawer took (or gave back): the till settles no earlier."""
 
     closed_at: datetime | None = None
     """When the till settled (its :meth:`close`)."""
@@ -82,6 +82,19 @@ class TillShift:
         taken = (self.cash - OPENING_FLOAT).quantize(Decimal(50)) or Decimal(50)
         self.cash -= taken
         return [self._event("PICKUP", at, {"CASH": taken})]
+
+    def gave_back(self, payments: list[dict[str, Any]], at: datetime) -> None:
+        """A receipt post-voided at ``at``: the money it took goes back out of the drawer (and
+        off the card total), as its payments leave the audit's expected amounts; the till
+        settles no earlier."""
+        if self.last_payment is None or at > self.last_payment:
+            self.last_payment = at
+        for p in payments:
+            sign = {"CAPTURED": 1, "REFUNDED": -1}.get(p["status"], 0)
+            if p["method"] == "CASH":
+                self.cash -= sign * p["amount"]
+            elif p["method"] == "CARD":
+                self.card -= sign * p["amount"]
 
     def close(self, at: datetime) -> list[tuple[str, dict[str, Any]]]:
         """Count, settle and sign off at ``at``, or at the last payment if that is later."""

@@ -1,6 +1,7 @@
 """Seeded, realistic store traffic: baskets with weighed goods, voided lines and returns,
 bottle deposits on drinks (lines of money, not stock), loyalty customers, a payment mix
-with the odd declined card, deliveries and stock counts.
+with the odd declined card, post-voids of sales rung up with the wrong tender, deliveries and
+stock counts.
 
 Everything comes from one ``random.Random``, so a seed decides a run exactly (event ids too).
 Records are the Avro contracts' shapes: ``Decimal`` money, UTC datetimes with zones.
@@ -131,6 +132,36 @@ class StoreTraffic:
         """The next receipt number of ``till`` (0-based) is used up without a receipt: one
         the till printed that never reaches head office (a gap the sales audit must find)."""
         self._receipts[till] += 1
+
+    def post_void(self, tx: Transaction, at: datetime) -> dict[str, Any]:
+        """A ``sale_void`` of ``tx`` (a purchase rung up before) on its till, at ``at`` or a
+        second after its last payment if that is later: the till takes its next number for
+        it, the goods go back on the shelf."""
+        at = max([at, *(p["occurred_at"] + timedelta(seconds=1) for p in tx.payments)])
+        self._receipts[tx.till] += 1
+        sale = tx.sale
+        sign = {"SALE": 1, "RETURN": -1, "VOID": -1}
+        for line in sale["lines"]:
+            if line["stock_item"]:
+                self.on_hand[line["sku"]] += sign[line["kind"]] * line["quantity"]
+        net: Decimal = sale["totals"]["net_amount"]
+        return {
+            "event_id": self._id(),
+            "voided_event_id": sale["event_id"],
+            "store_id": self.store_id,
+            "terminal_id": sale["terminal_id"],
+            "receipt_number": f"{tx.till + 1:02d}-{self._receipts[tx.till]:06d}",
+            "voided_terminal_id": sale["terminal_id"],
+            "voided_receipt_number": sale["receipt_number"],
+            "business_day": self.clock.day(at),
+            "occurred_at": at,
+            "utc_offset_minutes": self.clock.utc_offset_minutes,
+            "cashier_id": sale["cashier_id"],
+            "reason": "WRONG_TENDER",
+            "currency": sale["currency"] if net >= 0 else None,
+            "voided_amount": net if net >= 0 else None,
+            "source": "api",
+        }
 
     def _item_lines(self, number: int, kind: str, item: Item) -> list[dict[str, Any]]:
         """The line of ``item``, then its bottle deposit if it has one."""

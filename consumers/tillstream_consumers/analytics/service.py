@@ -6,7 +6,8 @@ is the same). Whether payments add up to their sale is the audit's to say, not a
 
 Each batch is first summed up in memory, so a rollup row is written once per batch however
 many events touch it (fewer round trips, and DuckDB never updates one row twice in a
-statement).
+statement). A post-void's taking back of a sale kept before is summed in with the rest
+(``post_voids.py``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from starlette.routing import BaseRoute, Route
 
 from tillstream.core import rules
 from tillstream.core.events import Payment, ReorderSuggestion, Sale
-from tillstream.core.topics import PAYMENTS, REORDER_SUGGESTIONS, SALES
+from tillstream.core.topics import PAYMENTS, REORDER_SUGGESTIONS, SALE_VOIDS, SALES
 from tillstream_consumers.analytics import gauges
+from tillstream_consumers.analytics.post_voids import PostVoids, Reversal, SaleEffect, post_voids
 from tillstream_consumers.analytics.report import daily_summary
 from tillstream_consumers.analytics.tables import MIGRATIONS, local_hour, ts
 from tillstream_consumers.runtime.api import (
@@ -49,8 +51,12 @@ class _Batch:
         self.hourly: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0] * 5)
         self.skus: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
         self.tenders: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
-        self.sale_days: dict[str, tuple[str, str]] = {}
-        """Sale event id -> (store, business day)."""
+        self.sale_days: dict[str, tuple[str, str, str]] = {}
+        """Sale event id -> (store, business day, what it added: ``SaleEffect.dumps``)."""
+        self.taken_back: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+        """Payments of voided sales kept before, to take off the tender mix (negative)."""
+        self.emptied: dict[str, set[tuple[str, str, str, str]]] = defaultdict(set)
+        """Rows a post-void took something from, by table: gone if nothing is left."""
         self.payments: list[tuple[str, str, str, str, str, int]] = []
         """(event id, sale event id, store, method, currency, signed amount) of money moved."""
         self.reorders: dict[tuple[str, str], str] = {}
@@ -60,6 +66,7 @@ class _Batch:
         day = sale["business_day"].isoformat()  # the store's trading day, not the UTC one
         hour = local_hour(at, sale["utc_offset_minutes"])
         units = lines = returns = 0
+        skus: dict[str, list[int]] = {}
         for line in sale["lines"]:
             # What a kind means is the core's (a VOID undoes the SALE line it cancels, in
             # units and money): the ERP and the CRM read the same definition.
@@ -75,13 +82,43 @@ class _Batch:
                 continue  # a deposit or fee: revenue (in the net total), not merchandise
             qty = to_units(line["quantity"], QTY_SCALE) * kind.units
             units += qty
-            sku = self.skus[(store, day, line["sku"], currency)]
+            sku = skus.setdefault(line["sku"], [0, 0])
             sku[0] += qty
             sku[1] += to_units(line["extended_amount"], MONEY_SCALE) * kind.money
         net = to_units(rules.sale_revenue(sale), MONEY_SCALE)  # the CRM's spend too
-        for i, delta in enumerate((1, units, net, lines, returns)):
-            self.hourly[(store, day, hour, currency)][i] += delta
-        self.sale_days[str(sale["event_id"])] = (store, day)
+        effect = SaleEffect(
+            hour,
+            currency,
+            (units, net, lines, returns),
+            tuple((k, q, a) for k, (q, a) in skus.items()),
+        )
+        self._add(store, day, effect, 1)
+        self.sale_days[str(sale["event_id"])] = (store, day, effect.dumps())
+
+    def take_back(self, sale: Reversal) -> None:
+        """A voided sale kept before: what it added, and the payments placed on its day."""
+        self._add(sale.store_id, sale.day, sale.effect, -1)
+        for method, currency, amount, n in sale.tenders:
+            key = (sale.store_id, sale.day, method, currency)
+            tender = self.taken_back[key]
+            tender[0] -= amount
+            tender[1] -= n
+            self.emptied["an_tenders"].add(key)
+
+    def _add(self, store: str, day: str, effect: SaleEffect, sign: int) -> None:
+        key = (store, day, effect.hour, effect.currency)
+        hourly = self.hourly[key]
+        for i, delta in enumerate((1, *effect.totals)):
+            hourly[i] += sign * delta
+        if sign < 0:
+            self.emptied["an_sales_hourly"].add(key)
+        for sku, qty, amount in effect.skus:
+            key = (store, day, sku, effect.currency)
+            row = self.skus[key]
+            row[0] += sign * qty
+            row[1] += sign * amount
+            if sign < 0:
+                self.emptied["an_sku_daily"].add(key)
 
     def payment(self, payment: Payment) -> None:
         sign = _PAYMENT_SIGN.get(payment["status"], 0)
@@ -130,28 +167,32 @@ class _Batch:
         """Payments onto their sale's business day; those whose sale is not in yet wait."""
         db.insert_many(
             "an_sale_days",
-            ("sale_event_id", "store_id", "sale_day"),
-            [(i, store, day) for i, (store, day) in self.sale_days.items()],
+            ("sale_event_id", "store_id", "sale_day", "undo"),
+            [(i, *kept) for i, kept in self.sale_days.items()],
             "ON CONFLICT (sale_event_id) DO NOTHING",  # a sale resent with its id: same day
         )
-        days = dict(self.sale_days)
+        days = {i: (store, day) for i, (store, day, _) in self.sale_days.items()}
         wanted = {p[1] for p in self.payments} - days.keys()
         days |= _sale_days(db, sorted(wanted))
-        tenders: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+        tenders = self.taken_back
+        placed: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+        """(sale, store, method, currency) -> [amount, payments]: what a post-void takes back."""
         unplaced = []
         for event_id, sale_id, store, method, currency, amount in self.payments:
             if sale_id in days:
-                tender = tenders[(store, days[sale_id][1], method, currency)]
-                tender[0] += amount
-                tender[1] += 1
+                for row in (tenders[(store, days[sale_id][1], method, currency)],
+                            placed[(sale_id, store, method, currency)]):  # fmt: skip
+                    row[0] += amount
+                    row[1] += 1
             else:
                 unplaced.append((event_id, sale_id, store, method, currency, amount, 1))
         # This batch's sales place the payments that came before them.
         waiting = _unplaced(db, sorted(self.sale_days))
         for sale_id, store, method, currency, amount, n in waiting:
-            tender = tenders[(store, self.sale_days[sale_id][1], method, currency)]
-            tender[0] += amount
-            tender[1] += n
+            for row in (tenders[(store, self.sale_days[sale_id][1], method, currency)],
+                        placed[(sale_id, store, method, currency)]):  # fmt: skip
+                row[0] += amount
+                row[1] += n
         for chunk in _chunks(sorted({w[0] for w in waiting})):
             db.execute(
                 f"DELETE FROM an_unplaced_payments WHERE sale_event_id IN ({_marks(chunk)})",
@@ -171,6 +212,43 @@ class _Batch:
             ("amount_units", "payments"),
             [(*k, *v) for k, v in tenders.items()],
         )
+        db.insert_many(
+            "an_placed_payments",
+            ("sale_event_id", "store_id", "method", "currency", "amount_units", "payments"),
+            [(*k, *v) for k, v in placed.items()],
+        )
+
+    def drop_empty(self, db: Database) -> None:
+        """Rows a post-void took back to nothing go, as if never written: an hour, a SKU
+        day or a tender without anything in it."""
+        for table, (key, totals) in _ROLLUPS.items():
+            empty = " AND ".join(f"{c} = 0" for c in totals)
+            match = " AND ".join(f"{c} = ?" for c in key)
+            rows = sorted(self.emptied.get(table, ()))
+            db.executemany(f"DELETE FROM {table} WHERE {match} AND {empty}", rows)
+
+
+_ROLLUPS = {
+    "an_sales_hourly": (
+        ("store_id", "sale_day", "hour_start", "currency"),
+        ("transactions", "units", "net_units", "lines", "return_lines"),
+    ),
+    "an_sku_daily": (("store_id", "sale_day", "sku", "currency"), ("units", "net_units")),
+    "an_tenders": (("store_id", "sale_day", "method", "currency"), ("amount_units", "payments")),
+}
+"""Key and total columns of the rollups a post-void takes from."""
+
+
+def _post_voids(db: Database, records: list[Record]) -> PostVoids:
+    """The batch's post-voids (remembered), and the sales voided among its sales' and
+    payments'."""
+    sales = set()
+    for r in records:
+        if r.event == "sale":
+            sales.add((r.value["store_id"], str(r.event_id)))
+        elif r.event == "payment":
+            sales.add((r.value["store_id"], str(r.value["sale_event_id"])))
+    return post_voids(db, [r for r in records if r.event == "sale_void"], sales)
 
 
 def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
@@ -237,23 +315,31 @@ def _add_to_totals(
 
 class Analytics(Consumer):
     name = "analytics"
-    topics = (SALES.name, PAYMENTS.name, REORDER_SUGGESTIONS.name)
+    topics = (SALES.name, PAYMENTS.name, REORDER_SUGGESTIONS.name, SALE_VOIDS.name)
     migrations = MIGRATIONS
     # The embedded store; scaled-out instances share one PostgreSQL database instead.
     default_db_url = "duckdb:///analytics.duckdb"
 
     def apply(self, ctx: Context, records: list[Record]) -> None:
         batch = _Batch()
+        undo = _post_voids(ctx.db, records)
         for record in records:
             if record.event == "sale":
-                batch.sale(record.sale())
+                if (record.value["store_id"], str(record.event_id)) not in undo.voided:
+                    batch.sale(record.sale())
             elif record.event == "payment":
-                batch.payment(record.payment())
+                payment = record.payment()
+                if (payment["store_id"], str(payment["sale_event_id"])) not in undo.voided:
+                    batch.payment(payment)
             elif record.event == "reorder_suggestion":
                 batch.reorder(record.reorder_suggestion())
-            else:
+            elif record.event != "sale_void":
                 raise PermanentError(f"analytics does not read {record.event} events")
+        for sale in undo.reversals:
+            batch.take_back(sale)
         batch.write(ctx.db)
+        if undo.reversals:
+            batch.drop_empty(ctx.db)
 
     def routes(self, query: Query) -> list[BaseRoute]:
         async def report(request: Request) -> Response:

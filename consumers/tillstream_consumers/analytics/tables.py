@@ -113,6 +113,31 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+# Post-voids (docs/analytics.md, "Post-voids"): what each sale added (``an_sale_days.undo``,
+# JSON of integers) and the payments placed on its day (``an_placed_payments``), so a
+# post-void read after the sale takes them back; ``an_voids``: each sale voided, once.
+MIGRATIONS += (
+    """
+    ALTER TABLE an_sale_days ADD COLUMN undo TEXT;
+    CREATE TABLE an_placed_payments (
+        sale_event_id TEXT NOT NULL,
+        store_id      TEXT NOT NULL,
+        method        TEXT NOT NULL,
+        currency      TEXT NOT NULL,
+        amount_units  BIGINT NOT NULL,
+        payments      BIGINT NOT NULL
+    );
+    CREATE INDEX an_placed_payments_sale ON an_placed_payments (sale_event_id);
+    CREATE TABLE an_voids (
+        store_id        TEXT NOT NULL,
+        voided_event_id TEXT NOT NULL,
+        event_id        TEXT NOT NULL,
+        PRIMARY KEY (store_id, voided_event_id)
+    )
+    """,
+)
+
+
 def ts(value: datetime) -> str:
     """A UTC time as fixed-width text that sorts in time order."""
     # isoformat pads the year to four digits; strftime's %Y writes year 1 as '1'.

@@ -1,7 +1,7 @@
 """The audit of one store-day: every check, as a pure function of the day's facts. The
 closing checks (settlement, late events, unclosed tills and days) live here; numbering
-(``numbering.py``), balanced transactions (``payments.py``) and till balance
-(``balance.py``) in their own modules.
+(``numbering.py``), balanced transactions (``payments.py``), till balance (``balance.py``)
+and post-voids (``voids.py``: a voided sale is out of the day's money) in their own modules.
 
 Nothing here depends on the order the events arrived in, only on what they say (times are
 event times, ties broken by event id); ``now`` matters only to decide whether a day that
@@ -21,6 +21,7 @@ from tillstream.core.till_events import MONEY_IN, MONEY_OUT
 from tillstream_consumers.audit.balance import Balance, balance, till_totals_flags
 from tillstream_consumers.audit.facts import (
     Control,
+    PostVoid,
     StoreDayFacts,
     Tender,
     Transaction,
@@ -119,6 +120,10 @@ def audit_day(
     for p in facts.payments:
         paying_of[p.sale_event_id].append(p.event_id)
         taken_on[p.terminal_id].append(p)
+    voided_on: dict[str, list[PostVoid]] = defaultdict(list)  # till -> its post-voids
+    for v in facts.voids:
+        voided_on[v.terminal_id].append(v)
+    day_close = _published(c for c in facts.controls if c.kind == "STORE_DAY_CLOSE")
     for terminal, transactions, controls in _by_till(facts):
         sessions = sorted(
             (c.occurred_at, _SESSION_RANK[c.kind], c.event_id, c.kind)
@@ -127,7 +132,7 @@ def audit_day(
         )
         settled = sessions[-1][0] if sessions and sessions[-1][3] == "TILL_CLOSE" else None
         late_ids = {e[3] for e in late}
-        for at, label, event_id in _till_activity(transactions, controls):
+        for at, label, event_id in _till_activity(transactions, controls, voided_on[terminal]):
             before = [s for s in sessions if s[0] < at]
             if before and before[-1][3] == "TILL_CLOSE" and event_id not in late_ids:
                 flags.append(
@@ -150,6 +155,8 @@ def audit_day(
                 )
             )
         for t, copies, subject in receipts(transactions):
+            if any(c.event_id in facts.voided for c in copies):
+                continue  # post-voided: out of the day's money, as if never rung up
             if len(copies) == 1:
                 got = paid.get(t.event_id, _ZERO)
             else:
@@ -164,6 +171,10 @@ def audit_day(
                     read, "payment", t.published_ms
                 ):
                     held.append(flag)  # its payments are published after it: not read yet
+                elif flag.kind == PAYMENT_MISMATCH and not read_past(
+                    read, "sale_void", _settled_mark(t, controls, day_close)
+                ):
+                    held.append(flag)  # a post-void before the settlement may void it
                 else:
                     flags.append(flag)
         orphans = [p for p in facts.orphans if p.terminal_id == terminal]
@@ -176,14 +187,18 @@ def audit_day(
         counted = till_totals_flags(terminal, controls, taken) + balance_flags
         counts = [f for f in counted if f.kind in (OVER_SHORT, TILL_TOTALS_MISMATCH)]
         if counts and not all(
-            read_past(read, "payment", c.published_ms) for c in controls if c.kind in _COUNTS
-        ):  # the payments its counts cover are published before them: not all read yet
+            read_past(read, event, c.published_ms)
+            for c in controls
+            if c.kind in _COUNTS
+            for event in ("payment", "sale_void")
+        ):  # the payments (and post-voids) its counts cover are published before them
             counted = [f for f in counted if f not in counts]
             held += counts
         flags += counted
         operators = {c.operator_id for c in controls if c.kind == "SIGN_ON" and c.operator_id}
         operators |= {t.cashier_id for t in transactions if t.cashier_id}
-        tills.append(Till(terminal, tuple(sorted(operators)), len(transactions), settled))
+        kept = sum(1 for t in transactions if t.event_id not in facts.voided)
+        tills.append(Till(terminal, tuple(sorted(operators)), kept, settled))
     if overdue and closed_at is None and facts.events:
         flags.append(
             Flag(
@@ -235,6 +250,11 @@ def _late(
         for c in facts.controls
         if c.kind not in STORE_DAY_KINDS and c.occurred_at > closed_at
     ]
+    out += [
+        (v.occurred_at, v.terminal_id, _label(v.number, v.event_id, "post-void"), v.event_id)
+        for v in facts.voids
+        if v.occurred_at > closed_at
+    ]
     return [
         (at, till, label, event_id, f"till {till}: {label} at {_local(at, facts)}, after the "
          "store-day was closed")
@@ -243,12 +263,13 @@ def _late(
 
 
 def _till_activity(
-    transactions: Sequence[Transaction], controls: Sequence[Control]
+    transactions: Sequence[Transaction], controls: Sequence[Control], voids: Sequence[PostVoid]
 ) -> list[tuple[datetime, str, str]]:
-    """What a settled till must not do: sell, or move money."""
+    """What a settled till must not do: sell, void a sale, or move money."""
     out = [
         (t.occurred_at, _label(t.number, t.event_id, "receipt"), t.event_id) for t in transactions
     ]
+    out += [(v.occurred_at, _label(v.number, v.event_id, "post-void"), v.event_id) for v in voids]
     out += [
         (c.occurred_at, _label(c.number, c.event_id, c.kind), c.event_id)
         for c in controls
@@ -268,7 +289,26 @@ def _by_till(
         if c.kind not in STORE_DAY_KINDS:
             controls[c.terminal_id].append(c)
     tills = {*transactions, *controls, *(p.terminal_id for p in facts.orphans)}
+    tills |= {v.terminal_id for v in facts.voids}
     return [(k, transactions[k], controls[k]) for k in sorted(tills)]
+
+
+def _published(controls: Iterable[Control]) -> int | None:
+    """When the last of ``controls`` was published (None: none, or not known)."""
+    return max((c.published_ms for c in controls if c.published_ms is not None), default=None)
+
+
+def _settled_mark(
+    sale: Transaction, controls: Sequence[Control], day_close: int | None
+) -> int | None:
+    """When what made a sale's payments due was published: its till's first settlement
+    after it, else the store-day's close. A post-void of the sale comes before either."""
+    closes = sorted(
+        (c.occurred_at, c.event_id, c.published_ms)
+        for c in controls
+        if c.kind == "TILL_CLOSE" and c.occurred_at >= sale.occurred_at
+    )
+    return closes[0][2] if closes else day_close
 
 
 def _local(at: datetime, facts: StoreDayFacts) -> str:

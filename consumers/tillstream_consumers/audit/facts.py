@@ -1,4 +1,5 @@
-"""What the tills reported, as the audit keeps it: one fact per sale, payment and till event.
+"""What the tills reported, as the audit keeps it: one fact per sale, payment, till event and
+post-void (written by ``writing.py``, a store-day's read back by ``loading.py``).
 
 Facts are written once (an event id is applied once by the runtime) and never changed; the
 audit of a store-day is a function of its facts (``checks.py``), so it is the same whatever
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -20,11 +21,10 @@ from functools import cached_property
 from operator import itemgetter
 from typing import Any, cast
 
-from tillstream.core.events import Payment, Sale, TillEvent
+from tillstream.core.events import Sale
 from tillstream.core.rules import totals_problems
-from tillstream_consumers.audit.reading import ReadMarks, read_marks
-from tillstream_consumers.runtime.api import MONEY_SCALE, from_units, to_units
-from tillstream_consumers.runtime.db import Database, chunks, marks
+from tillstream_consumers.audit.reading import ReadMarks
+from tillstream_consumers.runtime.api import MONEY_SCALE, from_units
 
 _NOT_CONTENT = frozenset({"event_id", "source"})
 """Fields that do not make two events different transactions (a resend, a POSLog backfill)."""
@@ -89,6 +89,37 @@ class Tender:
         return _SIGN.get(self.status, 0) * self.amount
 
 
+@dataclass(frozen=True, slots=True)
+class PostVoid:
+    """A post-void, on the store-day it was done (``voids.py`` says what it changes)."""
+
+    event_id: str
+    voided_event_id: str
+    terminal_id: str
+    number: str | None
+    """Its own receipt or sequence number, if the till numbers it."""
+    voided_terminal_id: str
+    voided_number: str | None
+    cashier_id: str | None
+    occurred_at: datetime
+    utc_offset_minutes: int
+    stated: Decimal | None
+    """The voided amount the post-void states, if it does."""
+    reason: str | None
+    content: str
+    sale: tuple[date, Decimal] | None = None
+    """The voided sale's business day and net total, once the audit has the sale."""
+    effective: bool = True
+    """The first post-void of its sale: a later one changes nothing."""
+    published_ms: int | None = None
+    """When the edge published it (its Kafka timestamp)."""
+
+    @property
+    def amount(self) -> Decimal | None:
+        """The voided amount: the sale's net total, else what the post-void states."""
+        return self.sale[1] if self.sale is not None else self.stated
+
+
 @dataclass(frozen=True)
 class StoreDayFacts:
     """Everything the audit knows of one store's business day."""
@@ -103,10 +134,14 @@ class StoreDayFacts:
     """Payments of sales the audit does not have, made within this day's :attr:`window`."""
     read: ReadMarks = field(default_factory=dict)
     """How far the store's events of each type were read (``reading.py``)."""
+    voids: Sequence[PostVoid] = ()
+    """Post-voids done on this day."""
+    voided: frozenset[str] = frozenset()
+    """Event ids of this day's sales that are post-voided (on any day): out of its money."""
 
     @property
     def events(self) -> int:
-        return len(self.transactions) + len(self.controls)
+        return len(self.transactions) + len(self.controls) + len(self.voids)
 
     @property
     def size(self) -> int:
@@ -115,9 +150,10 @@ class StoreDayFacts:
 
     @cached_property
     def window(self) -> tuple[datetime, datetime] | None:
-        """The first and last event of the day (sales and till events), or None."""
+        """The first and last event of the day (sales, till events, post-voids), or None."""
         times = [t.occurred_at for t in self.transactions]
         times += [c.occurred_at for c in self.controls]
+        times += [v.occurred_at for v in self.voids]
         return (min(times), max(times)) if times else None
 
     @cached_property
@@ -186,327 +222,3 @@ def receipt_digest(sale: Sale) -> str:
     for line in value["lines"]:
         parts += _line_fields(line)
     return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:32]
-
-
-# -- writing ---------------------------------------------------------------------------
-
-
-def insert_facts(
-    db: Database, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], conflict: str
-) -> None:
-    """``db.insert_many``, but on PostgreSQL the rows go as one JSON parameter
-    (``json_populate_recordset``): a short statement psycopg parses once, where a multi-row
-    VALUES of thousands of placeholders is split in Python on every batch (the conflict
-    clause rules out COPY). The audit's columns are text and integers, which JSON keeps."""
-    if db.dialect != "postgresql" or not rows:
-        db.insert_many(table, columns, rows, conflict)
-        return
-    names = ", ".join(columns)
-    payload = json.dumps([dict(zip(columns, r, strict=True)) for r in rows])
-    db.execute(
-        f"INSERT INTO {table} ({names}) SELECT {names} "
-        f"FROM json_populate_recordset(NULL::{table}, CAST(? AS json)) {conflict}",
-        (payload,),
-    )
-
-
-def store_sales(db: Database, sales: Sequence[tuple[Sale, int]], received_at: datetime) -> None:
-    received = ts(received_at)
-    insert_facts(
-        db,
-        "audit_transactions",
-        (
-            "event_id",
-            "store_id",
-            "business_day",
-            "terminal_id",
-            "number",
-            "cashier_id",
-            "occurred_at",
-            "utc_offset_minutes",
-            "currency",
-            "net_amount",
-            "content",
-            "problems",
-            "received_at",
-            "published_ms",
-        ),
-        [
-            (
-                s["event_id"],
-                s["store_id"],
-                s["business_day"].isoformat(),
-                s["terminal_id"],
-                s["receipt_number"],
-                s["cashier_id"],
-                ts(s["occurred_at"]),
-                s["utc_offset_minutes"],
-                s["currency"],
-                to_units(s["totals"]["net_amount"], MONEY_SCALE),
-                receipt_digest(s),
-                problems_text(s),
-                received,
-                published_ms,
-            )
-            for s, published_ms in sales
-        ],
-        "ON CONFLICT (event_id) DO NOTHING",
-    )
-
-
-def store_controls(
-    db: Database, events: Sequence[tuple[TillEvent, int]], received_at: datetime
-) -> None:
-    received = ts(received_at)
-    insert_facts(
-        db,
-        "audit_controls",
-        (
-            "event_id",
-            "store_id",
-            "business_day",
-            "terminal_id",
-            "kind",
-            "number",
-            "operator_id",
-            "occurred_at",
-            "utc_offset_minutes",
-            "currency",
-            "reason",
-            "content",
-            "received_at",
-            "published_ms",
-        ),
-        [
-            (
-                e["event_id"],
-                e["store_id"],
-                e["business_day"].isoformat(),
-                e["terminal_id"],
-                e["kind"],
-                e["sequence_number"],
-                e["operator_id"],
-                ts(e["occurred_at"]),
-                e["utc_offset_minutes"],
-                e["currency"],
-                e["reason"],
-                content_digest(dict(e)),
-                received,
-                published_ms,
-            )
-            for e, published_ms in events
-        ],
-        "ON CONFLICT (event_id) DO NOTHING",
-    )
-    insert_facts(
-        db,
-        "audit_control_amounts",
-        ("event_id", "tender", "amount"),
-        [
-            (e["event_id"], t["tender"], to_units(t["amount"], MONEY_SCALE))
-            for e, _ in events
-            for t in e["tenders"]
-        ],
-        "ON CONFLICT (event_id, tender) DO NOTHING",
-    )
-
-
-def store_payments(
-    db: Database, payments: Sequence[tuple[Payment, int]], received_at: datetime
-) -> None:
-    """Each payment with when it was published (its Kafka timestamp, milliseconds); the
-    same for :func:`store_sales` and :func:`store_controls`."""
-    received = ts(received_at)
-    insert_facts(
-        db,
-        "audit_payments",
-        (
-            "event_id",
-            "sale_event_id",
-            "store_id",
-            "terminal_id",
-            "method",
-            "status",
-            "amount",
-            "occurred_at",
-            "received_at",
-            "published_ms",
-        ),
-        [
-            (
-                p["event_id"],
-                str(p["sale_event_id"]),
-                p["store_id"],
-                p["terminal_id"],
-                p["method"],
-                p["status"],
-                to_units(p["amount"], MONEY_SCALE),
-                ts(p["occurred_at"]),
-                received,
-                published_ms,
-            )
-            for p, published_ms in payments
-        ],
-        "ON CONFLICT (event_id) DO NOTHING",
-    )
-
-
-def days_of_sales(db: Database, sale_ids: Iterable[str]) -> dict[str, tuple[str, date]]:
-    """The store-day of each sale with one of these event ids (of those the audit has)."""
-    found: dict[str, tuple[str, date]] = {}
-    for chunk in chunks(sorted(set(sale_ids))):
-        found |= {
-            str(event_id): (str(store), date.fromisoformat(str(day)))
-            for event_id, store, day in db.fetchall(
-                "SELECT event_id, store_id, business_day FROM audit_transactions "
-                f"WHERE event_id IN ({marks(chunk)})",
-                chunk,
-            )
-        }
-    return found
-
-
-def payments_of_sales(db: Database, sale_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
-    """The payments the audit has of these sales: event id -> (store, time as :func:`ts`)."""
-    found: dict[str, tuple[str, str]] = {}
-    for chunk in chunks(sorted(set(sale_ids))):
-        found |= {
-            str(event_id): (str(store), str(at))
-            for event_id, store, at in db.fetchall(
-                "SELECT event_id, store_id, occurred_at FROM audit_payments "
-                f"WHERE sale_event_id IN ({marks(chunk)})",
-                chunk,
-            )
-        }
-    return found
-
-
-# -- reading ---------------------------------------------------------------------------
-
-
-def load_store_day(db: Database, store_id: str, day: date) -> StoreDayFacts:
-    """The facts of one store-day, in a stable order (time, then event id)."""
-    key = (store_id, day.isoformat())
-    transactions = [
-        Transaction(
-            str(event_id),
-            str(terminal),
-            str(number),
-            cashier,
-            parse_ts(at),
-            int(offset),
-            money(int(net)),
-            str(content),
-            tuple(json.loads(problems)) if problems else (),
-            published,
-        )
-        for (
-            event_id,
-            terminal,
-            number,
-            cashier,
-            at,
-            offset,
-            net,
-            content,
-            problems,
-            published,
-        ) in db.fetchall(
-            "SELECT event_id, terminal_id, number, cashier_id, occurred_at, utc_offset_minutes, "
-            "net_amount, content, problems, published_ms FROM audit_transactions "
-            "WHERE store_id = ? AND business_day = ? ORDER BY occurred_at, event_id",
-            key,
-        )
-    ]
-    amounts: dict[str, list[tuple[str, Decimal]]] = {}
-    for event_id, tender, amount in db.fetchall(
-        "SELECT a.event_id, a.tender, a.amount FROM audit_control_amounts a "
-        "JOIN audit_controls c ON c.event_id = a.event_id "
-        "WHERE c.store_id = ? AND c.business_day = ? ORDER BY a.event_id, a.tender",
-        key,
-    ):
-        amounts.setdefault(str(event_id), []).append((str(tender), money(int(amount))))
-    controls = [
-        Control(
-            str(event_id),
-            str(terminal),
-            str(kind),
-            number,
-            operator,
-            parse_ts(at),
-            int(offset),
-            str(content),
-            tuple(amounts.get(str(event_id), ())),
-            published,
-        )
-        for event_id, terminal, kind, number, operator, at, offset, content, published in (
-            db.fetchall(
-                "SELECT event_id, terminal_id, kind, number, operator_id, occurred_at, "
-                "utc_offset_minutes, content, published_ms FROM audit_controls "
-                "WHERE store_id = ? AND business_day = ? ORDER BY occurred_at, event_id",
-                key,
-            )
-        )
-    ]
-    payments = _tenders(
-        db,
-        "JOIN audit_transactions t ON t.event_id = p.sale_event_id "
-        "WHERE t.store_id = ? AND t.business_day = ?",
-        key,
-    )
-    facts = StoreDayFacts(store_id, day, transactions, controls, payments)
-    if facts.window is None:
-        return facts
-    first, last = facts.window
-    orphans = _tenders(
-        db,
-        "WHERE p.store_id = ? AND p.occurred_at >= ? AND p.occurred_at <= ? AND NOT EXISTS "
-        "(SELECT 1 FROM audit_transactions t WHERE t.event_id = p.sale_event_id)",
-        (store_id, ts(first), ts(last)),
-    )
-    read = read_marks(db, store_id)
-    return StoreDayFacts(store_id, day, transactions, controls, payments, orphans, read)
-
-
-def _tenders(db: Database, where: str, params: Sequence[Any]) -> list[Tender]:
-    return [
-        Tender(
-            str(event_id),
-            str(sale_id),
-            str(terminal),
-            str(method),
-            str(status),
-            money(int(amount)),
-            parse_ts(at),
-            None if published is None else int(published),
-        )
-        for event_id, sale_id, terminal, method, status, amount, at, published in db.fetchall(
-            "SELECT p.event_id, p.sale_event_id, p.terminal_id, p.method, p.status, p.amount, "
-            f"p.occurred_at, p.published_ms FROM audit_payments p {where} "
-            "ORDER BY p.occurred_at, p.event_id",
-            params,
-        )
-    ]
-
-
-def days_around(db: Database, moments: Iterable[tuple[str, str]]) -> set[tuple[str, date]]:
-    """The store-days whose window (first to last event) holds one of these (store, time as
-    :func:`ts`): where a payment made then without its sale is counted (and must be counted
-    no more once its sale came). One look at the windows of the stores concerned."""
-    wanted: dict[str, list[str]] = {}
-    for store, at in moments:
-        wanted.setdefault(store, []).append(at)
-    if not wanted:
-        return set()
-    stores = sorted(wanted)
-    times = [at for ats in wanted.values() for at in ats]
-    found: set[tuple[str, date]] = set()
-    for chunk in chunks(stores):
-        for store, day, first, last in db.fetchall(
-            "SELECT store_id, business_day, first_at, last_at FROM audit_days "
-            f"WHERE store_id IN ({marks(chunk)}) AND first_at <= ? AND last_at >= ?",
-            (*chunk, max(times), min(times)),
-        ):
-            if any(first <= at <= last for at in wanted[str(store)]):
-                found.add((str(store), date.fromisoformat(str(day))))
-    return found

@@ -3,7 +3,9 @@ number used by different transactions, or the same one sent twice under other id
 
 A till's numbers are read as series: the text before the trailing digits, and the digits
 (``01-000124``: series ``01-``, number 124). Each series is checked on its own, so a POS
-that numbers receipts and control transactions apart makes no false gaps.
+that numbers receipts and control transactions apart makes no false gaps. A post-void's own
+number is used like a receipt's; the receipt it voids keeps its number, held by the sale,
+or by the post-void while the sale has not come (a number used, not a gap).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from tillstream_consumers.audit.flags import DUPLICATE_COPY, DUPLICATE_NUMBER, R
 from tillstream_consumers.audit.reading import ReadMarks, read_past
 
 _NUMBER = re.compile(r"(.*?)(\d+)")
-_NUMBERED = ("sale", "till_event")
+_NUMBERED = ("sale", "till_event", "sale_void")
 """The topics whose events hold a till's numbers."""
 
 
@@ -37,6 +39,16 @@ def numbering_flags(facts: StoreDayFacts, read: ReadMarks | None) -> tuple[list[
             numbered[(c.terminal_id, c.number)].append((c.content, c.event_id))
             if c.published_ms is not None:
                 published[c.event_id] = c.published_ms
+    named: dict[tuple[str, str], tuple[str, ...]] = {}
+    """(till, number) -> post-voids naming the receipt they void, which has not come."""
+    for v in facts.voids:
+        if v.number:
+            numbered[(v.terminal_id, v.number)].append((v.content, v.event_id))
+        if v.voided_number and v.sale is None:
+            where = (v.voided_terminal_id, v.voided_number)
+            named[where] = (*named.get(where, ()), v.event_id)
+        if v.published_ms is not None:
+            published[v.event_id] = v.published_ms
     flags: list[Flag] = []
     held: list[Flag] = []
     series: dict[tuple[str, str], dict[int, int]] = defaultdict(dict)
@@ -69,6 +81,11 @@ def numbering_flags(facts: StoreDayFacts, read: ReadMarks | None) -> tuple[list[
         if match is not None:
             series[(terminal, match[1])][int(match[2])] = len(match[2])
             holders[(terminal, match[1], int(match[2]))] = ids
+    for (terminal, number), ids in sorted(named.items()):  # used, by a receipt not come yet
+        match = _NUMBER.fullmatch(number)
+        if match is not None and (terminal, match[1], int(match[2])) not in holders:
+            series[(terminal, match[1])][int(match[2])] = len(match[2])
+            holders[(terminal, match[1], int(match[2]))] = tuple(sorted(ids))
     for (terminal, prefix), numbers in sorted(series.items()):
         ordered = sorted(numbers)
         for low, high in itertools.pairwise(ordered):

@@ -21,8 +21,10 @@ from typing import Any
 
 from tillstream.core.settings import Settings
 from tillstream_consumers.audit.checks import audit_day
-from tillstream_consumers.audit.facts import load_store_day, local_iso, money, parse_ts, ts
+from tillstream_consumers.audit.facts import local_iso, money, parse_ts, ts
 from tillstream_consumers.audit.flags import KINDS
+from tillstream_consumers.audit.loading import load_store_day
+from tillstream_consumers.audit.voids import post_void_view
 from tillstream_consumers.runtime.db import Database
 
 STATUSES = ("silent", "open", "closing", "closed-balanced", "closed-unbalanced")
@@ -173,7 +175,8 @@ def flags(
 def store_day(
     db: Database, store: str, day: date, now: datetime, settings: Settings
 ) -> dict[str, Any] | None:
-    """One store-day in detail: status, tills, over/short by tender and by cashier, flags."""
+    """One store-day in detail: status, tills, over/short by tender and by cashier, flags,
+    post-voids (each, and per till and cashier)."""
     summaries = store_days(db, day.isoformat(), store)
     if not summaries:
         return None
@@ -207,6 +210,7 @@ def store_day(
         ],
         "over_short_by_cashier": {k: str(v) for k, v in sorted(by_cashier.items())},
         "pending_payments": list(audit.pending),
+        **post_void_view(facts.voids, facts.controls, offset).as_json(),
         "flags": flags(db, store, day.isoformat()),
     }
 
@@ -230,7 +234,8 @@ def acknowledge(db: Database, flag: str, note: str, by: str, now: datetime) -> d
 
 
 def events(db: Database, ids: list[str]) -> list[dict[str, Any]]:
-    """The facts behind flags (sales, payments, till events), by event id, in time order."""
+    """The facts behind flags (sales, payments, till events, post-voids), by event id, in
+    time order."""
     found: list[tuple[str, dict[str, Any]]] = []
     for chunk in [ids[i : i + 500] for i in range(0, len(ids), 500)]:
         marks = ", ".join("?" * len(chunk))
@@ -249,6 +254,15 @@ def events(db: Database, ids: list[str]) -> list[dict[str, Any]]:
         ):
             what = f"{kind} {number}" if number else str(kind)
             found.append((at, _event(event_id, "till event", terminal, what, at, offset, None)))
+        for event_id, terminal, number, voided, at, offset, amount in db.fetchall(
+            "SELECT v.event_id, v.terminal_id, v.number, v.voided_number, v.occurred_at, "
+            "v.utc_offset_minutes, COALESCE(t.net_amount, v.amount) FROM audit_voids v "
+            "LEFT JOIN audit_transactions t ON t.event_id = v.voided_event_id "
+            f"AND t.store_id = v.store_id WHERE v.event_id IN ({marks})",
+            chunk,
+        ):
+            what = f"post-void {number or ''} of receipt {voided or '?'}".replace("  ", " ")
+            found.append((at, _event(event_id, "post-void", terminal, what, at, offset, amount)))
         # A payment is shown in its sale's local time; without its sale, in the store's
         # latest offset (the payment carries none).
         for event_id, terminal, method, status, amount, at, number, offset in db.fetchall(

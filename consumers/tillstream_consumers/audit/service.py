@@ -18,12 +18,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tillstream.core.events import Payment, Sale, TillEvent
+from tillstream.core.events import Payment, Sale, SaleVoid, TillEvent
 from tillstream.core.settings import Settings
-from tillstream.core.topics import PAYMENTS, SALES, TILL_EVENTS
+from tillstream.core.topics import PAYMENTS, SALE_VOIDS, SALES, TILL_EVENTS
 from tillstream_consumers.audit import gauges, queries
 from tillstream_consumers.audit.checks import day_end
-from tillstream_consumers.audit.facts import store_controls, store_payments, store_sales
 from tillstream_consumers.audit.flags import DAY_NOT_CLOSED
 from tillstream_consumers.audit.pacing import Pacing, StoreDay, audit_now
 from tillstream_consumers.audit.page import page_routes
@@ -40,7 +39,13 @@ from tillstream_consumers.audit.store_days import (
 )
 from tillstream_consumers.audit.tables import COMPONENT, MIGRATIONS
 from tillstream_consumers.audit.touched import touched_store_days
-from tillstream_consumers.runtime.api import Consumer, Context, Query, Record
+from tillstream_consumers.audit.writing import (
+    store_controls,
+    store_payments,
+    store_sales,
+    store_voids,
+)
+from tillstream_consumers.runtime.api import Consumer, Context, Query, Record, require_valid
 from tillstream_consumers.runtime.db import Database
 
 RECENT_DAYS = 14
@@ -53,7 +58,7 @@ SETTLE_PER_REFRESH = 200
 
 class SalesAudit(Consumer):
     name = COMPONENT
-    topics = (SALES.name, PAYMENTS.name, TILL_EVENTS.name)
+    topics = (SALES.name, PAYMENTS.name, TILL_EVENTS.name, SALE_VOIDS.name)
     migrations = MIGRATIONS
     deduplicates = False
     """Facts are keyed by event id and written ``ON CONFLICT DO NOTHING``, and a store-day's
@@ -73,6 +78,7 @@ class SalesAudit(Consumer):
         sales: list[tuple[Sale, int]] = []  # each with when it was published
         payments: list[tuple[Payment, int]] = []
         controls: list[tuple[TillEvent, int]] = []
+        voids: list[tuple[SaleVoid, int]] = []
         for r in records:
             if r.event == "sale":
                 sales.append((r.sale(), r.timestamp_ms))
@@ -80,14 +86,23 @@ class SalesAudit(Consumer):
                 payments.append((r.payment(), r.timestamp_ms))
             elif r.event == "till_event":
                 controls.append((r.till_event(), r.timestamp_ms))
+            elif r.event == "sale_void":
+                require_valid(r)  # dead-lettered, naming the rule
+                voids.append((r.sale_void(), r.timestamp_ms))
         store_sales(ctx.db, sales, ctx.now)
         store_controls(ctx.db, controls, ctx.now)
         store_payments(ctx.db, payments, ctx.now)
+        store_voids(ctx.db, voids, ctx.now)
         note_read(ctx.db, [(s["store_id"], "sale", ms) for s, ms in sales])
         note_read(ctx.db, [(p["store_id"], "payment", ms) for p, ms in payments])
         note_read(ctx.db, [(c["store_id"], "till_event", ms) for c, ms in controls])
+        note_read(ctx.db, [(v["store_id"], "sale_void", ms) for v, ms in voids])
         touched, new = touched_store_days(
-            ctx.db, [s for s, _ in sales], [c for c, _ in controls], [p for p, _ in payments]
+            ctx.db,
+            [s for s, _ in sales],
+            [c for c, _ in controls],
+            [p for p, _ in payments],
+            [v for v, _ in voids],
         )
         stand = standing(ctx.db, touched)
         now = {key for key in touched if audit_now(stand[key].audited_facts)}

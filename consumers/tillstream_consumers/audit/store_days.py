@@ -17,8 +17,9 @@ from datetime import date, datetime, timedelta
 
 from tillstream.core.settings import Settings
 from tillstream_consumers.audit.checks import DayAudit, audit_day, day_end
-from tillstream_consumers.audit.facts import load_store_day, parse_ts, ts
+from tillstream_consumers.audit.facts import parse_ts, ts
 from tillstream_consumers.audit.flags import SILENT_STORE, Flag, flag_id
+from tillstream_consumers.audit.loading import load_store_day
 from tillstream_consumers.audit.pacing import Pacing, StoreDay
 from tillstream_consumers.audit.reading import HOLD_SECONDS
 from tillstream_consumers.runtime.api import MONEY_SCALE, to_units

@@ -138,4 +138,29 @@ MIGRATIONS: tuple[Migration, ...] = (
         PRIMARY KEY (store_id, event)
     )
     """,
+    # Post-voids: one fact per post-void, as it arrived (``voids.py``); a void's sale, by
+    # its event id, whichever came first.
+    """
+    CREATE TABLE IF NOT EXISTS audit_voids (
+        event_id           TEXT PRIMARY KEY,
+        voided_event_id    TEXT NOT NULL,
+        store_id           TEXT NOT NULL,
+        business_day       TEXT NOT NULL,
+        terminal_id        TEXT NOT NULL,
+        number             TEXT,
+        voided_terminal_id TEXT NOT NULL,
+        voided_number      TEXT,
+        cashier_id         TEXT,
+        occurred_at        TEXT NOT NULL,
+        utc_offset_minutes INTEGER NOT NULL,
+        currency           TEXT,
+        amount             BIGINT,
+        reason             TEXT,
+        content            TEXT NOT NULL,
+        received_at        TEXT NOT NULL,
+        published_ms       BIGINT
+    );
+    CREATE INDEX IF NOT EXISTS audit_voids_day ON audit_voids (store_id, business_day);
+    CREATE INDEX IF NOT EXISTS audit_voids_sale ON audit_voids (voided_event_id)
+    """,
 )

@@ -7,8 +7,14 @@ from decimal import ROUND_DOWN, Decimal
 from tillstream.core import rules
 from tillstream.core.events import CustomerRequest, Sale
 from tillstream.core.settings import Settings
-from tillstream.core.topics import CUSTOMER_REQUESTS, SALES
+from tillstream.core.topics import CUSTOMER_REQUESTS, SALE_VOIDS, SALES
 from tillstream_consumers.crm import erasure
+from tillstream_consumers.crm.post_voids import (
+    SaleEffect,
+    apply_void,
+    remember,
+    voided_among,
+)
 from tillstream_consumers.crm.tables import MIGRATIONS, ts
 from tillstream_consumers.runtime.api import (
     MONEY_SCALE,
@@ -16,6 +22,7 @@ from tillstream_consumers.runtime.api import (
     Context,
     PermanentError,
     Record,
+    require_valid,
     to_units,
 )
 from tillstream_consumers.runtime.db import Database
@@ -29,7 +36,7 @@ def points_for(net_amount: Decimal, per_unit: Decimal) -> int:
 
 class CrmProfiles(Consumer):
     name = "crm-profiles"
-    topics = (SALES.name, CUSTOMER_REQUESTS.name)
+    topics = (SALES.name, CUSTOMER_REQUESTS.name, SALE_VOIDS.name)
     migrations = MIGRATIONS
 
     def __init__(self, settings: Settings | None = None) -> None:
@@ -39,11 +46,20 @@ class CrmProfiles(Consumer):
 
     def apply(self, ctx: Context, records: list[Record]) -> None:
         erasure.protect(ctx.db)
+        # The batch's sales voided by an earlier batch; its own post-voids join as they come.
+        voided = voided_among(
+            ctx.db, [(r.value["store_id"], str(r.event_id)) for r in records if r.event == "sale"]
+        )
         # In record order: an erasure in the middle of a batch covers the sales before it
-        # (deleted) and after it (ignored).
+        # (deleted) and after it (ignored); a post-void, the sale before it (taken back) and
+        # after it (not applied).
         for record in records:
             if record.event == "sale":
-                self._sale(ctx.db, record.sale())
+                if (record.value["store_id"], str(record.event_id)) not in voided:
+                    self._sale(ctx.db, record.sale())
+            elif record.event == "sale_void":
+                require_valid(record)  # dead-lettered, naming the rule
+                apply_void(ctx.db, record.sale_void(), voided)
             elif record.event == "customer_request":
                 self._request(ctx.db, record.customer_request())
             else:
@@ -73,6 +89,7 @@ class CrmProfiles(Consumer):
             return
         net = rules.sale_revenue(sale)  # the analytics' net sales too: deposits included
         points = points_for(net, self.settings.crm_points_per_unit)
+        net_units = to_units(net, MONEY_SCALE)
         db.execute(
             "INSERT INTO crm_profiles (customer_id, first_visit, last_visit, visits, points) "
             "VALUES (?, ?, ?, 1, ?) ON CONFLICT (customer_id) DO UPDATE SET "
@@ -91,8 +108,15 @@ class CrmProfiles(Consumer):
             "INSERT INTO crm_spend (customer_id, currency, visits, net_units) VALUES (?, ?, 1, ?) "
             "ON CONFLICT (customer_id, currency) DO UPDATE SET visits = crm_spend.visits + 1, "
             "net_units = crm_spend.net_units + excluded.net_units",
-            (customer, sale["currency"], to_units(net, MONEY_SCALE)),
+            (customer, sale["currency"], net_units),
         )
+        remember(
+            db,
+            SaleEffect(
+                str(sale["event_id"]), customer, sale["store_id"], sale["currency"], at,
+                net_units, points,
+            ),
+        )  # fmt: skip
         db.execute(
             "INSERT INTO crm_store_visits (customer_id, store_id, visits, last_visit) "
             "VALUES (?, ?, 1, ?) ON CONFLICT (customer_id, store_id) DO UPDATE SET "

@@ -45,7 +45,31 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-PERSONAL_TABLES: tuple[str, ...] = ("crm_profiles", "crm_spend", "crm_store_visits")
+# Migration 2: post-voids (docs/crm.md, "Post-voids"). ``crm_sales``: what each sale of a
+# customer added, to take it back if the sale is voided; ``crm_voids``: each sale voided
+# (no customer id: a void names only the sale), whether the sale came yet or not.
+MIGRATIONS += (
+    """
+    CREATE TABLE crm_sales (
+        event_id    TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        store_id    TEXT NOT NULL,
+        currency    TEXT NOT NULL,
+        occurred_at TEXT NOT NULL,
+        net_units   BIGINT NOT NULL,
+        points      BIGINT NOT NULL
+    );
+    CREATE INDEX crm_sales_customer ON crm_sales (customer_id);
+    CREATE TABLE crm_voids (
+        store_id        TEXT NOT NULL,
+        voided_event_id TEXT NOT NULL,
+        event_id        TEXT NOT NULL,
+        PRIMARY KEY (store_id, voided_event_id)
+    )
+    """,
+)
+
+PERSONAL_TABLES: tuple[str, ...] = ("crm_profiles", "crm_spend", "crm_store_visits", "crm_sales")
 """Tables keyed by the customer id in clear: everything erasure deletes from."""
 
 

@@ -44,6 +44,9 @@ class StockEvent:
     """The sale's business day, or the movement's (UTC) date: the day velocity counts on."""
     reference: str | None
     movements: tuple[Movement, ...]
+    reverses: bool = False
+    """A post-void taking back a sale (``post_voids.py``): it may re-arm a reorder alert but
+    never raises one."""
 
 
 def stock_event(record: Record) -> StockEvent:

@@ -15,10 +15,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tillstream.core.topics import ITEMS, REORDER_SUGGESTIONS, SALES, STOCK_MOVEMENTS, store_key
+from tillstream.core.topics import (
+    ITEMS,
+    REORDER_SUGGESTIONS,
+    SALE_VOIDS,
+    SALES,
+    STOCK_MOVEMENTS,
+    store_key,
+)
 from tillstream_consumers.erp import queries
 from tillstream_consumers.erp.items import apply_items
 from tillstream_consumers.erp.movements import StockEvent, stock_event
+from tillstream_consumers.erp.post_voids import post_voids
 from tillstream_consumers.erp.reorder import (
     Key,
     ReorderPolicy,
@@ -34,14 +42,18 @@ from tillstream_consumers.runtime.api import Consumer, Context, Query, Record
 
 class ErpInventory(Consumer):
     name = COMPONENT
-    topics = (SALES.name, STOCK_MOVEMENTS.name, ITEMS.name)
+    topics = (SALES.name, STOCK_MOVEMENTS.name, ITEMS.name, SALE_VOIDS.name)
     publishes = (REORDER_SUGGESTIONS.name,)
     migrations = MIGRATIONS
 
     def apply(self, ctx: Context, records: list[Record]) -> None:
         # The item master first: a reorder point that arrives with a sale applies to it.
         apply_items(ctx.db, [r for r in records if r.topic == ITEMS.name])
-        events = [stock_event(r) for r in records if r.topic != ITEMS.name]
+        moving = [r for r in records if r.topic not in (ITEMS.name, SALE_VOIDS.name)]
+        voids = [r for r in records if r.topic == SALE_VOIDS.name]
+        undo = post_voids(ctx.db, voids, [r for r in moving if r.topic == SALES.name])
+        # A voided sale is never applied; one applied before is reversed, after the rest.
+        events = [stock_event(r) for r in moving if undo.applies(r)] + undo.reversals
         if not events:
             return
         keys = {(e.store_id, m.sku) for e in events for m in e.movements}
@@ -81,7 +93,7 @@ class ErpInventory(Consumer):
             point = policy.point(key, event.day)
             if point is None or state.on_hand > point.units:
                 state.alerted = False  # re-armed
-            elif not state.alerted:
+            elif not state.alerted and not event.reverses:
                 state.alerted = True
                 record = suggestion(key, state.on_hand, point, event.event_id, event.occurred_at)
                 ctx.publish(

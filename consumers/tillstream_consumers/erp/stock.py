@@ -50,6 +50,7 @@ LEDGER_COLUMNS = (
     "occurred_at",
     "at_us",
     "counted",
+    "sales_day",
 )
 
 
@@ -89,8 +90,8 @@ class StockBook:
         self.pending: list[tuple[Any, ...]] = []
         self.corrections: dict[Key, list[tuple[Position, int]]] = {}
         self._event: StockEvent | None = None
-        self._times = (0, "")
-        """(at_us, occurred_at text) of ``_event``: once per event, not per line."""
+        self._times = (0, "", "")
+        """(at_us, occurred_at text, day text) of ``_event``: once per event, not per line."""
 
     def move(self, event: StockEvent, m: Movement) -> StockState:
         """Book one movement of ``event``; the state of its (store, sku) after it."""
@@ -98,8 +99,12 @@ class StockBook:
         state = self.stock[key]
         if event is not self._event:
             self._event = event
-            self._times = (micros(event.occurred_at), event.occurred_at.isoformat())
-        at, occurred = self._times
+            self._times = (
+                micros(event.occurred_at),
+                event.occurred_at.isoformat(),
+                event.day.isoformat(),
+            )
+        at, occurred, day = self._times
         change, counted = m.quantity, (m.quantity if m.is_count else None)
         if m.is_count:
             change = self._count(key, state, (at, event.event_id), m.quantity)
@@ -110,7 +115,7 @@ class StockBook:
             self.corrections.setdefault(key, []).append(((at, ""), -change))
         self.pending.append(
             (event.event_id, m.line_no, *key, change, m.kind, event.reference, occurred, at,
-             counted)
+             counted, day)
         )  # fmt: skip
         return state
 

@@ -124,3 +124,46 @@ MIGRATIONS += (
     ALTER TABLE erp_items ADD COLUMN published_at TEXT
     """,
 )
+
+# Migration 4: post-voids (docs/erp.md, "Post-voids"). Each ledger row keeps the day its units
+# sold count on (a sale's business day), so a post-void takes them off that day; rows written
+# before keep NULL (their UTC date is used). ``erp_voids``: each sale voided, once, whether or
+# not the sale has come yet.
+_VOIDS = """
+    CREATE TABLE IF NOT EXISTS erp_voids (
+        store_id        TEXT NOT NULL,
+        voided_event_id TEXT NOT NULL,
+        event_id        TEXT NOT NULL,
+        occurred_at     TEXT NOT NULL,
+        PRIMARY KEY (store_id, voided_event_id)
+    )
+"""
+# DuckDB cannot alter a table it updated in the same transaction (migration 2 does, and an
+# old database runs both at once): it copies the ledger into a new table instead.
+_LEDGER_WITH_DAY = """
+    CREATE TABLE erp_ledger_v4 (
+        event_id    TEXT NOT NULL,
+        line_no     INTEGER NOT NULL,
+        store_id    TEXT NOT NULL,
+        sku         TEXT NOT NULL,
+        qty_change  BIGINT NOT NULL,
+        kind        TEXT NOT NULL,
+        reference   TEXT,
+        occurred_at TEXT NOT NULL,
+        at_us       BIGINT,
+        counted     BIGINT,
+        sales_day   TEXT,
+        PRIMARY KEY (event_id, line_no)
+    );
+    INSERT INTO erp_ledger_v4 SELECT event_id, line_no, store_id, sku, qty_change, kind,
+        reference, occurred_at, at_us, counted, NULL FROM erp_ledger;
+    DROP TABLE erp_ledger;
+    ALTER TABLE erp_ledger_v4 RENAME TO erp_ledger;
+"""
+MIGRATIONS += (
+    {
+        "sqlite": "ALTER TABLE erp_ledger ADD COLUMN sales_day TEXT;" + _VOIDS,
+        "postgresql": "ALTER TABLE erp_ledger ADD COLUMN sales_day TEXT;" + _VOIDS,
+        "duckdb": _LEDGER_WITH_DAY + _VOIDS,
+    },
+)

@@ -13,6 +13,7 @@ from tillstream_consumers.runtime.api import (
     Tombstone,
     WrongEvent,
     from_units,
+    require_valid,
     to_units,
 )
 from tillstream_consumers.runtime.db import Database, connect
@@ -30,5 +31,6 @@ __all__ = [
     "WrongEvent",
     "connect",
     "from_units",
+    "require_valid",
     "to_units",
 ]
