@@ -159,3 +159,58 @@ async def read_topic(
     finally:
         await consumer.stop()
     return found
+
+
+def poslog_receipt(sale: dict[str, Any], payment: dict[str, Any]) -> bytes:
+    """A till's JSON sale and payment (:func:`sale_json`, :func:`payment_json`) as the POSLog
+    document an older till would write for it (V6, tax inside the prices)."""
+    lines = "".join(
+        f"<LineItem><SequenceNumber>{ln['line_number']}</SequenceNumber>"
+        f"<{'Return' if ln['kind'] == 'RETURN' else 'Sale'}><ItemID>{ln['sku']}</ItemID>"
+        f"<RegularSalesUnitPrice>{ln['unit_price']}</RegularSalesUnitPrice>"
+        f"<ExtendedAmount>{ln['extended_amount']}</ExtendedAmount>"
+        f'<Quantity UnitOfMeasureCode="{ln["unit_of_measure"]}">{ln["quantity"]}</Quantity>'
+        f"</{'Return' if ln['kind'] == 'RETURN' else 'Sale'}></LineItem>"
+        for ln in sale["lines"]
+    )
+    card = payment["card"]
+    tender = (
+        f'<LineItem><SequenceNumber>9</SequenceNumber><Tender TenderType="CreditDebit">'
+        f"<Amount>{payment['amount']}</Amount><CreditDebit><CardBrand>{card['brand']}</CardBrand>"
+        f"<PrimaryAccountNumber>XXXXXXXXXXXX{card['last_four']}</PrimaryAccountNumber>"
+        "</CreditDebit></Tender></LineItem>"
+    )
+    customer = f"<Customer><CustomerID>{sale['customer_id']}</CustomerID></Customer>"
+    body = (
+        f'<RetailTransaction>{lines}{tender}<Total TotalType="TransactionGrandAmount">'
+        f"{sale['totals']['net_amount']}</Total>{customer}</RetailTransaction>"
+    )
+    return _poslog_document(sale, sale["receipt_number"], body)
+
+
+def poslog_post_void(sale: dict[str, Any], number: str) -> bytes:
+    """A post-void of a :func:`poslog_receipt` sale: its own transaction, linked to the sale,
+    the receipt repeated with its amount, as NCR and Wincor tills write one."""
+    link = (
+        f'<TransactionLink ReasonCode="Voided"><WorkstationID>{sale["terminal_id"]}'
+        f"</WorkstationID><SequenceNumber>{sale['receipt_number']}</SequenceNumber>"
+        f"<BusinessDayDate>{sale['business_day']}</BusinessDayDate></TransactionLink>"
+    )
+    body = (
+        f'<RetailTransaction TransactionStatus="Voided">{link}<Total TotalType='
+        f'"TransactionGrandAmount">{sale["totals"]["net_amount"]}</Total></RetailTransaction>'
+    )
+    return _poslog_document(sale, number, body)
+
+
+def _poslog_document(sale: dict[str, Any], number: str, body: str) -> bytes:
+    return (
+        '<POSLog xmlns="http://www.nrf-arts.org/IXRetail/namespace/"><Transaction>'
+        f"<BusinessUnit><UnitID>{sale['store_id']}</UnitID></BusinessUnit>"
+        f"<WorkstationID>{sale['terminal_id']}</WorkstationID>"
+        f"<SequenceNumber>{number}</SequenceNumber>"
+        f"<BusinessDayDate>{sale['business_day']}</BusinessDayDate>"
+        f"<EndDateTime>{sale['occurred_at']}</EndDateTime>"
+        f"<OperatorID>{sale['cashier_id']}</OperatorID><CurrencyCode>{sale['currency']}"
+        f"</CurrencyCode>{body}</Transaction></POSLog>"
+    ).encode()

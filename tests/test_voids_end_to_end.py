@@ -18,7 +18,15 @@ import httpx
 import pytest
 
 from tests.consumer_support import running, scalar, wait_until
-from tests.edge_support import dumps, payment_json, sale_json, stock_json, void_json
+from tests.edge_support import (
+    dumps,
+    payment_json,
+    poslog_post_void,
+    poslog_receipt,
+    sale_json,
+    stock_json,
+    void_json,
+)
 from tillstream.core.settings import Settings
 from tillstream_consumers.analytics import Analytics, daily_summary
 from tillstream_consumers.audit import SalesAudit, queries
@@ -27,6 +35,7 @@ from tillstream_consumers.erp import ErpInventory
 from tillstream_consumers.erp.queries import stock_levels
 from tillstream_consumers.runtime.api import Consumer
 from tillstream_consumers.runtime.db import Database
+from tillstream_edge.poslog import parse_poslog
 
 pytestmark = pytest.mark.usefixtures("kafka_topics")
 SERVICES = {"erp": ErpInventory, "crm": CrmProfiles, "analytics": Analytics, "audit": SalesAudit}
@@ -133,6 +142,66 @@ async def test_a_post_void_over_http_undoes_the_sale_in_every_service_in_either_
                          what="the post-void read last")  # fmt: skip
         for till in (sale_first, void_first):
             _as_if_never_sold(urls, till, voids[till.store])
+
+
+async def test_a_post_void_in_poslog_undoes_the_sale_in_every_service_in_either_order(
+    edge_factory: Any, kafka_topics: Settings, urls: dict[str, str]
+) -> None:
+    """The same, from a till that writes POSLog: the sale and the post-void are documents of
+    their own, the post-void linked to the sale by its workstation, number and day."""
+    sale_first, void_first = (Till(f"S-PL-{uuid.uuid4().hex[:6]}") for _ in range(2))
+    edges = {t.store: edge_factory(t.store) for t in (sale_first, void_first)}
+
+    def documents(till: Till) -> tuple[bytes, bytes]:
+        sale, payment = till.receipt()
+        return poslog_receipt(sale, payment), poslog_post_void(sale, till._next())
+
+    kept = {t.store: documents(t)[0] for t in (sale_first, void_first)}
+    voided = {t.store: documents(t) for t in (sale_first, void_first)}
+
+    def ids(document: bytes, kind: str) -> str:
+        [record] = [r for k, r in parse_poslog(document).events if k == kind]
+        return str(record["voided_event_id" if kind == "sale_void" else "event_id"])
+
+    async def post(store: str, document: bytes) -> None:
+        async with httpx.AsyncClient(base_url=edges[store].url, timeout=30) as http:
+            answer = await http.post("/v1/poslog", content=document)
+            assert answer.status_code == 202, answer.text
+            assert answer.json()["set_aside"] == [] and answer.json()["accepted"] > 0
+
+    def each(which: dict[str, str], event_id: str) -> Callable[[], bool]:
+        return lambda: all(
+            (scalar(urls[name], which[name], (event_id,)) or 0) > 0 for name in SERVICES
+        )
+
+    async with contextlib.AsyncExitStack() as stack:
+        for name, cls in SERVICES.items():
+            consumer = fresh_group(cls, kafka_topics)
+            await stack.enter_async_context(running(consumer, kafka_topics, urls[name]))
+        for till in (sale_first, void_first):  # the delivery, by JSON; the receipts by POSLog
+            async with httpx.AsyncClient(base_url=edges[till.store].url, timeout=30) as http:
+                delivered = await http.post("/v1/events", content=dumps(stock_json(till.store)))
+                assert delivered.status_code == 202, delivered.text
+            await post(till.store, kept[till.store])
+        sale_doc, void_doc = voided[sale_first.store]
+        await post(sale_first.store, sale_doc)
+        await wait_until(each(APPLIED, ids(sale_doc, "sale")), what="the sale read first")
+        await post(sale_first.store, void_doc)
+        sale_doc, void_doc = voided[void_first.store]
+        await post(void_first.store, void_doc)
+        await wait_until(each(VOIDED, ids(void_doc, "sale_void")), what="the void read first")
+        await post(void_first.store, sale_doc)
+        for till in (sale_first, void_first):
+            last = poslog_receipt(*till.receipt())
+            await post(till.store, last)
+            await wait_until(each(APPLIED, ids(last, "sale")), what="the last receipt")
+        await wait_until(each(VOIDED, ids(voided[sale_first.store][1], "sale_void")),
+                         what="the post-void read last")  # fmt: skip
+        for till in (sale_first, void_first):
+            [void] = [r for k, r in parse_poslog(voided[till.store][1]).events if k == "sale_void"]
+            _as_if_never_sold(
+                urls, till, {**void, "business_day": void["business_day"].isoformat()}
+            )
 
 
 def _as_if_never_sold(urls: dict[str, str], till: Till, void: dict[str, Any]) -> None:
