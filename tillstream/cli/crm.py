@@ -80,6 +80,41 @@ def reenrol(customer_id: str, reference: str | None) -> None:
 
 
 @crm.command()
+@click.option("--day", help="Only this business day (YYYY-MM-DD).")
+@click.option("--db", "db_url", help="The CRM's database. [env: TILLSTREAM_DB_URL]")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def implausible(day: str | None, db_url: str | None, as_json: bool) -> None:
+    """Customer ids no one person could be: too many visits or stores in a business day
+    (a programme's name or a shared card in the till's customer field)."""
+    from tillstream.cli.service_read import HeldByService, held_elsewhere, open_database
+    from tillstream_consumers.crm.plausibility import implausible as flagged
+
+    cfg = settings(db_url=db_url)
+    try:
+        db = open_database(cfg.db_url)
+    except HeldByService as held:
+        why = "the CRM serves no profiles over HTTP (they are personal data)"
+        raise held_elsewhere(cfg.db_url, held, why) from None
+    try:
+        try:
+            found = flagged(db, day)
+        except Exception as exc:  # no CRM tables: the consumer never ran on this database
+            raise click.ClickException(f"cannot read CRM profiles: {exc}") from None
+    finally:
+        db.close()
+    for row in found:
+        if as_json:
+            click.echo(json.dumps(row.as_json()))
+        else:
+            click.echo(
+                f"{row.business_day}  {row.customer_id}  {row.visits} visits in "
+                f"{row.stores} store(s)"
+            )
+    if not as_json:
+        click.echo(f"-- {len(found)} implausible customer id(s)", err=True)
+
+
+@crm.command()
 @click.argument("customer_id")
 @click.option("--db", "db_url", help="The CRM consumer's database URL. [env: TILLSTREAM_DB_URL]")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")

@@ -188,6 +188,18 @@ class Settings(BaseSettings):
     crm_points_per_unit: Decimal = Field(
         Decimal(1), ge=0, description="Loyalty points per whole currency unit spent."
     )
+    crm_max_visits_per_day: int = Field(
+        25,
+        ge=1,
+        description="Visits in one business day beyond which a customer id is flagged as no one "
+        "person (a programme's name or a shared card in the customer field).",
+    )
+    crm_max_stores_per_day: int = Field(
+        4,
+        ge=1,
+        description="Stores visited in one business day beyond which a customer id is flagged "
+        "as no one person.",
+    )
     audit_api_url: str | None = Field(
         None,
         description="The sales audit's read API (http://HOST:PORT), where `tillstream report` "

@@ -12,9 +12,11 @@ post-void read first waits in ``crm_voids`` and the sale, when it comes, is not 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date
 
 from tillstream.core.events import SaleVoid
+from tillstream_consumers.crm.plausibility import take_back_visit
 from tillstream_consumers.runtime.db import Database, chunks, marks
 
 Voided = tuple[str, str]
@@ -32,6 +34,8 @@ class SaleEffect:
     occurred_at: str
     net_units: int
     points: int
+    business_day: str | None = None
+    """None for a sale remembered before the CRM kept it."""
 
 
 def voided_among(db: Database, sales: Iterable[Voided]) -> set[Voided]:
@@ -56,7 +60,7 @@ def voided_among(db: Database, sales: Iterable[Voided]) -> set[Voided]:
 def remember(db: Database, effect: SaleEffect) -> None:
     db.execute(
         "INSERT INTO crm_sales (event_id, customer_id, store_id, currency, occurred_at, "
-        "net_units, points) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "net_units, points, business_day) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (
             effect.event_id,
             effect.customer_id,
@@ -65,6 +69,7 @@ def remember(db: Database, effect: SaleEffect) -> None:
             effect.occurred_at,
             effect.net_units,
             effect.points,
+            effect.business_day,
         ),
     )
 
@@ -82,18 +87,21 @@ def apply_void(db: Database, void: SaleVoid, voided: set[Voided]) -> None:
         (*key, void["event_id"]),
     )
     row = db.fetchone(
-        "SELECT event_id, customer_id, store_id, currency, occurred_at, net_units, points "
-        "FROM crm_sales WHERE event_id = ? AND store_id = ?",
+        "SELECT event_id, customer_id, store_id, currency, occurred_at, net_units, points, "
+        "business_day FROM crm_sales WHERE event_id = ? AND store_id = ?",
         (key[1], key[0]),
     )
     if row is not None:  # applied (and not erased since)
-        e, c, s, cur, at, net, points = row
-        undo(db, SaleEffect(str(e), str(c), str(s), str(cur), str(at), int(net), int(points)))
+        e, c, s, cur, at, net, points, day = row
+        effect = SaleEffect(str(e), str(c), str(s), str(cur), str(at), int(net), int(points))
+        undo(db, replace(effect, business_day=None if day is None else str(day)))
 
 
 def undo(db: Database, sale: SaleEffect) -> None:
     """Take ``sale`` back from its customer's profile, spend and store visits."""
     db.execute("DELETE FROM crm_sales WHERE event_id = ?", (sale.event_id,))
+    if sale.business_day is not None:
+        take_back_visit(db, sale.customer_id, sale.store_id, date.fromisoformat(sale.business_day))
     customer = sale.customer_id
     profile = db.fetchone(
         "SELECT visits, points FROM crm_profiles WHERE customer_id = ?", (customer,)

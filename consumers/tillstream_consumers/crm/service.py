@@ -9,6 +9,7 @@ from tillstream.core.events import CustomerRequest, Sale
 from tillstream.core.settings import Settings
 from tillstream.core.topics import CUSTOMER_REQUESTS, SALE_VOIDS, SALES
 from tillstream_consumers.crm import erasure
+from tillstream_consumers.crm.plausibility import count_visit, refresh_gauge
 from tillstream_consumers.crm.post_voids import (
     SaleEffect,
     apply_void,
@@ -70,6 +71,7 @@ class CrmProfiles(Consumer):
         # checkpoints cannot run inside the batch's transaction.
         if self._scrub_pending:
             self._scrub_pending = not erasure.scrub(db)
+        refresh_gauge(db)
 
     def _request(self, db: Database, value: CustomerRequest) -> None:
         if value["action"] == "ERASE":
@@ -110,13 +112,15 @@ class CrmProfiles(Consumer):
             "net_units = crm_spend.net_units + excluded.net_units",
             (customer, sale["currency"], net_units),
         )
+        day = sale["business_day"]
         remember(
             db,
             SaleEffect(
                 str(sale["event_id"]), customer, sale["store_id"], sale["currency"], at,
-                net_units, points,
+                net_units, points, day.isoformat(),
             ),
         )  # fmt: skip
+        count_visit(db, self.settings, customer, sale["store_id"], day, at)
         db.execute(
             "INSERT INTO crm_store_visits (customer_id, store_id, visits, last_visit) "
             "VALUES (?, ?, 1, ?) ON CONFLICT (customer_id, store_id) DO UPDATE SET "

@@ -69,7 +69,38 @@ MIGRATIONS += (
     """,
 )
 
-PERSONAL_TABLES: tuple[str, ...] = ("crm_profiles", "crm_spend", "crm_store_visits", "crm_sales")
+# Migration 3: customers no person could be (``plausibility.py``): visits per customer,
+# business day and store, and the ids flagged; each sale's business day, to take its visit
+# back if it is voided.
+MIGRATIONS += (
+    """
+    CREATE TABLE crm_days (
+        customer_id  TEXT NOT NULL,
+        business_day TEXT NOT NULL,
+        store_id     TEXT NOT NULL,
+        visits       BIGINT NOT NULL,
+        PRIMARY KEY (customer_id, business_day, store_id)
+    );
+    CREATE TABLE crm_implausible (
+        customer_id  TEXT NOT NULL,
+        business_day TEXT NOT NULL,
+        visits       BIGINT NOT NULL,
+        stores       BIGINT NOT NULL,
+        flagged_at   TEXT NOT NULL,
+        PRIMARY KEY (customer_id, business_day)
+    );
+    ALTER TABLE crm_sales ADD COLUMN business_day TEXT
+    """,
+)
+
+PERSONAL_TABLES: tuple[str, ...] = (
+    "crm_profiles",
+    "crm_spend",
+    "crm_store_visits",
+    "crm_sales",
+    "crm_days",
+    "crm_implausible",
+)
 """Tables keyed by the customer id in clear: everything erasure deletes from."""
 
 
