@@ -99,6 +99,7 @@ _SETTLES = {
     **dict.fromkeys(("payin", "paidin"), "PAID_IN"),
     **dict.fromkeys(("payout", "paidout"), "PAID_OUT"),
 }
+_ABORTED = re.compile(r"abort", re.IGNORECASE)
 _REASONS = ("ReasonCode", "Reason", "NoSaleReasonCode", "PaidInReasonCode", "PaidOutReasonCode")
 
 
@@ -134,6 +135,8 @@ def convert_control(
     if not acts:
         return None
     body = next(b for b in tx if local(b.tag) in kinds)
+    if _ABORTED.search(child_text(body, "ReasonCode") or child_text(tx, "ReasonCode") or ""):
+        return None  # NCR: "SignOff/On Aborted": nobody signed on or off
     for element, _ in acts:
         mark_read(element)
     ctx = ParseContext(currency_of(tx, default_currency))

@@ -148,6 +148,8 @@ class Line:
     """False for deposits, fees, gift cards, coupons, services: money, not goods."""
     voided: bool = False
     """One of the SALE + VOID pair of a voided LineItem."""
+    negative: bool = False
+    """A ``Sale`` written with a negative quantity or amount (not a ``Return`` element)."""
 
 
 REWARDS = -1
@@ -283,6 +285,11 @@ def _apply_change(items: Items) -> None:
         if target is None:
             captured = [t for t in items.tenders if t.status == "CAPTURED"]
             same = [t for t in captured if t.method == given.method]
+            if not same and given.method == "CASH" and captured:
+                # Cash handed out with no cash taken in: cashback on a card, change of a
+                # voucher. It leaves the drawer, so it is cash paid out, not less on the card.
+                items.tenders.append(Tender(None, "CASH", "REFUNDED", given.amount, None, None))
+                continue
             candidates = same or captured
             target = candidates[-1] if candidates else None
         if target is None or target.amount < given.amount:
@@ -292,7 +299,12 @@ def _apply_change(items: Items) -> None:
 
 def _voided(line: Line) -> list[Line]:
     """A voided LineItem: the SALE line and the VOID line cancelling it (a voided return
-    took nothing back: no line)."""
+    took nothing back: no line). NCR writes it the other way: the sale rung up stays a line
+    of its own, and the voided LineItem is the cancellation, a Sale of negative quantity
+    and amount: that is the VOID line alone."""
+    if line.negative:
+        line.record["kind"] = "VOID"
+        return [line]
     if line.record["kind"] != "SALE":
         return []
     line.voided = True
@@ -502,7 +514,8 @@ def _line(
         "extended_amount": amount,
     }
     stock = _is_stock(item, line_item, description)
-    return Line(seq, record, tax_given=bool(tax_els), stock_item=stock)
+    negative = name == "Sale" and is_return
+    return Line(seq, record, tax_given=bool(tax_els), stock_item=stock, negative=negative)
 
 
 def _is_stock(item: Element, line_item: Element, description: str | None) -> bool:
