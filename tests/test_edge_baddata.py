@@ -7,6 +7,7 @@ reason naming the field and the limit, and nothing refused is stored.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import sqlite3
@@ -35,6 +36,23 @@ def outbox_ids(path: Path) -> set[str]:
 
 def problems(answer: httpx.Response) -> dict[str, str]:
     return {p["field"]: p["message"] for p in answer.json()["problems"]}
+
+
+def set_aside(answer: httpx.Response) -> list[dict[str, Any]]:
+    """A POSLog answer whose every transaction was set aside: 202 (kept at the edge), none
+    accepted."""
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert body["accepted"] == 0 and body["set_aside"], body
+    kept: list[dict[str, Any]] = body["set_aside"]
+    return kept
+
+
+async def result_of(folder: Path, name: str) -> dict[str, Any]:
+    """A dropped file's result, once it is read."""
+    await wait_for(folder / "processed" / f"{name}.result.json")
+    record: dict[str, Any] = json.loads((folder / "processed" / f"{name}.result.json").read_text())
+    return record
 
 
 def iso(at: datetime) -> str:
@@ -74,10 +92,16 @@ async def test_times_no_consumer_can_store_or_implausible_for_a_live_till_are_re
         early = await http.post("/v1/events", content=dumps(ahead))
         assert early.status_code == 422
         assert "1 hour(s) in the future" in problems(early)["occurred_at"]
-        # A POSLog journal of 2017 posted live: refused, naming the transaction and the field.
-        archive = await http.post("/v1/poslog", content=(DATA / "ncr_2x.xml").read_bytes())
-        assert archive.status_code == 422, archive.text
-        assert "occurred_at" in archive.text and "tillstream edge import" in archive.text
+        # A POSLog journal of 2017 posted live: each transaction set aside, naming itself, the
+        # field and the way in for old files.
+        archive = set_aside(
+            await http.post("/v1/poslog", content=(DATA / "ncr_2x.xml").read_bytes())
+        )
+        assert [k["sequence_number"] for k in archive] == ["160", "161", "162", "163", "164"]
+        for kept in archive:
+            assert kept["cause"] == "rule"
+            assert f"transaction {kept['sequence_number']} (#" in kept["reason"]
+            assert "occurred_at" in kept["reason"] and "tillstream edge import" in kept["reason"]
         assert outbox_ids(edge.outbox) == set()
         assert (await http.post("/v1/events", content=dumps(good))).status_code == 202
 
@@ -86,11 +110,13 @@ async def test_times_no_consumer_can_store_or_implausible_for_a_live_till_are_re
     (folder / "year-one.xml").write_text(year_one_file)
     past = time.time() - 10
     os.utime(folder / "year-one.xml", (past, past))
-    await wait_for(folder / "rejected" / "year-one.xml.reason.txt")
-    reason = (folder / "rejected" / "year-one.xml.reason.txt").read_text()
-    assert "occurred_at" in reason and "out of range" in reason
+    record = await result_of(folder, "year-one.xml")
+    assert record["accepted"] == 0 and len(record["set_aside"]) == 5
+    assert all("occurred_at" in k["reason"] for k in record["set_aside"])
+    assert any("out of range" in k["reason"] for k in record["set_aside"])
     assert outbox_ids(edge.outbox) == {good["event_id"]}
-    assert edge.metric("tillstream_edge_events_rejected_total", 'reason="rule"') == 6
+    # Four JSON requests, then each of the ten transactions set aside by a rule.
+    assert edge.metric("tillstream_edge_events_rejected_total", 'reason="rule"') == 14
 
 
 def test_the_backfill_import_still_takes_old_poslog_files(tmp_path: Path) -> None:
@@ -135,19 +161,17 @@ async def test_inconsistent_totals_and_quantities_a_consumer_refuses_are_refused
         assert "cannot be negative" in problems(negative)["events[1].quantity"]
         nothing = await http.post("/v1/events", content=dumps(zero))
         assert nothing.status_code == 422 and "lines[1].quantity" in problems(nothing)
-        journal = await http.post("/v1/poslog", content=wrong_total.encode())
-        assert journal.status_code == 422, journal.text
-        assert "totals.net_amount" in journal.text and "transaction 4711" in journal.text
+        [journal] = set_aside(await http.post("/v1/poslog", content=wrong_total.encode()))
+        assert journal["sequence_number"] == "4711" and "totals.net_amount" in journal["reason"]
+        assert "99999" not in journal["reason"]
         no_quantity = sample.replace('"EA">1.0000</Quantity>', '"EA">0.0000</Quantity>')
         assert no_quantity != sample
-        weightless = await http.post("/v1/poslog", content=no_quantity.encode())
-        assert weightless.status_code == 422, weightless.text
-        assert "lines[0].quantity: must be positive" in weightless.text
+        [weightless] = set_aside(await http.post("/v1/poslog", content=no_quantity.encode()))
+        assert "lines[0].quantity must be positive" in weightless["reason"]
         assert outbox_ids(edge.outbox) == set()
     (folder / "wrong-total.xml").write_text(wrong_total)
     past = time.time() - 10
     os.utime(folder / "wrong-total.xml", (past, past))
-    await wait_for(folder / "rejected" / "wrong-total.xml.reason.txt")
-    reason = (folder / "rejected" / "wrong-total.xml.reason.txt").read_text()
-    assert "totals.net_amount" in reason
+    [kept] = (await result_of(folder, "wrong-total.xml"))["set_aside"]
+    assert "totals.net_amount" in kept["reason"]
     assert outbox_ids(edge.outbox) == set()

@@ -4,6 +4,7 @@ limit; the store's later events keep flowing (a real edge process and the real b
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -103,7 +104,11 @@ async def test_a_sale_kafka_could_never_take_is_refused_413_and_the_store_keeps_
         for event in later:
             assert (await http.post("/v1/events", content=dumps(event))).status_code == 202
         posted = await http.post("/v1/poslog", content=big_poslog(store, 9001))
-        assert_names_the_limit(posted, "transaction 9001")
+        assert posted.status_code == 202, posted.text  # set aside at the edge, with its reason
+        [kept] = posted.json()["set_aside"]
+        assert (kept["sequence_number"], kept["cause"]) == ("9001", "too_large")
+        assert f"at most {LIMIT} bytes per record" in kept["reason"]
+        assert "heirloom" not in posted.text
     seen = await read_store(consumer_factory, codec, store, 6)
     assert sorted(i for _, i in seen) == sorted([fits["event_id"], *(e["event_id"] for e in later)])
     assert edge.metric("tillstream_edge_events_rejected_total", 'reason="too_large"') == 3
@@ -118,13 +123,13 @@ async def test_drop_folder_and_import_refuse_an_oversize_transaction_with_its_re
     folder.mkdir()
     edge = edge_factory(store, args=["--poslog-dir", str(folder)])
     (folder / "big.xml").write_bytes(big_poslog(store, 9002))
-    reason = folder / "rejected" / "big.xml.reason.txt"
+    result = folder / "processed" / "big.xml.result.json"
     deadline = time.monotonic() + 30
-    while not reason.exists() and time.monotonic() < deadline:
+    while not result.exists() and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
-    assert (folder / "rejected" / "big.xml").exists()
-    assert "transaction 9002" in reason.read_text()
-    assert f"at most {LIMIT} bytes per record" in reason.read_text()
+    [kept] = json.loads(result.read_text())["set_aside"]
+    assert "transaction 9002" in kept["reason"] and kept["cause"] == "too_large"
+    assert f"at most {LIMIT} bytes per record" in kept["reason"]
     assert edge.metric("tillstream_edge_events_rejected_total", 'channel="dropfolder"') == 1
 
     archive = tmp_path / "archive.xml"
@@ -150,8 +155,10 @@ async def test_drop_folder_and_import_refuse_an_oversize_transaction_with_its_re
         text=True,
         timeout=120,
     )
-    assert done.returncode == 1
-    assert f"failed: {archive}: transaction 9003" in done.stderr
+    # A backfill sets the transaction aside too (the file is read: exit 0), saying so.
+    assert done.returncode == 0, done.stderr
+    assert "1 file(s) imported (0 events" in done.stdout and "1 set aside" in done.stdout
+    assert f"set aside: {archive}: transaction 9003" in done.stderr
     assert f"at most {LIMIT} bytes per record" in done.stderr
 
 
