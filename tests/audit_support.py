@@ -3,13 +3,26 @@ and declare at close, numbered by the till's own counter, with faults planted on
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from time import monotonic, sleep
 from typing import Any
 
+from tillstream.core.http import embedded_server
+from tillstream.core.settings import Settings
+from tillstream.dev.ports import free_port
 from tillstream.dev.samples import sample_payment, sample_sale
+from tillstream_consumers.audit import SalesAudit
+from tillstream_consumers.runtime import api_tokens
+from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.guard import Access
+from tillstream_consumers.runtime.signin import SignIn
+from tillstream_consumers.runtime.web import service_app
 
 OFFSET = 60
 """The stores' UTC offset (minutes): a store east of UTC, so its day is not the UTC day."""
@@ -271,3 +284,45 @@ class ChainDay:
             (s3, "late_event", f"T01 receipt {self.late}"),
             (s4, "silent_store", s4),
         }
+
+
+@contextlib.contextmanager
+def audit_service_http(db_url: str, settings: Settings | None = None) -> Iterator[str]:
+    """The audit service's HTTP app (probes, metrics, read API, the page and its door, as
+    ``tillstream consume audit`` serves them) over ``db_url``, on loopback, in a thread of its
+    own; yields its base URL. Without sign-in or tokens in ``settings`` it is what the service
+    is then: for the machine's own user."""
+    settings = settings or Settings()
+    databases: list[Database] = []
+
+    async def query(fn: Callable[[Database], Any]) -> Any:
+        if not databases:  # opened in the server's thread, as the service's database thread
+            databases.append(Database(db_url))
+        return fn(databases[0])
+
+    consumer = SalesAudit(settings)
+    signin = SignIn(settings) if settings.oidc_issuer else None
+    loopback_only = signin is None and settings.consumer_api_token is None
+    if loopback_only:
+        db = Database(db_url)
+        try:
+            loopback_only = api_tokens.active(db) == 0
+        finally:
+            db.close()
+    access = Access(settings, query, signin, loopback_only)
+    app = service_app(consumer.name, lambda: (True, 0), consumer.routes(query), None, access)
+    port = free_port()
+    server = embedded_server(app, "127.0.0.1", port)
+    thread = threading.Thread(target=server.run, name="audit-http", daemon=True)
+    thread.start()
+    deadline = monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and monotonic() < deadline, "the audit page did not start"
+        sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        for db in databases:
+            db.close()

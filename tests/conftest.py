@@ -247,3 +247,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'consumer.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real OpenID provider (Keycloak, tests/support/keycloak/) on loopback, once per
+    session: fetched from Maven Central and built into the cache on the first run."""
+    from tests.oidc_support import start
+
+    provider = start(cache_dir() / "oidc", tmp_path_factory.mktemp("oidc"))
+    try:
+        yield provider
+    finally:
+        provider.service.stop(30)

@@ -5,6 +5,7 @@ PostgreSQL through the real applier, and once through a real broker as a process
 
 from __future__ import annotations
 
+import getpass
 import json
 import random
 import uuid
@@ -18,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
-from starlette.applications import Starlette
 
 from tests.audit_support import DAY, ChainDay, Event, Found, StoreDay, clean_store_day, local
 from tests.consumer_support import ConsumerProcess, publish, wait_until
@@ -31,8 +31,11 @@ from tillstream_consumers.audit.flags import KINDS
 from tillstream_consumers.audit.loading import load_store_day
 from tillstream_consumers.audit.pacing import SHARE, Pacing
 from tillstream_consumers.audit.reading import HOLD_SECONDS
+from tillstream_consumers.runtime.access import ACK, READ, SIGN_IN, Principal
 from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.guard import Access
 from tillstream_consumers.runtime.testing import ConsumerHarness
+from tillstream_consumers.runtime.web import service_app
 
 SETTINGS = Settings()
 
@@ -160,6 +163,10 @@ def test_a_sale_after_its_till_settled_is_flagged(db_url: str) -> None:
     assert open_flags(harness.db) == {("A-1", "after_till_close", f"T01 receipt {number}")}
 
 
+ALICE = Principal("alice@example.org", SIGN_IN, "alice-sub", frozenset({READ, ACK}))
+BOB = Principal("bob@example.org", SIGN_IN, "bob-sub", frozenset({READ, ACK}))
+
+
 def test_acknowledgements_are_kept_and_balance_the_day(db_url: str) -> None:
     chain = ChainDay("K")
     harness = audited(db_url, chain.events())
@@ -167,20 +174,18 @@ def test_acknowledgements_are_kept_and_balance_the_day(db_url: str) -> None:
     detail = queries.store_day(harness.db, s3, DAY, _now(), SETTINGS)
     assert detail is not None and detail["status"] == "closed-unbalanced"
     for flag in detail["flags"]:
-        queries.acknowledge(harness.db, flag["flag_id"], "spoke to the cashier", "alice", _now())
+        queries.acknowledge(harness.db, flag["flag_id"], "spoke to the cashier", ALICE, _now())
     first = detail["flags"][0]["flag_id"]
-    queries.acknowledge(harness.db, first, "and again", "bob", _now())
+    queries.acknowledge(harness.db, first, "and again", BOB, _now())
     detail = queries.store_day(harness.db, s3, DAY, _now(), SETTINGS)
     assert detail is not None and detail["status"] == "closed-balanced"
     trail = next(f for f in detail["flags"] if f["flag_id"] == first)["acknowledgements"]
-    assert [(a["by"], a["note"]) for a in trail] == [
-        ("alice", "spoke to the cashier"),
-        ("bob", "and again"),
+    assert [(a["by"], a["by_kind"], a["note"]) for a in trail] == [
+        ("alice@example.org", "sign-in", "spoke to the cashier"),
+        ("bob@example.org", "sign-in", "and again"),
     ]
     with pytest.raises(queries.UnknownFlag):
-        queries.acknowledge(harness.db, "nope", "x", "alice", _now())
-    with pytest.raises(ValueError, match="note"):
-        queries.acknowledge(harness.db, first, " ", "alice", _now())
+        queries.acknowledge(harness.db, "nope", "x", ALICE, _now())
     # New events re-audit the day; acknowledgements stay with their flags.
     harness.apply_events(*chain.missing)
     again = queries.store_day(harness.db, s3, DAY, _now(), SETTINGS)
@@ -210,13 +215,18 @@ def test_the_cli_lists_details_and_acknowledges(tmp_path: Path) -> None:
         ).output
     )
     flag = next(f["flag_id"] for f in detail["flags"] if f["kind"] == "over_short")
-    acked = runner.invoke(
-        main, ["audit", "ack", flag, "--note", "counted again", "--by", "carol", "--db", url]
-    )
+    acked = runner.invoke(main, ["audit", "ack", flag, "--note", "counted again", "--db", url])
     assert acked.exit_code == 0, acked.output
-    assert flag in acked.output
+    # Recorded as this machine's user: never a name typed on the command line.
+    assert flag in acked.output and f"by {getpass.getuser()} (local)" in acked.output
+    typed = runner.invoke(main, ["audit", "ack", flag, "--note", "x", "--by", "carol", "--db", url])
+    assert typed.exit_code == 2 and "No such option '--by'" in typed.output
+    card = runner.invoke(
+        main, ["audit", "ack", flag, "--note", "card 4111 1111 1111 1111", "--db", url]
+    )
+    assert card.exit_code == 2 and "card number" in card.output and "4111" not in card.output
     unknown = runner.invoke(main, ["audit", "ack", "nope", "--note", "x", "--db", url])
-    assert unknown.exit_code != 0 and "no flag 'nope'" in unknown.output
+    assert unknown.exit_code != 0 and "no flag nope" in unknown.output
 
 
 @asynccontextmanager
@@ -227,9 +237,14 @@ async def audit_api(harness: ConsumerHarness) -> AsyncIterator[httpx.AsyncClient
     async def query(fn: Callable[[Database], Any]) -> Any:
         return fn(harness.db)
 
-    app = Starlette(routes=SalesAudit(SETTINGS).routes(query))
+    # As the service serves itself with neither sign-in nor tokens: on loopback, to the
+    # machine's own user (tests/test_audit_security.py: signed in, with tokens).
+    access = Access(SETTINGS, query, None, loopback_only=True)
+    app = service_app(
+        "sales-audit", lambda: (True, 0), SalesAudit(SETTINGS).routes(query), None, access
+    )
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://audit") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         yield client
 
 
@@ -247,16 +262,16 @@ async def test_the_read_api_lists_details_and_acknowledges(tmp_path: Path) -> No
         kinds = sorted(f["kind"] for f in detail["flags"] if f["open"])
         assert kinds == ["duplicate_number", "receipt_gap"]
         flag = detail["flags"][0]["flag_id"]
-        acked = await client.post(
-            f"/v1/audit/flags/{flag}/ack", json={"note": "till restarted", "by": "dave"}
-        )
-        assert acked.status_code == 201 and acked.json()["by"] == "dave"
+        acked = await client.post(f"/v1/audit/flags/{flag}/ack", json={"note": "till restarted"})
+        assert acked.status_code == 201
+        assert (acked.json()["by"], acked.json()["by_kind"]) == ("local user", "local")
         assert (
-            await client.post("/v1/audit/flags/nope/ack", json={"note": "x", "by": "d"})
+            await client.post("/v1/audit/flags/nope/ack", json={"note": "x"})
         ).status_code == 404
-        assert (
-            await client.post(f"/v1/audit/flags/{flag}/ack", json={"by": "d"})
-        ).status_code == 400
+        typed = await client.post(f"/v1/audit/flags/{flag}/ack", json={"note": "x", "by": "d"})
+        assert typed.status_code == 422 and typed.json()["problems"][0]["field"] == "by"
+        empty = await client.post(f"/v1/audit/flags/{flag}/ack", json={"note": " "})
+        assert empty.status_code == 422
         assert (await client.get(f"/v1/audit/days/{s2}/2026-13-01")).status_code == 400
         assert (await client.get(f"/v1/audit/days/{s2}/2020-01-01")).status_code == 404
 
@@ -597,21 +612,21 @@ async def test_the_auditors_page_shows_the_chain_and_takes_an_acknowledgement(
         late = next(f for f in flags if f["kind"] == "late_event")
         (event,) = late["events"]
         assert f'href="#event-{event}"' in detail.text and f'id="event-{event}"' in detail.text
-        form = {"flag": late["flag_id"], "note": "sold after close <ok>", "by": "erin"}
+        form = {"flag": late["flag_id"], "note": "sold after close <ok>"}
         foreign = await client.post(
             f"/audit/{s3}/{DAY.isoformat()}/ack", data=form, headers={"Origin": "http://evil"}
         )
         assert foreign.status_code == 403
         posted = await client.post(
-            f"/audit/{s3}/{DAY.isoformat()}/ack", data=form, headers={"Origin": "http://audit"}
+            f"/audit/{s3}/{DAY.isoformat()}/ack", data=form, headers={"Origin": "http://localhost"}
         )
         assert posted.status_code == 303
         assert posted.headers["location"] == f"/audit/{s3}/{DAY.isoformat()}#flag-{late['flag_id']}"
         after = await client.get(f"/audit/{s3}/{DAY.isoformat()}")
-        assert "acknowledged by erin" in after.text
+        assert "acknowledged by local user (local)" in after.text
         assert "sold after close &lt;ok&gt;" in after.text  # escaped
         empty = await client.post(f"/audit/{s3}/{DAY.isoformat()}/ack", data={**form, "note": ""})
-        assert empty.status_code == 400 and "needs a note" in empty.text
+        assert empty.status_code == 400 and "note: required" in empty.text
         assert (await client.get(f"/audit/{s3}/2020-01-01")).status_code == 404
 
 
@@ -636,12 +651,12 @@ def test_the_gauges_count_open_flags_until_acknowledged(db_url: str) -> None:
     assert unbalanced(s3) == 1  # closed, with flags nobody acknowledged
     s3_flags = queries.flags(harness.db, s3, DAY.isoformat(), include_resolved=False)
     flag = next(f for f in s3_flags if f["kind"] == "over_short")
-    queries.acknowledge(harness.db, flag["flag_id"], "deducted", "frank", _now())
+    queries.acknowledge(harness.db, flag["flag_id"], "deducted", ALICE, _now())
     service.refresh(harness.db)
     assert value("over_short") == 0 and value("till_not_closed") == 1
     assert unbalanced(s3) == 1
     for f in s3_flags:
-        queries.acknowledge(harness.db, f["flag_id"], "seen", "frank", _now())
+        queries.acknowledge(harness.db, f["flag_id"], "seen", ALICE, _now())
     service.refresh(harness.db)  # DAY is months ago: s3 has nothing open, its series go
     assert value("till_not_closed") is None and unbalanced(s3) is None
     assert (

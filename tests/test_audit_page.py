@@ -8,11 +8,8 @@ reads it all on a tablet.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +19,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
-from tests.audit_support import DAY, ChainDay
+from tests.audit_support import DAY, ChainDay, audit_service_http
 from tests.browser_support import (
     TABLET,
     chromium,
@@ -32,48 +29,13 @@ from tests.browser_support import (
     scrolls_sideways,
     viewport,
 )
-from tillstream.core.http import embedded_server
 from tillstream.core.settings import Settings
-from tillstream.dev.ports import free_port
 from tillstream_consumers.audit import SalesAudit
-from tillstream_consumers.runtime.db import Database
 from tillstream_consumers.runtime.testing import ConsumerHarness
-from tillstream_consumers.runtime.web import service_app
 
 SETTINGS = Settings()
 SCREENSHOT = "audit-store-day.png"
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-
-
-@contextlib.contextmanager
-def audit_service_http(db_url: str) -> Iterator[str]:
-    """The audit service's HTTP app (probes, metrics, read API and the page, as
-    ``tillstream consume audit --listen`` serves them) over ``db_url``, on loopback, in a
-    thread of its own; yields its base URL."""
-    databases: list[Database] = []
-
-    async def query(fn: Callable[[Database], Any]) -> Any:
-        if not databases:  # opened in the server's thread, as the service's database thread
-            databases.append(Database(db_url))
-        return fn(databases[0])
-
-    consumer = SalesAudit(SETTINGS)
-    app = service_app(consumer.name, lambda: (True, 0), consumer.routes(query), None)
-    port = free_port()
-    server = embedded_server(app, "127.0.0.1", port)
-    thread = threading.Thread(target=server.run, name="audit-http", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the audit page did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        for db in databases:
-            db.close()
 
 
 @pytest.fixture(scope="module")
@@ -108,12 +70,13 @@ def store_day_url(base: str, store: str) -> str:
     return f"{base}/audit/{store}/{DAY.isoformat()}"
 
 
-def acknowledge(driver: webdriver.Chrome, flag_id: str, note: str, by: str) -> None:
-    """Type a note and a name into a flag's form, submit, and wait for the page it returns to."""
+def acknowledge(driver: webdriver.Chrome, flag_id: str, note: str) -> None:
+    """Type a note into a flag's form, submit, and wait for the page it returns to (who
+    acknowledges is who is signed in: no name is typed)."""
     row = driver.find_element(By.ID, f"flag-{flag_id}")
     form = row.find_element(By.CSS_SELECTOR, "form.ack")
+    assert form.find_elements(By.NAME, "by") == []
     form.find_element(By.NAME, "note").send_keys(note)
-    form.find_element(By.NAME, "by").send_keys(by)
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     WebDriverWait(driver, 30).until(expected_conditions.staleness_of(row))
     WebDriverWait(driver, 30).until(
@@ -211,11 +174,11 @@ def test_an_acknowledgement_made_on_the_page_is_kept_and_balances_the_day(
     gap_id = gap.get_attribute("id").removeprefix("flag-")
     duplicate_id = duplicate.get_attribute("id").removeprefix("flag-")
 
-    acknowledge(driver, gap_id, "receipt voided on paper, see <store log>", "erin")
+    acknowledge(driver, gap_id, "receipt voided on paper, see <store log>")
     assert driver.current_url.endswith(f"#flag-{gap_id}")
     row = driver.find_element(By.ID, f"flag-{gap_id}")
     assert row.find_element(By.CLASS_NAME, "state").text == "open, acknowledged"
-    assert "acknowledged by erin" in row.text
+    assert "acknowledged by local user (local)" in row.text
     assert "receipt voided on paper, see <store log>" in row.text  # shown as typed, escaped
     assert not row.find_element(By.CSS_SELECTOR, "form.ack").is_displayed()  # folded away
     assert "not acknowledged" in flag_rows(driver)["duplicate_number"].text
@@ -224,24 +187,23 @@ def test_an_acknowledgement_made_on_the_page_is_kept_and_balances_the_day(
     assert {r["Store"]: r for r in rows(driver, "store-days")}[s2]["Not acknowledged"] == "1"
 
     driver.get(store_day_url(page, s2))
-    acknowledge(driver, duplicate_id, "same sale rung twice, refunded", "erin")
+    acknowledge(driver, duplicate_id, "same sale rung twice, refunded")
     assert driver.find_element(By.ID, "status").text == "closed-balanced"
     driver.get(page + "/")
     row_of_s2 = {r["Store"]: r for r in rows(driver, "store-days")}[s2]
     assert row_of_s2["Status"] == "closed-balanced" and row_of_s2["Not acknowledged"] == "0"
 
-    # A name of blanks passes the form's own check; the service refuses it, on the page.
+    # A note of blanks passes the form's own check; the service refuses it, on the page.
     silent = chain.stores[3]
     driver.get(store_day_url(page, silent))
     row = flag_rows(driver)["silent_store"]
     form = row.find_element(By.CSS_SELECTOR, "form.ack")
-    form.find_element(By.NAME, "note").send_keys("store closed for stocktaking")
-    form.find_element(By.NAME, "by").send_keys("   ")
+    form.find_element(By.NAME, "note").send_keys("   ")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     error = WebDriverWait(driver, 30).until(
         expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "p.error"))
     )
-    assert "needs the auditor's name" in error.text
+    assert "note: required" in error.text
     assert "not acknowledged" in flag_rows(driver)["silent_store"].text
 
     # A flag can be acknowledged again; an empty note is refused by the form itself.
@@ -250,7 +212,6 @@ def test_an_acknowledgement_made_on_the_page_is_kept_and_balances_the_day(
     row.find_element(By.TAG_NAME, "summary").click()
     form = row.find_element(By.CSS_SELECTOR, "form.ack")
     assert form.is_displayed()
-    form.find_element(By.NAME, "by").send_keys("erin")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     assert driver.current_url == store_day_url(page, s2)
     note = form.find_element(By.NAME, "note")
@@ -275,7 +236,6 @@ def test_the_pages_read_on_a_tablet_without_scrolling_sideways(
             driver,
             late.get_attribute("id").removeprefix("flag-"),
             "sold after close to a customer waiting at the door",
-            "erin",
         )
         assert not scrolls_sideways(driver)
         for main in ("flags", "balances", "events"):

@@ -1,12 +1,15 @@
-"""``tillstream audit``: the sales audit's store-days for auditors and scripts, and
-``tillstream audit ack``: an auditor's acknowledgement of a flag (see ``docs/audit.md``)."""
+"""``tillstream audit``: the sales audit's store-days for auditors and scripts;
+``tillstream audit ack``: an acknowledgement of a flag; ``tillstream audit token``: the named
+API tokens of scripts (see ``docs/audit.md``)."""
 
 from __future__ import annotations
 
 import getpass
 import json
+import socket
+from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -15,8 +18,15 @@ from rich.table import Table
 from tillstream.cli.common import settings
 from tillstream.cli.service_read import API_OPTION, ServiceAPI, open_database, read
 from tillstream_consumers.audit import queries
+from tillstream_consumers.audit.acknowledging import NoteError, note_of
 from tillstream_consumers.audit.tables import COMPONENT, MIGRATIONS
-from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime import api_tokens
+from tillstream_consumers.runtime.access import LOCAL, PERMISSIONS, Principal
+from tillstream_consumers.runtime.db import Database, redact_url
+from tillstream_consumers.runtime.state import COMPONENT as RUNTIME
+from tillstream_consumers.runtime.state import migrations as runtime_migrations
+
+T = TypeVar("T")
 
 _DB_OPTION = click.option(
     "--db",
@@ -198,24 +208,92 @@ def _print_post_voids(console: Console, d: dict[str, Any]) -> None:
 @audit.command("ack")
 @click.argument("flag")
 @click.option("--note", required=True, help="What the auditor found or did.")
-@click.option("--by", metavar="NAME", help="Who acknowledges. [default: the login name]")
 @_DB_OPTION
-def ack(flag: str, note: str, by: str | None, db_url: str | None) -> None:
+def ack(flag: str, note: str, db_url: str | None) -> None:
     """Acknowledge FLAG (its id, from `tillstream audit --store S --day D`) with a note.
 
-    Acknowledgements are kept with the flag as an audit trail; a store-day closes balanced
-    once every open flag is acknowledged.
+    Written to the audit's database directly, by whoever may open it: recorded as this
+    machine's user (the page records the signed-in auditor, the API the token). Kept with
+    the flag as an audit trail; a store-day whose flags are all acknowledged is reviewed.
     """
+    try:
+        checked = note_of({"note": note})
+    except NoteError as exc:
+        raise click.BadParameter(str(exc), param_hint="--note") from None
     cfg = settings(db_url=db_url)
     db = open_database(cfg.db_url)
     try:
         db.migrate(COMPONENT, list(MIGRATIONS))
-        done = queries.acknowledge(db, flag, note, by or getpass.getuser(), datetime.now(UTC))
-    except (queries.UnknownFlag, ValueError) as exc:
-        raise click.ClickException(str(exc.args[0] if exc.args else exc)) from None
+        done = queries.acknowledge(db, flag, checked, _this_user(), datetime.now(UTC))
+    except queries.UnknownFlag:
+        raise click.ClickException(f"no flag {flag} in {redact_url(cfg.db_url)}") from None
     finally:
         db.close()
-    click.echo(f"acknowledged {flag} by {done['by']} at {done['at']}")
+    click.echo(f"acknowledged {flag} by {done['by']} ({done['by_kind']}) at {done['at']}")
+
+
+def _this_user() -> Principal:
+    """Who runs the command, as the operating system knows them (never a typed name)."""
+    user = getpass.getuser()
+    return Principal(user, LOCAL, f"{user}@{socket.gethostname()}", frozenset(PERMISSIONS))
+
+
+@audit.group("token")
+def token() -> None:
+    """Named API tokens of the audit's read API and acknowledgements, for scripts."""
+
+
+@token.command("create")
+@click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    default="read",
+    show_default=True,
+    help="What it may do, comma-separated: read, ack, reopen.",
+)
+@_DB_OPTION
+def token_create(name: str, scopes: str, db_url: str | None) -> None:
+    """Make token NAME and print it, once: only its hash is kept."""
+    wanted = [s.strip() for s in scopes.split(",") if s.strip()]
+    made = _on_tokens(db_url, lambda db: api_tokens.create(db, name, wanted, datetime.now(UTC)))
+    click.echo(made)
+    click.echo(
+        f"token {name} ({', '.join(wanted)}): shown once; send it as 'Authorization: Bearer "
+        "<token>'. A running audit service accepts it at once.",
+        err=True,
+    )
+
+
+@token.command("list")
+@_DB_OPTION
+def token_list(db_url: str | None) -> None:
+    """Every token: name, scopes, made, revoked (never the token itself)."""
+    for t in _on_tokens(db_url, api_tokens.listed):
+        revoked = f"revoked {t.revoked_at}" if t.revoked_at else "active"
+        click.echo(f"{t.name}  {','.join(t.scopes)}  made {t.created_at}  {revoked}")
+
+
+@token.command("revoke")
+@click.argument("name")
+@_DB_OPTION
+def token_revoke(name: str, db_url: str | None) -> None:
+    """Revoke token NAME: refused from now on (its trail stays)."""
+    _on_tokens(db_url, lambda db: api_tokens.revoke(db, name, datetime.now(UTC)))
+    click.echo(f"token {name} revoked")
+
+
+def _on_tokens(db_url: str | None, fn: Callable[[Database], T]) -> T:
+    cfg = settings(db_url=db_url)
+    db = open_database(cfg.db_url)
+    try:
+        db.migrate(RUNTIME, runtime_migrations(db))
+        with db.transaction():
+            return fn(db)
+    except api_tokens.TokenError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        db.close()
 
 
 COMMANDS = [audit]

@@ -129,7 +129,11 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "edge_max_event_age", "edge_max_future", "edge_masterdata_rebuild_after", mode="before"
+        "edge_max_event_age",
+        "edge_max_future",
+        "edge_masterdata_rebuild_after",
+        "session_max_age",
+        mode="before",
     )
     @classmethod
     def _seconds(cls, value: Any) -> Any:
@@ -165,6 +169,49 @@ class Settings(BaseSettings):
         None,
         description="Bearer token a consumer's read APIs require; unset: open (health and "
         "metrics are always open).",
+    )
+
+    # Sign-in to head-office pages (the auditor's page): OpenID Connect, the chain's single
+    # sign-on (docs/audit.md, "Sign-in, roles and tokens").
+    oidc_issuer: str | None = Field(
+        None,
+        description="The OpenID provider's issuer URL (its /.well-known/openid-configuration "
+        "is read); unset: no sign-in.",
+    )
+    oidc_client_id: str | None = Field(None, description="This service's client id there.")
+    oidc_client_secret: SecretStr | None = Field(None, description="Its client secret.")
+    oidc_roles_claim: str = Field(
+        "roles",
+        description="The ID token or userinfo claim holding the user's roles (a dotted path "
+        "reaches into objects: realm_access.roles).",
+    )
+    oidc_viewer_role: str = Field("viewer", description="The provider's role that may read.")
+    oidc_auditor_role: str = Field(
+        "auditor", description="The provider's role that may also acknowledge flags."
+    )
+    oidc_lead_role: str = Field(
+        "lead", description="The provider's role that may also reopen acknowledgements."
+    )
+    session_secret: SecretStr | None = Field(
+        None, description="Key of the signed session cookie (required with sign-in)."
+    )
+    session_max_age: timedelta = Field(
+        timedelta(hours=8), description="Seconds a signed-in session lasts (default 8 hours)."
+    )
+    public_url: str | None = Field(
+        None,
+        description="How browsers reach the service (https://audit.example.com), behind a "
+        "proxy: the sign-in's return address, and an allowed host.",
+    )
+    allowed_hosts: str | None = Field(
+        None,
+        description="Host names the service answers to (comma-separated); unset: loopback "
+        "names, the listen host and the public URL's host.",
+    )
+    insecure_dev: bool = Field(
+        False,
+        description="Serve acknowledgements on every interface with neither sign-in nor API "
+        "tokens (development only).",
     )
 
     @field_validator("consumer_api_token", mode="before")
@@ -300,6 +347,29 @@ class Settings(BaseSettings):
         if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
             raise ValueError(
                 f"{ENV_PREFIX}KAFKA_SSL_CERTFILE and {ENV_PREFIX}KAFKA_SSL_KEYFILE go together"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_sign_in(self) -> Settings:
+        if self.oidc_issuer is None:
+            return self
+        missing = [
+            f"{ENV_PREFIX}{name}"
+            for name, value in (
+                ("OIDC_CLIENT_ID", self.oidc_client_id),
+                ("OIDC_CLIENT_SECRET", self.oidc_client_secret),
+                ("SESSION_SECRET", self.session_secret),
+            )
+            if not value
+        ]
+        if missing:
+            raise ValueError(f"{ENV_PREFIX}OIDC_ISSUER needs {', '.join(missing)}")
+        secret = self.session_secret
+        if secret is not None and len(secret.get_secret_value()) < 32:
+            raise ValueError(
+                f"{ENV_PREFIX}SESSION_SECRET must be at least 32 characters "
+                "(e.g. openssl rand -hex 32)"
             )
         return self
 

@@ -1,11 +1,22 @@
-"""What the sales audit raises: the kinds of flag, and a flag's stable identity."""
+"""What the sales audit raises: the kinds of flag, and a flag's stable identity.
+
+A flag's id is stable (the same fault found again, after a restart, a rebuild, in another
+arrival order, is the same flag) but cannot be worked out from the outside: it is an HMAC of
+the store, day, kind and subject under a key the audit's database makes once and keeps
+(``flag_ids``), so a page on another site cannot name a flag to acknowledge.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import secrets
+import weakref
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+
+from tillstream_consumers.runtime.db import Database
 
 RECEIPT_GAP = "receipt_gap"
 DUPLICATE_NUMBER = "duplicate_number"
@@ -57,11 +68,41 @@ class Flag:
     events: tuple[str, ...] = ()
     """Event ids behind the flag."""
 
-    def flag_id(self, store_id: str, day: date) -> str:
-        return flag_id(store_id, day, self.kind, self.subject)
+
+def flag_id(key: bytes, store_id: str, day: date, kind: str, subject: str) -> str:
+    """24 hex digits: the HMAC-SHA256 of the store, day, kind and subject under ``key``."""
+    what = "\x1f".join((store_id, day.isoformat(), kind, subject))
+    return hmac.new(key, what.encode(), hashlib.sha256).hexdigest()[:24]
 
 
-def flag_id(store_id: str, day: date, kind: str, subject: str) -> str:
-    """12 hex digits from the store, day, kind and subject."""
-    key = "\x1f".join((store_id, day.isoformat(), kind, subject))
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
+_KEYS: weakref.WeakKeyDictionary[Database, bytes] = weakref.WeakKeyDictionary()
+
+
+def flag_key(db: Database) -> bytes:
+    """The database's key of flag ids, made on first use (once per database, kept for ever:
+    a new key would give every flag a new id and orphan its acknowledgements)."""
+    if db not in _KEYS:
+        db.execute(
+            "INSERT INTO audit_keys (name, secret) VALUES ('flag_ids', ?) ON CONFLICT (name) "
+            "DO NOTHING",
+            (secrets.token_hex(32),),
+        )
+        row = db.fetchone("SELECT secret FROM audit_keys WHERE name = 'flag_ids'")
+        assert row is not None
+        _KEYS[db] = bytes.fromhex(str(row[0]))
+    return _KEYS[db]
+
+
+def rekey_flags(db: Database) -> int:
+    """Give flags made before the key (12-digit ids of a plain hash) their keyed ids, and
+    their acknowledgements with them; returns how many. Run once at start, in a transaction."""
+    key = flag_key(db)
+    rows = db.fetchall(
+        "SELECT flag_id, store_id, business_day, kind, subject FROM audit_flags "
+        "WHERE length(flag_id) = 12"
+    )
+    for old, store, day, kind, subject in rows:
+        new = flag_id(key, str(store), date.fromisoformat(str(day)), str(kind), str(subject))
+        db.execute("UPDATE audit_flags SET flag_id = ? WHERE flag_id = ?", (new, old))
+        db.execute("UPDATE audit_acks SET flag_id = ? WHERE flag_id = ?", (new, old))
+    return len(rows)

@@ -41,7 +41,8 @@ STORE_DAYS = Gauge(
 )
 
 _UNACKNOWLEDGED = (
-    "f.is_open = 1 AND NOT EXISTS (SELECT 1 FROM audit_acks a WHERE a.flag_id = f.flag_id)"
+    "f.is_open = 1 AND NOT EXISTS (SELECT 1 FROM audit_acks a WHERE a.flag_id = f.flag_id "
+    "AND a.reopened_at IS NULL)"
 )
 
 _stores: set[str] = set()

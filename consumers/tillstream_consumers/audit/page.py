@@ -1,14 +1,18 @@
 """The auditor's page, served by the audit service at ``/`` of its listener: the store-days
 of a day across the chain, and one store-day in detail with its flags, the events behind
-them, tills and over/short, where an auditor acknowledges a flag. Plain server-side HTML
-(Jinja2, autoescaped), no script, readable on a tablet."""
+them, tills and over/short, where an auditor acknowledges a flag (and a lead reopens one).
+Plain server-side HTML (Jinja2, autoescaped), no script, its style sheet its own
+(``/static/audit.css``, so the Content-Security-Policy allows no inline style), readable on a
+tablet; behind the service's door (``runtime/guard.py``: sign-in, roles, CSRF)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, date, datetime
+from importlib.resources import files
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
@@ -17,8 +21,12 @@ from starlette.routing import BaseRoute, Route
 
 from tillstream.core.settings import Settings
 from tillstream_consumers.audit import queries
+from tillstream_consumers.audit.acknowledging import MAX_BODY, NoteError, note_of
+from tillstream_consumers.runtime.access import ACK, READ, REOPEN, Principal
 from tillstream_consumers.runtime.api import Query
 from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.guard import principal_of, refused, refused_change
+from tillstream_consumers.runtime.signin import CSRF, csrf_token
 
 _TEMPLATES = Environment(
     loader=PackageLoader("tillstream_consumers.audit", "templates"),
@@ -26,14 +34,16 @@ _TEMPLATES = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-MAX_NOTE = 2000
+_CSS = (files("tillstream_consumers.audit") / "templates" / "audit.css").read_bytes()
 
 
 def page_routes(query: Query, settings: Settings) -> list[BaseRoute]:
     async def chain_day(request: Request) -> Response:
+        if denied := refused(request, READ):
+            return denied
         wanted = request.query_params.get("day") or None
         if wanted is not None and _day(wanted) is None:
-            return _render("chain_day.html", 400, day=None, days=[], counts={})
+            return _render(request, "chain_day.html", 400, day=None, days=[], counts={})
 
         def read(db: Database) -> tuple[str | None, list[dict[str, Any]]]:
             day = wanted or queries.latest_day(db)
@@ -41,13 +51,15 @@ def page_routes(query: Query, settings: Settings) -> list[BaseRoute]:
 
         day, days = await query(read)
         counts = Counter(d["status"] for d in days)
-        return _render("chain_day.html", 200, day=day, days=days, counts=counts)
+        return _render(request, "chain_day.html", 200, day=day, days=days, counts=counts)
 
     async def store_day(request: Request, error: str | None = None, status: int = 200) -> Response:
+        if denied := refused(request, READ):
+            return denied
         store = request.path_params["store"]
         day = _day(request.path_params["day"])
         if day is None:
-            return HTMLResponse("not a business day (YYYY-MM-DD)", status_code=400)
+            return _render(request, "not_found.html", 400, what="not a business day (YYYY-MM-DD)")
         now = datetime.now(UTC)
 
         def read(db: Database) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -58,9 +70,12 @@ def page_routes(query: Query, settings: Settings) -> list[BaseRoute]:
             return found, queries.events(db, ids)
 
         found, behind = await query(read)
-        if found is None:
-            return HTMLResponse(f"no audit of store {store} on {day}", status_code=404)
+        if found is None:  # the store comes from the address: escaped by the template
+            return _render(
+                request, "not_found.html", 404, what=f"no audit of store {store} on {day}"
+            )
         return _render(
+            request,
             "store_day.html",
             status,
             d=found,
@@ -71,26 +86,63 @@ def page_routes(query: Query, settings: Settings) -> list[BaseRoute]:
         )
 
     async def acknowledge(request: Request) -> Response:
-        if not _same_origin(request):
-            return HTMLResponse("acknowledgements come from this page only", status_code=403)
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        flag = (form.get("flag") or [""])[0]
-        note = (form.get("note") or [""])[0][:MAX_NOTE]
-        by = (form.get("by") or [""])[0][:200]
+        return await _change(request, ACK, queries.acknowledge)
+
+    async def reopen(request: Request) -> Response:
+        return await _change(request, REOPEN, queries.reopen)
+
+    async def _change(
+        request: Request,
+        permission: str,
+        write: Callable[[Database, str, str, Principal, datetime], object],
+    ) -> Response:
+        """A form's acknowledgement or reopening: allowed, from this site, sized, its note
+        by the one rule (``acknowledging.py``)."""
+        if denied := refused(request, permission):
+            return denied
+        form = await _bounded_form(request)
+        if form is None:
+            return HTMLResponse(f"The form must be at most {MAX_BODY} bytes.", status_code=413)
+        if denied := refused_change(request, form.pop(CSRF, None)):
+            return denied
+        flag = form.pop("flag", "")
+        try:
+            note = note_of(form)
+        except NoteError as exc:
+            return await store_day(request, error=str(exc), status=400)
+        principal = principal_of(request)
+        assert principal is not None  # refused() let it through
         now = datetime.now(UTC)
         try:
-            await query(lambda db: queries.acknowledge(db, flag, note, by, now))
-        except (queries.UnknownFlag, ValueError) as exc:
-            return await store_day(request, error=str(exc.args[0]), status=400)
+            await query(lambda db: write(db, flag, note, principal, now))
+        except queries.UnknownFlag:
+            return await store_day(request, error="No such flag.", status=400)
         store, day = request.path_params["store"], request.path_params["day"]
-        target = f"/audit/{quote(store, safe='')}/{day}#flag-{flag}"
+        target = f"/audit/{quote(store, safe='')}/{day}#flag-{quote(flag, safe='')}"
         return RedirectResponse(target, status_code=303)
+
+    async def stylesheet(_: Request) -> Response:
+        return Response(_CSS, media_type="text/css", headers={"Cache-Control": "max-age=3600"})
 
     return [
         Route("/", chain_day, methods=["GET"]),
+        Route("/static/audit.css", stylesheet, methods=["GET"]),
         Route("/audit/{store}/{day}", store_day, methods=["GET"]),
         Route("/audit/{store}/{day}/ack", acknowledge, methods=["POST"]),
+        Route("/audit/{store}/{day}/reopen", reopen, methods=["POST"]),
     ]
+
+
+async def _bounded_form(request: Request) -> dict[str, str] | None:
+    """The urlencoded form's fields (the first value of each), or None over the size limit."""
+    size, chunks = 0, []
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    fields = parse_qs(b"".join(chunks).decode("utf-8", "replace"), keep_blank_values=True)
+    return {name: values[0] for name, values in fields.items()}
 
 
 def _clock(local: str | None, day: str) -> str:
@@ -125,18 +177,17 @@ _TEMPLATES.filters["clock"] = _clock
 _TEMPLATES.filters["utc"] = _utc
 
 
-def _render(template: str, status: int, **context: Any) -> HTMLResponse:
-    html = _TEMPLATES.get_template(template).render(**context)
+def _render(request: Request, template: str, status: int, **context: Any) -> HTMLResponse:
+    """A page, with who is signed in and what they may do, and the session's CSRF token."""
+    principal = principal_of(request)
+    html = _TEMPLATES.get_template(template).render(
+        me=principal,
+        may=principal.permissions if principal is not None else frozenset(),
+        csrf=csrf_token(request),
+        signs_in=bool(getattr(request.app.state, "signs_in", False)),
+        **context,
+    )
     return HTMLResponse(html, status_code=status)
-
-
-def _same_origin(request: Request) -> bool:
-    """A form post from this page (a browser sends Origin with every POST); refuses another
-    site's page posting into an auditor's session."""
-    origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        return origin is None
-    return urlsplit(origin).netloc == request.headers.get("host", request.url.netloc)
 
 
 def _day(text: str) -> date | None:

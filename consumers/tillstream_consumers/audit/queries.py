@@ -25,6 +25,7 @@ from tillstream_consumers.audit.facts import local_iso, money, parse_ts, ts
 from tillstream_consumers.audit.flags import KINDS
 from tillstream_consumers.audit.loading import load_store_day
 from tillstream_consumers.audit.voids import post_void_view
+from tillstream_consumers.runtime.access import Principal
 from tillstream_consumers.runtime.db import Database
 
 STATUSES = ("silent", "open", "closing", "closed-balanced", "closed-unbalanced")
@@ -96,7 +97,8 @@ def store_days(
     flag_where = " AND ".join(["f.is_open = 1", *(w.replace("d.", "f.") for w in where)])
     for store_id, business_day, kind, n, acked in db.fetchall(
         "SELECT f.store_id, f.business_day, f.kind, COUNT(*), "
-        "SUM(CASE WHEN EXISTS (SELECT 1 FROM audit_acks a WHERE a.flag_id = f.flag_id) "
+        "SUM(CASE WHEN EXISTS (SELECT 1 FROM audit_acks a WHERE a.flag_id = f.flag_id "
+        "AND a.reopened_at IS NULL) "
         f"THEN 1 ELSE 0 END) FROM audit_flags f WHERE {flag_where} "
         "GROUP BY f.store_id, f.business_day, f.kind",
         params,
@@ -133,14 +135,25 @@ def flags(
     db: Database, store: str, day: str, *, include_resolved: bool = True
 ) -> list[dict[str, Any]]:
     """The store-day's flags (open first), each with its acknowledgements."""
-    acks: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for fid, note, by, at in db.fetchall(
-        "SELECT a.flag_id, a.note, a.acked_by, a.acked_at FROM audit_acks a "
+    acks: dict[str, list[dict[str, str | None]]] = defaultdict(list)
+    for fid, note, by, kind, at, reopened_at, reopened_by, reopen_note in db.fetchall(
+        "SELECT a.flag_id, a.note, a.acked_by, a.acked_by_kind, a.acked_at, a.reopened_at, "
+        "a.reopened_by, a.reopen_note FROM audit_acks a "
         "JOIN audit_flags f ON f.flag_id = a.flag_id "
         "WHERE f.store_id = ? AND f.business_day = ? ORDER BY a.acked_at, a.ack_id",
         (store, day),
     ):
-        acks[str(fid)].append({"note": note, "by": by, "at": at})
+        acks[str(fid)].append(
+            {
+                "note": note,
+                "by": by,
+                "by_kind": kind or "typed",  # before sign-in: a name typed into the form
+                "at": at,
+                "reopened_at": reopened_at,
+                "reopened_by": reopened_by,
+                "reopen_note": reopen_note,
+            }
+        )
     order = {kind: i for i, kind in enumerate(KINDS)}
     out = []
     for row in db.fetchall(
@@ -215,22 +228,45 @@ def store_day(
     }
 
 
-def acknowledge(db: Database, flag: str, note: str, by: str, now: datetime) -> dict[str, str]:
-    """Record an auditor's acknowledgement of ``flag`` (kept with every earlier one)."""
-    if not note.strip():
-        raise ValueError("an acknowledgement needs a note")
-    if not by.strip():
-        raise ValueError("an acknowledgement needs the auditor's name")
+def acknowledge(db: Database, flag: str, note: str, by: Principal, now: datetime) -> dict[str, str]:
+    """Record ``by``'s acknowledgement of ``flag`` (kept with every earlier one)."""
     with db.transaction():
-        if db.fetchone("SELECT 1 FROM audit_flags WHERE flag_id = ?", (flag,)) is None:
-            raise UnknownFlag(f"no flag {flag!r}")
-        ack = {"ack_id": str(uuid.uuid4()), "flag_id": flag, "note": note, "by": by, "at": ts(now)}
+        _known(db, flag)
+        ack = {
+            "ack_id": str(uuid.uuid4()),
+            "flag_id": flag,
+            "note": note,
+            "by": by.name,
+            "by_kind": by.kind,
+            "at": ts(now),
+        }
         db.execute(
-            "INSERT INTO audit_acks (ack_id, flag_id, note, acked_by, acked_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (ack["ack_id"], flag, note, by, ack["at"]),
+            "INSERT INTO audit_acks (ack_id, flag_id, note, acked_by, acked_by_kind, "
+            "acked_by_subject, acked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (ack["ack_id"], flag, note, by.name, by.kind, by.subject, ack["at"]),
         )
     return ack
+
+
+def reopen(db: Database, flag: str, note: str, by: Principal, now: datetime) -> int:
+    """A lead takes the acknowledgements of ``flag`` back (kept, marked reopened): the flag
+    counts as unacknowledged again. Returns how many were reopened."""
+    with db.transaction():
+        _known(db, flag)
+        open_acks = db.fetchall(
+            "SELECT ack_id FROM audit_acks WHERE flag_id = ? AND reopened_at IS NULL", (flag,)
+        )
+        db.execute(
+            "UPDATE audit_acks SET reopened_at = ?, reopened_by = ?, reopen_note = ? "
+            "WHERE flag_id = ? AND reopened_at IS NULL",
+            (ts(now), by.trail, note, flag),
+        )
+    return len(open_acks)
+
+
+def _known(db: Database, flag: str) -> None:
+    if db.fetchone("SELECT 1 FROM audit_flags WHERE flag_id = ?", (flag,)) is None:
+        raise UnknownFlag("no such flag")
 
 
 def events(db: Database, ids: list[str]) -> list[dict[str, Any]]:

@@ -11,6 +11,8 @@ re-audited as often as its size allows and settled on the refresh in between
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -22,8 +24,9 @@ from tillstream.core.events import Payment, Sale, SaleVoid, TillEvent
 from tillstream.core.settings import Settings
 from tillstream.core.topics import PAYMENTS, SALE_VOIDS, SALES, TILL_EVENTS
 from tillstream_consumers.audit import gauges, queries
+from tillstream_consumers.audit.acknowledging import MAX_BODY, NoteError, note_of
 from tillstream_consumers.audit.checks import day_end
-from tillstream_consumers.audit.flags import DAY_NOT_CLOSED
+from tillstream_consumers.audit.flags import DAY_NOT_CLOSED, rekey_flags
 from tillstream_consumers.audit.pacing import Pacing, StoreDay, audit_now
 from tillstream_consumers.audit.page import page_routes
 from tillstream_consumers.audit.reading import note_read
@@ -45,8 +48,10 @@ from tillstream_consumers.audit.writing import (
     store_sales,
     store_voids,
 )
+from tillstream_consumers.runtime.access import ACK, READ, REOPEN, Principal
 from tillstream_consumers.runtime.api import Consumer, Context, Query, Record, require_valid
 from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.guard import principal_of, refused, refused_change
 
 RECENT_DAYS = 14
 """How far back ``refresh`` looks for days that became overdue without any new event."""
@@ -60,6 +65,8 @@ class SalesAudit(Consumer):
     name = COMPONENT
     topics = (SALES.name, PAYMENTS.name, TILL_EVENTS.name, SALE_VOIDS.name)
     migrations = MIGRATIONS
+    signs_in = True
+    """Auditors act on its page (acknowledge, reopen): served behind sign-in and tokens."""
     deduplicates = False
     """Facts are keyed by event id and written ``ON CONFLICT DO NOTHING``, and a store-day's
     audit is a function of its facts: an event that comes again changes nothing."""
@@ -180,10 +187,16 @@ class SalesAudit(Consumer):
                 self._silence_checked.add(day)
         return len(due)
 
+    def setup(self, db: Database) -> None:
+        with db.transaction():  # flags made before their ids were keyed get keyed ids
+            rekey_flags(db)
+
     def routes(self, query: Query) -> list[BaseRoute]:
         settings = self.settings
 
         async def days(request: Request) -> Response:
+            if denied := refused(request, READ):
+                return denied
             day = request.query_params.get("day") or None
             store = request.query_params.get("store") or None
             if day is not None and _day(day) is None:
@@ -196,6 +209,8 @@ class SalesAudit(Consumer):
             return JSONResponse(await query(read))
 
         async def store_day(request: Request) -> Response:
+            if denied := refused(request, READ):
+                return denied
             store = request.path_params["store"]
             day = _day(request.path_params["day"])
             if day is None:
@@ -203,33 +218,74 @@ class SalesAudit(Consumer):
             now = datetime.now(UTC)
             found = await query(lambda db: queries.store_day(db, store, day, now, settings))
             if found is None:
-                return _error(404, f"no audit of store {store} on {day}")
+                return _error(404, "no audit of this store on this day")
             return JSONResponse(found)
 
         async def acknowledge(request: Request) -> Response:
-            flag = request.path_params["flag"]
+            return await _change(request, ACK, queries.acknowledge, 201)
+
+        async def reopen(request: Request) -> Response:
+            return await _change(request, REOPEN, queries.reopen, 200)
+
+        async def _change(
+            request: Request,
+            permission: str,
+            write: Callable[[Database, str, str, Principal, datetime], Any],
+            status: int,
+        ) -> Response:
+            """An acknowledgement or a reopening: allowed, from this site, JSON, sized."""
+            if denied := refused(request, permission) or refused_change(request):
+                return denied
+            if request.headers.get("content-type", "").split(";")[0].strip() != JSON:
+                return _error(415, f"the body must be {JSON}")
+            body = await _bounded_json(request)
+            if isinstance(body, Response):
+                return body
             try:
-                body = await request.json()
-            except ValueError:
-                return _error(400, 'the body must be JSON: {"note": ..., "by": ...}')
-            if not isinstance(body, dict):
-                return _error(400, "the body must be a JSON object")
-            note, by = str(body.get("note") or ""), str(body.get("by") or "")
-            now = datetime.now(UTC)
+                note = note_of(body)
+            except NoteError as exc:
+                return JSONResponse(
+                    {"error": exc.kind, "problems": [{"field": exc.field, "message": str(exc)}]},
+                    status_code=422,
+                )
+            principal = principal_of(request)
+            assert principal is not None  # refused() let it through
+            flag, now = request.path_params["flag"], datetime.now(UTC)
             try:
-                ack = await query(lambda db: queries.acknowledge(db, flag, note, by, now))
-            except queries.UnknownFlag as exc:
-                return _error(404, str(exc))
-            except ValueError as exc:
-                return _error(400, str(exc))
-            return JSONResponse(ack, status_code=201)
+                result = await query(lambda db: write(db, flag, note, principal, now))
+            except queries.UnknownFlag:
+                return _error(404, "no such flag")
+            if isinstance(result, int):
+                return JSONResponse({"reopened": result, "by": principal.trail}, status_code=status)
+            return JSONResponse(result, status_code=status)
 
         return [
             *page_routes(query, settings),
             Route("/v1/audit/days", days, methods=["GET"]),
             Route("/v1/audit/days/{store}/{day}", store_day, methods=["GET"]),
             Route("/v1/audit/flags/{flag}/ack", acknowledge, methods=["POST"]),
+            Route("/v1/audit/flags/{flag}/reopen", reopen, methods=["POST"]),
         ]
+
+
+JSON = "application/json"
+
+
+async def _bounded_json(request: Request) -> dict[str, Any] | Response:
+    """The request's JSON object, read to :data:`MAX_BODY` bytes at most."""
+    size, chunks = 0, []
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return _error(413, f"the body must be at most {MAX_BODY} bytes")
+        chunks.append(chunk)
+    try:
+        body = json.loads(b"".join(chunks) or b"null")
+    except ValueError:
+        return _error(400, 'the body must be JSON: {"note": "..."}')
+    if not isinstance(body, dict):
+        return _error(400, 'the body must be a JSON object: {"note": "..."}')
+    return body
 
 
 def _day(text: str) -> date | None:

@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 from tillstream.core.settings import Settings
 from tillstream_consumers.audit.checks import DayAudit, audit_day, day_end
 from tillstream_consumers.audit.facts import parse_ts, ts
-from tillstream_consumers.audit.flags import SILENT_STORE, Flag, flag_id
+from tillstream_consumers.audit.flags import SILENT_STORE, Flag, flag_id, flag_key
 from tillstream_consumers.audit.loading import load_store_day
 from tillstream_consumers.audit.pacing import Pacing, StoreDay
 from tillstream_consumers.audit.reading import HOLD_SECONDS
@@ -216,12 +216,13 @@ def _write_flags(
         )
     }
     wanted = {}
+    key = flag_key(db)
     for f in flags:
         amount = None if f.amount is None else to_units(f.amount, MONEY_SCALE)
         row = (f.kind, f.subject, f.message, amount, f.operator_id, json.dumps(f.events), 1)
-        wanted[flag_id(store_id, day, f.kind, f.subject)] = (f.terminal_id, row)
+        wanted[flag_id(key, store_id, day, f.kind, f.subject)] = (f.terminal_id, row)
     for f in kept_if_open:
-        fid = flag_id(store_id, day, f.kind, f.subject)
+        fid = flag_id(key, store_id, day, f.kind, f.subject)
         if fid in existing and existing[fid][6]:
             wanted[fid] = (f.terminal_id, existing[fid])
     stamp = ts(now)

@@ -163,4 +163,18 @@ MIGRATIONS: tuple[Migration, ...] = (
     CREATE INDEX IF NOT EXISTS audit_voids_day ON audit_voids (store_id, business_day);
     CREATE INDEX IF NOT EXISTS audit_voids_sale ON audit_voids (voided_event_id)
     """,
+    # Acknowledgements of record (docs/audit.md, "Sign-in, roles and tokens"): who made each
+    # (the signed-in user or the token, never a typed name) and whether a lead reopened it;
+    # the key of flag ids (``flags.py``), made once per database.
+    """
+    ALTER TABLE audit_acks ADD COLUMN acked_by_kind TEXT;
+    ALTER TABLE audit_acks ADD COLUMN acked_by_subject TEXT;
+    ALTER TABLE audit_acks ADD COLUMN reopened_at TEXT;
+    ALTER TABLE audit_acks ADD COLUMN reopened_by TEXT;
+    ALTER TABLE audit_acks ADD COLUMN reopen_note TEXT;
+    CREATE TABLE IF NOT EXISTS audit_keys (
+        name   TEXT PRIMARY KEY,
+        secret TEXT NOT NULL
+    )
+    """,
 )

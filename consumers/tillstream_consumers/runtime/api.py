@@ -213,6 +213,10 @@ class Consumer:
     at another offset (a till's resend after a crash). A consumer whose writes are keyed by
     event id and so take a resend as a no-op by themselves (the sales audit's facts) may set
     this False: it saves a row and a lookup per event."""
+    signs_in: ClassVar[bool] = False
+    """Whether people act on this service's pages (acknowledge, reopen): it is then served
+    behind sign-in and tokens (``runtime/guard.py``), and without either it listens on
+    loopback only (unless ``TILLSTREAM_INSECURE_DEV``)."""
     default_db_url: ClassVar[str | None] = None
     """Database used when neither ``--db`` nor ``TILLSTREAM_DB_URL`` names one."""
     component: ClassVar[str | None] = None

@@ -26,18 +26,20 @@ from tillstream.core.kafka import create_topics, make_consumer
 from tillstream.core.registry import registry_from_settings
 from tillstream.core.settings import Settings, split_host_port
 from tillstream.core.topics import topic_named
-from tillstream_consumers.runtime import deadletter
+from tillstream_consumers.runtime import api_tokens, deadletter
 from tillstream_consumers.runtime.api import Consumer
 from tillstream_consumers.runtime.applier import Applier, BatchOutcome
 from tillstream_consumers.runtime.applying import BatchApplying, account
 from tillstream_consumers.runtime.db import Database, redact_url
 from tillstream_consumers.runtime.deadletter_sender import DeadLetterSender
 from tillstream_consumers.runtime.fetching import Message, decode_batch
+from tillstream_consumers.runtime.guard import Access
 from tillstream_consumers.runtime.membership import Membership, Rebalance
 from tillstream_consumers.runtime.partitioning import RoutingCheck, TopicPartition
 from tillstream_consumers.runtime.relay import Relay
 from tillstream_consumers.runtime.retrying import Readiness, RetryPolicy, Stopping
 from tillstream_consumers.runtime.sender import Refused, Sender
+from tillstream_consumers.runtime.signin import SignIn
 from tillstream_consumers.runtime.transient import KAFKA_REFUSED
 from tillstream_consumers.runtime.web import service_app
 
@@ -85,6 +87,7 @@ class ConsumerService:
         self._routing = RoutingCheck(self.name, consumer.topics)
         self._server: EmbeddedServer | None = None
         self._batch_lock = asyncio.Lock()
+        self._tokens_active: int | None = None
 
     # -- public -----------------------------------------------------------------------
 
@@ -108,6 +111,17 @@ class ConsumerService:
         server_task = None
         if serve_http:
             host, port = split_host_port(self.settings.consumer_listen)
+            if self.consumer.signs_in and self._loopback_only() and not self.settings.insecure_dev:
+                if host != "127.0.0.1":
+                    log.warning(
+                        "%s: listening on 127.0.0.1:%d only: neither sign-in "
+                        "(TILLSTREAM_OIDC_ISSUER) nor API tokens are configured, so nobody on "
+                        "the network may acknowledge; TILLSTREAM_INSECURE_DEV=1 serves every "
+                        "interface (development only)",
+                        self.name,
+                        port,
+                    )
+                host = "127.0.0.1"
             self._server = embedded_server(self.http_app(), host, port)
             server_task = asyncio.create_task(self._server.serve(), name="http")
         try:
@@ -130,14 +144,28 @@ class ConsumerService:
         return await self._retry.on_db(lambda: fn(self._database()))
 
     def http_app(self) -> Starlette:
-        """The service's HTTP app: probes, metrics and the consumer's :meth:`Consumer.routes`."""
+        """The service's HTTP app: probes, metrics and the consumer's :meth:`Consumer.routes`
+        (behind sign-in and tokens for a service people act on)."""
         token = self.settings.consumer_api_token
+        access = None
+        if self.consumer.signs_in:
+            signin = SignIn(self.settings) if self.settings.oidc_issuer else None
+            access = Access(self.settings, self.query, signin, self._loopback_only())
         return service_app(
             self.name,
             lambda: (self.ready, self.applied),
             self.consumer.routes(self.query),
             token.get_secret_value() if token is not None else None,
+            access,
         )
+
+    def _loopback_only(self) -> bool:
+        """Neither sign-in nor any token: nobody on the network could be told apart."""
+        if self.settings.oidc_issuer or self.settings.consumer_api_token:
+            return False
+        if self._tokens_active is None:
+            self._tokens_active = _count_tokens(self.config.db_url)
+        return self._tokens_active == 0
 
     def batch_committed(self, outcome: BatchOutcome, started: float) -> None:
         """Called right after each batch's transaction committed; ``started`` is when the
@@ -271,3 +299,14 @@ class ConsumerService:
     def _database_applier(self) -> Applier:
         assert self._applier is not None, "the database is not open yet"
         return self._applier
+
+
+def _count_tokens(db_url: str) -> int:
+    """Active API tokens in the service's database (none before its first start)."""
+    db = Database(db_url)
+    try:
+        return api_tokens.active(db)
+    except Exception:  # no such table yet: the service never ran on this database
+        return 0
+    finally:
+        db.close()

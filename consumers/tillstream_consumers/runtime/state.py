@@ -7,6 +7,8 @@
 - ``runtime_outbox``: events a consumer published in a batch, sent after the batch commits.
 - ``runtime_outbox_refused``: published events the broker refused for good (too large for
   their topic), set aside with the reason so the events behind them still go out.
+- ``runtime_api_tokens``: named API tokens of the service's pages and APIs, hashed
+  (``api_tokens.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from tillstream_consumers.runtime import api_tokens
 from tillstream_consumers.runtime.db import Database, Migration, chunks, marks
 from tillstream_consumers.runtime.partitioning import TopicPartition
 
@@ -55,6 +58,8 @@ MIGRATIONS: tuple[str, ...] = (
     )
     """,
 )
+
+MIGRATIONS += (api_tokens.MIGRATION,)  # named API tokens of the service's pages and APIs
 
 _BYTES = {"sqlite": "BLOB", "postgresql": "BYTEA", "duckdb": "BLOB"}
 

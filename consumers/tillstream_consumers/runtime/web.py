@@ -15,6 +15,8 @@ import hmac
 from collections.abc import Callable, Sequence
 
 from starlette.applications import Starlette
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -22,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tillstream.core.http import metrics_response
 from tillstream_consumers.runtime import metrics
+from tillstream_consumers.runtime.guard import Access, Guard, allowed_hosts
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 REALM = 'Bearer realm="tillstream-consumer"'
@@ -32,8 +35,10 @@ def service_app(
     status: Callable[[], tuple[bool, int]],
     routes: Sequence[BaseRoute],
     token: str | None,
+    access: Access | None = None,
 ) -> Starlette:
-    """The app of consumer ``name``; ``status()`` gives (ready, records applied)."""
+    """The app of consumer ``name``; ``status()`` gives (ready, records applied). With
+    ``access`` (a service people sign in to), its door (``guard.py``) instead of the token."""
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok", "consumer": name})
@@ -46,17 +51,39 @@ def service_app(
     async def prometheus(_: Request) -> Response:
         return metrics_response()
 
+    signin = access.signin if access is not None else None
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", prometheus),
+            *(signin.routes() if signin is not None else ()),
             *routes,
         ]
     )
-    if token:
+    if access is not None:
+        _guarded(app, access)
+    elif token:
         app.add_middleware(BearerToken, consumer=name, token=token)
     return app
+
+
+def _guarded(app: Starlette, access: Access) -> None:
+    """The door, outermost first: the host allow-list, the session, who it is."""
+    settings = access.settings
+    app.state.signs_in = access.signin is not None
+    app.state.public_url = settings.public_url
+    app.add_middleware(Guard, access=access)
+    if settings.session_secret is not None:
+        app.add_middleware(
+            SessionMiddleware,
+            secret_key=settings.session_secret.get_secret_value(),
+            session_cookie="tillstream_session",
+            max_age=int(settings.session_max_age.total_seconds()),
+            same_site="lax",
+            https_only=(settings.public_url or "").startswith("https://"),
+        )
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
 
 
 class BearerToken:
