@@ -186,6 +186,10 @@ async def test_a_foreign_host_name_is_refused_dns_rebinding(
         )
         assert posted.status_code == 400
         assert (await client.get(f"{base}/v1/audit/days")).status_code == 200  # its own name
+        # Probes and scrapes name the pod's IP or the service's name: still answered.
+        for open_path in ("/healthz", "/metrics"):
+            probe = await client.get(f"{base}{open_path}", headers={"Host": "10.1.2.3:9400"})
+            assert probe.status_code == 200, open_path
     assert live_acks(url, flag) == []
 
 

@@ -214,6 +214,19 @@ class Settings(BaseSettings):
         "tokens (development only).",
     )
 
+    @field_validator(
+        "oidc_issuer",
+        "oidc_client_id",
+        "oidc_client_secret",
+        "session_secret",
+        "public_url",
+        "allowed_hosts",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # compose's ${X:-}
+
     @field_validator("consumer_api_token", mode="before")
     @classmethod
     def _check_api_token(cls, value: object) -> object:

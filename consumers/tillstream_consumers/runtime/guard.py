@@ -4,7 +4,7 @@ Every request except the probes and metrics passes here:
 
 - **Host allow-list** (``TILLSTREAM_ALLOWED_HOSTS``, else loopback names, the listen host
   and the public URL's host): a page reached under another name (DNS rebinding) is refused
-  before anything runs (Starlette's ``TrustedHostMiddleware``, added in ``web.py``).
+  before anything runs (:class:`AllowedHosts`, added in ``web.py``).
 - **Who it is** (:mod:`tillstream_consumers.runtime.access`): a bearer token (a named API
   token, or the consumer API token: read only), else the signed-in session, else, on a
   service that serves loopback only for want of sign-in and tokens, the local user.
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,6 +36,7 @@ from tillstream_consumers.runtime.db import Database
 from tillstream_consumers.runtime.signin import CSRF, SignIn
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+"""Probes and Prometheus: open to all, under any host name (a pod's IP, a scrape target's)."""
 HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -93,6 +95,21 @@ def allowed_hosts(settings: Settings) -> list[str]:
     if settings.public_url:
         hosts.append(urlsplit(settings.public_url).hostname or "")
     return [h for h in hosts if h]
+
+
+class AllowedHosts:
+    """ASGI middleware: Starlette's host allow-list, except for :data:`OPEN_PATHS` (a
+    Kubernetes probe or a Prometheus scrape names the pod's IP or the service's name)."""
+
+    def __init__(self, app: ASGIApp, hosts: list[str]) -> None:
+        self.app = app
+        self.checked = TrustedHostMiddleware(app, allowed_hosts=hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+        else:
+            await self.checked(scope, receive, send)
 
 
 class Guard:

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 
 from starlette.applications import Starlette
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -24,9 +23,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tillstream.core.http import metrics_response
 from tillstream_consumers.runtime import metrics
-from tillstream_consumers.runtime.guard import Access, Guard, allowed_hosts
+from tillstream_consumers.runtime.guard import (
+    OPEN_PATHS,
+    Access,
+    AllowedHosts,
+    Guard,
+    allowed_hosts,
+)
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 REALM = 'Bearer realm="tillstream-consumer"'
 
 
@@ -83,7 +87,7 @@ def _guarded(app: Starlette, access: Access) -> None:
             same_site="lax",
             https_only=(settings.public_url or "").startswith("https://"),
         )
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
+    app.add_middleware(AllowedHosts, hosts=allowed_hosts(settings))
 
 
 class BearerToken:
