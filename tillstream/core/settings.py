@@ -229,6 +229,14 @@ class Settings(BaseSettings):
         description="Hours after a business day's local midnight before the sales audit flags "
         "a day or till that never closed.",
     )
+    audit_drawer_attribution: Literal[
+        "declaring", "per-cashier", "split-by-time", "split-by-sales"
+    ] = Field(
+        "declaring",
+        description="Whose over/short a till's drawer is (sales audit): the cashier who "
+        "declared it, each cashier their own drawer, or a drawer shared by its cashiers and "
+        "split by time worked or by sales taken.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."
     )

@@ -120,6 +120,7 @@ def audit_day(
     for p in facts.payments:
         paying_of[p.sale_event_id].append(p.event_id)
         taken_on[p.terminal_id].append(p)
+    cashiers = {t.event_id: t.cashier_id for t in facts.transactions}  # per-cashier drawers
     voided_on: dict[str, list[PostVoid]] = defaultdict(list)  # till -> its post-voids
     for v in facts.voids:
         voided_on[v.terminal_id].append(v)
@@ -182,7 +183,9 @@ def audit_day(
         flags += orphaned
         held += waits
         taken = [*taken_on[terminal], *orphans]
-        till_balances, balance_flags = balance(terminal, controls, taken, settled, settings)
+        till_balances, balance_flags = balance(
+            terminal, controls, taken, settled, settings, cashiers
+        )
         balances += till_balances
         counted = till_totals_flags(terminal, controls, taken) + balance_flags
         counts = [f for f in counted if f.kind in (OVER_SHORT, TILL_TOTALS_MISMATCH)]

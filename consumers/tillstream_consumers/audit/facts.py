@@ -138,6 +138,8 @@ class StoreDayFacts:
     """Post-voids done on this day."""
     voided: frozenset[str] = frozenset()
     """Event ids of this day's sales that are post-voided (on any day): out of its money."""
+    currency: str | None = None
+    """The store's currency (ISO 4217): a store sells in one (``TILLSTREAM_STORE_CURRENCY``)."""
 
     @property
     def events(self) -> int:

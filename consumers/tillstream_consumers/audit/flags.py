@@ -40,6 +40,42 @@ KINDS: tuple[str, ...] = (
 )
 """Every kind of flag, in the order an auditor reads them."""
 
+NEXT_STEPS: dict[str, str] = {
+    RECEIPT_GAP: "Fetch the missing numbers from the till's electronic journal (or its POSLog "
+    "export) and backfill them with `tillstream edge import`: the gap closes by itself. If the "
+    "till never printed them (a reboot, a voided number), acknowledge with the store's reason.",
+    DUPLICATE_NUMBER: "Compare the receipts behind the flag with the till's journal: one "
+    "number should hold one sale. Ask the store which is real; a till that reuses numbers "
+    "after a restart needs its counter fixed.",
+    DUPLICATE_COPY: "Nothing to recount: the audit counts the copies once. Tell IT that the "
+    "other services (ERP, CRM, analytics) counted the sale twice, and find the channel that "
+    "resent it.",
+    AFTER_TILL_CLOSE: "Ask the store why the till traded after its settlement; the money is "
+    "outside the drawer that was counted, so check it was taken to the safe.",
+    LATE_EVENT: "Ask the store why the till traded after the store-day closed (a customer at "
+    "the door, a clock set wrong); check the money reached the safe.",
+    TILL_NOT_CLOSED: "Have the store settle the till (count, TILL_CLOSE). Until then its "
+    "drawer is not counted: its cash is not in any over/short.",
+    DAY_NOT_CLOSED: "Have the store manager close the business day (STORE_DAY_CLOSE, from "
+    "the back office), or acknowledge why the store stayed open.",
+    TOTALS_MISMATCH: "The receipt's totals disagree with its lines: fetch the receipt from "
+    "the till's journal and report the till's software fault; the lines are what was charged.",
+    PAYMENT_MISMATCH: "Look up the receipt's payments (card terminal, drawer): a payment "
+    "missing from head office is found on the store's side; money paid in excess is refunded.",
+    PAYMENT_WITHOUT_SALE: "Money was taken for a receipt head office does not have: fetch the "
+    "receipt from the till's journal and backfill it with `tillstream edge import`.",
+    TILL_TOTALS_MISMATCH: "A pickup, loan or payment the till made never reached head office "
+    "(or came twice): compare the till's own report with the events behind the flag.",
+    OVER_SHORT: "Have the store recount the drawer and the safe bags; if the difference "
+    "stays, record it with the cashier (see the drawer's cashiers) and acknowledge it.",
+    NO_DECLARATION: "Have the cashier or the store manager count the drawer and post the "
+    "tender declaration; until then the drawer's over/short is unknown.",
+    SILENT_STORE: "Was the store closed (acknowledge with the reason)? Otherwise its events "
+    "are stuck: check its edge (outbox, quarantine) and tills; the flag goes when they come.",
+}
+"""What an auditor does next about each kind of flag: shown beside every flag on the page
+and in the read API, listed in docs/audit.md (a test keeps them equal)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Flag:
@@ -56,6 +92,8 @@ class Flag:
     operator_id: str | None = None
     events: tuple[str, ...] = ()
     """Event ids behind the flag."""
+    missing: int | None = None
+    """Numbers a receipt gap leaves out (what money at stake counts as receipts missing)."""
 
     def flag_id(self, store_id: str, day: date) -> str:
         return flag_id(store_id, day, self.kind, self.subject)

@@ -163,4 +163,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     CREATE INDEX IF NOT EXISTS audit_voids_day ON audit_voids (store_id, business_day);
     CREATE INDEX IF NOT EXISTS audit_voids_sale ON audit_voids (voided_event_id)
     """,
+    # Money at stake (``at_stake.py``): how many numbers a receipt gap leaves out, and the
+    # store-day's currency, so a listing of store-days sums its open flags without the facts.
+    """
+    ALTER TABLE audit_flags ADD COLUMN missing INTEGER;
+    ALTER TABLE audit_days ADD COLUMN currency TEXT
+    """,
 )
