@@ -96,7 +96,8 @@ def read(
 
 
 class ServiceAPI:
-    """GET requests to a consumer service's read API."""
+    """Requests to a consumer service's API: reads, and the few writes a service takes (an
+    audit flag's acknowledgement)."""
 
     def __init__(self, cfg: Settings, url: str | None) -> None:
         if url is None:  # the service's own listen address; a wildcard means this host
@@ -127,6 +128,33 @@ class ServiceAPI:
                 f"the service at {self.url} has no {path}: is it the right consumer?"
             )
         if response.status_code != 200:
+            raise click.ClickException(
+                f"the service at {self.url} answered HTTP {response.status_code} to {path}"
+            )
+        return response.json()
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        """The JSON answer of ``POST path`` with ``body`` as JSON; a ClickException gives
+        the service's own reason for a refusal (``{"error": ...}``), or what went wrong."""
+        try:
+            response = httpx.post(
+                self.url + path, json=body, headers=self._headers, timeout=API_TIMEOUT
+            )
+        except httpx.HTTPError as exc:
+            raise click.ClickException(f"no service answers at {self.url} ({exc})") from None
+        if response.status_code in (401, 403):
+            raise click.ClickException(
+                f"the service at {self.url} refused the request (HTTP {response.status_code}): "
+                f"set {env_name('consumer_api_token')} to its API token"
+            )
+        if not 200 <= response.status_code < 300:
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = None
+            reason = answer.get("error") if isinstance(answer, dict) else None
+            if reason:
+                raise click.ClickException(str(reason))
             raise click.ClickException(
                 f"the service at {self.url} answered HTTP {response.status_code} to {path}"
             )
