@@ -3,13 +3,23 @@ and declare at close, numbered by the till's own counter, with faults planted on
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time as clock
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
+from tillstream.core.http import embedded_server
+from tillstream.core.settings import Settings
+from tillstream.dev.ports import free_port
 from tillstream.dev.samples import sample_payment, sample_sale
+from tillstream_consumers.audit import SalesAudit
+from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.web import service_app
 
 OFFSET = 60
 """The stores' UTC offset (minutes): a store east of UTC, so its day is not the UTC day."""
@@ -271,3 +281,34 @@ class ChainDay:
             (s3, "late_event", f"T01 receipt {self.late}"),
             (s4, "silent_store", s4),
         }
+
+
+@contextlib.contextmanager
+def audit_service_http(db_url: str) -> Iterator[str]:
+    """The audit service's HTTP app (probes, metrics, read API and the page, as
+    ``tillstream consume audit --listen`` serves them) over ``db_url``, on loopback, in a
+    thread of its own; yields its base URL."""
+    databases: list[Database] = []
+
+    async def query(fn: Callable[[Database], Any]) -> Any:
+        if not databases:  # opened in the server's thread, as the service's database thread
+            databases.append(Database(db_url))
+        return fn(databases[0])
+
+    consumer = SalesAudit(Settings())
+    app = service_app(consumer.name, lambda: (True, 0), consumer.routes(query), None)
+    port = free_port()
+    server = embedded_server(app, "127.0.0.1", port)
+    thread = threading.Thread(target=server.run, name="audit-http", daemon=True)
+    thread.start()
+    deadline = clock.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and clock.monotonic() < deadline, "the audit page did not start"
+        clock.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        for db in databases:
+            db.close()

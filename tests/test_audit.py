@@ -160,7 +160,7 @@ def test_a_sale_after_its_till_settled_is_flagged(db_url: str) -> None:
     assert open_flags(harness.db) == {("A-1", "after_till_close", f"T01 receipt {number}")}
 
 
-def test_acknowledgements_are_kept_and_balance_the_day(db_url: str) -> None:
+def test_acknowledgements_are_kept_and_review_the_day(db_url: str) -> None:
     chain = ChainDay("K")
     harness = audited(db_url, chain.events())
     s3 = chain.stores[2]
@@ -171,7 +171,7 @@ def test_acknowledgements_are_kept_and_balance_the_day(db_url: str) -> None:
     first = detail["flags"][0]["flag_id"]
     queries.acknowledge(harness.db, first, "and again", "bob", _now())
     detail = queries.store_day(harness.db, s3, DAY, _now(), SETTINGS)
-    assert detail is not None and detail["status"] == "closed-balanced"
+    assert detail is not None and detail["status"] == "closed-reviewed"  # not balanced
     trail = next(f for f in detail["flags"] if f["flag_id"] == first)["acknowledgements"]
     assert [(a["by"], a["note"]) for a in trail] == [
         ("alice", "spoke to the cashier"),
@@ -184,7 +184,7 @@ def test_acknowledgements_are_kept_and_balance_the_day(db_url: str) -> None:
     # New events re-audit the day; acknowledgements stay with their flags.
     harness.apply_events(*chain.missing)
     again = queries.store_day(harness.db, s3, DAY, _now(), SETTINGS)
-    assert again is not None and again["status"] == "closed-balanced"
+    assert again is not None and again["status"] == "closed-reviewed"
 
 
 # -- the command line and the read API ---------------------------------------------------
@@ -592,7 +592,7 @@ async def test_the_auditors_page_shows_the_chain_and_takes_an_acknowledgement(
         s3 = chain.stores[2]
         detail = await client.get(f"/audit/{s3}/{DAY.isoformat()}")
         assert detail.status_code == 200
-        assert "short by 20.00" in detail.text and 'class="num short">-20.00<' in detail.text
+        assert "short by 20.00" in detail.text and 'class="num short">-20.00 EUR<' in detail.text
         flags = queries.flags(harness.db, s3, DAY.isoformat())
         late = next(f for f in flags if f["kind"] == "late_event")
         (event,) = late["events"]

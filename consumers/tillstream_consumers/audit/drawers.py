@@ -40,6 +40,9 @@ say it after "Over/short"."""
 UNKNOWN = "?"
 """The cashier of money no sign-on or operator names."""
 
+_HANDOVER = {"SIGN_OFF": 0, "TILL_CLOSE": 1, "SIGN_ON": 2}
+"""What ends a shift, in the order they count at one instant: a cashier handing over signs
+off as the next one signs on."""
 _ZERO = Decimal(0)
 _CENT = Decimal("0.01")
 _UNIT = Decimal("0.0001")  # the stored precision of money (MONEY_SCALE)
@@ -96,10 +99,12 @@ def worked(
     one signed on when it was rung up."""
     shifts: dict[str, list[Shift]] = defaultdict(list)
     current: tuple[str, datetime] | None = None
-    for c in sorted(controls, key=lambda c: (c.occurred_at, c.event_id)):
+    for c in sorted(controls, key=lambda c: (c.occurred_at, _HANDOVER.get(c.kind, 3), c.event_id)):
         if c.terminal_id != terminal or (until is not None and c.occurred_at > until):
             continue
-        if c.kind in ("SIGN_ON", "SIGN_OFF", "TILL_CLOSE") and current is not None:
+        if c.kind == "SIGN_OFF" and c.operator_id and current and current[0] != c.operator_id:
+            continue  # another cashier's sign-off: theirs ended already
+        if c.kind in _HANDOVER and current is not None:
             shifts[current[0]].append(Shift(current[1], c.occurred_at))
             current = None
         if c.kind == "SIGN_ON" and c.operator_id:
