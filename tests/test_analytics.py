@@ -362,7 +362,7 @@ def test_report_command(an_url: str, codec: AvroCodec, tmp_path: Path) -> None:
     alone = CliRunner().invoke(main, report)
     assert alone.exit_code == 0, alone.output
     assert "transactions   3" in alone.output
-    assert "Sales audit: not shown: no sales audit to ask: pass --audit-api" in (alone.output)
+    assert "Sales audit: not shown: no sales audit to ask: pass --audit-api" in alone.output
     away = f"http://127.0.0.1:{free_port()}"
     gone = CliRunner().invoke(main, [*report, "--audit-api", away])
     assert gone.exit_code == 0, gone.output
