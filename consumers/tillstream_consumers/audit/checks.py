@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from tillstream.core.settings import Settings
-from tillstream.core.till_events import MONEY_IN, MONEY_OUT
+from tillstream.core.till_events import MONEY_IN, MONEY_OUT, STORE_DAY_KINDS
 from tillstream_consumers.audit.balance import Balance, balance, till_totals_flags
 from tillstream_consumers.audit.facts import (
     Control,
@@ -48,8 +48,6 @@ from tillstream_consumers.audit.payments import (
 )
 from tillstream_consumers.audit.reading import read_past
 
-STORE_DAY_KINDS = frozenset({"STORE_DAY_OPEN", "STORE_DAY_CLOSE"})
-"""Control events about the store's day, not about the till they were keyed on."""
 _SESSION_RANK = {"TILL_OPEN": 0, "TILL_CLOSE": 1}
 _COUNTS = frozenset({"TENDER_DECLARATION", "TILL_CLOSE"})
 """A till's own counts of its money, compared with the payments it took."""

@@ -14,8 +14,9 @@ from decimal import Decimal
 from typing import Any
 
 from tillstream.core.settings import Settings
+from tillstream.core.till_events import STORE_DAY_KINDS
 from tillstream_consumers.audit.at_stake import AtStake
-from tillstream_consumers.audit.checks import STORE_DAY_KINDS, DayAudit, audit_day
+from tillstream_consumers.audit.checks import DayAudit, audit_day
 from tillstream_consumers.audit.drawers import Work, shares, worked
 from tillstream_consumers.audit.facts import StoreDayFacts, local_iso, money, parse_ts, ts
 from tillstream_consumers.audit.flags import KINDS, NEXT_STEPS
