@@ -21,11 +21,9 @@ from tillstream_consumers.audit.drawers import Work, shares, worked
 from tillstream_consumers.audit.facts import StoreDayFacts, local_iso, money, parse_ts, ts
 from tillstream_consumers.audit.flags import KINDS, NEXT_STEPS
 from tillstream_consumers.audit.loading import load_store_day
-from tillstream_consumers.audit.status import STATUSES, status_of
+from tillstream_consumers.audit.status import status_of
 from tillstream_consumers.audit.voids import post_void_view
 from tillstream_consumers.runtime.db import Database
-
-__all__ = ["STATUSES", "status_of"]  # the status vocabulary, read here by the callers
 
 
 class UnknownFlag(LookupError):
