@@ -448,12 +448,12 @@ def test_a_payment_whose_sale_never_came_counts_in_the_drawer_until_the_sale_doe
     flags_shown = queries.flags(harness.db, "M-1", DAY.isoformat())
     flag = next(f for f in flags_shown if f["kind"] == "payment_without_sale")
     (payment,) = queries.events(harness.db, flag["events"])
-    assert payment["what"] == "CASH CAPTURED for a sale never received"
+    assert payment["what"] == "cash captured for a sale never received"
     assert payment["at"].endswith("+01:00")  # the store's offset, not UTC
     harness.apply_events(*lost)  # backfilled
     assert open_flags(harness.db) == set()
     (payment,) = queries.events(harness.db, flag["events"])
-    assert payment["what"] == f"CASH CAPTURED for receipt {lost[0][1]['receipt_number']}"
+    assert payment["what"] == f"cash captured for receipt {lost[0][1]['receipt_number']}"
 
 
 @pytest.mark.parametrize("first", ["payment", "till_event", "sale", "sale_void"])
