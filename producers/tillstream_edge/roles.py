@@ -74,7 +74,11 @@ def refusal(role: Role, event_type: str, kind: str | None = None) -> Refusal | N
             f"a {kind} is the store's to post, with the store's token ([{STORE}] in the "
             f"tokens file); this token's role is {role}: {_WHAT[role]}",
         )
-    return Refusal("type", f"this token's role is {role}: {_WHAT[role]}")
+    return Refusal(
+        "type",
+        f"this token's role is {role}: {_WHAT[role]}; sales, payments, post-voids and till "
+        "events need the till's own token",
+    )
 
 
 def names_a_till(event_type: str, kind: str | None = None) -> bool:
