@@ -355,7 +355,8 @@ def test_report_command(an_url: str, codec: AvroCodec, tmp_path: Path) -> None:
     assert "open flag(s)" in out and "Sales audit (store-day" in out
     assert "payment_mismatch" in out and "payments come to 2.00" in out
     assert (
-        f"payment_without_sale  till T01: payments of 3.00 for sale {orphan[1]['event_id']}" in out
+        f"payment_without_sale  till T01: payments of 3.00 EUR for sale {orphan[1]['event_id']}"
+        in out
     )
 
     # No audit named, or none answering: the rest of the report, and why the findings lack.

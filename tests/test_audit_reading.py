@@ -350,7 +350,7 @@ async def test_the_page_shows_numbers_as_written_money_with_its_currency_and_loc
     assert declaration.lower() not in page
     assert "text-transform" not in page  # no CSS lowers them either
     # Every amount with its currency.
-    assert "-20.00 EUR" in page and "short by 20.00" in page
+    assert "-20.00 EUR" in page and "short by 20.00 EUR" in page
     assert re.search(r"class=\"num\">\d+\.\d\d EUR<", page)
     assert "Amounts are in EUR" in page
     # The acknowledgement in the store's local time (UTC+01:00), like the rest of the page.

@@ -18,7 +18,7 @@ from decimal import Decimal
 from tillstream.core.settings import Settings
 from tillstream.core.till_events import MONEY_IN, MONEY_OUT
 from tillstream_consumers.audit.drawers import PER_CASHIER, SPLITS, UNKNOWN, signed_on_at
-from tillstream_consumers.audit.facts import Control, Tender
+from tillstream_consumers.audit.facts import Control, Tender, in_currency
 from tillstream_consumers.audit.flags import NO_DECLARATION, OVER_SHORT, TILL_TOTALS_MISMATCH, Flag
 
 
@@ -57,7 +57,10 @@ def expected_amounts(
 
 
 def till_totals_flags(
-    terminal: str, controls: Sequence[Control], payments: Sequence[Tender]
+    terminal: str,
+    controls: Sequence[Control],
+    payments: Sequence[Tender],
+    currency: str | None = None,
 ) -> list[Flag]:
     """The till's own totals at its settlement (a TILL_CLOSE with amounts) against what its
     events at head office add up to: a difference means money events or payments the till
@@ -75,8 +78,9 @@ def till_totals_flags(
             TILL_TOTALS_MISMATCH,
             terminal,
             f"{terminal} {tender}",
-            f"till {terminal}, {tender}: the till's own total at settlement is {theirs}, its "
-            f"events at head office add up to {ours[tender]}",
+            f"till {terminal}, {tender}: the till's own total at settlement is "
+            f"{in_currency(theirs, currency)}, its events at head office add up to "
+            f"{in_currency(ours[tender], currency)}",
             amount=ours[tender] - theirs,
             events=(close.event_id,),
         )
@@ -92,6 +96,7 @@ def balance(
     settled: datetime | None,
     settings: Settings,
     cashiers: Mapping[str, str | None] | None = None,
+    currency: str | None = None,
 ) -> tuple[list[Balance], list[Flag]]:
     """Declared against expected per tender, as of the till's last declaration (each
     cashier's own last one, with per-cashier drawers: ``cashiers`` gives each sale's)."""
@@ -112,7 +117,9 @@ def balance(
         ]
     attribution = settings.audit_drawer_attribution
     if attribution == PER_CASHIER:
-        return _per_cashier(terminal, controls, payments, settled, settings, cashiers or {})
+        return _per_cashier(
+            terminal, controls, payments, settled, settings, cashiers or {}, currency
+        )
     declaration = declarations[-1]
     cutoff = declaration.occurred_at
     expected = expected_amounts(terminal, controls, payments, cutoff)
@@ -125,7 +132,7 @@ def balance(
     shared = attribution in SPLITS
     whose = None if shared else operator
     flags = [
-        _over_short(b, declaration, f"{terminal} {b.tender}", whose, shared)
+        _over_short(b, declaration, f"{terminal} {b.tender}", whose, currency, shared)
         for b in balances
         if abs(b.over_short) > settings.audit_over_short_tolerance
     ]
@@ -133,7 +140,12 @@ def balance(
 
 
 def _over_short(
-    b: Balance, declaration: Control, subject: str, cashier: str | None, shared: bool = False
+    b: Balance,
+    declaration: Control,
+    subject: str,
+    cashier: str | None,
+    currency: str | None,
+    shared: bool = False,
 ) -> Flag:
     whose = " (a shared drawer: see its cashiers)" if shared else ""
     whose = f" (cashier {cashier})" if cashier else whose
@@ -141,8 +153,10 @@ def _over_short(
         OVER_SHORT,
         b.terminal_id,
         subject,
-        f"till {b.terminal_id}, {b.tender}: declared {b.declared}, expected {b.expected}: "
-        f"{'short' if b.over_short < 0 else 'over'} by {abs(b.over_short)}{whose}",
+        f"till {b.terminal_id}, {b.tender}: declared {in_currency(b.declared, currency)}, "
+        f"expected {in_currency(b.expected, currency)}: "
+        f"{'short' if b.over_short < 0 else 'over'} by "
+        f"{in_currency(abs(b.over_short), currency)}{whose}",
         amount=b.over_short,
         operator_id=cashier,
         events=(declaration.event_id,),
@@ -156,6 +170,7 @@ def _per_cashier(
     settled: datetime | None,
     settings: Settings,
     cashiers: Mapping[str, str | None],
+    currency: str | None,
 ) -> tuple[list[Balance], list[Flag]]:
     """Each cashier's own drawer: their float, movements and takings (a movement is its
     operator's, a payment its sale's cashier's, else whoever was signed on) against their
@@ -190,7 +205,9 @@ def _per_cashier(
             if abs(b.over_short) > settings.audit_over_short_tolerance:
                 subject = f"{terminal} {tender} {cashier}"
                 flags.append(
-                    _over_short(b, declaration, subject, None if cashier == UNKNOWN else cashier)
+                    _over_short(
+                        b, declaration, subject, None if cashier == UNKNOWN else cashier, currency
+                    )
                 )
     if settled is not None:
         took = {of_control(c) for c in controls if c.amounts and c.kind in MONEY_IN | MONEY_OUT}

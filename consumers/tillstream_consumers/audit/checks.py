@@ -163,7 +163,7 @@ def audit_day(
             if got == t.net and not t.problems:
                 continue  # most receipts: nothing to flag
             paying = sorted(i for c in copies for i in paying_of.get(c.event_id, ()))
-            for flag in transaction_flags(t, subject, got, paying):
+            for flag in transaction_flags(t, subject, got, paying, facts.currency):
                 if flag.kind == PAYMENT_MISMATCH and not payments_due(t, sessions, due):
                     pending.append(t.event_id)  # its till trades on: payments may follow
                 elif flag.kind == PAYMENT_MISMATCH and not read_past(
@@ -177,15 +177,15 @@ def audit_day(
                 else:
                     flags.append(flag)
         orphans = [p for p in facts.orphans if p.terminal_id == terminal]
-        orphaned, waits = orphan_flags(terminal, orphans, sessions, due, read)
+        orphaned, waits = orphan_flags(terminal, orphans, sessions, due, read, facts.currency)
         flags += orphaned
         held += waits
         taken = [*taken_on[terminal], *orphans]
         till_balances, balance_flags = balance(
-            terminal, controls, taken, settled, settings, cashiers
+            terminal, controls, taken, settled, settings, cashiers, facts.currency
         )
         balances += till_balances
-        counted = till_totals_flags(terminal, controls, taken) + balance_flags
+        counted = till_totals_flags(terminal, controls, taken, facts.currency) + balance_flags
         counts = [f for f in counted if f.kind in (OVER_SHORT, TILL_TOTALS_MISMATCH)]
         if counts and not all(
             read_past(read, event, c.published_ms)

@@ -177,6 +177,11 @@ def money(units: int) -> Decimal:
     return cents if cents == value else value.normalize()
 
 
+def in_currency(value: Decimal, currency: str | None) -> str:
+    """An amount as an auditor reads it, beside its currency: ``20.00 EUR``."""
+    return f"{value} {currency}" if currency else str(value)
+
+
 def local_iso(value: datetime, utc_offset_minutes: int) -> str:
     """A time as the store's staff read it: local, with its offset."""
     zone = timezone(timedelta(minutes=utc_offset_minutes))
