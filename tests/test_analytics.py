@@ -352,19 +352,18 @@ def test_report_command(an_url: str, codec: AvroCodec, tmp_path: Path) -> None:
     assert "12:00       2.08 EUR    1 tx ███" in out
     assert "CASH                15.00 EUR    2 payment(s)" in out
     assert "1. SKU-COFFEE" in out
-    assert "open flag(s)" in out and "Payments (sales audit, store-day" in out
+    assert "open flag(s)" in out and "Sales audit (store-day" in out
     assert "payment_mismatch" in out and "payments come to 2.00" in out
     assert (
-        f"payment_without_sale  till T01: payments of 3.00 for sale {orphan[1]['event_id']}" in out
+        f"payment_without_sale  till T01: payments of 3.00 EUR for sale {orphan[1]['event_id']}"
+        in out
     )
 
     # No audit named, or none answering: the rest of the report, and why the findings lack.
     alone = CliRunner().invoke(main, report)
     assert alone.exit_code == 0, alone.output
     assert "transactions   3" in alone.output
-    assert "Payments (sales audit): not shown: no sales audit to ask: pass --audit-api" in (
-        alone.output
-    )
+    assert "Sales audit: not shown: no sales audit to ask: pass --audit-api" in alone.output
     away = f"http://127.0.0.1:{free_port()}"
     gone = CliRunner().invoke(main, [*report, "--audit-api", away])
     assert gone.exit_code == 0, gone.output

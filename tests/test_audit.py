@@ -167,7 +167,7 @@ ALICE = Principal("alice@example.org", SIGN_IN, "alice-sub", frozenset({READ, AC
 BOB = Principal("bob@example.org", SIGN_IN, "bob-sub", frozenset({READ, ACK}))
 
 
-def test_acknowledgements_are_kept_and_balance_the_day(db_url: str) -> None:
+def test_acknowledgements_are_kept_and_review_the_day(db_url: str) -> None:
     chain = ChainDay("K")
     harness = audited(db_url, chain.events())
     s3 = chain.stores[2]
@@ -178,7 +178,7 @@ def test_acknowledgements_are_kept_and_balance_the_day(db_url: str) -> None:
     first = detail["flags"][0]["flag_id"]
     queries.acknowledge(harness.db, first, "and again", BOB, _now())
     detail = queries.store_day(harness.db, s3, DAY, _now(), SETTINGS)
-    assert detail is not None and detail["status"] == "closed-balanced"
+    assert detail is not None and detail["status"] == "closed-reviewed"  # not balanced
     trail = next(f for f in detail["flags"] if f["flag_id"] == first)["acknowledgements"]
     assert [(a["by"], a["by_kind"], a["note"]) for a in trail] == [
         ("alice@example.org", "sign-in", "spoke to the cashier"),
@@ -189,7 +189,7 @@ def test_acknowledgements_are_kept_and_balance_the_day(db_url: str) -> None:
     # New events re-audit the day; acknowledgements stay with their flags.
     harness.apply_events(*chain.missing)
     again = queries.store_day(harness.db, s3, DAY, _now(), SETTINGS)
-    assert again is not None and again["status"] == "closed-balanced"
+    assert again is not None and again["status"] == "closed-reviewed"
 
 
 # -- the command line and the read API ---------------------------------------------------
@@ -463,12 +463,12 @@ def test_a_payment_whose_sale_never_came_counts_in_the_drawer_until_the_sale_doe
     flags_shown = queries.flags(harness.db, "M-1", DAY.isoformat())
     flag = next(f for f in flags_shown if f["kind"] == "payment_without_sale")
     (payment,) = queries.events(harness.db, flag["events"])
-    assert payment["what"] == "CASH CAPTURED for a sale never received"
+    assert payment["what"] == "cash captured for a sale never received"
     assert payment["at"].endswith("+01:00")  # the store's offset, not UTC
     harness.apply_events(*lost)  # backfilled
     assert open_flags(harness.db) == set()
     (payment,) = queries.events(harness.db, flag["events"])
-    assert payment["what"] == f"CASH CAPTURED for receipt {lost[0][1]['receipt_number']}"
+    assert payment["what"] == f"cash captured for receipt {lost[0][1]['receipt_number']}"
 
 
 @pytest.mark.parametrize("first", ["payment", "till_event", "sale", "sale_void"])
@@ -607,7 +607,7 @@ async def test_the_auditors_page_shows_the_chain_and_takes_an_acknowledgement(
         s3 = chain.stores[2]
         detail = await client.get(f"/audit/{s3}/{DAY.isoformat()}")
         assert detail.status_code == 200
-        assert "short by 20.00" in detail.text and 'class="num short">-20.00<' in detail.text
+        assert "short by 20.00" in detail.text and 'class="num short">-20.00 EUR<' in detail.text
         flags = queries.flags(harness.db, s3, DAY.isoformat())
         late = next(f for f in flags if f["kind"] == "late_event")
         (event,) = late["events"]

@@ -111,9 +111,12 @@ def test_the_chain_day_lists_every_store_day_with_its_status_and_flags(
         "late event 1",
     }
     assert days[s3]["Not acknowledged"] == "3"
+    assert days[s3]["At stake"] == "short 20.00 EUR" and days[s1]["At stake"] == "nothing"
+    assert days[s2]["At stake"] == "1 receipt missing"
     assert days[s4]["Status"] == "silent" and days[s4]["Open flags"] == "silent store 1"
     summary = driver.find_element(By.CSS_SELECTOR, "p.muted").text
-    assert "4 stores; 1 closed balanced, 2 closed unbalanced, 1 silent" in summary
+    assert "4 stores; 1 closed balanced, 0 closed reviewed" in summary
+    assert "2 closed unbalanced, 1 silent" in summary
 
     driver.find_element(By.LINK_TEXT, s3).click()
     WebDriverWait(driver, 30).until(expected_conditions.url_to_be(store_day_url(page, s3)))
@@ -156,12 +159,18 @@ def test_a_store_day_shows_its_flags_and_the_events_behind_them(
     assert "tender declaration" in target.text and "20:00" in target.text
     balances = rows(driver, "balances")
     cash = next(b for b in balances if b["Till"] == "T01" and b["Tender"] == "CASH")
-    assert cash["Cashier"] == "op-31" and cash["Over/short"] == "-20.00"
+    assert cash["Cashier"] == "op-31" and cash["Over/short"] == "-20.00 EUR"
     by_cashier = driver.find_element(By.ID, "by-cashier").text
     assert "op-31 -20.00" in by_cashier
     late = flag_rows(driver)["late_event"]
     assert f"receipt {chain.late}" in late.text
     assert "never" in {t["Till"]: t for t in rows(driver, "tills")}["T02"]["Settled at"]
+    # What to do next, beside each open flag; who worked each drawer.
+    assert "Next: Have the store recount the drawer" in short.text
+    worked = {(r["Till"], r["Cashier"]): r for r in rows(driver, "cashiers")}
+    assert worked[("T01", "op-31")]["Signed on"] == "08:00–20:00"
+    assert worked[("T01", "op-31")]["Over/short"] == "-20.00 EUR"
+    assert worked[("T02", "op-32")]["Signed on"] == "08:00–not signed off"
 
 
 def test_an_acknowledgement_made_on_the_page_is_kept_and_balances_the_day(
@@ -188,10 +197,13 @@ def test_an_acknowledgement_made_on_the_page_is_kept_and_balances_the_day(
 
     driver.get(store_day_url(page, s2))
     acknowledge(driver, duplicate_id, "same sale rung twice, refunded")
-    assert driver.find_element(By.ID, "status").text == "closed-balanced"
+    # Acknowledged is not balanced: reviewed, its missing receipt still at stake.
+    assert driver.find_element(By.ID, "status").text == "closed-reviewed"
+    assert "1 receipt missing" in driver.find_element(By.ID, "at-stake").text
     driver.get(page + "/")
     row_of_s2 = {r["Store"]: r for r in rows(driver, "store-days")}[s2]
-    assert row_of_s2["Status"] == "closed-balanced" and row_of_s2["Not acknowledged"] == "0"
+    assert row_of_s2["Status"] == "closed-reviewed" and row_of_s2["Not acknowledged"] == "0"
+    assert row_of_s2["At stake"] == "1 receipt missing"
 
     # A note of blanks passes the form's own check; the service refuses it, on the page.
     silent = chain.stores[3]

@@ -68,8 +68,9 @@ def test_a_post_void_takes_its_sale_out_of_the_days_money_in_any_order(db_url: s
     detail = queries.store_day(without.db, store, DAY, datetime.now(UTC), SETTINGS)
     assert detail is not None
     total = str(net(voids[0]) + net(voids[1]))
-    assert detail["post_voids_by_till"] == {"T01": {"count": 2, "amount": total}}
-    assert detail["post_voids_by_cashier"] == {"op-1": {"count": 2, "amount": total}}
+    voided = {"count": 2, "amount": total, "currency": "EUR"}
+    assert detail["post_voids_by_till"] == {"T01": voided}
+    assert detail["post_voids_by_cashier"] == {"op-1": voided}
     assert [t["transactions"] for t in detail["tills"]] == [3]  # the voided two left out
     assert [v["number"] for v in detail["post_voids"]] == ["000005", "000008"]
     assert all(v["sale_received"] and v["counted"] for v in detail["post_voids"])
@@ -87,7 +88,7 @@ def test_a_post_void_takes_its_sale_out_of_the_days_money_in_any_order(db_url: s
         assert open_flags(without.db) == set(), seed
         again = queries.store_day(without.db, other, DAY, datetime.now(UTC), SETTINGS)
         assert again is not None
-        assert again["post_voids_by_till"]["T01"] == {"count": 2, "amount": total}
+        assert again["post_voids_by_till"]["T01"] == voided
 
 
 def test_a_void_before_its_sale_uses_both_numbers_and_its_stated_amount(db_url: str) -> None:
@@ -146,12 +147,13 @@ async def test_the_read_api_page_and_cli_show_post_voids_per_till_and_cashier(
     async with audit_api(harness) as client:
         detail = (await client.get(f"/v1/audit/days/PV-4/{DAY.isoformat()}")).json()
         page = (await client.get(f"/audit/PV-4/{DAY.isoformat()}")).text
-    assert detail["post_voids_by_cashier"] == {"op-1": {"count": 2, "amount": total}}
-    assert 'id="post-voids"' in page and f"op-1 2 ({total})" in page
+    voided = {"count": 2, "amount": total, "currency": "EUR"}
+    assert detail["post_voids_by_cashier"] == {"op-1": voided}
+    assert 'id="post-voids"' in page and f"op-1 2 ({total} EUR)" in page
     runner = CliRunner()
     shown = runner.invoke(main, ["audit", "--db", url, "--store", "PV-4", "--day", str(DAY)])
     assert shown.exit_code == 0, shown.output
-    assert "Post-voids" in shown.output and f"T01 2 ({total})" in shown.output
+    assert "Post-voids" in shown.output and f"T01 2 ({total} EUR)" in shown.output
     as_json: dict[str, Any] = json.loads(
         runner.invoke(
             main, ["audit", "--db", url, "--store", "PV-4", "--day", str(DAY), "--json"]

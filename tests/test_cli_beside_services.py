@@ -72,13 +72,13 @@ async def test_report_reads_a_running_analytics_service_on_duckdb(
         explicit = _cli(*report, "--api", f"http://127.0.0.1:{service.port}")
         assert explicit.returncode == 0, explicit.stderr
         assert explicit.stdout == out
-        assert "Payments (sales audit): not shown: no sales audit to ask" in out
+        assert "Sales audit: not shown: no sales audit to ask" in out
         # The payment findings are the audit's: read from its running service's API.
         audit_url = f"sqlite:///{tmp_path / 'audit.db'}"
         with _service("audit", kafka_topics, audit_url, tmp_path) as audit:
             api = f"http://127.0.0.1:{audit.port}"
             both = [*report, "--api", f"http://127.0.0.1:{service.port}", "--audit-api", api]
-            found = await _until(both, "Payments (sales audit, store-day")
+            found = await _until(both, "Sales audit (store-day")
             assert "0 open flag(s)" in found
         gone = _cli(*both)
         assert gone.returncode == 0, gone.stderr

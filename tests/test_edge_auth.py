@@ -14,6 +14,7 @@ import ssl
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,14 @@ from tests.edge_support import dumps, live_poslog, payment_json, sale_json, stoc
 from tillstream.dev.ports import free_port
 from tillstream.dev.processes import Service, run_tillstream
 from tillstream_edge.auth import TokenFileError, load_tokens
+from tillstream_edge.roles import MAY_POST, POSTED, ROLES
 
 DATA = Path(__file__).parent / "data" / "poslog"
 STORE = "S-AUTH"  # its own store: other tests count what store 100 (the sample's) sent
 TOKEN_10001 = "till-10001-secret-token-4f1c9e"
 TOKEN_10002 = "till-10002-secret-token-88ab31"
 TOKEN_BACKOFFICE = "backoffice-secret-token-0d2e77"
+TOKEN_MANAGER = "manager-secret-token-5c1a90"
 
 
 def sha256(token: str) -> str:
@@ -43,6 +46,8 @@ def tokens_file(tmp_path: Path) -> Path:
         "[tills]\n"
         f'10001 = "{sha256(TOKEN_10001)}"\n'
         f'10002 = "{TOKEN_10002}"\n'  # plain tokens are allowed too
+        "[store]\n"
+        f'MANAGER = "{sha256(TOKEN_MANAGER)}"\n'
         "[stock_only]\n"
         f'BACKOFFICE = "{sha256(TOKEN_BACKOFFICE)}"\n'
     )
@@ -74,7 +79,11 @@ def test_tokens_file_mistakes_are_named_and_never_quote_a_token(tmp_path: Path) 
         ('[tills]\n" T1" = "long-enough-secret-value"\n', "not a till id"),
         ('[tills]\nT1 = "sha256:5ecre7"\n', "64 hex digits"),
         ("[tills\n", "not valid TOML"),
-        ('[tills]\nBACKOFFICE = "long-enough-secret-value"\n', "belongs in [stock_only]"),
+        ('[tills]\nBACKOFFICE = "long-enough-secret-value"\n', "belongs in [store]"),
+        (
+            '[store]\nBO = "long-enough-secret-value"\n[stock_only]\nBO = "other-secret-value"\n',
+            "is in both [store] and [stock_only]",
+        ),
         (
             '[tills]\nT1 = "long-enough-secret-value"\n[stock_only]\nT1 = "other-secret-value"\n',
             "in both",
@@ -193,6 +202,95 @@ async def test_a_stock_only_token_posts_stock_movements_and_nothing_else(
         assert ok.status_code == 202, ok.text
     assert outbox_ids(edge.outbox) == {movement["event_id"]}
     assert edge.metric("tillstream_edge_events_rejected_total", 'reason="forbidden"') == 3
+
+
+def store_day_event(kind: str, terminal: str = "BO") -> dict[str, Any]:
+    """A store-day's open or close as the back office posts it (yesterday, store-local)."""
+    at = datetime.now(UTC) - timedelta(hours=2)
+    return {
+        "type": "till_event",
+        "event_id": str(uuid.uuid4()),
+        "store_id": STORE,
+        "terminal_id": terminal,
+        "kind": kind,
+        "operator_id": "manager",
+        "business_day": at.date().isoformat(),
+        "occurred_at": at.isoformat(),
+        "utc_offset_minutes": 0,
+    }
+
+
+async def test_the_store_opens_and_closes_its_day_and_a_till_may_not(
+    edge_factory: Any, tmp_path: Path
+) -> None:
+    edge = edge_factory(STORE, args=["--tokens", str(tokens_file(tmp_path))])
+    opening, closing = store_day_event("STORE_DAY_OPEN"), store_day_event("STORE_DAY_CLOSE")
+    on_a_till = store_day_event("STORE_DAY_CLOSE", terminal="10001")
+    sign_on = {**store_day_event("SIGN_ON", terminal="10001"), "operator_id": "C42"}
+    controls = live_poslog(
+        (DATA / "control_v6.xml").read_text().replace(">0815</UnitID>", f">{STORE}</UnitID>")
+    ).replace(">POS2<", ">10001<")  # the till's journal: its shift, and the store's open and close
+    async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
+        # A till's own token: its own till's events, never the store's day, whatever till
+        # the event names.
+        till = await http.post(
+            "/v1/events", content=dumps([sign_on, on_a_till, closing]), headers=bearer(TOKEN_10001)
+        )
+        assert till.status_code == 403, till.text
+        problems = till.json()["problems"]
+        assert [p["field"] for p in problems] == ["events[1].kind", "events[2].kind"]
+        assert all("store's token ([store]" in p["message"] for p in problems)
+        journal = await http.post("/v1/poslog", content=controls, headers=bearer(TOKEN_10001))
+        assert journal.status_code == 403, journal.text
+        assert {p["field"].rsplit(".", 1)[1] for p in journal.json()["problems"]} == {"kind"}
+        assert len(journal.json()["problems"]) == 2  # StoreOpen and StoreClose
+        # The stock-only token: not the day either.
+        stock = await http.post(
+            "/v1/events", content=dumps(opening), headers=bearer(TOKEN_BACKOFFICE)
+        )
+        assert stock.status_code == 403
+        assert stock.json()["problems"][0]["field"] == "kind"
+        assert "role is stock_only" in stock.json()["problems"][0]["message"]
+        # The store's token: its day's open and close (on whichever workstation), and stock
+        # movements; never a till's sale or shift.
+        store = bearer(TOKEN_MANAGER)
+        shift = await http.post("/v1/events", content=dumps([sign_on]), headers=store)
+        assert shift.status_code == 403 and shift.json()["problems"][0]["field"] == "type"
+        sale = await http.post(
+            "/v1/events", content=dumps(sale_json(STORE, terminal_id="10001")), headers=store
+        )
+        assert sale.status_code == 403
+        its_journal = await http.post("/v1/poslog", content=controls, headers=store)
+        assert its_journal.status_code == 403  # the till's shift in it is not the store's
+        assert outbox_ids(edge.outbox) == set()
+        movement = stock_json(STORE)
+        day = await http.post(
+            "/v1/events", content=dumps([opening, on_a_till, movement, closing]), headers=store
+        )
+        assert day.status_code == 202, day.text
+        shift_only = await http.post(
+            "/v1/events", content=dumps(sign_on), headers=bearer(TOKEN_10001)
+        )
+        assert shift_only.status_code == 202, shift_only.text
+    assert outbox_ids(edge.outbox) == {
+        e["event_id"] for e in (opening, on_a_till, movement, closing, sign_on)
+    }
+
+
+def test_the_docs_table_of_roles_is_what_the_edge_does() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "edge.md").read_text()
+    table = text[text.index("| Event | `[tills]`") :].split("\n\n", 1)[0].splitlines()
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    assert header[1:] == [f"`[{role}]`" for role in ROLES]
+    rows = {}
+    for line in table[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    assert len(rows) == len(POSTED)
+    for what, label in zip(POSTED, rows, strict=True):
+        assert what.split(":")[0] in label.replace("`", ""), (what, label)
+        allowed = [cell.startswith("yes") for cell in rows[label]]
+        assert allowed == [what in MAY_POST[role] for role in ROLES], (what, rows[label])
 
 
 async def test_without_tokens_the_edge_stays_open(edge_factory: Any) -> None:

@@ -117,7 +117,7 @@ async def test_every_channel_encodes_a_void_through_the_one_accept_path(
 
 def test_the_example_in_docs_edge_is_a_valid_post_void() -> None:
     doc = (Path(__file__).resolve().parent.parent / "docs" / "edge.md").read_text()
-    section = doc.split("## Post-voids", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    section = doc.split("\n## Post-voids", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
     body = section.split("-d '", 1)[1].rsplit("'", 1)[0]
     event = ONE_EVENT.validate_json(body)
     assert isinstance(event, SaleVoidIn)

@@ -683,7 +683,8 @@ def audit_row() -> list[dict[str, Any]]:
             "Store-days by status (recent days)",
             [("max by (status) (tillstream_audit_store_days)", "{{status}}")],
             description="Store-days of the last TILLSTREAM_AUDIT_SILENT_DAYS business days, "
-            "all stores, per audit status.",
+            "all stores, per audit status (closed-reviewed: every flag acknowledged, the "
+            "money still at stake; closed-balanced: nothing flagged).",
         ),
         panel(
             "Open audit flags by store",

@@ -1,4 +1,4 @@
-"""Which till is posting: per-till bearer tokens for the edge HTTP API.
+"""Who is posting: per-till bearer tokens for the edge HTTP API, and the role of each.
 
 The tokens file (``TILLSTREAM_EDGE_TOKENS``, TOML) names each till by the id its events
 carry (``terminal_id`` in sales and payments, ``WorkstationID`` in POSLog) and gives its
@@ -9,8 +9,13 @@ so the file holds nothing a till could post with::
     T01 = "sha256:f7102cece84ee3fafeaeda9b0b158f18113f1b70167f1622e396e133beb65331"
     T02 = "a-long-random-token-of-till-02"
 
-    [stock_only]                # not tills: may post stock movements only
+    [store]                     # the store manager / back office: opens and closes the day
     BACKOFFICE = "sha256:..."
+
+    [stock_only]                # not tills: may post stock movements only
+    STOCKCOUNT = "sha256:..."
+
+Each table is a role (``roles.py`` says what each may post).
 
 A presented token is hashed and compared with every entry by ``hmac.compare_digest``, so
 neither a near miss nor the position of a till in the file shows in the answer time.
@@ -22,9 +27,10 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from tillstream_edge.roles import ROLES, STOCK_ONLY, STORE, TILL, Role
 from tillstream_edge.tomlfile import read_toml
 
 MIN_TOKEN_CHARS = 16
@@ -38,27 +44,25 @@ class TokenFileError(ValueError):
     """The tokens file is unreadable or malformed; the message never quotes a token."""
 
 
-STOCK_ONLY = "stock_only"
-"""The tokens file's table of clients that may post stock movements only (back office)."""
-_TABLES = ("tills", STOCK_ONLY)
-
-
 @dataclass(frozen=True)
 class TillTokens:
-    """Till (or client) id -> SHA-256 digest of its token."""
+    """Till (or client) id -> SHA-256 digest of its token, and the role of each."""
 
     digests: dict[str, bytes]
-    stock_only: frozenset[str] = frozenset()
-    """Clients of the ``[stock_only]`` table: never sales, payments or POSLog."""
+    roles: dict[str, Role] = field(default_factory=dict)
+    """The table each id is in (an id missing here is a till's)."""
 
     def till_of(self, token: str) -> str | None:
-        """The till the token belongs to, or None for an unknown token."""
+        """The till (or client) the token belongs to, or None for an unknown token."""
         presented = _digest(token)
         owner = None
         for till, digest in self.digests.items():  # no early exit: same time for every token
             if hmac.compare_digest(presented, digest):
                 owner = till
         return owner
+
+    def role_of(self, client: str) -> Role:
+        return self.roles.get(client, TILL)
 
 
 def foreign_tills(till: str, named: Iterable[str | None]) -> list[int]:
@@ -72,33 +76,37 @@ def foreign_tills(till: str, named: Iterable[str | None]) -> list[int]:
 def load_tokens(path: Path) -> TillTokens:
     """Read a tokens file; raises :class:`TokenFileError` naming the file and the till."""
     raw = read_toml(path, "tokens file", TokenFileError)
-    tables = {name: raw.get(name, {}) for name in _TABLES}
+    tables = {name: raw.get(name, {}) for name in ROLES}
     if (
-        not set(raw) <= set(_TABLES)
+        not set(raw) <= set(ROLES)
         or not all(isinstance(t, dict) for t in tables.values())
         or not any(tables.values())
     ):
         raise TokenFileError(
-            f"{path}: expected one [tills] table of till id = token lines "
-            f"(and optionally [{STOCK_ONLY}] for clients that post stock movements only)"
+            f"{path}: expected one [tills] table of till id = token lines (and optionally "
+            f"[{STORE}] for the store's own clients, which open and close the store-day, and "
+            f"[{STOCK_ONLY}] for clients that post stock movements only)"
         )
     digests: dict[str, bytes] = {}
+    roles: dict[str, Role] = {}
     for table, entries in tables.items():
         for till, value in entries.items():
             if not _TILL_ID.match(till):
                 raise TokenFileError(f"{path}: till {till!r}: not a till id")
             if till in digests:
-                raise TokenFileError(f"{path}: {till!r} is in both [tills] and [{STOCK_ONLY}]")
-            if table == "tills" and till.upper().replace("-", "").replace("_", "") == "BACKOFFICE":
+                raise TokenFileError(f"{path}: {till!r} is in both [{roles[till]}] and [{table}]")
+            if table == TILL and till.upper().replace("-", "").replace("_", "") == "BACKOFFICE":
                 # Earlier docs put the back office in [tills]: that would let it post sales.
                 raise TokenFileError(
-                    f"{path}: till {till!r}: a back-office token belongs in [{STOCK_ONLY}] "
-                    "(stock movements only), not in [tills]"
+                    f"{path}: till {till!r}: a back-office token belongs in [{STORE}] (the "
+                    f"store-day's open and close, stock movements) or [{STOCK_ONLY}] (stock "
+                    "movements only), not in [tills]"
                 )
             digests[till] = _stored_digest(path, till, value)
+            roles[till] = table
     if len(set(digests.values())) != len(digests):
         raise TokenFileError(f"{path}: two tills share a token; give each till its own")
-    return TillTokens(digests, frozenset(tables[STOCK_ONLY]))
+    return TillTokens(digests, roles)
 
 
 def _stored_digest(path: Path, till: str, value: object) -> bytes:

@@ -5,15 +5,17 @@ POSLog document. A 2xx answer means every event is durable in the outbox. Resubm
 event id is answered exactly as the first time, so tills can retry freely.
 
 With till tokens configured, both need ``Authorization: Bearer <token>`` (401 without a
-known token, before the body is read) and every event must name the token's own till
-(403 otherwise); nothing refused is stored. Health, readiness and metrics stay open.
+known token, before the body is read); each event must be one the token's role may post
+(``roles.py``: a till its own till's events, the store its store-day's open and close)
+and a till's events must name the token's own till (403 otherwise, naming the field);
+nothing refused is stored. Health, readiness and metrics stay open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -27,7 +29,7 @@ from tillstream.core.http import metrics_response
 from tillstream.core.identifiers import CARD_NUMBER
 from tillstream.core.pan import mask_pans
 from tillstream_edge import metrics
-from tillstream_edge.auth import STOCK_ONLY, TillTokens, foreign_tills
+from tillstream_edge.auth import TillTokens
 from tillstream_edge.ingest import (
     Accepted,
     EventTooLarge,
@@ -40,6 +42,7 @@ from tillstream_edge.models import EVENT_LIST, ONE_EVENT, StockMovementIn
 from tillstream_edge.outbox import OutboxEvent, OutboxFullError
 from tillstream_edge.poslog import PoslogError, parse_poslog
 from tillstream_edge.poslog_intake import MAX_POSLOG_BYTES, accept_poslog
+from tillstream_edge.roles import STOCK_ONLY, names_a_till, refusal
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +127,9 @@ def create_app(
         },
         responses={
             401: {"description": "Till tokens are required and none known was given"},
-            403: {"description": "An event names another till, or is outside the token's scope"},
+            403: {
+                "description": "An event names another till, or the token's role may not post it"
+            },
             422: {"description": "Invalid events; each bad field is named"},
             409: {"description": "An event id was reused with different content"},
             413: {"description": "Request too large, or an event larger than Kafka takes"},
@@ -148,12 +153,17 @@ def create_app(
         def where(i: int) -> str:
             return f"events[{i}]" if len(parsed) > 1 else ""
 
-        if till is not None:
-            named = [None if isinstance(e, StockMovementIn) else e.terminal_id for e in parsed]
+        if tokens is not None and till is not None:
+            posted = [
+                (
+                    e.type,
+                    getattr(e, "kind", None),
+                    None if isinstance(e, StockMovementIn) else e.terminal_id,
+                )
+                for e in parsed
+            ]
             paths = [f"{where(i)}." if where(i) else "" for i in range(len(parsed))]
-            if refused := _out_of_scope(tokens, till, named, paths, "http"):
-                return refused
-            if refused := _foreign(till, named, paths, "http"):
+            if refused := _forbidden(tokens, till, posted, paths, "http"):
                 return refused
         try:
             events = [
@@ -184,7 +194,7 @@ def create_app(
                 "(kept at the edge with its reason, to be re-run after a fix)"
             },
             401: {"description": "Till tokens are required and none known was given"},
-            403: {"description": "A transaction names another till, or the token is stock-only"},
+            403: {"description": "A transaction names another till, or the token may not post it"},
             413: {"description": "Document too large"},
             422: {"description": "Not a POSLog document that can be parsed at all"},
         },
@@ -192,12 +202,14 @@ def create_app(
     async def post_poslog(request: Request, till: str | None = Depends(poslog_till)) -> Response:
         body = await _read_body(request, "poslog", MAX_POSLOG_BODY)
         try:
-            if till is not None:
-                # POSLog carries sales and payments only: no document for a stock-only token.
-                if refused := _out_of_scope(tokens, till, [till], ["poslog."], "poslog"):
-                    return refused
-                named, paths = await asyncio.to_thread(_poslog_tills, ingestor, body)
-                if refused := _foreign(till, named, paths, "poslog"):
+            if tokens is not None and till is not None:
+                # POSLog carries no stock movements: no document for a stock-only token.
+                if tokens.role_of(till) == STOCK_ONLY:
+                    document = [("poslog", None, None)]
+                    if refused := _forbidden(tokens, till, document, ["poslog."], "poslog"):
+                        return refused
+                posted, paths = await asyncio.to_thread(_poslog_events, ingestor, body)
+                if refused := _forbidden(tokens, till, posted, paths, "poslog"):
                     return refused
             batch, accepted = await accept_poslog(ingestor, body, "poslog", source="upload")
         except OutboxFullError as exc:
@@ -266,56 +278,49 @@ def _authenticator(tokens: TillTokens | None, channel: str) -> Callable[..., Awa
     return till_of_token
 
 
-def _poslog_tills(ingestor: Ingestor, body: bytes) -> tuple[list[str | None], list[str]]:
-    """The till each converted transaction's events name, and where it is. A second read of
-    the document, and only with tokens: the conversion to events does not hand them out."""
+Posted = tuple[str, str | None, str | None]
+"""An event as the roles see it: type, a till event's kind, the till it names."""
+
+
+def _poslog_events(ingestor: Ingestor, body: bytes) -> tuple[list[Posted], list[str]]:
+    """Each converted transaction's events as the roles see them, and where each is. A second
+    read of the document, and only with tokens: the conversion to events does not hand
+    them out."""
     result = parse_poslog(
         body,
         default_currency=ingestor.currency,
         default_timezone=ingestor.timezone,
         dialect=ingestor.poslog_dialect,
     )
-    named: list[str | None] = []
+    posted: list[Posted] = []
     paths: list[str] = []
     for unit in result.converted:
-        for _, record in unit.events:
-            named.append(record.get("terminal_id"))
+        for event_type, record in unit.events:
+            posted.append((event_type, record.get("kind"), record.get("terminal_id")))
             paths.append(f"transaction {unit.label}.")
-    return named, paths
+    return posted, paths
 
 
-def _out_of_scope(
-    tokens: TillTokens | None,
-    till: str,
-    named: Iterable[str | None],
-    paths: list[str],
+def _forbidden(
+    tokens: TillTokens,
+    client: str,
+    posted: Sequence[Posted],
+    paths: Sequence[str],
     channel: str,
 ) -> Response | None:
-    """403 naming each sale or payment (events that name a till) posted with a stock-only
-    token, or None if the token's scope allows them all."""
-    if tokens is None or till not in tokens.stock_only:
-        return None
-    refused = [i for i, terminal in enumerate(named) if terminal is not None]
-    if not refused:
-        return None
-    message = (
-        f"this token's scope is {STOCK_ONLY} (stock movements only); sales, payments, "
-        "till events, post-voids and POSLog need a till's own token"
-    )
-    return _reject(channel, 403, "forbidden", [(f"{paths[i]}type", message) for i in refused])
-
-
-def _foreign(
-    till: str, named: Iterable[str | None], paths: list[str], channel: str
-) -> Response | None:
-    """403 naming each event of another till than ``till``, or None if all are its own."""
-    foreign = foreign_tills(till, named)
-    if not foreign:
-        return None
-    message = f"names another till; this token is till {till}'s"
-    return _reject(
-        channel, 403, "forbidden", [(f"{paths[i]}terminal_id", message) for i in foreign]
-    )
+    """403 naming each event the token's role may not post (its ``type``, or a store-day's
+    ``kind`` from a till), and each of a till's events naming another till
+    (``terminal_id``); or None if the token may post them all."""
+    role = tokens.role_of(client)
+    problems: list[tuple[str, str]] = []
+    for path, (event_type, kind, terminal) in zip(paths, posted, strict=True):
+        if (why := refusal(role, event_type, kind)) is not None:
+            problems.append((f"{path}{why.field}", why.message))
+        elif names_a_till(event_type, kind) and terminal != client:
+            problems.append(
+                (f"{path}terminal_id", f"names another till; this token is till {client}'s")
+            )
+    return _reject(channel, 403, "forbidden", problems) if problems else None
 
 
 async def _store(ingestor: Ingestor, events: list[OutboxEvent], channel: str) -> Response:

@@ -10,15 +10,18 @@ import socket
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from tillstream.cli.common import settings
 from tillstream.cli.service_read import API_OPTION, ServiceAPI, open_database, read
+from tillstream.cli.tables import Output
+from tillstream.core.settings import Settings
 from tillstream_consumers.audit import queries
 from tillstream_consumers.audit.acknowledging import NoteError, note_of
+from tillstream_consumers.audit.at_stake import describe
+from tillstream_consumers.audit.drawers import ATTRIBUTIONS
 from tillstream_consumers.audit.tables import COMPONENT, MIGRATIONS
 from tillstream_consumers.runtime import api_tokens
 from tillstream_consumers.runtime.access import LOCAL, PERMISSIONS, Principal
@@ -65,8 +68,10 @@ def audit(
     by tender and cashier, post-voids by till and cashier, and every flag with its id and
     acknowledgements.
 
-    Status: silent, open, closing, closed-balanced (every open flag acknowledged, or none),
-    closed-unbalanced.
+    Status: silent, open, closing, closed-balanced (nothing flagged), closed-reviewed (every
+    open flag acknowledged: reviewed, not balanced; its money at stake shown),
+    closed-unbalanced (an open flag nobody acknowledged). Piped or redirected (cron mail,
+    logs), the tables are plain lines as wide as their content.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -82,7 +87,9 @@ def audit(
             found: dict[str, Any] = api.get(f"/v1/audit/days/{store}/{shown_day.isoformat()}")
             return found
 
-        found = read(cfg, cfg.db_url, api_url, detail, detail_remote, what="audit")
+        found = read(
+            cfg, cfg.db_url, api_url, detail, detail_remote, what="audit", token_setting=_token(cfg)
+        )
         if found is None:
             raise click.ClickException(f"no audit of store {store} on {shown_day}")
         if as_json:
@@ -104,132 +111,225 @@ def audit(
         )
         return days
 
-    days = read(cfg, cfg.db_url, api_url, listing, listing_remote, what="audit")
+    days = read(
+        cfg, cfg.db_url, api_url, listing, listing_remote, what="audit", token_setting=_token(cfg)
+    )
     if as_json:
         click.echo(json.dumps(days, indent=2))
         return
+    out = Output()
     if not days:
-        click.echo("no store-days audited" + (f" for {store}" if store else ""))
+        out.line("no store-days audited" + (f" for {store}" if store else ""))
         return
-    table = Table("Day", "Store", "Status", "Events", "Tills settled", "Open flags", "Unacked")
-    for d in days:
-        flags = ", ".join(f"{kind} {n}" for kind, n in d["open_flags"].items())
-        table.add_row(
+    headers = ["Day", "Store", "Status", "At stake", "Events", "Tills", "Open flags", "Unacked"]
+    rows = [
+        [
             d["business_day"],
             d["store_id"],
             d["status"],
+            describe(d.get("at_stake") or {}),  # absent before money at stake
             str(d["events"]),
             f"{d['tills_settled']}/{d['tills_traded']}",
-            flags or "-",
+            ", ".join(f"{kind} {n}" for kind, n in d["open_flags"].items()) or "-",
             str(d["unacknowledged"]),
-        )
-    Console().print(table)
+        ]
+        for d in days
+    ]
+    title = None
+    if len({d["business_day"] for d in days}) == 1:  # one day: said once, not on every row
+        title = f"Store-days of {days[0]['business_day']}"
+        headers, rows = headers[1:], [r[1:] for r in rows]
+    out.table(
+        headers,
+        rows,
+        title=title,
+        whole={"Day", "Store", "Status"},
+        words={"At stake", "Open flags"},
+    )
+
+
+def _money(amount: str | None, currency: str | None) -> str:
+    """An amount beside its currency (``-20.00 EUR``)."""
+    if amount is None:
+        return ""
+    return f"{amount} {currency}" if currency else amount
 
 
 def _print_detail(d: dict[str, Any]) -> None:
-    console = Console()
-    console.print(
-        f"[bold]{d['store_id']} {d['business_day']}[/bold]: {d['status']}, {d['events']} "
-        f"events, {d['tills_settled']}/{d['tills_traded']} tills settled"
+    out = Output()
+    currency = d.get("currency")
+    out.line(
+        f"{d['store_id']} {d['business_day']}: {d['status']}, {d['events']} events, "
+        f"{d['tills_settled']}/{d['tills_traded']} tills settled"
         + (f", closed at {d['closed_at']}" if d["closed_at"] else "")
     )
-    tills = Table("Till", "Operators", "Receipts", "Settled at", title="Tills")
-    for t in d["tills"]:
-        tills.add_row(
-            t["terminal_id"],
-            ", ".join(t["operators"]),
-            str(t["transactions"]),
-            t["settled_at"] or "never",
+    if "at_stake" in d:  # absent from an audit service before money at stake
+        reviewed = " (every flag acknowledged: reviewed, not balanced)"
+        out.line(
+            f"At stake: {describe(d['at_stake'])}"
+            + (reviewed if d["status"] == "closed-reviewed" else "")
         )
-    console.print(tills)
+    out.table(
+        ["Till", "Operators", "Receipts", "Settled at"],
+        [
+            [t["terminal_id"], ", ".join(t["operators"]), str(t["transactions"]),
+             t["settled_at"] or "never"]
+            for t in d["tills"]
+        ],
+        title="Tills",
+    )  # fmt: skip
+    _print_drawers(out, d)
     if d["balances"]:
-        balances = Table(
-            "Till", "Cashier", "Tender", "Expected", "Declared", "Over/short", title="Balances"
+        out.table(
+            ["Till", "Cashier", "Tender", "Expected", "Declared", "Over/short"],
+            [
+                [
+                    b["terminal_id"],
+                    b["operator_id"] or "",
+                    b["tender"],
+                    _money(b["expected"], currency),
+                    _money(b["declared"], currency),
+                    _money(b["over_short"], currency),
+                ]
+                for b in d["balances"]
+            ],
+            title="Balances",
         )
-        for b in d["balances"]:
-            balances.add_row(
-                b["terminal_id"],
-                b["operator_id"] or "",
-                b["tender"],
-                b["expected"],
-                b["declared"],
-                b["over_short"],
-            )
-        console.print(balances)
-        cashiers = ", ".join(f"{k} {v}" for k, v in d["over_short_by_cashier"].items())
-        console.print(f"Over/short by cashier: {cashiers}")
-    _print_post_voids(console, d)
+        cashiers = ", ".join(
+            f"{k} {_money(v, currency)}" for k, v in d["over_short_by_cashier"].items()
+        )
+        out.line(f"Over/short by cashier: {cashiers}")
+    _print_post_voids(out, d)
     if d["flags"]:
-        flags = Table("Flag", "Kind", "Subject", "What", "State", title="Flags")
-        for f in d["flags"]:
-            acks = f["acknowledgements"]
-            state = "open" if f["open"] else f"resolved {f['resolved_at']}"
-            if acks:
-                state += f", acknowledged by {acks[-1]['by']}: {acks[-1]['note']}"
-            flags.add_row(f["flag_id"], f["kind"], f["subject"], f["message"], state)
-        console.print(flags)
+        out.table(
+            ["Flag", "Kind", "Subject", "What", "State"],
+            [[f["flag_id"], f["kind"], f["subject"], f["message"], _state(f)] for f in d["flags"]],
+            title="Flags",
+            whole={"Flag", "Kind"},
+        )
+        steps = {f["kind"]: f.get("next_step") for f in d["flags"] if f["open"]}
+        for kind, step in steps.items():
+            if step:
+                out.line(f"Next, {kind}: {step}")
     else:
-        console.print("No flags.")
+        out.line("No flags.")
     if d["pending_payments"]:
-        console.print(
+        out.line(
             f"{len(d['pending_payments'])} receipt(s) whose payments do not add up yet "
             "(their till is still trading)"
         )
 
 
-def _print_post_voids(console: Console, d: dict[str, Any]) -> None:
+def _state(f: dict[str, Any]) -> str:
+    acks = f["acknowledgements"]
+    state = "open" if f["open"] else f"resolved {f['resolved_at']}"
+    if acks:
+        state += f", acknowledged by {acks[-1]['by']} at {acks[-1]['at']}: {acks[-1]['note']}"
+    return state
+
+
+def _print_drawers(out: Output, d: dict[str, Any]) -> None:
+    """Everyone who worked each till's drawer: shifts, receipts, sales, their over/short."""
+    rows = [
+        [
+            t["terminal_id"],
+            c["operator_id"],
+            ", ".join(
+                f"{s['signed_on']} - {s['signed_off'] or 'not signed off'}" for s in c["shifts"]
+            )
+            or "never signed on",
+            str(c["receipts"]),
+            _money(c["sales"], c.get("currency")),
+            _money(c["over_short"], c.get("currency")),
+        ]
+        for t in d["tills"]
+        for c in t.get("cashiers") or []  # absent from an audit service before drawers
+    ]
+    if not rows:
+        return
+    out.table(
+        ["Till", "Cashier", "Signed on - off", "Receipts", "Sales", "Over/short"],
+        rows,
+        title="Who worked each drawer",
+    )
+    attribution = d.get("drawer_attribution")
+    if attribution in ATTRIBUTIONS:
+        out.line(f"Over/short {ATTRIBUTIONS[attribution]} ({attribution}).")
+
+
+def _print_post_voids(out: Output, d: dict[str, Any]) -> None:
     """The store-day's post-voids, and their count and amount per till and cashier."""
     voids = d.get("post_voids") or []  # absent from an audit service before post-voids
     if not voids:
         return
-    table = Table(
-        "Till", "Number", "Cashier", "Voided receipt", "Amount", "At", "Reason", title="Post-voids"
+    currency = d.get("currency")
+    out.table(
+        ["Till", "Number", "Cashier", "Voided receipt", "Amount", "At", "Reason"],
+        [
+            [
+                v["terminal_id"],
+                v["number"] or "",
+                v["cashier_id"] or "",
+                f"{v['voided_terminal_id']} {v['voided_number'] or v['voided_event_id']}"
+                + ("" if v["counted"] else " (voided before)"),
+                _money(v["amount"], currency),
+                v["at"],
+                v["reason"] or "",
+            ]
+            for v in voids
+        ],
+        title="Post-voids",
     )
-    for v in voids:
-        voided = f"{v['voided_terminal_id']} {v['voided_number'] or v['voided_event_id']}"
-        table.add_row(
-            v["terminal_id"],
-            v["number"] or "",
-            v["cashier_id"] or "",
-            voided + ("" if v["counted"] else " (voided before)"),
-            v["amount"] or "",
-            v["at"],
-            v["reason"] or "",
-        )
-    console.print(table)
     for what, totals in (
         ("till", d["post_voids_by_till"]),
         ("cashier", d["post_voids_by_cashier"]),
     ):
-        shown = ", ".join(f"{k} {t['count']} ({t['amount']})" for k, t in totals.items())
-        console.print(f"Post-voids by {what}: {shown}")
+        shown = ", ".join(
+            f"{k} {t['count']} ({_money(t['amount'], currency)})" for k, t in totals.items()
+        )
+        out.line(f"Post-voids by {what}: {shown}")
 
 
 @audit.command("ack")
 @click.argument("flag")
 @click.option("--note", required=True, help="What the auditor found or did.")
 @_DB_OPTION
-def ack(flag: str, note: str, db_url: str | None) -> None:
+@API_OPTION
+def ack(flag: str, note: str, db_url: str | None, api_url: str | None) -> None:
     """Acknowledge FLAG (its id, from `tillstream audit --store S --day D`) with a note.
 
-    Written to the audit's database directly, by whoever may open it: recorded as this
-    machine's user (the page records the signed-in auditor, the API the token). Kept with
-    the flag as an audit trail; a store-day whose flags are all acknowledged is reviewed.
+    Kept with the flag as an audit trail. A closed store-day whose open flags are all
+    acknowledged is closed-reviewed: reviewed, not balanced (its money at stake stays shown);
+    only the facts close a flag. Written to the audit's database directly, recorded as this
+    machine's user; with --api, through the audit service's API (POST
+    /v1/audit/flags/FLAG/ack) with the named token of TILLSTREAM_AUDIT_API_TOKEN, recorded
+    as that token.
     """
     try:
         checked = note_of({"note": note})
     except NoteError as exc:
         raise click.BadParameter(str(exc), param_hint="--note") from None
     cfg = settings(db_url=db_url)
-    db = open_database(cfg.db_url)
-    try:
-        db.migrate(COMPONENT, list(MIGRATIONS))
-        done = queries.acknowledge(db, flag, checked, _this_user(), datetime.now(UTC))
-    except queries.UnknownFlag:
-        raise click.ClickException(f"no flag {flag} in {redact_url(cfg.db_url)}") from None
-    finally:
-        db.close()
+    if api_url is not None:
+        done = ServiceAPI(cfg, api_url, token_setting="audit_api_token").post(
+            f"/v1/audit/flags/{quote(flag, safe='')}/ack", {"note": checked}
+        )
+    else:
+        db = open_database(cfg.db_url)
+        try:
+            db.migrate(COMPONENT, list(MIGRATIONS))
+            done = queries.acknowledge(db, flag, checked, _this_user(), datetime.now(UTC))
+        except queries.UnknownFlag:
+            raise click.ClickException(f"no flag {flag} in {redact_url(cfg.db_url)}") from None
+        finally:
+            db.close()
     click.echo(f"acknowledged {flag} by {done['by']} ({done['by_kind']}) at {done['at']}")
+
+
+def _token(cfg: Settings) -> str:
+    """The setting whose token goes to the audit's API: its named token, else the read
+    APIs' shared one (which only reads)."""
+    return "audit_api_token" if cfg.audit_api_token is not None else "consumer_api_token"
 
 
 def _this_user() -> Principal:

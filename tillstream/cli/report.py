@@ -1,5 +1,6 @@
 """``tillstream report``: one store's business day from the analytics store, for people,
-with the sales audit's payment findings for that store-day.
+with the sales audit's findings for that store-day: its status, every open flag counted by
+kind, the money at stake, and the payment findings in full.
 
 The reconciliation of sales and payments is the audit's (one owner, issue 14): the report
 reads its findings through the audit's read API (``GET /v1/audit/days/{store}/{day}``,
@@ -20,7 +21,7 @@ from tillstream.cli.service_read import API_OPTION, ServiceAPI, open_database, r
 from tillstream.core.settings import Settings, env_name
 
 PAYMENT_KINDS = ("payment_mismatch", "payment_without_sale")
-"""The audit's flags that say whether payments add up to their sales."""
+"""The audit's flags that say whether payments add up to their sales: listed one by one."""
 
 BAR_WIDTH = 30
 _EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -56,7 +57,7 @@ def _money(amounts: dict[str, Decimal]) -> str:
     "--audit-api",
     "audit_api",
     metavar="URL",
-    help="The sales audit's read API (http://HOST:PORT), for the store-day's payment findings. "
+    help="The sales audit's read API (http://HOST:PORT), for the store-day's findings. "
     "[env: TILLSTREAM_AUDIT_API_URL]",
 )
 @click.option(
@@ -74,10 +75,11 @@ def report(
     audit_db: str | None,
 ) -> None:
     """Print a store's business day: totals, sales per local hour, tenders, top SKUs, and
-    the sales audit's payment findings (payments that do not add up to their sale).
+    the sales audit's findings: the store-day's status, its open flags by kind, the money
+    at stake, and the payments that do not add up to their sale.
 
     Works while the analytics service runs: a DuckDB file the service holds is read through
-    the service's API (GET /v1/report). The payment findings come from the sales audit
+    the service's API (GET /v1/report). The findings come from the sales audit
     (--audit-api or --audit-db); without it the report says so and prints the rest.
     """
     from tillstream_consumers.analytics import Analytics
@@ -132,30 +134,44 @@ def report(
     if not s.top_skus:
         click.echo("  (none)")
     click.echo("")
-    _print_payment_findings(cfg, store_id, wanted, audit_api, audit_db)
+    _print_audit_findings(cfg, store_id, wanted, audit_api, audit_db)
 
 
-def _print_payment_findings(
+def _print_audit_findings(
     cfg: Settings, store_id: str, day: str, api_url: str | None, db_url: str | None
 ) -> None:
-    """The audit's open payment flags of the store-day, or why they cannot be shown."""
+    """The audit's open flags of the store-day (all of them, counted by kind, and the payment
+    ones in full) with its money at stake, or why they cannot be shown."""
+    from tillstream_consumers.audit.at_stake import describe
+
     api_url = api_url or cfg.audit_api_url
     db_url = db_url or cfg.audit_db_url
     try:
         found = audit_store_day(cfg, store_id, day, api_url, db_url)
     except click.ClickException as exc:
-        click.echo(f"Payments (sales audit): not shown: {exc.message}")
+        click.echo(f"Sales audit: not shown: {exc.message}")
         return
     if found is None:
-        click.echo(f"Payments (sales audit): the audit has no store-day {store_id} {day} yet")
+        click.echo(f"Sales audit: the audit has no store-day {store_id} {day} yet")
         return
-    flags = [f for f in found.get("flags", []) if f["kind"] in PAYMENT_KINDS and f["open"]]
-    pending = len(found.get("pending_payments") or [])
+    open_flags = [f for f in found.get("flags", []) if f["open"]]
+    kinds: dict[str, int] = {}
+    for f in open_flags:
+        kinds[f["kind"]] = kinds.get(f["kind"], 0) + 1
+    acked = sum(1 for f in open_flags if f.get("acknowledgements"))
     status = found.get("status", "?")
-    click.echo(f"Payments (sales audit, store-day {status}): {len(flags)} open flag(s)")
-    for f in flags:
-        acked = " (acknowledged)" if f.get("acknowledgements") else ""
-        click.echo(f"  {f['kind']:<21} {f['message']}{acked}")
+    by_kind = ", ".join(f"{kind} {n}" for kind, n in kinds.items())
+    click.echo(
+        f"Sales audit (store-day {status}): {len(open_flags)} open flag(s)"
+        + (f": {by_kind}; {acked} acknowledged" if open_flags else "")
+    )
+    if "at_stake" in found:  # absent from an audit service before money at stake
+        click.echo(f"  at stake: {describe(found['at_stake'])}")
+    for f in open_flags:
+        if f["kind"] in PAYMENT_KINDS:
+            done = " (acknowledged)" if f.get("acknowledgements") else ""
+            click.echo(f"  {f['kind']:<21} {f['message']}{done}")
+    pending = len(found.get("pending_payments") or [])
     if pending:
         click.echo(f"  {pending} sale(s) whose payments are not due yet (till not settled)")
 

@@ -71,6 +71,7 @@ def read(
     remote: Callable[[ServiceAPI], T],
     *,
     what: str,
+    token_setting: str = "consumer_api_token",
 ) -> T:
     """``direct(db)`` on the database, or ``remote(api)`` through the service's read API
     when ``api_url`` is given or the service holds the database file."""
@@ -78,7 +79,7 @@ def read(
         try:
             db = open_database(db_url)
         except HeldByService as held:
-            api = ServiceAPI(cfg, None)
+            api = ServiceAPI(cfg, None, token_setting)
             try:
                 return remote(api)
             except click.ClickException as exc:
@@ -92,21 +93,25 @@ def read(
             return direct(db)
         finally:
             db.close()
-    return remote(ServiceAPI(cfg, api_url))
+    return remote(ServiceAPI(cfg, api_url, token_setting))
 
 
 class ServiceAPI:
-    """GET requests to a consumer service's read API."""
+    """Requests to a consumer service's API: reads, and the few writes a service takes (an
+    audit flag's acknowledgement)."""
 
-    def __init__(self, cfg: Settings, url: str | None) -> None:
+    def __init__(
+        self, cfg: Settings, url: str | None, token_setting: str = "consumer_api_token"
+    ) -> None:
         if url is None:  # the service's own listen address; a wildcard means this host
             host, port = split_host_port(cfg.consumer_listen)
             host = "127.0.0.1" if host in ("0.0.0.0", "") else host
             host = "::1" if host == "::" else host
             url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         self.url = url.rstrip("/")
-        token = cfg.consumer_api_token
+        token = getattr(cfg, token_setting)
         self._headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
+        self._token_env = env_name(token_setting)
 
     def get(self, path: str, **params: str | None) -> Any:
         """The JSON answer of ``GET path``; a ClickException says what went wrong."""
@@ -120,7 +125,7 @@ class ServiceAPI:
         if response.status_code in (401, 403):
             raise click.ClickException(
                 f"the service at {self.url} refused the request (HTTP {response.status_code}): "
-                f"set {env_name('consumer_api_token')} to its read-API token"
+                f"set {self._token_env} to its read-API token"
             )
         if response.status_code == 404:
             raise click.ClickException(
@@ -131,3 +136,35 @@ class ServiceAPI:
                 f"the service at {self.url} answered HTTP {response.status_code} to {path}"
             )
         return response.json()
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        """The JSON answer of ``POST path`` with ``body`` as JSON; a ClickException gives
+        the service's own reason for a refusal (``{"error": ...}``), or what went wrong."""
+        try:
+            response = httpx.post(
+                self.url + path, json=body, headers=self._headers, timeout=API_TIMEOUT
+            )
+        except httpx.HTTPError as exc:
+            raise click.ClickException(f"no service answers at {self.url} ({exc})") from None
+        if response.status_code in (401, 403):
+            raise click.ClickException(
+                f"the service at {self.url} refused the request (HTTP {response.status_code}): "
+                f"{self._error_of(response)}; set {self._token_env} to a token that may"
+            )
+        if not 200 <= response.status_code < 300:
+            reason = self._error_of(response)
+            if reason:
+                raise click.ClickException(str(reason))
+            raise click.ClickException(
+                f"the service at {self.url} answered HTTP {response.status_code} to {path}"
+            )
+        return response.json()
+
+    @staticmethod
+    def _error_of(response: httpx.Response) -> str:
+        """The service's own reason for a refusal (``{"error": ...}``), if it gave one."""
+        try:
+            answer = response.json()
+        except ValueError:
+            return ""
+        return str(answer.get("error") or "") if isinstance(answer, dict) else ""

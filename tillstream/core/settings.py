@@ -171,6 +171,12 @@ class Settings(BaseSettings):
         "metrics are always open).",
     )
 
+    audit_api_token: SecretStr | None = Field(
+        None,
+        description="A named API token of the sales audit (tillstream audit token create, "
+        "with the ack scope), sent by 'tillstream audit --api' and 'tillstream audit ack --api'.",
+    )
+
     # Sign-in to head-office pages (the auditor's page): OpenID Connect, the chain's single
     # sign-on (docs/audit.md, "Sign-in, roles and tokens").
     oidc_issuer: str | None = Field(
@@ -221,6 +227,7 @@ class Settings(BaseSettings):
         "session_secret",
         "public_url",
         "allowed_hosts",
+        "audit_api_token",
         mode="before",
     )
     @classmethod
@@ -288,6 +295,14 @@ class Settings(BaseSettings):
         le=168,
         description="Hours after a business day's local midnight before the sales audit flags "
         "a day or till that never closed.",
+    )
+    audit_drawer_attribution: Literal[
+        "declaring", "per-cashier", "split-by-time", "split-by-sales"
+    ] = Field(
+        "declaring",
+        description="Whose over/short a till's drawer is (sales audit): the cashier who "
+        "declared it, each cashier their own drawer, or a drawer shared by its cashiers and "
+        "split by time worked or by sales taken.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."

@@ -37,6 +37,9 @@ WrittenKind = Literal[
 """The kinds a till or a POSLog file may send: the schema's ``TillEventKind``
 (``tillstream.core.events``) but ``OTHER``, which only an older reader sees, never written."""
 
+STORE_DAY_KINDS: frozenset[str] = frozenset({"STORE_DAY_OPEN", "STORE_DAY_CLOSE"})
+"""Kinds about the store's business day, not the till they name: the store's to post (the
+edge takes them from the store's token only), and the day's open and close to the audit."""
 MONEY_IN: frozenset[str] = frozenset({"OPENING_FLOAT", "LOAN", "PAID_IN"})
 """Kinds that put money into the till."""
 MONEY_OUT: frozenset[str] = frozenset({"PICKUP", "PAID_OUT"})

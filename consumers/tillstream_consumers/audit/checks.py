@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from tillstream.core.settings import Settings
-from tillstream.core.till_events import MONEY_IN, MONEY_OUT
+from tillstream.core.till_events import MONEY_IN, MONEY_OUT, STORE_DAY_KINDS
 from tillstream_consumers.audit.balance import Balance, balance, till_totals_flags
 from tillstream_consumers.audit.facts import (
     Control,
@@ -48,8 +48,6 @@ from tillstream_consumers.audit.payments import (
 )
 from tillstream_consumers.audit.reading import read_past
 
-STORE_DAY_KINDS = frozenset({"STORE_DAY_OPEN", "STORE_DAY_CLOSE"})
-"""Control events about the store's day, not about the till they were keyed on."""
 _SESSION_RANK = {"TILL_OPEN": 0, "TILL_CLOSE": 1}
 _COUNTS = frozenset({"TENDER_DECLARATION", "TILL_CLOSE"})
 """A till's own counts of its money, compared with the payments it took."""
@@ -120,6 +118,7 @@ def audit_day(
     for p in facts.payments:
         paying_of[p.sale_event_id].append(p.event_id)
         taken_on[p.terminal_id].append(p)
+    cashiers = {t.event_id: t.cashier_id for t in facts.transactions}  # per-cashier drawers
     voided_on: dict[str, list[PostVoid]] = defaultdict(list)  # till -> its post-voids
     for v in facts.voids:
         voided_on[v.terminal_id].append(v)
@@ -164,7 +163,7 @@ def audit_day(
             if got == t.net and not t.problems:
                 continue  # most receipts: nothing to flag
             paying = sorted(i for c in copies for i in paying_of.get(c.event_id, ()))
-            for flag in transaction_flags(t, subject, got, paying):
+            for flag in transaction_flags(t, subject, got, paying, facts.currency):
                 if flag.kind == PAYMENT_MISMATCH and not payments_due(t, sessions, due):
                     pending.append(t.event_id)  # its till trades on: payments may follow
                 elif flag.kind == PAYMENT_MISMATCH and not read_past(
@@ -178,13 +177,15 @@ def audit_day(
                 else:
                     flags.append(flag)
         orphans = [p for p in facts.orphans if p.terminal_id == terminal]
-        orphaned, waits = orphan_flags(terminal, orphans, sessions, due, read)
+        orphaned, waits = orphan_flags(terminal, orphans, sessions, due, read, facts.currency)
         flags += orphaned
         held += waits
         taken = [*taken_on[terminal], *orphans]
-        till_balances, balance_flags = balance(terminal, controls, taken, settled, settings)
+        till_balances, balance_flags = balance(
+            terminal, controls, taken, settled, settings, cashiers, facts.currency
+        )
         balances += till_balances
-        counted = till_totals_flags(terminal, controls, taken) + balance_flags
+        counted = till_totals_flags(terminal, controls, taken, facts.currency) + balance_flags
         counts = [f for f in counted if f.kind in (OVER_SHORT, TILL_TOTALS_MISMATCH)]
         if counts and not all(
             read_past(read, event, c.published_ms)

@@ -138,6 +138,8 @@ class StoreDayFacts:
     """Post-voids done on this day."""
     voided: frozenset[str] = frozenset()
     """Event ids of this day's sales that are post-voided (on any day): out of its money."""
+    currency: str | None = None
+    """The store's currency (ISO 4217): a store sells in one (``TILLSTREAM_STORE_CURRENCY``)."""
 
     @property
     def events(self) -> int:
@@ -173,6 +175,11 @@ def money(units: int) -> Decimal:
     value = from_units(units, MONEY_SCALE)
     cents = value.quantize(_CENT)
     return cents if cents == value else value.normalize()
+
+
+def in_currency(value: Decimal, currency: str | None) -> str:
+    """An amount as an auditor reads it, beside its currency: ``20.00 EUR``."""
+    return f"{value} {currency}" if currency else str(value)
 
 
 def local_iso(value: datetime, utc_offset_minutes: int) -> str:

@@ -51,6 +51,45 @@ KINDS: tuple[str, ...] = (
 )
 """Every kind of flag, in the order an auditor reads them."""
 
+NEXT_STEPS: dict[str, str] = {
+    RECEIPT_GAP: "Fetch the missing numbers from the till's electronic journal (or its POSLog "
+    "export) and backfill them with `tillstream edge import`: the gap closes by itself. If the "
+    "till never printed them (a reboot, a number skipped), acknowledge with the store's reason.",
+    DUPLICATE_NUMBER: "Compare the receipts behind the flag with the till's journal: one "
+    "number holds one sale. Ask the store which is real; a till that reuses numbers after a "
+    "restart needs its counter fixed.",
+    DUPLICATE_COPY: "Nothing to recount here: the audit counts the copies once, but the ERP, "
+    "CRM and analytics counted the sale twice. Find the channel that resent it (a POSLog file "
+    "both posted and dropped, a till retrying under new event ids).",
+    AFTER_TILL_CLOSE: "Ask the store why the till traded after its settlement: that money is "
+    "outside the drawer that was counted, so check it reached the safe.",
+    LATE_EVENT: "Ask the store why the till traded after the store-day closed (a customer at "
+    "the door, a clock set wrong), and check the money reached the safe.",
+    TILL_NOT_CLOSED: "Have the store settle the till: count the drawer (tender declaration) "
+    "and close it (TILL_CLOSE). Until then its drawer is in no over/short.",
+    DAY_NOT_CLOSED: "Have the store manager close the business day from the back office "
+    "(STORE_DAY_CLOSE, with the store's token), or acknowledge why the store stayed open.",
+    TOTALS_MISMATCH: "Fetch the receipt from the till's journal: its lines are what was "
+    "charged. Report the till's totals to its vendor as a software fault.",
+    PAYMENT_MISMATCH: "Look the receipt's payments up in the till's journal and the card "
+    "terminal's batch: a payment head office lacks is backfilled with `tillstream edge "
+    "import`; one taken twice is refunded to the customer.",
+    PAYMENT_WITHOUT_SALE: "Money was taken for a receipt head office does not have: fetch the "
+    "receipt from the till's journal and backfill it with `tillstream edge import`.",
+    TILL_TOTALS_MISMATCH: "A pickup, loan or payment the till made never reached head office "
+    "(or came twice): compare the till's own settlement report with the events behind the "
+    "flag, and backfill what is missing.",
+    OVER_SHORT: "Have the store recount the drawer and its safe bags (pickups) the same day. "
+    "A difference that stays is recorded against the drawer's cashiers as the chain "
+    "attributes it (see who worked the drawer) and acknowledged with the outcome.",
+    NO_DECLARATION: "Have the cashier (or the store manager, with a witness) count the drawer "
+    "and post the tender declaration; until then its over/short is unknown.",
+    SILENT_STORE: "Was the store closed? Acknowledge with the reason. Otherwise its events "
+    "are stuck: check its edge (outbox, quarantine) and tills; the flag goes when they come.",
+}
+"""What an auditor does next about each kind of flag: shown beside every flag on the page
+and in the read API, listed in docs/audit.md (a test keeps them equal)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Flag:
@@ -67,6 +106,8 @@ class Flag:
     operator_id: str | None = None
     events: tuple[str, ...] = ()
     """Event ids behind the flag."""
+    missing: int | None = None
+    """Numbers a receipt gap leaves out (what money at stake counts as receipts missing)."""
 
 
 def flag_id(key: bytes, store_id: str, day: date, kind: str, subject: str) -> str:

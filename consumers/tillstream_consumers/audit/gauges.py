@@ -6,7 +6,8 @@ they are right after a restart and the same on every instance sharing one databa
 - ``tillstream_audit_unbalanced_store_days{store}``: closed store-days with an open flag no
   auditor acknowledged (``closed-unbalanced``), of any day.
 - ``tillstream_audit_store_days{status}``: store-days of the recent business days (the last
-  ``TILLSTREAM_AUDIT_SILENT_DAYS``), per status: unbalanced and silent ones among them.
+  ``TILLSTREAM_AUDIT_SILENT_DAYS``), per status (``status.py``): unbalanced, reviewed (every
+  flag acknowledged, not balanced) and silent ones among them.
 
 The store's series are there, at 0, for every store of the recent days (or with a flag
 still open), and for every kind of flag: alerts and panels see a 0, not "no data", and a
@@ -22,6 +23,7 @@ from prometheus_client import Gauge
 
 from tillstream_consumers.audit import queries
 from tillstream_consumers.audit.flags import KINDS
+from tillstream_consumers.audit.status import STATUSES
 from tillstream_consumers.runtime.db import Database
 
 FLAGS = Gauge(
@@ -86,5 +88,5 @@ def publish(db: Database, today: date, recent_days: int) -> None:
         UNBALANCED.labels(store).set(unbalanced.get(store, 0))
     _stores = stores
     statuses = Counter(d.status for d in queries.store_days(db, since=since))
-    for status in queries.STATUSES:
+    for status in STATUSES:
         STORE_DAYS.labels(status).set(statuses.get(status, 0))

@@ -140,8 +140,16 @@ def load_store_day(db: Database, store_id: str, day: date) -> StoreDayFacts:
         )
         if p.sale_event_id not in voided
     ]
+    currency = _currency(db, key)
     facts = StoreDayFacts(
-        store_id, day, transactions, controls, payments, voids=voids, voided=voided
+        store_id,
+        day,
+        transactions,
+        controls,
+        payments,
+        voids=voids,
+        voided=voided,
+        currency=currency,
     )
     if facts.window is None:
         return facts
@@ -157,8 +165,22 @@ def load_store_day(db: Database, store_id: str, day: date) -> StoreDayFacts:
         orphans = [p for p in orphans if p.sale_event_id not in gone]
     read = read_marks(db, store_id)
     return StoreDayFacts(
-        store_id, day, transactions, controls, payments, orphans, read, voids, voided
+        store_id, day, transactions, controls, payments, orphans, read, voids, voided, currency
     )
+
+
+def _currency(db: Database, key: tuple[str, str]) -> str | None:
+    """The store-day's currency: its sales', else its till events' or post-voids' (a day of
+    till events alone has one only if some event carries amounts)."""
+    for table in ("audit_transactions", "audit_controls", "audit_voids"):
+        row = db.fetchone(
+            f"SELECT currency FROM {table} WHERE store_id = ? AND business_day = ? "
+            "AND currency IS NOT NULL LIMIT 1",
+            key,
+        )
+        if row is not None:
+            return str(row[0])
+    return None
 
 
 def _voids(db: Database, key: tuple[str, str]) -> list[PostVoid]:

@@ -110,6 +110,7 @@ def numbering_flags(facts: StoreDayFacts, read: ReadMarks | None) -> tuple[list[
                         else f"numbers {first} to {last} ({missing}) never reached head office"
                     ),
                     events=(*holders[(terminal, prefix, low)], *holders[(terminal, prefix, high)]),
+                    missing=missing,
                 )
             )
     return flags, held

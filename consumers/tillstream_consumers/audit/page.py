@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -22,6 +23,8 @@ from starlette.routing import BaseRoute, Route
 from tillstream.core.settings import Settings
 from tillstream_consumers.audit import queries
 from tillstream_consumers.audit.acknowledging import MAX_BODY, NoteError, note_of
+from tillstream_consumers.audit.at_stake import describe
+from tillstream_consumers.audit.drawers import ATTRIBUTIONS
 from tillstream_consumers.runtime.access import ACK, READ, REOPEN, Principal
 from tillstream_consumers.runtime.api import Query
 from tillstream_consumers.runtime.db import Database
@@ -67,7 +70,7 @@ def page_routes(query: Query, settings: Settings) -> list[BaseRoute]:
             if found is None:
                 return None, []
             ids = sorted({e for f in found["flags"] for e in f["events"]})
-            return found, queries.events(db, ids)
+            return found, queries.events(db, ids, found["currency"])
 
         found, behind = await query(read)
         if found is None:  # the store comes from the address: escaped by the template
@@ -79,9 +82,10 @@ def page_routes(query: Query, settings: Settings) -> list[BaseRoute]:
             "store_day.html",
             status,
             d=found,
+            attribution_words=ATTRIBUTIONS.get(found["drawer_attribution"], ""),
             events=behind,
             by_id={e["event_id"]: e for e in behind},
-            offset=_offset(found, behind),
+            offset=_offset(found),
             error=error,
         )
 
@@ -155,26 +159,35 @@ def _clock(local: str | None, day: str) -> str:
     return shown if at.date().isoformat() == day else f"{at.date().isoformat()} {shown}"
 
 
-def _utc(stored: str | None) -> str:
-    """A stored UTC time (an acknowledgement's, a resolution's) as ``2026-03-03 08:15 UTC``."""
-    if not stored:
+def _code_spans(text: str) -> Markup:
+    """Text with its `backquoted` commands set as code, the rest escaped."""
+    parts = str(escape(text)).split("`")
+    return Markup(
+        "".join(f"<code>{part}</code>" if i % 2 else part for i, part in enumerate(parts))
+    )
+
+
+def _money(amount: str | None, currency: str | None) -> str:
+    """An amount beside its currency (``-20.00 EUR``); empty for none."""
+    if amount is None or amount == "":
         return ""
-    return datetime.fromisoformat(stored).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{amount} {currency}" if currency else str(amount)
 
 
-def _offset(found: dict[str, Any], events: list[dict[str, Any]]) -> str | None:
-    """The store's UTC offset as shown (``UTC+01:00``), from any local time the page has."""
-    times = [found.get("closed_at"), *(t["settled_at"] for t in found["tills"])]
-    times += [e["at"] for e in events]
-    for local in times:
-        if local:
-            offset = datetime.fromisoformat(local).strftime("%z")
-            return f"UTC{offset[:3]}:{offset[3:]}"
-    return None
+def _offset(found: dict[str, Any]) -> str | None:
+    """The store's UTC offset as shown (``UTC+01:00``), once: every time on the page is in
+    it (a silent day has no time to show)."""
+    minutes = found.get("utc_offset_minutes")
+    if minutes is None or not found["events"]:
+        return None
+    sign = "-" if minutes < 0 else "+"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 _TEMPLATES.filters["clock"] = _clock
-_TEMPLATES.filters["utc"] = _utc
+_TEMPLATES.filters["money"] = _money
+_TEMPLATES.filters["code_spans"] = _code_spans
+_TEMPLATES.filters["at_stake"] = describe
 
 
 def _render(request: Request, template: str, status: int, **context: Any) -> HTMLResponse:

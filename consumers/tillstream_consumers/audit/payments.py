@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from tillstream_consumers.audit.facts import Tender, Transaction
+from tillstream_consumers.audit.facts import Tender, Transaction, in_currency
 from tillstream_consumers.audit.flags import (
     PAYMENT_MISMATCH,
     PAYMENT_WITHOUT_SALE,
@@ -53,7 +53,11 @@ def receipts(
 
 
 def transaction_flags(
-    t: Transaction, subject: str, paid: Decimal, payment_ids: Sequence[str]
+    t: Transaction,
+    subject: str,
+    paid: Decimal,
+    payment_ids: Sequence[str],
+    currency: str | None = None,
 ) -> list[Flag]:
     flags = []
     if t.problems:
@@ -72,7 +76,8 @@ def transaction_flags(
                 PAYMENT_MISMATCH,
                 t.terminal_id,
                 subject,
-                f"receipt {t.number}: payments come to {paid}, the receipt's total is {t.net}",
+                f"receipt {t.number}: payments come to {in_currency(paid, currency)}, the "
+                f"receipt's total is {in_currency(t.net, currency)}",
                 amount=paid - t.net,
                 events=(t.event_id, *payment_ids),
             )
@@ -86,6 +91,7 @@ def orphan_flags(
     sessions: Sequence[Session],
     due: bool,
     read: ReadMarks | None,
+    currency: str | None = None,
 ) -> tuple[list[Flag], list[Flag]]:
     """Payments on this till whose sale never arrived, once the till settled after them or
     the day is due, and the store's sales were read past them (a sale is published before
@@ -108,7 +114,8 @@ def orphan_flags(
                 PAYMENT_WITHOUT_SALE,
                 terminal,
                 f"{terminal} {sale_id}",
-                f"till {terminal}: payments of {paid} for sale {sale_id}, which never reached "
+                f"till {terminal}: payments of {in_currency(paid, currency)} for sale {sale_id}, "
+                "which never reached "
                 "head office",
                 amount=paid,
                 events=tuple(sorted(p.event_id for p in found)),

@@ -1,12 +1,6 @@
-"""Reading the audit (``tillstream audit``, ``GET /v1/audit/...``) and acknowledging flags.
-
-A store-day's status:
-
-- ``silent``: a store expected to trade sent nothing for the day;
-- ``open``: trading, no till settled yet;
-- ``closing``: some till settled, the store-day not closed yet;
-- ``closed-balanced``: the store-day closed and every open flag is acknowledged (or none);
-- ``closed-unbalanced``: the store-day closed with open flags no auditor acknowledged.
+"""Reading the audit (``tillstream audit``, ``GET /v1/audit/...``, the page) and
+acknowledging flags. A store-day's status is ``status.py``'s; its money at stake,
+``at_stake.py``'s; whose drawer a till's over/short is, ``drawers.py``'s.
 """
 
 from __future__ import annotations
@@ -20,15 +14,16 @@ from decimal import Decimal
 from typing import Any
 
 from tillstream.core.settings import Settings
+from tillstream_consumers.audit.at_stake import AtStake
 from tillstream_consumers.audit.checks import audit_day
 from tillstream_consumers.audit.facts import local_iso, money, parse_ts, ts
-from tillstream_consumers.audit.flags import KINDS
+from tillstream_consumers.audit.flags import KINDS, NEXT_STEPS
 from tillstream_consumers.audit.loading import load_store_day
+from tillstream_consumers.audit.status import status_of
+from tillstream_consumers.audit.tills_view import tills_view
 from tillstream_consumers.audit.voids import post_void_view
 from tillstream_consumers.runtime.access import Principal
 from tillstream_consumers.runtime.db import Database
-
-STATUSES = ("silent", "open", "closing", "closed-balanced", "closed-unbalanced")
 
 
 class UnknownFlag(LookupError):
@@ -48,6 +43,8 @@ class DaySummary:
     open_flags: dict[str, int]
     """Open flags by kind."""
     unacknowledged: int
+    at_stake: AtStake
+    """What the open flags, acknowledged or not, still put in question."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -60,15 +57,9 @@ class DaySummary:
             "closed_at": self.closed_at,
             "open_flags": self.open_flags,
             "unacknowledged": self.unacknowledged,
+            "currency": self.at_stake.currency,
+            "at_stake": self.at_stake.as_json(),
         }
-
-
-def status_of(events: int, tills_closed: int, closed: bool, unacknowledged: int) -> str:
-    if events == 0:
-        return "silent"
-    if closed:
-        return "closed-unbalanced" if unacknowledged else "closed-balanced"
-    return "closing" if tills_closed else "open"
 
 
 def latest_day(db: Database) -> str | None:
@@ -94,22 +85,24 @@ def store_days(
     clause = (" WHERE " + " AND ".join(where)) if where else ""
     counts: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
     unacked: dict[tuple[str, str], int] = defaultdict(int)
+    stake: dict[tuple[str, str], list[tuple[str, Decimal | None, int | None]]] = defaultdict(list)
     flag_where = " AND ".join(["f.is_open = 1", *(w.replace("d.", "f.") for w in where)])
-    for store_id, business_day, kind, n, acked in db.fetchall(
-        "SELECT f.store_id, f.business_day, f.kind, COUNT(*), "
-        "SUM(CASE WHEN EXISTS (SELECT 1 FROM audit_acks a WHERE a.flag_id = f.flag_id "
+    for store_id, business_day, kind, amount, missing, acked in db.fetchall(
+        "SELECT f.store_id, f.business_day, f.kind, f.amount, f.missing, "
+        "CASE WHEN EXISTS (SELECT 1 FROM audit_acks a WHERE a.flag_id = f.flag_id "
         "AND a.reopened_at IS NULL) "
-        f"THEN 1 ELSE 0 END) FROM audit_flags f WHERE {flag_where} "
-        "GROUP BY f.store_id, f.business_day, f.kind",
+        f"THEN 1 ELSE 0 END FROM audit_flags f WHERE {flag_where}",
         params,
     ):
         key = (str(store_id), str(business_day))
-        counts[key][str(kind)] = int(n)
-        unacked[key] += int(n) - int(acked or 0)
+        counts[key][str(kind)] = counts[key].get(str(kind), 0) + 1
+        unacked[key] += 0 if int(acked) else 1
+        value = None if amount is None else money(int(amount))
+        stake[key].append((str(kind), value, None if missing is None else int(missing)))
     out = []
-    for store_id, business_day, events, tills, closed, closed_at, offset in db.fetchall(
+    for store_id, business_day, events, tills, closed, closed_at, offset, currency in db.fetchall(
         "SELECT d.store_id, d.business_day, d.events, d.tills, d.tills_closed, d.closed_at, "
-        "d.utc_offset_minutes "
+        "d.utc_offset_minutes, d.currency "
         f"FROM audit_days d{clause} ORDER BY d.business_day DESC, d.store_id",
         params,
     ):
@@ -119,23 +112,41 @@ def store_days(
             DaySummary(
                 key[0],
                 key[1],
-                status_of(int(events), int(closed), closed_at is not None, unacked[key]),
+                status_of(
+                    int(events),
+                    int(closed),
+                    closed_at is not None,
+                    sum(kinds.values()),
+                    unacked[key],
+                ),
                 int(events),
                 int(tills),
                 int(closed),
                 None if closed_at is None else local_iso(parse_ts(closed_at), int(offset)),
                 {k: kinds[k] for k in KINDS if k in kinds},
                 unacked[key],
+                AtStake.of_flags(stake.get(key, ()), None if currency is None else str(currency)),
             )
         )
     return out
 
 
 def flags(
-    db: Database, store: str, day: str, *, include_resolved: bool = True
+    db: Database,
+    store: str,
+    day: str,
+    *,
+    include_resolved: bool = True,
+    offset: int = 0,
+    currency: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The store-day's flags (open first), each with its acknowledgements."""
-    acks: dict[str, list[dict[str, str | None]]] = defaultdict(list)
+    """The store-day's flags (open first), each with its acknowledgements and what to do
+    next; times store-local at ``offset``, amounts beside ``currency``."""
+
+    def local(stored: str | None) -> str | None:
+        return None if stored is None else local_iso(parse_ts(stored), offset)
+
+    acks: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for fid, note, by, kind, at, reopened_at, reopened_by, reopen_note in db.fetchall(
         "SELECT a.flag_id, a.note, a.acked_by, a.acked_by_kind, a.acked_at, a.reopened_at, "
         "a.reopened_by, a.reopen_note FROM audit_acks a "
@@ -148,8 +159,8 @@ def flags(
                 "note": note,
                 "by": by,
                 "by_kind": kind or "typed",  # before sign-in: a name typed into the form
-                "at": at,
-                "reopened_at": reopened_at,
+                "at": local(str(at)),
+                "reopened_at": local(str(reopened_at)) if reopened_at is not None else None,
                 "reopened_by": reopened_by,
                 "reopen_note": reopen_note,
             }
@@ -158,11 +169,24 @@ def flags(
     out = []
     for row in db.fetchall(
         "SELECT flag_id, kind, terminal_id, subject, message, amount, operator_id, events, "
-        "is_open, first_seen_at, resolved_at FROM audit_flags "
+        "is_open, first_seen_at, resolved_at, missing FROM audit_flags "
         "WHERE store_id = ? AND business_day = ?",
         (store, day),
     ):
-        fid, kind, terminal, subject, message, amount, operator, events, is_open, first, res = row
+        (
+            fid,
+            kind,
+            terminal,
+            subject,
+            message,
+            amount,
+            operator,
+            events,
+            is_open,
+            first,
+            res,
+            gap,
+        ) = row
         if not is_open and not include_resolved:
             continue
         out.append(
@@ -173,12 +197,15 @@ def flags(
                 "subject": subject,
                 "message": message,
                 "amount": None if amount is None else str(money(int(amount))),
+                "currency": None if amount is None else currency,
+                "missing": None if gap is None else int(gap),
                 "operator_id": operator,
                 "events": json.loads(events),
                 "open": bool(is_open),
-                "first_seen_at": first,
-                "resolved_at": res,
+                "first_seen_at": local(first),
+                "resolved_at": local(res),
                 "acknowledgements": acks.get(str(fid), []),
+                "next_step": NEXT_STEPS.get(str(kind), ""),
             }
         )
     out.sort(key=lambda f: (not f["open"], order.get(f["kind"], 99), f["subject"]))
@@ -188,43 +215,37 @@ def flags(
 def store_day(
     db: Database, store: str, day: date, now: datetime, settings: Settings
 ) -> dict[str, Any] | None:
-    """One store-day in detail: status, tills, over/short by tender and by cashier, flags,
-    post-voids (each, and per till and cashier)."""
+    """One store-day in detail: status and money at stake, tills and everyone who worked
+    them, over/short by tender and by cashier (as the chain attributes drawers), flags with
+    what to do next, post-voids (each, and per till and cashier). Times store-local, every
+    amount beside the store's currency."""
     summaries = store_days(db, day.isoformat(), store)
     if not summaries:
         return None
     facts = load_store_day(db, store, day)
     audit = audit_day(facts, now, settings)
     offset = facts.utc_offset_minutes
-    by_cashier: dict[str, Decimal] = defaultdict(Decimal)
-    for b in audit.balances:
-        by_cashier[b.operator_id or "?"] += b.over_short
+    summary = summaries[0].as_json()
+    currency = summary["currency"] or facts.currency
+    attribution = settings.audit_drawer_attribution
+    tills, by_cashier, balances = tills_view(facts, audit, attribution, currency)
+    voids = post_void_view(facts.voids, facts.controls, offset).as_json()
+    for v in voids["post_voids"]:
+        v["currency"] = currency
+    for totals in (voids["post_voids_by_till"], voids["post_voids_by_cashier"]):
+        for total in totals.values():
+            total["currency"] = currency
     return {
-        **summaries[0].as_json(),
-        "tills": [
-            {
-                "terminal_id": t.terminal_id,
-                "operators": list(t.operators),
-                "transactions": t.transactions,
-                "settled_at": None if t.closed_at is None else local_iso(t.closed_at, offset),
-            }
-            for t in audit.tills
-        ],
-        "balances": [
-            {
-                "terminal_id": b.terminal_id,
-                "operator_id": b.operator_id,
-                "tender": b.tender,
-                "expected": str(b.expected),
-                "declared": str(b.declared),
-                "over_short": str(b.over_short),
-            }
-            for b in audit.balances
-        ],
+        **summary,
+        "currency": currency,
+        "utc_offset_minutes": offset,
+        "drawer_attribution": attribution,
+        "tills": tills,
+        "balances": balances,
         "over_short_by_cashier": {k: str(v) for k, v in sorted(by_cashier.items())},
         "pending_payments": list(audit.pending),
-        **post_void_view(facts.voids, facts.controls, offset).as_json(),
-        "flags": flags(db, store, day.isoformat()),
+        **voids,
+        "flags": flags(db, store, day.isoformat(), offset=offset, currency=currency),
     }
 
 
@@ -269,9 +290,9 @@ def _known(db: Database, flag: str) -> None:
         raise UnknownFlag("no such flag")
 
 
-def events(db: Database, ids: list[str]) -> list[dict[str, Any]]:
+def events(db: Database, ids: list[str], currency: str | None = None) -> list[dict[str, Any]]:
     """The facts behind flags (sales, payments, till events, post-voids), by event id, in
-    time order."""
+    time order; each ``what`` in words, its numbers exactly as the till wrote them."""
     found: list[tuple[str, dict[str, Any]]] = []
     for chunk in [ids[i : i + 500] for i in range(0, len(ids), 500)]:
         marks = ", ".join("?" * len(chunk))
@@ -288,7 +309,7 @@ def events(db: Database, ids: list[str]) -> list[dict[str, Any]]:
             f"FROM audit_controls WHERE event_id IN ({marks})",
             chunk,
         ):
-            what = f"{kind} {number}" if number else str(kind)
+            what = f"{_words(str(kind))} {number}" if number else _words(str(kind))
             found.append((at, _event(event_id, "till event", terminal, what, at, offset, None)))
         for event_id, terminal, number, voided, at, offset, amount in db.fetchall(
             "SELECT v.event_id, v.terminal_id, v.number, v.voided_number, v.occurred_at, "
@@ -311,9 +332,18 @@ def events(db: Database, ids: list[str]) -> list[dict[str, Any]]:
             chunk,
         ):
             sale = "a sale never received" if number is None else f"receipt {number}"
-            what = f"{method} {status} for {sale}"
+            what = f"{_words(str(method))} {_words(str(status))} for {sale}"
             found.append((at, _event(event_id, "payment", terminal, what, at, offset, amount)))
-    return [e for _, e in sorted(found, key=lambda x: (x[0], x[1]["event_id"]))]
+    shown = [e for _, e in sorted(found, key=lambda x: (x[0], x[1]["event_id"]))]
+    for e in shown:
+        e["currency"] = None if e["amount"] is None else currency
+    return shown
+
+
+def _words(code: str) -> str:
+    """A code of the contracts as words (``TENDER_DECLARATION``: ``tender declaration``).
+    Only codes: a till's numbers are never changed (``C000009`` stays as the till wrote it)."""
+    return code.replace("_", " ").lower()
 
 
 def _event(

@@ -63,10 +63,11 @@ def recompute(
     waiting_since = (since or now) if audit.waiting else None
     db.execute(
         "INSERT INTO audit_days (store_id, business_day, utc_offset_minutes, events, facts, "
-        "tills, tills_closed, closed_at, first_at, last_at, updated_at, waiting_since) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "tills, tills_closed, closed_at, first_at, last_at, updated_at, waiting_since, "
+        "currency) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (store_id, business_day) DO UPDATE SET "
         "utc_offset_minutes = excluded.utc_offset_minutes, events = excluded.events, "
+        "currency = excluded.currency, "
         "facts = excluded.facts, waiting_since = excluded.waiting_since, "
         "tills = excluded.tills, tills_closed = excluded.tills_closed, "
         "closed_at = excluded.closed_at, first_at = excluded.first_at, "
@@ -83,6 +84,7 @@ def recompute(
             *((None, None) if facts.window is None else map(ts, facts.window)),
             ts(now),
             None if waiting_since is None else ts(waiting_since),
+            facts.currency,
         ),
     )
     _write_flags(
@@ -208,18 +210,21 @@ def _write_flags(
         where += " AND kind = ?"
         params.append(only_kind)
     existing = {
-        str(fid): (str(kind), subject, message, amount, operator, events, int(is_open))
-        for fid, kind, subject, message, amount, operator, events, is_open in db.fetchall(
-            "SELECT flag_id, kind, subject, message, amount, operator_id, events, is_open "
-            f"FROM audit_flags WHERE {where}",
-            params,
+        str(fid): (str(kind), subject, message, amount, operator, events, int(is_open), missing)
+        for fid, kind, subject, message, amount, operator, events, is_open, missing in (
+            db.fetchall(
+                "SELECT flag_id, kind, subject, message, amount, operator_id, events, is_open, "
+                f"missing FROM audit_flags WHERE {where}",
+                params,
+            )
         )
     }
     wanted = {}
     key = flag_key(db)
     for f in flags:
         amount = None if f.amount is None else to_units(f.amount, MONEY_SCALE)
-        row = (f.kind, f.subject, f.message, amount, f.operator_id, json.dumps(f.events), 1)
+        events = json.dumps(f.events)
+        row = (f.kind, f.subject, f.message, amount, f.operator_id, events, 1, f.missing)
         wanted[flag_id(key, store_id, day, f.kind, f.subject)] = (f.terminal_id, row)
     for f in kept_if_open:
         fid = flag_id(key, store_id, day, f.kind, f.subject)
@@ -232,13 +237,15 @@ def _write_flags(
     )
     db.executemany(
         "INSERT INTO audit_flags (flag_id, store_id, business_day, kind, terminal_id, subject, "
-        "message, amount, operator_id, events, is_open, first_seen_at, updated_at, resolved_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, NULL) ON CONFLICT (flag_id) DO UPDATE SET "
+        "message, amount, operator_id, events, missing, is_open, first_seen_at, updated_at, "
+        "resolved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, NULL) "
+        "ON CONFLICT (flag_id) DO UPDATE SET "
         "message = excluded.message, amount = excluded.amount, "
-        "operator_id = excluded.operator_id, events = excluded.events, is_open = 1, "
+        "operator_id = excluded.operator_id, events = excluded.events, "
+        "missing = excluded.missing, is_open = 1, "
         "updated_at = excluded.updated_at, resolved_at = NULL",
         [
-            (fid, store_id, day.isoformat(), row[0], terminal, *row[1:6], stamp, stamp)
+            (fid, store_id, day.isoformat(), row[0], terminal, *row[1:6], row[7], stamp, stamp)
             for fid, (terminal, row) in wanted.items()
             if existing.get(fid) != row
         ],

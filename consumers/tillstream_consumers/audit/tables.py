@@ -177,4 +177,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         secret TEXT NOT NULL
     )
     """,
+    # Money at stake (``at_stake.py``): how many numbers a receipt gap leaves out, and the
+    # store-day's currency, so a listing of store-days sums its open flags without the facts.
+    """
+    ALTER TABLE audit_flags ADD COLUMN missing INTEGER;
+    ALTER TABLE audit_days ADD COLUMN currency TEXT
+    """,
 )

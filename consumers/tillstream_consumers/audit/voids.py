@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from tillstream_consumers.audit.drawers import signed_on_at
 from tillstream_consumers.audit.facts import Control, PostVoid, local_iso
 
 _ZERO = Decimal(0)
@@ -37,17 +38,7 @@ class VoidTotal:
 
 def cashier_of(void: PostVoid, controls: Sequence[Control]) -> str | None:
     """Who voided: the post-void's operator, else its till's last sign-on before it."""
-    if void.cashier_id:
-        return void.cashier_id
-    signed_on = [
-        (c.occurred_at, c.event_id, c.operator_id)
-        for c in controls
-        if c.kind == "SIGN_ON"
-        and c.terminal_id == void.terminal_id
-        and c.occurred_at <= void.occurred_at
-        and c.operator_id
-    ]
-    return max(signed_on)[2] if signed_on else None
+    return void.cashier_id or signed_on_at(controls, void.terminal_id, void.occurred_at)
 
 
 @dataclass(frozen=True)
