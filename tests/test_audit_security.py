@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
 import subprocess
 import time
@@ -36,6 +37,10 @@ from tillstream_consumers.runtime.db import Database
 from tillstream_consumers.runtime.testing import ConsumerHarness
 
 XSS = "<img src=x onerror=window.__xss=1>"
+
+
+SIGNED_IN = "audit-signed-in.png"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def audited(path: Path) -> tuple[str, ChainDay]:
@@ -371,7 +376,7 @@ def test_in_a_browser_an_auditor_signs_in_and_acknowledges(
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    from tests.browser_support import chromium
+    from tests.browser_support import chromium, full_page_screenshot, viewport
 
     base, url, chain = signed
     store, flag = next(
@@ -396,4 +401,11 @@ def test_in_a_browser_an_auditor_signs_in_and_acknowledges(
         while "acknowledged by anna@example.org (sign-in)" not in driver.page_source:
             assert time.monotonic() < deadline
             time.sleep(0.2)
+        assert driver.find_element(By.CSS_SELECTOR, "nav .who").text == "anna@example.org"
+        # The page after sign-in, as docs/audit.md shows it (TILLSTREAM_SCREENSHOTS=docs/images).
+        viewport(driver, 768, 1024)
+        shot = Path(os.environ.get("TILLSTREAM_SCREENSHOTS") or tmp_path) / SIGNED_IN
+        full_page_screenshot(driver, shot)
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"](images/{SIGNED_IN})" in (DOCS / "audit.md").read_text()
     assert live_acks(url, flag)[0]["by"] == "anna@example.org"
