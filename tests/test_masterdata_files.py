@@ -3,6 +3,8 @@ value; the records and keys a good file gives."""
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -320,3 +322,24 @@ def test_a_store_and_the_chain_price_in_one_currency(tmp_path: Path) -> None:
     held = [{"store_id": None, "currency": "EUR"}, {"store_id": "S1", "currency": "EUR"}]
     wanted = [{"store_id": "S1", "currency": "USD"}, {"store_id": "S2", "currency": "USD"}]
     assert currency_clashes([*held, *wanted]) == ["store S1 would have prices in EUR and in USD"]
+
+
+def test_the_docs_examples_are_read_and_the_json_shows_their_items(tmp_path: Path) -> None:
+    """docs/master-data.md: its item and price files are files the command publishes, and
+    its JSON answers show those files' items and prices, not others."""
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "master-data.md").read_text()
+    item_file, price_file = re.findall(r"```csv\n(.*?)```", docs, re.S)
+    items = read_items(write(tmp_path, item_file, "items.csv"))
+    prices = read_prices(write(tmp_path, price_file, "prices.csv"))
+    skus = {item["sku"] for item in items.values()}
+    answers = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", docs, re.S)]
+    shown = [answers[0], *answers[2]["items"], *answers[3]["prices"]]
+    live = [entry for entry in shown if not entry.get("deleted")]
+    assert live and {entry["sku"] for entry in live} <= skus
+    milk = items[item_key("MILK-1L")]
+    assert {k: answers[0][k] for k in ("description", "gtins", "tax_class")} == {
+        k: milk[k] for k in ("description", "gtins", "tax_class")
+    }
+    assert {entry["id"].encode() for entry in answers[3]["prices"] if not entry["deleted"]} == set(
+        prices
+    )
