@@ -16,7 +16,8 @@ import pytest
 from tests.edge_masterdata_support import Topics, gtin13, item, price
 from tillstream.core.codec import AvroCodec
 from tillstream.core.topics import ITEMS, PRICES
-from tillstream_edge.masterdata_copy import MasterDataCopy, TokenError
+from tillstream_edge.masterdata_copy import MasterDataCopy
+from tillstream_edge.masterdata_tokens import TokenError
 
 STORE = "S001"
 

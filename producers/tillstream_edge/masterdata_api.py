@@ -28,7 +28,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tillstream_edge.auth import TillTokens
 from tillstream_edge.http_api import REALM, Unauthenticated
-from tillstream_edge.masterdata_copy import MasterDataCopy, TokenError
+from tillstream_edge.masterdata_copy import MasterDataCopy
+from tillstream_edge.masterdata_tokens import TokenError
 
 log = logging.getLogger(__name__)
 

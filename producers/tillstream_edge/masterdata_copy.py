@@ -19,11 +19,9 @@ it; markers older than ``DELETED_KEPT_DAYS`` are pruned, and a till whose token 
 than the pruning must sync again from the start (410).
 
 Every change takes the next number of one local sequence (``seq``): the delta feeds' token
-is ``<epoch>-<seq>``; ``epoch`` is random per copy, so a token of a copy since thrown away
-is recognised, and starts with a tag of the store id (copies made before it have 8 random
-hex digits only), so another store's token is told apart from an earlier copy's. Anything
-else is no token (:meth:`MasterDataCopy.parse_token`). Unchanged records (same
-``event_id``) keep their number: a rebuild sends tills only what really changed.
+is ``<epoch>-<seq>``; ``epoch`` is new per copy, so a token of a copy since thrown away is
+recognised (``masterdata_tokens``). Unchanged records (same ``event_id``) keep their number:
+a rebuild sends tills only what really changed.
 
 Rebuild (an edge offline longer than the topics keep tombstones): positions are cleared
 and a new generation starts; rows are served meanwhile; once caught up with the topics,
@@ -33,11 +31,8 @@ rows the rebuild did not see (deleted while the edge was away) are deleted.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
-import re
-import secrets
 import sqlite3
 import threading
 import time
@@ -56,17 +51,14 @@ from tillstream.core.prices import format_amount, valid_price
 from tillstream.core.registry import registry_from_settings
 from tillstream.core.settings import Settings
 from tillstream.core.topics import ITEMS, PRICES
+from tillstream_edge import masterdata_tokens as tokens
+from tillstream_edge.masterdata_tokens import TokenError
 
 log = logging.getLogger(__name__)
 
 DELETED_KEPT_DAYS = 30
 """Days a deletion marker is kept for the delta feeds."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# A token as token() writes it: an epoch of 8 hex digits (copies made before the store tag)
-# or 12 (4 of the store's tag, 8 random), '-', a change number of at most 18 digits.
-_TOKEN = re.compile(r"(?P<epoch>[0-9a-f]{8}(?:[0-9a-f]{4})?)-(?P<seq>0|[1-9][0-9]{0,17})")
-TOKEN_MAX_LENGTH = 31
-"""No token is longer: anything longer is not read at all."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -129,15 +121,6 @@ _PRICE_COLUMNS = (
     "key, seq, deleted, sku, store_id, event_id, amount, currency, valid_from, valid_from_day,"
     " valid_until, valid_until_day, published_at"
 )
-
-
-class TokenError(ValueError):
-    """A delta-feed token this copy cannot continue from; ``gone``: it was valid once (a
-    copy since rebuilt from nothing, or deletions since pruned): sync again from the start."""
-
-    def __init__(self, message: str, *, gone: bool = False) -> None:
-        super().__init__(message)
-        self.gone = gone
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +225,7 @@ class MasterDataCopy:
         now = time.time()
         db.execute("BEGIN IMMEDIATE")
         for name, value in (
-            ("epoch", _store_tag(self.store_id) + secrets.token_hex(4)),
+            ("epoch", tokens.new_epoch(self.store_id)),
             ("generation", "1"),
             ("rebuilding", "1"),  # a new copy is built from the beginning of the topics
             ("created_at", repr(now)),
@@ -854,28 +837,15 @@ class MasterDataCopy:
     # -- delta feeds ----------------------------------------------------------------------
 
     def token(self, seq: int) -> str:
-        return f"{self.epoch}-{seq}"
+        return tokens.write(self.epoch, seq)
 
     def parse_token(self, token: str | None) -> int:
         """The change number a token stands for (no token: 0, the start). Only a token of an
         earlier copy of this store's, or older than the deletions kept, is ``gone``; anything
-        else this copy did not give out is not a token at all."""
+        else this copy did not give out is not a token at all (``masterdata_tokens``)."""
         if token is None:
             return 0
-        # Bounded before it is read: a till (or anyone) may send megabytes.
-        found = _TOKEN.fullmatch(token) if len(token) <= TOKEN_MAX_LENGTH else None
-        if found is None:
-            raise TokenError("not a token of this API (use the 'next' of an earlier answer)")
-        epoch = found["epoch"]
-        if epoch != self.epoch:
-            if len(epoch) > 8 and epoch[:4] != _store_tag(self.store_id):
-                raise TokenError("a token of another store's edge: not one this edge gave out")
-            raise TokenError(
-                "this token is of an earlier copy of the store's master data: sync again "
-                "from the start (no since)",
-                gone=True,
-            )
-        seq = int(found["seq"])
+        seq = tokens.read(token, self.epoch, self.store_id)
         (pruned,) = self._reader().execute(
             "SELECT CAST(value AS INTEGER) FROM meta WHERE name = 'pruned_seq'"
         ).fetchone() or (0,)
@@ -912,11 +882,6 @@ class MasterDataCopy:
             .fetchall()
         )
         return [_price_json(row) for row in rows], (rows[-1][1] if rows else since)
-
-
-def _store_tag(store_id: str) -> str:
-    """Four hex digits of the store id that start its copies' epochs."""
-    return hashlib.sha256(store_id.encode()).hexdigest()[:4]
 
 
 def _item_json(row: tuple[Any, ...]) -> dict[str, Any]:
