@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import sqlite3
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -367,6 +368,112 @@ async def test_a_scanned_gtin_maps_to_the_item_masters_sku(
     finally:
         await consumer.stop()
     assert got == {gtin(3): juice, gtin(9): sku("OVERRIDE")}
+
+
+async def _post_sale(edge: EdgeProcess, code: str, unit_price: str) -> str:
+    """A sale of one ``code`` at ``unit_price``, accepted by the edge; its event id."""
+    sale = sale_json(edge.store, event_id=new_id(), lines=[line(1, code, unit_price)])
+    sale["totals"] = {"gross_amount": unit_price, "net_amount": unit_price}
+    async with httpx.AsyncClient(timeout=10) as http:
+        answer = await http.post(
+            f"{edge.url}/v1/events", json=sale, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+    assert answer.status_code == 202, answer.text
+    return str(sale["event_id"])
+
+
+async def test_a_price_valid_for_ever_is_served_and_compared_never_a_500(
+    shop: tuple[EdgeProcess, FakePort], settings: Settings, codec: AvroCodec
+) -> None:
+    """ERP exports' "for ever" (9999-12-31) and a first day before the calendar starts in
+    UTC (0001-01-01 in Berlin), as records on the topic may say them (a publisher before
+    this one, or another tool): the lookup, the sales and the delta feed read them."""
+    edge, _ = shop
+    forever, ancient = sku("FOREVER"), sku("ANCIENT")
+    await publish(
+        settings,
+        codec,
+        items=[item(forever), item(ancient)],
+        prices=[
+            price(forever, "1.19", valid_until_day=date(9999, 12, 31)),
+            price(ancient, "2.49", valid_from_day=date(1, 1, 1)),
+        ],
+    )
+    await until(30, lambda: served(edge, ancient), "both served")
+    for code, amount in ((forever, "1.19"), (ancient, "2.49")):
+        status, body = await get_json(f"{edge.url}/v1/items/{code}", TOKEN)
+        assert status == 200, body
+        assert body["price"] == {"amount": amount, "currency": "EUR"}
+    event_id = await _post_sale(edge, forever, "0.99")
+    sold = await sale_from_kafka(settings, codec, edge.store, event_id)
+    assert sold["lines"][0]["list_price"] == Decimal("1.19")  # the price override is seen
+    _, feed = await sync(edge, "prices")
+    assert feed[gone_price_id({"sku": forever})]["valid_until_day"] == "9999-12-31"
+    assert "item master not readable" not in edge.log()
+
+
+async def test_a_price_in_another_currency_is_never_the_stores_price(
+    shop: tuple[EdgeProcess, FakePort], settings: Settings, codec: AvroCodec
+) -> None:
+    edge, _ = shop
+    tea = sku("TEA")
+    counted = edge.metric("tillstream_edge_masterdata_prices_other_currency_total")
+    await publish(
+        settings,
+        codec,
+        items=[item(tea)],
+        prices=[price(tea, "2.50"), {**price(tea, "3.00", edge.store), "currency": "USD"}],
+    )
+    await until(30, lambda: served(edge, tea), "tea served")
+    await until(
+        10,
+        lambda: edge.metric("tillstream_edge_masterdata_prices_other_currency_total") > counted,
+        "the USD price counted",
+    )
+    # The store's own price would win, but it is in dollars in a euro store: the chain's.
+    assert (await served(edge, tea))["price"] == {"amount": "2.50", "currency": "EUR"}  # type: ignore[index]
+    sold = await sale_from_kafka(settings, codec, edge.store, await _post_sale(edge, tea, "3.00"))
+    assert sold["lines"][0]["list_price"] == Decimal("2.50")
+    assert "in another currency than the store's EUR" in edge.log()
+
+
+@pytest.mark.parametrize(
+    "forged",
+    ["x-1", "-1", "1" * 10_000 + "-1", "0a1b2c3d-" + "9" * 1000, "%00-1", "abcdef01-01"],
+    ids=["x-1", "-1", "long-epoch", "long-number", "nul", "leading-zero"],
+)
+async def test_a_forged_token_is_invalid_never_expired(
+    shop: tuple[EdgeProcess, FakePort], forged: str
+) -> None:
+    """410 would tell the till to throw its copy away; a token the edge never gave out is
+    the till's mistake (or an attack), and the till keeps its copy."""
+    edge, _ = shop
+    for feed in ("items", "prices"):
+        status, body = await get_json(f"{edge.url}/v1/{feed}?since={forged}", TOKEN)
+        assert (status, body["error"]) == (400, "invalid_token"), body
+        assert body["problems"][0]["field"] == "since"
+        assert forged not in str(body)
+
+
+def test_a_token_longer_than_any_request_is_refused_before_the_api(
+    shop: tuple[EdgeProcess, FakePort],
+) -> None:
+    """A 100,000-digit epoch never reaches the feed: the HTTP server refuses a request line
+    that long (400) before it is parsed, as it refuses any oversized request."""
+    edge, _ = shop
+    host, port = edge.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request(
+            "GET",
+            "/v1/items?since=" + "1" * 100_000 + "-1",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        answer = connection.getresponse()
+        assert answer.status == 400
+        assert b"token_expired" not in answer.read()
+    finally:
+        connection.close()
 
 
 async def _scanner_up(edge: EdgeProcess) -> bool:

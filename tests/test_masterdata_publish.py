@@ -251,6 +251,57 @@ def test_a_partial_file_that_moves_a_gtin_must_publish_the_item_it_leaves(
     assert "items: 1 new, 1 changed, 0 deleted, 0 unchanged" in done.stderr, done.output
 
 
+def test_a_gtin_in_another_length_is_the_same_gtin_in_a_file_and_against_the_topic(
+    empty_topics: Settings, tmp_path: Path
+) -> None:
+    """A scanner reads 04006381333931 as the GTIN-13 4006381333931: one item, whatever the
+    length head office's export writes it in."""
+    before = end_offsets(empty_topics, ITEMS.name)
+    one_file = write(
+        tmp_path / "one.csv",
+        ITEMS_HEADER,
+        [f"A,{MILK_GTIN},Milk,EA,false,true,,", f"B,0{MILK_GTIN},Milk too,EA,false,true,,"],
+    )
+    refused = publish(empty_topics, "items", str(one_file))
+    assert refused.exit_code == 1
+    assert "one.csv, row 3, column 'gtins': a GTIN of row 2 too" in refused.output
+    assert end_offsets(empty_topics, ITEMS.name) == before
+    first = write(tmp_path / "a.csv", ITEMS_HEADER, [f"A,{MILK_GTIN},Milk,EA,false,true,,"])
+    assert publish(empty_topics, "items", str(first)).exit_code == 0
+    moved = write(tmp_path / "b.csv", ITEMS_HEADER, [f"B,0{MILK_GTIN},Milk,EA,false,true,,"])
+    refused = publish(empty_topics, "items", str(moved))
+    assert refused.exit_code == 1
+    assert f"GTIN 0{MILK_GTIN} would be on A and on B" in refused.output
+    assert end_offsets(empty_topics, ITEMS.name) == before + 1
+
+
+def test_a_store_or_the_chain_priced_in_a_second_currency_is_refused(
+    empty_topics: Settings, tmp_path: Path
+) -> None:
+    euros = write(tmp_path / "eur.csv", PRICES_HEADER, ["MILK,,1.19,EUR,,", "MILK,S7,0.99,EUR,,"])
+    assert publish(empty_topics, "prices", str(euros)).exit_code == 0
+    before = end_offsets(empty_topics, PRICES.name)
+    dollars = write(
+        tmp_path / "usd.csv", PRICES_HEADER, ["BREAD,,2.00,USD,,", "BREAD,S7,1.99,USD,,"]
+    )
+    refused = publish(empty_topics, "prices", str(dollars))
+    assert refused.exit_code == 1
+    assert "the chain would have prices in EUR and in USD" in refused.output
+    assert "store S7 would have prices in EUR and in USD" in refused.output
+    assert "nothing published" in refused.output
+    assert end_offsets(empty_topics, PRICES.name) == before
+    # Another store in its own currency is fine; a full file may move a store to another.
+    francs = write(tmp_path / "chf.csv", PRICES_HEADER, ["MILK,S8,1.45,CHF,,"])
+    assert publish(empty_topics, "prices", str(francs)).exit_code == 0
+    moved = write(
+        tmp_path / "all.csv",
+        PRICES_HEADER,
+        ["MILK,,1.19,EUR,,", "MILK,S7,1.05,CHF,,", "MILK,S8,1.45,CHF,,"],
+    )
+    done = publish(empty_topics, "prices", str(moved), "--full")
+    assert done.exit_code == 0, done.output
+
+
 # -- deleting ------------------------------------------------------------------------------
 
 

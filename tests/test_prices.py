@@ -128,3 +128,45 @@ def test_offsets_are_instants() -> None:
 )
 def test_amounts_are_decimal_strings(amount: str, text: str) -> None:
     assert format_amount(Decimal(amount)) == text
+
+
+ZONES = [ZoneInfo(z) for z in ("Pacific/Kiritimati", "Etc/GMT+12", "Europe/Berlin", "UTC")]
+EDGES_OF_THE_CALENDAR = [
+    {"valid_until_day": date(9999, 12, 31)},  # ERP exports' "for ever"
+    {"valid_until": datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)},
+    {"valid_from_day": date(1, 1, 1)},  # before the year 1 in UTC, east of Greenwich
+    {"valid_from_day": date(1, 1, 1), "valid_until_day": date(9999, 12, 31)},
+    {"valid_from": datetime.min.replace(tzinfo=UTC), "valid_until_day": date(9999, 12, 30)},
+    {"valid_from_day": date(9999, 12, 31)},
+]
+
+
+@pytest.mark.parametrize("zone", ZONES, ids=str)
+@pytest.mark.parametrize("validity", EDGES_OF_THE_CALENDAR, ids=repr)
+def test_the_ends_of_the_calendar_never_overflow(zone: ZoneInfo, validity: dict[str, Any]) -> None:
+    edge = price("1.00", **validity)
+    for when in (
+        datetime(2026, 12, 1, 10, tzinfo=UTC),
+        datetime.min.replace(tzinfo=UTC),
+        datetime.max.replace(tzinfo=UTC),
+    ):
+        window(edge, zone)
+        is_valid(edge, when, zone)
+        valid_price([edge, price("2.00", "S001", **validity)], "S001", when, zone)
+
+
+@pytest.mark.parametrize("zone", ZONES, ids=str)
+def test_an_end_in_the_year_9999_is_open_ended(zone: ZoneInfo) -> None:
+    for end in ({"valid_until_day": date(9999, 12, 31)}, {"valid_until_day": date(9999, 1, 1)},
+                {"valid_until": datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)}):  # fmt: skip
+        forever = price("1.00", valid_from_day=date(2026, 3, 1), **end)
+        assert window(forever, zone)[1] is None
+        assert valid_price([forever], "S001", datetime.max.replace(tzinfo=UTC), zone) is forever
+    # The day before is an end like any other.
+    assert window(price("1.00", valid_until_day=date(9998, 12, 30)), zone)[1] is not None
+
+
+def test_a_day_starting_before_the_calendar_in_utc_is_since_ever() -> None:
+    ancient = price("1.00", valid_from_day=date(1, 1, 1))  # 0000-12-31T23:00Z in Berlin
+    assert window(ancient, BERLIN) == (None, None)
+    assert valid_price([ancient], "S001", datetime.min.replace(tzinfo=UTC), BERLIN) is ancient

@@ -42,6 +42,7 @@ from bench.harness import Figure, paired, rate, ratio, stage_result
 from bench.http_ingest_procs import serve
 from bench.stages.http_ingest import _stop, _wait_listening
 from tillstream.core.kafka import create_topics, make_consumer
+from tillstream.core.spreadsheet import csv_writer
 from tillstream.core.topics import ITEMS
 from tillstream.dev.ports import free_port
 from tillstream.dev.processes import Service
@@ -68,11 +69,12 @@ def gtin(n: int) -> str:
 
 def write_items(path: Path, count: int, changed: int = 0, tag: str = "") -> Path:
     """``count`` items; the first ``changed`` with ``tag`` in their description."""
-    rows = [HEADER]
-    for n in range(count):
-        text = f"Item {n} {tag}" if n < changed else f"Item {n}"
-        rows.append(f"{sku(n)},{gtin(n)},{text.strip()},EA,false,true,5,3")
-    path.write_text("\n".join(rows) + "\n")
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv_writer(out)
+        writer.writerow(HEADER.split(","))
+        for n in range(count):
+            text = f"Item {n} {tag}" if n < changed else f"Item {n}"
+            writer.writerow([sku(n), gtin(n), text.strip(), "EA", "false", "true", 5, 3])
     return path
 
 

@@ -28,7 +28,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tillstream_edge.auth import TillTokens
 from tillstream_edge.http_api import REALM, Unauthenticated
-from tillstream_edge.masterdata_copy import MasterDataCopy, TokenError
+from tillstream_edge.masterdata_copy import MasterDataCopy
+from tillstream_edge.masterdata_tokens import TokenError
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,10 @@ MAX_CODE = 64
 MAX_LIMIT = 10_000
 CHANNEL = "masterdata"
 """What a refused read is counted as (``tillstream_edge_events_rejected_total{channel}``)."""
+
+_UNREADABLE = (RuntimeError, sqlite3.Error, ValueError, ArithmeticError)
+"""The copy not open, or a file or row it cannot read: 503, never a 500 (TokenError, a
+ValueError, is caught before)."""
 
 _BEARER = HTTPBearer(auto_error=False, description="A till's token, from the edge's tokens file.")
 
@@ -61,7 +66,7 @@ def master_data_router(
             item = (
                 None if len(code) > MAX_CODE else await asyncio.to_thread(copy.item, code, clock())
             )
-        except (RuntimeError, sqlite3.Error) as exc:
+        except _UNREADABLE as exc:
             return _unavailable(exc)
         if item is None:
             # The code is not quoted: a till may have sent anything, a card number included.
@@ -118,7 +123,7 @@ async def _changes(
     except TokenError as exc:
         status, error = (410, "token_expired") if exc.gone else (400, "invalid_token")
         return _problem(status, error, "since", str(exc))
-    except (RuntimeError, sqlite3.Error) as exc:
+    except _UNREADABLE as exc:
         return _unavailable(exc)
     return JSONResponse({name: rows, "next": copy.token(last), "more": len(rows) == limit})
 

@@ -8,15 +8,20 @@ partition) commit in one transaction, so a restart resumes exactly where the cop
 Readers (the till API, the sales path, the devices) use their own connections, one per
 thread; WAL lets them read while the writer writes.
 
-What is kept: every item; prices of the chain and of this store only. A tombstone deletes.
+What is kept: every item; prices of the chain and of this store only, and only those in the
+store's currency (``TILLSTREAM_STORE_CURRENCY``): a price in another is no price here, so a
+USD price never becomes a EUR store's list price. It deletes what the copy held under its key
+(head office changed the price's currency), is counted and logged. A copy remembers its
+currency: opened with another one, it deletes the prices it no longer uses and rebuilds from
+the topics, to find the ones it skipped. A tombstone deletes.
 A deleted row stays as a marker (``deleted = 1``) so the delta feeds can tell tills about
 it; markers older than ``DELETED_KEPT_DAYS`` are pruned, and a till whose token is older
 than the pruning must sync again from the start (410).
 
 Every change takes the next number of one local sequence (``seq``): the delta feeds' token
-is ``<epoch>-<seq>``; ``epoch`` is random per copy, so a token of a copy since thrown away
-is recognised. Unchanged records (same ``event_id``) keep their number: a rebuild sends
-tills only what really changed.
+is ``<epoch>-<seq>``; ``epoch`` is new per copy, so a token of a copy since thrown away is
+recognised (``masterdata_tokens``). Unchanged records (same ``event_id``) keep their number:
+a rebuild sends tills only what really changed.
 
 Rebuild (an edge offline longer than the topics keep tombstones): positions are cleared
 and a new generation starts; rows are served meanwhile; once caught up with the topics,
@@ -28,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 import sqlite3
 import threading
 import time
@@ -42,10 +46,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tillstream.core.codec import AvroCodec, CodecError
+from tillstream.core.identifiers import gtin14
 from tillstream.core.prices import format_amount, valid_price
 from tillstream.core.registry import registry_from_settings
 from tillstream.core.settings import Settings
 from tillstream.core.topics import ITEMS, PRICES
+from tillstream_edge import masterdata_tokens as tokens
+from tillstream_edge.masterdata_tokens import TokenError
 
 log = logging.getLogger(__name__)
 
@@ -116,15 +123,6 @@ _PRICE_COLUMNS = (
 )
 
 
-class TokenError(ValueError):
-    """A delta-feed token this copy cannot continue from; ``gone``: it was valid once (a
-    copy since rebuilt from nothing, or deletions since pruned): sync again from the start."""
-
-    def __init__(self, message: str, *, gone: bool = False) -> None:
-        super().__init__(message)
-        self.gone = gone
-
-
 @dataclass(frozen=True, slots=True)
 class RawRecord:
     """A record as fetched from a master-data topic, not yet decoded."""
@@ -144,6 +142,8 @@ class Applied:
     read: dict[str, int] = field(default_factory=dict)
     """Records read (applied, skipped as another store's, or undecodable)."""
     undecodable: dict[str, int] = field(default_factory=dict)
+    other_currency: int = 0
+    """Prices of the chain or this store in another currency than the store's: not used."""
     newest_ms: dict[str, int] = field(default_factory=dict)
     """Timestamp of the newest record applied, per topic."""
 
@@ -164,14 +164,6 @@ class LineFacts:
 
     stock_item: bool | None
     prices: list[dict[str, Any]]
-
-
-def gtin14(code: str) -> str | None:
-    """A GTIN of any length (8, 12, 13, 14 digits) as the 14 digits GS1 pads it to; None for
-    anything else."""
-    if code.isascii() and code.isdigit() and len(code) in (8, 12, 13, 14):
-        return code.zfill(14)
-    return None
 
 
 def _micros(value: datetime | None) -> int | None:
@@ -200,10 +192,14 @@ def _iso(micros: int | None) -> str | None:
 class MasterDataCopy:
     """The copy of one store (see the module docstring)."""
 
-    def __init__(self, path: Path, store_id: str, zone: tzinfo, codec: AvroCodec) -> None:
+    def __init__(
+        self, path: Path, store_id: str, zone: tzinfo, codec: AvroCodec, currency: str = "EUR"
+    ) -> None:
         self.path = path
         self.store_id = store_id
         self.zone = zone
+        self.currency = currency
+        """The store's currency: the only one its prices are used in."""
         self._codec = codec
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="masterdata")
         self._db: sqlite3.Connection | None = None
@@ -229,7 +225,7 @@ class MasterDataCopy:
         now = time.time()
         db.execute("BEGIN IMMEDIATE")
         for name, value in (
-            ("epoch", secrets.token_hex(4)),
+            ("epoch", tokens.new_epoch(self.store_id)),
             ("generation", "1"),
             ("rebuilding", "1"),  # a new copy is built from the beginning of the topics
             ("created_at", repr(now)),
@@ -243,8 +239,41 @@ class MasterDataCopy:
         (items_seq,) = db.execute("SELECT coalesce(max(seq), 0) FROM items").fetchone()
         (prices_seq,) = db.execute("SELECT coalesce(max(seq), 0) FROM prices").fetchone()
         self._seq = max(items_seq, prices_seq, int(meta.get("last_seq", "0")))
+        if meta.get("currency") != self.currency:
+            self._change_currency(db, meta.get("currency"))
         self._db = db
         self._opened = True
+
+    def _change_currency(self, db: sqlite3.Connection, before: str | None) -> None:
+        """The copy is opened in another currency than it was kept in (or, made before copies
+        kept one, in any): prices in another are deleted (tills are told through the feed);
+        after a real change, a rebuild reads the prices skipped until now."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            foreign = db.execute(
+                "SELECT key FROM prices WHERE deleted = 0 AND currency != ?", (self.currency,)
+            ).fetchall()
+            for (key,) in foreign:
+                self._delete_price(db, key, time.time())
+            if before is not None:
+                self._generation += 1
+                db.execute("DELETE FROM positions")
+                self._set_meta(db, "generation", str(self._generation))
+                self._set_meta(db, "rebuilding", "1")
+            self._set_meta(db, "currency", self.currency)
+            self._set_meta(db, "last_seq", str(self._seq))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        if before is not None:
+            log.warning(
+                "master data: the store's currency is now %s (was %s): %d prices deleted, "
+                "rebuilding the copy from the topics",
+                self.currency,
+                before,
+                len(foreign),
+            )
 
     async def close(self) -> None:
         if self._db is not None:
@@ -392,6 +421,9 @@ class MasterDataCopy:
                     items[sku] = item
                 elif record.topic == PRICES.name:
                     key, price, held = self._decode_price(record)
+                    if held and price is not None and price["currency"] != self.currency:
+                        result.other_currency += 1
+                        price = None  # no price here: it deletes what the key held
                     if held:
                         prices.pop(key, None)
                         prices[key] = price
@@ -410,6 +442,14 @@ class MasterDataCopy:
                 continue
             newest = result.newest_ms.get(record.topic, 0)
             result.newest_ms[record.topic] = max(newest, record.timestamp_ms)
+        if result.other_currency:  # once a batch: a chain priced in another currency is many
+            log.warning(
+                "master data: %d prices of the chain or this store are in another currency "
+                "than the store's %s: not used (TILLSTREAM_STORE_CURRENCY, or head office's "
+                "price file)",
+                result.other_currency,
+                self.currency,
+            )
         seq_before = self._seq
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -797,22 +837,15 @@ class MasterDataCopy:
     # -- delta feeds ----------------------------------------------------------------------
 
     def token(self, seq: int) -> str:
-        return f"{self.epoch}-{seq}"
+        return tokens.write(self.epoch, seq)
 
     def parse_token(self, token: str | None) -> int:
-        """The change number a token stands for (no token: 0, the start)."""
+        """The change number a token stands for (no token: 0, the start). Only a token of an
+        earlier copy of this store's, or older than the deletions kept, is ``gone``; anything
+        else this copy did not give out is not a token at all (``masterdata_tokens``)."""
         if token is None:
             return 0
-        epoch, sep, number = token.partition("-")
-        if not sep or not number.isascii() or not number.isdigit() or len(number) > 18:
-            raise TokenError("not a token of this API (use the 'next' of an earlier answer)")
-        if epoch != self.epoch:
-            raise TokenError(
-                "this token is of an earlier copy of the store's master data: sync again "
-                "from the start (no since)",
-                gone=True,
-            )
-        seq = int(number)
+        seq = tokens.read(token, self.epoch, self.store_id)
         (pruned,) = self._reader().execute(
             "SELECT CAST(value AS INTEGER) FROM meta WHERE name = 'pruned_seq'"
         ).fetchone() or (0,)
@@ -917,6 +950,7 @@ def copy_from_settings(settings: Settings) -> MasterDataCopy:
         settings.store_id,
         ZoneInfo(settings.store_timezone),
         AvroCodec(registry_from_settings(settings)),
+        settings.store_currency,
     )
 
 

@@ -179,6 +179,8 @@ class MasterDataSync:
             metrics.MASTERDATA_RECORDS_READ.labels(topic).inc(count)
         for topic, count in applied.undecodable.items():
             metrics.MASTERDATA_RECORDS_SKIPPED.labels(topic).inc(count)
+        if applied.other_currency:
+            metrics.MASTERDATA_OTHER_CURRENCY.inc(applied.other_currency)
         for topic, newest in applied.newest_ms.items():
             self.newest_ms[topic] = max(self.newest_ms.get(topic, 0), newest)
 

@@ -121,6 +121,11 @@ MASTERDATA_RECORDS_SKIPPED = Counter(
     "Master-data records that could not be decoded or applied (skipped and logged), by topic.",
     ["topic"],
 )
+MASTERDATA_OTHER_CURRENCY = Counter(
+    "tillstream_edge_masterdata_prices_other_currency_total",
+    "Prices of the chain or this store in another currency than the store's "
+    "(TILLSTREAM_STORE_CURRENCY): not used, each deleting what the copy held under its key.",
+)
 MASTERDATA_REBUILDS = Counter(
     "tillstream_edge_masterdata_rebuilds_total",
     "Rebuilds of the store's copy from the beginning of the topics (offline longer than the "

@@ -10,7 +10,7 @@ from typing import Any
 import click
 from aiokafka.errors import KafkaError
 
-from tillstream.cli.common import run, settings
+from tillstream.cli.common import no_card_number, run, settings
 from tillstream.core.codec import AvroCodec
 from tillstream.core.kafka import make_producer
 from tillstream.core.registry import registry_from_settings
@@ -63,17 +63,23 @@ def _send(customer_id: str, action: str, reference: str | None) -> None:
     click.echo(f"{action} request {request['event_id']} published to {CUSTOMER_REQUESTS.name}")
 
 
+_CUSTOMER_ID = click.argument("customer_id", callback=no_card_number)
+_REFERENCE = click.option(
+    "--reference", callback=no_card_number, help="Case or ticket reference (never personal data)."
+)
+
+
 @crm.command()
-@click.argument("customer_id")
-@click.option("--reference", help="Case or ticket reference (never personal data).")
+@_CUSTOMER_ID
+@_REFERENCE
 def erase(customer_id: str, reference: str | None) -> None:
     """Ask every service to forget CUSTOMER_ID (right to erasure) and ignore its later events."""
     _send(customer_id, "ERASE", reference)
 
 
 @crm.command()
-@click.argument("customer_id")
-@click.option("--reference", help="Case or ticket reference (never personal data).")
+@_CUSTOMER_ID
+@_REFERENCE
 def reenrol(customer_id: str, reference: str | None) -> None:
     """CUSTOMER_ID joined again: events from now on build a new profile."""
     _send(customer_id, "REENROL", reference)

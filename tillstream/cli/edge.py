@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.progress import Progress
 
-from tillstream.cli.common import run, settings
+from tillstream.cli.common import no_card_number, run, settings
 from tillstream.cli.edge_support import item_copy, record_limits
 from tillstream.cli.quarantine import quarantine
 from tillstream.cli.set_aside import set_aside
@@ -25,7 +25,12 @@ def edge() -> None:
     """The store edge: take events from tills and devices, keep them, publish them."""
 
 
-_STORE = click.option("--store", "store_id", help="Store id. [env: TILLSTREAM_STORE_ID]")
+_STORE = click.option(
+    "--store",
+    "store_id",
+    callback=no_card_number,  # on every event, and their key
+    help="Store id. [env: TILLSTREAM_STORE_ID]",
+)
 _OUTBOX = click.option(
     "--outbox",
     type=click.Path(dir_okay=False, path_type=Path),

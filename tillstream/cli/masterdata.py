@@ -111,8 +111,9 @@ def publish_items(
 
     Header: sku,gtins,description,unit_of_measure,weighed,stock_item, optionally
     tax_class,reorder_point,lead_time_days,supplier, in any order (other columns are
-    ignored). GTINs are separated by '|'; booleans are true or false. A file with any
-    problem publishes nothing.
+    ignored). GTINs are separated by '|' (one GTIN in any of its lengths); booleans are true
+    or false; no cell holds a control character, no text starts like a spreadsheet formula.
+    A file with any problem publishes nothing.
     """
     _publish(ITEM_KIND, file, dry_run, full, allow_mass_delete, show)
 
@@ -143,9 +144,11 @@ def publish_prices(
     """Publish the prices of FILE.csv that are new or changed against tillstream.prices.
 
     Header: sku,store_id,amount,currency,valid_from,valid_until in any order (other columns
-    are ignored). store_id empty: the chain-wide price. Validity: a date (the store's day;
-    valid_until inclusive), a time with its offset (valid_until exclusive), or empty
-    (open-ended). A file with any problem publishes nothing.
+    are ignored). store_id empty: the chain-wide price. amount: ASCII digits and '.'.
+    Validity: a date (the store's day; valid_until inclusive), a time with its offset
+    (valid_until exclusive), or empty (open-ended; a valid_until in the year 9999 too). A
+    store's prices, and the chain's, are in one currency. A file with any problem publishes
+    nothing.
     """
     _publish(PRICE_KIND, file, dry_run, full, allow_mass_delete, show)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from tillstream.cli.common import run, settings
+from tillstream.cli.common import no_card_number, run, settings
 from tillstream.cli.edge_support import item_copy, record_limits
 from tillstream.core.settings import Settings
 from tillstream_edge.ingest import ingestor_from_settings
@@ -87,7 +87,9 @@ def show(outbox: Path | None, row_id: int) -> None:
     type=click.Choice(sorted(BY_NAME)),
     help="Read them as this vendor dialect (default: the edge's setting, else detected).",
 )
-@click.option("--store", "store_id", help="Store id. [env: TILLSTREAM_STORE_ID]")
+@click.option(
+    "--store", "store_id", callback=no_card_number, help="Store id. [env: TILLSTREAM_STORE_ID]"
+)
 def retry(
     outbox: Path | None,
     row_ids: tuple[int, ...],

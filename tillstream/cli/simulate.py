@@ -10,9 +10,10 @@ from pathlib import Path
 
 import click
 
-from tillstream.cli.common import settings
+from tillstream.cli.common import CARD_NUMBER_REFUSED, no_card_number, settings
 from tillstream.cli.tills import Traffic, traffic_options
 from tillstream.core.codec import AvroCodec
+from tillstream.core.identifiers import text_problem
 from tillstream.core.kafka import make_producer
 from tillstream.core.registry import registry_from_settings
 from tillstream.core.settings import Settings
@@ -30,7 +31,13 @@ from tillstream.simulate.driver import EdgeSink, KafkaSink, Simulator, Sink, Sta
     "--poslog-dir", "drop_folders", multiple=True, type=click.Path(file_okay=False, path_type=Path),
     help="POSLog drop folder of store N (repeat); else POSLog tills post to /v1/poslog.",
 )  # fmt: skip
-@click.option("--store-prefix", default="S", show_default=True, help="Store ids: S001, S002...")
+@click.option(
+    "--store-prefix",
+    default="S",
+    show_default=True,
+    callback=no_card_number,
+    help="Store ids: S001, S002...",
+)
 def simulate(
     traffic: Traffic, edges: tuple[str, ...], drop_folders: tuple[Path, ...], store_prefix: str
 ) -> None:
@@ -45,6 +52,8 @@ def simulate(
         raise click.UsageError(f"give one --poslog-dir per store ({stores})")
     cfg = settings()
     ids = traffic.store_ids(store_prefix)
+    if any(text_problem(store) is not None for store in ids):  # the prefix and a number
+        raise click.BadParameter(CARD_NUMBER_REFUSED, param_hint="'--store-prefix'")
     stats = asyncio.run(_simulate(cfg, ids, traffic, edges, drop_folders))
     click.echo(
         f"simulate: stores={stores} sent={stats.total('sent')} "

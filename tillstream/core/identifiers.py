@@ -2,7 +2,9 @@
 card number.
 
 - A **GTIN** is 8, 12, 13 or 14 ASCII digits with a valid check digit and a GS1 prefix
-  that GS1 has assigned (biip's table: no made-up or reserved ranges). A 14-digit value
+  that GS1 has assigned (biip's table: no made-up or reserved ranges). Its lengths are one
+  GTIN: :func:`gtin14` pads each to the 14 digits GS1 compares them in, so the GTIN-13
+  ``4006381333931`` and the GTIN-14 ``04006381333931`` scan as the same item. A 14-digit value
   that is also a Diners Club card number (prefix 300-305, 3095, 36, 38 or 39, passing
   Luhn) is refused as a card number: Diners is the scheme that issues 14-digit cards, and
   a card number must not travel as an item even if it happens to pass the GTIN check.
@@ -10,7 +12,8 @@ card number.
   A SKU holding a card number (in any spelling ``tillstream.core.pan`` reads) is refused,
   unless the SKU is itself a GTIN by the rule above: stores use GTINs as SKUs.
 - **Free text** (descriptions, references, cashier, customer and terminal ids, tokens) may
-  hold anything but a card number.
+  hold anything but a card number. Text read from a file (head office's master data) may
+  not hold control characters either (:func:`control_problem`).
 
 Each returns a :class:`Problem` naming what is wrong and the limit, never the value.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from biip import ParseError
@@ -79,6 +83,14 @@ def is_gtin(value: str) -> bool:
     return gtin_problem(value) is None
 
 
+def gtin14(code: str) -> str | None:
+    """A GTIN of any length (8, 12, 13, 14 digits) as the 14 digits GS1 pads it to: the one
+    form GTINs are compared in. None for anything that is not digits of those lengths."""
+    if code.isascii() and code.isdigit() and len(code) in GTIN_LENGTHS:
+        return code.zfill(14)
+    return None
+
+
 @functools.lru_cache(maxsize=65_536)
 def sku_problem(value: str) -> Problem | None:
     # The card check comes first: a card number is refused as one, whatever else is wrong.
@@ -93,3 +105,24 @@ def sku_problem(value: str) -> Problem | None:
 
 def text_problem(value: str) -> Problem | None:
     return _TEXT_IS_CARD if contains_pan(value) else None
+
+
+_CONTROL = Problem(
+    "invalid",
+    "holds a control character (NUL, a tab, a line break, ESC...): not text a till, a "
+    "terminal or a database shows as written",
+)
+# Line and paragraph separators break lines as a newline does, though they are not Cc.
+_LINE_BREAKS = frozenset("\u2028\u2029")
+
+
+@functools.lru_cache(maxsize=65_536)
+def control_problem(value: str) -> Problem | None:
+    # C0 (NUL breaks PostgreSQL text, ESC starts terminal sequences, newlines split log
+    # lines), DEL and C1 (0x9B is a terminal's CSI too).
+    if value.isascii() and value.isprintable():
+        return None  # the usual case, without a look at each character
+    for char in value:
+        if unicodedata.category(char) == "Cc" or char in _LINE_BREAKS:
+            return _CONTROL
+    return None

@@ -15,6 +15,10 @@ instant ``at`` is:
    the earliest), then the latest ``published_at``, then the greatest ``event_id``, so the
    answer never depends on the order the prices are given in.
 
+The ends of the calendar are ends of time: an end in the year 9999 (:data:`FOREVER_YEAR`,
+ERP exports' "for ever", SAP's ``9999-12-31``) is no end, and a start whose local midnight
+falls before the year 1 in UTC is no start; nothing here overflows on them.
+
 Pure functions: no clock, no I/O. ``at`` must carry a time zone (a naive time is refused).
 """
 
@@ -26,14 +30,19 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 __all__ = [
+    "FOREVER_YEAR",
     "format_amount",
+    "is_forever",
     "is_valid",
     "valid_price",
     "window",
 ]
 
 _BEGINNING = datetime.min.replace(tzinfo=UTC)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+FOREVER_YEAR = 9999
+"""An end of validity in this year is open-ended: ERP exports write "for ever" as
+``9999-12-31`` (or a time on it), and the day after it is beyond what a date can hold."""
 
 PriceLike = Mapping[str, Any]
 """A ``Price`` record, or any mapping with its validity fields (``valid_from``,
@@ -42,24 +51,38 @@ PriceLike = Mapping[str, Any]
 P = TypeVar("P", bound=PriceLike)
 
 
-def _local_midnight(day: date, zone: tzinfo) -> datetime:
-    """The instant the local day ``day`` starts in ``zone`` (as UTC)."""
-    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+def is_forever(end: date | datetime | None) -> bool:
+    """Whether an end of validity is ERP exports' "for ever" (:data:`FOREVER_YEAR`)."""
+    return end is not None and end.year >= FOREVER_YEAR
+
+
+def _local_midnight(day: date, zone: tzinfo) -> datetime | None:
+    """The instant the local day ``day`` starts in ``zone`` (as UTC); None where UTC leaves
+    the calendar (0001-01-01 starts in 0000 UTC east of Greenwich)."""
+    try:
+        return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 def window(price: PriceLike, zone: tzinfo) -> tuple[datetime | None, datetime | None]:
     """``(start, end)`` of a price's validity as UTC instants in a store of ``zone``: start
-    inclusive, end exclusive; None: open on that side."""
+    inclusive, end exclusive; None: open on that side (also a start before the calendar and
+    an end "for ever", :func:`is_forever`)."""
     start: datetime | None = None
     if price.get("valid_from") is not None:
         start = _aware(price["valid_from"], "valid_from")
     elif price.get("valid_from_day") is not None:
         start = _local_midnight(price["valid_from_day"], zone)
     end: datetime | None = None
-    if price.get("valid_until") is not None:
-        end = _aware(price["valid_until"], "valid_until")
-    elif price.get("valid_until_day") is not None:
-        end = _local_midnight(price["valid_until_day"] + timedelta(days=1), zone)
+    until, until_day = price.get("valid_until"), price.get("valid_until_day")
+    if until is not None:
+        instant = _aware(until, "valid_until")
+        end = None if is_forever(instant) else instant
+    elif until_day is not None and not is_forever(until_day):
+        # Through the end of the day: up to the next local midnight (a year before 9999
+        # has a next day, and its midnight is inside the calendar in every zone).
+        end = _local_midnight(until_day + timedelta(days=1), zone)
     return start, end
 
 

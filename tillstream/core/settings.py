@@ -25,6 +25,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tillstream.core.identifiers import text_problem
+
 ENV_PREFIX = "TILLSTREAM_"
 CONFIG_FILE_VARIABLE = f"{ENV_PREFIX}CONFIG"
 _STORE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -325,6 +327,8 @@ class Settings(BaseSettings):
     def _check_store_id(cls, value: str | None) -> str | None:
         if value is not None and not _STORE_ID.match(value):
             raise ValueError("must be 1-64 letters, digits, '_', '.' or '-'")
+        if value is not None and text_problem(value) is not None:  # on every event and key
+            raise ValueError("looks like a card number (PAN); a store id may not be one")
         return value
 
     @field_validator("store_timezone")

@@ -15,6 +15,7 @@ import httpx
 
 from tillstream.core.codec import AvroCodec
 from tillstream.core.registry import registry_from_settings
+from tillstream.core.spreadsheet import csv_writer
 from tillstream.demo.stack import DemoStack
 from tillstream.masterdata.publish import PRICE_KIND, publish_file
 from tillstream.simulate.catalog import CATALOG
@@ -74,10 +75,10 @@ async def run(
     fills ``change`` in as it goes, so a cancelled run still has what was seen."""
     await asyncio.sleep(delay)
     path = workdir / "price-change.csv"
-    path.write_text(
-        "sku,store_id,amount,currency,valid_from,valid_until\n"
-        f"{change.sku},,{change.new},{CURRENCY},,\n"
-    )
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv_writer(out)
+        writer.writerow(["sku", "store_id", "amount", "currency", "valid_from", "valid_until"])
+        writer.writerow([change.sku, "", change.new, CURRENCY, "", ""])
     cfg = stack.settings
     assert cfg is not None, "the stack is started"
     codec = AvroCodec(registry_from_settings(cfg))

@@ -1,9 +1,11 @@
 """Reading a master-data CSV file: a header row naming the columns, then one record a row.
 
-Columns come in any order; columns the file kind does not know are ignored. Every problem
-names its row (the header is row 1, blank rows count) and column, and never quotes the
-value: a cell may hold a card number or personal data. Up to :data:`MAX_PROBLEMS` are
-collected, so one run shows the file's mistakes, not only its first.
+Columns come in any order; columns the file kind does not know are ignored. A cell of a
+known column never holds a control character (``tillstream.core.identifiers``: NUL, ESC, a
+tab or a line break, anywhere in it, spaces around it being stripped). Every problem names
+its row (the header is row 1, blank rows count) and column, and never quotes the value: a
+cell may hold a card number or personal data. Up to :data:`MAX_PROBLEMS` are collected, so
+one run shows the file's mistakes, not only its first.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import csv
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tillstream.core.identifiers import control_problem
 
 MAX_PROBLEMS = 100
 """Problems listed before reading stops."""
@@ -73,6 +77,8 @@ class Row:
     """Row in the file: the header is row 1."""
     cells: dict[str, str]
     """The known columns' cells, stripped of surrounding spaces."""
+    refused: frozenset[str] = frozenset()
+    """Columns whose cell was refused as it was read (its problem is already added)."""
 
 
 def read_rows(
@@ -102,7 +108,7 @@ def read_rows(
                             number, None, f"{len(cells)} values for {len(header or ())} columns"
                         )
                         continue
-                    yield Row(number, {n: cells[i].strip() for n, i in positions.items()})
+                    yield _row(number, cells, positions, problems)
             except csv.Error as exc:
                 problems.add(number + 1, None, f"malformed CSV ({exc})")
     except UnicodeDecodeError as exc:
@@ -111,6 +117,16 @@ def read_rows(
         raise MasterFileError(
             path, [RowProblem(0, None, f"cannot read: {exc.strerror or exc}")]
         ) from None
+
+
+def _row(number: int, cells: list[str], positions: dict[str, int], problems: Problems) -> Row:
+    refused = set()
+    for name, i in positions.items():
+        # Checked before stripping: a tab or line break around a value is in the file too.
+        if (problem := control_problem(cells[i])) is not None:
+            problems.add(number, name, problem.message)
+            refused.add(name)
+    return Row(number, {n: cells[i].strip() for n, i in positions.items()}, frozenset(refused))
 
 
 def _positions(

@@ -6,6 +6,8 @@ empty cell, is null). ``gtins`` are separated by ``|``; booleans are ``true`` or
 A row is the whole item: what it leaves out is not kept from an earlier publish.
 
 A SKU twice in the file, or a GTIN on two items, is a problem: a barcode scans as one item.
+GTINs compare in all their lengths (``tillstream.core.identifiers.gtin14``): the GTIN-13
+``4006381333931`` and the GTIN-14 ``04006381333931`` are one GTIN, as a scanner sees them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from tillstream.core.identifiers import gtin_problem
+from tillstream.core.identifiers import gtin14, gtin_problem
 from tillstream.core.topics import item_key
 from tillstream.masterdata import cells
 from tillstream.masterdata.cells import CellProblem
@@ -43,7 +45,7 @@ def read_items(path: Path, progress: Progress | None = None) -> dict[bytes, dict
             problems.add(row.number, "sku", f"the same SKU as row {first_row[sku]}")
             continue
         first_row[sku] = row.number
-        for gtin in item["gtins"]:
+        for gtin in map(_same, item["gtins"]):
             if gtin in gtin_row:
                 problems.add(row.number, "gtins", f"a GTIN of row {gtin_row[gtin]} too")
             gtin_row.setdefault(gtin, row.number)
@@ -55,8 +57,10 @@ def read_items(path: Path, progress: Progress | None = None) -> dict[bytes, dict
 def _item(row: Row, problems: Problems) -> dict[str, Any] | None:
     """The row's item, or None after adding its problems."""
     item: dict[str, Any] = {}
-    ok = True
+    ok = not row.refused
     for column in CONTENT:
+        if column in row.refused:
+            continue
         try:
             item[column] = _PARSE[column](row.cells.get(column, ""))
         except CellProblem as problem:
@@ -70,9 +74,14 @@ def _gtins(text: str) -> list[str]:
     for gtin in gtins:
         if (problem := gtin_problem(gtin)) is not None:
             raise CellProblem(problem.message)
-    if len(set(gtins)) != len(gtins):
-        raise CellProblem("a GTIN is listed twice")
+    if len(set(map(_same, gtins))) != len(gtins):
+        raise CellProblem("a GTIN is listed twice (in the same or another length)")
     return gtins
+
+
+def _same(gtin: str) -> str:
+    """The form two GTINs compare in (checked GTINs always have one)."""
+    return gtin14(gtin) or gtin
 
 
 _PARSE: dict[str, Callable[[str], Any]] = {
@@ -97,7 +106,7 @@ def gtin_clashes(master: Iterable[dict[str, Any]], most: int = 10) -> list[str]:
     for item in master:
         sku = item["sku"]
         for gtin in item["gtins"]:
-            first = owner.setdefault(gtin, sku)
+            first = owner.setdefault(_same(gtin), sku)
             if first != sku and len(clashes) < most:
                 clashes.append(f"GTIN {gtin} would be on {first} and on {sku}")
     return clashes

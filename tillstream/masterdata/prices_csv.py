@@ -4,7 +4,13 @@ Columns ``sku,store_id,amount,currency,valid_from,valid_until``, all required in
 ``store_id`` empty for the chain-wide price; ``amount`` a decimal (up to 4 places, zero or
 more: a free item is priced 0); validity a date (``2026-03-01``: the store's own day,
 ``valid_until`` inclusive), a time with its offset (``2026-03-01T06:00:00+01:00``:
-``valid_until`` exclusive), or empty (open-ended).
+``valid_until`` exclusive), or empty (open-ended); a ``valid_until`` in the year 9999 (ERP
+exports' "for ever") is open-ended too, published as empty.
+
+A store sells in one currency, and so do the chain's prices: a store's (or the chain's)
+prices in two currencies are a problem, in the file (by row) and against what the topic
+holds (:func:`currency_clashes`). Which currency a store sells in is its edge's setting:
+an edge uses only the prices in its own (``tillstream_edge.masterdata_copy``).
 
 The key is ``[store or null, sku, start or null]`` (:func:`~tillstream.core.topics.price_key`;
 :func:`start_of` spells the start), so the same store, SKU and start twice is a problem.
@@ -13,6 +19,7 @@ The key is ``[store or null, sku, start or null]`` (:func:`~tillstream.core.topi
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -64,6 +71,7 @@ def read_prices(path: Path, progress: Progress | None = None) -> dict[bytes, dic
     problems = Problems(path)
     prices: dict[bytes, dict[str, Any]] = {}
     first_row: dict[bytes, int] = {}
+    currency_row: dict[str | None, tuple[str, int]] = {}
     for row in read_rows(path, REQUIRED, (), problems, progress):
         price = _price(row, problems)
         if price is None:
@@ -72,6 +80,17 @@ def read_prices(path: Path, progress: Progress | None = None) -> dict[bytes, dic
         if key in first_row:
             problems.add(
                 row.number, "valid_from", f"the same store, SKU and start as row {first_row[key]}"
+            )
+            continue
+        currency, first = currency_row.setdefault(
+            price["store_id"], (price["currency"], row.number)
+        )
+        if price["currency"] != currency:
+            whose = "the chain's" if price["store_id"] is None else "this store's"
+            problems.add(
+                row.number,
+                "currency",
+                f"{whose} prices are in {currency} (row {first}): one currency per store",
             )
             continue
         first_row[key] = row.number
@@ -89,10 +108,12 @@ def _price(row: Row, problems: Problems) -> dict[str, Any] | None:
         "amount": lambda t: cells.decimal(t, scale=4, precision=18),
         "currency": cells.currency,
         "valid_from": cells.validity,
-        "valid_until": cells.validity,
+        "valid_until": cells.validity_end,
     }
-    ok = True
+    ok = not row.refused
     for column, read in parse.items():
+        if column in row.refused:
+            continue
         try:
             price[column] = read(row.cells[column])
         except CellProblem as problem:
@@ -124,3 +145,19 @@ def _in_order(price: dict[str, Any]) -> bool:
     if until_at is not None:
         return bool(until_at > start)
     return bool(until_day >= start.date())  # the end of until_day is after start
+
+
+def currency_clashes(master: Iterable[dict[str, Any]], most: int = 10) -> list[str]:
+    """Stores (and the chain) whose prices in ``master`` (what the topic would hold after
+    publishing) are in more than one currency, for people."""
+    currencies: dict[str | None, list[str]] = {}
+    for price in master:
+        held = currencies.setdefault(price["store_id"], [])
+        if price["currency"] not in held:
+            held.append(price["currency"])
+    return [
+        f"{'the chain' if store is None else f'store {store}'} would have prices in "
+        + " and in ".join(held)
+        for store, held in currencies.items()
+        if len(held) > 1
+    ][:most]

@@ -51,7 +51,12 @@ ITEM_KIND = Kind(
     items_csv.gtin_clashes,
 )
 PRICE_KIND = Kind(
-    "prices", PRICES, prices_csv.CONTENT, prices_csv.read_prices, prices_csv.describe_key
+    "prices",
+    PRICES,
+    prices_csv.CONTENT,
+    prices_csv.read_prices,
+    prices_csv.describe_key,
+    prices_csv.currency_clashes,
 )
 
 

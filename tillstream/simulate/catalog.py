@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from dataclasses import dataclass
 from decimal import Decimal
 
 from stdnum import ean
+
+from tillstream.core.spreadsheet import csv_writer
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +94,7 @@ def items_csv() -> str:
     """The catalog as head office's item master file (``tillstream items publish``): the
     deposits are items too, not kept in stock."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_writer(out)
     writer.writerow(
         ["sku", "gtins", "description", "unit_of_measure", "weighed", "stock_item",
          "reorder_point", "lead_time_days", "supplier"]
@@ -111,7 +112,7 @@ def items_csv() -> str:
 def prices_csv(currency: str = "EUR") -> str:
     """The catalog's chain-wide list prices (``tillstream prices publish``)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_writer(out)
     writer.writerow(["sku", "store_id", "amount", "currency", "valid_from", "valid_until"])
     for sku, price in [
         *((item.sku, item.price) for item in CATALOG),
