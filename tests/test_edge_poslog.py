@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sqlite3
 import time
 from collections import Counter
@@ -18,11 +19,13 @@ import pytest
 
 from tests.edge_masterdata_support import Topics, item, price
 from tests.edge_support import EdgeProcess, dumps, live_poslog, payment_json, sale_json
+from tests.fuzz_support import EdgeIntake
 from tillstream.core.codec import AvroCodec
 from tillstream.core.kafka import make_consumer
 from tillstream.core.settings import Settings
 from tillstream.core.topics import PAYMENTS, SALES, TILL_EVENTS
 from tillstream.dev.processes import run_tillstream
+from tillstream_edge.dropfolder import DropFolder
 from tillstream_edge.masterdata_copy import MasterDataCopy
 from tillstream_edge.poslog import parse_poslog
 
@@ -175,6 +178,49 @@ async def test_drop_folder_sets_bad_files_aside_and_goes_on(
     assert edge.metric("tillstream_edge_poslog_transactions_skipped_total") == len(
         controls["skipped"]
     ) + len(nothing["skipped"])
+
+
+async def test_a_file_modified_in_the_future_is_taken_once_it_stops_changing(
+    usd_edge: EdgeProcess, tmp_path: Path
+) -> None:
+    """A till whose clock runs three hours ahead (or a ``cp -p`` from one): its file is
+    taken within seconds, not hours, and the edge says why, once."""
+    folder = tmp_path / "drop"
+    ahead = folder / "till-clock-ahead.xml"
+    ahead.write_bytes(live("ncr_2x.xml"))
+    later = time.time() + 3 * 3600
+    os.utime(ahead, (later, later))
+    async with asyncio.timeout(30):
+        while not (folder / "processed" / "till-clock-ahead.xml.result.json").exists():
+            await asyncio.sleep(0.2)
+    record = json.loads((folder / "processed" / "till-clock-ahead.xml.result.json").read_text())
+    assert record["event_ids"] and record["set_aside"] == []
+    said = [line for line in usd_edge.log().splitlines() if "in the future" in line]
+    assert len(said) == 1, said
+    assert re.search(r"till-clock-ahead.xml: modified in the future, [23]:\d\d:\d\d ahead", said[0])
+    assert usd_edge.metric("tillstream_edge_poslog_future_mtime_total") == 1
+
+
+def test_a_file_modified_in_the_future_waits_while_it_grows(tmp_path: Path) -> None:
+    """Written by halves by a writer whose clock runs ahead: the first half is never read."""
+    intake = EdgeIntake(tmp_path, "9")
+    folder = tmp_path / "drop"
+    for sub in ("", "processed", "rejected"):
+        (folder / sub).mkdir()
+    drop = DropFolder(intake.ingestor, folder)
+    document = live("ncr_2x.xml")
+    growing = folder / "growing.xml"
+    ahead = time.time() + 600
+    try:
+        for written in (len(document) // 2, len(document)):  # a scan after each half
+            growing.write_bytes(document[:written])
+            os.utime(growing, (ahead, ahead))
+            assert intake.loop.run(drop.scan_once()) == 0
+        assert intake.loop.run(drop.scan_once()) == 1  # unchanged since the last scan
+        assert (folder / "processed" / "growing.xml").exists()
+        assert not list((folder / "rejected").iterdir())
+    finally:
+        intake.close()
 
 
 async def test_set_aside_transactions_are_published_exactly_once_after_the_fix(
