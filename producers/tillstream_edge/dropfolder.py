@@ -28,7 +28,7 @@ from tillstream_edge import metrics
 from tillstream_edge.ingest import Ingestor, count_refusal, refusal_reason
 from tillstream_edge.outbox import OutboxFullError
 from tillstream_edge.poslog import PoslogError
-from tillstream_edge.poslog_intake import PoslogBatch, accept_poslog
+from tillstream_edge.poslog_intake import PoslogBatch, accept_poslog, set_aside_logged
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +123,7 @@ class DropFolder:
             len(batch.events),
             len(batch.skipped),
             len(kept),
-            # The cause only: a reason may quote the document ('tillstream edge set-aside').
-            "".join(f"; transaction {k.label} ({k.cause})" for k in kept[:5]),
+            f" (tillstream edge set-aside): {set_aside_logged(kept)}" if kept else "",
         )
         return True
 
@@ -150,7 +149,9 @@ class DropFolder:
         target = self.rejected / path.name
         path.replace(target)
         (self.rejected / f"{path.name}.reason.txt").write_text(reason + "\n")
-        log.error("poslog file %s rejected: %s", path.name, reason)
+        # The reason file may quote the document; the log line does not.
+        logged = exc.logged if isinstance(exc, PoslogError) else reason
+        log.error("poslog file %s rejected: %s", path.name, logged)
 
 
 def _read(path: Path) -> bytes:
