@@ -149,6 +149,12 @@ class ConsumerService:
             host = "127.0.0.1"
         return host, port
 
+    def url(self) -> str:
+        """What the start-up line names: a service's pages (a consumer people sign in to),
+        else its metrics."""
+        host, port = self.http_address()
+        return f"http://{host}:{port}/" + ("" if self.consumer.signs_in else "metrics")
+
     def assignment(self) -> set[TopicPartition]:
         """The partitions this instance holds now (empty before it joined its group)."""
         return self._membership.assignment() if self._membership is not None else set()
