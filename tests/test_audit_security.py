@@ -282,9 +282,10 @@ def listening(port: int) -> list[str]:
 
 
 @pytest.mark.usefixtures("kafka_topics")
-def test_without_sign_in_or_tokens_the_service_listens_on_loopback_only(
+def test_without_sign_in_or_tokens_the_service_listens_on_loopback_only_and_says_where(
     settings: Settings, tmp_path: Path
 ) -> None:
+    """Its start-up line names where people open its pages, as it listens (not /metrics)."""
     for insecure, wanted in ((False, ["127.0.0.1"]), (True, ["0.0.0.0"])):
         port = free_port()
         env = {
@@ -303,6 +304,8 @@ def test_without_sign_in_or_tokens_the_service_listens_on_loopback_only(
             assert listening(port) == wanted
             said = (tmp_path / f"audit-{insecure}.log").read_text()
             assert ("listening on 127.0.0.1" in said) is (not insecure), said[-2000:]
+            assert f"pages on http://{wanted[0]}:{port}/\n" in said, said[:2000]
+            assert "/metrics" not in said.split("\n", 1)[0], said[:2000]
         finally:
             service.stop(30)
 

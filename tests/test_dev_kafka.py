@@ -137,3 +137,27 @@ def test_dev_kafka_on_a_busy_port_says_so(kafka_libs: Path, tmp_path: Path) -> N
         )
     assert result.returncode == 1
     assert f"127.0.0.1:{port} is already in use" in result.stderr
+    # Refused before it said it was starting, and before it wrote anything.
+    assert "Starting Kafka" not in result.stdout, result.stdout
+    assert not (tmp_path / "data" / "server.properties").exists()
+
+
+def test_dev_kafka_without_java_says_so_before_starting(kafka_libs: Path, tmp_path: Path) -> None:
+    """The jars are cached (no Maven needed): the Java check comes first all the same."""
+    no_java = tmp_path / "bin"
+    no_java.mkdir()
+    result = subprocess.run(
+        [*CLI, "dev", "kafka", "--port", str(free_port()), "--data", str(tmp_path / "data")],
+        env={
+            **os.environ,
+            "TILLSTREAM_CACHE_DIR": str(kafka_libs.parent.parent),
+            "PATH": str(no_java),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Java 17 or newer is needed to run Kafka and was not found" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "Starting Kafka" not in result.stdout, result.stdout

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,11 +20,13 @@ import pytest
 
 from tests.edge_masterdata_support import Topics, item, price
 from tests.edge_support import EdgeProcess, dumps, live_poslog, payment_json, sale_json
+from tests.fuzz_support import EdgeIntake
 from tillstream.core.codec import AvroCodec
 from tillstream.core.kafka import make_consumer
 from tillstream.core.settings import Settings
 from tillstream.core.topics import PAYMENTS, SALES, TILL_EVENTS
 from tillstream.dev.processes import run_tillstream
+from tillstream_edge.dropfolder import DropFolder
 from tillstream_edge.masterdata_copy import MasterDataCopy
 from tillstream_edge.poslog import parse_poslog
 
@@ -175,6 +179,102 @@ async def test_drop_folder_sets_bad_files_aside_and_goes_on(
     assert edge.metric("tillstream_edge_poslog_transactions_skipped_total") == len(
         controls["skipped"]
     ) + len(nothing["skipped"])
+
+
+async def test_a_file_modified_in_the_future_is_taken_once_it_stops_changing(
+    usd_edge: EdgeProcess, tmp_path: Path
+) -> None:
+    """A till whose clock runs three hours ahead (or a ``cp -p`` from one): its file is
+    taken within seconds, not hours, and the edge says why, once."""
+    folder = tmp_path / "drop"
+    ahead = folder / "till-clock-ahead.xml"
+    ahead.write_bytes(live("ncr_2x.xml"))
+    later = time.time() + 3 * 3600
+    os.utime(ahead, (later, later))
+    async with asyncio.timeout(30):
+        while not (folder / "processed" / "till-clock-ahead.xml.result.json").exists():
+            await asyncio.sleep(0.2)
+    record = json.loads((folder / "processed" / "till-clock-ahead.xml.result.json").read_text())
+    assert record["event_ids"] and record["set_aside"] == []
+    said = [line for line in usd_edge.log().splitlines() if "in the future" in line]
+    assert len(said) == 1, said
+    assert re.search(r"till-clock-ahead.xml: modified in the future, [23]:\d\d:\d\d ahead", said[0])
+    assert usd_edge.metric("tillstream_edge_poslog_future_mtime_total") == 1
+
+
+def test_a_file_modified_in_the_future_waits_while_it_grows(tmp_path: Path) -> None:
+    """Written by halves by a writer whose clock runs ahead: the first half is never read."""
+    intake = EdgeIntake(tmp_path, "9")
+    folder = tmp_path / "drop"
+    for sub in ("", "processed", "rejected"):
+        (folder / sub).mkdir()
+    drop = DropFolder(intake.ingestor, folder)
+    document = live("ncr_2x.xml")
+    growing = folder / "growing.xml"
+    ahead = time.time() + 600
+    try:
+        for written in (len(document) // 2, len(document)):  # a scan after each half
+            growing.write_bytes(document[:written])
+            os.utime(growing, (ahead, ahead))
+            assert intake.loop.run(drop.scan_once()) == 0
+        assert intake.loop.run(drop.scan_once()) == 1  # unchanged since the last scan
+        assert (folder / "processed" / "growing.xml").exists()
+        assert not list((folder / "rejected").iterdir())
+    finally:
+        intake.close()
+
+
+def sale_tx(sequence: int, *, item: str = "SKU-1", amount: str = "2.50", when: str = "") -> str:
+    """A one-line cash sale of store 9, two hours ago unless ``when`` says otherwise."""
+    when = when or (datetime.now(UTC) - timedelta(hours=2)).isoformat(timespec="seconds")
+    return f"""<Transaction><RetailStoreID>9</RetailStoreID><WorkstationID>T1</WorkstationID>
+<SequenceNumber>{sequence}</SequenceNumber><EndDateTime>{when}</EndDateTime><RetailTransaction>
+<LineItem><Sale><ItemID>{item}</ItemID><ExtendedAmount>{amount}</ExtendedAmount>
+<Quantity>1</Quantity></Sale></LineItem>
+<LineItem><Tender TenderType="Cash"><Amount>{amount}</Amount></Tender></LineItem>
+<Total TotalType="TransactionGrandAmount">{amount}</Total></RetailTransaction></Transaction>"""
+
+
+async def test_the_log_names_each_set_aside_transaction_and_the_rule_never_a_value(
+    usd_edge: EdgeProcess, tmp_path: Path
+) -> None:
+    """The store's IT acts from the log: which transaction, which field, which rule; what
+    the till sent stays out of it (an amount, a card number, an encoding's name)."""
+    two_months_ago = (datetime.now(UTC) - timedelta(days=60)).isoformat(timespec="seconds")
+    document = "<POSLog>{}</POSLog>".format(
+        sale_tx(1)
+        + sale_tx(2, amount="9.9Q7ZX")  # unreadable: the reason quotes it
+        + sale_tx(3, when=two_months_ago)  # a rule: the plausibility window
+        + sale_tx(4, item="4111111111111111")  # a card number where the SKU goes
+    ).encode()
+    undeclared = b'<?xml version="1.0" encoding="Q7ZXENC"?><POSLog/>'
+    async with httpx.AsyncClient(base_url=usd_edge.url, timeout=30) as http:
+        answer = await http.post("/v1/poslog", content=document)
+        assert answer.status_code == 202, answer.text
+        assert "9.9Q7ZX" in answer.text  # the till is told what it sent
+        refused = await http.post("/v1/poslog", content=undeclared)
+        assert refused.status_code == 422 and "Q7ZXENC" in refused.text
+    (tmp_path / "drop" / "till-1.xml").write_bytes(document)
+    async with asyncio.timeout(30):
+        while not (tmp_path / "drop" / "processed" / "till-1.xml.result.json").exists():
+            await asyncio.sleep(0.2)
+    log = usd_edge.log()
+    why = (
+        "transaction 2 (#2) RetailTransaction (unreadable): line item: ExtendedAmount: <value> "
+        "is not a decimal number | "
+        "transaction 3 (#3) RetailTransaction (rule): occurred_at: more than 30 day(s) in the "
+        "past (the edge's plausibility window, TILLSTREAM_EDGE_MAX_EVENT_AGE); older events "
+        "are backfilled with 'tillstream edge import' | "
+        "transaction 4 (#4) RetailTransaction (card_number): lines[0].sku: looks like a card "
+        "number (PAN); a SKU may not hold one"
+    )
+    assert f"poslog document: 3 transaction(s) set aside (tillstream edge set-aside): {why}" in log
+    assert f"poslog file till-1.xml: 2 events accepted, 0 transactions skipped, 3 set aside " \
+           f"(tillstream edge set-aside): {why}" in log  # fmt: skip
+    assert "poslog request refused with 422 (invalid_poslog): poslog: unreadable XML " \
+           "declaration: <value>" in log  # fmt: skip
+    for sent in ("9.9Q7ZX", "4111111111111111", "Q7ZXENC"):
+        assert sent not in log
 
 
 async def test_set_aside_transactions_are_published_exactly_once_after_the_fix(

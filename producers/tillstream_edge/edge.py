@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from tillstream.core.http import TlsFiles, embedded_server
+from tillstream.core.logs import REPEATED
 from tillstream.core.pan import mask_pans
 from tillstream.core.settings import Settings, split_host_port
 from tillstream.core.topics import STORE_TOPICS
@@ -104,7 +105,14 @@ class EdgeService:
         self.app.include_router(master_data_router(self.masterdata, tokens))
         self.host, self.port = split_host_port(settings.edge_listen)
         self.tls = _tls(settings)
-        self.server = embedded_server(self.app, self.host, self.port, tls=self.tls)
+        self.server = embedded_server(
+            self.app,
+            self.host,
+            self.port,
+            tls=self.tls,
+            read_timeout=settings.http_read_timeout_s,
+            max_connections=settings.http_max_connections,
+        )
         self._stop = asyncio.Event()
         self._last_backlog: dict[str, Any] = {}
 
@@ -243,6 +251,7 @@ class EdgeService:
         last_prune = 0.0
         alarmed = False
         while True:
+            REPEATED.report()  # how often a flooding log line was not logged
             backlog = await self.outbox.backlog()
             age = time.time() - backlog.oldest_accepted_at if backlog.oldest_accepted_at else 0.0
             metrics.OUTBOX_DEPTH.set(backlog.depth)

@@ -41,7 +41,7 @@ from tillstream_edge.ingest import (
 from tillstream_edge.models import EVENT_LIST, ONE_EVENT, StockMovementIn
 from tillstream_edge.outbox import OutboxEvent, OutboxFullError
 from tillstream_edge.poslog import PoslogError, parse_poslog
-from tillstream_edge.poslog_intake import MAX_POSLOG_BYTES, accept_poslog
+from tillstream_edge.poslog_intake import MAX_POSLOG_BYTES, accept_poslog, set_aside_logged
 from tillstream_edge.roles import STOCK_ONLY, names_a_till, refusal
 
 log = logging.getLogger(__name__)
@@ -216,13 +216,19 @@ def create_app(
             return _not_stored("poslog", exc)
         except PoslogError as exc:
             metrics.POSLOG_FILES.labels("failed").inc()
-            return _reject("poslog", 422, refusal_reason(exc, poslog=True), [("poslog", str(exc))])
+            return _reject(
+                "poslog",
+                422,
+                refusal_reason(exc, poslog=True),
+                [("poslog", str(exc))],
+                logged=exc.logged,
+            )
         kept = batch.all_set_aside
-        if kept:  # the store's IT acts from the log: which transaction, and the cause
+        if kept:  # the store's IT acts from the log: which transaction, and why
             log.warning(
                 "poslog document: %d transaction(s) set aside (tillstream edge set-aside): %s",
                 len(kept),
-                ", ".join(f"{k.label} ({k.cause})" for k in kept[:10]),
+                set_aside_logged(kept),
             )
         return _accepted(accepted, **batch.report())
 
@@ -403,17 +409,20 @@ def _reject(
     *,
     retry_after: int | None = None,
     headers: dict[str, str] | None = None,
+    logged: str | None = None,
 ) -> Response:
+    """``logged``: why, as a log line may say it (no value sent); None: the fields say it."""
     count_refusal(channel, reason)
     # One line per refused request: reason and field names, never the messages (a POSLog
     # message may quote what was sent). A field name can be a key the till made up: masked.
     fields = sorted({mask_pans(f)[:80] for f, _ in problems})
     log.warning(
-        "%s request refused with %d (%s): %s",
+        "%s request refused with %d (%s): %s%s",
         channel,
         status,
         reason,
         ", ".join(fields[:20]) + (f" and {len(fields) - 20} more" if len(fields) > 20 else ""),
+        f": {logged}" if logged else "",
     )
     headers = dict(headers or {})
     if retry_after:

@@ -42,10 +42,27 @@ class IngestError(ValueError):
     is what the channel counts the refusal as (``invalid``, ``card_number``, ``rule``,
     ``conflict``...: :func:`count_refusal`)."""
 
-    def __init__(self, problems: list[tuple[str, str]], reason: str = "invalid") -> None:
+    def __init__(
+        self, problems: list[tuple[str, str]], reason: str = "invalid", *, quoting: bool = False
+    ) -> None:
         super().__init__("; ".join(f"{field}: {message}" for field, message in problems))
         self.problems = problems
         self.reason = reason
+        self.quoting = quoting
+        """The messages may quote what was sent (the codec's do): logs get none of them. The
+        edge's own rules name the field and the rule, never the value."""
+
+    def logged(self, where: str = "") -> str:
+        """The problems for a log line: each field (``where`` taken off its path) and the
+        rule it breaks, never a value sent."""
+        named = []
+        for field, message in self.problems:
+            field = field.removeprefix(where).lstrip(".") or "event"
+            named.append(f"{field}: {_CONTRACT if self.quoting else message}")
+        return "; ".join(named)
+
+
+_CONTRACT = "does not fit its Avro contract"
 
 
 class EventTooLarge(IngestError):
@@ -135,7 +152,7 @@ class Ingestor:
         try:
             value = self._codec.encode(event_type, record)
         except CodecError as exc:
-            raise IngestError([(prefix.rstrip(".") or "event", str(exc))]) from exc
+            raise IngestError([(prefix.rstrip(".") or "event", str(exc))], quoting=True) from exc
         digest = None
         annotated = self._with_master_data(event_type, record)
         if annotated is not None:

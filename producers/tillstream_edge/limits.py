@@ -61,8 +61,8 @@ class RecordLimits:
 async def read_topic_limits(settings: Settings, topics: Iterable[str]) -> dict[str, int]:
     """Each topic's ``max.message.bytes`` as the broker reports it (missing topics left out)."""
     admin = make_admin(settings)
-    await admin.start()
-    try:
+    try:  # a failed start is stopped too, not left unclosed
+        await admin.start()
         resources = [
             ConfigResource(ConfigResourceType.TOPIC, t, {"max.message.bytes": None}) for t in topics
         ]

@@ -107,8 +107,10 @@ class MasterDataSync:
             request_timeout_ms=int(REQUEST_TIMEOUT * 1000 * 2),
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
-        await consumer.start()
         try:
+            # Inside the try: a start that fails (Kafka away) still stops the client, or it
+            # is left unclosed with its connections (aiokafka's "Unclosed AIOKafkaConsumer").
+            await consumer.start()
             partitions = await self._partitions(consumer)
             consumer.assign(partitions)
             await self._maybe_rebuild()

@@ -24,6 +24,11 @@ POSLOG_FILES = Counter(
     "POSLog documents processed, by outcome (converted, failed).",
     ["outcome"],
 )
+POSLOG_FUTURE_MTIME = Counter(
+    "tillstream_edge_poslog_future_mtime_total",
+    "Drop-folder files found modified in the future by the edge's clock (a writer's clock "
+    "ahead), each counted once; taken when their size and time stop changing.",
+)
 POSLOG_SKIPPED = Counter(
     "tillstream_edge_poslog_transactions_skipped_total",
     "POSLog transactions not converted (sign-on, no-sale, tender control, suspended...), "

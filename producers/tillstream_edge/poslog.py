@@ -95,6 +95,8 @@ class SetAside:
     kind: str
     """Its body (``RetailTransaction``...) or what stood instead of one."""
     reason: str
+    logged: str
+    """The reason without what it quotes of the document: for log lines."""
     cause: str
     """What the set-aside metric counts it as: ``unreadable`` (the converter cannot read it),
     ``unknown`` (no body tillstream reads), or a refusal reason of the edge (``rule``,
@@ -138,11 +140,11 @@ class PoslogResult:
         """How many transactions were skipped, by kind, e.g. ``{"SignOn": 1}``."""
         return dict(Counter(s.kind for s in self.skipped))
 
-    def set_aside_later(self, unit: Converted, reason: str, cause: str) -> SetAside:
+    def set_aside_later(self, unit: Converted, reason: str, cause: str, *, logged: str) -> SetAside:
         """A converted transaction the edge refuses after all (a rule, its size...)."""
         kind = _kind_name(unit.element)
         document = standalone(self.document, unit.element)
-        return SetAside(unit.index, unit.sequence_number, kind, reason, cause, document)
+        return SetAside(unit.index, unit.sequence_number, kind, reason, logged, cause, document)
 
 
 def parse_poslog(
@@ -167,13 +169,23 @@ def parse_poslog(
     for index, tx in enumerate(document.transactions, 1):
         reader.read(index, tx)
         if len(reader.unread) > MAX_SET_ASIDE:
-            raise PoslogError(
+            first = reader.unread[0][0]
+            head = (
                 f"more than {MAX_SET_ASIDE} of its {len(document.transactions)} transactions "
-                f"cannot be read (the first: transaction {reader.unread[0][0].label}: "
-                f"{reader.unread[0][0].reason}); check it with 'tillstream poslog check'"
+                f"cannot be read (the first: transaction {first.label}: "
             )
+            tail = "); check it with 'tillstream poslog check'"
+            raise PoslogError(head + first.reason + tail, logged=head + first.logged + tail)
     set_aside = [
-        SetAside(k.index, k.sequence_number, k.kind, k.reason, k.cause, standalone(document, tx))
+        SetAside(
+            k.index,
+            k.sequence_number,
+            k.kind,
+            k.reason,
+            k.logged,
+            k.cause,
+            standalone(document, tx),
+        )
         for k, tx in reader.unread
     ]
     return PoslogResult(
@@ -198,7 +210,7 @@ class _Reader:
         try:
             events = self._convert(index, tx)
         except PoslogError as exc:
-            self._set_aside(index, tx, str(exc), "unreadable")
+            self._set_aside(index, tx, str(exc), "unreadable", logged=exc.logged)
             return
         except Exception as exc:  # a converter defect costs this transaction, not the file
             log.exception("POSLog transaction %s could not be converted", label(sequence, index))
@@ -236,10 +248,21 @@ class _Reader:
         return events
 
     def _set_aside(
-        self, index: int, tx: Element, reason: str, cause: str, *, kind: str | None = None
+        self,
+        index: int,
+        tx: Element,
+        reason: str,
+        cause: str,
+        *,
+        kind: str | None = None,
+        logged: str | None = None,
     ) -> None:
+        """Keep ``tx`` aside; ``logged``: the reason without what it quotes of the document
+        (None: it quotes nothing)."""
         sequence = shown(child_text(tx, "SequenceNumber"))
-        kept = SetAside(index, sequence, kind or _kind_name(tx), reason, cause, b"")
+        kept = SetAside(
+            index, sequence, kind or _kind_name(tx), reason, logged or reason, cause, b""
+        )
         self.unread.append((kept, tx))
 
 

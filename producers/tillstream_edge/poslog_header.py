@@ -58,7 +58,7 @@ def business_day_of(holder: Element) -> date | None:
     try:
         return date.fromisoformat(value[:10])
     except ValueError as exc:
-        raise PoslogError(f"BusinessDayDate {value!r} is not a date") from exc
+        raise PoslogError("BusinessDayDate {!r} is not a date", value) from exc
 
 
 def read_header(tx: Element, holder: Element, tz: tzinfo, context: Element | None = None) -> Header:
@@ -112,7 +112,7 @@ def currency_of(tx: Element, default: str) -> str:
                 code = found
     code = (code or default).upper()
     if not re.fullmatch(r"[A-Z]{3}", code):
-        raise PoslogError(f"currency {code!r} is not an ISO 4217 code")
+        raise PoslogError("currency {!r} is not an ISO 4217 code", code)
     return code
 
 
@@ -124,7 +124,7 @@ def parse_time(value: str | None, tz: tzinfo) -> tuple[datetime, int]:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise PoslogError(f"{value!r} is not an ISO 8601 date-time") from exc
+        raise PoslogError("{!r} is not an ISO 8601 date-time", value) from exc
     try:
         if parsed.tzinfo is None:
             local_time = parsed.replace(tzinfo=tz)
@@ -136,7 +136,7 @@ def parse_time(value: str | None, tz: tzinfo) -> tuple[datetime, int]:
         minutes = int(offset.total_seconds() // 60) if offset is not None else 0
         return local_time.astimezone(UTC), minutes
     except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before year 1 in UTC
-        raise PoslogError(f"{value!r} is out of the supported date range") from None
+        raise PoslogError("{!r} is out of the supported date range", value) from None
 
 
 def _moment(tx: Element, retail: Element, tz: tzinfo) -> tuple[datetime, int]:

@@ -75,6 +75,20 @@ class PoslogBatch:
         }
 
 
+MAX_LOGGED = 20
+"""Set-aside transactions a log line names (the channel's answer lists more)."""
+
+
+def set_aside_logged(kept: list[SetAside]) -> str:
+    """Each set-aside transaction and why, for a log line the store's IT acts on: its number,
+    kind and cause, the fields and the rules they break; never a value of the document (a
+    card number, a name): ``tillstream edge set-aside show`` has the transaction itself."""
+    named = [f"transaction {k.label} {k.kind} ({k.cause}): {k.logged}" for k in kept[:MAX_LOGGED]]
+    if len(kept) > MAX_LOGGED:
+        named.append(f"and {len(kept) - MAX_LOGGED} more")
+    return " | ".join(named)  # a reason may hold a ';' of its own
+
+
 def poslog_events(
     ingestor: Ingestor,
     data: bytes,
@@ -100,9 +114,10 @@ def poslog_events(
                 ingestor.encode(kind, r, channel, where=where) for kind, r in converted.events
             ]
         except IngestError as exc:
-            set_aside.append(result.set_aside_later(converted, str(exc), exc.reason))
+            kept = result.set_aside_later(converted, str(exc), exc.reason, logged=exc.logged(where))
+            set_aside.append(kept)
             continue
-        conflict = result.set_aside_later(converted, _CONFLICT, "conflict")
+        conflict = result.set_aside_later(converted, _CONFLICT, "conflict", logged=_CONFLICT)
         units.append(EncodedUnit(converted, events, conflict))
     set_aside.sort(key=lambda s: s.index)
     return PoslogBatch(result, units, set_aside)

@@ -121,19 +121,19 @@ class ParseContext:
             return None
         currency = attr(element, "Currency") or attr(element, "CurrencyCode")
         if currency and currency.upper() not in (self.currency, _NO_CURRENCY):
-            raise PoslogError(f"{what} is in {currency}, the transaction in {self.currency}")
+            raise PoslogError(f"{what} is in {{}}, the transaction in {self.currency}", currency)
         return money(decimal(raw, what), what)
 
 
 def money(value: Decimal, what: str) -> Decimal:
     if abs(value) >= _AMOUNT_LIMIT:
-        raise PoslogError(f"{what}: {value} is too large")
+        raise PoslogError(f"{what}: {{}} is too large", value)
     return value.quantize(_AMOUNT, rounding=ROUND_HALF_EVEN)
 
 
 def quantity(value: Decimal, what: str) -> Decimal:
     if abs(value) >= _QUANTITY_LIMIT:
-        raise PoslogError(f"{what}: {value} is too large")
+        raise PoslogError(f"{what}: {{}} is too large", value)
     return value.quantize(_QUANTITY, rounding=ROUND_HALF_EVEN)
 
 
@@ -293,7 +293,7 @@ def _apply_change(items: Items) -> None:
             candidates = same or captured
             target = candidates[-1] if candidates else None
         if target is None or target.amount < given.amount:
-            raise PoslogError(f"change of {given.amount} exceeds the tender it is given from")
+            raise PoslogError("change of {} exceeds the tender it is given from", given.amount)
         target.amount -= given.amount
 
 

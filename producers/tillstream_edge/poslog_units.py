@@ -28,6 +28,7 @@ def unit_of(qty_el: Element | None, where: str) -> tuple[str, Decimal]:
     if unit is None:
         shown = repr(code) if code.isascii() and code.isalpha() and len(code) <= 12 else "given"
         raise PoslogError(
-            f"{where}: unit of measure {shown} is not one tillstream reads ({UNIT_CODES_HINT})"
+            f"{where}: unit of measure {{}} is not one tillstream reads ({UNIT_CODES_HINT})",
+            shown,
         )
     return unit

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar, Token
 from decimal import Decimal, InvalidOperation
 from xml.etree.ElementTree import Element, ParseError
@@ -41,18 +41,49 @@ _READ: ContextVar[set[int] | None] = ContextVar("poslog_read", default=None)
 
 
 class PoslogError(ValueError):
-    """The whole file/document cannot be converted; the message says why (and where)."""
+    """The whole file/document cannot be converted; the message says why (and where).
 
-    def __init__(self, message: str) -> None:
-        # Messages quote the offending text, which goes to logs, reason files and tills: a
-        # card number typed into an amount or id field must not travel with it, and a 20 MiB
-        # value must not either. Long ones keep where (start) and why (end), cut outside any
-        # number so that no card number is split past recognition.
-        if len(message) > 2 * _MESSAGE_PART:
-            head = _NUMBER_END.sub("", message[:_MESSAGE_PART])
-            tail = _NUMBER_START.sub("", message[-_MESSAGE_PART:])
-            message = f"{head} [...] {tail}"
-        super().__init__(mask_pans(message))
+    ``message`` has a ``{}`` (or ``{!r}``) for each of ``quoted``: what it quotes of the
+    document. The message shows them (the till's answer, the reason files: the till sent
+    them); :attr:`logged` does not, for log lines, which travel further than the store
+    (``logged`` given: that text, for a message that quotes another's)."""
+
+    def __init__(self, message: str, *quoted: object, logged: str | None = None) -> None:
+        self.logged = _cut(
+            _fill(message, [_NOT_LOGGED] * len(quoted)) if logged is None else logged
+        )
+        super().__init__(_cut(_fill(message, quoted)))
+
+
+def _fill(message: str, quoted: Sequence[object]) -> str:
+    if not quoted:
+        return message
+    try:
+        return message.format(*quoted)
+    except (IndexError, KeyError, ValueError):  # a brace in a name of the document's
+        return message
+
+
+class _NotLogged:
+    def __repr__(self) -> str:
+        return "<value>"
+
+    __str__ = __repr__
+
+
+_NOT_LOGGED = _NotLogged()
+
+
+def _cut(message: str) -> str:
+    # Messages quote the offending text, which goes to reason files and tills: a card
+    # number typed into an amount or id field must not travel with it, and a 20 MiB value
+    # must not either. Long ones keep where (start) and why (end), cut outside any number so
+    # that no card number is split past recognition.
+    if len(message) > 2 * _MESSAGE_PART:
+        head = _NUMBER_END.sub("", message[:_MESSAGE_PART])
+        tail = _NUMBER_START.sub("", message[-_MESSAGE_PART:])
+        message = f"{head} [...] {tail}"
+    return mask_pans(message)
 
 
 def parse_xml(data: bytes, *, max_bytes: int) -> Element:
@@ -84,17 +115,17 @@ def parse_xml(data: bytes, *, max_bytes: int) -> Element:
             "and DTDs carry entity expansion (XML bombs) and external entities"
         ) from exc
     except EntitiesForbidden as exc:
-        raise PoslogError(f"forbidden XML: entity declaration {exc.name!r}") from exc
+        raise PoslogError("forbidden XML: entity declaration {!r}", exc.name) from exc
     except DefusedXmlException as exc:
-        raise PoslogError(f"forbidden XML: {exc}") from exc
+        raise PoslogError("forbidden XML: {}", exc) from exc
     except ParseError as exc:
-        raise PoslogError(f"malformed XML: {exc}") from exc
+        raise PoslogError(f"malformed XML: {exc}") from exc  # where, never what
     except RecursionError as exc:
         raise PoslogError("XML nested too deeply to parse") from exc
     except PoslogError:
         raise
     except (LookupError, ValueError) as exc:  # expat on encoding="bogus" or "shift_jis"
-        raise PoslogError(f"unreadable XML declaration: {exc}") from exc
+        raise PoslogError("unreadable XML declaration: {}", exc) from exc
     if root is None:  # pragma: no cover - expat reports "no element found" first
         raise PoslogError("malformed XML: no root element")
     return root
@@ -204,8 +235,8 @@ def decimal(value: str, what: str) -> Decimal:
     """A decimal from XML text; rejects floats' exotica (NaN, exponents) and commas."""
     cleaned = value.strip()
     if not _NUMBER.match(cleaned):
-        raise PoslogError(f"{what}: {value!r} is not a decimal number")
+        raise PoslogError(f"{what}: {{!r}} is not a decimal number", value)
     try:
         return Decimal(cleaned)
     except InvalidOperation as exc:  # pragma: no cover - the pattern already guards
-        raise PoslogError(f"{what}: {value!r} is not a decimal number") from exc
+        raise PoslogError(f"{what}: {{!r}} is not a decimal number", value) from exc

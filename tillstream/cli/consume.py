@@ -61,12 +61,15 @@ def consume(
     if "db_url" not in cfg.model_fields_set and consumer_class.default_db_url:
         cfg = cfg.model_copy(update={"db_url": consumer_class.default_db_url})
     service = ConsumerService(consumer_class(cfg), cfg, RunnerConfig(db_url=cfg.db_url))
-    click.echo(
-        f"{consumer_class.name}: database {redact_url(cfg.db_url)}, "
-        f"metrics on http://{cfg.consumer_listen}/metrics",
-        err=True,
-    )
+    # A service with pages names where people open them; any other, where Prometheus reads.
+    served = "pages" if consumer_class.signs_in else "metrics"
     try:
+        # Where it listens may depend on its database (API tokens there or not): in the try.
+        where = service.url()
+        click.echo(
+            f"{consumer_class.name}: database {redact_url(cfg.db_url)}, {served} on {where}",
+            err=True,
+        )
         run(service.run(handle_signals=True, serve_http=True))
     except (DatabaseError, Refused) as exc:
         raise click.ClickException(str(exc)) from None

@@ -52,6 +52,7 @@ def kafka(port: int, data_dir: Path | None) -> None:
     try:
         libs = resolve_jars(cfg.cache_dir, progress=click.echo)
         broker = LocalKafka(data_dir=data_dir, libs=libs, port=port)
+        broker.preflight()  # a refusal first, not after "Starting"
         click.echo(f"Starting Kafka {KAFKA_VERSION} (KRaft) in {data_dir} ...")
         broker.start()
     except DataDirInUse as exc:

@@ -109,8 +109,8 @@ def _kafka(cfg: Settings, coro: Any) -> Any:
 async def _dlq_partitions(cfg: Settings, consumers: tuple[str, ...]) -> list[TopicPartition]:
     """Partitions of the dead-letter topics of ``consumers`` (default: all of them)."""
     admin = make_admin(cfg)
-    await admin.start()
-    try:
+    try:  # a failed start is stopped too, not left unclosed
+        await admin.start()
         existing = {t for t in await admin.list_topics() if t.startswith(deadletter.PREFIX)}
         wanted = [deadletter.topic_for(group_of(c)).name for c in consumers] or sorted(existing)
         missing = [t for t in wanted if t not in existing]
@@ -191,8 +191,8 @@ async def _replay(cfg: Settings, consumer: str, dry_run: bool) -> int:
     # Progress by group: `replay erp` and `replay erp-inventory` resume from one another.
     kafka = await _assigned(cfg, partitions, f"tillstream.dlq-replay.{group_of(consumer)}")
     producer = make_producer(cfg)
-    await producer.start()
-    try:
+    try:  # a failed start is stopped too, not left unclosed
+        await producer.start()
         letters = await _read_to_end(kafka)
         letters.sort(key=lambda letter: (letter.dlq_partition, letter.dlq_offset))
         for letter in letters:
@@ -223,8 +223,8 @@ async def _source_value(cfg: Settings, why: deadletter.DeadLetter) -> bytes:
     """The value of the record a dead letter names, read from its source topic."""
     source = TopicPartition(why.topic, why.partition)
     kafka = make_consumer(cfg, group_id=None)
-    await kafka.start()
-    try:
+    try:  # a failed start is stopped too, not left unclosed
+        await kafka.start()
         kafka.assign([source])
         kafka.seek(source, why.offset)
         async with asyncio.timeout(30):

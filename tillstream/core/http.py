@@ -1,4 +1,5 @@
-"""The HTTP server every tillstream service embeds (uvicorn), and the ``/metrics`` response."""
+"""The HTTP server every tillstream service embeds (uvicorn, under the guard of
+:mod:`tillstream.core.http_guard`), and the ``/metrics`` response."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from typing import Any
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
+
+from tillstream.core.http_guard import server_options
+from tillstream.core.settings import HTTP_MAX_CONNECTIONS, HTTP_READ_TIMEOUT_S
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -33,11 +37,20 @@ class TlsFiles:
 
 
 def embedded_server(
-    app: Any, host: str, port: int, *, tls: TlsFiles | None = None
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    tls: TlsFiles | None = None,
+    read_timeout: float = HTTP_READ_TIMEOUT_S,
+    max_connections: int = HTTP_MAX_CONNECTIONS,
 ) -> EmbeddedServer:
-    options: dict[str, Any] = {}
+    """``app`` served on ``host:port``: a client gets ``read_timeout`` seconds to send a
+    request's headers (and to resume a stalled body), and ``max_connections`` are kept open
+    at most (within the open-files limit, which this raises to its hard limit)."""
+    options = server_options(read_timeout, max_connections)
     if tls is not None:
-        options = {"ssl_certfile": tls.certfile, "ssl_keyfile": tls.keyfile}
+        options |= {"ssl_certfile": tls.certfile, "ssl_keyfile": tls.keyfile}
         if tls.client_cafile is not None:
             options.update(ssl_ca_certs=tls.client_cafile, ssl_cert_reqs=ssl.CERT_REQUIRED)
     return EmbeddedServer(

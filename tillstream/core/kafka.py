@@ -10,9 +10,10 @@ clients made here probe the bootstrap servers once more when starting fails and 
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -211,15 +212,41 @@ class _Client(_ExplainsRefusal, AIOKafkaClient):  # type: ignore[misc]
 async def _explained(settings: Settings, start: Callable[[], Awaitable[None]]) -> None:
     """Run a client's start; if bootstrapping fails because Kafka refuses us or cannot be
     reached, say why and what to set."""
+    with _aiokafka_quiet():
+        try:
+            await start()
+        except KafkaConnectionError as exc:
+            if isinstance(exc, KafkaUnreachableError):  # the low-level client: explained
+                raise
+            problem = await diagnose(settings)
+            if problem is None:
+                raise
+            raise problem from exc
+
+
+_AIOKAFKA = logging.getLogger("aiokafka")
+_starting = 0
+"""Clients starting now (one event loop: a plain count)."""
+_level_before = logging.NOTSET
+
+
+@contextlib.contextmanager
+def _aiokafka_quiet() -> Iterator[None]:
+    """aiokafka's own lines while clients start (``Unable connect to "host:port"`` for each
+    bootstrap server that does not answer): a start that fails says why in its error, and
+    the commands that configure no logging would print them above it. The level is given
+    back when the last start in progress ends."""
+    global _starting, _level_before
+    if _starting == 0:
+        _level_before = _AIOKAFKA.level
+        _AIOKAFKA.setLevel(logging.CRITICAL)
+    _starting += 1
     try:
-        await start()
-    except KafkaConnectionError as exc:
-        if isinstance(exc, KafkaUnreachableError):  # the low-level client, already explained
-            raise
-        problem = await diagnose(settings)
-        if problem is None:
-            raise
-        raise problem from exc
+        yield
+    finally:
+        _starting -= 1
+        if _starting == 0:
+            _AIOKAFKA.setLevel(_level_before)
 
 
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
@@ -269,8 +296,8 @@ async def create_topics(
 ) -> dict[str, str]:
     """Create tillstream's topics; existing ones are left alone. Returns topic -> outcome."""
     admin = make_admin(settings)
-    await admin.start()
-    try:
+    try:  # a failed start is stopped too, not left unclosed
+        await admin.start()
         existing = set(await admin.list_topics())
         outcome = {t.name: "exists" for t in topics if t.name in existing}
         new = [

@@ -32,6 +32,10 @@ CONFIG_FILE_VARIABLE = f"{ENV_PREFIX}CONFIG"
 _STORE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
+HTTP_READ_TIMEOUT_S = 10.0
+HTTP_MAX_CONNECTIONS = 1000
+
+
 class SettingsError(ValueError):
     """A setting is missing or invalid; the message names the environment variable."""
 
@@ -157,6 +161,23 @@ class Settings(BaseSettings):
         gt=0,
         le=3600,
         description="Seconds a publish may wait for Kafka before Kafka is reported down.",
+    )
+
+    # Every service's HTTP server (tillstream.core.http_guard): floods of connections.
+    http_read_timeout_s: float = Field(
+        HTTP_READ_TIMEOUT_S,
+        gt=0,
+        le=3600,
+        description="Seconds a client of a service's HTTP server gets to send a request's "
+        "headers (from connecting, or from its previous answer), and the longest pause in a "
+        "body; then the connection is closed.",
+    )
+    http_max_connections: int = Field(
+        HTTP_MAX_CONNECTIONS,
+        ge=16,
+        le=1_000_000,
+        description="Connections a service's HTTP server keeps open at most; beyond, the one "
+        "waiting longest for a request is closed.",
     )
 
     # Head-office services

@@ -94,8 +94,8 @@ class DataDirInUse(DevKafkaError):
         super().__init__(f"a Kafka broker is already running on {data_dir} ({pid}, {port})")
 
 
-def check_toolchain() -> None:
-    """Java 17+ and Maven must be on PATH."""
+def check_java() -> None:
+    """Java 17+ must be on PATH (to run Kafka)."""
     java = shutil.which("java")
     if java is None:
         raise DevKafkaError(
@@ -108,6 +108,11 @@ def check_toolchain() -> None:
         raise DevKafkaError(
             f"Kafka {KAFKA_VERSION} needs Java 17 or newer; found {found}. {_HOW_TO_GET}"
         )
+
+
+def check_toolchain() -> None:
+    """Java 17+ and Maven must be on PATH (to fetch the jars and run Kafka)."""
+    check_java()
     if shutil.which("mvn") is None:
         raise DevKafkaError(
             f"Maven is needed to fetch the Kafka jars and was not found. {_HOW_TO_GET}"
@@ -322,6 +327,22 @@ class LocalKafka:
             *args,
         ]
 
+    def preflight(self) -> None:
+        """What would stop a start, checked before anything is said or written: Java, the
+        data directory (claimed: :class:`DataDirInUse` if another broker runs on it) and the
+        port.
+
+        Raises:
+            DevKafkaError: the message says what to do.
+        """
+        check_java()
+        self._claim_data_dir()
+        if _port_open(self.port):  # Kafka would only say "exited with code 1" later
+            raise DevKafkaError(
+                f"127.0.0.1:{self.port} is already in use by another process; choose another "
+                "port (tillstream dev kafka --port N)"
+            )
+
     def prepare(self) -> None:
         """Write the config and format storage on first use (keeps existing data).
 
@@ -374,12 +395,8 @@ class LocalKafka:
 
     def start(self, timeout: float = 90.0) -> None:
         """Start the broker and wait until it serves requests."""
+        self.preflight()
         self.prepare()
-        if _port_open(self.port):  # Kafka would only say "exited with code 1" later
-            raise DevKafkaError(
-                f"127.0.0.1:{self.port} is already in use by another process; choose another "
-                "port (tillstream dev kafka --port N)"
-            )
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(

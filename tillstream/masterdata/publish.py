@@ -120,8 +120,8 @@ async def publish(
     assert event is not None
     now = datetime.now(UTC)
     producer = make_producer(settings, max_batch_size=BATCH_BYTES, linger_ms=20)
-    await producer.start()
-    try:
+    try:  # a failed start is stopped too, not left unclosed
+        await producer.start()
         sent: list[asyncio.Future[Any]] = []
         total = len(changes)
         for key, record in changes.upserts.items():

@@ -48,8 +48,8 @@ async def read_topic(
 ) -> TopicState:
     """The topic's current records, by key, with only their ``content`` fields."""
     consumer = make_consumer(settings, group_id=None, max_poll_records=5_000)
-    await consumer.start()
-    try:
+    try:  # a failed start is stopped too, not left unclosed
+        await consumer.start()
         partitions = await _partitions(consumer, topic)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)

@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 from tillstream.core.codec import AvroCodec
 from tillstream.core.http import EmbeddedServer, embedded_server
 from tillstream.core.kafka import create_topics, make_consumer
+from tillstream.core.logs import REPEATED
 from tillstream.core.registry import registry_from_settings
 from tillstream.core.settings import Settings, split_host_port
 from tillstream.core.topics import topic_named
@@ -110,19 +111,23 @@ class ConsumerService:
                     loop.add_signal_handler(sig, self.request_stop)
         server_task = None
         if serve_http:
-            host, port = split_host_port(self.settings.consumer_listen)
-            if self.consumer.signs_in and self._loopback_only() and not self.settings.insecure_dev:
-                if host != "127.0.0.1":
-                    log.warning(
-                        "%s: listening on 127.0.0.1:%d only: neither sign-in "
-                        "(TILLSTREAM_OIDC_ISSUER) nor API tokens are configured, so nobody on "
-                        "the network may acknowledge; TILLSTREAM_INSECURE_DEV=1 serves every "
-                        "interface (development only)",
-                        self.name,
-                        port,
-                    )
-                host = "127.0.0.1"
-            self._server = embedded_server(self.http_app(), host, port)
+            host, port = self.http_address()
+            if (host, port) != split_host_port(self.settings.consumer_listen):
+                log.warning(
+                    "%s: listening on 127.0.0.1:%d only: neither sign-in "
+                    "(TILLSTREAM_OIDC_ISSUER) nor API tokens are configured, so nobody on "
+                    "the network may acknowledge; TILLSTREAM_INSECURE_DEV=1 serves every "
+                    "interface (development only)",
+                    self.name,
+                    port,
+                )
+            self._server = embedded_server(
+                self.http_app(),
+                host,
+                port,
+                read_timeout=self.settings.http_read_timeout_s,
+                max_connections=self.settings.http_max_connections,
+            )
             server_task = asyncio.create_task(self._server.serve(), name="http")
         try:
             await self._start()
@@ -134,6 +139,21 @@ class ConsumerService:
             if self._server is not None and server_task is not None:
                 self._server.should_exit = True
                 await asyncio.gather(server_task, return_exceptions=True)
+
+    def http_address(self) -> tuple[str, int]:
+        """Where ``run(serve_http=True)`` listens: ``Settings.consumer_listen``, but loopback
+        only for a service people act on that could not tell them apart (no sign-in, no
+        tokens; ``TILLSTREAM_INSECURE_DEV`` allows it)."""
+        host, port = split_host_port(self.settings.consumer_listen)
+        if self.consumer.signs_in and self._loopback_only() and not self.settings.insecure_dev:
+            host = "127.0.0.1"
+        return host, port
+
+    def url(self) -> str:
+        """What the start-up line names: a service's pages (a consumer people sign in to),
+        else its metrics."""
+        host, port = self.http_address()
+        return f"http://{host}:{port}/" + ("" if self.consumer.signs_in else "metrics")
 
     def assignment(self) -> set[TopicPartition]:
         """The partitions this instance holds now (empty before it joined its group)."""
@@ -275,6 +295,7 @@ class ConsumerService:
         membership.applied(fetched.positions)
 
     async def _housekeeping(self) -> None:
+        REPEATED.report()  # how often a flooding log line was not logged
         await self._joined().commit()  # what the last batches applied, if not yet told
         await self._joined().report_lag()
         applier = self._database_applier()
