@@ -35,6 +35,249 @@ class CustomerRequest(TypedDict):
     """When the request was made, in UTC."""
 
 
+DesiredLifecycle = Literal["ACTIVE", "SUSPENDED", "DECOMMISSIONED", "OTHER"]
+
+
+class TillDesired(TypedDict):
+    lifecycle: DesiredLifecycle
+    """ACTIVE; SUSPENDED (lost or stolen: its requests refused at the edge, also offline
+    afterwards); DECOMMISSIONED (for good).
+    """
+    token_sha256: str | None
+    """SHA-256 (hex) of the till's new bearer token; the token itself never travels. Null: the
+    edge's own tokens file decides.
+    """
+    previous_token_until: datetime | None
+    """Until when the token before it is still taken (a rotation's overlap); null: not at all."""
+    previous_token_sha256: str | None
+    """SHA-256 of that previous token, when head office set it (else the tokens file's)."""
+
+
+class DeviceDesired(TypedDict):
+    settings_json: str
+    """The device's table as the devices file holds it (protocol, port, line settings, prefix...),
+    as a JSON object: checked by the same rules as the file, at publishing and at the edge.
+    """
+
+
+class EdgeDesired(TypedDict):
+    log_level: str | None
+    """DEBUG, INFO, WARNING or ERROR; null: the edge's own."""
+    max_event_age_seconds: int | None
+    """The plausibility window (TILLSTREAM_EDGE_MAX_EVENT_AGE); null: the edge's own."""
+    max_future_seconds: int | None
+    """TILLSTREAM_EDGE_MAX_FUTURE; null: the edge's own."""
+
+
+class EstateDesired(TypedDict):
+    """What head office decides for one thing of a store's estate (the edge, a till or a serial
+    device): published by 'tillstream fleet set|apply|rotate-token' on a compacted topic keyed
+    by store and target, so each edge finds its current desired state there, also after days
+    offline. A tombstone gives the thing back to the store's own configuration. Every edge
+    applies its store's and reports what it applied (estate_report.applied).
+    """
+
+    change_id: UUID
+    """Unique id of this change."""
+    store_id: str
+    """The store."""
+    target: str
+    """What it is for: edge, till/<till id>, device/<device name>. With the store, the key."""
+    version: int
+    """Increases with every change of this target (the one before, plus one): the edge reports the
+    version it applied.
+    """
+    published_at: datetime
+    """When head office published it, UTC."""
+    published_by: str
+    """Who published it: the signed-in person, the API token or the machine's user."""
+    till: TillDesired | None
+    """For target till/<id>."""
+    device: DeviceDesired | None
+    """For target device/<name>: applied without restarting the edge."""
+    edge: EdgeDesired | None
+    """For target edge: settings safe to change remotely."""
+
+
+ReportReason = Literal["HEARTBEAT", "CHANGE", "START", "STOP", "OTHER"]
+"""Why it was sent. OTHER is what an older reader sees for a reason added later; never written."""
+
+
+class EdgeState(TypedDict):
+    version: str
+    """tillstream's version on the edge."""
+    started_at: datetime
+    """When the edge service started, UTC."""
+    clock_skew_ms: int | None
+    """The edge's clock minus the broker's, in milliseconds, from its last report's append time;
+    null until measured.
+    """
+    outbox_depth: int
+    """Events accepted and not yet acknowledged by Kafka."""
+    outbox_unsent_bytes: int
+    """Their encoded size, bytes."""
+    oldest_unsent_at: datetime | None
+    """When the oldest of them was accepted; null when none waits."""
+    quarantine_depth: int
+    """Events quarantined (Kafka refused them for good), waiting for the store's IT."""
+    set_aside_open: int
+    """POSLog transactions set aside and not resolved."""
+    masterdata_caught_up_at: datetime | None
+    """When the store's copy of the master data last caught up with its topics; null: never."""
+    disk_free_bytes: int
+    """Free space on the outbox's file system, bytes."""
+    last_publish_at: datetime | None
+    """When Kafka last acknowledged one of its events; null: not since it started."""
+    kafka_connected: bool
+    """Whether its producer reaches Kafka now (the report itself may travel after a reconnection).
+    """
+    log_level: str
+    """The log level in force."""
+    max_event_age_seconds: int
+    """The plausibility window in force: the oldest occurred_at the live channels take."""
+    max_future_seconds: int
+    """How far ahead of the edge's clock a live event may be."""
+
+
+DeviceKind = Literal["SCANNER", "SCALE", "OTHER"]
+
+
+class DeviceState(TypedDict):
+    """One serial device, in the spirit of UnifiedPOS CheckHealth and its statistics."""
+
+    device_id: str
+    """Its name in the devices file."""
+    kind: DeviceKind
+    """What it is."""
+    protocol: str
+    """The protocol the edge speaks with it: scanner, mt-sics, toledo-8217."""
+    port: str
+    """The serial port it is on."""
+    connected: bool
+    """Whether its port is open now."""
+    connected_since: datetime | None
+    """When its port last opened (null while disconnected)."""
+    disconnected_since: datetime | None
+    """When its port was lost or last failed to open (null while connected)."""
+    last_frame_at: datetime | None
+    """When it last sent a frame."""
+    frames: int
+    """Frames read since the edge started."""
+    communication_errors: int
+    """Frames that could not be read, timeouts and port errors since the edge started (UnifiedPOS:
+    CommunicationErrorCount).
+    """
+    model: str | None
+    """Model, where its protocol tells (MT-SICS I2)."""
+    firmware: str | None
+    """Firmware revision, where its protocol tells (MT-SICS I3; UnifiedPOS: FirmwareRevision)."""
+    serial_number: str | None
+    """Its serial number, where its protocol tells (MT-SICS I4)."""
+    scale_zero: bool | None
+    """A scale: whether it last read zero (null: not a scale or not known)."""
+    scale_stable: bool | None
+    """A scale: whether its last reading was stable."""
+    scale_status: str | None
+    """A scale: what it last said of itself (ok, overload, underload, motion, error code), never a
+    weight.
+    """
+
+
+TillLifecycle = Literal["ACTIVE", "SUSPENDED", "DECOMMISSIONED", "OTHER"]
+
+
+ConditionState = Literal["OK", "WARNING", "FAULT", "OTHER"]
+
+
+class TillCondition(TypedDict):
+    code: str
+    """What it is about: printer_paper, cash_drawer, pin_pad, printer, scanner, network, disk or a
+    vendor's own code ([a-z0-9_.-], at most 64).
+    """
+    state: ConditionState
+    """OK, WARNING (paper low, drawer open too long) or FAULT (pin pad disconnected)."""
+    detail: str | None
+    """A short word from the till (low, open, disconnected), at most 64 characters, no personal
+    data.
+    """
+    since: datetime | None
+    """Since when, by the till."""
+
+
+class TillState(TypedDict):
+    till_id: str
+    """The till (workstation) id."""
+    lifecycle: TillLifecycle
+    """As the edge applies it: a suspended or decommissioned till's requests are refused."""
+    last_seen_at: datetime | None
+    """When it last posted anything (null: never, only named by head office)."""
+    last_receipt: str | None
+    """The sequence number of the last sale or till event it posted, as the till wrote it."""
+    software: str | None
+    """Its software and version, from the X-Till-Software header it sends (at most 128 characters).
+    """
+    refused_while_suspended: int
+    """Requests refused since it was suspended or decommissioned."""
+    status_at: datetime | None
+    """When it last posted its status (POST /v1/tills/status)."""
+    conditions: list[TillCondition]
+    """What the till last reported of itself."""
+
+
+class AppliedState(TypedDict):
+    target: str
+    """What it is for, as the desired state's key names it: edge, till/<id>, device/<id>."""
+    version: int
+    """The desired version the edge last received for it."""
+    applied: bool
+    """Whether that version is in force."""
+    error: str | None
+    """Why not (a port that does not exist...), naming settings, never secrets."""
+    at: datetime
+    """When it was applied or refused."""
+
+
+class EstateReport(TypedDict):
+    """What one store edge reports of itself, the tills that post to it and the serial devices it
+    drives: on a heartbeat (every 30 s by default) and on every change. Head office's fleet
+    service reads it (docs/fleet.md). Nothing personal or secret: no tokens, no card data, no
+    cashier ids.
+    """
+
+    report_id: UUID
+    """Unique id of this report."""
+    store_id: str
+    """Store identifier; the Kafka message key."""
+    edge_id: str
+    """The edge instance: a random id made when its outbox is created (a replaced edge gets a new
+    one).
+    """
+    sent_at: datetime
+    """When the edge made this report, by its own clock, in UTC. The topic stamps each record with
+    the broker's time of append (LogAppendTime): the difference is the store's clock skew.
+    """
+    reason: ReportReason
+    """Why it was sent: the heartbeat, a change (a device unplugged, a till's status, a desired
+    state applied), the edge starting or stopping cleanly.
+    """
+    heartbeat_seconds: int
+    """The edge's heartbeat period: head office calls it silent after a few of these without a
+    report.
+    """
+    edge: EdgeState
+    """The edge service itself."""
+    devices: list[DeviceState]
+    """Every serial device the edge drives (its devices file, and settings from head office)."""
+    tills: list[TillState]
+    """Every till that has posted to the edge (or that head office named), with what it says of
+    itself.
+    """
+    applied: list[AppliedState]
+    """Head office's desired state as the edge applied it, per target: desired and reported side by
+    side.
+    """
+
+
 class Item(TypedDict):
     """An item of head office's item master, as every store's edge keeps it. On the compacted topic
     tillstream.items, keyed by SKU: compaction keeps the current record per item; a tombstone
@@ -466,6 +709,8 @@ class TillEvent(TypedDict):
 
 EVENT_TYPES: dict[str, type] = {
     "customer_request": CustomerRequest,
+    "estate_desired": EstateDesired,
+    "estate_report": EstateReport,
     "item": Item,
     "payment": Payment,
     "price": Price,

@@ -86,7 +86,21 @@ PRICES = TopicSpec("tillstream.prices", "price", _COMPACTED)
 MASTER_DATA_TOPICS: tuple[TopicSpec, ...] = (ITEMS, PRICES)
 """Written by head office (``tillstream items|prices publish``), read whole by every edge."""
 
-ALL_TOPICS: tuple[TopicSpec, ...] = STORE_TOPICS + HQ_TOPICS + MASTER_DATA_TOPICS
+# The store estate (docs/fleet.md): what every edge reports of itself, its tills and devices
+# (keyed by store id; stamped with the broker's clock on append, so the fleet service reads
+# each store's clock skew from it; a week of history), and what head office decides for each
+# of them (compacted, keyed by store and target: :func:`estate_key`).
+ESTATE_REPORTS = TopicSpec(
+    "tillstream.estate-reports",
+    "estate_report",
+    {**_DURABLE, "retention.ms": _WEEK_MS, "message.timestamp.type": "LogAppendTime"},
+)
+ESTATE_DESIRED = TopicSpec("tillstream.estate-desired", "estate_desired", _COMPACTED)
+
+ESTATE_TOPICS: tuple[TopicSpec, ...] = (ESTATE_REPORTS, ESTATE_DESIRED)
+"""Edges write reports and read their store's desired state; head office the other way."""
+
+ALL_TOPICS: tuple[TopicSpec, ...] = STORE_TOPICS + HQ_TOPICS + MASTER_DATA_TOPICS + ESTATE_TOPICS
 
 EVENT_TOPICS: dict[str, TopicSpec] = {t.schema: t for t in ALL_TOPICS if t.schema}
 """Event type (schema directory name) -> topic."""
@@ -113,6 +127,12 @@ def item_key(sku: str) -> bytes:
     return sku.encode("utf-8")
 
 
+def estate_key(store_id: str, target: str) -> bytes:
+    """The message key of a desired state: ``[store, target]`` as compact JSON (``target``:
+    ``edge``, ``till/<id>``, ``device/<name>``)."""
+    return json.dumps([store_id, target], separators=(",", ":")).encode("utf-8")
+
+
 def price_key(store_id: str | None, sku: str, starts: str | None) -> bytes:
     """The message key of a price: ``[store or null, sku, start or null]`` as compact JSON
     (``starts``: the ISO date or UTC time its validity starts). One key per price window, so
@@ -123,6 +143,9 @@ def price_key(store_id: str | None, sku: str, starts: str | None) -> bytes:
 __all__ = [
     "ALL_TOPICS",
     "CUSTOMER_REQUESTS",
+    "ESTATE_DESIRED",
+    "ESTATE_REPORTS",
+    "ESTATE_TOPICS",
     "EVENT_TOPICS",
     "HQ_TOPICS",
     "ITEMS",
@@ -136,6 +159,7 @@ __all__ = [
     "STORE_TOPICS",
     "TILL_EVENTS",
     "TopicSpec",
+    "estate_key",
     "item_key",
     "price_key",
     "store_key",
