@@ -106,6 +106,10 @@ ReportReason = Literal["HEARTBEAT", "CHANGE", "START", "STOP", "OTHER"]
 class EdgeState(TypedDict):
     version: str
     """tillstream's version on the edge."""
+    timezone: str
+    """The store's IANA time zone (TILLSTREAM_STORE_TIMEZONE): its opening hours and trading days
+    are local.
+    """
     started_at: datetime
     """When the edge service started, UTC."""
     clock_skew_ms: int | None
