@@ -14,6 +14,7 @@ from rich.table import Table
 
 from tillstream.cli.common import settings
 from tillstream.cli.service_read import API_OPTION, ServiceAPI, open_database, read
+from tillstream.core.days import parse_day
 from tillstream_consumers.audit import queries
 from tillstream_consumers.audit.tables import COMPONENT, MIGRATIONS
 from tillstream_consumers.runtime.db import Database
@@ -30,9 +31,9 @@ def _day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dat
     if value is None:
         return None
     try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter("a business day: YYYY-MM-DD") from None
+        return parse_day(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.group(invoke_without_command=True)

@@ -8,6 +8,7 @@ from datetime import date
 from decimal import Decimal
 
 RECEIPT_GAP = "receipt_gap"
+NUMBERING_BREAK = "numbering_break"
 DUPLICATE_NUMBER = "duplicate_number"
 DUPLICATE_COPY = "duplicate_copy"
 AFTER_TILL_CLOSE = "after_till_close"
@@ -24,6 +25,7 @@ SILENT_STORE = "silent_store"
 
 KINDS: tuple[str, ...] = (
     RECEIPT_GAP,
+    NUMBERING_BREAK,
     DUPLICATE_NUMBER,
     DUPLICATE_COPY,
     AFTER_TILL_CLOSE,

@@ -6,7 +6,7 @@ them, tills and over/short, where an auditor acknowledges a flag. Plain server-s
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from tillstream.core.days import DAY_FORM, day_or_none
 from tillstream.core.settings import Settings
 from tillstream_consumers.audit import queries
 from tillstream_consumers.runtime.api import Query
@@ -31,9 +32,12 @@ MAX_NOTE = 2000
 
 def page_routes(query: Query, settings: Settings) -> list[BaseRoute]:
     async def chain_day(request: Request) -> Response:
-        wanted = request.query_params.get("day") or None
-        if wanted is not None and _day(wanted) is None:
-            return _render("chain_day.html", 400, day=None, days=[], counts={})
+        given = request.query_params.get("day") or None
+        parsed = None if given is None else day_or_none(given)
+        if given is not None and parsed is None:
+            error = f"Not a business day: write it {DAY_FORM}."
+            return _render("chain_day.html", 400, day=None, days=[], counts={}, error=error)
+        wanted = None if parsed is None else parsed.isoformat()
 
         def read(db: Database) -> tuple[str | None, list[dict[str, Any]]]:
             day = wanted or queries.latest_day(db)
@@ -45,9 +49,9 @@ def page_routes(query: Query, settings: Settings) -> list[BaseRoute]:
 
     async def store_day(request: Request, error: str | None = None, status: int = 200) -> Response:
         store = request.path_params["store"]
-        day = _day(request.path_params["day"])
+        day = day_or_none(request.path_params["day"])
         if day is None:
-            return HTMLResponse("not a business day (YYYY-MM-DD)", status_code=400)
+            return HTMLResponse(f"not a business day ({DAY_FORM})", status_code=400)
         now = datetime.now(UTC)
 
         def read(db: Database) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -137,10 +141,3 @@ def _same_origin(request: Request) -> bool:
     if origin is None or origin == "null":
         return origin is None
     return urlsplit(origin).netloc == request.headers.get("host", request.url.netloc)
-
-
-def _day(text: str) -> date | None:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        return None

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from tillstream.core.days import DAY_FORM, day_or_none
 from tillstream.core.events import Payment, Sale, SaleVoid, TillEvent
 from tillstream.core.settings import Settings
 from tillstream.core.topics import PAYMENTS, SALE_VOIDS, SALES, TILL_EVENTS
@@ -183,22 +184,25 @@ class SalesAudit(Consumer):
         settings = self.settings
 
         async def days(request: Request) -> Response:
-            day = request.query_params.get("day") or None
+            given = request.query_params.get("day") or None
             store = request.query_params.get("store") or None
-            if day is not None and _day(day) is None:
-                return _error(400, "day must be a date: YYYY-MM-DD")
+            day = None if given is None else day_or_none(given)
+            if given is not None and day is None:
+                return _error(400, f"day must be a date: {DAY_FORM}")
 
             def read(db: Database) -> list[dict[str, Any]]:
-                wanted = day if day is not None or store is not None else queries.latest_day(db)
+                wanted = day.isoformat() if day is not None else None
+                if wanted is None and store is None:
+                    wanted = queries.latest_day(db)
                 return [s.as_json() for s in queries.store_days(db, wanted, store)]
 
             return JSONResponse(await query(read))
 
         async def store_day(request: Request) -> Response:
             store = request.path_params["store"]
-            day = _day(request.path_params["day"])
+            day = day_or_none(request.path_params["day"])
             if day is None:
-                return _error(400, "day must be a date: YYYY-MM-DD")
+                return _error(400, f"day must be a date: {DAY_FORM}")
             now = datetime.now(UTC)
             found = await query(lambda db: queries.store_day(db, store, day, now, settings))
             if found is None:
@@ -229,13 +233,6 @@ class SalesAudit(Consumer):
             Route("/v1/audit/days/{store}/{day}", store_day, methods=["GET"]),
             Route("/v1/audit/flags/{flag}/ack", acknowledge, methods=["POST"]),
         ]
-
-
-def _day(text: str) -> date | None:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        return None
 
 
 def _error(status: int, message: str) -> Response:
