@@ -9,6 +9,7 @@ what the POSLog converter tells its readings of a receipt apart by (:func:`sale_
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -125,7 +126,6 @@ def _sale_problems(sale: Mapping[str, Any], *, whole: bool) -> list[Problem]:
 
 _Sums = tuple[Decimal, Decimal, Decimal, bool]
 """(gross, the lines' tax, the goods' amount, whether every line states its tax)."""
-_AMOUNTS = ("unit_price", "discount_amount", "extended_amount")
 _NEVER_NEGATIVE = "must be zero or more (the line's kind gives the direction)"
 
 
@@ -133,21 +133,25 @@ def _line_sums(
     lines: Sequence[Mapping[str, Any]], problems: list[Problem], *, whole: bool
 ) -> _Sums | None:
     """The lines' sums for the totals rule, adding each line's broken rules to ``problems``;
-    None if a line has a kind the totals cannot sign. Written for speed (it runs for every
-    record a consumer reads): money in and out summed apart (a sign times a Decimal costs
-    more than an addition), one comparison per rule, paths built only for a broken one."""
-    added = taken = goods = tax_added = tax_taken = _ZERO
+    None if a line has a kind the totals cannot sign.
+
+    Written for speed: it runs for every sale a consumer reads (about 1 µs a line). Money in
+    and out is summed apart (a sign times a Decimal costs more than an addition), each rule
+    is one comparison on the way, and field paths are built only for a broken rule.
+    """
+    zero, signs, sku_rule = _ZERO, LINE_SIGNS, sku_problem
+    added = taken = goods = tax_added = tax_taken = zero
     every_line_taxed = True
     numbers: set[int] = set()
     for i, ln in enumerate(lines):
         quantity = ln["quantity"]
         if type(quantity) is not Decimal:  # decoded and edge records hold Decimals already
             quantity = Decimal(quantity)
-        if not quantity.is_finite() or quantity <= 0:
+        if not quantity.is_finite() or quantity <= zero:
             problems.append((f"lines[{i}].quantity", _QUANTITY_POSITIVE))
-        sign = LINE_SIGNS.get(ln["kind"])
+        sign = signs.get(ln["kind"])
         if sign is None:
-            problems.append(("lines", f"kind must be one of {', '.join(LINE_SIGNS)}"))
+            problems.append(("lines", f"kind must be one of {', '.join(signs)}"))
             return None
         amount, tax = ln["extended_amount"], ln["tax_amount"]  # Decimal or int: both add
         if sign > 0:
@@ -156,7 +160,12 @@ def _line_sums(
         else:
             taken += amount
             tax_taken += tax
-        goods += abs(amount)
+        if amount < zero:
+            goods -= amount
+            if whole:
+                problems.append((f"lines[{i}].extended_amount", _NEVER_NEGATIVE))
+        else:
+            goods += amount
         if not tax:
             every_line_taxed = False
         if whole:
@@ -164,20 +173,18 @@ def _line_sums(
             if n < MIN_LINE_NUMBER or n in numbers:
                 problems.append((f"lines[{i}].line_number", "must be 1 or more, once per sale"))
             numbers.add(n)
-            if amount < _ZERO or ln["unit_price"] < _ZERO or ln["discount_amount"] < _ZERO:
-                problems += [
-                    (f"lines[{i}].{name}", _NEVER_NEGATIVE)
-                    for name in _AMOUNTS
-                    if _decimal(ln[name]) < _ZERO
-                ]
-            if (sku := sku_problem(ln["sku"])) is not None:
+            if ln["unit_price"] < zero:
+                problems.append((f"lines[{i}].unit_price", _NEVER_NEGATIVE))
+            if ln["discount_amount"] < zero:
+                problems.append((f"lines[{i}].discount_amount", _NEVER_NEGATIVE))
+            if (sku := sku_rule(ln["sku"])) is not None:
                 problems.append((f"lines[{i}].sku", sku.message))
     return added - taken, tax_added - tax_taken, goods, every_line_taxed
 
 
 def _totals_problems(totals: Mapping[str, Any], sums: _Sums, lines: int) -> list[Problem]:
     gross, line_tax, goods, every_line_taxed = sums
-    tolerance = ROUNDING_PER_LINE * max(lines, 1)
+    tolerance = _tolerance(lines)
     given_gross = _decimal(totals["gross_amount"])
     discount = _decimal(totals["discount_amount"])
     tax = _decimal(totals["tax_amount"])
@@ -226,6 +233,12 @@ def _totals_problems(totals: Mapping[str, Any], sums: _Sums, lines: int) -> list
             )
         )
     return problems
+
+
+@functools.lru_cache(maxsize=256)
+def _tolerance(lines: int) -> Decimal:
+    """:data:`ROUNDING_PER_LINE` per line (at least one)."""
+    return ROUNDING_PER_LINE * max(lines, 1)
 
 
 def _decimal(value: Any) -> Decimal:
