@@ -333,7 +333,7 @@ async def test_crm_run_leaks_nothing_to_logs_metrics_or_dead_letters(
             scraped = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
     logs = log_text(caplog, skip="aiokafka")  # the client's own DEBUG lines: see below
 
-    assert {h[deadletter.H_REASON] for h in letters} == {b"invalid", b"undecodable"}
+    assert {h[deadletter.H_REASON] for h in letters} == {b"wrong-topic", b"undecodable"}
     for headers in letters:
         assert leaks(b" ".join(headers.values()), customer) == [], headers
     assert leaks(logs, customer) == []

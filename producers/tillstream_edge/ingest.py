@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -204,7 +203,8 @@ class Ingestor:
         if not problems and self.window is not None and isinstance(at, datetime):
             late = self.window.problem(at, datetime.now(UTC))
             problems += [("occurred_at", late)] if late else []
-        if (problem := self._currency_problem(record)) is not None:
+        named = {field for field, _ in problems}
+        if "currency" not in named and (problem := self._currency_problem(record)) is not None:
             problems.append(("currency", problem))
         return problems
 
@@ -214,8 +214,8 @@ class Ingestor:
         currency = record.get("currency")
         if currency is None or currency == self.currency:
             return None
-        # An ISO code is safe to name; anything else is not quoted (it could be anything).
-        named = f"{currency} is not" if _ISO_CODE.fullmatch(str(currency)) else "is not"
+        # An ISO code (the core's rule passed) is safe to name; nothing else is quoted.
+        named = f"{currency} is not" if rules.currency_problem(str(currency)) is None else "is not"
         return (
             f"{named} this store's currency {self.currency} (TILLSTREAM_STORE_CURRENCY); "
             "a store takes sales and payments in its own currency only"
@@ -284,7 +284,6 @@ def ingestor_from_settings(
     )
 
 
-_ISO_CODE = re.compile(r"[A-Z]{3}")
 # Event identifiers: UUIDs, checked by the codec, never read as card numbers.
 _EVENT_IDS = frozenset({"event_id", "sale_event_id", "voided_event_id"})
 # Item identifiers: the SKU and GTIN rules of ``tillstream.core.identifiers`` (every channel).

@@ -40,6 +40,7 @@ class Letter:
             "dlq": f"{self.dlq_topic}/{self.dlq_partition}/{self.dlq_offset}",
             "consumer": self.why.consumer,
             "reason": self.why.reason,
+            "rule": self.why.rule,
             "error": self.why.error,
             "source": {
                 "topic": self.why.topic,

@@ -32,8 +32,11 @@ class DeadLetterSender:
         self._sender = sender
         self._retry = retry
 
-    async def send(self, msg: Message, reason: str, exc: BaseException) -> None:
-        """Set ``msg`` aside for ``reason`` (``undecodable``, ``invalid``, ``handler-error``)."""
+    async def send(
+        self, msg: Message, reason: str, exc: BaseException, *, rules: tuple[str, ...] = ()
+    ) -> None:
+        """Set ``msg`` aside for ``reason`` (``undecodable``, ``broken-rule``, ``wrong-topic``,
+        ``invalid``, ``handler-error``); ``rules``: the fields of the core rules it breaks."""
         letter = deadletter.DeadLetter(
             consumer=self.name,
             reason=reason,
@@ -42,6 +45,7 @@ class DeadLetterSender:
             partition=msg.partition,
             offset=msg.offset,
             at=deadletter.now(),
+            rule=",".join(rules) or None,
         )
         topic = self.topic
         value = msg.value

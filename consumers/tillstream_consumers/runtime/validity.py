@@ -1,0 +1,59 @@
+"""What a consumer believes: a decoded record reaches ``apply`` only if it is the event type
+its topic carries and keeps every rule of ``tillstream.core.rules``.
+
+An edge refuses what breaks the rules; a record written to Kafka another way (another
+producer, a tool, a bug) is held to the same rules here, once per record as a batch is
+decoded (``fetching.py``), so every consumer gets the check without a line of its own. One
+that fails is dead-lettered, never applied: ``broken-rule`` naming each rule (field and
+limit, never the value), or ``wrong-topic`` (a payment on the sales topic: the audit's
+per-topic read marks, and every consumer's ``record.event`` dispatch, assume each topic
+carries its own type). Tombstones of compacted topics are not events: they pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from tillstream.core.rules import event_problems
+from tillstream.core.topics import ALL_TOPICS
+from tillstream_consumers.runtime.api import PermanentError, Record
+
+BROKEN_RULE = "broken-rule"
+"""Dead-letter reason: the record breaks a rule of ``tillstream.core.rules``."""
+WRONG_TOPIC = "wrong-topic"
+"""Dead-letter reason: the record is another event type than its topic carries."""
+
+TOPIC_EVENTS: Mapping[str, str] = {t.name: t.schema for t in ALL_TOPICS if t.schema}
+"""Each tillstream topic's event type (``TopicSpec.schema``). Other topics (a consumer of
+your own reading a topic of yours) are not checked for it."""
+
+
+class Unbelievable(PermanentError):
+    """A record no consumer may apply: ``reason`` (:data:`BROKEN_RULE`, :data:`WRONG_TOPIC`)
+    and ``rules``, the fields of the rules it breaks (``topic`` for a wrong topic), go into
+    its dead letter's headers."""
+
+    def __init__(self, reason: str, rules: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.rules = rules
+
+
+def unbelievable(record: Record) -> Unbelievable | None:
+    """Why ``record`` must not be applied, or None."""
+    if record.tombstone:
+        return None
+    carried = TOPIC_EVENTS.get(record.topic)
+    if carried is not None and record.event != carried:
+        return Unbelievable(
+            WRONG_TOPIC,
+            ("topic",),
+            f"{record.topic} carries {carried} events, not {record.event}: its producer "
+            f"wrote it to the wrong topic",
+        )
+    problems = event_problems(record.event, record.value)
+    if not problems:
+        return None
+    fields = tuple(dict.fromkeys(field for field, _ in problems))
+    named = "; ".join(f"{field}: {message}" for field, message in problems)
+    return Unbelievable(BROKEN_RULE, fields, f"{record.event}: {named}")
