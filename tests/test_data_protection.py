@@ -216,11 +216,12 @@ class Careless(Consumer):
 
 
 def leaky_sale(store: str) -> dict[str, Any]:
-    """A sale that never passed an edge: an e-mail as customer id, personal data and a card
-    number in a description."""
+    """A sale that never passed an edge: an e-mail as customer id, personal data in a
+    description (a card number would not reach ``apply``: every consumer dead-letters it
+    first, without its value: tests/test_consumers_believe.py)."""
     sale = sample_sale(store, customer="erika@example.org")
     sale["receipt_number"] = f"LEAK-{uuid.uuid4().hex[:6]}"
-    sale["lines"][0]["description"] = f"Erika Mustermann, +49 221 555 0100, card {PAN_GROUPED}"
+    sale["lines"][0]["description"] = "Erika Mustermann, +49 221 555 0100, Kölner Str. 12"
     return sale
 
 

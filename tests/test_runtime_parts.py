@@ -271,7 +271,7 @@ async def test_a_dead_letter_says_why_and_goes_without_its_value_when_too_large(
         "invalid",
         SALES.topic,
         4,
-        True,
+        "too-large",
     )
     retry.shutdown()
 

@@ -17,13 +17,7 @@ from zoneinfo import ZoneInfo
 
 from tillstream.core import rules
 from tillstream.core.codec import AvroCodec, CodecError
-from tillstream.core.identifiers import (
-    CARD_NUMBER,
-    Problem,
-    gtin_problem,
-    sku_problem,
-    text_problem,
-)
+from tillstream.core.identifiers import field_problem
 from tillstream.core.registry import registry_from_settings
 from tillstream.core.settings import Settings
 from tillstream.core.topics import EVENT_TOPICS, store_key
@@ -140,7 +134,7 @@ class Ingestor:
             # Never quote what was sent: it may be anything, a card number included.
             message = f"this edge serves store {self.store_id!r} only; the event names another"
             raise IngestError([(f"{prefix}store_id", message)])
-        found = None if checked else _field_with_pan(record)
+        found = None if checked else field_problem(record)
         if found is not None:  # counted once, by the channel, under the reason given here
             path, problem = found
             raise IngestError([(f"{prefix}{path}", problem.message)], reason=problem.kind)
@@ -284,50 +278,8 @@ def ingestor_from_settings(
     )
 
 
-# Event identifiers: UUIDs, checked by the codec, never read as card numbers.
-_EVENT_IDS = frozenset({"event_id", "sale_event_id", "voided_event_id"})
-# Item identifiers: the SKU and GTIN rules of ``tillstream.core.identifiers`` (every channel).
-_ITEM_IDS = {"sku": sku_problem, "gtin": gtin_problem}
-
-
-def _field_with_pan(value: Any, path: str = "") -> tuple[str, Problem] | None:
-    """The path and problem of the first field holding a card number, else of the first bad
-    item identifier (every channel passes here)."""
-    found: list[tuple[str, Problem]] = []
-    if isinstance(value, dict | list):
-        _scan(value, path, found)
-    cards = [f for f in found if f[1].kind == CARD_NUMBER]
-    return cards[0] if cards else (found[0] if found else None)
-
-
-def _scan(value: dict[str, Any] | list[Any], path: str, found: list[tuple[str, Problem]]) -> bool:
-    """Add each bad field under ``value`` to ``found``; True once a card number is found.
-    Strings are checked in the loop and paths built only when needed: this runs per event."""
-    keys: Any = value if isinstance(value, dict) else range(len(value))
-    for key in keys:
-        item = value[key]
-        if isinstance(item, str):
-            if key in _EVENT_IDS:
-                continue
-            rule = _ITEM_IDS.get(key) if isinstance(key, str) else None
-            problem = (rule or text_problem)(item)
-            if problem is not None:
-                found.append((_join(path, key), problem))
-                if problem.kind == CARD_NUMBER:
-                    return True
-        elif isinstance(item, dict | list) and _scan(item, _join(path, key), found):
-            return True
-    return False
-
-
 def _sha256(value: bytes) -> bytes:
     return hashlib.sha256(value).digest()
-
-
-def _join(path: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else key
 
 
 def refusal_reason(exc: Exception, *, poslog: bool = False) -> str:

@@ -35,8 +35,13 @@ H_RULE = "dlq.rule"
 """The fields of the core rules a record breaks (``business_day,currency``), or ``topic`` for
 one on the wrong topic (reasons ``broken-rule``, ``wrong-topic``)."""
 H_VALUE_OMITTED = "dlq.value-omitted"
-"""Set when the record was too large for the dead-letter topic: the letter carries an empty
-value, and the record is still at its source topic, partition and offset."""
+"""Set when the letter carries an empty value, with why (:data:`TOO_LARGE`,
+:data:`CARD_NUMBER_OMITTED`); the record is still at its source topic, partition and
+offset."""
+TOO_LARGE = "too-large"
+"""Too large for the dead-letter topic."""
+CARD_NUMBER_OMITTED = "card-number"
+"""It holds a card number: never copied."""
 H_REPLAYED = "tillstream.replayed-from"
 """Set on a record sent back by ``dlq replay``: ``<dlq topic>/<partition>/<offset>``."""
 
@@ -63,14 +68,15 @@ class DeadLetter:
     partition: int
     offset: int
     at: datetime
-    value_omitted: bool = False
-    """Too large for the dead-letter topic: the letter's value is empty (see H_VALUE_OMITTED)."""
+    value_omitted: str | None = None
+    """Why the letter's value is empty (see H_VALUE_OMITTED): :data:`TOO_LARGE` for the
+    dead-letter topic, :data:`CARD_NUMBER_OMITTED` (never copied); None: it is the record's."""
     rule: str | None = None
     """The rules broken, by field (see H_RULE); None for other reasons."""
 
     def headers(self) -> list[tuple[str, bytes]]:
         rule = [(H_RULE, redact_error_text(self.rule).encode())] if self.rule else []
-        omitted = [(H_VALUE_OMITTED, b"too-large")] if self.value_omitted else []
+        omitted = [(H_VALUE_OMITTED, self.value_omitted.encode())] if self.value_omitted else []
         return [
             (H_ERROR, redact_error_text(self.error).encode()),
             (H_REASON, self.reason.encode()),
@@ -95,7 +101,7 @@ class DeadLetter:
                 partition=int(h[H_PARTITION]),
                 offset=int(h[H_OFFSET]),
                 at=datetime.fromisoformat(h[H_TIME]),
-                value_omitted=H_VALUE_OMITTED in h,
+                value_omitted=h.get(H_VALUE_OMITTED),
                 rule=h.get(H_RULE),
             )
         except (KeyError, ValueError) as exc:

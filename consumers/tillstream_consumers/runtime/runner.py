@@ -286,7 +286,9 @@ class ConsumerService:
         for msg, exc in fetched.undecodable:
             await self._dead_letters.send(msg, "undecodable", exc)
         for msg, refusal in fetched.unbelievable:  # before the batch moves past them
-            await self._dead_letters.send(msg, refusal.reason, refusal, rules=refusal.rules)
+            await self._dead_letters.send(
+                msg, refusal.reason, refusal, rules=refusal.rules, omit_value=refusal.omit_value
+            )
         if not fetched.positions:
             return
         outcome = await self._applying.apply(fetched)
