@@ -35,6 +35,7 @@ from bench.workload import sales
 from tillstream.core.kafka import create_topics, make_consumer
 from tillstream.core.records import jsonable
 from tillstream.core.settings import Settings
+from tillstream.core.tasks import stop_client
 from tillstream.core.topics import SALES
 from tillstream.dev.ports import free_port
 from tillstream.dev.processes import Service
@@ -141,14 +142,7 @@ async def topic_end(settings: Settings, topic: str) -> dict[TopicPartition, int]
         ends = await kafka.end_offsets([TopicPartition(topic, p) for p in sorted(partitions)])
         return {TopicPartition(tp.topic, tp.partition): int(o) for tp, o in ends.items()}
     finally:
-        # aiokafka without a group re-raises the cancellation of its own internal task on
-        # stop (as tillstream.cli.dlq notes); only a cancellation of ours is passed on.
-        try:
-            await kafka.stop()
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
+        await stop_client(kafka)
 
 
 def start_at(db_url: str, consumer: Any, codec: Any, offsets: dict[TopicPartition, int]) -> None:

@@ -40,6 +40,7 @@ from aiokafka.errors import (
 
 from tillstream.core import kafka
 from tillstream.core.settings import Settings
+from tillstream.core.tasks import pause
 from tillstream_edge import metrics
 from tillstream_edge.outbox import Outbox, PendingEvent
 
@@ -111,7 +112,7 @@ class Forwarder:
                 await self._close_producer()
                 if self._stopping:
                     return
-                await asyncio.sleep(backoff)
+                await pause(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
 
     def stop(self) -> None:

@@ -19,6 +19,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from tillstream.core.kafka import make_admin
 from tillstream.core.settings import Settings
+from tillstream.core.tasks import pause
 
 log = logging.getLogger(__name__)
 
@@ -96,4 +97,4 @@ async def keep_limits_current(
         except (KafkaError, OSError, TimeoutError) as exc:
             log.debug("topic limits not read (%s); retrying", exc)
             delay = RETRY_INTERVAL
-        await asyncio.sleep(delay)
+        await pause(delay)

@@ -16,7 +16,6 @@ beginning (``MasterDataCopy.start_rebuild``) and deletes what it no longer finds
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from aiokafka.errors import KafkaError
 
 from tillstream.core.kafka import make_consumer
 from tillstream.core.settings import Settings
+from tillstream.core.tasks import pause, stop_client
 from tillstream.core.topics import MASTER_DATA_TOPICS
 from tillstream_edge import metrics
 from tillstream_edge.masterdata_copy import Applied, MasterDataCopy, RawRecord
@@ -95,7 +95,7 @@ class MasterDataSync:
             if time.monotonic() - started > 60:  # it ran a while: a new failure, a new start
                 delay, warned = 1.0, False
             await self.refresh_metrics()
-            await asyncio.sleep(delay)
+            await pause(delay)
             delay = min(delay * 2, RETRY_MAX)
 
     async def _session(self) -> None:
@@ -132,8 +132,7 @@ class MasterDataSync:
             await self._read(consumer, partitions)
         finally:
             self.behind = None  # known again at the next session's first check
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+            await stop_client(consumer)
 
     async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
         """Every partition of both topics, once the cluster knows them (head office creates
@@ -155,7 +154,7 @@ class MasterDataSync:
                 missing = ", ".join(name for name, parts in found.items() if not parts)
                 log.info("master data: waiting for the topics %s to exist", missing)
                 said = True
-            await asyncio.sleep(5)
+            await pause(5)
 
     async def _read(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
         next_check = 0.0

@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError
 from tillstream.cli.common import run, settings
 from tillstream.core.kafka import make_admin, make_consumer, make_producer
 from tillstream.core.settings import Settings
+from tillstream.core.tasks import stop_client
 from tillstream_consumers.runtime import deadletter
 from tillstream_consumers.runtime.loader import builtin_groups, group_of
 
@@ -182,7 +183,7 @@ async def _read(cfg: Settings, consumers: tuple[str, ...], limit: int | None) ->
     try:
         letters = await _read_to_end(kafka)
     finally:
-        await _stop(kafka)
+        await stop_client(kafka)
     letters.sort(key=lambda letter: letter.why.at)
     return letters[:limit] if limit else letters
 
@@ -221,7 +222,7 @@ async def _replay(cfg: Settings, consumer: str, dry_run: bool) -> int:
         return len(letters)
     finally:
         await producer.stop()
-        await _stop(kafka)
+        await stop_client(kafka)
 
 
 async def _source_value(cfg: Settings, why: deadletter.DeadLetter) -> bytes:
@@ -245,22 +246,11 @@ async def _source_value(cfg: Settings, why: deadletter.DeadLetter) -> bytes:
     except TimeoutError:
         pass
     finally:
-        await _stop(kafka)
+        await stop_client(kafka)
     raise click.ClickException(
         f"{why.topic}[{why.partition}]@{why.offset} is no longer in its topic (retention): "
         "its dead letter had no value (too large), so it cannot be replayed"
     )
-
-
-async def _stop(kafka: AIOKafkaConsumer) -> None:
-    # aiokafka 0.14 without a group re-raises the cancellation of its own internal task
-    # on stop; only a cancellation of ours is worth passing on.
-    try:
-        await kafka.stop()
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
 
 
 COMMANDS = [dlq]

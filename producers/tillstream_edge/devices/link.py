@@ -19,6 +19,7 @@ import serial_asyncio
 from prometheus_client import Counter, Gauge
 
 from tillstream.core.records import utcnow
+from tillstream.core.tasks import pause
 from tillstream_edge.devices.config import ScaleConfig, ScannerConfig
 
 DEVICE_UP = Gauge("tillstream_edge_device_up", "1 while the device's port is open.", ["device"])
@@ -240,7 +241,7 @@ class Device(ABC):
                 finally:
                     conn.close()
             failed_before = True
-            await asyncio.sleep(delay)
+            await pause(delay)
             delay = min(delay * 2, self.config.reconnect_max)
 
     def accept(self) -> None:
