@@ -464,6 +464,19 @@ class TillEvent(TypedDict):
     """Channel that produced the event: api, poslog."""
 
 
+EventType = Literal[
+    "customer_request",
+    "item",
+    "payment",
+    "price",
+    "reorder_suggestion",
+    "sale",
+    "sale_void",
+    "stock_movement",
+    "till_event",
+]
+"""The name of an event type (its schema directory): misspelt, a type error."""
+
 EVENT_TYPES: dict[str, type] = {
     "customer_request": CustomerRequest,
     "item": Item,
