@@ -8,9 +8,11 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tillstream needs Python 3.11 or newer (set PYTHON=...)")'
+	@echo "Setting up $(VENV): tillstream and its dependencies from PyPI, about 2 minutes the first time (pip shows each package) ..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --progress-bar on -e ".[dev]"
+	@echo "$(VENV) is ready."
 	@touch $(STAMP)
 
 venv: $(STAMP)

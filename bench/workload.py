@@ -17,7 +17,8 @@ from tillstream.simulate.shopper import StoreTraffic
 def sales(count: int, *, stores: int = 6, lines: int = 5, seed: int = 42) -> list[dict[str, Any]]:
     """``count`` sale records of exactly ``lines`` SALE lines, spread over ``stores`` stores."""
     traffic = [
-        StoreTraffic(f"B{n:03d}", random.Random(seed + n), bad_ratio=0.0) for n in range(stores)
+        StoreTraffic(f"B{n:03d}", random.Random(seed + n), bad_ratio=0.0, stock_limited=False)
+        for n in range(stores)
     ]
     at = datetime.now(UTC)
     out = []
@@ -53,7 +54,13 @@ def store_days(
     start = datetime.now(UTC) - timedelta(hours=1)
     clocks = [store_clock(n) for n in range(stores)]
     shops = [
-        StoreTraffic(f"A{n:03d}", random.Random(seed + n), bad_ratio=0.0, clock=clocks[n])
+        StoreTraffic(
+            f"A{n:03d}",
+            random.Random(seed + n),
+            bad_ratio=0.0,
+            clock=clocks[n],
+            stock_limited=False,
+        )
         for n in range(stores)
     ]
     shifts = [

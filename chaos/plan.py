@@ -144,6 +144,7 @@ class Plan:
             tills=TILLS,
             bad_ratio=self.bad_ratio,
             clock=clock,
+            stock_limited=False,  # the plan's shape, not a believable shelf
         )
         shifts = [
             TillShift(store, till, random.Random(f"{self.seed}/{index}/till/{till}"), clock=clock)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -21,6 +22,9 @@ from tillstream_consumers.runtime.db import Database
 from tillstream_consumers.runtime.runner import ConsumerService, RunnerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
+TILLSTREAM_SCRIPT = (str(Path(sys.executable).with_name("tillstream")),)
+"""The ``tillstream`` console script of this venv: unlike ``python -m tillstream``, it does
+not put the directory it runs in on ``sys.path`` by itself."""
 
 
 async def publish(
@@ -110,7 +114,11 @@ class ConsumerProcess(Service):
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
         port: int | None = None,
+        cwd: Path = ROOT,
+        command: tuple[str, ...] | None = None,
     ) -> None:
+        """``cwd``: where it runs; ``command``: how (default ``python -m tillstream``; the
+        installed ``tillstream`` script, :data:`TILLSTREAM_SCRIPT`, runs as a user's shell does)."""
         port = port or free_port()
         self.workdir = workdir
         super().__init__(
@@ -123,8 +131,9 @@ class ConsumerProcess(Service):
                 "TILLSTREAM_CONSUMER_LISTEN": f"127.0.0.1:{port}",
                 **(env or {}),
             },
-            cwd=ROOT,
+            cwd=cwd,
             own_session=False,
+            **({"command": command} if command else {}),
         )
 
     def start(self, timeout: float = 60) -> ConsumerProcess:

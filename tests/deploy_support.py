@@ -26,7 +26,14 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 
-COMPOSE_FILES = sorted(COMPOSE_DIR.glob("*.yaml"))
+COMPOSE_FILES = sorted(p for p in COMPOSE_DIR.glob("*.yaml") if "." not in p.stem)
+"""The compose files that stand alone (``store.yaml``, ``hq.yaml``)."""
+COMPOSE_OVERRIDES = {
+    p: COMPOSE_DIR / f"{p.stem.partition('.')[0]}.yaml"
+    for p in sorted(COMPOSE_DIR.glob("*.*.yaml"))
+}
+"""Override files (``store.tls-tokens.yaml``) -> the file they are used with (``-f store.yaml
+-f store.tls-tokens.yaml``)."""
 K8S_FILES = sorted(K8S_DIR.glob("*.yaml"))
 SETTINGS_VARIABLES = {env_name(field) for field in Settings.model_fields}
 # Oldest Kubernetes release whose schemas the manifests must satisfy (and the newest shipped).
@@ -104,6 +111,42 @@ def compose_config(path: Path, **env: str) -> dict[str, Any]:
     (raw,) = load_yaml_documents(path)
     config: dict[str, Any] = interpolate(raw, {**COMPOSE_TEST_ENV, **env})
     return config
+
+
+def merged_config(base: Path, override: Path, **env: str) -> dict[str, Any]:
+    """``docker compose -f BASE -f OVERRIDE`` as the engine merges them (the rules of the
+    Compose specification's merge section these files use): mappings merged key by key,
+    volumes and devices by their target, ports and other sequences appended, a
+    healthcheck's ``test`` and a ``command`` replaced."""
+    (over,) = load_yaml_documents(override)
+    extra: dict[str, Any] = interpolate(over, {**COMPOSE_TEST_ENV, **env})
+    merged: dict[str, Any] = _merge(compose_config(base, **env), extra, ())
+    return merged
+
+
+_REPLACED = {"command", "entrypoint", "test"}
+_BY_TARGET = {"volumes", "devices"}
+
+
+def _merge(base: Any, extra: Any, path: tuple[str, ...]) -> Any:
+    if isinstance(base, dict) and isinstance(extra, dict):
+        out = dict(base)
+        for key, value in extra.items():
+            out[key] = _merge(base[key], value, (*path, key)) if key in base else value
+        return out
+    if isinstance(base, list) and isinstance(extra, list) and path[-1] not in _REPLACED:
+        if path[-1] in _BY_TARGET and len(path) > 2:  # a service's, not the top-level map
+            kept = {_target(v): v for v in base}
+            kept.update({_target(v): v for v in extra})
+            return list(kept.values())
+        return [*base, *extra]
+    return extra
+
+
+def _target(mount: Any) -> str:
+    if isinstance(mount, dict):
+        return str(mount["target"])
+    return str(mount).split(":")[1]
 
 
 def is_tillstream_image(service: dict[str, Any]) -> bool:

@@ -3,6 +3,7 @@ consumer runs under ``tillstream consume`` against the real broker."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -11,7 +12,13 @@ from pathlib import Path
 
 import httpx
 
-from tests.consumer_support import ConsumerProcess, publish, scalar, wait_until
+from tests.consumer_support import (
+    TILLSTREAM_SCRIPT,
+    ConsumerProcess,
+    publish,
+    scalar,
+    wait_until,
+)
 from tillstream.core.codec import AvroCodec
 from tillstream.core.settings import Settings
 from tillstream.dev.samples import sample_sale
@@ -75,12 +82,14 @@ async def test_the_documented_consumer_runs_under_tillstream_consume(
     customer = f"C-{uuid.uuid4().hex[:6]}"
     await publish(kafka_topics, codec, [("sale", sample_sale("S-DOC", customer=customer))] * 3)
     url = f"sqlite:///{tmp_path / 'visits.db'}"
+    # As the page says: the installed command, run beside visits.py, no PYTHONPATH.
     process = ConsumerProcess(
         "visits:VisitCounter",
         kafka_topics.kafka_bootstrap_servers,
         url,
         tmp_path / "run",
-        env={"PYTHONPATH": str(tmp_path)},
+        cwd=tmp_path,
+        command=TILLSTREAM_SCRIPT,
     )
     process.start()
     try:
@@ -96,6 +105,42 @@ async def test_the_documented_consumer_runs_under_tillstream_consume(
         assert f'tillstream_consumer_last_event_timestamp_seconds{{consumer="{group}"}}' in metrics
     finally:
         assert process.stop() == 0
+
+
+def test_a_consumer_module_not_found_says_where_it_was_looked_for(tmp_path: Path) -> None:
+    """Run in a directory without visits.py: the error names that directory, PYTHONPATH and
+    what to do, and the command exits 2 (a usage error) before touching Kafka."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TILLSTREAM_", "PYTHON"))}
+    done = subprocess.run(
+        [*TILLSTREAM_SCRIPT, "consume", "visits:VisitCounter"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    error = " ".join(done.stderr.split())  # Click wraps nothing, but be safe
+    assert f"no module 'visits' in the current directory {tmp_path}" in error
+    assert "PYTHONPATH (not set)" in error
+    assert "Run the command in the directory that holds visits.py" in error
+
+
+def test_an_import_failing_inside_the_consumer_module_is_named(tmp_path: Path) -> None:
+    (tmp_path / "visits.py").write_text("import no_such_dependency_xyz\n")
+    done = subprocess.run(
+        [*TILLSTREAM_SCRIPT, "consume", "visits:VisitCounter"],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("TILLSTREAM_")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "ModuleNotFoundError: No module named 'no_such_dependency_xyz'" in done.stderr
+    assert "current directory" not in done.stderr  # visits.py itself was found
 
 
 def _lag_lines(base: str) -> str:

@@ -55,3 +55,10 @@ def test_the_demo_runs_end_to_end_and_summarises() -> None:
     assert changed, out[-2000:]
     assert changed[2] != changed[3] and float(changed[4]) < 60
     assert re.search(r"planted: receipts refused by the edges \(.*\) keep their numbers", out)
+    # The store sold only what it had: nothing below zero at head office, few SKUs low.
+    stock = re.search(r"stock now \(ERP\): (\d+) store-SKUs, (\d+) at or below their reorder "
+                      r"point, (\d+) below zero", out)  # fmt: skip
+    assert stock, out[-2000:]
+    assert int(stock[1]) == 40 and int(stock[3]) == 0 and int(stock[2]) <= 4, stock[0]
+    assert re.search(r"audit: \d+ open flags? in all; of them sale/payment reconciliation", out)
+    assert "NotLeaderForPartition" not in out + done.stderr  # topics led before producing

@@ -20,6 +20,7 @@ from tests.deploy_support import (
     _VARIABLE,
     COMPOSE_DIR,
     COMPOSE_FILES,
+    COMPOSE_OVERRIDES,
     COMPOSE_TEST_ENV,
     DEPLOY,
     DEPLOY_DOC,
@@ -33,11 +34,13 @@ from tests.deploy_support import (
     interpolate,
     is_tillstream_image,
     load_yaml_documents,
+    merged_config,
     resolve_cli,
     settings_from,
     tillstream_services,
     variables_in,
 )
+from tillstream_edge.auth import load_tokens
 from tillstream_edge.devices.config import load_devices
 
 # -- every file parses ----------------------------------------------------------------------
@@ -264,7 +267,7 @@ def test_hq_monitoring_mounts_the_observability_files() -> None:
 
 def test_compose_variables_are_documented() -> None:
     doc = DEPLOY_DOC.read_text(encoding="utf-8")
-    for path in COMPOSE_FILES:
+    for path in [*COMPOSE_FILES, *COMPOSE_OVERRIDES]:
         (raw,) = load_yaml_documents(path)
         for name in set(variables_in(raw)):
             assert f"`{name}`" in doc, f"{path.name}: ${{{name}}} is not in docs/deploy.md"
@@ -279,7 +282,8 @@ def test_env_example_sets_known_variables(path: Path) -> None:
     example = path.with_suffix(".env.example")
     assert example.is_file(), f"{example.name} is missing"
     (raw,) = load_yaml_documents(path)
-    used = set(variables_in(raw))
+    overrides = [load_yaml_documents(o)[0] for o, base in COMPOSE_OVERRIDES.items() if base == path]
+    used = {name for doc in (raw, *overrides) for name in variables_in(doc)}
     required = {
         m.group("braced")
         for text in _strings(raw)
@@ -306,3 +310,80 @@ def test_documented_hq_commands_exist() -> None:
             resolve_cli(shlex.split(m.group(2).partition("<")[0]))
             found += 1
     assert found >= 3
+
+
+# -- override files: used with their base file ------------------------------------------------
+
+
+@pytest.mark.parametrize(("override", "base"), COMPOSE_OVERRIDES.items(), ids=lambda p: p.name)
+def test_override_merges_into_a_valid_deployment(
+    override: Path,
+    base: Path,
+    compose_schema: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """``-f BASE -f OVERRIDE``: the merged file satisfies the specification, each tillstream
+    service's settings are valid with the files it mounts (the shipped examples, a folder of
+    certificate files), and every file a setting names is mounted."""
+    for name in ("edge.pem", "edge.key"):
+        (tmp_path / name).write_text("-----BEGIN PLACEHOLDER-----\n")
+    files = {"TOKENS_FILE": "./tokens.example.toml", "EDGE_TLS_DIR": str(tmp_path)}
+    config = merged_config(base, override, **files)
+    validator_class = jsonschema.validators.validator_for(compose_schema)
+    errors = list(validator_class(compose_schema).iter_errors(config))
+    assert not errors, [e.message for e in errors]
+    (raw,) = load_yaml_documents(override)
+    assert set(raw["services"]) <= set(config["services"]), "overrides an unknown service"
+    for name in raw["services"]:
+        service = config["services"][name]
+        environment = {k: str(v) for k, v in service["environment"].items()}
+        unknown = {k for k in environment if k.startswith("TILLSTREAM_")} - SETTINGS_VARIABLES
+        assert not unknown, f"{override.name}: {name}: not settings: {unknown}"
+        binds = {
+            v["target"]: (COMPOSE_DIR / v["source"]).resolve()
+            for v in service["volumes"]
+            if isinstance(v, dict) and v["type"] == "bind"
+        }
+        on_host = {}  # a path in the container, read where it is mounted from
+        for key, value in environment.items():
+            if key.startswith("TILLSTREAM_") and value.startswith("/etc/tillstream/"):
+                mount = next((m for m in binds if value == m or value.startswith(f"{m}/")), None)
+                assert mount is not None, f"{override.name}: {key}={value} is not mounted"
+                value = str(binds[mount]) + value[len(mount) :]
+            on_host[key] = value
+        settings_from(on_host, monkeypatch)  # raises SettingsError naming a bad value
+        mounts = [v["target"] for v in service["volumes"] if isinstance(v, dict)]
+        assert len(mounts) == len(set(mounts)), "a target mounted twice"
+
+
+def test_store_tls_tokens_override_serves_https_with_till_tokens() -> None:
+    override = COMPOSE_DIR / "store.tls-tokens.yaml"
+    edge = merged_config(COMPOSE_DIR / "store.yaml", override)["services"]["edge"]
+    environment = edge["environment"]
+    assert environment["TILLSTREAM_EDGE_TOKENS"] == "/etc/tillstream/tokens.toml"
+    assert environment["TILLSTREAM_EDGE_TLS_CERTFILE"].startswith("/etc/tillstream/tls/")
+    assert environment["TILLSTREAM_STORE_ID"] == "S001"  # store.yaml's settings kept
+    test = " ".join(edge["healthcheck"]["test"])
+    assert "https://127.0.0.1:8080/healthz" in test and "http://" not in test
+    assert edge["healthcheck"]["interval"] == "15s"  # the rest of the healthcheck kept
+    targets = {v["target"] for v in edge["volumes"]}
+    assert {"/etc/tillstream/tokens.toml", "/etc/tillstream/tls", "/srv/poslog"} <= targets
+    # The example tokens file is one the edge loads; its digests match no token.
+    tokens = load_tokens(COMPOSE_DIR / "tokens.example.toml")
+    assert set(tokens.digests) == {"T01", "T02", "T03", "BACKOFFICE"}
+    assert {d.hex().lstrip("0") for d in tokens.digests.values()} == {"1", "2", "3", "4"}
+    doc = DEPLOY_DOC.read_text(encoding="utf-8")
+    assert "-f deploy/compose/store.yaml -f deploy/compose/store.tls-tokens.yaml" in doc
+
+
+def test_hq_env_example_publishes_plaintext_listeners_on_this_machine_only() -> None:
+    """The brokers' EXTERNAL listeners and the consumers' ports speak PLAINTEXT: the example
+    binds them to loopback, as its comment says; a site widens it to its private WAN."""
+    example = (COMPOSE_DIR / "hq.env.example").read_text(encoding="utf-8")
+    binds = dict(re.findall(r"^([A-Z_]*_BIND)=(.*)$", example, flags=re.M))
+    assert binds.get("KAFKA_EXTERNAL_BIND") == "127.0.0.1", binds
+    for name, value in binds.items():
+        assert value in ("", "127.0.0.1"), f"{name}={value}: PLAINTEXT beyond this machine"
+    said = re.search(r"published on \((\S+): this machine only\)", example)
+    assert said and said[1] == binds["KAFKA_EXTERNAL_BIND"]

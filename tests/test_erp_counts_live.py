@@ -36,7 +36,7 @@ class RecordingSink(KafkaSink):
         super().__init__(producer, codec)
         self.sent: list[tuple[str, dict[str, Any]]] = []
 
-    async def send(self, store: str, events: list[tuple[str, dict[str, Any]]]) -> bool:
+    async def send(self, store: str, events: list[tuple[str, dict[str, Any]]]) -> str | None:
         self.sent.extend(events)
         return await super().send(store, events)
 

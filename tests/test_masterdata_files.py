@@ -343,3 +343,25 @@ def test_the_docs_examples_are_read_and_the_json_shows_their_items(tmp_path: Pat
     assert {entry["id"].encode() for entry in answers[3]["prices"] if not entry["deleted"]} == set(
         prices
     )
+
+
+def test_the_docs_feeds_say_where_each_deletion_they_show_comes_from() -> None:
+    """docs/master-data.md: a deletion in a feed example of a SKU the page's files do not
+    have is explained just above its example (a ``--full`` file that left it out), so a
+    reader does not look for it in the files."""
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "master-data.md").read_text()
+    files = re.findall(r"```csv\n(.*?)```", docs, re.S)
+    skus = {row.split(",", 1)[0] for text in files for row in text.splitlines()[1:]}
+    unexplained = []
+    for block in re.finditer(r"```json\n(.*?)```", docs, re.S):
+        answer = json.loads(block[1])
+        entries = [*answer.get("items", []), *answer.get("prices", [])]
+        # The paragraph above the example, or above the command that asks for it.
+        intro = " ".join(" ".join(docs[: block.start()].split("\n\n")[-3:]).split())
+        explained = {sku for sku in re.findall(r"`([A-Z0-9-]+)`", intro) if "--full" in intro}
+        unexplained += [
+            entry["sku"]
+            for entry in entries
+            if entry.get("deleted") and entry["sku"] not in skus | explained
+        ]
+    assert not unexplained, f"deletions the page does not explain: {unexplained}"

@@ -26,7 +26,6 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -258,10 +257,13 @@ def count_everything_later(settings: Settings, url: str, events: list[dict[str, 
     at = max(e["occurred_at"] for e in events) + timedelta(hours=1)
     counts = []
     for offset, (store, sku) in enumerate(keys):
-        value = sample_stock_movement(store, at=at)
-        value.update(sku=sku, quantity=Decimal(100), quantity_type="COUNT", reason="COUNTED")
+        value = sample_stock_movement(
+            store, at=at, sku=sku, quantity=100, quantity_type="COUNT", reason="COUNTED"
+        )
         counts.append(
-            Record(STOCK_MOVEMENTS.name, 0, offset, store_key(store), "stock_movement", value, 0)
+            Record(
+                STOCK_MOVEMENTS.name, 0, offset, store_key(store), "stock_movement", dict(value), 0
+            )
         )
     db = Database(url)
     try:

@@ -15,7 +15,7 @@ from rich.live import Live
 
 from tillstream.cli.common import settings
 from tillstream.cli.tills import Traffic, traffic_options
-from tillstream.demo import price_change
+from tillstream.demo import price_change, summary
 from tillstream.demo.price_change import PriceChange
 from tillstream.demo.stack import DemoStack
 from tillstream.demo.view import Snapshot, audit_days, plain_line, render, scrape, store_day_line
@@ -147,11 +147,7 @@ def _summary(
 ) -> None:
     click.echo("")
     click.echo("Summary")
-    click.echo(
-        f"  tills sent {stats.total('sent'):,} events ({stats.poslog_files:,} as POSLog files): "
-        f"{stats.total('accepted'):,} accepted, {stats.total('rejected'):,} refused by the "
-        f"edges as intended (card numbers in text), {stats.total('failed'):,} undelivered"
-    )
+    click.echo(f"  {summary.deliveries_line(stats)}")
     for store in stack.stores:
         click.echo(
             f"  {store}: {last.accepted.get(store, 0):,.0f} events accepted, "
@@ -163,7 +159,9 @@ def _summary(
             f"  {name:<10} applied {last.applied[name]:,.0f} records, "
             f"lag {last.lag.get(name, 0):,.0f}, dead letters {last.dlq.get(name, 0):,.0f}"
         )
-    click.echo(f"  low-stock SKUs {last.low_stock:,.0f}, reconciliation flags {last.flags:,.0f}")
+    for line in summary.stock_lines(summary.erp_stock(stack), last):
+        click.echo(f"  {line}")
+    click.echo(f"  {summary.flags_line(last)}")
     _audit_summary(stack, stats)
     click.echo(f"  {change.summary(stack.stores)}")
     click.echo(f"  try: tillstream stock S001 --db sqlite:///{workdir}/erp.db")

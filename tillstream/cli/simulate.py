@@ -55,6 +55,8 @@ def simulate(
     if any(text_problem(store) is not None for store in ids):  # the prefix and a number
         raise click.BadParameter(CARD_NUMBER_REFUSED, param_hint="'--store-prefix'")
     stats = asyncio.run(_simulate(cfg, ids, traffic, edges, drop_folders))
+    for why, events in stats.failures.most_common():
+        click.echo(f"not delivered: {events} events: {why}", err=True)
     click.echo(
         f"simulate: stores={stores} sent={stats.total('sent')} "
         f"accepted={stats.total('accepted')} refused={stats.total('rejected')} "
@@ -95,14 +97,23 @@ async def _simulate(
             loop.add_signal_handler(sig, stop.set)
     run = asyncio.create_task(simulator.run(traffic.duration, stop))
     started = time.monotonic()
+    told, shown = False, started
     try:
         while not run.done():
-            await asyncio.wait([run], timeout=5)
-            click.echo(
-                f"[{time.monotonic() - started:5.0f}s] sent {simulator.stats.total('sent')} "
-                f"accepted {simulator.stats.total('accepted')}",
-                err=True,
-            )
+            await asyncio.wait([run], timeout=1)
+            stats = simulator.stats
+            retrying = (f"{store}: {why} (retrying)" for store, why in sink.problems.items())
+            problem = stats.first_failure or next(retrying, None)
+            if problem and not told:  # at once (while retrying), not only in the edge's log
+                click.echo(f"first failure: {problem}", err=True)
+                told = True
+            if time.monotonic() - shown >= 5 or run.done():
+                shown = time.monotonic()
+                click.echo(
+                    f"[{shown - started:5.0f}s] sent {stats.total('sent')} "
+                    f"accepted {stats.total('accepted')} failed {stats.total('failed')}",
+                    err=True,
+                )
         return await run
     finally:
         if not edges:

@@ -71,9 +71,12 @@ def render(schemas: SchemaSet | None = None) -> str:
         name = _record(module, found.current(event).definition)
         module.events.append((event, name))
     by_event = "\n".join(f'    "{event}": {name},' for event, name in module.events)
+    names = "\n".join(f'    "{event}",' for event, _ in module.events)
     body = "\n\n".join(module.blocks)
     return (
         f"{_HEADER}{_imports(module.imported)}\n{body}\n\n"
+        f"EventType = Literal[\n{names}\n]\n"
+        '"""The name of an event type (its schema directory): misspelt, a type error."""\n\n'
         f"EVENT_TYPES: dict[str, type] = {{\n{by_event}\n}}\n"
         '"""The TypedDict of each event type (the schema\'s directory name)."""\n'
     )

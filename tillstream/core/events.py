@@ -711,6 +711,21 @@ class TillEvent(TypedDict):
     """Channel that produced the event: api, poslog."""
 
 
+EventType = Literal[
+    "customer_request",
+    "estate_desired",
+    "estate_report",
+    "item",
+    "payment",
+    "price",
+    "reorder_suggestion",
+    "sale",
+    "sale_void",
+    "stock_movement",
+    "till_event",
+]
+"""The name of an event type (its schema directory): misspelt, a type error."""
+
 EVENT_TYPES: dict[str, type] = {
     "customer_request": CustomerRequest,
     "estate_desired": EstateDesired,

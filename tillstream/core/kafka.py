@@ -16,7 +16,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.conn import create_conn
@@ -31,6 +31,8 @@ from aiokafka.helpers import create_ssl_context
 
 from tillstream.core.settings import Settings, env_name, split_host_port
 from tillstream.core.topics import ALL_TOPICS, TopicSpec
+
+log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_MS = 5_000
 
@@ -318,6 +320,26 @@ async def create_topics(
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)
             outcome.update({t.name: "created" for t in new})
+            await _leaders_elected(settings, [t.name for t in new])
         return outcome
     finally:
         await admin.close()
+
+
+async def _leaders_elected(settings: Settings, names: list[str]) -> None:
+    """Until the leader of every partition of the topics ``names`` answers for it: a producer
+    started right after the topics were created would otherwise meet NotLeaderForPartition
+    while the brokers take up leadership, and aiokafka logs each retry (on the demo's first
+    screen). A ListOffsets request is answered only by a partition's leader; aiokafka retries
+    it quietly until it is (bounded by the request timeout)."""
+    consumer = make_consumer(settings, group_id=None)
+    with _aiokafka_quiet():
+        await consumer.start()
+        try:
+            await consumer.end_offsets(
+                [TopicPartition(n, p) for n in names for p in range(settings.topic_partitions)]
+            )
+        except KafkaError as exc:  # producers retry by themselves: only slower to start
+            log.debug("topics %s: leaders not confirmed (%s)", ", ".join(names), exc)
+        finally:
+            await consumer.stop()

@@ -32,7 +32,10 @@ class Snapshot:
     sales: dict[str, str] = field(default_factory=dict)
     transactions: dict[str, float] = field(default_factory=dict)
     low_stock: float = 0
+    """Store-SKUs that reached their reorder point in the last 24 hours (reorder suggestions
+    analytics read), not the stock now."""
     flags: float = 0
+    """The audit's open sale/payment reconciliation flags (a part of :attr:`audit_flags`)."""
     audit_flags: dict[str, float] = field(default_factory=dict)
     """The sales audit's open flags (not acknowledged), by store."""
 
@@ -151,8 +154,9 @@ def render(before: Snapshot | None, now: Snapshot, stats: Stats, elapsed: float)
     footer = Table.grid(padding=(0, 3))
     footer.add_row(
         f"tills sent {stats.total('sent'):,} events ({stats.poslog_files:,} POSLog files)",
-        f"low-stock SKUs: {now.low_stock:,.0f}",
-        f"reconciliation flags: {now.flags:,.0f}",
+        f"store-SKUs at their reorder point (24 h): {now.low_stock:,.0f}",
+        f"audit flags: {sum(now.audit_flags.values()):,.0f}, of them sale/payment: "
+        f"{now.flags:,.0f}",
     )
     return Group(stores, consumers, footer)
 
@@ -164,6 +168,6 @@ def plain_line(before: Snapshot | None, now: Snapshot, elapsed: float) -> str:
     return (
         f"[{elapsed:5.0f}s] ingest {rates} | applied {applied} | "
         f"lag={sum(now.lag.values()):.0f} dlq={sum(now.dlq.values()):.0f} "
-        f"low_stock={now.low_stock:.0f} flags={now.flags:.0f} "
-        f"audit_flags={sum(now.audit_flags.values()):.0f}"
+        f"reorder_point_skus={now.low_stock:.0f} audit_flags={sum(now.audit_flags.values()):.0f} "
+        f"of_them_sale_payment={now.flags:.0f}"
     )

@@ -1,102 +1,187 @@
-"""Small, valid sample events of each type (demo, docs and tests)."""
+"""Small, valid sample events of each type (demo, docs and tests), typed as the generated
+``TypedDict`` of their event type (``tillstream.core.events``): a misspelt field is a type
+error, and every parameter a test usually varies is a keyword (store, till, cashier,
+customer, time, lines...)."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import cast
+from uuid import UUID
 
+from tillstream.core.events import (
+    LineKind,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+    QuantityType,
+    Sale,
+    SaleLine,
+    SaleTotals,
+    SaleVoid,
+    StockMovement,
+    StockReason,
+)
 from tillstream.core.records import utcnow
 
 _CENT = Decimal("0.01")
+_VAT = Decimal("0.07")
+_SIGN = {"SALE": 1, "RETURN": -1, "VOID": -1}  # a kind no rule knows counts as sold
 
 
-def sample_sale(
-    store_id: str = "S001", *, at: datetime | None = None, customer: str | None = "C-1001"
-) -> dict[str, Any]:
-    at = at or utcnow()
-    lines = [
-        _line(1, "SALE", "SKU-MILK-1L", "4006381333931", Decimal(2), "EA", Decimal("1.19")),
-        _line(2, "SALE", "SKU-APPLES", None, Decimal("0.734"), "KG", Decimal("2.99")),
-        _line(3, "RETURN", "SKU-BREAD", None, Decimal(1), "EA", Decimal("2.49")),
-    ]
-    gross = sum(
-        (ln["extended_amount"] * (-1 if ln["kind"] == "RETURN" else 1) for ln in lines), Decimal(0)
-    )
-    tax = sum(
-        (ln["tax_amount"] * (-1 if ln["kind"] == "RETURN" else 1) for ln in lines), Decimal(0)
-    )
+def sample_line(
+    sku: str = "SKU-MILK-1L",
+    *,
+    quantity: Decimal | int = 1,
+    unit_price: Decimal | str = "1.19",
+    kind: LineKind = "SALE",
+    gtin: str | None = None,
+    unit_of_measure: str = "EA",
+    stock_item: bool = True,
+    line_number: int = 1,
+) -> SaleLine:
+    """A receipt line: ``quantity`` x ``unit_price``, 7 % VAT included (``sample_sale``
+    numbers its lines again in order)."""
+    price = Decimal(unit_price)
+    extended = (Decimal(quantity) * price).quantize(_CENT)
     return {
-        "event_id": str(uuid.uuid4()),
-        "store_id": store_id,
-        "terminal_id": "T01",
-        "receipt_number": "000123",
-        "business_day": date(at.year, at.month, at.day),
-        "occurred_at": at,
-        "utc_offset_minutes": 60,
-        "cashier_id": "op-7",
-        "customer_id": customer,
-        "currency": "EUR",
-        "lines": lines,
-        "totals": {
-            "gross_amount": gross,
-            "discount_amount": Decimal(0),
-            "tax_amount": tax,
-            "net_amount": gross,
-        },
+        "line_number": line_number,
+        "kind": kind,
+        "sku": sku,
+        "gtin": gtin,
+        "description": None,
+        "quantity": Decimal(quantity),
+        "unit_of_measure": unit_of_measure,
+        "unit_price": price,
+        "discount_amount": Decimal(0),
+        "tax_amount": (extended * _VAT / (1 + _VAT)).quantize(_CENT),
+        "extended_amount": extended,
+        "stock_item": stock_item,
+        "list_price": None,
     }
 
 
-def with_totals(sale: dict[str, Any]) -> dict[str, Any]:
-    """``sale`` with totals made from its lines, as the totals rule reads them (tax included
-    in prices, no receipt discount): for tests that change a sample's lines."""
-    gross = tax = Decimal(0)
-    for line in sale["lines"]:
-        sign = -1 if line["kind"] in ("RETURN", "VOID") else 1
-        gross += sign * line["extended_amount"]
-        tax += sign * line["tax_amount"]
-    sale["totals"] = {
+def _uuid_text(event_id: str | UUID) -> UUID:
+    """A reference to another event's id, as tills and the codec take it: its text. Decoded,
+    the codec gives a ``UUID`` (the ``TypedDict``'s type); the text goes in its place."""
+    return cast(UUID, str(event_id))
+
+
+def _default_lines() -> list[SaleLine]:
+    return [
+        sample_line("SKU-MILK-1L", quantity=2, unit_price="1.19", gtin="4006381333931"),
+        sample_line("SKU-APPLES", quantity=Decimal("0.734"), unit_price="2.99",
+                    unit_of_measure="KG"),
+        sample_line("SKU-BREAD", quantity=1, unit_price="2.49", kind="RETURN"),
+    ]  # fmt: skip
+
+
+def sample_sale(
+    store_id: str = "S001",
+    *,
+    at: datetime | None = None,
+    customer: str | None = "C-1001",
+    cashier: str | None = "op-7",
+    terminal: str = "T01",
+    receipt: str = "000123",
+    lines: Sequence[SaleLine] | None = None,
+    currency: str = "EUR",
+    utc_offset_minutes: int = 60,
+    business_day: date | None = None,
+) -> Sale:
+    """A completed sale at ``at`` (default now, UTC): by default two items sold and one
+    returned; ``lines`` (see :func:`sample_line`) replace them, numbered in order, and the
+    totals follow them. ``business_day`` defaults to the UTC date of ``at``."""
+    at = at or utcnow()
+    numbered = [
+        SaleLine({**line, "line_number": n})
+        for n, line in enumerate(lines if lines is not None else _default_lines(), start=1)
+    ]
+    return {
+        "event_id": str(uuid.uuid4()),
+        "store_id": store_id,
+        "terminal_id": terminal,
+        "receipt_number": receipt,
+        "business_day": business_day or date(at.year, at.month, at.day),
+        "occurred_at": at,
+        "utc_offset_minutes": utc_offset_minutes,
+        "cashier_id": cashier,
+        "customer_id": customer,
+        "currency": currency,
+        "lines": numbered,
+        "totals": _totals(numbered),
+    }
+
+
+def _totals(lines: Sequence[SaleLine]) -> SaleTotals:
+    gross = sum((ln["extended_amount"] * _SIGN.get(ln["kind"], 1) for ln in lines), Decimal(0))
+    tax = sum((ln["tax_amount"] * _SIGN.get(ln["kind"], 1) for ln in lines), Decimal(0))
+    return {
         "gross_amount": gross,
         "discount_amount": Decimal(0),
         "tax_amount": tax,
         "net_amount": gross,
     }
+
+
+def with_totals(sale: Sale) -> Sale:
+    """``sale`` with totals made from its lines, as the totals rule reads them (tax included
+    in prices, no receipt discount): for tests that change a sample's lines."""
+    sale["totals"] = _totals(sale["lines"])
     return sale
 
 
 def sale_worth(
     store_id: str, net: Decimal, *, at: datetime | None = None, customer: str | None = "C-1001"
-) -> dict[str, Any]:
+) -> Sale:
     """A valid sale of one line whose net total is ``net``: a RETURN line when negative."""
-    sale = sample_sale(store_id, at=at, customer=customer)
-    kind = "RETURN" if net < 0 else "SALE"
-    sale["lines"] = [_line(1, kind, "SKU-MISC", None, Decimal(1), "EA", abs(net))]
-    return with_totals(sale)
+    line = sample_line("SKU-MISC", unit_price=abs(net), kind="RETURN" if net < 0 else "SALE")
+    return sample_sale(store_id, at=at, customer=customer, lines=[line])
 
 
-def sample_payment(sale: dict[str, Any]) -> dict[str, Any]:
+def sample_payment(
+    sale: Sale,
+    *,
+    method: PaymentMethod = "CARD",
+    status: PaymentStatus = "CAPTURED",
+    amount: Decimal | None = None,
+    at: datetime | None = None,
+) -> Payment:
+    """A payment of ``sale`` on its till, 5 seconds after it (or at ``at``): by default its
+    net amount, by card (brand, last four digits and a token: never a card number)."""
     return {
         "event_id": str(uuid.uuid4()),
-        "sale_event_id": sale["event_id"],
+        "sale_event_id": _uuid_text(sale["event_id"]),
         "store_id": sale["store_id"],
         "terminal_id": sale["terminal_id"],
-        "occurred_at": sale["occurred_at"] + timedelta(seconds=5),
-        "method": "CARD",
-        "status": "CAPTURED",
-        "amount": sale["totals"]["net_amount"],
+        "occurred_at": at or sale["occurred_at"] + timedelta(seconds=5),
+        "method": method,
+        "status": status,
+        "amount": sale["totals"]["net_amount"] if amount is None else amount,
         "currency": sale["currency"],
-        "card": {"brand": "VISA", "last_four": "4242", "token": "tok_demo_4242"},
+        "card": (
+            {"brand": "VISA", "last_four": "4242", "token": "tok_demo_4242"}
+            if method == "CARD"
+            else None
+        ),
     }
 
 
 def sample_sale_void(
-    sale: dict[str, Any], *, at: datetime | None = None, number: str | None = "000124"
-) -> dict[str, Any]:
-    """A post-void of ``sale``, on its till, with the void's own receipt ``number``."""
+    sale: Sale,
+    *,
+    at: datetime | None = None,
+    number: str | None = "000124",
+    cashier: str | None = "sup-1",
+) -> SaleVoid:
+    """A post-void of ``sale``, on its till, with the void's own receipt ``number``, two
+    minutes after it (or at ``at``)."""
     return {
         "event_id": str(uuid.uuid4()),
-        "voided_event_id": sale["event_id"],
+        "voided_event_id": _uuid_text(sale["event_id"]),
         "store_id": sale["store_id"],
         "terminal_id": sale["terminal_id"],
         "receipt_number": number,
@@ -105,7 +190,7 @@ def sample_sale_void(
         "business_day": sale["business_day"],
         "occurred_at": at or sale["occurred_at"] + timedelta(minutes=2),
         "utc_offset_minutes": sale["utc_offset_minutes"],
-        "cashier_id": "sup-1",
+        "cashier_id": cashier,
         "reason": "WRONG_TENDER",
         "currency": sale["currency"],
         "voided_amount": abs(sale["totals"]["net_amount"]),
@@ -113,38 +198,30 @@ def sample_sale_void(
     }
 
 
-def sample_stock_movement(store_id: str = "S001", *, at: datetime | None = None) -> dict[str, Any]:
+def sample_stock_movement(
+    store_id: str = "S001",
+    *,
+    at: datetime | None = None,
+    sku: str = "SKU-MILK-1L",
+    quantity: Decimal | int = 24,
+    quantity_type: QuantityType = "CHANGE",
+    reason: StockReason = "RECEIVED",
+    unit_of_measure: str = "EA",
+    gtin: str | None = "4006381333931",
+    reference: str | None = "DN-2026-0042",
+) -> StockMovement:
+    """A stock movement: by default a delivery of 24 milk; ``quantity_type="COUNT"`` with
+    ``reason="COUNTED"`` is a shelf count (the quantity then is what is on the shelf)."""
     return {
         "event_id": str(uuid.uuid4()),
         "store_id": store_id,
-        "sku": "SKU-MILK-1L",
-        "gtin": "4006381333931",
-        "quantity_type": "CHANGE",
-        "quantity": Decimal(24),
-        "unit_of_measure": "EA",
-        "reason": "RECEIVED",
-        "reference": "DN-2026-0042",
-        "occurred_at": at or utcnow(),
-        "source": "api",
-    }
-
-
-def _line(
-    n: int, kind: str, sku: str, gtin: str | None, qty: Decimal, uom: str, price: Decimal
-) -> dict[str, Any]:
-    extended = (qty * price).quantize(_CENT)
-    return {
-        "line_number": n,
-        "kind": kind,
         "sku": sku,
         "gtin": gtin,
-        "description": None,
-        "quantity": qty,
-        "unit_of_measure": uom,
-        "unit_price": price,
-        "discount_amount": Decimal(0),
-        "tax_amount": (extended * Decimal("0.07") / Decimal("1.07")).quantize(_CENT),
-        "extended_amount": extended,
-        "stock_item": True,
-        "list_price": None,
+        "quantity_type": quantity_type,
+        "quantity": Decimal(quantity),
+        "unit_of_measure": unit_of_measure,
+        "reason": reason,
+        "reference": reference,
+        "occurred_at": at or utcnow(),
+        "source": "api",
     }

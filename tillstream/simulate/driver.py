@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,23 +18,29 @@ from typing import Any, Protocol
 import httpx
 
 from tillstream.core.codec import AvroCodec
+from tillstream.core.pan import mask_pans
 from tillstream.core.records import jsonable
 from tillstream.core.topics import EVENT_TOPICS, store_key
 from tillstream.simulate.clock import StoreClock, store_clock
 from tillstream.simulate.poslog import poslog
 from tillstream.simulate.shifts import TillShift, store_day_event
-from tillstream.simulate.shopper import StoreTraffic, Transaction
+from tillstream.simulate.shopper import DELIVERY_SECONDS, StoreTraffic, Transaction
 
 log = logging.getLogger(__name__)
 
 EVENTS_PER_TRANSACTION = 2.05
 """A sale and its payments, on average: converts an offered event rate to receipts."""
-DELIVERY_INTERVAL = 10.0
+DELIVERY_INTERVAL = DELIVERY_SECONDS
 COUNT_INTERVAL = 15.0
 """Seconds between two stock-takes of a store (a few SKUs each)."""
 COUNT_LAG = 3.0
 """Most seconds between counting a shelf and posting the count."""
 MIN_TICK = 0.02
+SETTLE_SECONDS = 5.0
+"""Most seconds the tills take to settle after the run's end (requests in flight, shifts and
+store-days closed): a run ends then, however its edges answer (or hang)."""
+CUT_OFF = "not answered before the run ended"
+"""Why events whose request was still waiting at the end of :data:`SETTLE_SECONDS` failed."""
 VOID_RATIO = 0.01
 """Share of an HTTP till's receipts post-voided right after (a wrong tender rung up)."""
 
@@ -48,6 +55,10 @@ class Stats:
     """Refused by the edge: the deliberately bad events."""
     failed: Counter[str] = field(default_factory=Counter)
     """Could not be delivered after retries (edge down for long)."""
+    failures: Counter[str] = field(default_factory=Counter)
+    """Events not delivered, by why (``S001: http://...: unreachable (ConnectError...)``)."""
+    first_failure: str | None = None
+    """Why the first events not delivered were not (what to say at once)."""
     poslog_files: int = 0
     refused_receipts: Counter[str] = field(default_factory=Counter)
     """Receipts the edge refused, by store: their numbers are gaps in their tills' numbering
@@ -60,10 +71,24 @@ class Stats:
     def total(self, counter: str) -> int:
         return sum(getattr(self, counter).values())
 
+    def failure(self, store: str, why: str, events: int) -> None:
+        """``events`` of ``store`` not delivered, because of ``why``."""
+        self.failed[store] += events
+        self.failures[f"{store}: {why}"] += events
+        if self.first_failure is None:
+            self.first_failure = f"{store}: {why}"
+
 
 class Sink(Protocol):
-    async def send(self, store: str, events: list[tuple[str, dict[str, Any]]]) -> bool: ...
-    async def send_poslog(self, store: str, tx: Transaction) -> bool: ...
+    """Where the tills deliver: each call answers None once delivered, else why not (what
+    the edge answered, or why it could not be reached: never a value that was sent)."""
+
+    problems: dict[str, str]
+    """Store -> why its latest failed attempt failed, while the sink may still be retrying
+    (said at once, and given as the reason of requests the end of the run cut off)."""
+
+    async def send(self, store: str, events: list[tuple[str, dict[str, Any]]]) -> str | None: ...
+    async def send_poslog(self, store: str, tx: Transaction) -> str | None: ...
     async def close(self) -> None: ...
 
 
@@ -75,43 +100,81 @@ class EdgeSink:
         self.edges = edges
         self.drop_folders = drop_folders or {}
         self.client = httpx.AsyncClient(timeout=15)
+        self.problems: dict[str, str] = {}
 
-    async def send(self, store: str, events: list[tuple[str, dict[str, Any]]]) -> bool:
+    async def send(self, store: str, events: list[tuple[str, dict[str, Any]]]) -> str | None:
         body = [{"type": event, **jsonable(record)} for event, record in events]
-        response = await self._post(f"{self.edges[store]}/v1/events", json=body)
-        return response is not None and response.status_code < 300
+        return await self._post(store, f"{self.edges[store]}/v1/events", json=body)
 
-    async def send_poslog(self, store: str, tx: Transaction) -> bool:
+    async def send_poslog(self, store: str, tx: Transaction) -> str | None:
         document = poslog(tx)
         folder = self.drop_folders.get(store)
         if folder is not None:  # written aside, then renamed: the edge never sees half a file
             name = f"{tx.sale['receipt_number']}-{tx.sale['event_id'][:8]}.xml"
             partial = folder / f".{name}.part"
-            await asyncio.to_thread(partial.write_bytes, document)
-            await asyncio.to_thread(partial.rename, folder / name)
-            return True
-        response = await self._post(
+            try:
+                await asyncio.to_thread(partial.write_bytes, document)
+                await asyncio.to_thread(partial.rename, folder / name)
+            except OSError as exc:
+                return f"cannot write to the drop folder {folder} ({exc.strerror or exc})"
+            return None
+        return await self._post(
+            store,
             f"{self.edges[store]}/v1/poslog",
             content=document,
             headers={"content-type": "application/xml"},
         )
-        return response is not None and response.status_code < 300
 
-    async def _post(self, url: str, **kwargs: Any) -> httpx.Response | None:
-        """POST like a till: retry (same event ids) while the edge is unreachable."""
+    async def _post(self, store: str, url: str, **kwargs: Any) -> str | None:
+        """POST like a till: retry (same event ids) while the edge is unreachable or full
+        (503); None once accepted, else why not."""
+        why = f"{url}: no answer"
         for attempt in range(6):
             try:
                 response = await self.client.post(url, **kwargs)
             except httpx.TransportError as exc:
                 log.debug("till could not reach %s (%s); retrying", url, exc)
+                why = f"{url}: unreachable ({type(exc).__name__}: {exc or 'no detail'})"
             else:
+                if response.status_code < 300:
+                    kept = set_aside(response)  # a POSLog document's: taken, not published
+                    return None if kept is None else f"{url}: {kept}"
+                why = f"{url}: {refusal(response)}"
                 if response.status_code != 503:  # 503: outbox full, come back later
-                    return response
+                    return why
+            self.problems[store] = why
             await asyncio.sleep(min(0.2 * 2**attempt, 5))
-        return None
+        return why
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def refusal(response: httpx.Response) -> str:
+    """An edge's refusal in a line: its status and first problem (field and message, which
+    the edge masks), the index of the event in the request left out so that one reason
+    counts every request it refused (``422 rule: store_id: this edge serves store 'S002'
+    only; the event names another``)."""
+    try:
+        body = response.json()
+        problem = body["problems"][0]
+        field_name = re.sub(r"^\[\d+\]\.?", "", str(problem["field"])) or "request"
+        said = f"{body['error']}: {field_name}: {problem['message']}"
+    except (ValueError, LookupError, TypeError):
+        said = response.reason_phrase or "no reason given"
+    return mask_pans(f"{response.status_code} {said}")[:300]
+
+
+def set_aside(response: httpx.Response) -> str | None:
+    """The first transaction an edge set aside from a POSLog document it took (an answer of
+    202 that publishes nothing of it), as :func:`refusal` words it; None if none was."""
+    try:
+        kept = response.json().get("set_aside") or []
+        first = kept[0] if kept else None
+        said = None if first is None else f"{first['kind']} ({first['cause']}): {first['reason']}"
+    except (ValueError, LookupError, TypeError, AttributeError):
+        return None
+    return None if said is None else mask_pans(f"{response.status_code} set aside: {said}")[:300]
 
 
 class KafkaSink:
@@ -120,8 +183,9 @@ class KafkaSink:
     def __init__(self, producer: Any, codec: AvroCodec) -> None:
         self.producer = producer
         self.codec = codec
+        self.problems: dict[str, str] = {}  # the producer retries by itself, and says nothing
 
-    async def send(self, store: str, events: list[tuple[str, dict[str, Any]]]) -> bool:
+    async def send(self, store: str, events: list[tuple[str, dict[str, Any]]]) -> str | None:
         futures = [
             await self.producer.send(
                 EVENT_TOPICS[event].name, self.codec.encode(event, record), key=store_key(store)
@@ -129,9 +193,9 @@ class KafkaSink:
             for event, record in events
         ]
         await asyncio.gather(*futures)
-        return True
+        return None
 
-    async def send_poslog(self, store: str, tx: Transaction) -> bool:
+    async def send_poslog(self, store: str, tx: Transaction) -> str | None:
         return await self.send(store, tx.poslog_events)
 
     async def close(self) -> None:
@@ -163,6 +227,7 @@ class Simulator:
                 tills=tills,
                 bad_ratio=bad_ratio,
                 clock=self.clocks[store],
+                receipts_per_second=rate / EVENTS_PER_TRANSACTION / len(stores),
             )
             for store in stores
         }
@@ -185,9 +250,24 @@ class Simulator:
         self.stats = Stats()
 
     async def run(self, duration: float | None = None, stop: asyncio.Event | None = None) -> Stats:
-        """Run until ``duration`` seconds have passed or ``stop`` is set."""
+        """Run until ``duration`` seconds have passed or ``stop`` is set, then give the tills
+        :data:`SETTLE_SECONDS` at most to settle: the run's length is bounded by the clock,
+        however slowly its edges answer."""
         stop = stop or asyncio.Event()
-        started = time.monotonic()
+        trading = asyncio.create_task(self._trade(stop, time.monotonic()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=duration)
+        stop.set()
+        await asyncio.wait([trading], timeout=SETTLE_SECONDS)
+        if not trading.done():  # requests still waiting for an edge: counted as failed
+            trading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await trading
+        await self.sink.close()
+        return self.stats
+
+    async def _trade(self, stop: asyncio.Event, started: float) -> None:
+        """The store-days: opened, traded until ``stop``, each till settled, then closed."""
         opened = datetime.now(UTC)
         for store, clock in self.clocks.items():  # before any till signs on
             clock.open(opened)
@@ -199,17 +279,18 @@ class Simulator:
             for store in self.traffic
             for till in range(self.tills)
         ]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=duration)
-        stop.set()
-        await asyncio.gather(*tills)
-        for store in self.traffic:  # once every till of the store has settled
-            settled = [self.shifts[(store, t)].closed_at for t in range(self.tills)]
-            closed = max([datetime.now(UTC), *(at for at in settled if at is not None)])
-            await self._deliver(store, [self._store_day("STORE_DAY_CLOSE", store, closed)])
-        await asyncio.gather(*tasks)
-        await self.sink.close()
-        return self.stats
+        try:
+            await stop.wait()
+            await asyncio.gather(*tills)
+            for store in self.traffic:  # once every till of the store has settled
+                settled = [self.shifts[(store, t)].closed_at for t in range(self.tills)]
+                closed = max([datetime.now(UTC), *(at for at in settled if at is not None)])
+                await self._deliver(store, [self._store_day("STORE_DAY_CLOSE", store, closed)])
+            await asyncio.gather(*tasks)
+        finally:  # cut off at the end of the settling time: nothing left running
+            for task in (*tills, *tasks):
+                task.cancel()
+            await asyncio.gather(*tills, *tasks, return_exceptions=True)
 
     def _store_day(self, kind: str, store: str, at: datetime) -> tuple[str, dict[str, Any]]:
         return store_day_event(kind, store, self.clocks[store], at, self._day_rng)
@@ -295,20 +376,34 @@ class Simulator:
     ) -> bool:
         """Send ``events``; whether they were accepted."""
         self.stats.sent[store] += len(events)
-        ok = await self.sink.send(store, events)
-        if ok:
+        try:
+            why = await self.sink.send(store, events)
+        except asyncio.CancelledError:
+            self.stats.failure(store, self._cut_off(store), len(events))
+            raise
+        if why is None:
             self.stats.accepted[store] += len(events)
         elif bad:
             self.stats.rejected[store] += len(events)
         else:
-            self.stats.failed[store] += len(events)
-        return ok
+            self.stats.failure(store, why, len(events))
+        return why is None
 
     async def _deliver_poslog(self, store: str, tx: Transaction) -> None:
         events = len(tx.poslog_events)
         self.stats.sent[store] += events
-        if await self.sink.send_poslog(store, tx):
+        try:
+            why = await self.sink.send_poslog(store, tx)
+        except asyncio.CancelledError:
+            self.stats.failure(store, self._cut_off(store), events)
+            raise
+        if why is None:
             self.stats.accepted[store] += events
             self.stats.poslog_files += 1
         else:
-            self.stats.failed[store] += events
+            self.stats.failure(store, why, events)
+
+    def _cut_off(self, store: str) -> str:
+        """Why a request the end of the run cut off failed: what its last try met, if any."""
+        last = self.sink.problems.get(store)
+        return f"{CUT_OFF} (last try: {last})" if last else CUT_OFF

@@ -9,18 +9,32 @@ Records are the Avro contracts' shapes: ``Decimal`` money, UTC datetimes with zo
 
 from __future__ import annotations
 
+import logging
 import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 from typing import Any
 
 from tillstream.simulate.catalog import CATALOG, DEPOSITS, Item
 from tillstream.simulate.clock import StoreClock
 
+log = logging.getLogger(__name__)
+
 _CENT = Decimal("0.01")
 _VAT = Decimal("0.07")
+_BASKET = (1, 7)
+"""Fewest and most different items in a basket."""
+_PIECES = ((1, 2, 3, 6), (70, 20, 7, 3))
+"""Pieces of an item a shopper takes, and how often."""
+_WEIGHED_GRAMS = (150, 1800)
+_LEAST = {True: Decimal("0.100"), False: Decimal(1)}
+"""The least a shopper takes of what is left (weighed: kilograms; else pieces)."""
+DELIVERY_SECONDS = 10.0
+"""Seconds between two deliveries of a simulated store (the driver's schedule)."""
+_COVER = 3
+"""Deliveries' worth of expected sales a store stocks above the reorder point."""
 _METHODS = (("CARD", 55), ("CASH", 30), ("MOBILE", 12), ("GIFT_CARD", 3))
 _BRANDS = ("VISA", "MASTERCARD", "AMEX", "MAESTRO")
 
@@ -63,7 +77,13 @@ class StoreTraffic:
         customers: int = 300,
         bad_ratio: float = 0.005,
         clock: StoreClock | None = None,
+        receipts_per_second: float = 1.0,
+        stock_limited: bool = True,
     ) -> None:
+        """``receipts_per_second``: the store's expected pace, which sizes its stock (a store
+        selling ten times faster keeps more on the shelf); ``stock_limited``: shoppers take
+        only what the shelf has (False: anything, for benchmarks and fault runs that need
+        baskets of a given shape rather than a believable store)."""
         self.store_id = store_id
         self.clock = clock or StoreClock()
         """The store's offset and business day, shared with its tills' shifts."""
@@ -73,8 +93,17 @@ class StoreTraffic:
         self.customers = [f"C-{store_id}-{n:05d}" for n in range(1, customers + 1)]
         self.bad_ratio = bad_ratio
         self._receipts = [0] * tills
-        self.on_hand: dict[str, Decimal] = {item.sku: Decimal(0) for item in CATALOG}
-        """What the store believes it has, to order deliveries as a store manager would."""
+        self.stock_limited = stock_limited
+        self.stocked: dict[str, Decimal] = {
+            item.sku: stock_level(item, receipts_per_second) for item in CATALOG
+        }
+        """What each SKU is restocked to (its order-up-to level)."""
+        self.on_hand: dict[str, Decimal] = dict(self.stocked)
+        """What the store believes it has (it opens stocked), to sell only what is on the
+        shelf and to order deliveries as a store manager would."""
+        self.oversold = 0
+        """Receipts that sold a unit the books say is gone: only when the whole store is
+        sold out (never, with deliveries)."""
 
     def _id(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -85,9 +114,13 @@ class StoreTraffic:
         self._receipts[till] += 1
         lines: list[dict[str, Any]] = []
         last: list[dict[str, Any]] = []
-        for item in rng.sample(CATALOG, rng.randint(1, 7)):
-            last = self._item_lines(len(lines) + 1, "SALE", item)
-            lines += last
+        for item in rng.sample(CATALOG, rng.randint(*_BASKET)):
+            quantity = self._take(item, self._quantity(item))
+            if quantity is not None:  # sold out: the shopper goes without
+                last = self._item_lines(len(lines) + 1, "SALE", item, quantity)
+                lines += last
+        if not lines:  # nothing wanted is on the shelf: the best-stocked item instead
+            lines = last = self._fallback()
         if rng.random() < 0.04:  # rung up by mistake, then voided (with its deposit)
             # Each voided line is followed by its VOID, as a till logs a voided line item.
             del lines[len(lines) - len(last) :]
@@ -95,7 +128,8 @@ class StoreTraffic:
                 lines.append(dict(line, line_number=len(lines) + 1))
                 lines.append(dict(line, line_number=len(lines) + 1, kind="VOID"))
         if rng.random() < 0.05:  # something brought back (a drink with its empties)
-            lines += self._item_lines(len(lines) + 1, "RETURN", rng.choice(CATALOG))
+            item = rng.choice(CATALOG)
+            lines += self._item_lines(len(lines) + 1, "RETURN", item, self._quantity(item))
         sign = {"SALE": 1, "RETURN": -1, "VOID": -1}
         for line in lines:
             if line["stock_item"]:  # a deposit is not on the shelf
@@ -163,9 +197,35 @@ class StoreTraffic:
             "source": "api",
         }
 
-    def _item_lines(self, number: int, kind: str, item: Item) -> list[dict[str, Any]]:
+    def _quantity(self, item: Item) -> Decimal:
+        """How much of ``item`` a shopper takes: weighed on the scale, or pieces."""
+        if item.weighed:
+            return Decimal(self.rng.randint(*_WEIGHED_GRAMS)) / 1000
+        return Decimal(self.rng.choices(*_PIECES)[0])
+
+    def _take(self, item: Item, wanted: Decimal) -> Decimal | None:
+        """What the shelf gives of ``wanted``: all of it, what is left, or nothing (None)."""
+        have = self.on_hand[item.sku]
+        if not self.stock_limited or wanted <= have:
+            return wanted
+        left = have.quantize(Decimal("0.001") if item.weighed else Decimal(1), ROUND_DOWN)
+        return left if left >= _LEAST[item.weighed] else None
+
+    def _fallback(self) -> list[dict[str, Any]]:
+        """One unit of the best-stocked item; below zero only if the whole store is sold
+        out (counted in :attr:`oversold`)."""
+        item = max(CATALOG, key=lambda i: self.on_hand[i.sku])
+        least = _LEAST[item.weighed]
+        if self.on_hand[item.sku] < least:
+            self.oversold += 1
+            log.warning("store %s is sold out: a receipt sells below zero", self.store_id)
+        return self._item_lines(1, "SALE", item, least)
+
+    def _item_lines(
+        self, number: int, kind: str, item: Item, quantity: Decimal
+    ) -> list[dict[str, Any]]:
         """The line of ``item``, then its bottle deposit if it has one."""
-        line = self._line(number, kind, item)
+        line = self._line(number, kind, item, quantity)
         if not item.bottles:
             return [line]
         deposit = DEPOSITS[item.deposit]
@@ -189,14 +249,8 @@ class StoreTraffic:
             },
         ]
 
-    def _line(self, number: int, kind: str, item: Item) -> dict[str, Any]:
-        rng = self.rng
-        if item.weighed:
-            quantity = Decimal(rng.randint(150, 1800)) / 1000
-            unit = "KG"
-        else:
-            quantity = Decimal(rng.choices((1, 2, 3, 6), weights=(70, 20, 7, 3))[0])
-            unit = "EA"
+    def _line(self, number: int, kind: str, item: Item, quantity: Decimal) -> dict[str, Any]:
+        unit = "KG" if item.weighed else "EA"
         extended = (quantity * item.price).quantize(_CENT)
         return {
             "line_number": number,
@@ -252,10 +306,10 @@ class StoreTraffic:
         }
 
     def opening_count(self, at: datetime) -> list[dict[str, Any]]:
-        """A shelf count of every SKU when the store opens."""
+        """A shelf count of every SKU when the store opens, stocked."""
         moves = []
         for item in CATALOG:
-            self.on_hand[item.sku] = item.reorder_point * 3
+            self.on_hand[item.sku] = self.stocked[item.sku]
             moves.append(self._movement(item, "COUNT", self.on_hand[item.sku], "COUNTED", at))
         return moves
 
@@ -264,7 +318,7 @@ class StoreTraffic:
         depend on the order in which it and the first sales are applied."""
         moves = []
         for item in CATALOG:
-            self.on_hand[item.sku] = item.reorder_point * 3
+            self.on_hand[item.sku] = self.stocked[item.sku]
             moves.append(
                 self._movement(item, "CHANGE", self.on_hand[item.sku], "RECEIVED", at, "OPENING")
             )
@@ -287,13 +341,14 @@ class StoreTraffic:
         return moves
 
     def delivery(self, at: datetime) -> list[dict[str, Any]]:
-        """Cases of the SKUs running low, brought back to three times their reorder point;
-        now and then an item misses the truck, so stock does run low."""
+        """Cases of the SKUs that sold more than their reorder point since they were last
+        stocked, brought back to their stock level (:func:`stock_level`); now and then an
+        item misses the truck, so stock does run low, now and then."""
         rng = self.rng
         reference = f"DN-{self.store_id}-{rng.randint(10000, 99999)}"
         moves = []
         for item in CATALOG:
-            short = item.reorder_point * 3 - self.on_hand[item.sku]
+            short = self.stocked[item.sku] - self.on_hand[item.sku]
             if short <= item.reorder_point or rng.random() < 0.15:
                 continue
             case = Decimal(5 if item.weighed else 12)
@@ -324,3 +379,18 @@ class StoreTraffic:
             "occurred_at": at,
             "source": "api",
         }
+
+
+def stock_level(item: Item, receipts_per_second: float) -> Decimal:
+    """What a store keeps of ``item``: three times its reorder point, or more for a store
+    that sells faster: the reorder point plus :data:`_COVER` deliveries' worth of expected
+    sales, so one truck missed does not take it below the reorder point."""
+    share = Decimal(sum(_BASKET)) / 2 / len(CATALOG)  # of the baskets that hold the item
+    if item.weighed:
+        each = Decimal(sum(_WEIGHED_GRAMS)) / 2 / 1000
+    else:
+        pieces, weights = _PIECES
+        each = Decimal(sum(p * w for p, w in zip(pieces, weights, strict=True))) / sum(weights)
+    per_delivery = Decimal(str(receipts_per_second)) * Decimal(str(DELIVERY_SECONDS)) * share * each
+    cover = item.reorder_point + _COVER * per_delivery
+    return max(item.reorder_point * 3, cover.to_integral_value(rounding=ROUND_CEILING))

@@ -4,6 +4,8 @@ point in the ``tillstream.consumers`` group of an installed package."""
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from importlib.metadata import entry_points
 
 from tillstream_consumers.runtime.api import Consumer
@@ -33,16 +35,47 @@ def load_consumer(spec: str) -> type[Consumer]:
             )
         return _checked(spec, found[0].load())
     module_name, _, attr = (target or spec).partition(":")
+    if target is None:
+        _search_working_directory()
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConsumerNotFound(
-            f"cannot import {module_name!r} for consumer {spec!r}: {exc}"
-        ) from exc
+        raise ConsumerNotFound(_import_failed(spec, module_name, exc)) from exc
     try:
         return _checked(spec, getattr(module, attr))
     except AttributeError:
         raise ConsumerNotFound(f"module {module_name!r} has no {attr!r}") from None
+
+
+def _search_working_directory() -> None:
+    """A user's ``module:Class`` is found in the directory the command runs in, as ``python -m``,
+    uvicorn and gunicorn find theirs: the installed ``tillstream`` script alone would not look
+    there, and docs/consumers.md runs ``tillstream consume visits:VisitCounter`` beside
+    ``visits.py``."""
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
+
+
+def _import_failed(spec: str, module_name: str, exc: ImportError) -> str:
+    """What to do when ``module_name`` does not import: where it was looked for, or which of
+    its own imports failed."""
+    missing = getattr(exc, "name", None)
+    if (
+        isinstance(exc, ModuleNotFoundError)
+        and missing
+        and f"{module_name}.".startswith(f"{missing}.")
+    ):
+        path = os.environ.get("PYTHONPATH")
+        searched = f"PYTHONPATH={path}" if path else "PYTHONPATH (not set)"
+        first = module_name.split(".")[0]
+        return (
+            f"cannot import {module_name!r} for consumer {spec!r}: no module {missing!r} in "
+            f"the current directory {os.getcwd()}, {searched} or the installed packages. "
+            f"Run the command in the directory that holds {first}.py (or the package "
+            f"{first}/), or set PYTHONPATH to that directory"
+        )
+    return f"cannot import {module_name!r} for consumer {spec!r}: {type(exc).__name__}: {exc}"
 
 
 def _checked(spec: str, obj: object) -> type[Consumer]:
