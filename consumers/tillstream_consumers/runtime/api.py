@@ -12,6 +12,8 @@ from starlette.routing import BaseRoute
 
 from tillstream.core.events import (
     CustomerRequest,
+    EstateDesired,
+    EstateReport,
     Item,
     Payment,
     Price,
@@ -122,6 +124,12 @@ class Record:
 
     def price(self) -> Price:
         return cast(Price, self._value_of("price"))
+
+    def estate_report(self) -> EstateReport:
+        return cast(EstateReport, self._value_of("estate_report"))
+
+    def estate_desired(self) -> EstateDesired:
+        return cast(EstateDesired, self._value_of("estate_desired"))
 
     def _value_of(self, event: str) -> dict[str, Any]:
         if self.tombstone:
