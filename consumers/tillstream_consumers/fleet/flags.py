@@ -182,7 +182,8 @@ def _skew(edge: dict[str, object], rules: Rules) -> list[Finding]:
     if abs(skew) <= rules.max_skew.total_seconds():
         return []
     way = "ahead of" if skew > 0 else "behind"
-    return [Finding(CLOCK_SKEW, "edge", f"the edge's clock is {span(skew)} {way} the broker's")]
+    message = f"the edge's clock is {span(abs(skew))} {way} the broker's"
+    return [Finding(CLOCK_SKEW, "edge", message)]
 
 
 def _devices(

@@ -50,7 +50,7 @@ def span(seconds: float | None) -> str:
     """``2h 05m``, ``45s``: an age or a duration as people read it."""
     if seconds is None:
         return ""
-    left = int(abs(seconds))
+    left = round(abs(seconds))
     sign = "-" if seconds < 0 else ""
     days, left = divmod(left, 86400)
     hours, left = divmod(left, 3600)
