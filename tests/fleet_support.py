@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from time import monotonic, sleep
 from typing import Any
 
+from aiokafka import TopicPartition
+
 from tillstream.core.codec import AvroCodec
 from tillstream.core.http import embedded_server
 from tillstream.core.kafka import make_consumer, make_producer
@@ -135,26 +137,44 @@ async def produce_reports(
 async def desired_records(
     settings: Settings, codec: AvroCodec, store: str, timeout: float = 30
 ) -> list[tuple[str, dict[str, Any] | None]]:
-    """Every record of ``store`` on tillstream.estate-desired, in order: (target, the record
-    or None for a tombstone)."""
-    consumer = make_consumer(settings, ESTATE_DESIRED.name, group_id=None)
+    """Every record of ``store`` on tillstream.estate-desired, in the order the broker
+    appended them: (target, the record, or None for a tombstone)."""
+    consumer = make_consumer(settings, group_id=None)
     await consumer.start()
     try:
-        await consumer.seek_to_beginning()
-        ends = await consumer.end_offsets(list(consumer.assignment()))
-        found: list[tuple[int, str, dict[str, Any] | None]] = []
+        partitions = [
+            TopicPartition(ESTATE_DESIRED.name, n)
+            for n in sorted(await _partitions_of(consumer, ESTATE_DESIRED.name))
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        found: list[tuple[int, int, str, dict[str, Any] | None]] = []
         async with asyncio.timeout(timeout):
-            while any(await consumer.position(tp) < end for tp, end in ends.items()):
+            pending = {tp for tp, end in ends.items() if end > 0}
+            while pending:
                 for messages in (await consumer.getmany(timeout_ms=500)).values():
                     for m in messages:
                         key = key_of(m.key)
                         if key is None or key[0] != store:
                             continue
                         value = None if m.value is None else codec.decode(m.value).record
-                        found.append((m.timestamp, key[1], value))
-        return [(target, value) for _, target, value in sorted(found, key=lambda f: f[0])]
+                        found.append((m.timestamp, m.offset, key[1], value))
+                for tp in list(pending):
+                    if await consumer.position(tp) >= ends[tp]:
+                        pending.discard(tp)
+        return [(target, value) for _, _, target, value in sorted(found, key=lambda f: f[:2])]
     finally:
         await consumer.stop()
+
+
+async def _partitions_of(consumer: Any, topic: str) -> set[int]:
+    async with asyncio.timeout(30):
+        while not (found := consumer.partitions_for_topic(topic)):
+            await consumer._client.force_metadata_update()
+            consumer._client.add_topic(topic)
+            await asyncio.sleep(0.2)
+    return set(found)
 
 
 @contextmanager
