@@ -51,6 +51,9 @@ PRUNE_EVERY = 60.0
 class FleetService(Consumer):
     name = COMPONENT
     topics = (ESTATE_REPORTS.name, ESTATE_DESIRED.name)
+    publishes = (ESTATE_DESIRED.name,)
+    """The page's decisions: a till suspended by a signed-in person (or a token), never by
+    the service itself."""
     migrations = MIGRATIONS
     signs_in = True
     """Head office IT acts on its page (suspend a till): served behind sign-in and tokens."""
