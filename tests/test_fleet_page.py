@@ -119,7 +119,13 @@ def test_in_a_browser_it_signs_in_reads_the_estate_and_suspends_a_till_after_con
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    from tests.browser_support import chromium, full_page_screenshot, rows, viewport
+    from tests.browser_support import (
+        chromium,
+        full_page_screenshot,
+        rows,
+        scrolls_sideways,
+        viewport,
+    )
 
     base, _, settings = signed
     shots = Path(os.environ.get("TILLSTREAM_SCREENSHOTS") or tmp_path)
@@ -135,11 +141,17 @@ def test_in_a_browser_it_signs_in_reads_the_estate_and_suspends_a_till_after_con
         assert {estate.good, estate.busy, estate.evil} <= set(listed)
         assert listed[estate.good]["Edge"] == "up" and listed[estate.good]["Open flags"] == "none"
         busy = listed[estate.busy]
-        assert busy["Devices down"] == "1/2" and busy["Outbox"].startswith("312")
+        assert busy["Devices down"] == "1/2" and busy["Outbox"].split() == [
+            "312",
+            "oldest",
+            "25m",
+            "00s",
+        ]
         assert set(busy["Open flags"].split(", ")) == {
             "outbox growing 1", "device down 1", "till not seen 1"
         }  # fmt: skip
         viewport(driver, 1024, 768)
+        assert not scrolls_sideways(driver, driver.find_element(By.ID, "stores"))
         full_page_screenshot(driver, shots / ESTATE_SHOT)
         driver.find_element(By.LINK_TEXT, estate.busy).click()
         _wait(driver, f"Store {estate.busy}")
