@@ -25,6 +25,7 @@ from tillstream_consumers.fleet.tables import (
     TILL_COLUMNS,
 )
 from tillstream_consumers.fleet.times import from_ms, stamp
+from tillstream_consumers.fleet.views import StoreView
 from tillstream_consumers.runtime.db import Database, chunks, marks
 
 ACTIVE = "ACTIVE"
@@ -58,13 +59,26 @@ class _State:
     devices: list[tuple[Any, ...]]
     applied: list[tuple[Any, ...]]
 
+    def view(self, store: str) -> StoreView:
+        """The rows as :func:`~tillstream_consumers.fleet.views.load_views` would read
+        them back (the flags are evaluated on them, not on a second read)."""
+        return StoreView(
+            store,
+            dict(zip(EDGE_COLUMNS, self.edge, strict=True)),
+            sorted((dict(zip(TILL_COLUMNS, t, strict=True)) for t in self.tills),
+                   key=lambda t: str(t["till_id"])),
+            sorted((dict(zip(DEVICE_COLUMNS, d, strict=True)) for d in self.devices),
+                   key=lambda d: str(d["device_id"])),
+            {p[1]: dict(zip(APPLIED_COLUMNS, p, strict=True)) for p in self.applied},
+        )  # fmt: skip
 
-def store_reports(db: Database, arrived: Sequence[Arrived]) -> set[str]:
-    """Store ``arrived`` (in the order they were read); returns the stores whose state
-    changed."""
+
+def store_reports(db: Database, arrived: Sequence[Arrived]) -> dict[str, StoreView]:
+    """Store ``arrived`` (in the order they were read); returns the new state of each store
+    whose state changed (without head office's desired state: the caller adds it)."""
     fresh = _fresh(db, arrived)
     if not fresh:
-        return set()
+        return {}
     stores = sorted({a.report["store_id"] for a in fresh})
     before = _before(db, stores, fresh)
     latest: dict[str, _State] = {}
@@ -98,7 +112,7 @@ def store_reports(db: Database, arrived: Sequence[Arrived]) -> set[str]:
     db.insert_many("fleet_tills", TILL_COLUMNS, [r for state in states for r in state.tills])
     db.insert_many("fleet_devices", DEVICE_COLUMNS, [r for state in states for r in state.devices])
     db.insert_many("fleet_applied", APPLIED_COLUMNS, [r for state in states for r in state.applied])
-    return set(changed)
+    return {store: latest[store].view(store) for store in changed}
 
 
 def _fresh(db: Database, arrived: Sequence[Arrived]) -> list[Arrived]:

@@ -33,7 +33,7 @@ from tillstream_consumers.fleet.page import page_routes
 from tillstream_consumers.fleet.reports import Arrived, store_reports
 from tillstream_consumers.fleet.tables import COMPONENT, MIGRATIONS
 from tillstream_consumers.fleet.times import from_ms, stamp
-from tillstream_consumers.fleet.views import load_views
+from tillstream_consumers.fleet.views import StoreView, load_desired, load_views
 from tillstream_consumers.runtime.api import Consumer, Context, PermanentError, Query, Record
 from tillstream_consumers.runtime.db import Database
 
@@ -90,14 +90,18 @@ class FleetService(Consumer):
                 desired.append(r.estate_desired())
             else:
                 raise PermanentError(f"{r.topic}: a {r.event} is not an estate record")
-        touched = store_reports(ctx.db, reports) if reports else set()
-        touched |= store_desired(ctx.db, desired) if desired else set()
-        self.evaluate(ctx.db, touched, ctx.now)
+        reported = store_reports(ctx.db, reports) if reports else {}
+        decided = store_desired(ctx.db, desired) if desired else set()
+        load_desired(ctx.db, reported)  # the rest of a reporting store's view is in hand
+        views = {**load_views(ctx.db, decided - set(reported)), **reported}
+        self._sync(ctx.db, views, ctx.now)
 
     def evaluate(self, db: Database, stores: Iterable[str], now: datetime) -> int:
         """Evaluate ``stores``' flags at ``now`` and make the table match; returns how many
         flags were raised or resolved."""
-        views = load_views(db, stores)
+        return self._sync(db, load_views(db, stores), now)
+
+    def _sync(self, db: Database, views: dict[str, StoreView], now: datetime) -> int:
         if not views:
             return 0
         return sync(db, {s: evaluate(v, now, self.rules) for s, v in views.items()}, now)

@@ -13,7 +13,9 @@ def stamp(at: datetime | None) -> str | None:
     """``2026-03-02T09:00:00.000000Z``; None for none."""
     if at is None:
         return None
-    return at.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    if at.tzinfo is not UTC:  # the codec gives UTC already: most times skip this
+        at = at.astimezone(UTC)
+    return at.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse(text: object) -> datetime | None:
