@@ -49,8 +49,13 @@ def heartbeats(rounds: int) -> list[dict[str, Any]]:
     """``rounds`` heartbeats of each of :data:`STORES` stores, 30 s apart, in order."""
     start = datetime.now(UTC) - timedelta(minutes=5)
     return [
-        sample_estate_report(f"H{n:05d}", at=start + timedelta(seconds=30 * r), tills=TILLS,
-                             devices=DEVICES, edge_id=f"edge-{n:05d}")  # fmt: skip
+        sample_estate_report(
+            f"H{n:05d}",
+            at=start + timedelta(seconds=30 * r),
+            tills=TILLS,
+            devices=DEVICES,
+            edge_id=f"edge-{n:05d}",
+        )
         for r in range(rounds)
         for n in range(STORES)
     ]

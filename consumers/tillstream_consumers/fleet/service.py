@@ -48,6 +48,24 @@ GAUGES_EVERY = 5.0
 PRUNE_EVERY = 60.0
 
 
+STORE_LOCKS = 0x7111_F1EE
+"""The namespace of the stores' advisory locks (``lock_stores``)."""
+
+
+def lock_stores(db: Database, stores: Iterable[str]) -> None:
+    """Hold ``stores`` until the transaction ends, before reading anything of them: a
+    store's reports and its desired state travel on different topics, which the group may
+    give to different instances, and each instance evaluates the store on what it reads.
+    Without the lock, each could evaluate it without the other's uncommitted rows (a drift
+    never raised). PostgreSQL (READ COMMITTED: a statement after the lock sees what the
+    holder committed); in one order, so no two wait on each other in a circle."""
+    db.advisory_locks(STORE_LOCKS, stores)
+
+
+def _store(change: EstateDesired | Cleared) -> str:
+    return change.key[0] if isinstance(change, Cleared) else change["store_id"]
+
+
 class FleetService(Consumer):
     name = COMPONENT
     topics = (ESTATE_REPORTS.name, ESTATE_DESIRED.name)
@@ -90,6 +108,10 @@ class FleetService(Consumer):
                 desired.append(r.estate_desired())
             else:
                 raise PermanentError(f"{r.topic}: a {r.event} is not an estate record")
+        # Before the first read: what this batch evaluates is read after any other
+        # transaction holding one of its stores (a report and a desired change of a store
+        # arrive on different topics, maybe at different instances) has committed.
+        lock_stores(ctx.db, {a.report["store_id"] for a in reports} | {_store(d) for d in desired})
         reported = store_reports(ctx.db, reports) if reports else {}
         decided = store_desired(ctx.db, desired) if desired else set()
         load_desired(ctx.db, reported)  # the rest of a reporting store's view is in hand
@@ -99,7 +121,9 @@ class FleetService(Consumer):
     def evaluate(self, db: Database, stores: Iterable[str], now: datetime) -> int:
         """Evaluate ``stores``' flags at ``now`` and make the table match; returns how many
         flags were raised or resolved."""
-        return self._sync(db, load_views(db, stores), now)
+        wanted = set(stores)
+        lock_stores(db, wanted)
+        return self._sync(db, load_views(db, wanted), now)
 
     def _sync(self, db: Database, views: dict[str, StoreView], now: datetime) -> int:
         if not views:
