@@ -19,11 +19,10 @@ from prometheus_client import REGISTRY
 
 from tests.consumer_support import publish, running, scalar, wait_until
 from tillstream.cli import main
-from tillstream.core import rules
 from tillstream.core.codec import AvroCodec
 from tillstream.core.settings import Settings
 from tillstream.dev.ports import free_port
-from tillstream.dev.samples import sample_payment, sample_sale
+from tillstream.dev.samples import sample_payment, sample_sale, with_totals
 from tillstream_consumers.analytics import Analytics, daily_summary
 from tillstream_consumers.analytics import gauges as business_gauges
 from tillstream_consumers.audit import SalesAudit
@@ -93,11 +92,7 @@ def sale(
             }
             for n, (kind, sku, qty, price) in enumerate(lines, start=1)
         ]
-        net = sum(
-            (ln["extended_amount"] * rules.LINE_SIGNS[ln["kind"]] for ln in value["lines"]),
-            Decimal(0),
-        )
-        value["totals"] = {**value["totals"], "gross_amount": net, "net_amount": net}
+        with_totals(value)
     return "sale", value
 
 

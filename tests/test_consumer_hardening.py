@@ -43,10 +43,20 @@ def _effects(url: str, store: str) -> int:
     return int(scalar(url, "SELECT COUNT(*) FROM effects WHERE store_id = ?", (store,)) or 0)
 
 
-def _sale(store: str, receipt: str | None = None) -> tuple[str, dict[str, Any]]:
+_LETTERS = str.maketrans("0123456789", "ghijklmnop")
+
+
+def _sale(
+    store: str, receipt: str | None = None, *, padding: int = 0
+) -> tuple[str, dict[str, Any]]:
+    """A sample sale; ``padding`` random bytes (as hex, its digits as letters: a run of
+    digits may pass for a card number) in a line's description make it big (lz4 cannot
+    shrink them much; a receipt number that long would break a core rule)."""
     sale = sample_sale(store, customer=None)
     if receipt is not None:
         sale["receipt_number"] = receipt
+    if padding:
+        sale["lines"][0]["description"] = os.urandom(padding).hex().translate(_LETTERS)
     return ("sale", sale)
 
 
@@ -286,7 +296,7 @@ async def test_a_published_event_too_large_for_its_topic_is_set_aside_and_the_re
     relay_topic = f"tillstream.test.relay-{uuid.uuid4().hex[:8]}"
     await _create_topic(kafka_topics, relay_topic, 1, **{"max.message.bytes": "4000"})
     store = f"T{uuid.uuid4().hex[:8]}"
-    big = _sale(store, f"BIG-{os.urandom(8000).hex()}")  # ~16 kB, random: lz4 cannot shrink it
+    big = _sale(store, "BIG", padding=8000)  # ~16 kB
     small = [_sale(store) for _ in range(4)]
     await publish(kafka_topics, codec, [*small[:2], big, *small[2:]])
     url = f"sqlite:///{tmp_path / 'relay.db'}"
@@ -346,11 +356,10 @@ async def test_a_dead_letter_too_large_for_its_topic_goes_without_its_value_and_
     partitions = kafka_topics.topic_partitions
     await _create_topic(kafka_topics, dlq, partitions, **{"max.message.bytes": "4000"})
     store = f"D{uuid.uuid4().hex[:8]}"
-    receipt = f"POISON-{os.urandom(8000).hex()}"
+    receipt = f"POISON-{uuid.uuid4().hex}"
+    poison = _sale(store, receipt, padding=8000)  # ~16 kB
     await publish(
-        kafka_topics,
-        codec,
-        [_sale(store), _sale(store), _sale(store, receipt), _sale(store), _sale(store)],
+        kafka_topics, codec, [_sale(store), _sale(store), poison, _sale(store), _sale(store)]
     )
     url = f"sqlite:///{tmp_path / 'bigdlq.db'}"
     consumer = Effects.in_group(group)(kafka_topics)
@@ -377,7 +386,11 @@ async def test_a_dead_letter_too_large_for_its_topic_goes_without_its_value_and_
     shown = cli(bootstrap, "dlq", "show", group, "--json")
     assert shown.returncode == 0, shown.stderr
     (letter,) = [json.loads(line) for line in shown.stdout.splitlines()]
-    assert (letter["reason"], letter["bytes"], letter["value_omitted"]) == ("invalid", 0, True)
+    assert (letter["reason"], letter["bytes"], letter["value_omitted"]) == (
+        "invalid",
+        0,
+        "too-large",
+    )
 
     Database(url).execute("INSERT INTO fixes (receipt) VALUES (?)", (receipt,))
     replayed = cli(bootstrap, "dlq", "replay", group)  # reads the record from its source

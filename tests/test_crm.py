@@ -20,7 +20,7 @@ from tests.consumer_support import publish, running, scalar, wait_until
 from tillstream.cli import main
 from tillstream.core.codec import AvroCodec
 from tillstream.core.settings import Settings
-from tillstream.dev.samples import sample_sale
+from tillstream.dev.samples import sale_worth
 from tillstream_consumers.crm import CrmProfiles, load_profile, segment_of
 from tillstream_consumers.crm.erasure import customer_hash
 from tillstream_consumers.crm.segments import score
@@ -54,9 +54,8 @@ def sale(
     net: str,
     currency: str = "EUR",
 ) -> tuple[str, dict[str, Any]]:
-    value = sample_sale(store, at=at, customer=customer)
+    value = sale_worth(store, Decimal(net), at=at, customer=customer)
     value["currency"] = currency
-    value["totals"]["net_amount"] = Decimal(net)
     return "sale", value
 
 

@@ -76,7 +76,8 @@ async def test_times_no_consumer_can_store_or_implausible_for_a_live_till_are_re
     good = stock_json(store)
     far_future = sale_json(store, occurred_at="9999-12-31T23:59:59-14:00")
     year_one = payment_json(sale_json(store)) | {"occurred_at": "0001-01-01T00:00:00Z"}
-    stale = sale_json(store, occurred_at=iso(now - timedelta(days=40)))
+    then = now - timedelta(days=40)
+    stale = sale_json(store, occurred_at=iso(then), business_day=then.date().isoformat())
     ahead = stock_json(store, occurred_at=iso(now + timedelta(hours=3)))
     async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
         single = await http.post("/v1/events", content=dumps(far_future))

@@ -17,7 +17,7 @@ import pytest
 
 from tests.test_erp import SETTINGS, Erp, movement
 from tillstream.core.codec import AvroCodec
-from tillstream.dev.samples import sample_sale
+from tillstream.dev.samples import sample_sale, with_totals
 from tillstream_consumers.erp.stock import micros
 from tillstream_consumers.erp.tables import COMPONENT, MIGRATIONS
 from tillstream_consumers.runtime.db import Database
@@ -59,7 +59,7 @@ def sale(store: str, when: datetime, *lines: tuple[str, str, str]) -> dict[str, 
         {**template, "line_number": n, "kind": kind, "sku": sku, "quantity": Decimal(q)}
         for n, (kind, sku, q) in enumerate(lines, start=1)
     ]
-    return value
+    return with_totals(value)
 
 
 def store() -> str:

@@ -259,9 +259,12 @@ def test_times_are_taken_only_if_every_consumer_can_hold_them_and_they_are_plaus
 ) -> None:
     event = valid(kind)
     event["occurred_at"] = at
-    answer, nothing_stored = around(edge, "/v1/events", dumps(event))
     moment, now = datetime.fromisoformat(at), datetime.now(UTC)
     storable = rules.EARLIEST <= moment <= rules.LATEST
+    if storable and "business_day" in event:  # the store-local date of the time (its rule)
+        local = moment.astimezone(UTC) + timedelta(minutes=event.get("utc_offset_minutes", 0))
+        event["business_day"] = local.date().isoformat()
+    answer, nothing_stored = around(edge, "/v1/events", dumps(event))
     # A minute's margin each side of the window: the clock moves while the example runs.
     clearly_in = storable and now - DAY30 + _MINUTE <= moment <= now + HOUR - _MINUTE
     clearly_out = not storable or not now - DAY30 - _MINUTE <= moment <= now + HOUR + _MINUTE

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from aiokafka.errors import (
 )
 
 from tillstream.core.codec import AvroCodec
-from tillstream.dev.samples import sample_sale
+from tillstream.dev.samples import sample_payment, sample_sale
 from tillstream_consumers.runtime import (
     Consumer,
     Context,
@@ -37,6 +38,7 @@ from tillstream_consumers.runtime.partitioning import RoutingCheck, TopicPartiti
 from tillstream_consumers.runtime.relay import Relay
 from tillstream_consumers.runtime.retrying import Readiness, RetryPolicy, Stopping
 from tillstream_consumers.runtime.sender import Outbound, Refused
+from tillstream_consumers.runtime.validity import BROKEN_RULE, WRONG_TOPIC, Unbelievable
 
 SALES = TopicPartition("tillstream.sales", 0)
 
@@ -77,6 +79,44 @@ def test_a_batch_is_decoded_in_order_and_bad_bytes_are_set_aside(codec: AvroCode
     assert fetched.positions == {SALES: 10}  # past the undecodable one too
     assert revoked not in fetched.positions  # its new owner reads it
     assert fetched.message_of(fetched.records[1]) is messages[2]
+
+
+def test_records_that_break_a_core_rule_or_sit_on_the_wrong_topic_are_set_aside(
+    codec: AvroCodec,
+) -> None:
+    sale, payment = sample_sale("S1"), sample_payment(sample_sale("S1"))
+    offset = sample_sale("S1") | {"utc_offset_minutes": 1_000_000, "receipt_number": ""}
+    ahead = sample_sale("S1")
+    ahead["business_day"] += timedelta(days=30)
+    items = TopicPartition("tillstream.items", 0)
+    mine = TopicPartition("my.sales", 0)  # not tillstream's: any type may be on it
+    batch = {
+        SALES: [
+            Msg(SALES.topic, 0, 1, b"S1", codec.encode("sale", offset)),
+            Msg(SALES.topic, 0, 2, b"S1", codec.encode("payment", payment)),
+            Msg(SALES.topic, 0, 3, b"S1", codec.encode("sale", sale)),
+            Msg(SALES.topic, 0, 4, b"S1", codec.encode("sale", ahead)),
+        ],
+        items: [Msg(items.topic, 0, 0, b"SKU-1", None)],  # a tombstone is no event
+        mine: [Msg(mine.topic, 0, 0, b"S1", codec.encode("payment", payment))],
+    }
+    fetched = decode_batch(codec, batch, set(batch), RoutingCheck("parts"), lambda _: 0)
+    assert [(r.topic, r.offset) for r in fetched.records] == [
+        (SALES.topic, 3),
+        (items.topic, 0),
+        (mine.topic, 0),
+    ]
+    refused = {m.offset: e for m, e in fetched.unbelievable}
+    assert sorted(refused) == [1, 2, 4]
+    assert (refused[1].reason, refused[1].rules) == (
+        BROKEN_RULE,
+        ("utc_offset_minutes", "receipt_number"),
+    )
+    assert str(refused[1]).startswith("sale: utc_offset_minutes: must be between -840 and 840")
+    assert (refused[2].reason, refused[2].rules) == (WRONG_TOPIC, ("topic",))
+    assert "tillstream.sales carries sale events, not payment" in str(refused[2])
+    assert refused[4].rules == ("business_day",)
+    assert fetched.positions[SALES] == 5  # past the ones set aside
 
 
 # -- the retry policy -------------------------------------------------------------------
@@ -202,6 +242,22 @@ class FakeSender:
         return results
 
 
+async def test_a_dead_letter_names_the_rules_broken() -> None:
+    retry, _, _ = _retry()
+    sender = FakeSender()
+    letters = DeadLetterSender("parts-rules", sender, retry)  # type: ignore[arg-type]
+    refusal = Unbelievable(BROKEN_RULE, ("business_day", "currency"), "sale: business_day: ...")
+    await letters.send(
+        Msg(SALES.topic, 0, 4, b"S1", b"x"), refusal.reason, refusal, rules=refusal.rules
+    )
+    (letter,) = sender.sent
+    why = deadletter.DeadLetter.from_headers(letter.headers)
+    assert (why.reason, why.rule) == ("broken-rule", "business_day,currency")
+    assert dict(letter.headers)["dlq.rule"] == b"business_day,currency"
+    assert why.error.startswith("Unbelievable: sale: business_day")
+    retry.shutdown()
+
+
 async def test_a_dead_letter_says_why_and_goes_without_its_value_when_too_large() -> None:
     retry, _, _ = _retry()
     sender = FakeSender(lambda r: MessageSizeTooLargeError() if r.value else None)
@@ -215,7 +271,7 @@ async def test_a_dead_letter_says_why_and_goes_without_its_value_when_too_large(
         "invalid",
         SALES.topic,
         4,
-        True,
+        "too-large",
     )
     retry.shutdown()
 

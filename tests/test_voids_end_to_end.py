@@ -232,7 +232,9 @@ def _as_if_never_sold(urls: dict[str, str], till: Till, void: dict[str, Any]) ->
     with _db(urls["audit"]) as audit:
         detail = queries.store_day(audit, store, day, datetime.now(UTC), Settings())
         assert detail is not None
-        assert detail["post_voids_by_till"] == {"T01": {"count": 1, "amount": "2.08"}}
+        assert detail["post_voids_by_till"] == {
+            "T01": {"count": 1, "amount": "2.08", "currency": "EUR"}
+        }
         assert [(v["number"], v["voided_number"]) for v in detail["post_voids"]] == [
             (void["receipt_number"], void["voided_receipt_number"])
         ]

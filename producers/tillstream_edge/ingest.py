@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,13 +17,7 @@ from zoneinfo import ZoneInfo
 
 from tillstream.core import rules
 from tillstream.core.codec import AvroCodec, CodecError
-from tillstream.core.identifiers import (
-    CARD_NUMBER,
-    Problem,
-    gtin_problem,
-    sku_problem,
-    text_problem,
-)
+from tillstream.core.identifiers import field_problem
 from tillstream.core.registry import registry_from_settings
 from tillstream.core.settings import Settings
 from tillstream.core.topics import EVENT_TOPICS, store_key
@@ -141,7 +134,7 @@ class Ingestor:
             # Never quote what was sent: it may be anything, a card number included.
             message = f"this edge serves store {self.store_id!r} only; the event names another"
             raise IngestError([(f"{prefix}store_id", message)])
-        found = None if checked else _field_with_pan(record)
+        found = None if checked else field_problem(record)
         if found is not None:  # counted once, by the channel, under the reason given here
             path, problem = found
             raise IngestError([(f"{prefix}{path}", problem.message)], reason=problem.kind)
@@ -204,7 +197,8 @@ class Ingestor:
         if not problems and self.window is not None and isinstance(at, datetime):
             late = self.window.problem(at, datetime.now(UTC))
             problems += [("occurred_at", late)] if late else []
-        if (problem := self._currency_problem(record)) is not None:
+        named = {field for field, _ in problems}
+        if "currency" not in named and (problem := self._currency_problem(record)) is not None:
             problems.append(("currency", problem))
         return problems
 
@@ -214,8 +208,8 @@ class Ingestor:
         currency = record.get("currency")
         if currency is None or currency == self.currency:
             return None
-        # An ISO code is safe to name; anything else is not quoted (it could be anything).
-        named = f"{currency} is not" if _ISO_CODE.fullmatch(str(currency)) else "is not"
+        # An ISO code (the core's rule passed) is safe to name; nothing else is quoted.
+        named = f"{currency} is not" if rules.currency_problem(str(currency)) is None else "is not"
         return (
             f"{named} this store's currency {self.currency} (TILLSTREAM_STORE_CURRENCY); "
             "a store takes sales and payments in its own currency only"
@@ -284,51 +278,8 @@ def ingestor_from_settings(
     )
 
 
-_ISO_CODE = re.compile(r"[A-Z]{3}")
-# Event identifiers: UUIDs, checked by the codec, never read as card numbers.
-_EVENT_IDS = frozenset({"event_id", "sale_event_id", "voided_event_id"})
-# Item identifiers: the SKU and GTIN rules of ``tillstream.core.identifiers`` (every channel).
-_ITEM_IDS = {"sku": sku_problem, "gtin": gtin_problem}
-
-
-def _field_with_pan(value: Any, path: str = "") -> tuple[str, Problem] | None:
-    """The path and problem of the first field holding a card number, else of the first bad
-    item identifier (every channel passes here)."""
-    found: list[tuple[str, Problem]] = []
-    if isinstance(value, dict | list):
-        _scan(value, path, found)
-    cards = [f for f in found if f[1].kind == CARD_NUMBER]
-    return cards[0] if cards else (found[0] if found else None)
-
-
-def _scan(value: dict[str, Any] | list[Any], path: str, found: list[tuple[str, Problem]]) -> bool:
-    """Add each bad field under ``value`` to ``found``; True once a card number is found.
-    Strings are checked in the loop and paths built only when needed: this runs per event."""
-    keys: Any = value if isinstance(value, dict) else range(len(value))
-    for key in keys:
-        item = value[key]
-        if isinstance(item, str):
-            if key in _EVENT_IDS:
-                continue
-            rule = _ITEM_IDS.get(key) if isinstance(key, str) else None
-            problem = (rule or text_problem)(item)
-            if problem is not None:
-                found.append((_join(path, key), problem))
-                if problem.kind == CARD_NUMBER:
-                    return True
-        elif isinstance(item, dict | list) and _scan(item, _join(path, key), found):
-            return True
-    return False
-
-
 def _sha256(value: bytes) -> bytes:
     return hashlib.sha256(value).digest()
-
-
-def _join(path: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else key
 
 
 def refusal_reason(exc: Exception, *, poslog: bool = False) -> str:

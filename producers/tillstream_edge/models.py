@@ -10,7 +10,6 @@ request.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
@@ -30,6 +29,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from tillstream.core import rules
 from tillstream.core.events import (  # the schema's enums: one spelling (tillstream schemas types)
     LineKind,
     PaymentMethod,
@@ -62,12 +62,19 @@ def _held_to(rule: Callable[[str], Problem | None]) -> Callable[[Any], Any]:
 
 
 def _currency(value: str) -> str:
-    if not re.fullmatch(r"[A-Z]{3}", value):
-        raise ValueError("must be an ISO 4217 code such as EUR")
+    if (problem := rules.currency_problem(value)) is not None:
+        raise ValueError(problem)
     return value
 
 
-Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_held_to(text_problem))]
+# The core's rules are applied to every event again at ingest (``rules.event_problems``); the
+# shapes here use their limits so a till hears of a breach field by field, with the types.
+Text = Annotated[
+    str,
+    Field(min_length=1, max_length=rules.IDENTIFIER_MAX_LENGTH),
+    AfterValidator(_held_to(text_problem)),
+]
+UtcOffset = Annotated[int, Field(ge=-rules.MAX_UTC_OFFSET_MINUTES, le=rules.MAX_UTC_OFFSET_MINUTES)]
 OptText = Annotated[
     str | None, Field(default=None, max_length=500), AfterValidator(_held_to(text_problem))
 ]
@@ -152,7 +159,7 @@ class SaleIn(_Event):
     terminal_id: Text
     receipt_number: Text
     business_day: date
-    utc_offset_minutes: int = Field(0, ge=-14 * 60, le=14 * 60)
+    utc_offset_minutes: UtcOffset = 0
     cashier_id: OptText = None
     customer_id: OptText = None
     currency: Currency
@@ -223,7 +230,7 @@ class ControlEventIn(_Event):
     sequence_number: OptText = None
     operator_id: OptText = None
     business_day: date
-    utc_offset_minutes: int = Field(0, ge=-14 * 60, le=14 * 60)
+    utc_offset_minutes: UtcOffset = 0
     currency: Annotated[Currency | None, Field(default=None)] = None
     tenders: list[TillAmountIn] = Field(default_factory=list, max_length=50)
     reason: OptText = None
@@ -241,7 +248,7 @@ class SaleVoidIn(_Event):
     voided_terminal_id: OptText = None
     voided_receipt_number: OptText = None
     business_day: date
-    utc_offset_minutes: int = Field(0, ge=-14 * 60, le=14 * 60)
+    utc_offset_minutes: UtcOffset = 0
     cashier_id: OptText = None
     reason: OptText = None
     currency: Annotated[Currency | None, Field(default=None)] = None

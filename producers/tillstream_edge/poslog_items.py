@@ -23,7 +23,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 from xml.etree.ElementTree import Element
 
-from tillstream.core.identifiers import is_gtin
+from tillstream.core.identifiers import control_problem, is_gtin
 from tillstream.core.pan import find_pans, mask_pans
 from tillstream.core.rules import LINE_SIGNS
 from tillstream_edge.poslog_tenders import (
@@ -63,6 +63,8 @@ __all__ = [
 _AMOUNT = Decimal("0.0001")
 _QUANTITY = Decimal("0.001")
 _AMOUNT_LIMIT = Decimal(10) ** 14  # Avro decimal(18, 4)
+# C0, DEL, C1 and the Unicode line separators: what control_problem refuses.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _QUANTITY_LIMIT = Decimal(10) ** 12  # Avro decimal(15, 3)
 _ZERO = Decimal("0.0000")
 _NO_CURRENCY = "XXX"  # ISO 4217 "no currency"; roqqio writes it on zero discounts
@@ -105,9 +107,12 @@ class ParseContext:
     masked_pans: int = 0
 
     def clean(self, value: str | None) -> str | None:
-        """Free text as it may leave: card numbers masked (and counted)."""
+        """Free text as it may leave: card numbers masked (and counted), control characters
+        (a line break in a pretty-printed export, a tab) as one space each."""
         if value is None:
             return None
+        if control_problem(value) is not None:
+            value = " ".join(_CONTROLS.sub(" ", value).split())
         found = find_pans(value)
         if not found:
             return value

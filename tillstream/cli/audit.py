@@ -17,6 +17,7 @@ from tillstream.cli.api_tokens import token_group
 from tillstream.cli.common import settings
 from tillstream.cli.service_read import API_OPTION, ServiceAPI, open_database, read
 from tillstream.cli.tables import Output
+from tillstream.core.days import parse_day
 from tillstream.core.settings import Settings
 from tillstream_consumers.audit import queries
 from tillstream_consumers.audit.acknowledging import NoteError, note_of
@@ -38,9 +39,9 @@ def _day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dat
     if value is None:
         return None
     try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter("a business day: YYYY-MM-DD") from None
+        return parse_day(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.group(invoke_without_command=True)

@@ -40,6 +40,7 @@ class Letter:
             "dlq": f"{self.dlq_topic}/{self.dlq_partition}/{self.dlq_offset}",
             "consumer": self.why.consumer,
             "reason": self.why.reason,
+            "rule": self.why.rule,
             "error": self.why.error,
             "source": {
                 "topic": self.why.topic,
@@ -198,6 +199,10 @@ async def _replay(cfg: Settings, consumer: str, dry_run: bool) -> int:
         for letter in letters:
             why = letter.why
             click.echo(f"{why.topic}[{why.partition}]@{why.offset} ({why.reason}): {why.error}")
+            if why.value_omitted == deadletter.CARD_NUMBER_OMITTED:
+                # Sent again it would be refused again: it is fixed at its producer, not here.
+                click.echo("  not replayed: it holds a card number (fix it at its producer)")
+                continue
             if dry_run:
                 continue
             origin = f"{letter.dlq_topic}/{letter.dlq_partition}/{letter.dlq_offset}"

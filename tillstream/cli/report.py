@@ -18,6 +18,7 @@ import click
 
 from tillstream.cli.common import settings
 from tillstream.cli.service_read import API_OPTION, ServiceAPI, open_database, read
+from tillstream.core.days import parse_day
 from tillstream.core.settings import Settings, env_name
 
 PAYMENT_KINDS = ("payment_mismatch", "payment_without_sale")
@@ -39,11 +40,21 @@ def _money(amounts: dict[str, Decimal]) -> str:
     return ", ".join(f"{a:.2f} {c}" for c, a in sorted(amounts.items())) or "0.00"
 
 
+def _day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return parse_day(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.command()
 @click.option("--store", "store_id", required=True, help="Store id.")
 @click.option(
     "--day",
-    type=click.DateTime(["%Y-%m-%d"]),
+    callback=_day,
+    metavar="YYYY-MM-DD",
     help="The store's business day, YYYY-MM-DD. [default: today (UTC)]",
 )
 @click.option(
@@ -68,7 +79,7 @@ def _money(amounts: dict[str, Decimal]) -> str:
 )
 def report(
     store_id: str,
-    day: datetime | None,
+    day: date | None,
     db_url: str | None,
     api_url: str | None,
     audit_api: str | None,
@@ -87,7 +98,7 @@ def report(
     from tillstream_consumers.runtime.db import Database
 
     cfg = settings(db_url=db_url)
-    wanted = (day or datetime.now(UTC)).strftime("%Y-%m-%d")
+    wanted = (day or datetime.now(UTC).date()).isoformat()
     url = cfg.db_url if "db_url" in cfg.model_fields_set else str(Analytics.default_db_url)
 
     def direct(db: Database) -> DailySummary:

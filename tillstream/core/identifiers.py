@@ -12,8 +12,12 @@ card number.
   A SKU holding a card number (in any spelling ``tillstream.core.pan`` reads) is refused,
   unless the SKU is itself a GTIN by the rule above: stores use GTINs as SKUs.
 - **Free text** (descriptions, references, cashier, customer and terminal ids, tokens) may
-  hold anything but a card number. Text read from a file (head office's master data) may
-  not hold control characters either (:func:`control_problem`).
+  hold anything but a card number and control characters (:func:`control_problem`: NUL
+  breaks PostgreSQL's text, ESC reaches terminals, a line break splits a log line), in
+  every event and in head office's master data alike.
+
+:func:`field_problem` walks a whole event (every channel at the edge, and every consumer
+again: a record written to Kafka another way is held to the same rules).
 
 Each returns a :class:`Problem` naming what is wrong and the limit, never the value.
 """
@@ -24,11 +28,12 @@ import functools
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
 from biip import ParseError
 from biip.gtin import Gtin
 
-from tillstream.core.pan import brand_of, contains_pan, is_pan
+from tillstream.core.pan import PAN_MIN_DIGITS, brand_of, contains_pan, is_pan
 
 SKU_MAX_LENGTH = 64
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_./-]*$"
@@ -104,7 +109,13 @@ def sku_problem(value: str) -> Problem | None:
 
 
 def text_problem(value: str) -> Problem | None:
-    return _TEXT_IS_CARD if contains_pan(value) else None
+    if len(value) < PAN_MIN_DIGITS and value.isascii():
+        # Most fields (ids, codes, numbers): too short to hold a card number's digits (one
+        # non-ASCII character may normalise to two: '⑩').
+        return None if value.isprintable() else _CONTROL
+    if contains_pan(value):
+        return _TEXT_IS_CARD
+    return control_problem(value)
 
 
 _CONTROL = Problem(
@@ -126,3 +137,55 @@ def control_problem(value: str) -> Problem | None:
         if unicodedata.category(char) == "Cc" or char in _LINE_BREAKS:
             return _CONTROL
     return None
+
+
+# Event identifiers: UUIDs, checked by the codec, never read as card numbers.
+_EVENT_IDS = frozenset({"event_id", "sale_event_id", "voided_event_id", "report_id", "change_id"})
+# Item identifiers: the SKU and GTIN rules above; every other string is free text.
+_ITEM_IDS = {"sku": sku_problem, "gtin": gtin_problem}
+
+
+def field_problem(value: Any, path: str = "") -> tuple[str, Problem] | None:
+    """The path and problem of the first string field of an event (a decoded record or a
+    till's JSON) holding a card number, else of the first breaking another rule above."""
+    found: list[tuple[str, Problem]] = []
+    if isinstance(value, dict | list):
+        _scan(value, [path] if path else [], found)
+    cards = [f for f in found if f[1].kind == CARD_NUMBER]
+    return cards[0] if cards else (found[0] if found else None)
+
+
+def _scan(
+    value: dict[str, Any] | list[Any], trail: list[str | int], found: list[tuple[str, Problem]]
+) -> bool:
+    """Add each bad field under ``value`` to ``found``; True once a card number is found.
+    Runs on every event at the edge and in every consumer: exact type tests (decoded Avro
+    and JSON hold plain str, dict and list), and a field's path written only when it is bad
+    (``trail``: the keys down to ``value``)."""
+    items: Any = value.items() if type(value) is dict else enumerate(value)
+    for key, item in items:
+        kind = type(item)
+        if kind is str:
+            if key in _EVENT_IDS:
+                continue
+            rule = _ITEM_IDS.get(key) if type(key) is str else None
+            problem = (rule or text_problem)(item)
+            if problem is not None:
+                found.append((_path(*trail, key), problem))
+                if problem.kind == CARD_NUMBER:
+                    return True
+        elif kind is dict or kind is list:
+            trail.append(key)
+            card = _scan(item, trail, found)
+            trail.pop()
+            if card:
+                return True
+    return False
+
+
+def _path(*keys: str | int) -> str:
+    """``lines[0].description`` from ``"lines", 0, "description"``."""
+    out = ""
+    for key in keys:
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else key)
+    return out

@@ -45,10 +45,14 @@ def brand_of(digits: str | None) -> str | None:
     return None
 
 
+PAN_MIN_DIGITS = 13
+"""The fewest digits a card number has."""
+
+
 def is_pan(digits: str) -> bool:
     """Whether a run of 13-19 ASCII digits is a plausible card number."""
     return (
-        13 <= len(digits) <= 19
+        PAN_MIN_DIGITS <= len(digits) <= 19
         and digits.isascii()
         and digits.isdigit()
         and brand_of(digits) is not None

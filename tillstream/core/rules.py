@@ -25,16 +25,43 @@ may be a card number typed in the wrong place).
 - Post-voids (``sale_void``): name another event than themselves, state the voided amount
   as zero or more and in a currency (the currency only with an amount), and do not take the
   voided receipt's own number on its till (:func:`sale_void_problems`).
+- What consumers key on and compute with, that Avro cannot say (:func:`event_problems`): a
+  UTC offset a time zone can have (:data:`MAX_UTC_OFFSET_MINUTES`); a business day that is
+  the store-local date of ``occurred_at``, give or take a day (:func:`business_day_problem`);
+  identifying strings (store, till, receipt number...) neither empty nor longer than
+  :data:`IDENTIFIER_MAX_LENGTH`; ISO 4217 currency codes; SKUs by the SKU rule; a sale with
+  at least one line, line numbers from 1 and unique, line amounts never negative (the kind
+  gives the direction); a payment's amount never negative (its status gives the direction).
+
+The line kinds and the rules of a sale's lines and totals are written in
+:mod:`tillstream.core.sale_rules` and named here; a till event's kinds in
+:mod:`tillstream.core.till_events`. A consumer's runtime checks every record it reads
+against :func:`event_problems` and dead-letters one that breaks a rule
+(``tillstream_consumers/runtime/validity.py``), so these rules run per record at both ends:
+keep them cheap.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from tillstream.core.identifiers import sku_problem
+from tillstream.core.sale_rules import (
+    LINE_KINDS,
+    LINE_SIGNS,
+    ROUNDING_PER_LINE,
+    LineEffect,
+    is_stock_item,
+    lines_and_totals_problems,
+    sale_line_quantity_problem,
+    sale_problems,
+    sale_revenue,
+    totals_problems,
+)
 from tillstream.core.till_events import till_event_problems
 
 Problem = tuple[str, str]
@@ -52,64 +79,6 @@ EARLIEST = datetime(3, 1, 1, tzinfo=UTC)
 LATEST = datetime(9997, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 """The latest ``occurred_at`` every consumer can store and compute with."""
 
-
-@dataclass(frozen=True, slots=True)
-class LineEffect:
-    """What a sale line of one kind means: the one definition every consumer reads.
-
-    Each sign multiplies the line's (always positive) quantity or amount. A ``SALE`` sells,
-    a ``RETURN`` takes goods back and pays money back, a ``VOID`` cancels an earlier
-    ``SALE`` line of the same receipt, so it undoes that line everywhere.
-    """
-
-    money: int
-    """Sign of the extended and tax amounts in the receipt totals and in revenue."""
-    units: int
-    """Sign in net units sold (analytics: units, top SKUs)."""
-    demand: int
-    """Sign in demand, the units sold the ERP's reorder velocity counts: a return is not
-    negative demand, a void is (it cancels a sale)."""
-    stock: int
-    """Sign of the change to stock on hand (for a line with ``stock_item`` true)."""
-    lines: int
-    """Sign in the receipt's line count: a VOID takes away the line it cancels."""
-    is_return: bool = False
-    """Goods a customer brought back (the analytics returns rate counts these lines)."""
-
-
-LINE_KINDS: Mapping[str, LineEffect] = {
-    "SALE": LineEffect(money=1, units=1, demand=1, stock=-1, lines=1),
-    "RETURN": LineEffect(money=-1, units=-1, demand=0, stock=1, lines=1, is_return=True),
-    "VOID": LineEffect(money=-1, units=-1, demand=-1, stock=1, lines=-1),
-}
-"""The meaning of each sale line kind (schemas/sale ``LineKind``), by name."""
-
-LINE_SIGNS: Mapping[str, int] = {name: kind.money for name, kind in LINE_KINDS.items()}
-"""Sign of a sale line's extended and tax amounts in the receipt totals, by kind."""
-
-
-def sale_revenue(sale: Mapping[str, Any]) -> Decimal:
-    """What a sale is worth in revenue and customer spend: its net total, the customer's due.
-
-    Every line kind's money is in it by its sign (the totals rule ties it to the lines), and
-    so are lines that are not stock items: a deposit is money the customer paid.
-    """
-    return Decimal(sale["totals"]["net_amount"])
-
-
-def is_stock_item(line: Mapping[str, Any]) -> bool:
-    """Whether a sale line is merchandise that moves stock and counts as units sold.
-
-    Deposits, fees, gift card sales and coupons are not (``stock_item`` false, sale schema
-    v2): their money is revenue like any line's, but no stock moves and no units are sold.
-    A line without the field (written before v2) is merchandise.
-    """
-    return bool(line.get("stock_item", True))
-
-
-ROUNDING_PER_LINE = Decimal("0.01")
-"""Totals may differ from what the lines add up to by this much per line (tills round each
-line's tax and discount to the cent)."""
 
 MONEY_PRECISION, MONEY_SCALE = 18, 4
 """Digits and decimal places of every amount (the schemas' ``decimal(18, 4)``)."""
@@ -155,13 +124,6 @@ def time_problem(at: datetime) -> str | None:
     return None
 
 
-def sale_line_quantity_problem(quantity: Decimal) -> str | None:
-    """Why a sale line's quantity is invalid, or None (the line's kind gives the direction)."""
-    if not quantity.is_finite() or quantity <= 0:
-        return "must be positive (the line's kind says whether goods leave or come back)"
-    return None
-
-
 def movement_quantity_problem(quantity_type: str, quantity: Decimal) -> str | None:
     """Why a stock movement's quantity is invalid for its ``quantity_type``, or None."""
     if not quantity.is_finite():
@@ -171,81 +133,77 @@ def movement_quantity_problem(quantity_type: str, quantity: Decimal) -> str | No
     return None
 
 
-def sale_problems(sale: Mapping[str, Any]) -> list[Problem]:
-    """Every rule a sale record breaks: line quantities, then totals against the lines."""
-    problems: list[Problem] = []
-    lines: Sequence[Mapping[str, Any]] = sale["lines"]
-    for i, line in enumerate(lines):
-        if (problem := sale_line_quantity_problem(Decimal(line["quantity"]))) is not None:
-            problems.append((f"lines[{i}].quantity", problem))
-    return problems + totals_problems(sale)
+# -- what consumers key on and compute with, that Avro cannot say -------------------------
+
+MAX_UTC_OFFSET_MINUTES = 14 * 60
+"""The furthest a store's clock is from UTC either way: time zones run from UTC-12:00 to
+UTC+14:00, so +-14 h holds every one (and every store-local time a consumer computes)."""
+BUSINESS_DAY_SLACK_DAYS = 1
+"""How far a business day may be from the store-local date of ``occurred_at``: a night
+shift's sale after midnight belongs to the day before, a day opened early to the next."""
+IDENTIFIER_MAX_LENGTH = 200
+"""The longest identifying string (store, till, receipt or sequence number): what the edge's
+HTTP API takes."""
+
+_OFFSET_RANGE = f"between -{MAX_UTC_OFFSET_MINUTES} and {MAX_UTC_OFFSET_MINUTES} minutes"
+_MINUTES_A_DAY = 24 * 60
+_KEYED_ON: Mapping[str, tuple[str, ...]] = {
+    "sale": ("store_id", "terminal_id", "receipt_number"),
+    "payment": ("store_id", "terminal_id"),
+    "stock_movement": ("store_id",),
+    "till_event": ("store_id", "terminal_id"),
+    "sale_void": ("store_id", "terminal_id"),
+    "reorder_suggestion": ("store_id",),
+    "customer_request": ("customer_id",),
+}
+"""Identifying strings each event type must have (not empty, not too long)."""
+_NUMBERS: Mapping[str, tuple[str, ...]] = {
+    "till_event": ("sequence_number",),
+    "sale_void": ("receipt_number", "voided_terminal_id", "voided_receipt_number"),
+}
+"""Identifying strings an event type may leave out (null or empty), bounded when given."""
+_WITH_SKU = frozenset({"stock_movement", "reorder_suggestion", "item", "price"})
+"""Event types with a top-level ``sku`` (a sale's are on its lines)."""
 
 
-def totals_problems(sale: Mapping[str, Any]) -> list[Problem]:
-    """Where a sale's totals disagree with its lines (see the module's rule)."""
-    lines: Sequence[Mapping[str, Any]] = sale["lines"]
-    totals: Mapping[str, Any] = sale["totals"]
-    # One pass over the lines: the audit runs this for every sale it stores.
-    gross = goods = line_tax = _ZERO
-    every_line_taxed = True
-    for ln in lines:
-        sign = LINE_SIGNS.get(ln["kind"])
-        if sign is None:
-            return [("lines", f"kind must be one of {', '.join(LINE_SIGNS)}")]
-        amount, tax = Decimal(ln["extended_amount"]), Decimal(ln["tax_amount"])
-        gross += sign * amount
-        goods += abs(amount)
-        line_tax += sign * tax
-        every_line_taxed = every_line_taxed and bool(tax)
-    tolerance = ROUNDING_PER_LINE * max(len(lines), 1)
-    given_gross = Decimal(totals["gross_amount"])
-    discount = Decimal(totals["discount_amount"])
-    tax = Decimal(totals["tax_amount"])
-    net = Decimal(totals["net_amount"])
-    problems: list[Problem] = []
-    if abs(given_gross - gross) > tolerance:
-        problems.append(
-            (
-                "totals.gross_amount",
-                "does not match the lines: it must be the extended amounts of SALE lines less "
-                f"those of RETURN and VOID lines, within {tolerance} for rounding",
-            )
-        )
-    # Tax and discount can be no more than the goods they are on; tills that itemise the tax
-    # of every line must total it.
-    goods += tolerance
-    if discount < 0 or discount > goods:
-        problems.append(
-            (
-                "totals.discount_amount",
-                "must be between 0 and the sum of the lines' extended amounts",
-            )
-        )
-    if abs(tax) > goods:
-        problems.append(
-            ("totals.tax_amount", "cannot be more than the sum of the lines' extended amounts")
-        )
-    elif every_line_taxed and not line_tax - discount - tolerance <= tax <= line_tax + tolerance:
-        # A receipt discount lowers the tax too (by at most its own amount): the tax on it
-        # comes off the lines' tax.
-        problems.append(
-            (
-                "totals.tax_amount",
-                "does not match the lines' tax (SALE lines less RETURN and VOID lines, less "
-                f"the tax on a receipt discount), within {tolerance} for rounding",
-            )
-        )
-    due = given_gross - discount
-    if abs(net - due) > tolerance and abs(net - (due + tax)) > tolerance:
-        problems.append(
-            (
-                "totals.net_amount",
-                "does not match the totals: it must be gross_amount - discount_amount (tax "
-                "included in prices) or gross_amount - discount_amount + tax_amount (tax added), "
-                f"within {tolerance} for rounding",
-            )
-        )
-    return problems
+def utc_offset_problem(minutes: int) -> str | None:
+    """Why a store-local UTC offset (``utc_offset_minutes``) is one no time zone has, or None."""
+    if -MAX_UTC_OFFSET_MINUTES <= minutes <= MAX_UTC_OFFSET_MINUTES:
+        return None
+    return f"must be {_OFFSET_RANGE} (UTC-14:00 to UTC+14:00, what time zones have)"
+
+
+def business_day_problem(business_day: date, at: datetime, utc_offset_minutes: int) -> str | None:
+    """Why ``business_day`` cannot be the business day of an event at ``at`` in a store
+    ``utc_offset_minutes`` from UTC, or None: it is the store-local date of ``at``, or a day
+    either side (:data:`BUSINESS_DAY_SLACK_DAYS`). ``at`` is a valid time (:func:`time_problem`)
+    and the offset a valid one (:func:`utc_offset_problem`)."""
+    utc = at if at.tzinfo is UTC else at.astimezone(UTC)
+    # By ordinals: this runs for every record a consumer reads, timedelta arithmetic is slower.
+    minutes = utc.hour * 60 + utc.minute + utc_offset_minutes
+    local_day = utc.toordinal() + minutes // _MINUTES_A_DAY
+    if abs(business_day.toordinal() - local_day) <= BUSINESS_DAY_SLACK_DAYS:
+        return None
+    return (
+        "must be the store-local date of occurred_at (occurred_at + utc_offset_minutes), or "
+        f"up to {BUSINESS_DAY_SLACK_DAYS} day before or after it (a shift past midnight)"
+    )
+
+
+def currency_problem(code: str) -> str | None:
+    """Why ``code`` is not an ISO 4217 currency code (three capital letters A-Z), or None."""
+    if len(code) == 3 and code.isascii() and code.isalpha() and code.isupper():
+        return None
+    return "must be an ISO 4217 code: three capital letters A-Z (such as EUR)"
+
+
+def identifier_problem(value: str) -> str | None:
+    """Why an identifying string (a store, till, receipt...) cannot key anything, or None."""
+    if len(value) > IDENTIFIER_MAX_LENGTH:
+        return f"must be at most {IDENTIFIER_MAX_LENGTH} characters"
+    if not value.strip():
+        return "must not be empty or blank"
+    return None
 
 
 def sale_void_problems(void: Mapping[str, Any]) -> list[Problem]:
@@ -276,23 +234,66 @@ def sale_void_problems(void: Mapping[str, Any]) -> list[Problem]:
 
 
 def event_problems(event_type: str, record: Mapping[str, Any]) -> list[Problem]:
-    """Every rule ``record`` (an Avro-shaped event of ``event_type``) breaks."""
-    problems: list[Problem] = []
-    at = record.get("occurred_at")
-    if isinstance(at, datetime) and (problem := time_problem(at)) is not None:
-        problems.append(("occurred_at", problem))
+    """Every rule ``record`` (an Avro-shaped event of ``event_type``) breaks: the rules of
+    every event (time, offset, business day, identifiers, currency), then its type's own."""
+    problems = _common_problems(event_type, record)
     if event_type == "sale":
-        problems += sale_problems(record)
+        problems += lines_and_totals_problems(record)
+    elif event_type == "payment":
+        if _dec(record["amount"]) < _ZERO:
+            problems.append(("amount", "must be zero or more (the status gives the direction)"))
     elif event_type == "sale_void":
         problems += sale_void_problems(record)
     elif event_type == "till_event":  # the kinds' own rules live with their vocabulary
         problems += till_event_problems(record)
     elif event_type == "stock_movement":
-        quantity = Decimal(record["quantity"])
+        quantity = _dec(record["quantity"])
         problem = movement_quantity_problem(str(record["quantity_type"]), quantity)
         if problem is not None:
             problems.append(("quantity", problem))
     return problems
+
+
+def _common_problems(event_type: str, record: Mapping[str, Any]) -> list[Problem]:
+    """The rules of every event that has the field: a time every consumer can hold, a UTC
+    offset, a business day that agrees with both, identifying strings, the currency, the SKU."""
+    problems: list[Problem] = []
+    at = record.get("occurred_at")
+    if isinstance(at, datetime) and (problem := time_problem(at)) is not None:
+        problems.append(("occurred_at", problem))
+        at = None  # no arithmetic on a time out of range
+    offset = record.get("utc_offset_minutes")
+    if isinstance(offset, int) and (problem := utc_offset_problem(offset)) is not None:
+        problems.append(("utc_offset_minutes", problem))
+        offset = None
+    day = record.get("business_day")
+    if (
+        isinstance(day, date)
+        and isinstance(at, datetime)
+        and isinstance(offset, int)
+        and (problem := business_day_problem(day, at, offset)) is not None
+    ):
+        problems.append(("business_day", problem))
+    for name in _KEYED_ON.get(event_type, ()):
+        value = record.get(name)
+        if isinstance(value, str) and (problem := identifier_problem(value)) is not None:
+            problems.append((name, problem))
+    for name in _NUMBERS.get(event_type, ()):
+        value = record.get(name)
+        if value and isinstance(value, str) and len(value) > IDENTIFIER_MAX_LENGTH:
+            problems.append((name, f"must be at most {IDENTIFIER_MAX_LENGTH} characters"))
+    currency = record.get("currency")
+    if isinstance(currency, str) and (problem := currency_problem(currency)) is not None:
+        problems.append(("currency", problem))
+    sku = record.get("sku") if event_type in _WITH_SKU else None
+    if isinstance(sku, str) and (found := sku_problem(sku)) is not None:
+        problems.append(("sku", found.message))
+    return problems
+
+
+def _dec(value: Any) -> Decimal:
+    """``value`` as a Decimal; decoded records hold Decimals already (no copy then)."""
+    return value if type(value) is Decimal else Decimal(value)
 
 
 def _iso(at: datetime) -> str:
@@ -306,3 +307,35 @@ def _span(span: timedelta) -> str:
     if span % timedelta(hours=1) == timedelta(0) and span:
         return f"{span // timedelta(hours=1)} hour(s)"
     return f"{int(span.total_seconds())} second(s)"
+
+
+__all__ = [
+    "BUSINESS_DAY_SLACK_DAYS",
+    "EARLIEST",
+    "IDENTIFIER_MAX_LENGTH",
+    "LATEST",
+    "LINE_KINDS",
+    "LINE_SIGNS",
+    "MAX_UTC_OFFSET_MINUTES",
+    "MONEY_PRECISION",
+    "MONEY_SCALE",
+    "QUANTITY_PRECISION",
+    "QUANTITY_SCALE",
+    "ROUNDING_PER_LINE",
+    "LineEffect",
+    "Problem",
+    "TimeWindow",
+    "business_day_problem",
+    "currency_problem",
+    "event_problems",
+    "identifier_problem",
+    "is_stock_item",
+    "movement_quantity_problem",
+    "sale_line_quantity_problem",
+    "sale_problems",
+    "sale_revenue",
+    "sale_void_problems",
+    "time_problem",
+    "totals_problems",
+    "utc_offset_problem",
+]

@@ -48,6 +48,33 @@ def sample_sale(
     }
 
 
+def with_totals(sale: dict[str, Any]) -> dict[str, Any]:
+    """``sale`` with totals made from its lines, as the totals rule reads them (tax included
+    in prices, no receipt discount): for tests that change a sample's lines."""
+    gross = tax = Decimal(0)
+    for line in sale["lines"]:
+        sign = -1 if line["kind"] in ("RETURN", "VOID") else 1
+        gross += sign * line["extended_amount"]
+        tax += sign * line["tax_amount"]
+    sale["totals"] = {
+        "gross_amount": gross,
+        "discount_amount": Decimal(0),
+        "tax_amount": tax,
+        "net_amount": gross,
+    }
+    return sale
+
+
+def sale_worth(
+    store_id: str, net: Decimal, *, at: datetime | None = None, customer: str | None = "C-1001"
+) -> dict[str, Any]:
+    """A valid sale of one line whose net total is ``net``: a RETURN line when negative."""
+    sale = sample_sale(store_id, at=at, customer=customer)
+    kind = "RETURN" if net < 0 else "SALE"
+    sale["lines"] = [_line(1, kind, "SKU-MISC", None, Decimal(1), "EA", abs(net))]
+    return with_totals(sale)
+
+
 def sample_payment(sale: dict[str, Any]) -> dict[str, Any]:
     return {
         "event_id": str(uuid.uuid4()),

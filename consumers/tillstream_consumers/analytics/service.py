@@ -12,7 +12,6 @@ statement). A post-void's taking back of a sale kept before is summed in with th
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from tillstream.core import rules
+from tillstream.core.days import DAY_FORM, day_or_none
 from tillstream.core.events import Payment, ReorderSuggestion, Sale
 from tillstream.core.topics import PAYMENTS, REORDER_SUGGESTIONS, SALE_VOIDS, SALES
 from tillstream_consumers.analytics import gauges
@@ -40,8 +40,6 @@ from tillstream_consumers.runtime.api import (
     to_units,
 )
 from tillstream_consumers.runtime.db import Database
-
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 _PAYMENT_SIGN = {"CAPTURED": 1, "REFUNDED": -1}  # other statuses move no money
 
@@ -345,12 +343,12 @@ class Analytics(Consumer):
         async def report(request: Request) -> Response:
             # What `tillstream report` reads while this service holds its DuckDB file.
             store = request.query_params.get("store")
-            day = request.query_params.get("day", "")
-            if not store or not _DAY.match(day):
+            day = day_or_none(request.query_params.get("day", ""))
+            if not store or day is None:
                 return JSONResponse(
-                    {"error": "query parameters: store=ID and day=YYYY-MM-DD"}, status_code=400
+                    {"error": f"query parameters: store=ID and day={DAY_FORM}"}, status_code=400
                 )
-            summary = await query(lambda db: daily_summary(db, store, day))
+            summary = await query(lambda db: daily_summary(db, store, day.isoformat()))
             return JSONResponse(summary.as_json())
 
         return [Route("/v1/report", report, methods=["GET"])]

@@ -12,7 +12,6 @@ the same digest are the same transaction sent twice.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -22,7 +21,6 @@ from operator import itemgetter
 from typing import Any, cast
 
 from tillstream.core.events import Sale
-from tillstream.core.rules import totals_problems
 from tillstream_consumers.audit.reading import ReadMarks
 from tillstream_consumers.runtime.api import MONEY_SCALE, from_units
 
@@ -43,7 +41,9 @@ class Transaction:
     net: Decimal
     content: str
     problems: tuple[str, ...]
-    """Where its totals disagree with its lines (``tillstream.core.rules.totals_problems``)."""
+    """Where its totals disagree with its lines (``tillstream.core.rules.totals_problems``):
+    only of a receipt stored by an older version; the runtime now dead-letters such a sale
+    before the audit reads it (``runtime/validity.py``)."""
     published_ms: int | None = None
     """When the edge published it (its Kafka timestamp; None: stored before that was kept)."""
 
@@ -195,11 +195,6 @@ def ts(value: datetime) -> str:
 
 def parse_ts(value: str) -> datetime:
     return datetime.fromisoformat(value)
-
-
-def problems_text(sale: Sale) -> str | None:
-    problems = [f"{field}: {message}" for field, message in totals_problems(sale)]
-    return json.dumps(problems) if problems else None
 
 
 def content_digest(value: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from decimal import Decimal
 from tillstream_consumers.runtime.db import Database
 
 RECEIPT_GAP = "receipt_gap"
+NUMBERING_BREAK = "numbering_break"
 DUPLICATE_NUMBER = "duplicate_number"
 DUPLICATE_COPY = "duplicate_copy"
 AFTER_TILL_CLOSE = "after_till_close"
@@ -35,6 +36,7 @@ SILENT_STORE = "silent_store"
 
 KINDS: tuple[str, ...] = (
     RECEIPT_GAP,
+    NUMBERING_BREAK,
     DUPLICATE_NUMBER,
     DUPLICATE_COPY,
     AFTER_TILL_CLOSE,
@@ -55,6 +57,10 @@ NEXT_STEPS: dict[str, str] = {
     RECEIPT_GAP: "Fetch the missing numbers from the till's electronic journal (or its POSLog "
     "export) and backfill them with `tillstream edge import`: the gap closes by itself. If the "
     "till never printed them (a reboot, a number skipped), acknowledge with the store's reason.",
+    NUMBERING_BREAK: "Ask the store why the till's numbering jumped (a reset after a repair, "
+    "a new series, a till replaced): with a reason, acknowledge it. If receipts are missing "
+    "before the jump too, fetch them from the till's journal and backfill them with "
+    "`tillstream edge import`.",
     DUPLICATE_NUMBER: "Compare the receipts behind the flag with the till's journal: one "
     "number holds one sale. Ask the store which is real; a till that reuses numbers after a "
     "restart needs its counter fixed.",

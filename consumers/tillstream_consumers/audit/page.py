@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from tillstream.core.days import DAY_FORM, day_or_none
 from tillstream.core.settings import Settings
 from tillstream_consumers.audit import queries
 from tillstream_consumers.audit.acknowledging import MAX_BODY, NoteError, note_of
@@ -45,9 +46,14 @@ def page_routes(query: Query, settings: Settings) -> list[BaseRoute]:
     async def chain_day(request: Request) -> Response:
         if denied := refused(request, READ):
             return denied
-        wanted = request.query_params.get("day") or None
-        if wanted is not None and _day(wanted) is None:
-            return _render(request, "chain_day.html", 400, day=None, days=[], counts={})
+        given = request.query_params.get("day") or None
+        parsed = None if given is None else day_or_none(given)
+        if given is not None and parsed is None:
+            error = f"Not a business day: write it {DAY_FORM}."
+            return _render(
+                request, "chain_day.html", 400, day=None, days=[], counts={}, error=error
+            )
+        wanted = None if parsed is None else parsed.isoformat()
 
         def read(db: Database) -> tuple[str | None, list[dict[str, Any]]]:
             day = wanted or queries.latest_day(db)
@@ -61,9 +67,9 @@ def page_routes(query: Query, settings: Settings) -> list[BaseRoute]:
         if denied := refused(request, READ):
             return denied
         store = request.path_params["store"]
-        day = _day(request.path_params["day"])
+        day = day_or_none(request.path_params["day"])
         if day is None:
-            return _render(request, "not_found.html", 400, what="not a business day (YYYY-MM-DD)")
+            return _render(request, "not_found.html", 400, what=f"not a business day ({DAY_FORM})")
         now = datetime.now(UTC)
 
         def read(db: Database) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -190,10 +196,3 @@ def _render(request: Request, template: str, status: int, **context: Any) -> HTM
         **context,
     )
     return HTMLResponse(html, status_code=status)
-
-
-def _day(text: str) -> date | None:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        return None

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from tillstream.core.days import DAY_FORM, day_or_none
 from tillstream.core.events import Payment, Sale, SaleVoid, TillEvent
 from tillstream.core.settings import Settings
 from tillstream.core.topics import PAYMENTS, SALE_VOIDS, SALES, TILL_EVENTS
@@ -48,7 +49,7 @@ from tillstream_consumers.audit.writing import (
     store_voids,
 )
 from tillstream_consumers.runtime.access import ACK, READ, REOPEN, Principal
-from tillstream_consumers.runtime.api import Consumer, Context, Query, Record, require_valid
+from tillstream_consumers.runtime.api import Consumer, Context, Query, Record
 from tillstream_consumers.runtime.bodies import bounded_json
 from tillstream_consumers.runtime.db import Database
 from tillstream_consumers.runtime.guard import principal_of, refused, refused_change
@@ -94,7 +95,6 @@ class SalesAudit(Consumer):
             elif r.event == "till_event":
                 controls.append((r.till_event(), r.timestamp_ms))
             elif r.event == "sale_void":
-                require_valid(r)  # dead-lettered, naming the rule
                 voids.append((r.sale_void(), r.timestamp_ms))
         store_sales(ctx.db, sales, ctx.now)
         store_controls(ctx.db, controls, ctx.now)
@@ -197,13 +197,16 @@ class SalesAudit(Consumer):
         async def days(request: Request) -> Response:
             if denied := refused(request, READ):
                 return denied
-            day = request.query_params.get("day") or None
+            given = request.query_params.get("day") or None
             store = request.query_params.get("store") or None
-            if day is not None and _day(day) is None:
-                return _error(400, "day must be a date: YYYY-MM-DD")
+            day = None if given is None else day_or_none(given)
+            if given is not None and day is None:
+                return _error(400, f"day must be a date: {DAY_FORM}")
 
             def read(db: Database) -> list[dict[str, Any]]:
-                wanted = day if day is not None or store is not None else queries.latest_day(db)
+                wanted = day.isoformat() if day is not None else None
+                if wanted is None and store is None:
+                    wanted = queries.latest_day(db)
                 return [s.as_json() for s in queries.store_days(db, wanted, store)]
 
             return JSONResponse(await query(read))
@@ -212,9 +215,9 @@ class SalesAudit(Consumer):
             if denied := refused(request, READ):
                 return denied
             store = request.path_params["store"]
-            day = _day(request.path_params["day"])
+            day = day_or_none(request.path_params["day"])
             if day is None:
-                return _error(400, "day must be a date: YYYY-MM-DD")
+                return _error(400, f"day must be a date: {DAY_FORM}")
             now = datetime.now(UTC)
             found = await query(lambda db: queries.store_day(db, store, day, now, settings))
             if found is None:
@@ -264,13 +267,6 @@ class SalesAudit(Consumer):
             Route("/v1/audit/flags/{flag}/ack", acknowledge, methods=["POST"]),
             Route("/v1/audit/flags/{flag}/reopen", reopen, methods=["POST"]),
         ]
-
-
-def _day(text: str) -> date | None:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        return None
 
 
 def _error(status: int, message: str) -> Response:

@@ -23,7 +23,6 @@ from tillstream_consumers.runtime.api import (
     Context,
     PermanentError,
     Record,
-    require_valid,
     to_units,
 )
 from tillstream_consumers.runtime.db import Database
@@ -59,7 +58,6 @@ class CrmProfiles(Consumer):
                 if (record.value["store_id"], str(record.event_id)) not in voided:
                     self._sale(ctx.db, record.sale())
             elif record.event == "sale_void":
-                require_valid(record)  # dead-lettered, naming the rule
                 apply_void(ctx.db, record.sale_void(), voided)
             elif record.event == "customer_request":
                 self._request(ctx.db, record.customer_request())

@@ -59,14 +59,12 @@ def stock_event(record: Record) -> StockEvent:
 
 
 def _sale(value: Sale) -> StockEvent:
+    # The core rules (line numbers once each, positive quantities) were checked by the
+    # runtime before apply (runtime/validity.py): only what a line moves is worked out here.
     movements = []
-    numbers: set[int] = set()
     for line in value["lines"]:
         n = int(line["line_number"])
         where = f"sale {value['event_id']} line {n}"
-        if n in numbers:
-            raise PermanentError(f"{where}: line_number {n} appears twice in the receipt")
-        numbers.add(n)
         kind = line["kind"]
         meaning = rules.LINE_KINDS.get(kind)
         if meaning is None:
@@ -74,8 +72,6 @@ def _sale(value: Sale) -> StockEvent:
                 f"{where}: kind {kind!r} is not one of {', '.join(rules.LINE_KINDS)}"
             )
         quantity = _quantity(line["quantity"], f"{where}: quantity")
-        if (problem := rules.sale_line_quantity_problem(Decimal(line["quantity"]))) is not None:
-            raise PermanentError(f"{where}: quantity {problem}")  # the edge's rule
         if not rules.is_stock_item(line):
             continue  # money only: a deposit or fee is neither stock nor demand
         movements.append(
@@ -103,11 +99,7 @@ def _stock_movement(value: StockMovement) -> StockEvent:
     quantity_type = value["quantity_type"]
     if quantity_type == "CHANGE":
         movement = Movement(0, value["sku"], str(value["reason"]).lower(), quantity)
-    elif quantity_type == "COUNT":
-        if (
-            problem := rules.movement_quantity_problem("COUNT", Decimal(value["quantity"]))
-        ) is not None:
-            raise PermanentError(f"{where}: quantity {problem}")  # the edge's rule
+    elif quantity_type == "COUNT":  # never negative: a core rule, checked before apply
         movement = Movement(0, value["sku"], "counted", quantity, is_count=True)
     else:
         raise PermanentError(

@@ -13,7 +13,6 @@ from tillstream_consumers.runtime.api import (
     Tombstone,
     WrongEvent,
     from_units,
-    require_valid,
     to_units,
 )
 from tillstream_consumers.runtime.db import Database, connect
@@ -31,6 +30,5 @@ __all__ = [
     "WrongEvent",
     "connect",
     "from_units",
-    "require_valid",
     "to_units",
 ]

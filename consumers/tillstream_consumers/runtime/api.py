@@ -23,7 +23,6 @@ from tillstream.core.events import (
     StockMovement,
     TillEvent,
 )
-from tillstream.core.rules import event_problems
 from tillstream.core.settings import Settings
 from tillstream_consumers.runtime.db import Database, Migration
 from tillstream_consumers.runtime.partitioning import TopicPartition
@@ -52,15 +51,6 @@ class PermanentError(Exception):
     record, sends the records that fail to the dead-letter topic and goes on. Any other
     exception that is not a transient database failure is treated the same way.
     """
-
-
-def require_valid(record: Record) -> None:
-    """Raise :class:`PermanentError` naming every rule of ``tillstream.core.rules`` the record
-    breaks (field and message, as the edge refuses it): it is dead-lettered, never applied."""
-    problems = event_problems(record.event, record.value)
-    if problems:
-        named = "; ".join(f"{where}: {message}" for where, message in problems)
-        raise PermanentError(f"{record.event} {record.event_id}: {named}")
 
 
 class Tombstone(WrongEvent):

@@ -31,9 +31,17 @@ H_PARTITION = "dlq.source.partition"
 H_OFFSET = "dlq.source.offset"
 H_CONSUMER = "dlq.consumer"
 H_TIME = "dlq.time"
+H_RULE = "dlq.rule"
+"""The fields of the core rules a record breaks (``business_day,currency``), or ``topic`` for
+one on the wrong topic (reasons ``broken-rule``, ``wrong-topic``)."""
 H_VALUE_OMITTED = "dlq.value-omitted"
-"""Set when the record was too large for the dead-letter topic: the letter carries an empty
-value, and the record is still at its source topic, partition and offset."""
+"""Set when the letter carries an empty value, with why (:data:`TOO_LARGE`,
+:data:`CARD_NUMBER_OMITTED`); the record is still at its source topic, partition and
+offset."""
+TOO_LARGE = "too-large"
+"""Too large for the dead-letter topic."""
+CARD_NUMBER_OMITTED = "card-number"
+"""It holds a card number: never copied."""
 H_REPLAYED = "tillstream.replayed-from"
 """Set on a record sent back by ``dlq replay``: ``<dlq topic>/<partition>/<offset>``."""
 
@@ -53,17 +61,22 @@ class DeadLetter:
 
     consumer: str
     reason: str
-    """``undecodable``, ``invalid`` (PermanentError) or ``handler-error``."""
+    """``undecodable``, ``broken-rule`` or ``wrong-topic`` (``validity.py``), ``invalid``
+    (PermanentError) or ``handler-error``."""
     error: str
     topic: str
     partition: int
     offset: int
     at: datetime
-    value_omitted: bool = False
-    """Too large for the dead-letter topic: the letter's value is empty (see H_VALUE_OMITTED)."""
+    value_omitted: str | None = None
+    """Why the letter's value is empty (see H_VALUE_OMITTED): :data:`TOO_LARGE` for the
+    dead-letter topic, :data:`CARD_NUMBER_OMITTED` (never copied); None: it is the record's."""
+    rule: str | None = None
+    """The rules broken, by field (see H_RULE); None for other reasons."""
 
     def headers(self) -> list[tuple[str, bytes]]:
-        omitted = [(H_VALUE_OMITTED, b"too-large")] if self.value_omitted else []
+        rule = [(H_RULE, redact_error_text(self.rule).encode())] if self.rule else []
+        omitted = [(H_VALUE_OMITTED, self.value_omitted.encode())] if self.value_omitted else []
         return [
             (H_ERROR, redact_error_text(self.error).encode()),
             (H_REASON, self.reason.encode()),
@@ -72,6 +85,7 @@ class DeadLetter:
             (H_OFFSET, str(self.offset).encode()),
             (H_CONSUMER, self.consumer.encode()),
             (H_TIME, self.at.isoformat().encode()),
+            *rule,
             *omitted,
         ]
 
@@ -87,7 +101,8 @@ class DeadLetter:
                 partition=int(h[H_PARTITION]),
                 offset=int(h[H_OFFSET]),
                 at=datetime.fromisoformat(h[H_TIME]),
-                value_omitted=H_VALUE_OMITTED in h,
+                value_omitted=h.get(H_VALUE_OMITTED),
+                rule=h.get(H_RULE),
             )
         except (KeyError, ValueError) as exc:
             raise ValueError(f"not a tillstream dead letter: header {exc} missing or bad") from None

@@ -32,8 +32,19 @@ class DeadLetterSender:
         self._sender = sender
         self._retry = retry
 
-    async def send(self, msg: Message, reason: str, exc: BaseException) -> None:
-        """Set ``msg`` aside for ``reason`` (``undecodable``, ``invalid``, ``handler-error``)."""
+    async def send(
+        self,
+        msg: Message,
+        reason: str,
+        exc: BaseException,
+        *,
+        rules: tuple[str, ...] = (),
+        omit_value: bool = False,
+    ) -> None:
+        """Set ``msg`` aside for ``reason`` (``undecodable``, ``broken-rule``, ``card-number``,
+        ``wrong-topic``, ``invalid``, ``handler-error``); ``rules``: the fields of the core
+        rules it breaks; ``omit_value``: the letter goes without the record's value (a card
+        number is not copied once more: the record stays at its source offset)."""
         letter = deadletter.DeadLetter(
             consumer=self.name,
             reason=reason,
@@ -42,9 +53,11 @@ class DeadLetterSender:
             partition=msg.partition,
             offset=msg.offset,
             at=deadletter.now(),
+            rule=",".join(rules) or None,
+            value_omitted=deadletter.CARD_NUMBER_OMITTED if omit_value else None,
         )
         topic = self.topic
-        value = msg.value
+        value = b"" if omit_value else msg.value
         headers = tuple(letter.headers())
         try:
             (refused,) = await self._retry.retrying(
@@ -60,7 +73,9 @@ class DeadLetterSender:
                     self.name, msg.topic, msg.partition, msg.offset, topic,
                     deadletter.describe(refused),
                 )  # fmt: skip
-                bare = tuple(dataclasses.replace(letter, value_omitted=True).headers())
+                bare = tuple(
+                    dataclasses.replace(letter, value_omitted=deadletter.TOO_LARGE).headers()
+                )
                 omitted = Outbound(topic, msg.key, b"", bare)
                 (refused,) = await self._retry.retrying(
                     "send a dead letter", lambda: self._sender.send([omitted])

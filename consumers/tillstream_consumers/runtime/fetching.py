@@ -2,8 +2,9 @@
 with the next offset to read per partition.
 
 Partitions revoked while the service was busy are left to their new owner; records whose
-bytes cannot be decoded are handed back to be dead-lettered (``undecodable``); records on
-another partition than their key's are counted (``partitioning.py``). A null value on a
+bytes cannot be decoded are handed back to be dead-lettered (``undecodable``), and so are
+records a consumer must not believe (``validity.py``: a broken rule, the wrong topic);
+records on another partition than their key's are counted (``partitioning.py``). A null value on a
 compacted topic of tillstream's is a tombstone, handed on as a :class:`Record` whose
 ``tombstone`` is true; anywhere else a null value is undecodable.
 """
@@ -18,6 +19,7 @@ from tillstream.core.codec import AvroCodec, CodecError
 from tillstream.core.topics import ALL_TOPICS
 from tillstream_consumers.runtime.api import Record
 from tillstream_consumers.runtime.partitioning import RoutingCheck, TopicPartition
+from tillstream_consumers.runtime.validity import Unbelievable, unbelievable
 
 TOMBSTONE_EVENTS = {t.name: t.schema for t in ALL_TOPICS if t.compacted and t.schema}
 """Compacted topic -> the event type of its records (what a tombstone deletes)."""
@@ -44,11 +46,13 @@ class Message(Protocol):
 
 @dataclass
 class Fetched:
-    """A decoded batch: its records, the undecodable messages, and where each partition
-    goes on (the offset after its last message)."""
+    """A decoded batch: its records, the messages set aside (undecodable, unbelievable), and
+    where each partition goes on (the offset after its last message)."""
 
     records: list[Record] = field(default_factory=list)
     undecodable: list[tuple[Message, CodecError]] = field(default_factory=list)
+    unbelievable: list[tuple[Message, Unbelievable]] = field(default_factory=list)
+    """Decoded, but breaking a core rule or on the wrong topic: never applied."""
     positions: dict[TopicPartition, int] = field(default_factory=dict)
     messages: dict[tuple[TopicPartition, int], Message] = field(default_factory=dict)
     """Every message of the batch by partition and offset (dead letters carry its bytes)."""
@@ -80,18 +84,20 @@ def decode_batch(
             except CodecError as exc:
                 fetched.undecodable.append((msg, exc))
                 continue
-            fetched.records.append(
-                Record.decoded(
-                    msg.topic,
-                    msg.partition,
-                    msg.offset,
-                    msg.key,
-                    decoded.event,
-                    decoded.record,
-                    msg.timestamp,
-                    tuple(msg.headers or ()),
-                )
+            record = Record.decoded(
+                msg.topic,
+                msg.partition,
+                msg.offset,
+                msg.key,
+                decoded.event,
+                decoded.record,
+                msg.timestamp,
+                tuple(msg.headers or ()),
             )
+            if (refusal := unbelievable(record)) is not None:
+                fetched.unbelievable.append((msg, refusal))
+            else:
+                fetched.records.append(record)
         fetched.positions[TopicPartition(tp.topic, tp.partition)] = messages[-1].offset + 1
     return fetched
 

@@ -1,10 +1,11 @@
 """Running a consumer service: the Kafka loop that ties the runtime's parts together.
 
 The loop reads batches (``membership.py``), decodes them (``fetching.py``), dead-letters
-what cannot be decoded (``deadletter_sender.py``), applies the rest exactly once under the
-retry policy (``applying.py``, ``retrying.py``), relays what the batch published
-(``relay.py``) and tells Kafka how far it got. Between batches it reports lag and calls the
-consumer's ``refresh``; ``web.py`` serves health, readiness, metrics and the read APIs.
+what cannot be decoded or must not be believed (``validity.py``, ``deadletter_sender.py``),
+applies the rest exactly once under the retry policy (``applying.py``, ``retrying.py``),
+relays what the batch published (``relay.py``) and tells Kafka how far it got. Between
+batches it reports lag and calls the consumer's ``refresh``; ``web.py`` serves health,
+readiness, metrics and the read APIs.
 """
 
 from __future__ import annotations
@@ -284,6 +285,10 @@ class ConsumerService:
         )
         for msg, exc in fetched.undecodable:
             await self._dead_letters.send(msg, "undecodable", exc)
+        for msg, refusal in fetched.unbelievable:  # before the batch moves past them
+            await self._dead_letters.send(
+                msg, refusal.reason, refusal, rules=refusal.rules, omit_value=refusal.omit_value
+            )
         if not fetched.positions:
             return
         outcome = await self._applying.apply(fetched)

@@ -6,7 +6,10 @@ would, in a few lines::
     harness.apply("sale", sale_1, sale_2)
     assert harness.db.fetchone("SELECT n FROM visits") == (2,)
 
-``harness.delete("item", b"SKU-1")`` applies a tombstone of a compacted topic's key.
+``harness.delete("item", b"SKU-1")`` applies a tombstone of a compacted topic's key. A
+record the runtime would dead-letter (it breaks a core rule: ``validity.py``) raises its
+:class:`~tillstream_consumers.runtime.validity.Unbelievable` (a ``PermanentError``) naming
+the rule, and nothing of the batch is applied.
 Records carry Kafka timestamps as a producer would stamp them: one millisecond apart, in
 the order the harness is given them.
 """
@@ -24,6 +27,7 @@ from tillstream.core.topics import EVENT_TOPICS
 from tillstream_consumers.runtime.api import Consumer, Record
 from tillstream_consumers.runtime.applier import Applier, BatchOutcome
 from tillstream_consumers.runtime.db import Database
+from tillstream_consumers.runtime.validity import unbelievable
 
 
 class ConsumerHarness:
@@ -57,7 +61,10 @@ class ConsumerHarness:
             decoded = self.codec.decode(self.codec.encode(event, dict(record)))
             self._published_ms += 1
             stamp = published_ms[i] if published_ms else self._published_ms
-            batch.append(Record.decoded(topic, 0, offset, None, event, decoded.record, stamp))
+            read = Record.decoded(topic, 0, offset, None, event, decoded.record, stamp)
+            if (refusal := unbelievable(read)) is not None:
+                raise refusal  # the runtime dead-letters it before apply
+            batch.append(read)
         positions = {r.topic_partition: self._offsets[r.topic] for r in batch}
         return self.applier.apply(batch, positions)
 
