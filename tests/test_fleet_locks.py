@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.fleet_support import Harnessed, report
+from tillstream.core.identifiers import field_problem, text_problem
 from tillstream.core.settings import Settings
 from tillstream_consumers.fleet import FleetService
 from tillstream_consumers.fleet.service import lock_stores
@@ -122,3 +123,15 @@ def test_advisory_locks_take_each_key_once_and_nothing_on_sqlite(
     with lite.transaction():
         lite.advisory_locks(7, keys)  # nothing to do: one writer at a time
     lite.close()
+
+
+def test_a_token_sha256_is_never_read_as_a_card_number() -> None:
+    """One SHA-256 in a few hundred holds a run of digits passing for a card number: the
+    runtime's walk of every string (main's issue 23) would dead-letter that rotation."""
+    digest = "61541e34453627161574cd69af21d0661befa568152ab3485afe879fe356d1a9"
+    assert text_problem(digest) is not None  # as free text: a card number
+    till = {"lifecycle": "ACTIVE", "token_sha256": digest, "previous_token_sha256": digest,
+            "previous_token_until": None}  # fmt: skip
+    assert field_problem({**suspend_v2("S1", datetime.now(UTC)), "till": till}) is None
+    problem = field_problem({"till": {**till, "token_sha256": "not a digest"}})
+    assert problem is not None and problem[0] == "till.token_sha256"
