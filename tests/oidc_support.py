@@ -29,7 +29,12 @@ HERE = Path(__file__).parent / "support" / "keycloak"
 REALM = "tillstream"
 CLIENT_ID = "tillstream-audit"
 CLIENT_SECRET = "tillstream-test-client-secret"
-PASSWORDS = {"vera": "vera-password", "anna": "anna-password", "lena": "lena-password"}
+PASSWORDS = {
+    "vera": "vera-password",
+    "anna": "anna-password",
+    "lena": "lena-password",
+    "finn": "finn-password",  # head office IT: viewer and fleet (manages the estate)
+}
 
 
 def built(cache: Path) -> Path:

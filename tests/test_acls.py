@@ -27,6 +27,8 @@ from tillstream.core.registry import FileRegistry
 from tillstream.core.schemas import SchemaSet
 from tillstream.core.settings import Settings
 from tillstream.core.topics import (
+    ESTATE_DESIRED,
+    ESTATE_REPORTS,
     ITEMS,
     MASTER_DATA_TOPICS,
     PAYMENTS,
@@ -126,7 +128,9 @@ def test_the_table_in_docs_security_is_the_model() -> None:
                 for op in cells[1].split(", "):
                     documented.add(AclBinding(principal, kind, name, Operation[op]))
     consumers = [consumer_access(name) for name in BUILTIN]
-    model = acls.acl_bindings(["S1"], consumers, [acls.MASTER_DATA_PUBLISHER])
+    model = acls.acl_bindings(
+        ["S1"], consumers, [acls.MASTER_DATA_PUBLISHER], [acls.ESTATE_PUBLISHER]
+    )
     as_documented = {replace(b, principal=b.principal.replace("S1", "<id>")) for b in model}
     assert documented == as_documented
 
@@ -155,7 +159,8 @@ def test_acls_show_prints_the_model(tmp_path: Path) -> None:
         "User:store-S1",
         "User:store-S2",
         "User:crm-profiles",
-        "User:hq-masterdata",  # the default publisher
+        "User:hq-masterdata",  # the default publishers
+        "User:hq-fleet",
     }
     assert {"principal": "User:crm-profiles", "operation": "READ", "resource_type": "TOPIC",
             "resource_name": "tillstream.customer-requests"} in rows  # fmt: skip
@@ -198,9 +203,10 @@ def test_apply_creates_the_model_once(
     assert applied.returncode == 0, applied.stderr
     created = lines(applied.stdout)
     # The store: WRITE its topics, READ master data; the reader: READ sales and its group,
-    # WRITE and CREATE its DLQ; the publisher: READ, WRITE, CREATE master data.
+    # WRITE and CREATE its DLQ; the publishers: READ, WRITE, CREATE master data, and the
+    # estate's desired state.
     masterdata = len(MASTER_DATA_TOPICS)
-    assert len(created) == len(STORE_TOPICS) + masterdata + 4 + 3 * masterdata
+    assert len(created) == len(STORE_TOPICS) + masterdata + 4 + 3 * masterdata + 3
     assert all(line.startswith("created ") for line in created)
     assert "created User:store-A1 WRITE topic tillstream.sales" in created
     assert f"created User:{READER} READ group {READER}" in created
@@ -336,6 +342,28 @@ async def test_applying_without_an_authorizer_says_so(kafka_broker: str) -> None
     plain = Settings(kafka_bootstrap_servers=kafka_broker)
     with pytest.raises(KafkaAccessError, match="does not enforce ACLs"):
         await acls.apply(plain, acls.acl_bindings(["S1"], []))
+
+
+def test_the_fleet_reads_the_estate_and_writes_desired_state_as_its_publisher_does() -> None:
+    fleet = consumer_access("fleet")
+    bindings = acls.acl_bindings([], [fleet], [], [acls.ESTATE_PUBLISHER])
+    topic = ResourceType.TOPIC
+    assert set(bindings) == {
+        AclBinding("User:fleet", topic, ESTATE_REPORTS.name, Operation.READ),
+        AclBinding("User:fleet", topic, ESTATE_DESIRED.name, Operation.READ),
+        AclBinding("User:fleet", ResourceType.GROUP, "fleet", Operation.READ),
+        # what a person signed in to its page decides (a till suspended), in their name
+        AclBinding("User:fleet", topic, ESTATE_DESIRED.name, Operation.WRITE),
+        AclBinding("User:fleet", topic, ESTATE_DESIRED.name, Operation.CREATE),
+        AclBinding("User:fleet", topic, "tillstream.dlq.fleet", Operation.WRITE),
+        AclBinding("User:fleet", topic, "tillstream.dlq.fleet", Operation.CREATE),
+        *(
+            AclBinding("User:hq-fleet", topic, ESTATE_DESIRED.name, op)
+            for op in (Operation.READ, Operation.WRITE, Operation.CREATE)
+        ),
+    }
+    assert not [b for b in bindings if b.resource_name == ESTATE_REPORTS.name
+                and b.operation != Operation.READ]  # fmt: skip
 
 
 def test_a_store_may_write_its_till_events() -> None:

@@ -14,6 +14,7 @@ from tillstream_consumers.audit import SalesAudit
 from tillstream_consumers.crm import CrmProfiles
 from tillstream_consumers.erp import ErpInventory
 from tillstream_consumers.example import VisitCounter
+from tillstream_consumers.fleet import FleetService
 from tillstream_consumers.runtime.loader import ConsumerNotFound, load_consumer
 
 
@@ -23,6 +24,7 @@ def test_builtins_and_module_paths_resolve() -> None:
     assert load_consumer("analytics") is Analytics
     assert load_consumer("audit") is SalesAudit
     assert load_consumer("sales-audit") is SalesAudit
+    assert load_consumer("fleet") is FleetService
     assert load_consumer("tillstream_consumers.example:VisitCounter") is VisitCounter
 
 
@@ -40,7 +42,7 @@ def test_an_installed_entry_point_resolves(tmp_path: Path, monkeypatch: pytest.M
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("nope", "no consumer 'nope': use one of analytics, audit, crm, erp"),
+        ("nope", "no consumer 'nope': use one of analytics, audit, crm, erp, fleet"),
         ("no_such_module:Thing", "cannot import 'no_such_module'"),
         ("tillstream_consumers.example:Missing", "has no 'Missing'"),
         ("tillstream.core.settings:Settings", "is not a tillstream Consumer subclass"),

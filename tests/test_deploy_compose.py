@@ -217,14 +217,14 @@ def test_hq_kafka_cluster_is_replicated() -> None:
     assert topics["TILLSTREAM_TOPIC_REPLICATION_FACTOR"] == "3"
     assert topics["TILLSTREAM_TOPIC_MIN_INSYNC_REPLICAS"] == "2"
     assert set(services["topics"]["depends_on"]) == set(brokers)
-    for consumer in ("erp", "crm", "analytics", "audit"):
+    for consumer in ("erp", "crm", "analytics", "audit", "fleet"):
         service = services[consumer]
         assert service["command"][:2] == ["consume", consumer]
         assert service["environment"]["TILLSTREAM_DB_URL"].startswith("postgresql://")
         assert service["environment"]["TILLSTREAM_DB_URL"].endswith(f"@postgres:5432/{consumer}")
         assert service["depends_on"]["topics"]["condition"] == "service_completed_successfully"
-    listens = [services[c]["command"][-1] for c in ("erp", "crm", "analytics", "audit")]
-    assert len(set(listens)) == 4, "each consumer its own --listen port"
+    listens = [services[c]["command"][-1] for c in ("erp", "crm", "analytics", "audit", "fleet")]
+    assert len(set(listens)) == 5, "each consumer its own --listen port"
 
 
 def test_hq_postgres_creates_a_database_per_consumer() -> None:
@@ -234,7 +234,7 @@ def test_hq_postgres_creates_a_database_per_consumer() -> None:
     init = next(v for v in postgres["volumes"] if "docker-entrypoint-initdb.d" in v)
     script = (COMPOSE_DIR / init.split(":")[0]).read_text(encoding="utf-8")
     created = set(re.findall(r"CREATE DATABASE (\w+);", script))
-    assert created == {"erp", "crm", "analytics", "audit"}
+    assert created == {"erp", "crm", "analytics", "audit", "fleet"}
 
 
 def test_hq_prometheus_scrapes_every_consumer_service() -> None:
@@ -246,7 +246,7 @@ def test_hq_prometheus_scrapes_every_consumer_service() -> None:
         for name, s in services.items()
         if is_tillstream_image(s) and s.get("command", [None])[0] == "consume"
     }
-    assert set(consumers) == {"erp", "crm", "analytics", "audit"}
+    assert set(consumers) == {"erp", "crm", "analytics", "audit", "fleet"}
     prometheus = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     (job,) = [j for j in prometheus["scrape_configs"] if j["job_name"] == "tillstream-consumers"]
     scraped = {

@@ -122,7 +122,7 @@ def test_k8s_workloads(monkeypatch: pytest.MonkeyPatch) -> None:
     consumers = {
         d["spec"]["template"]["spec"]["containers"][0]["args"][1] for d in k8s_kind("Deployment")
     }
-    assert consumers == {"erp", "crm", "analytics", "audit"}
+    assert consumers == {"erp", "crm", "analytics", "audit", "fleet"}
 
 
 def test_k8s_consumers_guard_their_read_apis_with_the_token_of_the_secret() -> None:

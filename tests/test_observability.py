@@ -64,10 +64,11 @@ def test_every_alert_has_a_promtool_test() -> None:
         for case in group.get("alert_rule_test", [])
         if case.get("exp_alerts")
     }
-    assert {p.name for p in ALERT_TESTS} >= {"alerts_test.yml", "audit_test.yml"}
-    audit = {r["alert"] for r in alert_rules() if r["alert"].startswith("TillstreamAudit")}
-    assert len(audit) >= 4
-    assert audit <= tested, f"audit alerts without a promtool case that fires: {audit - tested}"
+    assert {p.name for p in ALERT_TESTS} >= {"alerts_test.yml", "audit_test.yml", "fleet_test.yml"}
+    for prefix, least in (("TillstreamAudit", 4), ("TillstreamFleet", 7)):
+        named = {r["alert"] for r in alert_rules() if r["alert"].startswith(prefix)}
+        assert len(named) >= least
+        assert named <= tested, f"alerts without a promtool case that fires: {named - tested}"
 
 
 def test_scrape_jobs_and_example_store_list() -> None:
@@ -76,9 +77,16 @@ def test_scrape_jobs_and_example_store_list() -> None:
     assert set(jobs) == {"tillstream-edge", "tillstream-consumers"}
     assert jobs["tillstream-edge"]["file_sd_configs"][0]["files"] == ["stores/*.yaml"]
     targets = [t for c in jobs["tillstream-consumers"]["static_configs"] for t in c["targets"]]
-    assert targets == ["erp:9401", "crm:9402", "analytics:9403", "audit:9404"]
+    assert targets == ["erp:9401", "crm:9402", "analytics:9403", "audit:9404", "fleet:9405"]
     assert config["rule_files"] == ["alerts.yml"]
-    example = yaml.safe_load((PROMETHEUS_DIR / "stores" / "example.yaml").read_text())
+    # Scraping each store is optional (the fleet service reports them all): the shipped
+    # list scrapes none, and its commented-out entries show the format.
+    text = (PROMETHEUS_DIR / "stores" / "example.yaml").read_text()
+    assert yaml.safe_load(text) == []
+    lines = text.splitlines()
+    first = next(n for n, line in enumerate(lines) if line.startswith("# - "))
+    entries = [line[2:] for line in lines[first:] if line.startswith("# ")]
+    example = yaml.safe_load("\n".join(entries))
     assert example and all(e["targets"] and e["labels"]["store"] for e in example)
 
 
@@ -152,6 +160,24 @@ def test_the_business_dashboard_has_a_sales_audit_row() -> None:
     }
     exprs = [t["expr"] for p in audit for t in p["targets"]]
     assert any('kind="silent_store"' in e for e in exprs)
+
+
+def test_the_store_operations_dashboard_starts_with_the_estate_row() -> None:
+    """The estate row needs no scrape of any store: every panel under it queries the fleet
+    service's gauges, each of them is shown, and the store list comes from them too."""
+    board = dashboards()["store-operations.json"]
+    panels = board["panels"]
+    starts = [i for i, p in enumerate(panels) if p["type"] == "row"]
+    assert [panels[i]["title"] for i in starts] == [
+        "Store estate (fleet service)",
+        "Edge metrics (each edge scraped directly: optional)",
+    ]
+    estate = panels[starts[0] + 1 : starts[1]]
+    shown = {metric_name(sel) for p in estate for t in p["targets"] for sel in selectors(t["expr"])}
+    fleet = {m for m in exported_series() if m.startswith("tillstream_fleet_")}
+    assert shown == fleet and len(fleet) == 9
+    (variable,) = board["templating"]["list"]
+    assert variable["definition"] == "label_values(tillstream_fleet_edge_up, store)"
 
 
 def test_dashboards_and_alerts_query_only_metrics_the_code_exports() -> None:

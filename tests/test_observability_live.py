@@ -1,6 +1,6 @@
 """The dashboards and alerts against a real Prometheus scraping a real pipeline on loopback:
-two store edges (one with a serial scanner), the ERP, CRM, analytics and sales audit consumers,
-a broker.
+two store edges (one with a serial scanner), the ERP, CRM, analytics, sales audit and fleet
+consumers, a broker; the two stores' estate reports produced as their edges publish them.
 Every dashboard query must return data; every alert expression must be valid and each metric
 it selects must have data."""
 
@@ -20,6 +20,7 @@ import yaml
 from tests.consumer_support import ConsumerProcess
 from tests.device_support import FakePort
 from tests.edge_support import dumps, payment_json, sale_json, stock_json
+from tests.fleet_support import produce_reports, report
 from tests.pipeline_support import (
     PrometheusProcess,
     alert_rules,
@@ -30,10 +31,12 @@ from tests.pipeline_support import (
     selectors,
     tool,
 )
+from tillstream.core.codec import AvroCodec
 from tillstream.core.kafka import make_producer
 from tillstream.core.settings import Settings
-from tillstream.core.topics import SALES, store_key
+from tillstream.core.topics import ESTATE_REPORTS, SALES, store_key
 from tillstream_consumers.audit.flags import KINDS
+from tillstream_consumers.fleet.flags import KINDS as FLEET_KINDS
 
 # Seconds for the pipeline to produce every series the dashboards show. The consumers' fresh
 # groups start from the earliest offsets: on a broker shared with other tests they first
@@ -43,7 +46,8 @@ DEADLINE = 240
 
 @pytest.fixture
 def consumers(kafka_topics: Settings, tmp_path: Path) -> Iterator[dict[str, ConsumerProcess]]:
-    """erp, crm, analytics and the sales audit as processes, each in a fresh consumer group."""
+    """erp, crm, analytics, the sales audit and the fleet service as processes, each in a
+    fresh consumer group."""
     bootstrap = kafka_topics.kafka_bootstrap_servers
     tag = uuid.uuid4().hex[:8]
     databases = {
@@ -51,6 +55,7 @@ def consumers(kafka_topics: Settings, tmp_path: Path) -> Iterator[dict[str, Cons
         "crm": f"sqlite:///{tmp_path / 'crm.db'}",
         "analytics": f"duckdb:///{tmp_path / 'analytics.duckdb'}",
         "audit": f"sqlite:///{tmp_path / 'audit.db'}",
+        "fleet": f"sqlite:///{tmp_path / 'fleet.db'}",
     }
     started: dict[str, ConsumerProcess] = {}
     try:
@@ -84,6 +89,7 @@ def _empty(prometheus: PrometheusProcess, promql: str) -> str | None:
 @pytest.mark.timeout(DEADLINE + 180)
 async def test_dashboards_and_alerts_have_data_from_a_live_pipeline(
     kafka_topics: Settings,
+    codec: AvroCodec,
     edge_factory: Any,
     consumers: dict[str, ConsumerProcess],
     tmp_path: Path,
@@ -126,7 +132,7 @@ async def test_dashboards_and_alerts_have_data_from_a_live_pipeline(
         deadline = time.monotonic() + 60
         while True:
             targets = prometheus.targets()
-            if len(targets) == 6 and all(t["health"] == "up" for t in targets):
+            if len(targets) == 7 and all(t["health"] == "up" for t in targets):
                 break
             assert time.monotonic() < deadline, f"targets not all up: {targets}"
             await asyncio.sleep(0.5)
@@ -142,11 +148,16 @@ async def test_dashboards_and_alerts_have_data_from_a_live_pipeline(
             _post(edge.url, again, 202)
             _post(edge.url, again, 202)  # duplicate: answered, not stored twice
             _post(edge.url, stock_json(store, quantity="1.2345"), 422)  # rejected
+        # The stores' estate reports, as their edges publish them (to the fleet service).
+        await produce_reports(kafka_topics, codec, [report(s) for s in stores])
         # One record no consumer can decode: each one dead-letters it.
         producer = make_producer(kafka_topics)
         await producer.start()
         try:
             await producer.send_and_wait(SALES.name, b"\x00not avro", key=store_key(stores[0]))
+            await producer.send_and_wait(
+                ESTATE_REPORTS.name, b"\x00not avro", key=store_key(stores[0])
+            )
         finally:
             await producer.stop()
 
@@ -215,6 +226,12 @@ async def test_dashboards_and_alerts_have_data_from_a_live_pipeline(
             "crm": "1",
             "analytics": "1",
             "audit": "1",
+            "fleet": "1",
+        }
+        # The fleet's gauges: every kind of flag for each of our stores, at 0.
+        fleet = prometheus.query(f'tillstream_fleet_flags{{store=~"OBS{tag}.*"}}')
+        assert {(r["metric"]["store"], r["metric"]["kind"]) for r in fleet["data"]["result"]} == {
+            (store, kind) for store in stores for kind in FLEET_KINDS
         }
         # The audit's gauges: our stores traded today, so every kind of flag is there for
         # each of them (at 0 unless the audit found something).

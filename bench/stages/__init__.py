@@ -7,6 +7,7 @@ STAGES = (
     "http_ingest",
     "consumer_apply",
     "audit_apply",
+    "fleet_apply",
     "masterdata",
     "end_to_end",
     "ceiling",

@@ -136,8 +136,10 @@ STORE_VARIABLE = {
     "label": "Store",
     "type": "query",
     "datasource": DATASOURCE,
-    "query": {"query": 'label_values(up{job="tillstream-edge"}, store)', "refId": "store"},
-    "definition": 'label_values(up{job="tillstream-edge"}, store)',
+    # Every store the fleet service knows (it reported, or head office decided something for
+    # it): no scrape of any store is needed for the list.
+    "query": {"query": "label_values(tillstream_fleet_edge_up, store)", "refId": "store"},
+    "definition": "label_values(tillstream_fleet_edge_up, store)",
     "refresh": 2,
     "includeAll": True,
     "multi": True,
@@ -197,9 +199,12 @@ def store_operations() -> dict[str, Any]:
     return dashboard(
         "tillstream-store-operations",
         "tillstream / Store operations",
-        "The store edge services: what the tills send, what is refused, the outbox and the "
-        "link to Kafka, serial devices.",
+        "The store estate as every edge reports it to the fleet service (no scrape of any "
+        "store needed); then, from each edge scraped directly (optional): what the tills "
+        "send, what is refused, the outbox and the link to Kafka, serial devices.",
         [
+            *estate_row(),
+            row("Edge metrics (each edge scraped directly: optional)"),
             stat(
                 "Edge service",
                 [(f"up{{{edge}}}", "{{store}}")],
@@ -386,6 +391,104 @@ def store_operations() -> dict[str, Any]:
         ],
         variables=[STORE_VARIABLE],
     )
+
+
+def estate_row() -> list[dict[str, Any]]:
+    """The store estate's row (docs/fleet.md), from the fleet service's gauges: every store
+    that reports, through Kafka alone. max by: every fleet instance sharing one database
+    shows the same numbers."""
+    flags = f"max by (store, kind) (tillstream_fleet_flags{{{STORE}}})"
+    attention = [(None, "green"), (1, "orange")]
+    bars = {"orientation": "horizontal", "displayMode": "gradient"}
+
+    def per_store(metric: str) -> str:
+        return f"max by (store) ({metric}{{{STORE}}})"
+
+    return [
+        row("Store estate (fleet service)"),
+        stat(
+            "Edges up",
+            [(f"sum({per_store('tillstream_fleet_edge_up')})", "edges")],
+            width=4,
+            description="Stores whose edge reports (its last report within its heartbeats).",
+        ),
+        stat(
+            "Edges by state (chain)",
+            [("max by (state) (tillstream_fleet_edges)", "{{state}}")],
+            width=5,
+            description="Store edges the fleet service knows, all stores: up (reporting) or "
+            "silent (no report for TILLSTREAM_FLEET_SILENT_HEARTBEATS heartbeats).",
+        ),
+        stat(
+            "Edges silent",
+            [
+                (
+                    f'sum(max by (store) (tillstream_fleet_flags{{kind="edge_silent", {STORE}}}))',
+                    "stores",
+                )
+            ],
+            thresholds=[(None, "green"), (1, "red")],
+            width=5,
+            description="Stores whose edge stopped reporting (alert TillstreamFleetEdgeSilent).",
+        ),
+        stat(
+            "Open fleet flags",
+            [(f"sum({flags})", "open flags")],
+            thresholds=attention,
+            width=5,
+            description="Every kind, every store: outbox growing, clock skew, devices down, "
+            "tills not seen, drift, suspended tills posting... (docs/fleet.md).",
+        ),
+        stat(
+            "Devices down",
+            [(f"sum({per_store('tillstream_fleet_devices_down')})", "devices")],
+            thresholds=attention,
+            description="Serial devices disconnected, as the stores last reported.",
+        ),
+        panel(
+            "Seconds since each store's last report",
+            [(per_store("tillstream_fleet_heartbeat_age_seconds"), "{{store}}")],
+            unit="s",
+            description="Since the broker appended the store's last estate report (edges "
+            "report every 30 s by default, and on every change).",
+        ),
+        panel(
+            "Outbox backlog (reported)",
+            [
+                (per_store("tillstream_fleet_outbox_depth"), "{{store}} events"),
+                (per_store("tillstream_fleet_outbox_oldest_age_seconds"), "{{store}} oldest (s)"),
+            ],
+            description="Events waiting in each store's outbox and the age of the oldest, as "
+            "its last report said (alert TillstreamFleetOutboxGrowing).",
+        ),
+        panel(
+            "Clock skew",
+            [(per_store("tillstream_fleet_clock_skew_seconds"), "{{store}}")],
+            unit="s",
+            description="The edge's clock minus the broker's (alert TillstreamFleetClockSkew "
+            "beyond TILLSTREAM_FLEET_MAX_CLOCK_SKEW).",
+        ),
+        panel(
+            "Drift from head office's desired state",
+            [(per_store("tillstream_fleet_drift"), "{{store}}")],
+            description="Targets (a till, a device, the edge) whose desired version the edge "
+            "has not applied yet or refused (alert TillstreamFleetDrift).",
+        ),
+        panel(
+            "Open fleet flags by store",
+            [(f"sort_desc(sum by (store) ({flags}))", "{{store}}")],
+            kind="bargauge",
+            instant=True,
+            options=bars,
+            thresholds=attention,
+            description="The fleet page (fleet:9405) shows each store's edge, tills and devices.",
+        ),
+        panel(
+            "Open fleet flags by kind over time",
+            [(f"sum by (kind) ({flags})", "{{kind}}")],
+            description="A step down is a flag resolved: the store's next report said so.",
+        ),
+    ]
 
 
 def pipeline_health() -> dict[str, Any]:

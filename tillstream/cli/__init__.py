@@ -19,6 +19,7 @@ from tillstream.cli import (
     crm,
     dlq,
     edge,
+    fleet,
     masterdata,
     poslog,
     report,
@@ -65,7 +66,8 @@ def main() -> None:
 
 
 for module in (
-    schemas, topics, acls, edge, poslog, consume, dlq, crm, stock, masterdata, report, audit
+    schemas, topics, acls, edge, poslog, consume, dlq, crm, stock, masterdata, report, audit,
+    fleet,
 ):  # fmt: skip
     for command in module.COMMANDS:
         main.add_command(command)

@@ -21,7 +21,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 @click.group("acls")
 def acls_group() -> None:
     """Kafka ACLs: stores write their topics and read master data, consumers read theirs,
-    head office publishes master data (docs/security.md)."""
+    head office publishes master data and the estate's desired state (docs/security.md)."""
 
 
 def _model_options(command: F) -> F:
@@ -41,8 +41,9 @@ def _model_options(command: F) -> F:
             "--consumer",
             "consumers",
             multiple=True,
-            help="A consumer (erp, crm, analytics, audit, an entry point or package.module:Class); "
-            "its principal is User:<its group>. Repeatable. [default: erp, crm, analytics, audit]",
+            help="A consumer (erp, crm, analytics, audit, fleet, an entry point or "
+            "package.module:Class); its principal is User:<its group>. Repeatable. "
+            "[default: erp, crm, analytics, audit, fleet]",
         ),
         click.option(
             "--publisher",
@@ -51,6 +52,14 @@ def _model_options(command: F) -> F:
             help="Head office's master-data publisher (principal User:<name>), which may "
             "read, write and create tillstream.items and tillstream.prices. Repeatable. "
             f"[default: {acls.MASTER_DATA_PUBLISHER}]",
+        ),
+        click.option(
+            "--fleet-publisher",
+            "fleet_publishers",
+            multiple=True,
+            help="Head office's estate publisher (principal User:<name>: who runs "
+            "'tillstream fleet set|apply|rotate-token'), which may read, write and create "
+            f"tillstream.estate-desired. Repeatable. [default: {acls.ESTATE_PUBLISHER}]",
         ),
     ]
     for option in reversed(options):
@@ -66,11 +75,12 @@ def show(
     stores_file: Path | None,
     consumers: tuple[str, ...],
     publishers: tuple[str, ...],
+    fleet_publishers: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Print the ACLs the model grants these stores, consumers and publishers (contacts no
     broker)."""
-    _print(_bindings(stores, stores_file, consumers, publishers), as_json)
+    _print(_bindings(stores, stores_file, consumers, publishers, fleet_publishers), as_json)
 
 
 @acls_group.command("apply")
@@ -81,6 +91,7 @@ def apply(
     stores_file: Path | None,
     consumers: tuple[str, ...],
     publishers: tuple[str, ...],
+    fleet_publishers: tuple[str, ...],
     dry_run: bool,
 ) -> None:
     """Create the model's ACLs that the cluster lacks; existing ACLs are kept.
@@ -89,7 +100,7 @@ def apply(
     settings say how to connect). ACLs of these principals that the model does not grant
     are listed, not removed.
     """
-    bindings = _bindings(stores, stores_file, consumers, publishers)
+    bindings = _bindings(stores, stores_file, consumers, publishers, fleet_publishers)
     cfg = settings()
     try:
         report = run(acls.apply(cfg, bindings, dry_run=dry_run))
@@ -116,11 +127,17 @@ def _bindings(
     stores_file: Path | None,
     consumers: Sequence[str],
     publishers: Sequence[str],
+    fleet_publishers: Sequence[str] = (),
 ) -> list[acls.AclBinding]:
     store_ids = [*stores, *(_read_stores(stores_file) if stores_file else [])]
     try:
         access = [consumer_access(spec) for spec in consumers or BUILTIN]
-        return acls.acl_bindings(store_ids, access, publishers or [acls.MASTER_DATA_PUBLISHER])
+        return acls.acl_bindings(
+            store_ids,
+            access,
+            publishers or [acls.MASTER_DATA_PUBLISHER],
+            fleet_publishers or [acls.ESTATE_PUBLISHER],
+        )
     except (ConsumerNotFound, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import getpass
 import json
 import socket
-from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import click
 
+from tillstream.cli.api_tokens import token_group
 from tillstream.cli.common import settings
 from tillstream.cli.service_read import API_OPTION, ServiceAPI, open_database, read
 from tillstream.cli.tables import Output
@@ -24,13 +24,8 @@ from tillstream_consumers.audit.acknowledging import NoteError, note_of
 from tillstream_consumers.audit.at_stake import describe
 from tillstream_consumers.audit.drawers import ATTRIBUTIONS
 from tillstream_consumers.audit.tables import COMPONENT, MIGRATIONS
-from tillstream_consumers.runtime import api_tokens
 from tillstream_consumers.runtime.access import LOCAL, PERMISSIONS, Principal
 from tillstream_consumers.runtime.db import Database, redact_url
-from tillstream_consumers.runtime.state import COMPONENT as RUNTIME
-from tillstream_consumers.runtime.state import migrations as runtime_migrations
-
-T = TypeVar("T")
 
 _DB_OPTION = click.option(
     "--db",
@@ -339,62 +334,9 @@ def _this_user() -> Principal:
     return Principal(user, LOCAL, f"{user}@{socket.gethostname()}", frozenset(PERMISSIONS))
 
 
-@audit.group("token")
-def token() -> None:
-    """Named API tokens of the audit's read API and acknowledgements, for scripts."""
-
-
-@token.command("create")
-@click.argument("name")
-@click.option(
-    "--scope",
-    "scopes",
-    default="read",
-    show_default=True,
-    help="What it may do, comma-separated: read, ack, reopen.",
+audit.add_command(
+    token_group("audit", "read, ack, reopen", "audit's read API and acknowledgements")
 )
-@_DB_OPTION
-def token_create(name: str, scopes: str, db_url: str | None) -> None:
-    """Make token NAME and print it, once: only its hash is kept."""
-    wanted = [s.strip() for s in scopes.split(",") if s.strip()]
-    made = _on_tokens(db_url, lambda db: api_tokens.create(db, name, wanted, datetime.now(UTC)))
-    click.echo(made)
-    click.echo(
-        f"token {name} ({', '.join(wanted)}): shown once; send it as 'Authorization: Bearer "
-        "<token>'. A running audit service accepts it at once.",
-        err=True,
-    )
-
-
-@token.command("list")
-@_DB_OPTION
-def token_list(db_url: str | None) -> None:
-    """Every token: name, scopes, made, revoked (never the token itself)."""
-    for t in _on_tokens(db_url, api_tokens.listed):
-        revoked = f"revoked {t.revoked_at}" if t.revoked_at else "active"
-        click.echo(f"{t.name}  {','.join(t.scopes)}  made {t.created_at}  {revoked}")
-
-
-@token.command("revoke")
-@click.argument("name")
-@_DB_OPTION
-def token_revoke(name: str, db_url: str | None) -> None:
-    """Revoke token NAME: refused from now on (its trail stays)."""
-    _on_tokens(db_url, lambda db: api_tokens.revoke(db, name, datetime.now(UTC)))
-    click.echo(f"token {name} revoked")
-
-
-def _on_tokens(db_url: str | None, fn: Callable[[Database], T]) -> T:
-    cfg = settings(db_url=db_url)
-    db = open_database(cfg.db_url)
-    try:
-        db.migrate(RUNTIME, runtime_migrations(db))
-        with db.transaction():
-            return fn(db)
-    except api_tokens.TokenError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        db.close()
 
 
 COMMANDS = [audit]

@@ -9,6 +9,9 @@ The model (:func:`acl_bindings`) is a pure function of the stores and the consum
 - head office's master-data publisher (``User:hq-masterdata`` unless named otherwise) may
   READ, WRITE and CREATE the master-data topics (``tillstream items|prices publish`` reads
   what a topic holds before it publishes the changes);
+- head office's estate publisher (``User:hq-fleet`` unless named otherwise: whoever runs
+  ``tillstream fleet set|apply|rotate-token``) may READ, WRITE and CREATE the desired-state
+  topic (it reads each target's last version before it publishes the next);
 - a consumer (principal ``User:<group>``, its consumer group id) may READ its topics and its
   group, and WRITE and CREATE its dead-letter topic and the topics it publishes (the
   runtime creates them at start-up when missing).
@@ -40,12 +43,15 @@ from aiokafka.protocol.api import Request
 
 from tillstream.core.kafka import KafkaAccessError, make_client
 from tillstream.core.settings import Settings
-from tillstream.core.topics import MASTER_DATA_TOPICS, STORE_TOPICS
+from tillstream.core.topics import ESTATE_DESIRED, MASTER_DATA_TOPICS, STORE_TOPICS
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 CLUSTER = "kafka-cluster"
 MASTER_DATA_PUBLISHER = "hq-masterdata"
 """The principal (``User:hq-masterdata``) head office publishes master data as, by default."""
+ESTATE_PUBLISHER = "hq-fleet"
+"""The principal (``User:hq-fleet``) head office publishes the estate's desired state as from
+the command line, by default (the fleet page publishes as the fleet service)."""
 
 
 # Kafka's protocol codes (org.apache.kafka.common.resource / acl).
@@ -123,9 +129,10 @@ def acl_bindings(
     stores: Iterable[str],
     consumers: Iterable[ConsumerAccess],
     publishers: Iterable[str] = (),
+    estate_publishers: Iterable[str] = (),
 ) -> list[AclBinding]:
-    """The ACLs of tillstream's model for these stores, consumers and master-data
-    publishers, sorted, no duplicates."""
+    """The ACLs of tillstream's model for these stores, consumers, master-data publishers
+    and estate publishers, sorted, no duplicates."""
     bindings: set[AclBinding] = set()
     for store in stores:
         principal = store_principal(store)
@@ -135,6 +142,10 @@ def acl_bindings(
         principal = publisher_principal(publisher)
         for operation in (Operation.READ, Operation.WRITE, Operation.CREATE):
             bindings.update(_topic(principal, t.name, operation) for t in MASTER_DATA_TOPICS)
+    for publisher in estate_publishers:
+        principal = publisher_principal(publisher)
+        for operation in (Operation.READ, Operation.WRITE, Operation.CREATE):
+            bindings.add(_topic(principal, ESTATE_DESIRED.name, operation))
     for consumer in consumers:
         principal = consumer_principal(consumer.group)
         bindings.update(_topic(principal, t, Operation.READ) for t in consumer.reads)

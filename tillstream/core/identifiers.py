@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,8 +142,24 @@ def control_problem(value: str) -> Problem | None:
 
 # Event identifiers: UUIDs, checked by the codec, never read as card numbers.
 _EVENT_IDS = frozenset({"event_id", "sale_event_id", "voided_event_id", "report_id", "change_id"})
-# Item identifiers: the SKU and GTIN rules above; every other string is free text.
-_ITEM_IDS = {"sku": sku_problem, "gtin": gtin_problem}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_NOT_SHA256 = Problem("invalid", "a SHA-256 is 64 lowercase hexadecimal digits")
+
+
+def sha256_problem(value: str) -> Problem | None:
+    """A till token's SHA-256 in head office's desired state: hex digits, not text (one in
+    a few hundred holds a run of digits passing for a card number)."""
+    return None if _SHA256.fullmatch(value) else _NOT_SHA256
+
+
+# Identifiers with a rule of their own: the SKU and GTIN rules above, a token's SHA-256;
+# every other string is free text.
+_ITEM_IDS: dict[str, Callable[[str], Problem | None]] = {
+    "sku": sku_problem,
+    "gtin": gtin_problem,
+    "token_sha256": sha256_problem,
+    "previous_token_sha256": sha256_problem,
+}
 
 
 def field_problem(value: Any, path: str = "") -> tuple[str, Problem] | None:

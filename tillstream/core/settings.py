@@ -25,6 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tillstream.core.estate import opening_hours
 from tillstream.core.identifiers import text_problem
 
 ENV_PREFIX = "TILLSTREAM_"
@@ -34,6 +35,11 @@ _STORE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 HTTP_READ_TIMEOUT_S = 10.0
 HTTP_MAX_CONNECTIONS = 1000
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
+EDGE_WINDOW_MAX = timedelta(days=36500)
+"""The longest plausibility window an edge takes (its own settings, or head office's)."""
 
 
 class SettingsError(ValueError):
@@ -110,13 +116,13 @@ class Settings(BaseSettings):
     edge_max_event_age: timedelta = Field(
         timedelta(days=30),
         gt=timedelta(0),
-        le=timedelta(days=36500),
+        le=EDGE_WINDOW_MAX,
         description="Oldest occurred_at a live channel takes.",
     )
     edge_max_future: timedelta = Field(
         timedelta(hours=1),
         ge=timedelta(0),
-        le=timedelta(days=36500),
+        le=EDGE_WINDOW_MAX,
         description="Furthest occurred_at ahead of now.",
     )
 
@@ -139,6 +145,11 @@ class Settings(BaseSettings):
         "edge_max_future",
         "edge_masterdata_rebuild_after",
         "session_max_age",
+        "fleet_outbox_max_age",
+        "fleet_max_clock_skew",
+        "fleet_device_down_after",
+        "fleet_till_grace",
+        "fleet_drift_after",
         mode="before",
     )
     @classmethod
@@ -221,6 +232,11 @@ class Settings(BaseSettings):
     oidc_lead_role: str = Field(
         "lead", description="The provider's role that may also reopen acknowledgements."
     )
+    oidc_fleet_role: str = Field(
+        "fleet",
+        description="The provider's role that may manage the store estate on the fleet "
+        "page (suspend a till: publish head office's desired state).",
+    )
     session_secret: SecretStr | None = Field(
         None, description="Key of the signed session cookie (required with sign-in)."
     )
@@ -251,6 +267,7 @@ class Settings(BaseSettings):
         "public_url",
         "allowed_hosts",
         "audit_api_token",
+        "fleet_api_token",
         mode="before",
     )
     @classmethod
@@ -327,9 +344,84 @@ class Settings(BaseSettings):
         "declared it, each cashier their own drawer, or a drawer shared by its cashiers and "
         "split by time worked or by sales taken.",
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", description="Log level."
+    # The store estate's fleet service (docs/fleet.md): when an edge, a till or a device
+    # is flagged, and how long its history is kept.
+    fleet_silent_heartbeats: int = Field(
+        3,
+        ge=1,
+        le=1000,
+        description="Heartbeat periods (each edge reports its own) without a report after "
+        "which the fleet service calls an edge silent.",
     )
+    fleet_outbox_max_age: timedelta = Field(
+        timedelta(minutes=10),
+        gt=timedelta(0),
+        description="An edge whose oldest unsent event is older than this (by its own "
+        "clock, when it reported) has a growing outbox.",
+    )
+    fleet_outbox_rising_reports: int = Field(
+        5,
+        ge=2,
+        le=1000,
+        description="Reports in a row, each with a deeper outbox than the one before, that "
+        "make an outbox growing.",
+    )
+    fleet_max_clock_skew: timedelta = Field(
+        timedelta(seconds=30),
+        gt=timedelta(0),
+        description="How far an edge's clock may be from the broker's (its report's sent_at "
+        "against the time the broker appended it).",
+    )
+    fleet_opening_hours: str = Field(
+        "08:00-21:00",
+        description="The stores' opening hours, store-local (HH:MM-HH:MM; 00:00-24:00: "
+        "always): when a disconnected device is flagged, and when a till's trading day "
+        "starts.",
+    )
+    fleet_device_down_after: timedelta = Field(
+        timedelta(minutes=5),
+        gt=timedelta(0),
+        description="How long a serial device may be disconnected during opening hours "
+        "before it is flagged.",
+    )
+    fleet_till_days: int = Field(
+        7,
+        ge=1,
+        le=366,
+        description="A till seen on any of this many days before today is expected to be "
+        "seen today.",
+    )
+    fleet_till_grace: timedelta = Field(
+        timedelta(hours=2),
+        ge=timedelta(0),
+        description="How long after opening a till expected today may go unseen before it "
+        "is flagged.",
+    )
+    fleet_drift_after: timedelta = Field(
+        timedelta(minutes=10),
+        gt=timedelta(0),
+        description="How long an edge may take to apply head office's desired state before "
+        "the target is flagged as drifting (a refusal is flagged at once).",
+    )
+    fleet_history_days: int = Field(
+        7,
+        ge=1,
+        le=366,
+        description="Days of reports (and resolved flags) the fleet service keeps.",
+    )
+    fleet_api_token: SecretStr | None = Field(
+        None,
+        description="A named API token of the fleet service (tillstream fleet token create), "
+        "sent by 'tillstream fleet --api'.",
+    )
+
+    @field_validator("fleet_opening_hours")
+    @classmethod
+    def _check_opening_hours(cls, value: str) -> str:
+        opening_hours(value)  # raises ValueError saying what is wrong
+        return value
+
+    log_level: LogLevel = Field("INFO", description="Log level.")
     cache_dir: Path = Field(
         Path.home() / ".cache" / "tillstream", description="Where downloaded jars are cached."
     )

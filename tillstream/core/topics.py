@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
+
+from aiokafka.partitioner import murmur2
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,17 @@ def estate_key(store_id: str, target: str) -> bytes:
     return json.dumps([store_id, target], separators=(",", ":")).encode("utf-8")
 
 
+@lru_cache(maxsize=65_536)  # keys repeat (store ids): hash each once
+def _murmur2(key: bytes) -> int:
+    return int(murmur2(key)) & 0x7FFFFFFF
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition tillstream's producers (aiokafka's default partitioner: murmur2, as
+    Kafka's Java client) give ``key`` on a topic of ``partitions`` partitions."""
+    return _murmur2(key) % partitions
+
+
 def price_key(store_id: str | None, sku: str, starts: str | None) -> bytes:
     """The message key of a price: ``[store or null, sku, start or null]`` as compact JSON
     (``starts``: the ISO date or UTC time its validity starts). One key per price window, so
@@ -161,6 +175,7 @@ __all__ = [
     "TopicSpec",
     "estate_key",
     "item_key",
+    "partition_of",
     "price_key",
     "store_key",
     "topic_named",

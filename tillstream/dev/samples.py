@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 from uuid import UUID
 
 from tillstream.core.events import (
@@ -224,4 +224,87 @@ def sample_stock_movement(
         "reference": reference,
         "occurred_at": at or utcnow(),
         "source": "api",
+    }
+
+
+def sample_estate_report(
+    store_id: str = "S001",
+    *,
+    at: datetime | None = None,
+    tills: int = 3,
+    devices: int = 2,
+    heartbeat_seconds: int = 30,
+    timezone: str = "Europe/Berlin",
+    edge_id: str = "edge-0001",
+) -> dict[str, Any]:
+    """What an edge reports of itself on a heartbeat (``estate_report``): ``tills`` tills
+    (T01, T02...) seen a minute ago, ``devices`` serial devices (scanners and scales, in
+    turn) connected, nothing waiting in its outbox, nothing head office decided yet."""
+    at = at or utcnow()
+    started = at - timedelta(hours=6)
+    return {
+        "report_id": str(uuid.uuid4()),
+        "store_id": store_id,
+        "edge_id": edge_id,
+        "sent_at": at,
+        "reason": "HEARTBEAT",
+        "heartbeat_seconds": heartbeat_seconds,
+        "edge": {
+            "version": "0.1.0",
+            "timezone": timezone,
+            "started_at": started,
+            "clock_skew_ms": 12,
+            "outbox_depth": 0,
+            "outbox_unsent_bytes": 0,
+            "oldest_unsent_at": None,
+            "quarantine_depth": 0,
+            "set_aside_open": 0,
+            "masterdata_caught_up_at": at - timedelta(minutes=2),
+            "disk_free_bytes": 40 * 1024**3,
+            "last_publish_at": at - timedelta(seconds=4),
+            "kafka_connected": True,
+            "log_level": "INFO",
+            "max_event_age_seconds": 30 * 86400,
+            "max_future_seconds": 3600,
+        },
+        "devices": [_device(n, started) for n in range(1, devices + 1)],
+        "tills": [
+            {
+                "till_id": f"T{n:02d}",
+                "lifecycle": "ACTIVE",
+                "last_seen_at": at - timedelta(minutes=1),
+                "last_receipt": f"{n:02d}-{1000 + n:06d}",
+                "software": "AcmePOS 7.4.2",
+                "refused_while_suspended": 0,
+                "status_at": at - timedelta(minutes=5),
+                "conditions": [
+                    {"code": "printer_paper", "state": "OK", "detail": None, "since": None},
+                    {"code": "cash_drawer", "state": "OK", "detail": "closed", "since": None},
+                ],
+            }
+            for n in range(1, tills + 1)
+        ],
+        "applied": [],
+    }
+
+
+def _device(n: int, started: datetime) -> dict[str, Any]:
+    scale = n % 2 == 0
+    return {
+        "device_id": f"scale-{n}" if scale else f"scanner-{n}",
+        "kind": "SCALE" if scale else "SCANNER",
+        "protocol": "mt-sics" if scale else "scanner",
+        "port": f"/dev/ttyUSB{n - 1}",
+        "connected": True,
+        "connected_since": started,
+        "disconnected_since": None,
+        "last_frame_at": started + timedelta(hours=5),
+        "frames": 1200 + n,
+        "communication_errors": 0,
+        "model": "XS6001S" if scale else None,
+        "firmware": "3.41" if scale else None,
+        "serial_number": f"B{300000 + n}" if scale else None,
+        "scale_zero": True if scale else None,
+        "scale_stable": True if scale else None,
+        "scale_status": "ok" if scale else None,
     }

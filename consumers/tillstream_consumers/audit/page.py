@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
@@ -28,6 +28,7 @@ from tillstream_consumers.audit.at_stake import describe
 from tillstream_consumers.audit.drawers import ATTRIBUTIONS
 from tillstream_consumers.runtime.access import ACK, READ, REOPEN, Principal
 from tillstream_consumers.runtime.api import Query
+from tillstream_consumers.runtime.bodies import bounded_form
 from tillstream_consumers.runtime.db import Database
 from tillstream_consumers.runtime.guard import principal_of, refused, refused_change
 from tillstream_consumers.runtime.signin import CSRF, csrf_token
@@ -110,7 +111,7 @@ def page_routes(query: Query, settings: Settings) -> list[BaseRoute]:
         by the one rule (``acknowledging.py``)."""
         if denied := refused(request, permission):
             return denied
-        form = await _bounded_form(request)
+        form = await bounded_form(request, MAX_BODY)
         if form is None:
             return HTMLResponse(f"The form must be at most {MAX_BODY} bytes.", status_code=413)
         if denied := refused_change(request, form.pop(CSRF, None)):
@@ -141,18 +142,6 @@ def page_routes(query: Query, settings: Settings) -> list[BaseRoute]:
         Route("/audit/{store}/{day}/ack", acknowledge, methods=["POST"]),
         Route("/audit/{store}/{day}/reopen", reopen, methods=["POST"]),
     ]
-
-
-async def _bounded_form(request: Request) -> dict[str, str] | None:
-    """The urlencoded form's fields (the first value of each), or None over the size limit."""
-    size, chunks = 0, []
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-    fields = parse_qs(b"".join(chunks).decode("utf-8", "replace"), keep_blank_values=True)
-    return {name: values[0] for name, values in fields.items()}
 
 
 def _clock(local: str | None, day: str) -> str:

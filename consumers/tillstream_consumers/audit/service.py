@@ -11,7 +11,6 @@ re-audited as often as its size allows and settled on the refresh in between
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
@@ -51,6 +50,7 @@ from tillstream_consumers.audit.writing import (
 )
 from tillstream_consumers.runtime.access import ACK, READ, REOPEN, Principal
 from tillstream_consumers.runtime.api import Consumer, Context, Query, Record
+from tillstream_consumers.runtime.bodies import bounded_json
 from tillstream_consumers.runtime.db import Database
 from tillstream_consumers.runtime.guard import principal_of, refused, refused_change
 
@@ -239,9 +239,7 @@ class SalesAudit(Consumer):
             """An acknowledgement or a reopening: allowed, from this site, JSON, sized."""
             if denied := refused(request, permission) or refused_change(request):
                 return denied
-            if request.headers.get("content-type", "").split(";")[0].strip() != JSON:
-                return _error(415, f"the body must be {JSON}")
-            body = await _bounded_json(request)
+            body = await bounded_json(request, MAX_BODY, '{"note": "..."}')
             if isinstance(body, Response):
                 return body
             try:
@@ -269,26 +267,6 @@ class SalesAudit(Consumer):
             Route("/v1/audit/flags/{flag}/ack", acknowledge, methods=["POST"]),
             Route("/v1/audit/flags/{flag}/reopen", reopen, methods=["POST"]),
         ]
-
-
-JSON = "application/json"
-
-
-async def _bounded_json(request: Request) -> dict[str, Any] | Response:
-    """The request's JSON object, read to :data:`MAX_BODY` bytes at most."""
-    size, chunks = 0, []
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            return _error(413, f"the body must be at most {MAX_BODY} bytes")
-        chunks.append(chunk)
-    try:
-        body = json.loads(b"".join(chunks) or b"null")
-    except ValueError:
-        return _error(400, 'the body must be JSON: {"note": "..."}')
-    if not isinstance(body, dict):
-        return _error(400, 'the body must be a JSON object: {"note": "..."}')
-    return body
 
 
 def _error(status: int, message: str) -> Response:

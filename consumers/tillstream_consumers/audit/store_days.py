@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import uuid
-import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -39,12 +38,7 @@ def lock(db: Database, space: int, key: str) -> None:
     store-day always sees all of them. Locks are taken in sorted order (store-days, then
     days), so two batches never wait on each other in a circle. SQLite has one writer at a
     time anyway."""
-    if db.dialect == "postgresql":
-        digest = zlib.crc32(key.encode()) - 2**31  # a signed 32-bit key
-        db.execute(
-            "SELECT pg_advisory_xact_lock(CAST(? AS INTEGER), CAST(? AS INTEGER))",
-            (space - 2**31, digest),
-        )
+    db.advisory_lock(space, key)
 
 
 def recompute(

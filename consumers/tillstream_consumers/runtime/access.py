@@ -8,8 +8,11 @@ tokens and so serves loopback only, whoever is on the machine. Every acknowledge
 the principal, never a name typed into a form.
 
 Permissions: ``read`` (the pages and read APIs), ``ack`` (acknowledge a flag), ``reopen``
-(take an acknowledgement back). Roles: viewer reads; auditor also acknowledges; lead also
-reopens (``TILLSTREAM_OIDC_*_ROLE`` name them as the provider does).
+(take an acknowledgement back), ``manage`` (publish head office's desired state of the store
+estate: suspend a till). Roles: viewer reads; auditor also acknowledges; lead also reopens;
+fleet manages the estate (given beside viewer, which reads it; ``TILLSTREAM_OIDC_*_ROLE``
+name them as the provider does). A service asks only for the permissions its routes need:
+the audit never asks for ``manage``, the fleet service never for ``ack``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from tillstream.core.settings import Settings
 READ = "read"
 ACK = "ack"
 REOPEN = "reopen"
-PERMISSIONS: tuple[str, ...] = (READ, ACK, REOPEN)
+MANAGE = "manage"
+PERMISSIONS: tuple[str, ...] = (READ, ACK, REOPEN, MANAGE)
 """Every permission, least first: each role and scope is a set of these."""
 
 SIGN_IN = "sign-in"
@@ -62,6 +66,8 @@ def role_permissions(roles: Iterable[str], settings: Settings) -> frozenset[str]
         granted.add(ACK)
     if settings.oidc_lead_role in held:
         granted.add(REOPEN)
+    if settings.oidc_fleet_role in held:
+        granted.add(MANAGE)
     return frozenset(granted)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
+import zlib
 from collections.abc import Iterable, Iterator, Sequence, Sized
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -198,6 +199,28 @@ class Database:
             raise
         self._in_tx = False
         self._conn.execute("COMMIT")
+
+    def advisory_lock(self, space: int, key: str) -> None:
+        """Hold a lock on ``key`` (in the namespace ``space``, a 32-bit constant of the
+        caller's) until the transaction ends, across every connection to the database:
+        PostgreSQL's advisory lock. Nothing on SQLite, which has one writer at a time anyway.
+        Several at once: :meth:`advisory_locks`."""
+        self.advisory_locks(space, (key,))
+
+    def advisory_locks(self, space: int, keys: Iterable[str]) -> None:
+        """:meth:`advisory_lock` on each of ``keys``, in one statement and in the order of
+        their 32-bit digests (two keys of one digest are one lock), so two transactions
+        taking several never wait on each other in a circle."""
+        if self.dialect != "postgresql":
+            return
+        digests = sorted({zlib.crc32(key.encode()) - 2**31 for key in keys})  # signed 32-bit
+        if digests:
+            # A function scan of the array yields its elements in order: locked in that order.
+            self.execute(
+                "SELECT COUNT(pg_advisory_xact_lock(CAST(? AS INTEGER), k)) "
+                "FROM unnest(CAST(? AS INTEGER[])) AS k",
+                (space - 2**31, digests),
+            )
 
     def lock_clause(self) -> str:
         """``FOR UPDATE`` where the dialect has row locks (fences zombie consumers)."""

@@ -16,6 +16,7 @@ BUILTIN = {
     "crm": "tillstream_consumers.crm:CrmProfiles",
     "analytics": "tillstream_consumers.analytics:Analytics",
     "audit": "tillstream_consumers.audit:SalesAudit",
+    "fleet": "tillstream_consumers.fleet:FleetService",
 }
 
 

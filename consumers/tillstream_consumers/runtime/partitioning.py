@@ -12,11 +12,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from aiokafka.partitioner import murmur2
-
+from tillstream.core.topics import partition_of
 from tillstream_consumers.runtime import metrics
 
 log = logging.getLogger(__name__)
@@ -37,14 +35,9 @@ else:
     from aiokafka import TopicPartition as TopicPartition
 
 
-@lru_cache(maxsize=65_536)  # store ids repeat: hash each once
-def _hash(key: bytes) -> int:
-    return int(murmur2(key)) & 0x7FFFFFFF
-
-
 def expected_partition(key: bytes, partitions: int) -> int:
     """The partition tillstream's producers (murmur2, as Kafka's Java client) give ``key``."""
-    return _hash(key) % partitions
+    return partition_of(key, partitions)
 
 
 class RoutingCheck:
