@@ -144,6 +144,7 @@ class Reporter:
         self._failing = False
         metrics.ESTATE_REPORTS.labels(reason).inc()
         metrics.ESTATE_REPORT_BYTES.set(len(value))
+        log.debug("estate: %s report sent (%d bytes)", reason, len(value))
         if metadata.timestamp_type == LOG_APPEND_TIME and metadata.timestamp > 0:
             sent_ms = int(sent_at.timestamp() * 1000)
             self.clock_skew_ms = sent_ms - metadata.timestamp
