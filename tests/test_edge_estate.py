@@ -7,6 +7,7 @@ with the schema (``schemas/estate_report/v1.avsc``)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -348,3 +349,27 @@ async def test_without_tokens_a_till_names_itself(
     assert t07 is not None and t07["conditions"][0]["state"] == "FAULT"
     assert t07["software"] == SOFTWARE
     assert t08 is not None and t08["last_receipt"] == "42" and t08["software"] == SOFTWARE
+
+
+def documented_status_example() -> tuple[str, str, dict[str, Any]]:
+    """docs/edge.md, "Till status": the body and software of its request, and its answer."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "edge.md").read_text()
+    section = doc.split("\n## Till status\n", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    body = example.split("-d '", 1)[1].split("'", 1)[0]
+    software = example.split("-H 'x-till-software: ", 1)[1].split("'", 1)[0]
+    return body, software, json.loads(example.strip().splitlines()[-1])
+
+
+async def test_the_documented_status_example_is_what_the_edge_answers(
+    edge_factory: Any, tmp_path: Path
+) -> None:
+    body, software, documented = documented_status_example()
+    edge = edge_factory(store_id("S-EST-DOC"), args=["--tokens", str(tokens_file(tmp_path))])
+    headers = {"content-type": "application/json", "x-till-software": software}
+    async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
+        answer = await http.post(
+            "/v1/tills/status", content=body.encode(), headers=bearer(TOKEN_T01, **headers)
+        )
+    assert answer.status_code == 200
+    assert answer.json() == documented
