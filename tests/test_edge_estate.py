@@ -206,10 +206,12 @@ poll_interval = 0.3
             assert down["disconnected_since"] is not None and down["connected_since"] is None
             assert down["communication_errors"] >= 1
             FakePort(tmp_path / "scanner")  # plugged back
-            back = await reports.next(lambda r: device_of(r, "dock-scanner")["connected"])
-            assert device_of(back, "dock-scanner")["disconnected_since"] is None
-            print(f"\nunplugged to reported: {took:.2f}s")
-            assert took < 5
+            plugged = time.monotonic()
+            back = await reports.next_arrived(lambda r: device_of(r, "dock-scanner")["connected"])
+            assert device_of(back.record, "dock-scanner")["disconnected_since"] is None
+            returned = back.seen_at - plugged
+            print(f"\nunplugged to reported: {took:.2f}s; plugged back: {returned:.2f}s")
+            assert took < 5 and returned < 5
     finally:
         await responder.stop()
 
