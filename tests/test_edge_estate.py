@@ -257,9 +257,24 @@ async def test_till_status_and_software_are_reported_and_bad_bodies_refused_by_f
             assert cleared.status_code == 200
             await reports.next(lambda r: conditions_of(r, "T02") == [])
 
+            # A card number in the software header (the till's to write): masked.
+            carded = {"x-till-software": "Kasse 4111 1111 1111 1111"}
+            answer = await http.post(
+                "/v1/tills/status", json={"conditions": []}, headers=bearer(TOKEN_T02, **carded)
+            )
+            assert answer.status_code == 200
+            masked = await reports.next(
+                lambda r: "****" in str((till_of(r, "T02") or {}).get("software"))
+            )
+            assert (till_of(masked, "T02") or {})["software"] == "Kasse ************1111"
+
             refusals = await bad_status_bodies(http)
     assert refusals == EXPECTED_REFUSALS
     assert "4111111111111111" not in edge.log() and TOKEN_T01 not in edge.log()
+    everything = b"".join(a.value for a in reports.arrived)
+    for secret in (b"4111111111111111", b"4111 1111 1111 1111", TOKEN_T01.encode()):
+        assert secret not in everything
+    assert TOKEN_T02.encode() not in everything
 
 
 def conditions_of(report: dict[str, Any], till_id: str) -> list[dict[str, Any]] | None:
