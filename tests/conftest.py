@@ -196,10 +196,11 @@ def edge_factory(kafka_broker: str, tmp_path: Path) -> Iterator[Any]:
         bootstrap: str | None = None,
         workdir: Path | None = None,
         args: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> EdgeProcess:
         work = workdir or tmp_path / f"edge-{store}"
         work.mkdir(parents=True, exist_ok=True)
-        edge = EdgeProcess(store, bootstrap or kafka_broker, work, list(args or []))
+        edge = EdgeProcess(store, bootstrap or kafka_broker, work, list(args or []), env)
         started.append(edge)
         return edge.start()
 

@@ -76,6 +76,31 @@ class Responder:
             await self._task
 
 
+MTSICS_IDENTITY = {
+    b"I2": b'I2 A "WMS404C-L/01 410.0 g"',
+    b"I3": b'I3 A "2.10 10.28.0.493.142"',
+    b"I4": b'I4 A "B443456789"',
+}
+"""How a Mettler Toledo balance answers MT-SICS level 0's inquiries (balance data, software
+version and type definition, serial number)."""
+
+
+def mtsics_answers(answer: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
+    """An MT-SICS scale: the inquiries the edge makes at connection answered as a real
+    balance does (:data:`MTSICS_IDENTITY`), every other command by ``answer``."""
+
+    def reply(command: bytes) -> bytes:
+        identity = MTSICS_IDENTITY.get(command.strip())
+        return identity + b"\r\n" if identity is not None else answer(command)
+
+    return reply
+
+
+def weight_commands(commands: list[bytes]) -> list[bytes]:
+    """The commands that asked for a weight (not the inquiries made at connection)."""
+    return [c for c in commands if c.strip() not in MTSICS_IDENTITY]
+
+
 def name(prefix: str) -> str:
     """A unique device name, so metrics of one test never leak into another's."""
     return f"{prefix}-{uuid.uuid4().hex[:6]}"

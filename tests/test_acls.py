@@ -61,6 +61,9 @@ def test_a_store_may_only_write_the_store_topics_and_read_master_data() -> None:
     assert {(b.resource_type, b.resource_name, b.operation) for b in bindings} == {
         *((ResourceType.TOPIC, t.name, Operation.WRITE) for t in STORE_TOPICS),
         *((ResourceType.TOPIC, t.name, Operation.READ) for t in MASTER_DATA_TOPICS),
+        # The estate: its reports out, head office's desired state in (by assignment).
+        (ResourceType.TOPIC, ESTATE_REPORTS.name, Operation.WRITE),
+        (ResourceType.TOPIC, ESTATE_DESIRED.name, Operation.READ),
     }
     assert {b.principal for b in bindings} == {"User:store-S001"}
 
@@ -106,7 +109,11 @@ def test_every_built_in_consumer_can_read_what_it_subscribes_to_and_write_nothin
     store_grants = {
         (b.resource_name, b.operation) for b in bindings if b.principal.startswith("User:store-")
     }
-    assert {name for name, op in store_grants if op == Operation.READ} == {ITEMS.name, PRICES.name}
+    assert {name for name, op in store_grants if op == Operation.READ} == {
+        ITEMS.name,
+        PRICES.name,
+        ESTATE_DESIRED.name,
+    }
     assert {op for _, op in store_grants} == {Operation.WRITE, Operation.READ}
     assert bindings == sorted(set(bindings))  # sorted, each once
 
@@ -206,7 +213,8 @@ def test_apply_creates_the_model_once(
     # WRITE and CREATE its DLQ; the publishers: READ, WRITE, CREATE master data, and the
     # estate's desired state.
     masterdata = len(MASTER_DATA_TOPICS)
-    assert len(created) == len(STORE_TOPICS) + masterdata + 4 + 3 * masterdata + 3
+    estate = 2  # WRITE its reports, READ the desired state
+    assert len(created) == len(STORE_TOPICS) + masterdata + estate + 4 + 3 * masterdata + 3
     assert all(line.startswith("created ") for line in created)
     assert "created User:store-A1 WRITE topic tillstream.sales" in created
     assert f"created User:{READER} READ group {READER}" in created
@@ -226,7 +234,7 @@ def test_dry_run_creates_nothing(secure: SecureKafka) -> None:
         assert "would create User:store-DRY1 READ topic tillstream.items" in out
         # Only the store's are missing: crm's were applied with the broker.
         store_lines = [line for line in out if "User:store-DRY1" in line]
-        assert len(store_lines) == len(STORE_TOPICS) + len(MASTER_DATA_TOPICS)
+        assert len(store_lines) == len(STORE_TOPICS) + len(MASTER_DATA_TOPICS) + 2  # estate
         assert all(line.startswith("would create") for line in store_lines)
 
 
@@ -240,10 +248,19 @@ async def test_a_store_writes_its_topics_and_nothing_else(
     try:
         for topic in STORE_TOPICS:  # idempotent producer: no cluster-wide ACL needed
             await producer.send_and_wait(topic.name, b"event", key=b"A1")
+        await producer.send_and_wait(ESTATE_REPORTS.name, b"report", key=b"A1")
         with pytest.raises(TopicAuthorizationFailedError):
             await producer.send_and_wait(REORDER_SUGGESTIONS.name, b"forged", key=b"A1")
     finally:
         await producer.stop()
+    forger = make_producer(store)  # head office's desired state is not the store's to write
+    await forger.start()
+    try:
+        with pytest.raises(TopicAuthorizationFailedError):
+            await forger.send_and_wait(ESTATE_DESIRED.name, None, key=b'["A1","till/T1"]')
+    finally:
+        await forger.stop()
+    await read_once(make_consumer(store, ESTATE_DESIRED.name, group_id=None))  # by assignment
 
     with pytest.raises(TopicAuthorizationFailedError):
         await read_once(make_consumer(store, SALES.name, group_id=None))

@@ -13,9 +13,17 @@ from typing import Any
 
 import pytest
 
-from tests.device_support import FakePort, Responder, metric, name, wait_for
+from tests.device_support import (
+    FakePort,
+    Responder,
+    metric,
+    mtsics_answers,
+    name,
+    wait_for,
+    weight_commands,
+)
 from tillstream_edge.devices.config import MtSicsConfig, Toledo8217Config
-from tillstream_edge.devices.mtsics import MtSicsScale
+from tillstream_edge.devices.mtsics import MtSicsScale, NotAnInquiryReply, parse_inquiry
 from tillstream_edge.devices.mtsics import parse_reply as parse_mtsics
 from tillstream_edge.devices.scale import BadReply, Reading, Scale, ScaleError
 from tillstream_edge.devices.toledo import Toledo8217Scale
@@ -128,7 +136,7 @@ def even_parity(data: bytes) -> bytes:
 async def test_mtsics_waits_for_stable_weight_at_8n1(tmp_path: Path) -> None:
     port = FakePort(tmp_path / "scale")
     replies = scripted(b"S D      0.731 kg\r\n", b"S I\r\n", b"S S      0.734 kg\r\n")
-    responder = Responder(port, b"\r\n", replies)
+    responder = Responder(port, b"\r\n", mtsics_answers(replies))
     async with scale_on_pty(mtsics(port)) as scale:
         attrs = termios.tcgetattr(port.slave)
         assert attrs[2] & termios.CSIZE == termios.CS8 and not attrs[2] & termios.PARENB
@@ -137,7 +145,7 @@ async def test_mtsics_waits_for_stable_weight_at_8n1(tmp_path: Path) -> None:
         async with asyncio.timeout(5):
             assert await scale.weigh() == Decimal("0.734")
     await responder.stop()
-    assert responder.commands[:3] == [b"SI\r\n"] * 3
+    assert weight_commands(responder.commands)[:3] == [b"SI\r\n"] * 3
     assert metric("tillstream_edge_device_frames_total", device=scale.name) == 3
     port.unplug()
 
@@ -147,20 +155,20 @@ async def test_mtsics_overload_and_underload_fail_fast(
     tmp_path: Path, reply: bytes, reason: str
 ) -> None:
     port = FakePort(tmp_path / "scale")
-    responder = Responder(port, b"\r\n", scripted(reply))
+    responder = Responder(port, b"\r\n", mtsics_answers(scripted(reply)))
     async with scale_on_pty(mtsics(port, command="S")) as scale:
         with pytest.raises(ScaleError) as err:
             async with asyncio.timeout(1):
                 await scale.weigh()
         assert err.value.reason == reason
     await responder.stop()
-    assert responder.commands == [b"S\r\n"]
+    assert weight_commands(responder.commands) == [b"S\r\n"]
     port.unplug()
 
 
 async def test_mtsics_never_stable_and_garbled_replies(tmp_path: Path) -> None:
     port = FakePort(tmp_path / "scale")
-    responder = Responder(port, b"\r\n", scripted(b"\x00\xfe junk\r\n", b"S I\r\n"))
+    responder = Responder(port, b"\r\n", mtsics_answers(scripted(b"\x00\xfe junk\r\n", b"S I\r\n")))
     async with scale_on_pty(mtsics(port, stable_timeout=0.8)) as scale:
         with pytest.raises(ScaleError) as err:
             await scale.weigh()
@@ -181,7 +189,7 @@ async def test_silent_scale_is_reconnected(tmp_path: Path) -> None:
         assert err.value.reason == "scale_unavailable"
         await wait_for(lambda: not scale.status().up)
         assert scale.status().last_error == "no reply from scale"
-        responder = Responder(port, b"\r\n", scripted(b"S S 2.5 kg\r\n"))
+        responder = Responder(port, b"\r\n", mtsics_answers(scripted(b"S S 2.5 kg\r\n")))
         await wait_for(lambda: scale.status().up)
         assert await scale.weigh() == Decimal("2.500")
         assert scale.status().reconnects == 1
@@ -254,3 +262,74 @@ def test_a_toledo_byte_with_the_eighth_bit_set_reads_as_the_framer_reads_it() ->
     # so noise the parser called "no STX" was a weight on the line.
     assert parse_toledo(b"\x820").kg == Decimal("0.000")
     assert parse_toledo(b"\x82001.250").kg == Decimal("1.250")
+
+
+# --- what a scale says of itself (the estate report) ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "frame", "text"),
+    [
+        ("I2", b'I2 A "WMS404C-L/01 410.0 g"', "WMS404C-L/01 410.0 g"),
+        ("I2", b'I2 A "ICS469" "60.18 kg"', "ICS469 60.18 kg"),  # parts quoted apart
+        ("I3", b'I3 A "2.10 10.28.0.493.142"', "2.10 10.28.0.493.142"),
+        ("I4", b'I4 A "B443456789"', "B443456789"),
+        ("I4", b"I4 I", None),  # not executable now
+        ("I4", b'I4 A "4111 1111 1111 1111"', "************1111"),  # published: masked
+        ("I2", b'I2 A "' + b"X" * 80 + b'"', "X" * 64),
+    ],
+)
+def test_mtsics_inquiry_replies(command: str, frame: bytes, text: str | None) -> None:
+    assert parse_inquiry(command, frame) == text
+
+
+@pytest.mark.parametrize("frame", [b"ES", b"S S 1.0 kg", b'I3 A "x"', b"\xff\xfe", b"I2 A"])
+def test_mtsics_inquiry_answered_otherwise(frame: bytes) -> None:
+    with pytest.raises(NotAnInquiryReply):
+        parse_inquiry("I2", frame)
+
+
+async def test_mtsics_scale_says_what_it_is_at_connection_and_its_state_never_its_weight(
+    tmp_path: Path,
+) -> None:
+    port = FakePort(tmp_path / "scale")
+    responder = Responder(
+        port, b"\r\n", mtsics_answers(scripted(b"S S      0.000 kg\r\n", b"S +\r\n"))
+    )
+    async with scale_on_pty(mtsics(port)) as scale:
+        await wait_for(lambda: scale.status().identity is not None)
+        assert scale.status().identity == {
+            "model": "WMS404C-L/01 410.0 g",
+            "firmware": "2.10 10.28.0.493.142",
+            "serial_number": "B443456789",
+        }
+        assert responder.commands[:3] == [b"I2\r\n", b"I3\r\n", b"I4\r\n"]
+        assert await scale.weigh() == Decimal(0)
+        status = scale.status()
+        assert (status.reading, status.zero, status.stable) == ("ok", True, True)
+        with pytest.raises(ScaleError):
+            await scale.weigh()
+        status = scale.status()
+        assert (status.reading, status.zero, status.stable) == ("overload", None, False)
+        assert status.frames == 2  # readings; the inquiries' answers are not counted
+    await responder.stop()
+    port.unplug()
+
+
+@pytest.mark.parametrize("answer", [b"ES\r\n", b""])  # a scale without inquiries; a silent one
+async def test_mtsics_scale_without_inquiries_is_weighed_all_the_same(
+    tmp_path: Path, answer: bytes
+) -> None:
+    port = FakePort(tmp_path / "scale")
+
+    def reply(command: bytes) -> bytes:
+        return answer if command.startswith(b"I") else b"S S 1.5 kg\r\n"
+
+    responder = Responder(port, b"\r\n", reply)
+    async with scale_on_pty(mtsics(port, reply_timeout=0.5)) as scale:
+        async with asyncio.timeout(3):
+            assert await scale.weigh() == Decimal("1.500")
+        assert scale.status().identity == {} and scale.status().up
+    await responder.stop()
+    assert [c for c in responder.commands if c.startswith(b"I")] == [b"I2\r\n"]  # asked once
+    port.unplug()

@@ -16,13 +16,14 @@ from tests.device_support import (
     FakePort,
     Responder,
     metric,
+    mtsics_answers,
     name,
     next_event,
     running,
     wait_for,
 )
 from tillstream.core.codec import AvroCodec
-from tillstream_edge.devices import DevicesConfig, DeviceService, EmitFailed
+from tillstream_edge.devices import DeviceConfigError, DevicesConfig, DeviceService, EmitFailed
 
 MILK, MILK_14, BREAD = "4006381333931", "04006381333931", "5012345678900"
 ITEMS = {MILK: "SKU-MILK-1L"}
@@ -41,7 +42,9 @@ def assert_stock_record(record: dict[str, Any], codec: AvroCodec) -> None:
 async def test_receive_with_paired_scale_emits_kg(tmp_path: Path, codec: AvroCodec) -> None:
     scanner_port, scale_port = FakePort(tmp_path / "scanner"), FakePort(tmp_path / "scale")
     replies = [b"S D 0.700 kg\r\n", b"S S 0.734 kg\r\n", b"S S 1500 g\r\n", b"S +\r\n"]
-    responder = Responder(scale_port, b"\r\n", lambda _c: replies.pop(0) if replies else b"S I\r\n")
+    responder = Responder(
+        scale_port, b"\r\n", mtsics_answers(lambda _c: replies.pop(0) if replies else b"S I\r\n")
+    )
     scanner, scale = name("rcv"), name("rcv-scale")
     devices: dict[str, dict[str, Any]] = {
         scanner: {"protocol": "scanner", "port": str(scanner_port.link), "scale": scale},
@@ -162,7 +165,7 @@ async def test_port_missing_at_start_comes_up_later(tmp_path: Path) -> None:
         health = service.health()[dev]
         assert health["up"] is False and "cannot open" in health["last_error"]
         port = FakePort(link)
-        responder = Responder(port, b"\r\n", lambda _c: b"S S 0.000 kg\r\n")
+        responder = Responder(port, b"\r\n", mtsics_answers(lambda _c: b"S S 0.000 kg\r\n"))
         await wait_for(lambda: service.status()[dev].up)
         assert await service.scales[dev].weigh() == Decimal(0)
         await responder.stop()
@@ -188,4 +191,93 @@ async def test_emit_failure_stops_the_service(tmp_path: Path) -> None:
             await task
     assert err.group_contains(EmitFailed)
     with contextlib.suppress(OSError):
+        port.unplug()
+
+
+# --- head office's settings of a device, applied while the service runs -----------------
+
+
+async def test_a_device_moved_to_another_port_is_restarted_alone(tmp_path: Path) -> None:
+    old, new, other = (FakePort(tmp_path / n) for n in ("old", "new", "other"))
+    moved, kept = name("moved"), name("kept")
+    devices = {
+        moved: {"protocol": "scanner", "port": str(old.link)},
+        kept: {"protocol": "scanner", "port": str(other.link)},
+    }
+    async with running(devices) as (service, events):
+        await wait_for(lambda: all(s.up for s in service.status().values()))
+        untouched = service.scanners[kept]
+        config = service.with_device(moved, {"protocol": "scanner", "port": str(new.link)})
+        await service.reconfigure(moved, config)
+        assert service.config.devices[moved].port == str(new.link)
+        await wait_for(lambda: service.status()[moved].up)
+        assert service.status()[moved].port == str(new.link)
+        new.send(b"]E04006381333931\r")
+        assert (await next_event(events))["gtin"] == "4006381333931"
+        old.send(b"]E05012345678900\r")  # the old port is no longer read
+        other.send(b"]E05012345678900\r")
+        assert (await next_event(events))["gtin"] == "5012345678900"
+        assert events.empty() and service.scanners[kept] is untouched
+
+        back = service.with_device(moved, None)  # head office's record deleted: the file's
+        await service.reconfigure(moved, back)
+        await wait_for(lambda: service.status()[moved].up)
+        assert service.status()[moved].port == str(old.link)
+    for port in (old, new, other):
+        port.unplug()
+
+
+async def test_settings_head_office_cannot_have_are_refused_and_nothing_changes(
+    tmp_path: Path,
+) -> None:
+    port = FakePort(tmp_path / "scanner")
+    dev = name("refuse")
+    async with running({dev: {"protocol": "scanner", "port": str(port.link)}}) as (service, _):
+        await wait_for(lambda: service.status()[dev].up)
+        before = service.config
+        missing = tmp_path / "ttyUSB9"
+        with pytest.raises(DeviceConfigError, match=f"port {missing} does not exist"):
+            service.with_device(dev, {"protocol": "scanner", "port": str(missing)})
+        with pytest.raises(DeviceConfigError, match=f"device '{dev}': field 'baudrate'"):
+            service.with_device(dev, {"protocol": "scanner", "port": str(port.link), "baudrate": 0})
+        with pytest.raises(DeviceConfigError, match="'scale': 'nowhere' is not a scale device"):
+            service.with_device(
+                dev, {"protocol": "scanner", "port": str(port.link), "scale": "nowhere"}
+            )
+        assert service.config is before and service.status()[dev].up
+    port.unplug()
+
+
+async def test_a_scale_changed_restarts_its_paired_scanner_and_a_new_device_runs(
+    tmp_path: Path,
+) -> None:
+    scanner_port, scale_port, second = (FakePort(tmp_path / n) for n in ("sc", "sa", "sb"))
+    responders = [
+        Responder(p, b"\r\n", mtsics_answers(lambda _c: b"S S 0.500 kg\r\n"))
+        for p in (scale_port, second)
+    ]
+    scanner, scale, added = name("pair"), name("pair-scale"), name("added")
+    devices: dict[str, dict[str, Any]] = {
+        scanner: {"protocol": "scanner", "port": str(scanner_port.link), "scale": scale},
+        scale: {"protocol": "mt-sics", "port": str(scale_port.link), "poll_interval": 0},
+    }
+    async with running(devices) as (service, events):
+        await wait_for(lambda: all(s.up for s in service.status().values()))
+        table = {"protocol": "mt-sics", "port": str(second.link), "poll_interval": 0}
+        await service.reconfigure(scale, service.with_device(scale, table))
+        await wait_for(lambda: all(s.up for s in service.status().values()))
+        scanner_port.send(b"]E04006381333931\r")
+        assert (await next_event(events))["quantity"] == Decimal("0.500")
+        assert any(c.startswith(b"S") for c in responders[1].commands)  # weighed on the new one
+
+        extra = FakePort(tmp_path / "extra")  # a device the file does not name
+        await service.reconfigure(
+            added, service.with_device(added, {"protocol": "scanner", "port": str(extra.link)})
+        )
+        await wait_for(lambda: service.status()[added].up)
+        await service.reconfigure(added, service.with_device(added, None))
+        assert added not in service.status()
+    for responder in responders:
+        await responder.stop()
+    for port in (scanner_port, scale_port, second, extra):
         port.unplug()

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.device_support import FakePort, Responder
+from tests.device_support import FakePort, Responder, mtsics_answers
 from tillstream.core.codec import AvroCodec
 from tillstream.core.kafka import make_consumer
 from tillstream.core.settings import Settings
@@ -58,7 +58,7 @@ protocol = "mt-sics"
 port = "{scale.link}"
 poll_interval = 0
 """)
-    responder = Responder(scale, b"\r\n", lambda _cmd: b"S S      1.234 kg\r\n")
+    responder = Responder(scale, b"\r\n", mtsics_answers(lambda _cmd: b"S S      1.234 kg\r\n"))
     consumer = make_consumer(
         settings, STOCK_MOVEMENTS.name, group_id=f"dev-{time.time_ns()}", auto_offset_reset="latest"
     )

@@ -23,7 +23,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from stdnum import ean
 
-from tests.device_support import FakePort, Responder, name, running, wait_for
+from tests.device_support import FakePort, Responder, mtsics_answers, name, running, wait_for
 from tests.fuzz_support import FUZZ, TIMEOUT, Loop, ascii_card_numbers, fuzz
 from tillstream_edge.devices.config import MtSicsConfig, Toledo8217Config
 from tillstream_edge.devices.link import Framer
@@ -233,7 +233,7 @@ def scale_rig(tmp: Path, protocol: str) -> Iterator[ScaleRig]:
 
     async def start() -> tuple[asyncio.Task[Any], Responder]:
         task = asyncio.create_task(scale.run())
-        responder = Responder(port, end, answer)
+        responder = Responder(port, end, mtsics_answers(answer) if end == b"\r\n" else answer)
         await wait_for(lambda: scale.status().up)
         return task, responder
 

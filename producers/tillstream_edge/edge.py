@@ -1,8 +1,11 @@
 """The edge service of one store: HTTP API, POSLog drop folder and serial devices feed one
-durable outbox, which a forwarder drains to Kafka.
+durable outbox, which a forwarder drains to Kafka. Beside them, the store's estate
+(``estate/``): head office's desired state applied, and reports of the edge, its tills and
+devices.
 
 Shutdown (SIGTERM or SIGINT) stops intake first, then lets the forwarder publish what it
-can within a grace period; anything left stays in the outbox for the next start.
+can within a grace period; anything left stays in the outbox for the next start. The last
+estate report (STOP) says how much.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from tillstream.core.settings import Settings, split_host_port
 from tillstream.core.topics import STORE_TOPICS
 from tillstream_edge import metrics
 from tillstream_edge.auth import load_tokens
-from tillstream_edge.devices import DeviceService, load_devices
+from tillstream_edge.devices import DevicesConfig, DeviceService, load_devices
 from tillstream_edge.dropfolder import DropFolder
+from tillstream_edge.estate.service import EdgeParts, EstateService
+from tillstream_edge.estate.till_status import till_status_router
 from tillstream_edge.forwarder import forwarder_from_settings
 from tillstream_edge.http_api import create_app
 from tillstream_edge.ingest import (
@@ -33,10 +38,11 @@ from tillstream_edge.ingest import (
     refusal_reason,
 )
 from tillstream_edge.limits import RecordLimits, keep_limits_current
+from tillstream_edge.live_settings import LiveSettings
 from tillstream_edge.masterdata_api import master_data_router
 from tillstream_edge.masterdata_copy import copy_from_settings
 from tillstream_edge.masterdata_sync import MasterDataSync
-from tillstream_edge.outbox import OutboxFullError, outbox_from_settings
+from tillstream_edge.outbox import Backlog, OutboxFullError, outbox_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +87,9 @@ class EdgeService:
         self.outbox = outbox_from_settings(settings)
         # Kafka's default limits until the broker names the topics' own (refreshed in run()).
         self.limits = RecordLimits(settings.kafka_max_request_bytes)
-        self.ingestor = ingestor_from_settings(settings, self.outbox, self.limits)
+        # The log level and plausibility window in force: head office may change them.
+        self.live = LiveSettings.from_settings(settings)
+        self.ingestor = ingestor_from_settings(settings, self.outbox, self.limits, window=self.live)
         self.store_id = self.ingestor.store_id
         self.forwarder = forwarder_from_settings(settings, self.outbox)
         self.ingestor.on_accepted.append(self.forwarder.notify)
@@ -92,17 +100,33 @@ class EdgeService:
             settings, self.masterdata, rebuild_after=settings.edge_masterdata_rebuild_after
         )
         self.ingestor.master = self.masterdata
-        self.devices: DeviceService | None = None
-        if settings.edge_devices is not None:
-            self.devices = DeviceService(
-                load_devices(settings.edge_devices),
-                store_id=self.store_id,
-                emit=self._emit_device,
-                lookup=self.masterdata.sku_of_gtin,
-            )
+        # Always a device service: head office may add a device to an edge without a file.
+        self.devices = DeviceService(
+            load_devices(settings.edge_devices) if settings.edge_devices else DevicesConfig(),
+            store_id=self.store_id,
+            emit=self._emit_device,
+            lookup=self.masterdata.sku_of_gtin,
+            on_change=self._estate_changed,
+        )
         tokens = load_tokens(settings.edge_tokens) if settings.edge_tokens is not None else None
-        self.app = create_app(self.ingestor, health=self.health, tokens=tokens)
-        self.app.include_router(master_data_router(self.masterdata, tokens))
+        self.backlog: Backlog | None = None  # the outbox as housekeeping last counted it
+        self.estate = EstateService(
+            settings,
+            self.store_id,
+            EdgeParts(
+                outbox=self.outbox,
+                backlog=lambda: self.backlog,
+                kafka_up=lambda: self.forwarder.kafka_up,
+                last_publish_at=lambda: self.forwarder.last_publish_at,
+                masterdata_caught_up_at=lambda: self.masterdata_sync.caught_up_at,
+            ),
+            self.devices,
+            self.live,
+            tokens,
+        )
+        self.app = create_app(self.ingestor, health=self.health, access=self.estate.access)
+        self.app.include_router(master_data_router(self.masterdata, self.estate.access))
+        self.app.include_router(till_status_router(self.estate.access))
         self.host, self.port = split_host_port(settings.edge_listen)
         self.tls = _tls(settings)
         self.server = embedded_server(
@@ -118,6 +142,9 @@ class EdgeService:
 
     def request_stop(self) -> None:
         self._stop.set()
+
+    def _estate_changed(self) -> None:
+        self.estate.reporter.changed()
 
     def _access(self) -> str:
         """Who may post, for the start-up line."""
@@ -138,9 +165,8 @@ class EdgeService:
             "kafka_up": self.forwarder.kafka_up,
             "outbox": self._last_backlog,
             "masterdata": self.masterdata_sync.health(),
+            "devices": self.devices.health(),
         }
-        if self.devices is not None:
-            state["devices"] = self.devices.health()
         return state
 
     async def _emit_device(self, event_type: str, record: dict[str, Any]) -> None:
@@ -165,15 +191,17 @@ class EdgeService:
         mask_card_numbers_in_logs()
         await self.outbox.open()
         metrics.OUTBOX_LIMIT_BYTES.set(self.outbox.max_bytes)
+        # Head office's desired state in force before the first request (offline too).
+        await self.estate.open()
         forwarder = asyncio.create_task(self.forwarder.run(), name="forwarder")
+        estate = asyncio.create_task(self.estate.run(), name="estate")
         # Beside intake, never in its way: a failure is logged, the copy served as it is.
         masterdata = asyncio.create_task(self._masterdata(), name="masterdata")
         intake = [asyncio.create_task(self.server.serve(), name="http")]
         if self.settings.edge_poslog_dir is not None:
             folder = DropFolder(self.ingestor, self.settings.edge_poslog_dir)
             intake.append(asyncio.create_task(folder.run(), name="dropfolder"))
-        if self.devices is not None:
-            intake.append(asyncio.create_task(self.devices.run(), name="devices"))
+        intake.append(asyncio.create_task(self.devices.run(), name="devices"))
         housekeeping = asyncio.create_task(self._housekeeping(), name="housekeeping")
         limits = asyncio.create_task(
             keep_limits_current(self.limits, self.settings, [t.name for t in STORE_TOPICS]),
@@ -200,7 +228,7 @@ class EdgeService:
                 log.error("%r", result)
         with contextlib.suppress(sqlite3.Error, OSError):
             await self.masterdata.close()
-        await self._shutdown(intake, forwarder, housekeeping, stopper)
+        await self._shutdown(intake, forwarder, housekeeping, stopper, estate)
 
     async def _masterdata(self) -> None:
         """Open the store's copy and keep it current. A copy that cannot be opened (a broken
@@ -225,6 +253,7 @@ class EdgeService:
         forwarder: asyncio.Task[None],
         housekeeping: asyncio.Task[None],
         stopper: asyncio.Task[Any],
+        estate: asyncio.Task[None],
     ) -> None:
         log.info(
             "stopping: intake closed, draining the outbox for up to %.0fs",
@@ -240,10 +269,13 @@ class EdgeService:
         except TimeoutError:
             log.warning("drain timed out; unsent events stay in the outbox for the next start")
         await self.forwarder.close()
-        for task in (housekeeping, stopper):
+        for task in (housekeeping, stopper, estate):
             task.cancel()
-        await asyncio.gather(housekeeping, stopper, return_exceptions=True)
-        backlog = await self.outbox.backlog()
+        for result in await asyncio.gather(housekeeping, stopper, estate, return_exceptions=True):
+            if isinstance(result, Exception):
+                log.error("%r", result)
+        self.backlog = backlog = await self.outbox.backlog()
+        await self.estate.stop()  # its STOP report says what is left
         await self.outbox.close()
         log.info("stopped; %d events left in the outbox", backlog.depth)
 
@@ -252,7 +284,7 @@ class EdgeService:
         alarmed = False
         while True:
             REPEATED.report()  # how often a flooding log line was not logged
-            backlog = await self.outbox.backlog()
+            self.backlog = backlog = await self.outbox.backlog()
             age = time.time() - backlog.oldest_accepted_at if backlog.oldest_accepted_at else 0.0
             metrics.OUTBOX_DEPTH.set(backlog.depth)
             metrics.OUTBOX_OLDEST_AGE.set(age)

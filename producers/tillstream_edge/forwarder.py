@@ -87,6 +87,9 @@ class Forwarder:
         self._last_contact = 0.0
         self._down_since: float | None = None
         self.kafka_up = False
+        self.last_publish_at: float | None = None
+        """When Kafka last acknowledged one of the outbox's events (Unix time; None: not
+        since the edge started)."""
 
     def notify(self) -> None:
         """New events are in the outbox: publish now rather than at the next poll."""
@@ -265,9 +268,10 @@ class Forwarder:
         self.kafka_up = up
         metrics.KAFKA_UP.set(1 if up else 0)
 
-    @staticmethod
-    def _record(done: list[PendingEvent]) -> None:
+    def _record(self, done: list[PendingEvent]) -> None:
         now = time.time()
+        if done:
+            self.last_publish_at = now
         for topic, count in Counter(event.topic for event in done).items():
             metrics.PUBLISHED.labels(topic).inc(count)
         observe = metrics.PUBLISH_LATENCY.observe

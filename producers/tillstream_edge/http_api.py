@@ -9,39 +9,52 @@ known token, before the body is read); each event must be one the token's role m
 (``roles.py``: a till its own till's events, the store its store-day's open and close)
 and a till's events must name the token's own till (403 otherwise, naming the field);
 nothing refused is stored. Health, readiness and metrics stay open.
+
+A till head office suspended or decommissioned is refused with 403 naming why: by its
+token before its body is read, or, without tokens, by the till its events name. A request
+taken tells the tills' book that its till was seen (``estate.access.record_posted``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
-from starlette.requests import ClientDisconnect
 
 from tillstream.core.http import metrics_response
-from tillstream.core.identifiers import CARD_NUMBER
-from tillstream.core.pan import mask_pans
 from tillstream_edge import metrics
-from tillstream_edge.auth import TillTokens
+from tillstream_edge.estate.access import Posted, TillAccess, record_posted, refused_tills
+from tillstream_edge.estate.tills import SOFTWARE_HEADER, software_of
+from tillstream_edge.http_common import (
+    authenticator,
+    install_answers,
+    problems_of,
+    read_body,
+    reason_of,
+    reject,
+)
 from tillstream_edge.ingest import (
     Accepted,
     EventTooLarge,
     IngestError,
     Ingestor,
-    count_refusal,
     refusal_reason,
 )
-from tillstream_edge.models import EVENT_LIST, ONE_EVENT, StockMovementIn
+from tillstream_edge.models import EVENT_LIST, ONE_EVENT
 from tillstream_edge.outbox import OutboxEvent, OutboxFullError
 from tillstream_edge.poslog import PoslogError, parse_poslog
-from tillstream_edge.poslog_intake import MAX_POSLOG_BYTES, accept_poslog, set_aside_logged
+from tillstream_edge.poslog_intake import (
+    MAX_POSLOG_BYTES,
+    PoslogBatch,
+    accept_poslog,
+    set_aside_logged,
+)
 from tillstream_edge.roles import STOCK_ONLY, names_a_till, refusal
 
 log = logging.getLogger(__name__)
@@ -50,60 +63,24 @@ MAX_EVENTS_BODY = 10 * 1024 * 1024
 MAX_POSLOG_BODY = MAX_POSLOG_BYTES
 
 
-REALM = 'Bearer realm="tillstream-edge"'
-_BEARER = HTTPBearer(
-    auto_error=False, description="The till's own token, from the edge's tokens file."
-)
-
-
-class BodyTooLarge(Exception):
-    """A request body over the channel's limit: answered 413 as soon as the limit is passed."""
-
-    def __init__(self, channel: str, limit: int) -> None:
-        super().__init__(f"larger than {limit} bytes")
-        self.channel = channel
-
-
-class Unauthenticated(Exception):
-    """No known till token: answered 401 before the request body is read."""
-
-    def __init__(self, channel: str, message: str, challenge: str) -> None:
-        super().__init__(message)
-        self.channel = channel
-        self.message = message
-        self.challenge = challenge
-
-
 def create_app(
     ingestor: Ingestor,
     *,
     health: Callable[[], dict[str, Any]] | None = None,
-    tokens: TillTokens | None = None,
+    access: TillAccess | None = None,
 ) -> FastAPI:
-    """The edge API for one store, writing through ``ingestor``; ``tokens`` set: every
-    event-posting request must carry the token of the till its events name."""
+    """The edge API for one store, writing through ``ingestor``; ``access``: the tokens in
+    force (with a tokens file, every event-posting request must carry the token of the till
+    its events name) and head office's suspensions; None: open, nothing refused."""
     app = FastAPI(
         title="tillstream edge",
         version="1",
         description="Store edge ingest: POS events made durable, then sent to Kafka.",
     )
-    http_till = _authenticator(tokens, "http")
-    poslog_till = _authenticator(tokens, "poslog")
-    app.add_exception_handler(ClientDisconnect, _client_gone)
-
-    @app.exception_handler(Unauthenticated)
-    async def unauthenticated(_request: Request, exc: Unauthenticated) -> Response:
-        return _reject(
-            exc.channel,
-            401,
-            "unauthenticated",
-            [("authorization", exc.message)],
-            headers={"WWW-Authenticate": exc.challenge},
-        )
-
-    @app.exception_handler(BodyTooLarge)
-    async def too_large(_request: Request, exc: BodyTooLarge) -> Response:
-        return _reject(exc.channel, 413, "too_large", [("body", str(exc))])
+    http_till = authenticator(access, "http")
+    poslog_till = authenticator(access, "poslog")
+    tokens = access if access is not None and access.tokens_required else None
+    install_answers(app)
 
     @app.post(
         "/v1/events",
@@ -128,7 +105,8 @@ def create_app(
         responses={
             401: {"description": "Till tokens are required and none known was given"},
             403: {
-                "description": "An event names another till, or the token's role may not post it"
+                "description": "An event names another till, or the token's role may not post "
+                "it, or head office suspended or decommissioned the till"
             },
             422: {"description": "Invalid events; each bad field is named"},
             409: {"description": "An event id was reused with different content"},
@@ -141,41 +119,38 @@ def create_app(
         # A default, not Annotated[...]: a postponed annotation cannot name a local dependency.
         till: str | None = Depends(http_till),
     ) -> Response:
-        body = await _read_body(request, "http", MAX_EVENTS_BODY)
+        body = await read_body(request, "http", MAX_EVENTS_BODY)
         try:
             if body.lstrip()[:1] == b"[":
                 parsed = EVENT_LIST.validate_json(body)
             else:
                 parsed = [ONE_EVENT.validate_json(body)]
         except ValidationError as exc:
-            return _reject("http", 422, _reason(exc), _problems(exc))
+            return reject("http", 422, reason_of(exc), problems_of(exc))
 
         def where(i: int) -> str:
             return f"events[{i}]" if len(parsed) > 1 else ""
 
-        if tokens is not None and till is not None:
-            posted = [
-                (
-                    e.type,
-                    getattr(e, "kind", None),
-                    None if isinstance(e, StockMovementIn) else e.terminal_id,
-                )
-                for e in parsed
-            ]
-            paths = [f"{where(i)}." if where(i) else "" for i in range(len(parsed))]
-            if refused := _forbidden(tokens, till, posted, paths, "http"):
-                return refused
+        records = [e.record() for e in parsed]
+        posted = [Posted.of(e.type, r) for e, r in zip(parsed, records, strict=True)]
+        paths = [f"{where(i)}." if where(i) else "" for i in range(len(parsed))]
+        if refused := _refused(access, till, posted, paths, "http"):
+            return refused
         try:
             events = [
                 # The models held every field to the card-number and identifier rules.
-                ingestor.encode(e.type, e.record(), "http", where=where(i), checked=True)
-                for i, e in enumerate(parsed)
+                ingestor.encode(e.type, r, "http", where=where(i), checked=True)
+                for i, (e, r) in enumerate(zip(parsed, records, strict=True))
             ]
         except EventTooLarge as exc:  # Kafka could never take it: refused, not queued
-            return _reject("http", 413, refusal_reason(exc), exc.problems)
+            return reject("http", 413, refusal_reason(exc), exc.problems)
         except IngestError as exc:
-            return _reject("http", 422, refusal_reason(exc), exc.problems)
-        return await _store(ingestor, events, "http")
+            return reject("http", 422, refusal_reason(exc), exc.problems)
+        answer = await _store(ingestor, events, "http")
+        if access is not None and answer.status_code == 202:
+            software = software_of(request.headers.get(SOFTWARE_HEADER))
+            record_posted(access, till, posted, software)
+        return answer
 
     @app.post(
         "/v1/poslog",
@@ -194,29 +169,32 @@ def create_app(
                 "(kept at the edge with its reason, to be re-run after a fix)"
             },
             401: {"description": "Till tokens are required and none known was given"},
-            403: {"description": "A transaction names another till, or the token may not post it"},
+            403: {
+                "description": "A transaction names another till, or the token may not post "
+                "it, or head office suspended or decommissioned the till"
+            },
             413: {"description": "Document too large"},
             422: {"description": "Not a POSLog document that can be parsed at all"},
         },
     )
     async def post_poslog(request: Request, till: str | None = Depends(poslog_till)) -> Response:
-        body = await _read_body(request, "poslog", MAX_POSLOG_BODY)
+        body = await read_body(request, "poslog", MAX_POSLOG_BODY)
         try:
-            if tokens is not None and till is not None:
-                # POSLog carries no stock movements: no document for a stock-only token.
-                if tokens.role_of(till) == STOCK_ONLY:
-                    document = [("poslog", None, None)]
-                    if refused := _forbidden(tokens, till, document, ["poslog."], "poslog"):
-                        return refused
+            # POSLog carries no stock movements: no document for a stock-only token.
+            if tokens is not None and till is not None and tokens.role_of(till) == STOCK_ONLY:
+                document = [Posted("poslog", None, None, None)]
+                if refused := _refused(access, till, document, ["poslog."], "poslog"):
+                    return refused
+            if tokens is not None or (access is not None and access.tills.any_refused):
                 posted, paths = await asyncio.to_thread(_poslog_events, ingestor, body)
-                if refused := _forbidden(tokens, till, posted, paths, "poslog"):
+                if refused := _refused(access, till, posted, paths, "poslog"):
                     return refused
             batch, accepted = await accept_poslog(ingestor, body, "poslog", source="upload")
         except OutboxFullError as exc:
             return _not_stored("poslog", exc)
         except PoslogError as exc:
             metrics.POSLOG_FILES.labels("failed").inc()
-            return _reject(
+            return reject(
                 "poslog",
                 422,
                 refusal_reason(exc, poslog=True),
@@ -230,6 +208,9 @@ def create_app(
                 len(kept),
                 set_aside_logged(kept),
             )
+        if access is not None:
+            software = software_of(request.headers.get(SOFTWARE_HEADER))
+            record_posted(access, till, _converted(batch), software)
         return _accepted(accepted, **batch.report())
 
     @app.get("/healthz", summary="Liveness")
@@ -261,37 +242,10 @@ def create_app(
     return app
 
 
-def _authenticator(tokens: TillTokens | None, channel: str) -> Callable[..., Awaitable[str | None]]:
-    """A dependency giving the posting till's id (None: tokens are not required)."""
-    if tokens is None:
-
-        async def open_to_all() -> None:
-            return None
-
-        return open_to_all
-
-    async def till_of_token(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
-    ) -> str:
-        # Never log or echo the token: it is the till's password.
-        if credentials is None:
-            raise Unauthenticated(channel, "a till token is required (Bearer)", REALM)
-        till = tokens.till_of(credentials.credentials)
-        if till is None:
-            raise Unauthenticated(channel, "unknown token", f'{REALM}, error="invalid_token"')
-        return till
-
-    return till_of_token
-
-
-Posted = tuple[str, str | None, str | None]
-"""An event as the roles see it: type, a till event's kind, the till it names."""
-
-
 def _poslog_events(ingestor: Ingestor, body: bytes) -> tuple[list[Posted], list[str]]:
     """Each converted transaction's events as the roles see them, and where each is. A second
-    read of the document, and only with tokens: the conversion to events does not hand
-    them out."""
+    read of the document, and only with tokens or a till suspended: the conversion to events
+    does not hand them out."""
     result = parse_poslog(
         body,
         default_currency=ingestor.currency,
@@ -302,31 +256,48 @@ def _poslog_events(ingestor: Ingestor, body: bytes) -> tuple[list[Posted], list[
     paths: list[str] = []
     for unit in result.converted:
         for event_type, record in unit.events:
-            posted.append((event_type, record.get("kind"), record.get("terminal_id")))
+            posted.append(Posted.of(event_type, record))
             paths.append(f"transaction {unit.label}.")
     return posted, paths
 
 
-def _forbidden(
-    tokens: TillTokens,
-    client: str,
+def _converted(batch: PoslogBatch) -> list[Posted]:
+    """The events of a document's transactions taken, as the tills' book sees them."""
+    return [
+        Posted.of(event_type, record)
+        for unit in batch.units
+        for event_type, record in unit.converted.events
+    ]
+
+
+def _refused(
+    access: TillAccess | None,
+    client: str | None,
     posted: Sequence[Posted],
     paths: Sequence[str],
     channel: str,
 ) -> Response | None:
-    """403 naming each event the token's role may not post (its ``type``, or a store-day's
+    """403 naming each event the client may not post, or None if it may post them all.
+
+    With tokens: each event the token's role may not post (its ``type``, or a store-day's
     ``kind`` from a till), and each of a till's events naming another till
-    (``terminal_id``); or None if the token may post them all."""
-    role = tokens.role_of(client)
+    (``terminal_id``). Without: each event of a till head office refuses (``terminal_id``).
+    """
+    if access is None:
+        return None
+    if not access.tokens_required or client is None:
+        found = refused_tills(access, posted, paths)
+        return reject(channel, 403, found[0], found[1]) if found else None
+    role = access.role_of(client)
     problems: list[tuple[str, str]] = []
-    for path, (event_type, kind, terminal) in zip(paths, posted, strict=True):
-        if (why := refusal(role, event_type, kind)) is not None:
+    for path, event in zip(paths, posted, strict=True):
+        if (why := refusal(role, event.event_type, event.kind)) is not None:
             problems.append((f"{path}{why.field}", why.message))
-        elif names_a_till(event_type, kind) and terminal != client:
+        elif names_a_till(event.event_type, event.kind) and event.terminal != client:
             problems.append(
                 (f"{path}terminal_id", f"names another till; this token is till {client}'s")
             )
-    return _reject(channel, 403, "forbidden", problems) if problems else None
+    return reject(channel, 403, "forbidden", problems) if problems else None
 
 
 async def _store(ingestor: Ingestor, events: list[OutboxEvent], channel: str) -> Response:
@@ -341,98 +312,11 @@ def _not_stored(channel: str, exc: OutboxFullError | IngestError) -> Response:
     """503 while the outbox is full (retry later); 409 for an event id reused with other
     content (every event named)."""
     if isinstance(exc, OutboxFullError):
-        return _reject(channel, 503, refusal_reason(exc), [("outbox", str(exc))], retry_after=60)
-    return _reject(channel, 409, refusal_reason(exc), exc.problems)
+        return reject(channel, 503, refusal_reason(exc), [("outbox", str(exc))], retry_after=60)
+    return reject(channel, 409, refusal_reason(exc), exc.problems)
 
 
 def _accepted(accepted: Accepted, **more: Any) -> Response:
     """202: every event durable (a POSLog document's answer also lists what it skipped)."""
     answer = {"accepted": len(accepted.event_ids), "event_ids": accepted.event_ids, **more}
     return JSONResponse(answer, status_code=202)
-
-
-async def _client_gone(_request: Request, _exc: Exception) -> Response:
-    # A till that drops mid-upload (flaky Wi-Fi) stored nothing and hears no answer: not an
-    # error with a traceback in the log, as an unhandled exception would be.
-    return Response(status_code=400)
-
-
-async def _read_body(request: Request, channel: str, limit: int) -> bytes:
-    # A hint only (the streamed size below is the real guard); not every ASGI server checks it,
-    # and int() fails on '²' (isdigit) or 4301+ digits, so 12+ digits count as too large.
-    declared = request.headers.get("content-length", "").lstrip("0")
-    if declared.isascii() and declared.isdigit() and (len(declared) > 12 or int(declared) > limit):
-        raise BodyTooLarge(channel, limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(channel, limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-_EVENT_TAGS = frozenset({"sale", "payment", "stock_movement", "till_event", "sale_void"})
-"""The ``type`` values: pydantic puts the discriminator's tag in an error's path."""
-
-
-def _problems(exc: ValidationError) -> list[tuple[str, str]]:
-    """(field path, message) for each error; the offending value is never echoed (PANs)."""
-    problems = []
-    for error in exc.errors(include_input=False, include_url=False):
-        parts: list[str] = []
-        for i, part in enumerate(error["loc"]):
-            if isinstance(part, int):
-                parts.append(f"[{part}]" if parts or i else f"events[{part}]")
-            elif part in _EVENT_TAGS and i <= 1:
-                continue  # the discriminator tag pydantic adds to the path
-            elif "[" in str(part):  # union/list wrappers such as 'list[...]'
-                continue
-            else:
-                parts.append(f".{part}" if parts else str(part))
-        field = "".join(parts).lstrip(".") or "body"
-        problems.append((field, error["msg"].removeprefix("Value error, ")))
-    return problems
-
-
-def _reason(exc: ValidationError) -> str:
-    """``card_number`` if any field looks like a card number, else ``invalid``."""
-    kinds = {error["type"] for error in exc.errors(include_input=False, include_url=False)}
-    return CARD_NUMBER if CARD_NUMBER in kinds else "invalid"
-
-
-def _reject(
-    channel: str,
-    status: int,
-    reason: str,
-    problems: list[tuple[str, str]],
-    *,
-    retry_after: int | None = None,
-    headers: dict[str, str] | None = None,
-    logged: str | None = None,
-) -> Response:
-    """``logged``: why, as a log line may say it (no value sent); None: the fields say it."""
-    count_refusal(channel, reason)
-    # One line per refused request: reason and field names, never the messages (a POSLog
-    # message may quote what was sent). A field name can be a key the till made up: masked.
-    fields = sorted({mask_pans(f)[:80] for f, _ in problems})
-    log.warning(
-        "%s request refused with %d (%s): %s%s",
-        channel,
-        status,
-        reason,
-        ", ".join(fields[:20]) + (f" and {len(fields) - 20} more" if len(fields) > 20 else ""),
-        f": {logged}" if logged else "",
-    )
-    headers = dict(headers or {})
-    if retry_after:
-        headers["Retry-After"] = str(retry_after)
-    # Messages from the POSLog reader may quote what the till sent: never a card number.
-    return JSONResponse(
-        {
-            "error": reason,
-            "problems": [{"field": mask_pans(f), "message": mask_pans(m)} for f, m in problems],
-        },
-        status_code=status,
-        headers=headers,
-    )

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from tillstream.core import rules
@@ -65,6 +65,13 @@ class EventTooLarge(IngestError):
         super().__init__(problems, reason="too_large")
 
 
+class WindowCheck(Protocol):
+    """The plausibility window of the live channels: a fixed ``rules.TimeWindow``, or the
+    edge's ``LiveSettings`` (head office may change it while the edge runs)."""
+
+    def problem(self, at: datetime, now: datetime) -> str | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Accepted:
     event_ids: list[str]
@@ -81,7 +88,7 @@ class Ingestor:
         outbox: Outbox,
         *,
         timezone: tzinfo = UTC,
-        window: rules.TimeWindow | None = None,
+        window: WindowCheck | None = None,
         limits: RecordLimits | None = None,
         currency: str = "EUR",
         backfill: bool = False,
@@ -257,14 +264,21 @@ def count_accepted(
 
 
 def ingestor_from_settings(
-    settings: Settings, outbox: Outbox, limits: RecordLimits, *, live: bool = True
+    settings: Settings,
+    outbox: Outbox,
+    limits: RecordLimits,
+    *,
+    live: bool = True,
+    window: WindowCheck | None = None,
 ) -> Ingestor:
     """The ingestor of the store the settings name, writing to ``outbox``: its currency, its
     zone for POSLog local times and, on ``live`` channels (not a backfill), the plausibility
-    window and the comparison of sale lines with the list prices."""
+    window (``window``, else the settings') and the comparison of sale lines with the list
+    prices."""
     if settings.store_id is None:
         raise ValueError("a store id is needed: TILLSTREAM_STORE_ID")
-    window = rules.TimeWindow(settings.edge_max_event_age, settings.edge_max_future)
+    if window is None:
+        window = rules.TimeWindow(settings.edge_max_event_age, settings.edge_max_future)
     return Ingestor(
         settings.store_id,
         AvroCodec(registry_from_settings(settings)),

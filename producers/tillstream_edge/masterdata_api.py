@@ -7,8 +7,9 @@
   and the ``next`` token; a till syncs by following ``next`` until a page is empty. No
   ``since``: from the start.
 
-Same till tokens as posting (``auth.py``): with a tokens file, any known token may read
-(a till's or a stock-only client's); none or an unknown one is a 401. Reads run off the
+Same till tokens as posting (``auth.py``, with head office's rotations): with a tokens
+file, any known token may read (a till's or a stock-only client's); none or an unknown one
+is a 401, a till head office suspended a 403. Reads run off the
 event loop, in their own SQLite connections: a till syncing 10,000 rows never holds up a
 sale.
 """
@@ -18,16 +19,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from tillstream_edge.auth import TillTokens
-from tillstream_edge.http_api import REALM, Unauthenticated
+from tillstream_edge.estate.access import TillAccess
+from tillstream_edge.http_common import authenticator
 from tillstream_edge.masterdata_copy import MasterDataCopy
 from tillstream_edge.masterdata_tokens import TokenError
 
@@ -44,17 +44,17 @@ _UNREADABLE = (RuntimeError, sqlite3.Error, ValueError, ArithmeticError)
 """The copy not open, or a file or row it cannot read: 503, never a 500 (TokenError, a
 ValueError, is caught before)."""
 
-_BEARER = HTTPBearer(auto_error=False, description="A till's token, from the edge's tokens file.")
-
 
 def master_data_router(
     copy: MasterDataCopy,
-    tokens: TillTokens | None,
+    access: TillAccess | None,
     *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> APIRouter:
     """The master-data routes of one store's edge, reading ``copy``."""
-    router = APIRouter(tags=["master data"], dependencies=[Depends(_reader(tokens))])
+    # Any known token may read; without a tokens file the API is open, as posting is.
+    reader = authenticator(access, CHANNEL)
+    router = APIRouter(tags=["master data"], dependencies=[Depends(reader)])
 
     @router.get(
         "/v1/items/{code:path}",
@@ -140,26 +140,3 @@ def _problem(status: int, error: str, field: str, message: str) -> Response:
     return JSONResponse(
         {"error": error, "problems": [{"field": field, "message": message}]}, status_code=status
     )
-
-
-def _reader(tokens: TillTokens | None) -> Callable[..., Awaitable[str | None]]:
-    """Any known token may read; without a tokens file the API is open, as posting is."""
-    if tokens is None:
-
-        async def open_to_all() -> None:
-            return None
-
-        return open_to_all
-
-    async def known_token(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
-    ) -> str:
-        # Never log or echo the token: it is the till's password.
-        if credentials is None:
-            raise Unauthenticated(CHANNEL, "a till token is required (Bearer)", REALM)
-        till = tokens.till_of(credentials.credentials)
-        if till is None:
-            raise Unauthenticated(CHANNEL, "unknown token", f'{REALM}, error="invalid_token"')
-        return till
-
-    return known_token

@@ -136,3 +136,30 @@ MASTERDATA_REBUILDS = Counter(
     "Rebuilds of the store's copy from the beginning of the topics (offline longer than the "
     "topics keep deletions).",
 )
+
+# The store estate (issue 24): reports to head office, and its desired state applied.
+ESTATE_REPORTS = Counter(
+    "tillstream_edge_estate_reports_total",
+    "Estate reports Kafka acknowledged, by reason (HEARTBEAT, CHANGE, START, STOP).",
+    ["reason"],
+)
+ESTATE_REPORT_FAILURES = Counter(
+    "tillstream_edge_estate_report_failures_total",
+    "Estate reports that could not be sent (Kafka away, refused): the latest is sent again "
+    "once Kafka answers; none is kept beside it.",
+)
+ESTATE_REPORT_BYTES = Gauge(
+    "tillstream_edge_estate_report_bytes",
+    "Size of the last estate report, encoded (Avro), before compression.",
+)
+CLOCK_SKEW = Gauge(
+    "tillstream_edge_clock_skew_seconds",
+    "The edge's clock minus the Kafka broker's, from the append time of its last estate "
+    "report (includes the upload's latency, milliseconds).",
+)
+DESIRED_APPLIED = Counter(
+    "tillstream_edge_desired_applied_total",
+    "Head office's desired states put in force or refused, by target kind (edge, till, "
+    "device) and outcome (applied, refused).",
+    ["target", "outcome"],
+)

@@ -49,7 +49,7 @@ from tillstream.core.identifiers import (
 from tillstream.core.till_events import WrittenKind
 
 
-def _held_to(rule: Callable[[str], Problem | None]) -> Callable[[Any], Any]:
+def held_to(rule: Callable[[str], Problem | None]) -> Callable[[Any], Any]:
     """A validator applying one of the core field rules; its problem kind is the error type
     (``card_number`` is what the channel counts the refusal as)."""
 
@@ -72,20 +72,20 @@ def _currency(value: str) -> str:
 Text = Annotated[
     str,
     Field(min_length=1, max_length=rules.IDENTIFIER_MAX_LENGTH),
-    AfterValidator(_held_to(text_problem)),
+    AfterValidator(held_to(text_problem)),
 ]
 UtcOffset = Annotated[int, Field(ge=-rules.MAX_UTC_OFFSET_MINUTES, le=rules.MAX_UTC_OFFSET_MINUTES)]
 OptText = Annotated[
-    str | None, Field(default=None, max_length=500), AfterValidator(_held_to(text_problem))
+    str | None, Field(default=None, max_length=500), AfterValidator(held_to(text_problem))
 ]
 Sku = Annotated[
     str,
     Field(min_length=1, max_length=SKU_MAX_LENGTH, pattern=SKU_PATTERN),
     # Before the length and pattern checks, so a card number is refused as one (and counted
     # under its own reason) even when it is also too long or has spaces in it.
-    BeforeValidator(_held_to(sku_problem)),
+    BeforeValidator(held_to(sku_problem)),
 ]
-Gtin = Annotated[str | None, Field(default=None), AfterValidator(_held_to(gtin_problem))]
+Gtin = Annotated[str | None, Field(default=None), AfterValidator(held_to(gtin_problem))]
 Currency = Annotated[str, AfterValidator(_currency)]
 Money = Annotated[Decimal, Field(max_digits=18, decimal_places=4, allow_inf_nan=False)]
 PositiveMoney = Annotated[

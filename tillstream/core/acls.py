@@ -3,9 +3,10 @@
 The model (:func:`acl_bindings`) is a pure function of the stores and the consumers:
 
 - a store's edge (principal ``User:store-<id>``) may WRITE the store topics (sales,
-  payments, stock movements, till events, post-voids) and READ the master-data topics
-  (items, prices: each edge keeps a copy, reading every partition by assignment, without a
-  consumer group); nothing else;
+  payments, stock movements, till events, post-voids) and its estate reports, and READ the
+  master-data topics (items, prices) and head office's desired state of the estate (each
+  edge keeps a copy of these, reading every partition by assignment, without a consumer
+  group); nothing else;
 - head office's master-data publisher (``User:hq-masterdata`` unless named otherwise) may
   READ, WRITE and CREATE the master-data topics (``tillstream items|prices publish`` reads
   what a topic holds before it publishes the changes);
@@ -43,7 +44,7 @@ from aiokafka.protocol.api import Request
 
 from tillstream.core.kafka import KafkaAccessError, make_client
 from tillstream.core.settings import Settings
-from tillstream.core.topics import ESTATE_DESIRED, MASTER_DATA_TOPICS, STORE_TOPICS
+from tillstream.core.topics import ESTATE_DESIRED, ESTATE_REPORTS, MASTER_DATA_TOPICS, STORE_TOPICS
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 CLUSTER = "kafka-cluster"
@@ -138,6 +139,10 @@ def acl_bindings(
         principal = store_principal(store)
         bindings.update(_topic(principal, t.name, Operation.WRITE) for t in STORE_TOPICS)
         bindings.update(_topic(principal, t.name, Operation.READ) for t in MASTER_DATA_TOPICS)
+        # The estate (docs/edge.md): its reports out; its store's desired state in, read by
+        # assignment like the master data (no group).
+        bindings.add(_topic(principal, ESTATE_REPORTS.name, Operation.WRITE))
+        bindings.add(_topic(principal, ESTATE_DESIRED.name, Operation.READ))
     for publisher in publishers:
         principal = publisher_principal(publisher)
         for operation in (Operation.READ, Operation.WRITE, Operation.CREATE):

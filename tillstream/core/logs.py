@@ -111,6 +111,16 @@ FLOOD_PRONE = ("asyncio", "uvicorn.error")
 where they log)."""
 
 
+def set_log_level(level: str) -> None:
+    """The level of every logger of the process (at start, and when head office changes an
+    edge's): the root's, and aiokafka's, which stays quieter."""
+    logging.getLogger().setLevel(level)
+    # aiokafka reports every transient connection failure at ERROR; our own code reports the
+    # state that matters (Kafka reachable or not) once per change. Even at DEBUG it stays at
+    # INFO: its DEBUG lines print the records it sends and fetches (customer ids, payloads).
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL if level != "DEBUG" else logging.INFO)
+
+
 def configure_logging(level: str = "INFO", *, json_lines: bool | None = None) -> None:
     """Log to stderr; JSON lines unless stderr is a terminal (or as ``json_lines`` says)."""
     as_json = not sys.stderr.isatty() if json_lines is None else json_lines
@@ -122,11 +132,7 @@ def configure_logging(level: str = "INFO", *, json_lines: bool | None = None) ->
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    # aiokafka reports every transient connection failure at ERROR; our own code reports the
-    # state that matters (Kafka reachable or not) once per change. Even at DEBUG it stays at
-    # INFO: its DEBUG lines print the records it sends and fetches (customer ids, payloads).
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL if level != "DEBUG" else logging.INFO)
+    set_log_level(level)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     for name in FLOOD_PRONE:
         logging.getLogger(name).addFilter(REPEATED)

@@ -35,11 +35,11 @@ _STORE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 HTTP_READ_TIMEOUT_S = 10.0
 HTTP_MAX_CONNECTIONS = 1000
-
+MAX_WINDOW = timedelta(days=36500)
+"""The widest plausibility window (TILLSTREAM_EDGE_MAX_EVENT_AGE, _MAX_FUTURE), set here or by
+head office (estate_desired.edge)."""
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
-EDGE_WINDOW_MAX = timedelta(days=36500)
-"""The longest plausibility window an edge takes (its own settings, or head office's)."""
 
 
 class SettingsError(ValueError):
@@ -116,14 +116,23 @@ class Settings(BaseSettings):
     edge_max_event_age: timedelta = Field(
         timedelta(days=30),
         gt=timedelta(0),
-        le=EDGE_WINDOW_MAX,
+        le=MAX_WINDOW,
         description="Oldest occurred_at a live channel takes.",
     )
     edge_max_future: timedelta = Field(
         timedelta(hours=1),
         ge=timedelta(0),
-        le=EDGE_WINDOW_MAX,
+        le=MAX_WINDOW,
         description="Furthest occurred_at ahead of now.",
+    )
+
+    # The store estate (issue 24): what the edge reports of itself, its tills and devices.
+    edge_heartbeat_s: int = Field(
+        30,
+        ge=1,
+        le=3600,
+        description="Seconds between the edge's estate reports when nothing changes (a change "
+        "is reported within about a second).",
     )
 
     # Master data (issue 15): the store's copy of the items and prices topics.

@@ -34,7 +34,7 @@ from tillstream.core.estate import (
     till_target,
 )
 from tillstream.core.identifiers import text_problem
-from tillstream.core.settings import EDGE_WINDOW_MAX, LOG_LEVELS
+from tillstream.core.settings import LOG_LEVELS, MAX_WINDOW
 
 Payload = dict[str, Any]
 """The ``till``, ``device`` and ``edge`` fields of an ``estate_desired`` record."""
@@ -161,13 +161,13 @@ def edge_change(
         if fields.get(name) is None:
             continue
         span = _duration(fields[name])
-        if span is None or not lowest <= span <= EDGE_WINDOW_MAX:
+        if span is None or not lowest <= span <= MAX_WINDOW:
             problems.add(
                 store,
                 EDGE,
                 name,
                 f"seconds or an ISO 8601 duration (P7D), from {int(lowest.total_seconds())} s "
-                f"to {EDGE_WINDOW_MAX.days} days",
+                f"to {MAX_WINDOW.days} days",
             )
         else:
             edge[EDGE_FIELDS[name]] = int(span.total_seconds())

@@ -10,6 +10,7 @@ with them before it publishes one (``tillstream fleet``).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -35,7 +36,9 @@ __all__ = [
     "ScaleConfig",
     "ScannerConfig",
     "Toledo8217Config",
+    "as_table",
     "canonical_gtin",
+    "devices_from",
     "load_devices",
 ]
 
@@ -46,9 +49,19 @@ class DeviceConfigError(ValueError):
 
 def load_devices(path: Path) -> DevicesConfig:
     """Read and validate a devices file; every problem is reported with device and field."""
-    raw = read_toml(path, "devices file", DeviceConfigError)
+    return devices_from(read_toml(path, "devices file", DeviceConfigError), f"{path}: ")
+
+
+def devices_from(raw: Any, where: str = "") -> DevicesConfig:
+    """Validate devices as the file holds them (a table per device, and ``items``): the one
+    check of the devices file and of head office's settings of a device."""
     try:
         return DevicesConfig.model_validate(raw)
     except ValidationError as exc:
         lines = [describe_error(err) for err in exc.errors(include_url=False)]
-        raise DeviceConfigError(f"{path}: " + "; ".join(lines)) from None
+        raise DeviceConfigError(where + "; ".join(lines)) from None
+
+
+def as_table(config: DevicesConfig) -> dict[str, Any]:
+    """The devices as the file holds them, to be validated again with a change."""
+    return config.model_dump(mode="json", exclude_defaults=True)

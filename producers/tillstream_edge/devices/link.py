@@ -3,7 +3,9 @@
 A ``Device`` owns one port. ``run()`` opens it, hands the open ``Connection`` to the
 protocol's ``serve()``, and when the port disappears (unplugged, read error, missing at start)
 retries with a doubling delay capped by ``reconnect_max``, so one flaky cable never stops the
-store's other devices. Status and metrics live here because every protocol shares them.
+store's other devices. Status and metrics live here because every protocol shares them; so
+does ``on_change``, called when the device connects, goes away or says what it is (the
+edge's estate report tells head office).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import NoReturn
@@ -48,7 +51,7 @@ class DeviceGone(Exception):
 
 @dataclass
 class DeviceStatus:
-    """What the edge health endpoint reports for one device."""
+    """What the edge health endpoint and the estate report say of one device."""
 
     name: str
     protocol: str
@@ -57,10 +60,26 @@ class DeviceStatus:
     line: str | None = None  # settings the port was opened with, e.g. "9600 7E1"
     last_error: str | None = None
     connected_since: datetime | None = None
+    disconnected_since: datetime | None = None
+    """When the port was lost, or first failed to open (None while up)."""
     last_frame_at: datetime | None = None
     reconnects: int = 0
     frames: int = 0
     rejected: int = 0
+    outages: int = 0
+    """Times the port was lost or could not be opened (each outage once, not each retry)."""
+    identity: dict[str, str] | None = None
+    """What the device says it is, where its protocol tells (MT-SICS I2, I3, I4)."""
+    reading: str | None = None
+    """A scale: what its last reply said of itself (ok, motion, overload...), never a weight."""
+    zero: bool | None = None
+    """A scale: whether its last weight was zero."""
+    stable: bool | None = None
+
+    @property
+    def communication_errors(self) -> int:
+        """Frames that could not be read and outages (UnifiedPOS CommunicationErrorCount)."""
+        return self.rejected + self.outages
 
 
 class Framer:
@@ -203,6 +222,8 @@ class Device(ABC):
         self.name = name
         self.config = config
         self._status = DeviceStatus(name=name, protocol=config.protocol, port=config.port)
+        self.on_change: Callable[[], None] | None = None
+        """Called when the device connects, goes away or says what it is."""
         DEVICE_UP.labels(name).set(0)
 
     @abstractmethod
@@ -256,12 +277,19 @@ class Device(ABC):
         REJECTED.labels(self.name, reason).inc()
         log.warning("device %s: dropped frame (%s): %s", self.name, reason, detail)
 
+    def changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
     def _up(self, line: str) -> None:
         self._status.up = True
         self._status.line = line
         self._status.connected_since = utcnow()
+        self._status.disconnected_since = None
+        self._status.identity = None  # another device may be on the port now: asked again
         DEVICE_UP.labels(self.name).set(1)
         log.info("device %s: connected on %s", self.name, self.config.port)
+        self.changed()
 
     def _down(self, error: str, *, first: bool) -> None:
         was_up = self._status.up
@@ -270,6 +298,9 @@ class Device(ABC):
         self._status.last_error = error
         DEVICE_UP.labels(self.name).set(0)
         if was_up or first:
+            self._status.outages += 1
+            self._status.disconnected_since = utcnow()
             log.warning("device %s: down: %s (retrying)", self.name, error)
+            self.changed()
         else:
             log.debug("device %s: still down: %s", self.name, error)

@@ -6,6 +6,8 @@ before each command, a scale that does not answer within ``reply_timeout`` is tr
 (the port is closed and reopened, which also clears a wedged USB adapter), and an idle scale
 is polled every ``poll_interval`` so the health status is true before anyone needs a weight.
 Weights are Decimal kilograms with three decimals (the stock schema's scale), never floats.
+A protocol that can say what the scale is asks once per connection (``identify``); the last
+reply's state (zero, stable, overload...) is kept for the estate report, never its weight.
 """
 
 from __future__ import annotations
@@ -31,6 +33,17 @@ class Reading(enum.Enum):
     STATUS = "status"  # a status without a weight: ask again
     OVERLOAD = "overload"
     UNDERLOAD = "underload"
+
+
+_REPORTED = {
+    Reading.STABLE: "ok",
+    Reading.DYNAMIC: "motion",
+    Reading.NOT_EXECUTABLE: "busy",
+    Reading.STATUS: "status",
+    Reading.OVERLOAD: "overload",
+    Reading.UNDERLOAD: "underload",
+}
+"""What the estate report says of a scale's last reply (``scale_status``)."""
 
 
 @dataclass(frozen=True)
@@ -93,9 +106,14 @@ class Scale(Device):
     def parse(self, frame: bytes) -> Reply:
         """Interpret one reply frame; raises BadReply."""
 
+    async def identify(self, conn: Connection) -> None:
+        """Ask the scale what it is, once per connection (a protocol that can tell)."""
+
     async def serve(self, conn: Connection) -> None:
         self._conn = conn
         try:
+            async with self._lock:  # a weight asked meanwhile waits its turn
+                await self.identify(conn)
             interval = self.scale_config.poll_interval or None
             while True:
                 try:
@@ -147,6 +165,11 @@ class Scale(Device):
             reply = self.parse(frame)
         except BadReply as exc:
             self.reject(exc.reason, exc.detail)
+            if exc.reason == "scale_error":
+                self._status.reading = "error"
             return None
         self.accept()
+        self._status.reading = _REPORTED[reply.reading]
+        self._status.stable = reply.reading is Reading.STABLE
+        self._status.zero = None if reply.kg is None else reply.kg == 0
         return reply

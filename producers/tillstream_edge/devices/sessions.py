@@ -140,6 +140,12 @@ class StockSession:
                 if self.reference is not None and loop.time() >= self._deadline:
                     await self._close("idle")
 
+    async def close(self, ended: str) -> None:
+        """Close the open session now, if one is open (its counts emitted), as ``ended``."""
+        async with self._lock:
+            if self.reference is not None:
+                await self._close(ended)
+
     async def _quantity(self) -> Decimal:
         if self._scale is None:
             return Decimal(1)
