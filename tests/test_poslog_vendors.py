@@ -126,6 +126,41 @@ def test_a_voided_line_is_a_sale_and_the_void_cancelling_it(
     assert rules.totals_problems(sale) == []
 
 
+_CANCELLED_BY_LINK = """<POSLog xmlns="http://www.nrf-arts.org/IXRetail/namespace/">
+  <Transaction>
+    <RetailStoreID>502</RetailStoreID><WorkstationID>2</WorkstationID>
+    <SequenceNumber>2729</SequenceNumber><BusinessDayDate>2018-07-14</BusinessDayDate>
+    <EndDateTime>2018-07-14T14:25:39</EndDateTime><OperatorID>110219</OperatorID>
+    <CurrencyCode>AED</CurrencyCode>
+    <RetailTransaction Version="2.2">
+      <LineItem><SequenceNumber>3</SequenceNumber>
+        <Sale ItemType="Stock"><ItemID>32</ItemID><ExtendedAmount>21</ExtendedAmount>
+          <Quantity UnitOfMeasureCode="EA">1</Quantity></Sale></LineItem>
+      <LineItem VoidFlag="true"><SequenceNumber>4</SequenceNumber>
+        <Sale ItemType="Stock"><ItemID>32</ItemID><ExtendedAmount>21</ExtendedAmount>
+          <Quantity UnitOfMeasureCode="EA">1</Quantity><ItemLink>3</ItemLink></Sale></LineItem>
+      <Total TotalType="TransactionNetAmount">0</Total>
+      <Total TotalType="TransactionGrandAmount">0</Total>
+    </RetailTransaction>
+  </Transaction>
+</POSLog>"""
+
+
+def test_a_voided_line_linked_to_an_earlier_one_is_its_cancellation() -> None:
+    """Wincor TP.net: the voided line names the line it cancels (``ItemLink``); that line
+    stays a line of its own, so the voided one is the VOID alone (data-integrations corpus)."""
+    sale = sales_of(parse_poslog(_CANCELLED_BY_LINK.encode()))["2729"]
+    assert [(ln["kind"], ln["sku"], ln["extended_amount"]) for ln in sale["lines"]] == [
+        ("SALE", "32", Decimal("21")),
+        ("VOID", "32", Decimal("21")),
+    ]
+    assert sale["totals"]["gross_amount"] == Decimal("0")
+    unlinked = _CANCELLED_BY_LINK.replace("<ItemLink>3</ItemLink>", "")
+    # Without the link the voided line is rung and voided (a pair), and the totals of 0
+    # no longer add up: the transaction is set aside, not misread.
+    assert [k.sequence_number for k in parse_poslog(unlinked.encode()).set_aside] == ["2729"]
+
+
 def test_a_voided_return_line_took_nothing_back() -> None:
     document = (VENDORS / "decathlon_v6.xml").read_text()
     voided = document.replace(

@@ -9,7 +9,8 @@ How vendor lines become sale lines (docs/edge.md, "POSLog elements read"):
 - A ``LineItem`` with ``VoidFlag="true"`` is a line rung up and then cancelled on the same
   receipt: it becomes a SALE line followed by the VOID line cancelling it, as the HTTP channel
   sends it, so the totals add up and stock nets to zero. A voided return line took nothing
-  back and is left out.
+  back and is left out. A voided sale whose ``ItemLink`` names an earlier sale line of the
+  same item is the cancellation of that line: the VOID line alone.
 - Receipt-level money off is a discount: ARTS ``Discount`` and ``RetailPriceModifier`` line
   items and NCR ``LoyaltyReward`` line items with a negative amount.
 - Deposits, fees, gift cards, coupons and services are not stock (``Line.stock_item``).
@@ -228,7 +229,13 @@ def read_items(retail: Element, ctx: ParseContext, choices: Choices = Choices())
                 mark_read(element)
             if name in ("Sale", "Return"):
                 owner = _line(element, line_item, seq, ctx, where, choices)
-                items.lines += _voided(owner) if voided else [owner]
+                if not voided:
+                    items.lines.append(owner)
+                elif _cancels(element, owner, items.lines):
+                    owner.record["kind"] = "VOID"
+                    items.lines.append(owner)
+                else:
+                    items.lines += _voided(owner)
             elif name == "Tender":
                 _read_tender(element, line_item, seq, voided, ctx, items)
             elif name == "TenderChange" and not voided:
@@ -300,6 +307,20 @@ def _apply_change(items: Items) -> None:
         if target is None or target.amount < given.amount:
             raise PoslogError("change of {} exceeds the tender it is given from", given.amount)
         target.amount -= given.amount
+
+
+def _cancels(element: Element, line: Line, earlier: list[Line]) -> bool:
+    """A voided ``Sale`` whose ``ItemLink`` names an earlier sale line of the same item is
+    the cancellation of that line (Wincor TP.net writes it so, with ``CreateRefNumber``):
+    the VOID line alone, the line it cancels being a line of its own."""
+    link = child_text(element, "ItemLink")
+    return line.record["kind"] == "SALE" and any(
+        other.seq == link
+        and not other.voided
+        and other.record["kind"] == "SALE"
+        and other.record["sku"] == line.record["sku"]
+        for other in earlier
+    )
 
 
 def _voided(line: Line) -> list[Line]:
