@@ -1,10 +1,11 @@
 """``python -m chaos [--short] [--events N] [--stores N] [--seed N]``: a fault-injection run.
 
 Stands up a 3-node Kafka cluster, PostgreSQL, an edge per store and the ERP (two
-instances), CRM, analytics and sales audit consumers; sells the seeded plan's events (with
-its till books and planted audit faults) through the edges while brokers, edges, consumers
-and the database are killed and a store is cut off; then checks every stage against the plan,
-the audit's flags against the planted ones. The last line is always::
+instances), CRM, analytics, sales audit and fleet consumers; sells the seeded plan's events
+(with its till books and planted audit faults) through the edges while brokers, edges,
+consumers and the database are killed and a store is cut off; then checks every stage
+against the plan, the audit's flags against the planted ones and the fleet's silent edges
+against the edges the faults took away. The last line is always::
 
     chaos: events=N lost=L duplicated=D wrong=W faults=F
 
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from chaos.faults import Timing
+from chaos.fleet import Watch
 from chaos.plan import Plan
 from chaos.rig import Rig
 from chaos.run import Outcome, run
@@ -57,7 +59,8 @@ def main() -> None:
     # SIGTERM unwinds like Ctrl-C does, so the cluster, database and services are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     say(f"chaos: {events} events, {stores} stores, seed {args.seed}, workdir {workdir}")
-    rig = Rig(workdir, resolve_jars(Settings().cache_dir, progress=say), plan, say)
+    libs = resolve_jars(Settings().cache_dir, progress=say)
+    rig = Rig(workdir, libs, plan, Watch.for_run(args.short), say)
     outcome: Outcome | None = None
     try:
         rig.start()
@@ -90,6 +93,9 @@ def print_report(outcome: Outcome, say: Callable[[str], None]) -> None:
             f"{s.name:<10} {s.expected:>9} {s.lost:>6} {s.duplicated:>6} {s.wrong:>6} "
             f"{s.redelivered:>8}  {s.note}"
         )
+    for s in outcome.stages:
+        for line in s.details:
+            say(f"  {s.name}: {line}")
     p = outcome.progress
     say("")
     say(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -37,6 +37,8 @@ class Stage:
     wrong: int = 0
     redelivered: int = 0
     note: str = ""
+    details: list[str] = field(default_factory=list)
+    """Lines printed under the stage table (the fleet's outages, one by one)."""
 
     @property
     def ok(self) -> bool:

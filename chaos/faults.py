@@ -12,7 +12,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+from chaos.fleet import KILL, OFFLINE, Outage
 from chaos.rig import Rig
 
 Say = Callable[[str], None]
@@ -27,6 +29,9 @@ class Timing:
     database: float
     offline: float
     """How long the offline store is cut off from Kafka."""
+    edge_down: float
+    """How long the killed edge stays down: long enough for head office's fleet service to
+    call it silent (:attr:`chaos.fleet.Watch.long_enough`, with the edge's restart)."""
     restart: float
     """About how long a restart takes, to pace the tills (a fault that takes longer only
     starts the next one later: they still all run, some after the tills are done)."""
@@ -34,8 +39,8 @@ class Timing:
     @classmethod
     def for_run(cls, short: bool) -> Timing:
         if short:  # a small cluster restarts in 5-8 s
-            return cls(down=4, database=8, offline=20, restart=10)
-        return cls(down=10, database=20, offline=180, restart=15)
+            return cls(down=4, database=8, offline=20, edge_down=40, restart=10)
+        return cls(down=10, database=20, offline=180, edge_down=70, restart=15)
 
 
 @dataclass
@@ -77,10 +82,12 @@ async def broker_restart(rig: Rig, timing: Timing, say: Say) -> str:
 async def edge_kill(rig: Rig, timing: Timing, say: Say) -> str:
     store = rig.plan.stores[0]
     edge = rig.edges[store]
+    killed = datetime.now(UTC)
     await asyncio.to_thread(edge.kill)
-    await asyncio.sleep(timing.down)
+    await asyncio.sleep(timing.edge_down)
+    rig.outages.append(Outage(store, KILL, killed, datetime.now(UTC)))
     await asyncio.to_thread(rig.restart, edge)
-    return f"SIGKILL edge {store} mid-traffic; restarted on its outbox"
+    return f"SIGKILL edge {store} mid-traffic for {timing.edge_down:.0f}s; restarted on its outbox"
 
 
 async def consumer_kill(rig: Rig, timing: Timing, say: Say) -> str:
@@ -117,11 +124,13 @@ async def database_outage(rig: Rig, timing: Timing, say: Say) -> str:
 
 
 async def store_offline(rig: Rig, timing: Timing, say: Say) -> str:
+    cut = datetime.now(UTC)
     for proxy in rig.cluster.proxies:
         await asyncio.to_thread(proxy.cut)
     await asyncio.sleep(timing.offline)
     for proxy in rig.cluster.proxies:
         await asyncio.to_thread(proxy.restore)
+    rig.outages.append(Outage(rig.offline_store, OFFLINE, cut, datetime.now(UTC)))
     return f"store {rig.offline_store} cut off from Kafka for {timing.offline:.0f}s, then drained"
 
 
@@ -151,7 +160,8 @@ class Schedule:
 
     def estimate_seconds(self) -> float:
         """About how long the faults take, restarts included (to pace the tills)."""
-        return len(SEQUENTIAL) * (self.timing.down + self.timing.restart) + self.timing.database
+        faults = len(SEQUENTIAL) * (self.timing.down + self.timing.restart)
+        return faults + self.timing.database + self.timing.edge_down - self.timing.down
 
     async def run(self) -> list[Injected]:
         n = len(SEQUENTIAL)

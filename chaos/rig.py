@@ -1,7 +1,7 @@
 """Everything a chaos run starts: the Kafka cluster, PostgreSQL, one edge per store and the
-head-office consumers (two ERP instances in one group, CRM, analytics, the sales audit), as
-processes started
-the way operators start them, so they can be killed the way machines die."""
+head-office consumers (two ERP instances in one group, CRM, analytics, the sales audit, the
+fleet service), as processes started the way operators start them, so they can be killed
+the way machines die."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 
 from chaos.cluster import Cluster
+from chaos.fleet import Outage, Watch
 from chaos.plan import Plan
 from tillstream.core.codec import AvroCodec
 from tillstream.core.kafka import create_topics
@@ -28,7 +29,7 @@ from tillstream.masterdata.publish import ITEM_KIND, publish_file
 from tillstream.simulate.catalog import items_csv
 
 PARTITIONS = 6
-DATABASES = ("erp", "crm", "analytics", "audit")
+DATABASES = ("erp", "crm", "analytics", "audit", "fleet")
 OFFLINE_STORE_INDEX = -1
 """The last store reaches Kafka through the proxies, so it can be taken offline."""
 
@@ -38,11 +39,15 @@ class Rig:
     workdir: Path
     libs: Path
     plan: Plan
+    watch: Watch
+    """The edges' heartbeat and when the fleet service calls one silent."""
     say: Callable[[str], None] = print
     cluster: Cluster = field(init=False)
     postgres: PostgresServer = field(init=False)
     edges: dict[str, Service] = field(default_factory=dict)
     consumers: dict[str, Service] = field(default_factory=dict)
+    outages: list[Outage] = field(default_factory=list)
+    """The edges the faults killed or cut off, and when: what the fleet service must see."""
 
     def __post_init__(self) -> None:
         self.cluster = Cluster(self.workdir / "kafka", self.libs)
@@ -79,7 +84,8 @@ class Rig:
         for store in self.plan.stores:
             self.edges[store] = self._edge(store).start()
         for name, kind in (("erp-1", "erp"), ("erp-2", "erp"), ("crm", "crm"),
-                           ("analytics", "analytics"), ("audit", "audit")):  # fmt: skip
+                           ("analytics", "analytics"), ("audit", "audit"),
+                           ("fleet", "fleet")):  # fmt: skip
             self.consumers[name] = self.consumer_service(name, kind).start()
         for service in [*self.edges.values(), *self.consumers.values()]:
             service.wait_ready(120)
@@ -95,6 +101,9 @@ class Rig:
             "TILLSTREAM_TOPIC_REPLICATION_FACTOR": "3",
             "TILLSTREAM_TOPIC_MIN_INSYNC_REPLICAS": "2",
             "TILLSTREAM_LOG_LEVEL": "INFO",
+            # The edges report, and the fleet service calls them silent, within the run.
+            "TILLSTREAM_EDGE_HEARTBEAT_S": str(self.watch.heartbeat_s),
+            "TILLSTREAM_FLEET_SILENT_HEARTBEATS": str(self.watch.silent_heartbeats),
         }
 
     def _edge(self, store: str) -> Service:
@@ -113,7 +122,8 @@ class Rig:
         )  # fmt: skip
 
     def consumer_service(self, name: str, kind: str) -> Service:
-        """A consumer process (not started yet): ``kind`` is erp, crm, analytics or audit."""
+        """A consumer process (not started yet): ``kind`` is erp, crm, analytics, audit or
+        fleet."""
         port = free_port()
         return Service(
             name,

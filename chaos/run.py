@@ -25,6 +25,7 @@ from chaos.check import (
 from chaos.driver import Driver, Progress
 from chaos.expected import Expected
 from chaos.faults import Injected, Schedule, Timing
+from chaos.fleet import check_fleet
 from chaos.rig import Rig
 from tillstream.core.kafka import make_consumer
 from tillstream_consumers.runtime.db import Database
@@ -100,6 +101,11 @@ async def run(rig: Rig, timing: Timing, say: Say, *, settle_within: float) -> Ou
     try:
         planted = await asyncio.to_thread(planted_flags, rig.plan)
         stages.append(await asyncio.to_thread(check_audit, db, planted, expected))
+    finally:
+        db.close()
+    db = Database(rig.db_url("fleet"))
+    try:
+        stages.append(await asyncio.to_thread(check_fleet, db, rig.outages, rig.watch))
     finally:
         db.close()
     return Outcome(

@@ -4,7 +4,8 @@ The checker is tried first without faults: the plan applied through the real con
 must check out exact, the audit must hold exactly the planted flags, and each kind of damage
 done to their stores afterwards must be counted as what it is. Then the short fault run (the
 CI version of ``make chaos``) runs end to end: 3-node cluster, PostgreSQL, edges, consumers,
-the audit, eight faults.
+the audit, the fleet service, eight faults. (The fleet check's own verdicts are tried in
+``tests/test_chaos_fleet.py``.)
 """
 
 from __future__ import annotations
@@ -217,4 +218,6 @@ def test_short_chaos_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     assert (lost, duplicated, wrong) == (0, 0, 0), done.stdout[-4000:]
     audit = re.search(r"^audit +(\d+) +0 +0 +0 ", done.stdout, re.MULTILINE)
     assert audit and int(audit[1]) > 0, "the audit holds exactly the planted flags"
+    fleet = re.search(r"^fleet +(\d+) +0 +0 +0 ", done.stdout, re.MULTILINE)
+    assert fleet and int(fleet[1]) >= 1, "the killed edge seen silent and back, none falsely"
     assert done.returncode == 0, done.stdout[-4000:]
