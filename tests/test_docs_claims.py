@@ -58,7 +58,13 @@ def test_the_readme_deployment_names_every_hq_consumer() -> None:
     ]
     assert sorted(consumers) == sorted(BUILTIN)
     paragraph = " ".join(README.split("## Deployment", 1)[1].split("```", 1)[0].split())
-    words = {"erp": "ERP", "crm": "CRM", "analytics": "analytics", "audit": "sales-audit", "fleet": "fleet"}
+    words = {
+        "erp": "ERP",
+        "crm": "CRM",
+        "analytics": "analytics",
+        "audit": "sales-audit",
+        "fleet": "fleet",
+    }
     assert all(words[c] in paragraph for c in consumers), paragraph
 
 
