@@ -198,6 +198,31 @@ def test_a_suspended_till_still_trying_to_post(fleet: Harnessed) -> None:
     assert "suspended_posting" not in fleet.kinds("S1")
 
 
+def test_a_suspended_tills_refusals_are_counted_as_the_edge_keeps_them(fleet: Harnessed) -> None:
+    """The edge keeps a till's count across its restarts and starts it over when the
+    lifecycle changes: only a count above the one before is a new attempt to post."""
+    t0 = now() - timedelta(minutes=5)
+
+    def send(at: datetime, lifecycle: str, refused: int, started: datetime) -> str | None:
+        made = report("S1", at, tills=1, edge={"started_at": started})
+        made["tills"][0].update(lifecycle=lifecycle, refused_while_suspended=refused)
+        fleet.send(made)
+        row = fleet.db.fetchone("SELECT refused_rose_at FROM fleet_tills WHERE till_id = 'T01'")
+        return None if row is None or row[0] is None else str(row[0])
+
+    first = t0 - timedelta(hours=1)
+    assert send(t0, "SUSPENDED", 0, first) is None
+    rose = send(t0 + timedelta(seconds=10), "SUSPENDED", 4, first)
+    assert rose is not None
+    restarted = t0 + timedelta(seconds=20)
+    assert send(restarted, "SUSPENDED", 4, restarted) == rose  # the same count, kept
+    lost = t0 + timedelta(seconds=30)
+    assert send(lost, "SUSPENDED", 1, lost) != rose  # started over (its file lost): new
+    decommissioned = send(t0 + timedelta(seconds=40), "DECOMMISSIONED", 0, lost)
+    assert decommissioned == send(t0 + timedelta(seconds=40), "DECOMMISSIONED", 0, lost)
+    assert send(t0 + timedelta(seconds=50), "DECOMMISSIONED", 1, lost) != decommissioned
+
+
 def test_while_silent_the_last_reports_flags_are_left_as_they_were(fleet: Harnessed) -> None:
     t0 = now()
     base = report("S1", t0, heartbeat_seconds=10)

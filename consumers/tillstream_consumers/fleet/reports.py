@@ -209,8 +209,11 @@ def _state(a: Arrived, appended: str, prior: _Before | None) -> _State:
         refused, rose = t["refused_while_suspended"], None
         if t["lifecycle"] != ACTIVE:
             held = prior.refused.get(t["till_id"]) if prior is not None else None
-            baseline = 0 if held is None or held[0] == ACTIVE or restarted else held[1]
-            rose = appended if refused > baseline else (held[2] if held else None)
+            rose = (
+                appended
+                if refused > _baseline(held, t["lifecycle"], refused, restarted)
+                else (held[2] if held else None)
+            )
         tills.append(
             (
                 store,
@@ -254,6 +257,23 @@ def _state(a: Arrived, appended: str, prior: _Before | None) -> _State:
         for p in report["applied"]
     }  # fmt: skip
     return _State(edge_row, _unique(tills, 1), _unique(devices, 1), list(applied.values()))
+
+
+def _baseline(
+    held: tuple[str, int, str | None] | None, lifecycle: str, refused: int, restarted: bool
+) -> int:
+    """The refusals a till's count is compared with to tell whether it still tries to post.
+
+    The edge counts a till's refusals since its lifecycle last changed and keeps the count
+    in its estate file across restarts (``tillstream_edge.estate.tills``): a restarted edge
+    reports the same count, which is no new attempt. Only a count that went back at a
+    restart (the file lost, or the last few seconds' counts not written before a crash) is
+    a count started over: every refusal in it is new."""
+    if held is None or held[0] != lifecycle:
+        return 0  # suspended (or decommissioned) since the report before: counted from 0
+    if restarted and refused < held[1]:
+        return 0
+    return held[1]
 
 
 def _history(a: Arrived, appended: str) -> tuple[Any, ...]:
