@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from tillstream.core.codec import AvroCodec
 from tillstream.core.settings import Settings
 from tillstream.core.tasks import pause, stop_client
+from tillstream_edge.estate.desired_sync import DesiredSync
 from tillstream_edge.masterdata_copy import MasterDataCopy
 from tillstream_edge.masterdata_sync import MasterDataSync
 
@@ -91,3 +93,33 @@ async def test_the_master_data_reader_stops_when_its_cancellation_was_swallowed(
     finally:
         reading.cancel()
         await copy.close()
+
+
+async def test_the_estate_reader_stops_when_its_cancellation_was_swallowed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same defect in the edge's reader of head office's desired state."""
+
+    async def nothing_changed(targets: set[str]) -> None:
+        return None
+
+    sync = DesiredSync(settings, cast(Any, None), nothing_changed, rebuild_after=timedelta(days=1))
+    sessions = 0
+
+    async def session() -> None:
+        nonlocal sessions
+        sessions += 1
+        await _swallowing_wait()
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(sync, "_session", session)
+    reading = asyncio.create_task(sync.run())
+    try:
+        while sessions == 0:
+            await asyncio.sleep(0.01)
+        reading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(reading, 10)
+        assert sessions == 1
+    finally:
+        reading.cancel()

@@ -11,7 +11,6 @@ the stored positions. Caught up when every partition's position has reached its 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +21,7 @@ from aiokafka.errors import KafkaError
 
 from tillstream.core.kafka import make_consumer
 from tillstream.core.settings import Settings
+from tillstream.core.tasks import pause, stop_client
 from tillstream.core.topics import ESTATE_DESIRED
 from tillstream_edge.estate.desired_copy import DesiredCopy, RawRecord
 
@@ -72,7 +72,7 @@ class DesiredSync:
                 log.exception("estate: reading the desired state failed; retrying")
             if time.monotonic() - started > 60:
                 delay, warned = 1.0, False
-            await asyncio.sleep(delay)
+            await pause(delay)
             delay = min(delay * 2, RETRY_MAX)
 
     async def _session(self) -> None:
@@ -100,8 +100,7 @@ class DesiredSync:
                 await consumer.seek_to_beginning(*fresh)
             await self._read(consumer, partitions)
         finally:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+            await stop_client(consumer)
 
     async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
         """Every partition of the topic, once the cluster knows it (head office creates it)."""
@@ -116,7 +115,7 @@ class DesiredSync:
             if not said:
                 log.info("estate: waiting for the topic %s to exist", ESTATE_DESIRED.name)
                 said = True
-            await asyncio.sleep(5)
+            await pause(5)
 
     async def _read(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
         next_check = 0.0
