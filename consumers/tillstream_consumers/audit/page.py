@@ -14,8 +14,6 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import quote
 
-from jinja2 import Environment, PackageLoader, select_autoescape
-from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -31,14 +29,10 @@ from tillstream_consumers.runtime.api import Query
 from tillstream_consumers.runtime.bodies import bounded_form
 from tillstream_consumers.runtime.db import Database
 from tillstream_consumers.runtime.guard import principal_of, refused, refused_change
-from tillstream_consumers.runtime.signin import CSRF, csrf_token
+from tillstream_consumers.runtime.pages import render, templates
+from tillstream_consumers.runtime.signin import CSRF
 
-_TEMPLATES = Environment(
-    loader=PackageLoader("tillstream_consumers.audit", "templates"),
-    autoescape=select_autoescape(["html"]),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+_TEMPLATES = templates("tillstream_consumers.audit")
 _CSS = (files("tillstream_consumers.audit") / "templates" / "audit.css").read_bytes()
 
 
@@ -154,14 +148,6 @@ def _clock(local: str | None, day: str) -> str:
     return shown if at.date().isoformat() == day else f"{at.date().isoformat()} {shown}"
 
 
-def _code_spans(text: str) -> Markup:
-    """Text with its `backquoted` commands set as code, the rest escaped."""
-    parts = str(escape(text)).split("`")
-    return Markup(
-        "".join(f"<code>{part}</code>" if i % 2 else part for i, part in enumerate(parts))
-    )
-
-
 def _money(amount: str | None, currency: str | None) -> str:
     """An amount beside its currency (``-20.00 EUR``); empty for none."""
     if amount is None or amount == "":
@@ -181,18 +167,8 @@ def _offset(found: dict[str, Any]) -> str | None:
 
 _TEMPLATES.filters["clock"] = _clock
 _TEMPLATES.filters["money"] = _money
-_TEMPLATES.filters["code_spans"] = _code_spans
 _TEMPLATES.filters["at_stake"] = describe
 
 
 def _render(request: Request, template: str, status: int, **context: Any) -> HTMLResponse:
-    """A page, with who is signed in and what they may do, and the session's CSRF token."""
-    principal = principal_of(request)
-    html = _TEMPLATES.get_template(template).render(
-        me=principal,
-        may=principal.permissions if principal is not None else frozenset(),
-        csrf=csrf_token(request),
-        signs_in=bool(getattr(request.app.state, "signs_in", False)),
-        **context,
-    )
-    return HTMLResponse(html, status_code=status)
+    return render(_TEMPLATES, request, template, status, **context)

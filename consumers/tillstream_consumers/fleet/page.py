@@ -15,8 +15,7 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from jinja2 import Environment, PackageLoader, select_autoescape
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -32,16 +31,12 @@ from tillstream_consumers.runtime.access import MANAGE, READ
 from tillstream_consumers.runtime.api import Query
 from tillstream_consumers.runtime.bodies import bounded_form
 from tillstream_consumers.runtime.guard import principal_of, refused, refused_change
-from tillstream_consumers.runtime.signin import CSRF, csrf_token
+from tillstream_consumers.runtime.pages import render, templates
+from tillstream_consumers.runtime.signin import CSRF
 
 MAX_FORM = 4 * 1024
 
-_TEMPLATES = Environment(
-    loader=PackageLoader("tillstream_consumers.fleet", "templates"),
-    autoescape=select_autoescape(["html"]),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+_TEMPLATES = templates("tillstream_consumers.fleet")
 _CSS = (files("tillstream_consumers.fleet") / "templates" / "fleet.css").read_bytes()
 
 
@@ -142,29 +137,11 @@ def _query(**values: str) -> str:
     return urlencode(values)
 
 
-def _code_spans(text: str) -> Markup:
-    """Text with its `backquoted` commands set as code, the rest escaped."""
-    parts = str(escape(text)).split("`")
-    return Markup(
-        "".join(f"<code>{part}</code>" if i % 2 else part for i, part in enumerate(parts))
-    )
-
-
 _TEMPLATES.filters["span"] = _seconds
 _TEMPLATES.filters["kinds"] = _listing
-_TEMPLATES.filters["code_spans"] = _code_spans
 _TEMPLATES.globals["query"] = _query
 _TEMPLATES.globals["quote"] = lambda text: quote(str(text), safe="")
 
 
 def _render(request: Request, template: str, status: int, **context: Any) -> HTMLResponse:
-    """A page, with who is signed in and what they may do, and the session's CSRF token."""
-    principal = principal_of(request)
-    html = _TEMPLATES.get_template(template).render(
-        me=principal,
-        may=principal.permissions if principal is not None else frozenset(),
-        csrf=csrf_token(request),
-        signs_in=bool(getattr(request.app.state, "signs_in", False)),
-        **context,
-    )
-    return HTMLResponse(html, status_code=status)
+    return render(_TEMPLATES, request, template, status, **context)
