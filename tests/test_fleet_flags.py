@@ -35,13 +35,26 @@ def test_an_edge_that_stops_reporting_is_silent_and_back_with_its_next_report(
     t0 = now()
     fleet.send(report("S1", t0, heartbeat_seconds=10))
     assert fleet.kinds("S1") == set()
-    fleet.at(t0 + timedelta(seconds=29), "S1")  # three heartbeats of 10 s: not yet
+    fleet.at(t0 + timedelta(seconds=24), "S1")  # 2.5 heartbeats of 10 s: not yet
     assert fleet.kinds("S1") == set()
-    assert fleet.due(t0 + timedelta(seconds=31)) == 1  # the store was due: time alone
+    assert fleet.due(t0 + timedelta(seconds=26)) == 1  # the store was due: time alone
     assert fleet.kinds("S1") == {"edge_silent"}
-    assert "silent after 3 missed" in fleet.open_flags("S1")[("edge_silent", "edge")]
+    message = fleet.open_flags("S1")[("edge_silent", "edge")]
+    assert "silent after 2.5 heartbeats without one" in message
     fleet.send(report("S1", now(), heartbeat_seconds=10))
     assert fleet.kinds("S1") == set() and fleet.resolved("S1", "edge_silent") == 1
+
+
+def test_with_the_defaults_a_killed_edge_is_silent_within_90_s_and_a_lost_heartbeat_is_not(
+    fleet: Harnessed,
+) -> None:
+    """Killed just after a report, the worst case: 30 s heartbeats by default."""
+    t0 = now()
+    fleet.send(report("S1", t0, heartbeat_seconds=30))
+    fleet.at(t0 + timedelta(seconds=64), "S1")  # one heartbeat lost, the next 4 s late
+    assert fleet.kinds("S1") == set()
+    fleet.at(t0 + timedelta(seconds=76), "S1")
+    assert fleet.kinds("S1") == {"edge_silent"}
 
 
 def test_an_outbox_whose_oldest_event_waits_too_long_is_growing(fleet: Harnessed) -> None:

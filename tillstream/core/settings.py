@@ -355,12 +355,13 @@ class Settings(BaseSettings):
     )
     # The store estate's fleet service (docs/fleet.md): when an edge, a till or a device
     # is flagged, and how long its history is kept.
-    fleet_silent_heartbeats: int = Field(
-        3,
+    fleet_silent_heartbeats: float = Field(
+        2.5,
         ge=1,
         le=1000,
         description="Heartbeat periods (each edge reports its own) without a report after "
-        "which the fleet service calls an edge silent.",
+        "which the fleet service calls an edge silent: 2.5 x 30 s sees a killed edge within "
+        "75 s and bears one lost heartbeat however late the next.",
     )
     fleet_outbox_max_age: timedelta = Field(
         timedelta(minutes=10),

@@ -71,7 +71,7 @@ _LATER = timedelta(milliseconds=1)
 class Rules:
     """The chain's thresholds (``TILLSTREAM_FLEET_*``)."""
 
-    silent_heartbeats: int
+    silent_heartbeats: float
     outbox_max_age: timedelta
     rising_reports: int
     max_skew: timedelta
@@ -145,8 +145,8 @@ def evaluate(view: StoreView, now: datetime, rules: Rules) -> Evaluation:
                     EDGE_SILENT,
                     "edge",
                     f"no report since {local(last, timezone)} (it reports every "
-                    f"{edge['heartbeat_seconds']} s; silent after {rules.silent_heartbeats} "
-                    "missed)",
+                    f"{edge['heartbeat_seconds']} s; silent after {rules.silent_heartbeats:g} "
+                    "heartbeats without one)",
                 )
             )
         else:
