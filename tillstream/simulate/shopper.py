@@ -120,7 +120,8 @@ class StoreTraffic:
                 last = self._item_lines(len(lines) + 1, "SALE", item, quantity)
                 lines += last
         if not lines:  # nothing wanted is on the shelf: the best-stocked item instead
-            lines = last = self._fallback()
+            last = self._fallback()
+            lines = list(last)  # a copy: voiding it below must not empty ``last`` too
         if rng.random() < 0.04:  # rung up by mistake, then voided (with its deposit)
             # Each voided line is followed by its VOID, as a till logs a voided line item.
             del lines[len(lines) - len(last) :]
