@@ -123,3 +123,33 @@ async def test_the_estate_reader_stops_when_its_cancellation_was_swallowed(
         assert sessions == 1
     finally:
         reading.cancel()
+
+
+async def test_the_master_data_read_loop_stops_when_a_fetch_swallowed_the_cancellation(
+    settings: Settings, codec: AvroCodec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The edge's own ``wait_for`` around ``end_offsets`` can eat a cancellation while
+    the read loop runs: without a checkpoint it read on, and the edge's stop waited 60 s
+    (a CI failure of tests/test_data_protection.py)."""
+
+    class Consumer:
+        async def getmany(self, **_: Any) -> dict[Any, Any]:
+            await _swallowing_wait()
+            return {}
+
+    async def checked(*_: Any) -> None:
+        return None
+
+    copy = MasterDataCopy(tmp_path / "md.db", "S-CANCEL", ZoneInfo("Europe/Berlin"), codec)
+    await copy.open()
+    sync = MasterDataSync(settings, copy, rebuild_after=timedelta(days=1))
+    monkeypatch.setattr(sync, "_check", checked)
+    reading = asyncio.create_task(sync._read(cast(Any, Consumer()), []))
+    try:
+        await asyncio.sleep(0.05)
+        reading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(reading, 10)
+    finally:
+        reading.cancel()
+        await copy.close()

@@ -26,7 +26,7 @@ from aiokafka.errors import KafkaError
 
 from tillstream.core.kafka import make_consumer
 from tillstream.core.settings import Settings
-from tillstream.core.tasks import pause, stop_client
+from tillstream.core.tasks import checkpoint, pause, stop_client
 from tillstream.core.topics import MASTER_DATA_TOPICS
 from tillstream_edge import metrics
 from tillstream_edge.masterdata_copy import Applied, MasterDataCopy, RawRecord
@@ -159,6 +159,7 @@ class MasterDataSync:
     async def _read(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
         next_check = 0.0
         while True:
+            checkpoint()  # _check's wait_for may have swallowed a cancellation
             fetched = await consumer.getmany(timeout_ms=500, max_records=BATCH_RECORDS)
             records = [
                 RawRecord(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)

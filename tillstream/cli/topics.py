@@ -15,6 +15,7 @@ from tillstream.core.kafka import create_topics, make_consumer
 from tillstream.core.records import to_json
 from tillstream.core.registry import registry_from_settings
 from tillstream.core.settings import Settings
+from tillstream.core.tasks import checkpoint
 from tillstream.core.topics import ALL_TOPICS
 
 
@@ -98,6 +99,7 @@ async def _tail(
         last_event = time.monotonic()
         told = False
         while max_events is None or count < max_events:
+            checkpoint()  # Ctrl-C cancels; an await inside aiokafka may have swallowed it
             batches = await consumer.getmany(timeout_ms=500)
             if not batches and not told and await _caught_up(consumer):
                 click.echo(_waiting(topic, count, max_events, idle_timeout), err=True)

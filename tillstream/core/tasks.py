@@ -25,11 +25,17 @@ def cancel_requested() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+def checkpoint() -> None:
+    """Raise ``CancelledError`` if the task was cancelled and an await on the way swallowed
+    it: the top of every loop that reads until cancelled calls it."""
+    if cancel_requested():
+        raise asyncio.CancelledError
+
+
 async def pause(seconds: float) -> None:
     """``asyncio.sleep(seconds)`` for a retry loop: raises ``CancelledError`` at once if the
     task was cancelled and the cancellation was swallowed on the way here."""
-    if cancel_requested():
-        raise asyncio.CancelledError
+    checkpoint()
     await asyncio.sleep(seconds)
 
 

@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 
 from tillstream.core.kafka import make_consumer
 from tillstream.core.settings import Settings
-from tillstream.core.tasks import pause, stop_client
+from tillstream.core.tasks import checkpoint, pause, stop_client
 from tillstream.core.topics import ESTATE_DESIRED
 from tillstream_edge.estate.desired_copy import DesiredCopy, RawRecord
 
@@ -120,6 +120,7 @@ class DesiredSync:
     async def _read(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
         next_check = 0.0
         while True:
+            checkpoint()  # a wait_for on the way may have swallowed a cancellation
             fetched = await consumer.getmany(timeout_ms=500, max_records=1000)
             batch = [
                 RawRecord(r.partition, r.offset, r.key, r.value)
