@@ -204,6 +204,9 @@ async def test_tail_max_with_fewer_events_says_it_waits(
         env=cli_env(settings),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        # Ctrl-C as at a terminal: a background job's shell (nohup, `make test &`) hands its
+        # children SIGINT ignored, and Python then installs no handler for it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stderr is not None and proc.stdout is not None
     notice = b""
