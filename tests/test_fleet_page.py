@@ -306,3 +306,32 @@ def _wait(driver: Any, text: str, timeout: float = 30) -> None:
     while text not in driver.page_source:
         assert time.monotonic() < deadline, driver.page_source[:800]
         time.sleep(0.2)
+
+
+async def test_a_foreign_host_and_an_oversized_body_are_refused(
+    signed: tuple[str, str, Settings], estate: Estate, codec: AvroCodec, finn: httpx.AsyncClient
+) -> None:
+    base, _, settings = signed
+    page = await finn.get(f"{base}/stores/{estate.good}")
+    csrf = csrf_of(page.text)
+    rebound = {"Host": "attacker.example", "Origin": "http://attacker.example"}
+    assert (await finn.get(f"{base}/", headers=rebound)).status_code == 400
+    posted = await finn.post(
+        f"{base}/tills/suspend",
+        data={"store": estate.good, "till": "T04", "csrf": csrf},
+        headers=rebound,
+    )
+    assert posted.status_code == 400
+    huge = await finn.post(
+        f"{base}/v1/fleet/tills/lifecycle",
+        json={"store": estate.good, "till": "T04", "lifecycle": "suspended", "x": "x" * 5_000_000},
+        headers={"Origin": base, "X-CSRF-Token": csrf},
+    )
+    assert huge.status_code == 413
+    big_form = await finn.post(
+        f"{base}/tills/suspend",
+        data={"store": estate.good, "till": "T04", "csrf": csrf, "x": "x" * 5_000_000},
+        headers={"Origin": base},
+    )
+    assert big_form.status_code == 413
+    assert await desired_records(settings, codec, estate.good) == []
